@@ -1,0 +1,23 @@
+-- Creates (or re-grants) the least-privilege role the daemon logs in as.
+-- It owns nothing. In the retention schema it may only INSERT audit rows,
+-- read holds, move its policies' chain heads and write its heartbeat.
+-- Run as a superuser or the schema's owner, after `retentionctl migrate`:
+--   psql -v role=retentiond -f daemon-role.sql
+-- then grant it each service table a policy names (UPDATE too for anonymize):
+--   GRANT SELECT, DELETE ON virusdesk.uploads TO retentiond;
+\set ON_ERROR_STOP on
+\if :{?role}
+\else
+\set role retentiond
+\endif
+SELECT format('CREATE ROLE %I LOGIN', :'role')
+ WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = :'role') \gexec
+
+REVOKE ALL ON ALL TABLES IN SCHEMA retention FROM :"role";
+GRANT USAGE ON SCHEMA retention TO :"role";
+GRANT INSERT ON retention.audit_log TO :"role";
+GRANT USAGE ON SEQUENCE retention.audit_log_id_seq TO :"role";
+GRANT SELECT, INSERT, UPDATE ON retention.chain_heads TO :"role";
+GRANT SELECT ON retention.holds TO :"role";
+GRANT SELECT, INSERT, UPDATE ON retention.instances TO :"role";
+GRANT SELECT ON retention.schema_version TO :"role";

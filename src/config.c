@@ -1,0 +1,1007 @@
+/*
+ * libconfig text -> validated struct config. Every problem becomes one line
+ * naming file, line and key; validation goes on after the first problem so an
+ * operator sees them all at once.
+ */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libconfig.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "util.h"
+
+#define CONFIG_FILE_MAX (1024 * 1024)
+#define CONFIG_CHILD_DEADLINE_MS 10000
+
+const char *const config_known_keys[] = {
+	"database.conninfo",
+	"database.time_zone",
+	"database.statement_timeout",
+	"database.lock_timeout",
+	"daemon.instance",
+	"daemon.resync_interval",
+	"daemon.log_level",
+	"policies.name",
+	"policies.service",
+	"policies.source",
+	"policies.table",
+	"policies.key",
+	"policies.clock",
+	"policies.retain",
+	"policies.action",
+	"policies.subject",
+	"policies.batch",
+	"policies.exempt",
+	"policies.exempt.column",
+	"policies.exempt.values",
+	"policies.set_null",
+	"policies.set",
+	"policies.set.column",
+	"policies.set.value",
+	NULL,
+};
+
+struct parse_ctx {
+	const char *filename;
+	struct config_errors *errs;
+};
+
+static void errs_add(struct config_errors *errs, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void errs_add(struct config_errors *errs, const char *fmt, ...)
+{
+	va_list ap;
+	char *line;
+	va_start(ap, fmt);
+	line = xvasprintf(fmt, ap);
+	va_end(ap);
+	errs->lines = xrealloc(errs->lines, (errs->n + 1) * sizeof(*errs->lines));
+	errs->lines[errs->n++] = line;
+}
+
+void config_errors_clear(struct config_errors *errs)
+{
+	for (size_t i = 0; i < errs->n; i++)
+		free(errs->lines[i]);
+	free(errs->lines);
+	errs->lines = NULL;
+	errs->n = 0;
+}
+
+static void report(struct parse_ctx *ctx, const config_setting_t *s, const char *key,
+		   const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static void report(struct parse_ctx *ctx, const config_setting_t *s, const char *key,
+		   const char *fmt, ...)
+{
+	va_list ap;
+	char *msg;
+	va_start(ap, fmt);
+	msg = xvasprintf(fmt, ap);
+	va_end(ap);
+	errs_add(ctx->errs, "%s:%d: %s: %s", ctx->filename, s ? (int)config_setting_source_line(s) : 0,
+		 key, msg);
+	free(msg);
+}
+
+/* ---- durations ---- */
+
+static const struct {
+	const char *name;
+	int32_t months;
+	int32_t days;
+	int64_t usecs;
+} duration_units[] = {
+	{"microsecond", 0, 0, 1},
+	{"microseconds", 0, 0, 1},
+	{"millisecond", 0, 0, 1000},
+	{"milliseconds", 0, 0, 1000},
+	{"ms", 0, 0, 1000},
+	{"second", 0, 0, 1000000},
+	{"seconds", 0, 0, 1000000},
+	{"sec", 0, 0, 1000000},
+	{"secs", 0, 0, 1000000},
+	{"s", 0, 0, 1000000},
+	{"minute", 0, 0, 60000000},
+	{"minutes", 0, 0, 60000000},
+	{"min", 0, 0, 60000000},
+	{"mins", 0, 0, 60000000},
+	{"hour", 0, 0, 3600000000LL},
+	{"hours", 0, 0, 3600000000LL},
+	{"h", 0, 0, 3600000000LL},
+	{"day", 0, 1, 0},
+	{"days", 0, 1, 0},
+	{"d", 0, 1, 0},
+	{"week", 0, 7, 0},
+	{"weeks", 0, 7, 0},
+	{"month", 1, 0, 0},
+	{"months", 1, 0, 0},
+	{"mon", 1, 0, 0},
+	{"mons", 1, 0, 0},
+	{"year", 12, 0, 0},
+	{"years", 12, 0, 0},
+};
+
+/* A thousand years is longer than any retention rule and keeps every sum far from overflow. */
+#define DURATION_MAX_MONTHS (1000 * 12)
+#define DURATION_MAX_DAYS (1000 * 366)
+#define DURATION_MAX_USECS (1000LL * 366 * 86400 * 1000000)
+
+bool duration_parse(const char *text, struct duration *out, const char **why)
+{
+	struct duration d = {0, 0, 0};
+	const char *p = text;
+	bool any = false;
+
+	for (;;) {
+		char *end;
+		long long n;
+		char unit[16];
+		size_t ulen = 0;
+		bool found = false;
+
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (*p == '\0')
+			break;
+		if (!isdigit((unsigned char)*p)) {
+			*why = "expected a number followed by a unit, as in \"15 minutes\"";
+			return false;
+		}
+		errno = 0;
+		n = strtoll(p, &end, 10);
+		if (errno != 0 || n > 1000000000LL) {
+			*why = "number out of range";
+			return false;
+		}
+		p = end;
+		while (*p == ' ' || *p == '\t')
+			p++;
+		while (isalpha((unsigned char)*p)) {
+			if (ulen + 1 >= sizeof(unit)) {
+				*why = "unknown unit";
+				return false;
+			}
+			unit[ulen++] = (char)tolower((unsigned char)*p++);
+		}
+		unit[ulen] = '\0';
+		if (ulen == 0) {
+			*why = "missing unit (seconds, minutes, hours, days, weeks, months or years)";
+			return false;
+		}
+		for (size_t i = 0; i < sizeof(duration_units) / sizeof(duration_units[0]); i++) {
+			if (strcmp(unit, duration_units[i].name) != 0)
+				continue;
+			if ((duration_units[i].months && n > DURATION_MAX_MONTHS) ||
+			    (duration_units[i].days && n > DURATION_MAX_DAYS) ||
+			    (duration_units[i].usecs && n > DURATION_MAX_USECS / duration_units[i].usecs)) {
+				*why = "longer than 1000 years";
+				return false;
+			}
+			d.months += (int32_t)(n * duration_units[i].months);
+			d.days += (int32_t)(n * duration_units[i].days);
+			d.usecs += n * duration_units[i].usecs;
+			found = true;
+			break;
+		}
+		if (!found) {
+			*why = "unknown unit (seconds, minutes, hours, days, weeks, months or years)";
+			return false;
+		}
+		if (d.months > DURATION_MAX_MONTHS || d.days > DURATION_MAX_DAYS ||
+		    d.usecs > DURATION_MAX_USECS) {
+			*why = "longer than 1000 years";
+			return false;
+		}
+		any = true;
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (*p == ',')
+			p++;
+	}
+	if (!any) {
+		*why = "empty duration";
+		return false;
+	}
+	if (d.months == 0 && d.days == 0 && d.usecs == 0) {
+		*why = "duration must be longer than zero";
+		return false;
+	}
+	*out = d;
+	return true;
+}
+
+void duration_to_sql(const struct duration *d, char *buf, size_t size)
+{
+	snprintf(buf, size, "%d months %d days %lld microseconds", d->months, d->days,
+		 (long long)d->usecs);
+}
+
+bool duration_to_seconds(const struct duration *d, double *seconds)
+{
+	if (d->months != 0)
+		return false;
+	*seconds = (double)d->days * 86400.0 + (double)d->usecs / 1e6;
+	return true;
+}
+
+/* ---- identifiers ---- */
+
+static bool utf8_valid(const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	while (*p) {
+		int extra;
+		uint32_t cp;
+		if (*p < 0x80) {
+			p++;
+			continue;
+		} else if ((*p & 0xe0) == 0xc0) {
+			extra = 1;
+			cp = *p & 0x1f;
+		} else if ((*p & 0xf0) == 0xe0) {
+			extra = 2;
+			cp = *p & 0x0f;
+		} else if ((*p & 0xf8) == 0xf0) {
+			extra = 3;
+			cp = *p & 0x07;
+		} else {
+			return false;
+		}
+		p++;
+		for (int i = 0; i < extra; i++, p++) {
+			if ((*p & 0xc0) != 0x80)
+				return false;
+			cp = (cp << 6) | (*p & 0x3f);
+		}
+		if ((extra == 1 && cp < 0x80) || (extra == 2 && cp < 0x800) ||
+		    (extra == 3 && (cp < 0x10000 || cp > 0x10ffff)) || (cp >= 0xd800 && cp <= 0xdfff))
+			return false;
+	}
+	return true;
+}
+
+/* NULL if NAME is a usable column name, else why not. */
+static const char *identifier_problem(const char *name)
+{
+	if (name[0] == '\0')
+		return "empty identifier";
+	if (strlen(name) > CONFIG_IDENT_MAX)
+		return "identifier longer than 63 bytes";
+	if (!utf8_valid(name))
+		return "identifier is not valid UTF-8";
+	return NULL;
+}
+
+/*
+ * Table names follow SQL's rules (unquoted parts fold to lower case, "" is a
+ * quote inside a quoted part) so that the same text means the same table
+ * here, in psql and in to_regclass(). The parts are matched against the
+ * catalog as values, never pasted into SQL.
+ */
+bool config_split_table_name(const char *text, char **schema, char **relname, const char **why)
+{
+	char *parts[2] = {NULL, NULL};
+	int n = 0;
+	const char *p = text;
+
+	if (!utf8_valid(text)) {
+		*why = "table name is not valid UTF-8";
+		return false;
+	}
+	for (;;) {
+		char buf[CONFIG_IDENT_MAX * 4 + 1];
+		size_t len = 0;
+		if (n == 2) {
+			*why = "table name has more than two parts (write schema.table)";
+			goto fail;
+		}
+		if (*p == '"') {
+			p++;
+			for (;;) {
+				if (*p == '\0') {
+					*why = "unterminated quoted identifier in table name";
+					goto fail;
+				}
+				if (*p == '"') {
+					if (p[1] != '"')
+						break;
+					p++;
+				}
+				if (len >= CONFIG_IDENT_MAX) {
+					*why = "identifier longer than 63 bytes";
+					goto fail;
+				}
+				buf[len++] = *p++;
+			}
+			p++;
+		} else {
+			while (*p && *p != '.') {
+				unsigned char c = (unsigned char)*p;
+				if (!(isalnum(c) || c == '_' || c == '$' || c >= 0x80)) {
+					*why = "invalid character in table name (quote the part with \"\")";
+					goto fail;
+				}
+				if (len >= CONFIG_IDENT_MAX) {
+					*why = "identifier longer than 63 bytes";
+					goto fail;
+				}
+				buf[len++] = (char)tolower(c);
+				p++;
+			}
+		}
+		if (len == 0) {
+			*why = "empty identifier in table name";
+			goto fail;
+		}
+		buf[len] = '\0';
+		parts[n++] = xstrdup(buf);
+		if (*p == '\0')
+			break;
+		if (*p != '.') {
+			*why = "unexpected character after quoted identifier in table name";
+			goto fail;
+		}
+		p++;
+	}
+	if (n == 2) {
+		*schema = parts[0];
+		*relname = parts[1];
+	} else {
+		*schema = NULL;
+		*relname = parts[0];
+	}
+	return true;
+fail:
+	free(parts[0]);
+	free(parts[1]);
+	return false;
+}
+
+static bool policy_name_valid(const char *name)
+{
+	if (name[0] == '\0' || strlen(name) > CONFIG_IDENT_MAX)
+		return false;
+	for (const char *p = name; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-'))
+			return false;
+	return true;
+}
+
+/* ---- typed lookups ---- */
+
+static bool check_keys(struct parse_ctx *ctx, const config_setting_t *group, const char *path,
+		       const char *const *allowed)
+{
+	bool ok = true;
+	int n = config_setting_length(group);
+	for (int i = 0; i < n; i++) {
+		const config_setting_t *s = config_setting_get_elem(group, (unsigned)i);
+		const char *name = config_setting_name(s);
+		bool known = false;
+		for (const char *const *a = allowed; *a; a++)
+			if (name && strcmp(name, *a) == 0)
+				known = true;
+		if (!known) {
+			report(ctx, s, path, "unknown key \"%s\"", name ? name : "?");
+			ok = false;
+		}
+	}
+	return ok;
+}
+
+static char *lookup_string(struct parse_ctx *ctx, const config_setting_t *group, const char *name,
+			   const char *path, bool required, const char *def)
+{
+	const config_setting_t *s = group ? config_setting_get_member(group, name) : NULL;
+	char *full = xasprintf("%s%s%s", path, path[0] ? "." : "", name);
+	char *out = NULL;
+	if (s == NULL) {
+		if (required)
+			report(ctx, group, full, "missing required key");
+		else if (def)
+			out = xstrdup(def);
+	} else if (config_setting_type(s) != CONFIG_TYPE_STRING) {
+		report(ctx, s, full, "must be a string");
+	} else {
+		const char *v = config_setting_get_string(s);
+		if (!utf8_valid(v))
+			report(ctx, s, full, "value is not valid UTF-8");
+		else
+			out = xstrdup(v);
+	}
+	free(full);
+	return out;
+}
+
+static char *lookup_identifier(struct parse_ctx *ctx, const config_setting_t *group,
+			       const char *name, const char *path, bool required)
+{
+	const config_setting_t *s = group ? config_setting_get_member(group, name) : NULL;
+	char *v = lookup_string(ctx, group, name, path, required, NULL);
+	const char *why;
+	if (v && (why = identifier_problem(v)) != NULL) {
+		char *full = xasprintf("%s.%s", path, name);
+		report(ctx, s, full, "%s", why);
+		free(full);
+		free(v);
+		return NULL;
+	}
+	return v;
+}
+
+static bool lookup_duration(struct parse_ctx *ctx, const config_setting_t *group, const char *name,
+			    const char *path, bool required, const char *def, struct duration *out)
+{
+	const config_setting_t *s = group ? config_setting_get_member(group, name) : NULL;
+	char *text = lookup_string(ctx, group, name, path, required, def);
+	const char *why;
+	bool ok = false;
+	if (text == NULL)
+		return false;
+	if (duration_parse(text, out, &why)) {
+		ok = true;
+	} else {
+		char *full = xasprintf("%s%s%s", path, path[0] ? "." : "", name);
+		report(ctx, s ? s : group, full, "invalid duration \"%s\": %s", text, why);
+		free(full);
+	}
+	free(text);
+	return ok;
+}
+
+/* A libconfig array or list of strings, each checked with CHECK (may be NULL). */
+static char **lookup_string_list(struct parse_ctx *ctx, const config_setting_t *s, const char *path,
+				 size_t *count, const char *(*check)(const char *))
+{
+	int n;
+	char **out;
+	if (config_setting_type(s) != CONFIG_TYPE_ARRAY && config_setting_type(s) != CONFIG_TYPE_LIST) {
+		report(ctx, s, path, "must be a list of strings, as in [ \"a\", \"b\" ]");
+		return NULL;
+	}
+	n = config_setting_length(s);
+	out = xcalloc((size_t)n + 1, sizeof(*out));
+	*count = 0;
+	for (int i = 0; i < n; i++) {
+		const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+		const char *v, *why;
+		if (config_setting_type(e) != CONFIG_TYPE_STRING) {
+			report(ctx, e, path, "element %d must be a string", i + 1);
+			continue;
+		}
+		v = config_setting_get_string(e);
+		why = check ? check(v) : (utf8_valid(v) ? NULL : "value is not valid UTF-8");
+		if (why) {
+			report(ctx, e, path, "element %d: %s", i + 1, why);
+			continue;
+		}
+		out[(*count)++] = xstrdup(v);
+	}
+	return out;
+}
+
+/* ---- policies ---- */
+
+static void policy_clear(struct policy *p)
+{
+	free(p->name);
+	free(p->service);
+	free(p->source);
+	free(p->table);
+	free(p->key);
+	free(p->clock);
+	free(p->subject);
+	free(p->retain_text);
+	free(p->exempt_column);
+	for (size_t i = 0; i < p->n_exempt_values; i++)
+		free(p->exempt_values[i]);
+	free(p->exempt_values);
+	for (size_t i = 0; i < p->n_set_null; i++)
+		free(p->set_null[i]);
+	free(p->set_null);
+	for (size_t i = 0; i < p->n_set; i++) {
+		free(p->set[i].column);
+		free(p->set[i].value);
+	}
+	free(p->set);
+	memset(p, 0, sizeof(*p));
+}
+
+static void parse_exempt(struct parse_ctx *ctx, const config_setting_t *s, const char *path,
+			 struct policy *p)
+{
+	static const char *const keys[] = {"column", "values", NULL};
+	char *full = xasprintf("%s.exempt", path);
+	const config_setting_t *values;
+	if (!config_setting_is_group(s)) {
+		report(ctx, s, full, "must be a group, as in { column = \"purpose\"; values = [ \"x\" ]; }");
+		free(full);
+		return;
+	}
+	check_keys(ctx, s, full, keys);
+	p->exempt_column = lookup_identifier(ctx, s, "column", full, true);
+	values = config_setting_get_member(s, "values");
+	if (values == NULL) {
+		char *vpath = xasprintf("%s.values", full);
+		report(ctx, s, vpath, "missing required key (the values that exempt a record)");
+		free(vpath);
+	} else {
+		char *vpath = xasprintf("%s.values", full);
+		p->exempt_values = lookup_string_list(ctx, values, vpath, &p->n_exempt_values, NULL);
+		if (p->exempt_values && config_setting_length(values) == 0)
+			report(ctx, values, vpath, "exempt needs at least one value");
+		free(vpath);
+	}
+	free(full);
+}
+
+static void parse_set(struct parse_ctx *ctx, const config_setting_t *s, const char *path,
+		      struct policy *p)
+{
+	static const char *const keys[] = {"column", "value", NULL};
+	char *full = xasprintf("%s.set", path);
+	int n;
+	if (config_setting_type(s) != CONFIG_TYPE_LIST) {
+		report(ctx, s, full, "must be a list of groups, as in ( { column = \"name\"; value = \"anonymous\"; } )");
+		free(full);
+		return;
+	}
+	n = config_setting_length(s);
+	p->set = xcalloc((size_t)n + 1, sizeof(*p->set));
+	for (int i = 0; i < n; i++) {
+		const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+		char *epath = xasprintf("%s[%d]", full, i);
+		char *column, *value;
+		if (!config_setting_is_group(e)) {
+			report(ctx, e, epath, "must be a group { column = ...; value = ...; }");
+			free(epath);
+			continue;
+		}
+		check_keys(ctx, e, epath, keys);
+		column = lookup_identifier(ctx, e, "column", epath, true);
+		value = lookup_string(ctx, e, "value", epath, true, NULL);
+		if (column && value) {
+			p->set[p->n_set].column = column;
+			p->set[p->n_set].value = value;
+			p->n_set++;
+		} else {
+			free(column);
+			free(value);
+		}
+		free(epath);
+	}
+	free(full);
+}
+
+static bool parse_policy(struct parse_ctx *ctx, const config_setting_t *s, int index,
+			 struct policy *p)
+{
+	static const char *const keys[] = {"name",   "service", "source", "table",  "key",
+					   "clock",  "retain",  "action", "subject", "batch",
+					   "exempt", "set_null", "set",   NULL};
+	size_t errors_before = ctx->errs->n;
+	char *path = xasprintf("policies[%d]", index);
+	const config_setting_t *m;
+	char *action;
+
+	memset(p, 0, sizeof(*p));
+	p->line = (int)config_setting_source_line(s);
+	if (!config_setting_is_group(s)) {
+		report(ctx, s, path, "each policy must be a group { ... }");
+		free(path);
+		return false;
+	}
+	check_keys(ctx, s, path, keys);
+
+	p->name = lookup_string(ctx, s, "name", path, true, NULL);
+	if (p->name && !policy_name_valid(p->name)) {
+		char *full = xasprintf("%s.name", path);
+		report(ctx, config_setting_get_member(s, "name"), full,
+		       "invalid policy name \"%s\": use 1 to 63 of [a-z0-9-]", p->name);
+		free(full);
+	}
+	if (p->name) {
+		/* Later messages name the policy, which people know better than an index. */
+		free(path);
+		path = xasprintf("policies[%d] (%s)", index, p->name);
+	}
+	p->service = lookup_string(ctx, s, "service", path, true, NULL);
+	p->source = lookup_string(ctx, s, "source", path, true, NULL);
+	p->table = lookup_string(ctx, s, "table", path, true, NULL);
+	if (p->table) {
+		char *schema = NULL, *rel = NULL;
+		const char *why;
+		if (!config_split_table_name(p->table, &schema, &rel, &why)) {
+			char *full = xasprintf("%s.table", path);
+			report(ctx, config_setting_get_member(s, "table"), full, "%s", why);
+			free(full);
+		}
+		free(schema);
+		free(rel);
+	}
+	p->key = lookup_identifier(ctx, s, "key", path, true);
+	p->clock = lookup_identifier(ctx, s, "clock", path, true);
+	p->subject = lookup_identifier(ctx, s, "subject", path, false);
+	if (lookup_duration(ctx, s, "retain", path, true, NULL, &p->retain))
+		p->retain_text = xstrdup(config_setting_get_string(config_setting_get_member(s, "retain")));
+
+	action = lookup_string(ctx, s, "action", path, false, "delete");
+	if (action) {
+		if (strcmp(action, "delete") == 0) {
+			p->action = POLICY_ACTION_DELETE;
+		} else if (strcmp(action, "anonymize") == 0) {
+			p->action = POLICY_ACTION_ANONYMIZE;
+		} else {
+			char *full = xasprintf("%s.action", path);
+			report(ctx, config_setting_get_member(s, "action"), full,
+			       "must be \"delete\" or \"anonymize\", not \"%s\"", action);
+			free(full);
+		}
+		free(action);
+	}
+
+	p->batch = CONFIG_BATCH_DEFAULT;
+	if ((m = config_setting_get_member(s, "batch")) != NULL) {
+		char *full = xasprintf("%s.batch", path);
+		if (config_setting_type(m) != CONFIG_TYPE_INT && config_setting_type(m) != CONFIG_TYPE_INT64) {
+			report(ctx, m, full, "must be an integer");
+		} else {
+			long long b = config_setting_get_int64(m);
+			if (config_setting_type(m) == CONFIG_TYPE_INT)
+				b = config_setting_get_int(m);
+			if (b < 1 || b > CONFIG_BATCH_MAX)
+				report(ctx, m, full, "batch %lld out of range (1 to %d)", b, CONFIG_BATCH_MAX);
+			else
+				p->batch = (int)b;
+		}
+		free(full);
+	}
+
+	if ((m = config_setting_get_member(s, "exempt")) != NULL)
+		parse_exempt(ctx, m, path, p);
+	if ((m = config_setting_get_member(s, "set_null")) != NULL) {
+		char *full = xasprintf("%s.set_null", path);
+		p->set_null = lookup_string_list(ctx, m, full, &p->n_set_null, identifier_problem);
+		free(full);
+	}
+	if ((m = config_setting_get_member(s, "set")) != NULL)
+		parse_set(ctx, m, path, p);
+
+	if (p->action == POLICY_ACTION_ANONYMIZE && p->n_set_null == 0 && p->n_set == 0 &&
+	    ctx->errs->n == errors_before) {
+		char *full = xasprintf("%s.action", path);
+		report(ctx, config_setting_get_member(s, "action"), full,
+		       "anonymize needs set_null or set (the columns to clear)");
+		free(full);
+	}
+	if (p->action == POLICY_ACTION_DELETE && (p->n_set_null || p->n_set)) {
+		char *full = xasprintf("%s.%s", path, p->n_set_null ? "set_null" : "set");
+		report(ctx, config_setting_get_member(s, p->n_set_null ? "set_null" : "set"), full,
+		       "only meaningful with action = \"anonymize\"");
+		free(full);
+	}
+	free(path);
+	return ctx->errs->n == errors_before;
+}
+
+/* ---- the whole file ---- */
+
+static char *default_instance(void)
+{
+	char host[256];
+	if (gethostname(host, sizeof(host)) != 0 || host[0] == '\0')
+		return xstrdup("retentiond");
+	host[sizeof(host) - 1] = '\0';
+	return xstrdup(host);
+}
+
+static void parse_database(struct parse_ctx *ctx, const config_setting_t *root, struct config *cfg)
+{
+	static const char *const keys[] = {"conninfo", "time_zone", "statement_timeout", "lock_timeout",
+					   NULL};
+	const config_setting_t *g = config_setting_get_member(root, "database");
+	if (g && !config_setting_is_group(g)) {
+		report(ctx, g, "database", "must be a group { ... }");
+		g = NULL;
+	}
+	if (g)
+		check_keys(ctx, g, "database", keys);
+	cfg->conninfo = lookup_string(ctx, g, "conninfo", "database", false, "");
+	cfg->time_zone = lookup_string(ctx, g, "time_zone", "database", false, "UTC");
+	if (cfg->time_zone && (cfg->time_zone[0] == '\0' || strlen(cfg->time_zone) > 63)) {
+		report(ctx, config_setting_get_member(g, "time_zone"), "database.time_zone",
+		       "must name a time zone, as in \"UTC\" or \"Europe/Berlin\"");
+	}
+	lookup_duration(ctx, g, "statement_timeout", "database", false, "60 seconds",
+			&cfg->statement_timeout);
+	lookup_duration(ctx, g, "lock_timeout", "database", false, "5 seconds", &cfg->lock_timeout);
+}
+
+static void parse_daemon(struct parse_ctx *ctx, const config_setting_t *root, struct config *cfg)
+{
+	static const char *const keys[] = {"instance", "resync_interval", "log_level", NULL};
+	const config_setting_t *g = config_setting_get_member(root, "daemon");
+	char *level;
+	double seconds;
+	if (g && !config_setting_is_group(g)) {
+		report(ctx, g, "daemon", "must be a group { ... }");
+		g = NULL;
+	}
+	if (g)
+		check_keys(ctx, g, "daemon", keys);
+	cfg->instance = lookup_string(ctx, g, "instance", "daemon", false, NULL);
+	if (cfg->instance == NULL)
+		cfg->instance = default_instance();
+	if (lookup_duration(ctx, g, "resync_interval", "daemon", false, "60 seconds",
+			    &cfg->resync_interval) &&
+	    (!duration_to_seconds(&cfg->resync_interval, &seconds) || seconds < 1.0)) {
+		report(ctx, g ? config_setting_get_member(g, "resync_interval") : NULL,
+		       "daemon.resync_interval", "must be between 1 second and some days (no months)");
+	}
+	level = lookup_string(ctx, g, "log_level", "daemon", false, "info");
+	if (level && !log_level_parse(level, &cfg->log_level))
+		report(ctx, config_setting_get_member(g, "log_level"), "daemon.log_level",
+		       "must be error, warning, info or debug, not \"%s\"", level);
+	free(level);
+}
+
+struct config *config_parse(const char *text, const char *filename, const char *include_dir,
+			    struct config_errors *errs)
+{
+	static const char *const top_keys[] = {"database", "daemon", "policies", NULL};
+	struct parse_ctx ctx = {filename, errs};
+	struct config *cfg = xcalloc(1, sizeof(*cfg));
+	const config_setting_t *root, *list;
+	config_t lc;
+	size_t errors_before = errs->n;
+
+	cfg->path = xstrdup(filename);
+	config_init(&lc);
+	config_set_include_dir(&lc, include_dir);
+	if (config_read_string(&lc, text) != CONFIG_TRUE) {
+		errs_add(errs, "%s:%d: %s", config_error_file(&lc) ? config_error_file(&lc) : filename,
+			 config_error_line(&lc), config_error_text(&lc));
+		goto out;
+	}
+	root = config_root_setting(&lc);
+	check_keys(&ctx, root, "(top level)", top_keys);
+	parse_database(&ctx, root, cfg);
+	parse_daemon(&ctx, root, cfg);
+
+	list = config_setting_get_member(root, "policies");
+	if (list == NULL) {
+		report(&ctx, root, "policies", "missing required key (a list of policies)");
+	} else if (config_setting_type(list) != CONFIG_TYPE_LIST) {
+		report(&ctx, list, "policies", "must be a list ( { ... }, { ... } )");
+	} else {
+		int n = config_setting_length(list);
+		cfg->policies = xcalloc((size_t)n + 1, sizeof(*cfg->policies));
+		for (int i = 0; i < n; i++) {
+			const config_setting_t *s = config_setting_get_elem(list, (unsigned)i);
+			struct policy *p = &cfg->policies[cfg->n_policies];
+			if (!parse_policy(&ctx, s, i, p)) {
+				policy_clear(p);
+				continue;
+			}
+			if (config_find_policy(cfg, p->name)) {
+				char *full = xasprintf("policies[%d].name", i);
+				report(&ctx, config_setting_get_member(s, "name"), full,
+				       "duplicate policy name \"%s\"", p->name);
+				free(full);
+				policy_clear(p);
+				continue;
+			}
+			cfg->n_policies++;
+		}
+	}
+out:
+	config_destroy(&lc);
+	if (errs->n != errors_before) {
+		config_free(cfg);
+		return NULL;
+	}
+	return cfg;
+}
+
+const struct policy *config_find_policy(const struct config *cfg, const char *name)
+{
+	for (size_t i = 0; i < cfg->n_policies; i++)
+		if (strcmp(cfg->policies[i].name, name) == 0)
+			return &cfg->policies[i];
+	return NULL;
+}
+
+void config_free(struct config *cfg)
+{
+	if (cfg == NULL)
+		return;
+	for (size_t i = 0; i < cfg->n_policies; i++)
+		policy_clear(&cfg->policies[i]);
+	free(cfg->policies);
+	free(cfg->path);
+	free(cfg->conninfo);
+	free(cfg->time_zone);
+	free(cfg->instance);
+	free(cfg);
+}
+
+/* ---- loading a file, with libconfig contained in a child ---- */
+
+static char *read_config_file(const char *path, struct config_errors *errs)
+{
+	struct stat st;
+	char *buf;
+	ssize_t got;
+	size_t len = 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0) {
+		errs_add(errs, "%s: cannot open: %s", path, strerror(errno));
+		return NULL;
+	}
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		errs_add(errs, "%s: not a regular file", path);
+		close(fd);
+		return NULL;
+	}
+	if (st.st_size > CONFIG_FILE_MAX) {
+		errs_add(errs, "%s: larger than %d bytes", path, CONFIG_FILE_MAX);
+		close(fd);
+		return NULL;
+	}
+	buf = xmalloc((size_t)st.st_size + 1);
+	while (len < (size_t)st.st_size &&
+	       (got = read(fd, buf + len, (size_t)st.st_size - len)) > 0)
+		len += (size_t)got;
+	close(fd);
+	buf[len] = '\0';
+	if (strlen(buf) != len) {
+		errs_add(errs, "%s:%d: file contains a NUL byte", path, 1);
+		free(buf);
+		return NULL;
+	}
+	return buf;
+}
+
+static char *dir_of(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	if (slash == NULL)
+		return xstrdup(".");
+	if (slash == path)
+		return xstrdup("/");
+	return xstrndup(path, (size_t)(slash - path));
+}
+
+static long long monotonic_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Runs config_parse in a child; true if it finished cleanly with no problem. */
+static bool vet_in_child(const char *text, const char *path, const char *include_dir,
+			 struct config_errors *errs)
+{
+	int fds[2];
+	pid_t pid;
+	char *out = NULL;
+	size_t out_len = 0;
+	long long deadline;
+	int status = 0;
+	bool timed_out = false;
+
+	if (pipe2(fds, O_CLOEXEC) != 0) {
+		errs_add(errs, "%s: cannot check the configuration: pipe: %s", path, strerror(errno));
+		return false;
+	}
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0) {
+		errs_add(errs, "%s: cannot check the configuration: fork: %s", path, strerror(errno));
+		close(fds[0]);
+		close(fds[1]);
+		return false;
+	}
+	if (pid == 0) {
+		struct config_errors child_errs = {NULL, 0};
+		struct config *cfg;
+		FILE *w;
+		close(fds[0]);
+		signal(SIGPIPE, SIG_DFL);
+		/* libconfig's scanner prints its own complaint before exit(); the parent words it. */
+		int null_fd = open("/dev/null", O_WRONLY);
+		if (null_fd >= 0)
+			dup2(null_fd, STDERR_FILENO);
+		cfg = config_parse(text, path, include_dir, &child_errs);
+		w = fdopen(fds[1], "w");
+		for (size_t i = 0; w && i < child_errs.n; i++)
+			fprintf(w, "%s\n", child_errs.lines[i]);
+		if (w)
+			fflush(w);
+		_exit(cfg ? 0 : 1);
+	}
+	close(fds[1]);
+	deadline = monotonic_ms() + CONFIG_CHILD_DEADLINE_MS;
+	for (;;) {
+		struct pollfd pfd = {fds[0], POLLIN, 0};
+		long long left = deadline - monotonic_ms();
+		char chunk[4096];
+		ssize_t got;
+		int r;
+		if (left <= 0) {
+			timed_out = true;
+			break;
+		}
+		r = poll(&pfd, 1, (int)left);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			timed_out = r == 0;
+			break;
+		}
+		got = read(fds[0], chunk, sizeof(chunk));
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got <= 0)
+			break;
+		out = xrealloc(out, out_len + (size_t)got + 1);
+		memcpy(out + out_len, chunk, (size_t)got);
+		out_len += (size_t)got;
+		out[out_len] = '\0';
+	}
+	close(fds[0]);
+	if (timed_out)
+		kill(pid, SIGKILL);
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+
+	if (timed_out) {
+		errs_add(errs, "%s: reading the configuration took longer than %d s (does an @include name a FIFO or a device?)",
+			 path, CONFIG_CHILD_DEADLINE_MS / 1000);
+	} else if (WIFEXITED(status) && WEXITSTATUS(status) <= 1 && out_len > 0) {
+		char *save = NULL;
+		for (char *line = strtok_r(out, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+			errs_add(errs, "%s", line);
+	} else if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
+		if (WIFSIGNALED(status))
+			errs_add(errs, "%s: the configuration parser was killed by signal %d while reading this file",
+				 path, WTERMSIG(status));
+		else
+			errs_add(errs, "%s: the configuration parser gave up on this file (exit status %d; does an @include name a directory or a special file?)",
+				 path, WEXITSTATUS(status));
+	}
+	free(out);
+	return !timed_out && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+struct config *config_load(const char *path, struct config_errors *errs)
+{
+	char *text = read_config_file(path, errs);
+	char *include_dir;
+	struct config *cfg = NULL;
+	if (text == NULL)
+		return NULL;
+	include_dir = dir_of(path);
+	if (vet_in_child(text, path, include_dir, errs))
+		cfg = config_parse(text, path, include_dir, errs);
+	free(include_dir);
+	free(text);
+	return cfg;
+}

@@ -1,0 +1,112 @@
+#ifndef RETENTIOND_CONFIG_H
+#define RETENTIOND_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "log.h"
+
+/* Identifiers longer than this are truncated by PostgreSQL (NAMEDATALEN - 1). */
+#define CONFIG_IDENT_MAX 63
+#define CONFIG_BATCH_DEFAULT 500
+#define CONFIG_BATCH_MAX 10000
+
+/* A calendar duration, kept in PostgreSQL's interval fields so the server does the arithmetic. */
+struct duration {
+	int32_t months;
+	int32_t days;
+	int64_t usecs;
+};
+
+enum policy_action {
+	POLICY_ACTION_DELETE,
+	POLICY_ACTION_ANONYMIZE,
+};
+
+struct column_value {
+	char *column;
+	char *value;
+};
+
+struct policy {
+	char *name;
+	char *service;
+	char *source;
+	char *table; /* as written in the configuration; resolved against the catalog */
+	char *key;
+	char *clock;
+	char *subject; /* NULL when the policy names no data subject column */
+	struct duration retain;
+	char *retain_text; /* as configured, for people: "1 month" */
+	enum policy_action action;
+	int batch;
+	char *exempt_column; /* NULL when nothing is exempt */
+	char **exempt_values;
+	size_t n_exempt_values;
+	char **set_null;
+	size_t n_set_null;
+	struct column_value *set;
+	size_t n_set;
+	int line;
+};
+
+struct config {
+	char *path;
+	char *conninfo;
+	char *time_zone;
+	struct duration statement_timeout;
+	struct duration lock_timeout;
+	char *instance;
+	struct duration resync_interval;
+	enum log_level log_level;
+	struct policy *policies;
+	size_t n_policies;
+};
+
+/* Every problem found in one file, each a full line: "FILE:LINE: KEY: message". */
+struct config_errors {
+	char **lines;
+	size_t n;
+};
+
+/*
+ * Reads, parses and validates FILE. libconfig 1.5 calls exit() on some input
+ * (an @include of a directory) and blocks on others (a FIFO), so the file is
+ * first parsed in a child process with a deadline; only input that the child
+ * parsed cleanly is parsed again here. Returns NULL with ERRS filled on any
+ * problem; never exits.
+ */
+struct config *config_load(const char *path, struct config_errors *errs);
+
+/*
+ * Parses TEXT in this process. FILENAME names it in messages. @include paths
+ * are taken relative to INCLUDE_DIR. Only safe on input config_load's child
+ * has vetted, or with an INCLUDE_DIR that does not exist.
+ */
+struct config *config_parse(const char *text, const char *filename, const char *include_dir,
+			    struct config_errors *errs);
+
+void config_free(struct config *cfg);
+void config_errors_clear(struct config_errors *errs);
+
+const struct policy *config_find_policy(const struct config *cfg, const char *name);
+
+/*
+ * Splits a table name written as in SQL ("app.users", "\"Crm Data\".notes")
+ * into its schema (NULL if unqualified) and relation name, folding unquoted
+ * parts to lower case as PostgreSQL does.
+ */
+bool config_split_table_name(const char *text, char **schema, char **relname, const char **why);
+
+/* "15 minutes", "1 month", "24 hours", "1 year 6 months"; false with *WHY set on error. */
+bool duration_parse(const char *text, struct duration *out, const char **why);
+/* PostgreSQL interval input, e.g. "1 months 0 days 0 microseconds". */
+void duration_to_sql(const struct duration *d, char *buf, size_t size);
+/* For the daemon's own timers: months are not a fixed length, so they are rejected. */
+bool duration_to_seconds(const struct duration *d, double *seconds);
+
+/* The keys the loader knows, as "group.key" or "policies.key"; NULL-terminated. */
+extern const char *const config_known_keys[];
+
+#endif

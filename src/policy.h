@@ -1,0 +1,68 @@
+#ifndef RETENTIOND_POLICY_H
+#define RETENTIOND_POLICY_H
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+
+#include "config.h"
+
+/*
+ * Parameters every statement of a policy takes, in this order, all sent as
+ * text and cast in SQL. The anonymize UPDATE takes the `set` values after
+ * them, untyped, so the server casts each to its column's type.
+ */
+enum policy_param {
+	POLICY_PARAM_NAME,
+	POLICY_PARAM_RETAIN,
+	POLICY_PARAM_SLACK,
+	POLICY_PARAM_EXEMPT_VALUES,
+	POLICY_PARAM_BATCH,
+	POLICY_PARAM_SERVICE,
+	POLICY_PARAM_SOURCE,
+	POLICY_PARAM_TABLE,
+	POLICY_PARAM_ACTION,
+	POLICY_PARAM_INSTANCE,
+	POLICY_N_BASE_PARAMS,
+};
+
+/* Extra parameters of the pending statements, after the base ones. */
+#define POLICY_PARAM_WINDOW POLICY_N_BASE_PARAMS
+#define POLICY_PARAM_LIMIT (POLICY_N_BASE_PARAMS + 1)
+#define POLICY_PARAM_KEY POLICY_N_BASE_PARAMS
+
+/* A policy's SQL, built once from quoted identifiers after its table is resolved. */
+struct policy_sql {
+	char *table;	   /* schema-qualified and quoted, as the catalog spells it */
+	char *next_due;	   /* -> due_at, seconds_left; no row if nothing is eligible */
+	char *purge;	   /* -> purged, head_seq, head_hash, max_late_seconds */
+	char *pending;	   /* -> overdue, due_within, next_due_at, held ($11 window) */
+	char *pending_records; /* -> policy, key, clock_at, due_at, held ($11 window, $12 limit) */
+	char *explain;	   /* -> key, clock_at, due_at, exempt, exempt_value, is_due ($11 key) */
+	char *params_storage[POLICY_N_BASE_PARAMS];
+	const char **params; /* base params, then the set values */
+	int n_params;	     /* all of them: what the purge statement takes */
+};
+
+/* Looks a policy's table up in the catalog: $1 schema or NULL, $2 relation -> oid, qualified name. */
+extern const char policy_resolve_table_sql[];
+/* Problems with a policy against the live catalog: -> severity ('error'|'warning'), message. */
+extern const char policy_catalog_check_sql[];
+
+/*
+ * Builds every statement of P for TABLE (as returned by policy_resolve_table_sql),
+ * quoting column names with CONN. INSTANCE names this daemon in audit rows.
+ */
+bool policy_sql_build(struct policy_sql *sql, const struct policy *p, const char *table,
+		      const char *instance, PGconn *conn);
+void policy_sql_free(struct policy_sql *sql);
+
+/* The extra interval the index range needs so calendar arithmetic never drops a due row. */
+void policy_slack(const struct duration *retain, char *buf, size_t size);
+
+/* A PostgreSQL array literal of VALUES, every element quoted. */
+char *policy_text_array(char *const *values, size_t n);
+
+/* The parameters for policy_catalog_check_sql, built from P; free with policy_check_params_free. */
+int policy_check_params(const struct policy *p, long long table_oid, char **params);
+
+#endif

@@ -1,0 +1,69 @@
+#include "util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void out_of_memory(void)
+{
+	fputs("out of memory\n", stderr);
+	abort();
+}
+
+void *xmalloc(size_t size)
+{
+	void *p = malloc(size ? size : 1);
+	if (p == NULL)
+		out_of_memory();
+	return p;
+}
+
+void *xcalloc(size_t n, size_t size)
+{
+	void *p = calloc(n ? n : 1, size ? size : 1);
+	if (p == NULL)
+		out_of_memory();
+	return p;
+}
+
+void *xrealloc(void *p, size_t size)
+{
+	void *q = realloc(p, size ? size : 1);
+	if (q == NULL)
+		out_of_memory();
+	return q;
+}
+
+char *xstrdup(const char *s)
+{
+	char *p = strdup(s);
+	if (p == NULL)
+		out_of_memory();
+	return p;
+}
+
+char *xstrndup(const char *s, size_t n)
+{
+	char *p = strndup(s, n);
+	if (p == NULL)
+		out_of_memory();
+	return p;
+}
+
+char *xvasprintf(const char *fmt, va_list ap)
+{
+	char *out;
+	if (vasprintf(&out, fmt, ap) < 0)
+		out_of_memory();
+	return out;
+}
+
+char *xasprintf(const char *fmt, ...)
+{
+	va_list ap;
+	char *out;
+	va_start(ap, fmt);
+	out = xvasprintf(fmt, ap);
+	va_end(ap);
+	return out;
+}

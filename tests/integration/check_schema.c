@@ -1,0 +1,205 @@
+/* The retention schema on a real server: migrate, the daemon role's privileges, notify_clock(). */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "schema.h"
+#include "testutil.h"
+#include "util.h"
+
+static char *ctl_path(void) { return xasprintf("%s/src/retentionctl", test_builddir()); }
+
+static int run_migrate(const char *db, char **out, char **err)
+{
+	char *ctl = ctl_path();
+	char *conninfo = xasprintf("dbname=%s", db);
+	char *argv[] = {ctl, "-d", conninfo, "migrate", NULL};
+	int status = test_run(argv, out, err);
+	free(ctl);
+	free(conninfo);
+	return status;
+}
+
+static const char snapshot_sql[] =
+	"SELECT string_agg(format('%s %s %s', c.relname, c.relkind, c.relacl), ', ' ORDER BY c.relname)"
+	"  || ' / ' || (SELECT string_agg(p.proname, ',' ORDER BY p.proname) FROM pg_proc p"
+	"               WHERE p.pronamespace = 'retention'::regnamespace)"
+	"  || ' / ' || (SELECT count(*) FROM retention.schema_version)"
+	"  FROM pg_class c WHERE c.relnamespace = 'retention'::regnamespace";
+
+START_TEST(test_migrate_twice_is_idempotent)
+{
+	PGconn *conn = test_fresh_database("migrate_twice");
+	char *out, *err, *before, *after, *tables;
+	ck_assert_int_eq(run_migrate("migrate_twice", &out, &err), 0);
+	ck_assert_msg(strstr(out, "upgraded to version 1") != NULL, "out=%s err=%s", out, err);
+	free(out);
+	free(err);
+	before = test_query_value(conn, snapshot_sql, 0, NULL);
+	ck_assert_int_eq(run_migrate("migrate_twice", &out, &err), 0);
+	ck_assert_msg(strstr(out, "nothing to do") != NULL, "out=%s err=%s", out, err);
+	after = test_query_value(conn, snapshot_sql, 0, NULL);
+	ck_assert_str_eq(before, after);
+	tables = test_query_value(conn,
+				  "SELECT string_agg(tablename, ' ' ORDER BY tablename) FROM pg_tables"
+				  " WHERE schemaname = 'retention'",
+				  0, NULL);
+	ck_assert_str_eq(tables, "audit_log chain_heads holds instances schema_version");
+	ck_assert_int_eq(test_query_ll(conn, "SELECT max(version) FROM retention.schema_version"),
+			 schema_latest_version());
+	free(out);
+	free(err);
+	free(before);
+	free(after);
+	free(tables);
+	PQfinish(conn);
+}
+END_TEST
+
+START_TEST(test_migrate_reports_connection_error)
+{
+	char *ctl = ctl_path();
+	char *argv[] = {ctl, "-d", "host=/nonexistent-dir", "migrate", NULL};
+	char *out, *err;
+	ck_assert_int_eq(test_run(argv, &out, &err), 1);
+	ck_assert_msg(strncmp(err, "retentionctl: cannot connect", 28) == 0, "%s", err);
+	free(out);
+	free(err);
+	free(ctl);
+}
+END_TEST
+
+/* SQLSTATE of SQL run as ROLE, "00000" if it succeeded. */
+static char *sqlstate_as(PGconn *conn, const char *role, const char *sql)
+{
+	char *set = xasprintf("SET ROLE %s", role);
+	PGresult *res;
+	char *state;
+	test_exec(conn, set);
+	res = PQexec(conn, sql);
+	if (PQresultStatus(res) == PGRES_COMMAND_OK || PQresultStatus(res) == PGRES_TUPLES_OK)
+		state = xstrdup("00000");
+	else
+		state = xstrdup(PQresultErrorField(res, PG_DIAG_SQLSTATE));
+	PQclear(res);
+	test_exec(conn, "RESET ROLE");
+	free(set);
+	return state;
+}
+
+START_TEST(test_daemon_role_is_least_privilege)
+{
+	PGconn *conn = test_fresh_database("roles");
+	char *out, *err, *psql, *script;
+	const char *bindir = getenv("PG_BINDIR");
+	static const struct {
+		const char *sql;
+		const char *state;
+	} cases[] = {
+		{"INSERT INTO retention.audit_log (policy, seq, service, source, table_name, record_key,"
+		 " clock_at, due_at, purged_at, action, instance, txid, prev_hash, hash)"
+		 " VALUES ('p', 1, 's', 's', 't', 'k', now(), now(), now(), 'delete', 'i', 1,"
+		 " retention.genesis_hash(), retention.genesis_hash())",
+		 "00000"},
+		{"UPDATE retention.audit_log SET record_key = 'x'", "42501"},
+		{"DELETE FROM retention.audit_log", "42501"},
+		{"TRUNCATE retention.audit_log", "42501"},
+		{"SELECT count(*) FROM retention.audit_log", "42501"},
+		{"SELECT count(*) FROM retention.holds", "00000"},
+		{"INSERT INTO retention.holds (policy, record_key, reason) VALUES ('p', 'k', 'r')", "42501"},
+		{"SELECT retention.place_hold('p', 'k', NULL, 'r', NULL)", "42501"},
+		{"DELETE FROM retention.holds", "42501"},
+		{"INSERT INTO retention.chain_heads VALUES ('p', 1, retention.genesis_hash(), now())", "00000"},
+		{"DELETE FROM retention.chain_heads", "42501"},
+		{"SELECT count(*) FROM app.uploads", "00000"},
+		{"DELETE FROM app.uploads", "00000"},
+		{"UPDATE app.uploads SET id = id", "42501"},
+		{"SELECT count(*) FROM app.other", "42501"},
+	};
+
+	ck_assert_int_eq(run_migrate("roles", &out, &err), 0);
+	free(out);
+	free(err);
+	psql = xasprintf("%s/psql", bindir ? bindir : "/usr/bin");
+	script = xasprintf("%s/sql/daemon-role.sql", test_srcdir());
+	{
+		char *argv[] = {psql, "-X", "-q", "-d", "roles", "-v", "role=retention_daemon_test", "-f", script, NULL};
+		int status = test_run(argv, &out, &err);
+		ck_assert_msg(status == 0, "psql exit %d: %s%s", status, out, err);
+		free(out);
+		free(err);
+		/* Twice: the script re-grants without failing on an existing role. */
+		status = test_run(argv, &out, &err);
+		ck_assert_msg(status == 0, "psql again: %s", err);
+		free(out);
+		free(err);
+	}
+	test_exec(conn, "CREATE SCHEMA app; CREATE TABLE app.uploads (id int PRIMARY KEY);"
+			"CREATE TABLE app.other (id int);"
+			"GRANT USAGE ON SCHEMA app TO retention_daemon_test;"
+			"GRANT SELECT, DELETE ON app.uploads TO retention_daemon_test;");
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *state = sqlstate_as(conn, "retention_daemon_test", cases[i].sql);
+		ck_assert_msg(strcmp(state, cases[i].state) == 0, "%s: got %s, want %s", cases[i].sql, state,
+			      cases[i].state);
+		free(state);
+	}
+	ck_assert_int_eq(test_query_ll(conn, "SELECT count(*) FROM pg_class WHERE relowner ="
+					     " 'retention_daemon_test'::regrole"),
+			 0);
+	free(psql);
+	free(script);
+	PQfinish(conn);
+}
+END_TEST
+
+START_TEST(test_notify_clock_wakes_listener)
+{
+	PGconn *conn = test_fresh_database("notify");
+	PGconn *listener;
+	PGnotify *n = NULL;
+	char *out, *err;
+	double deadline;
+	ck_assert_int_eq(run_migrate("notify", &out, &err), 0);
+	free(out);
+	free(err);
+	test_exec(conn, "CREATE SCHEMA \"Virus Desk\"; CREATE TABLE \"Virus Desk\".uploads (id int PRIMARY KEY, scanned timestamptz);"
+			"CREATE TRIGGER retention_notify AFTER INSERT OR UPDATE OF scanned ON \"Virus Desk\".uploads"
+			" FOR EACH STATEMENT EXECUTE FUNCTION retention.notify_clock()");
+	listener = PQconnectdb("dbname=notify");
+	test_exec(listener, "LISTEN retentiond");
+	test_exec(conn, "INSERT INTO \"Virus Desk\".uploads VALUES (1, now())");
+	deadline = test_now() + 10;
+	while (n == NULL && test_now() < deadline) {
+		PQconsumeInput(listener);
+		n = PQnotifies(listener);
+		if (n == NULL)
+			usleep(10000);
+	}
+	ck_assert_ptr_nonnull(n);
+	ck_assert_str_eq(n->relname, "retentiond");
+	ck_assert_str_eq(n->extra, "\"Virus Desk\".uploads");
+	PQfreemem(n);
+	PQfinish(listener);
+	PQfinish(conn);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("schema");
+	TCase *tc = tcase_create("migrate");
+	SRunner *sr;
+	int failed;
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_migrate_twice_is_idempotent);
+	tcase_add_test(tc, test_migrate_reports_connection_error);
+	tcase_add_test(tc, test_daemon_role_is_least_privilege);
+	tcase_add_test(tc, test_notify_clock_wakes_listener);
+	suite_add_tcase(s, tc);
+	sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
