@@ -201,8 +201,8 @@ static char *build_purge(const struct policy *p, const struct quoted *q, const c
 	       "WITH head AS ("
 	       "SELECT seq, hash FROM retention.chain_heads WHERE policy = $1"
 	       "), due AS MATERIALIZED ("
-	       "SELECT t.%s AS k, t.%s AS clock_at FROM %s t WHERE ",
-	       q->key, q->clock, table);
+	       "SELECT t.%s AS k, t.%s AS clock_at, %s%s::text AS subject FROM %s t WHERE ",
+	       q->key, q->clock, subject ? "t." : "", subject ? subject : "NULL", table);
 	sb_due_by(&b, q, "statement_timestamp()");
 	sb_not_exempt(&b, q);
 	sb_add(&b, " AND NOT ");
@@ -229,7 +229,8 @@ static char *build_purge(const struct policy *p, const struct quoted *q, const c
 	/* = ANY (ARRAY(...)) keeps the plan on the key index; a join alone may scan the table. */
 	sb_add(&b,
 	       " WHERE t.%s = ANY (ARRAY(SELECT k FROM due)) AND t.%s = due.k"
-	       " RETURNING t.%s::text AS record_key, %s%s%s AS subject, due.clock_at"
+	       /* From `due`: an anonymising UPDATE returns the new values, and the audit wants the old. */
+	       " RETURNING t.%s::text AS record_key, due.subject, due.clock_at"
 	       "), numbered AS ("
 	       "SELECT p.*, p.clock_at + $2::interval AS due_at,"
 	       " coalesce((SELECT seq FROM head), 0)"
@@ -263,8 +264,7 @@ static char *build_purge(const struct policy *p, const struct quoted *q, const c
 	       " coalesce(extract(epoch FROM max(statement_timestamp() - due_at)), 0)::float8"
 	       " AS max_late_seconds"
 	       " FROM linked",
-	       q->key, q->key, q->key, subject ? "t." : "", subject ? subject : "NULL",
-	       subject ? "::text" : "::text");
+	       q->key, q->key, q->key);
 	return b.s;
 }
 
@@ -362,6 +362,10 @@ bool policy_sql_build(struct policy_sql *sql, const struct policy *p, const char
 
 	sql->n_params = POLICY_N_BASE_PARAMS + (int)p->n_set;
 	sql->params = xcalloc((size_t)sql->n_params, sizeof(*sql->params));
+	sql->types = xcalloc((size_t)sql->n_params, sizeof(*sql->types));
+	/* Base parameters are text cast in SQL; `set` values stay untyped so the server casts them per column. */
+	for (int i = 0; i < POLICY_N_BASE_PARAMS; i++)
+		sql->types[i] = POLICY_TEXT_OID;
 	for (int i = 0; i < POLICY_N_BASE_PARAMS; i++)
 		sql->params[i] = sql->params_storage[i];
 	for (size_t i = 0; i < p->n_set; i++)
@@ -388,6 +392,7 @@ void policy_sql_free(struct policy_sql *sql)
 	for (int i = 0; i < POLICY_N_BASE_PARAMS; i++)
 		free(sql->params_storage[i]);
 	free(sql->params);
+	free(sql->types);
 	memset(sql, 0, sizeof(*sql));
 }
 

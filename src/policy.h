@@ -25,6 +25,9 @@ enum policy_param {
 	POLICY_N_BASE_PARAMS,
 };
 
+/* PostgreSQL's text type, which the base parameters are sent as. */
+#define POLICY_TEXT_OID 25
+
 /* Extra parameters of the pending statements, after the base ones. */
 #define POLICY_PARAM_WINDOW POLICY_N_BASE_PARAMS
 #define POLICY_PARAM_LIMIT (POLICY_N_BASE_PARAMS + 1)
@@ -40,6 +43,7 @@ struct policy_sql {
 	char *explain;	   /* -> key, clock_at, due_at, exempt, exempt_value, is_due ($11 key) */
 	char *params_storage[POLICY_N_BASE_PARAMS];
 	const char **params; /* base params, then the set values */
+	Oid *types;	     /* text for the base params, 0 (inferred) for the set values */
 	int n_params;	     /* all of them: what the purge statement takes */
 };
 

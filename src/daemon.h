@@ -1,0 +1,37 @@
+#ifndef RETENTIOND_DAEMON_H
+#define RETENTIOND_DAEMON_H
+
+#include <event2/event.h>
+#include <stdbool.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include "config.h"
+#include "pgconn.h"
+#include "policy.h"
+
+struct policy_state;
+
+/* The running daemon: one event loop, one connection, one state per policy. */
+struct daemon {
+	struct event_base *base;
+	const char *config_path;
+	struct config *cfg;
+	struct config *pending_cfg; /* a reload waiting for the statements in flight */
+	struct pgconn *pg;
+	struct policy_state *policies;
+	size_t n_policies;
+	struct event *resync_timer;
+	bool schema_ok;
+	bool once;     /* --once: purge what is due, then exit */
+	bool stopping; /* SIGTERM: finish the batch in flight, start nothing new */
+	int exit_status;
+	time_t started_at;
+	long long purged_total;
+	time_t last_purge_at;
+};
+
+/* Called whenever a policy goes idle: applies a pending reload, or finishes a stop or --once run. */
+void daemon_policy_idle(struct daemon *d);
+
+#endif

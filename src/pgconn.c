@@ -1,0 +1,395 @@
+#include "pgconn.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "util.h"
+
+#define RECONNECT_FIRST_MS 250
+#define RECONNECT_MAX_MS 10000
+#define CONNECT_TIMEOUT_S 10
+
+enum pgconn_state {
+	PGCONN_IDLE,
+	PGCONN_CONNECTING,
+	PGCONN_READY,
+	PGCONN_WAITING, /* backing off before the next attempt */
+};
+
+struct pgconn_query_item {
+	struct pgconn_query_item *next;
+	const void *owner;
+	int flags;
+	char *sql;
+	int n_params;
+	Oid *types;
+	char **params;
+	pgconn_result_fn cb;
+	void *arg;
+};
+
+struct pgconn {
+	struct event_base *base;
+	char *conninfo;
+	struct pgconn_callbacks cb;
+	void *arg;
+	PGconn *pg;
+	enum pgconn_state state;
+	struct event *io;		/* read (persistent) and, while output is pending, write */
+	struct event *connect_io;	/* one-shot, direction chosen by PQconnectPoll */
+	struct event *timer;		/* connect timeout, or the reconnect backoff */
+	int backoff_ms;
+	struct pgconn_query_item *head, *tail; /* queued; the in-flight one is `current` */
+	struct pgconn_query_item *current;
+	PGresult *current_result;
+	const void *txn_owner;
+};
+
+static void connect_step(struct pgconn *conn);
+static void dispatch(struct pgconn *conn);
+static void on_io(evutil_socket_t fd, short what, void *arg);
+
+const char *pgconn_error_text(const PGresult *res, char *buf, size_t size)
+{
+	const char *msg = res ? PQresultErrorMessage(res) : "connection lost";
+	size_t len;
+	snprintf(buf, size, "%s", msg && *msg ? msg : "unexpected result");
+	len = strlen(buf);
+	while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == ' '))
+		buf[--len] = '\0';
+	return buf;
+}
+
+static void item_free(struct pgconn_query_item *q)
+{
+	free(q->sql);
+	for (int i = 0; i < q->n_params; i++)
+		free(q->params[i]);
+	free(q->params);
+	free(q->types);
+	free(q);
+}
+
+static void close_pg(struct pgconn *conn)
+{
+	if (conn->io) {
+		event_free(conn->io);
+		conn->io = NULL;
+	}
+	if (conn->connect_io) {
+		event_free(conn->connect_io);
+		conn->connect_io = NULL;
+	}
+	if (conn->pg) {
+		PQfinish(conn->pg);
+		conn->pg = NULL;
+	}
+}
+
+/* Fails everything queued: callers learn of the loss through a NULL result. */
+static void fail_all(struct pgconn *conn)
+{
+	struct pgconn_query_item *q;
+	if (conn->current_result) {
+		PQclear(conn->current_result);
+		conn->current_result = NULL;
+	}
+	conn->txn_owner = NULL;
+	if (conn->current) {
+		q = conn->current;
+		conn->current = NULL;
+		q->cb(NULL, q->arg);
+		item_free(q);
+	}
+	while ((q = conn->head) != NULL) {
+		conn->head = q->next;
+		if (conn->head == NULL)
+			conn->tail = NULL;
+		q->cb(NULL, q->arg);
+		item_free(q);
+	}
+}
+
+static void schedule_reconnect(struct pgconn *conn)
+{
+	struct timeval tv;
+	/* Jitter keeps several daemons from reconnecting in lockstep after a server restart. */
+	int ms = conn->backoff_ms / 2 + (int)(random() % (conn->backoff_ms / 2 + 1));
+	conn->state = PGCONN_WAITING;
+	tv.tv_sec = ms / 1000;
+	tv.tv_usec = (ms % 1000) * 1000;
+	evtimer_add(conn->timer, &tv);
+	log_info("reconnecting to PostgreSQL in %d ms", ms);
+	conn->backoff_ms = conn->backoff_ms * 2 > RECONNECT_MAX_MS ? RECONNECT_MAX_MS : conn->backoff_ms * 2;
+}
+
+static void connection_lost(struct pgconn *conn, const char *why)
+{
+	bool was_ready = conn->state == PGCONN_READY;
+	log_err("database connection %s: %s", was_ready ? "lost" : "failed", why);
+	evtimer_del(conn->timer);
+	close_pg(conn);
+	schedule_reconnect(conn);
+	fail_all(conn);
+	if (conn->cb.on_lost)
+		conn->cb.on_lost(conn, conn->arg);
+}
+
+static void lost_with_pg_message(struct pgconn *conn)
+{
+	char buf[512];
+	snprintf(buf, sizeof(buf), "%s", conn->pg ? PQerrorMessage(conn->pg) : "no connection");
+	buf[strcspn(buf, "\n")] = '\0';
+	connection_lost(conn, buf[0] ? buf : "server closed the connection");
+}
+
+static void finish_current(struct pgconn *conn)
+{
+	struct pgconn_query_item *q = conn->current;
+	PGresult *res = conn->current_result;
+	conn->current = NULL;
+	conn->current_result = NULL;
+	if (q->flags & PGCONN_TXN_END)
+		conn->txn_owner = NULL;
+	q->cb(res, q->arg);
+	PQclear(res);
+	item_free(q);
+}
+
+static void update_write_interest(struct pgconn *conn)
+{
+	int flush = PQflush(conn->pg);
+	short what = EV_READ | EV_PERSIST;
+	if (flush < 0) {
+		lost_with_pg_message(conn);
+		return;
+	}
+	if (flush == 1)
+		what |= EV_WRITE;
+	if (event_get_events(conn->io) != what) {
+		event_del(conn->io);
+		event_assign(conn->io, conn->base, PQsocket(conn->pg), what, on_io, conn);
+		event_add(conn->io, NULL);
+	}
+}
+
+/* Reads what the server sent: results of the statement in flight, and notifications. */
+static void on_io(evutil_socket_t fd, short what, void *arg)
+{
+	struct pgconn *conn = arg;
+	PGnotify *n;
+	(void)fd;
+
+	if (what & EV_WRITE) {
+		update_write_interest(conn);
+		if (conn->state != PGCONN_READY)
+			return;
+	}
+	if (!(what & EV_READ))
+		return;
+	if (!PQconsumeInput(conn->pg)) {
+		lost_with_pg_message(conn);
+		return;
+	}
+	while (conn->current && !PQisBusy(conn->pg)) {
+		PGresult *res = PQgetResult(conn->pg);
+		if (res == NULL) {
+			finish_current(conn);
+			if (conn->state != PGCONN_READY)
+				return;
+			dispatch(conn);
+			break;
+		}
+		/* Keep the first error, else the last result: that is the statement's outcome. */
+		if (conn->current_result == NULL ||
+		    (PQresultStatus(conn->current_result) != PGRES_FATAL_ERROR)) {
+			PQclear(conn->current_result);
+			conn->current_result = res;
+		} else {
+			PQclear(res);
+		}
+	}
+	while (conn->state == PGCONN_READY && (n = PQnotifies(conn->pg)) != NULL) {
+		if (conn->cb.on_notify)
+			conn->cb.on_notify(conn, n->relname, n->extra, conn->arg);
+		PQfreemem(n);
+	}
+	if (conn->state == PGCONN_READY && PQstatus(conn->pg) == CONNECTION_BAD)
+		lost_with_pg_message(conn);
+}
+
+static void dispatch(struct pgconn *conn)
+{
+	struct pgconn_query_item **link, *q;
+	if (conn->current || conn->state != PGCONN_READY)
+		return;
+	for (link = &conn->head; (q = *link) != NULL; link = &q->next)
+		if (conn->txn_owner == NULL || q->owner == conn->txn_owner)
+			break;
+	if (q == NULL)
+		return;
+	*link = q->next;
+	if (conn->tail == q) {
+		conn->tail = NULL;
+		for (struct pgconn_query_item *t = conn->head; t; t = t->next)
+			conn->tail = t;
+	}
+	q->next = NULL;
+	conn->current = q;
+	if (q->flags & PGCONN_TXN_BEGIN)
+		conn->txn_owner = q->owner;
+	if (!PQsendQueryParams(conn->pg, q->sql, q->n_params, q->types, (const char *const *)q->params,
+			       NULL, NULL, 0)) {
+		lost_with_pg_message(conn);
+		return;
+	}
+	update_write_interest(conn);
+}
+
+bool pgconn_query(struct pgconn *conn, const void *owner, int flags, const char *sql, int n_params,
+		  const Oid *types, const char *const *params, pgconn_result_fn cb, void *arg)
+{
+	struct pgconn_query_item *q;
+	if (conn->state != PGCONN_READY)
+		return false;
+	q = xcalloc(1, sizeof(*q));
+	q->owner = owner;
+	q->flags = flags;
+	q->sql = xstrdup(sql);
+	q->n_params = n_params;
+	if (n_params > 0) {
+		q->params = xcalloc((size_t)n_params, sizeof(*q->params));
+		for (int i = 0; i < n_params; i++)
+			q->params[i] = params[i] ? xstrdup(params[i]) : NULL;
+		if (types) {
+			q->types = xcalloc((size_t)n_params, sizeof(*q->types));
+			memcpy(q->types, types, (size_t)n_params * sizeof(*types));
+		}
+	}
+	q->cb = cb;
+	q->arg = arg;
+	if (conn->tail)
+		conn->tail->next = q;
+	else
+		conn->head = q;
+	conn->tail = q;
+	dispatch(conn);
+	return true;
+}
+
+static void on_connect_io(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	connect_step(arg);
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct pgconn *conn = arg;
+	(void)fd;
+	(void)what;
+	if (conn->state == PGCONN_CONNECTING)
+		connection_lost(conn, "timed out connecting");
+	else if (conn->state == PGCONN_WAITING)
+		pgconn_start(conn);
+}
+
+static void connect_step(struct pgconn *conn)
+{
+	PostgresPollingStatusType st = PQconnectPoll(conn->pg);
+	short what;
+	if (conn->connect_io) {
+		event_free(conn->connect_io);
+		conn->connect_io = NULL;
+	}
+	switch (st) {
+	case PGRES_POLLING_READING:
+		what = EV_READ;
+		break;
+	case PGRES_POLLING_WRITING:
+		what = EV_WRITE;
+		break;
+	case PGRES_POLLING_OK:
+		evtimer_del(conn->timer);
+		if (PQsetnonblocking(conn->pg, 1) != 0) {
+			lost_with_pg_message(conn);
+			return;
+		}
+		conn->state = PGCONN_READY;
+		conn->backoff_ms = RECONNECT_FIRST_MS;
+		conn->io = event_new(conn->base, PQsocket(conn->pg), EV_READ | EV_PERSIST, on_io, conn);
+		event_add(conn->io, NULL);
+		log_info("connected to PostgreSQL (server %d, pid %d)", PQserverVersion(conn->pg),
+			 PQbackendPID(conn->pg));
+		if (conn->cb.on_ready)
+			conn->cb.on_ready(conn, conn->arg);
+		return;
+	case PGRES_POLLING_FAILED:
+	default:
+		lost_with_pg_message(conn);
+		return;
+	}
+	conn->connect_io = event_new(conn->base, PQsocket(conn->pg), what, on_connect_io, conn);
+	event_add(conn->connect_io, NULL);
+}
+
+void pgconn_start(struct pgconn *conn)
+{
+	static const char *const keys[] = {"dbname", "fallback_application_name", NULL};
+	const char *values[] = {conn->conninfo, "retentiond", NULL};
+	struct timeval timeout = {CONNECT_TIMEOUT_S, 0};
+
+	evtimer_del(conn->timer);
+	close_pg(conn);
+	conn->state = PGCONN_CONNECTING;
+	/* expand_dbname: the conninfo string is parsed as a whole, the fallback name added. */
+	conn->pg = PQconnectStartParams(keys, values, 1);
+	if (conn->pg == NULL || PQstatus(conn->pg) == CONNECTION_BAD) {
+		lost_with_pg_message(conn);
+		return;
+	}
+	evtimer_add(conn->timer, &timeout);
+	/* libpq: before the first PQconnectPoll, wait as if it had returned POLLING_WRITING. */
+	conn->connect_io = event_new(conn->base, PQsocket(conn->pg), EV_WRITE, on_connect_io, conn);
+	event_add(conn->connect_io, NULL);
+}
+
+struct pgconn *pgconn_new(struct event_base *base, const char *conninfo,
+			  const struct pgconn_callbacks *cb, void *arg)
+{
+	struct pgconn *conn = xcalloc(1, sizeof(*conn));
+	conn->base = base;
+	conn->conninfo = xstrdup(conninfo);
+	conn->cb = *cb;
+	conn->arg = arg;
+	conn->state = PGCONN_IDLE;
+	conn->backoff_ms = RECONNECT_FIRST_MS;
+	conn->timer = evtimer_new(base, on_timer, conn);
+	return conn;
+}
+
+void pgconn_free(struct pgconn *conn)
+{
+	if (conn == NULL)
+		return;
+	conn->state = PGCONN_IDLE;
+	fail_all(conn);
+	close_pg(conn);
+	event_free(conn->timer);
+	free(conn->conninfo);
+	free(conn);
+}
+
+bool pgconn_is_ready(const struct pgconn *conn) { return conn->state == PGCONN_READY; }
+
+int pgconn_pending(const struct pgconn *conn)
+{
+	int n = conn->current ? 1 : 0;
+	for (const struct pgconn_query_item *q = conn->head; q; q = q->next)
+		n++;
+	return n;
+}
+
+PGconn *pgconn_raw(struct pgconn *conn) { return conn->pg; }

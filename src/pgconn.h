@@ -1,0 +1,57 @@
+#ifndef RETENTIOND_PGCONN_H
+#define RETENTIOND_PGCONN_H
+
+#include <event2/event.h>
+#include <libpq-fe.h>
+#include <stdbool.h>
+
+/*
+ * One non-blocking libpq connection driven by libevent: connecting, queries
+ * queued and sent one at a time, LISTEN notifications, and reconnecting with
+ * capped exponential backoff. Nothing here blocks the event loop.
+ */
+struct pgconn;
+
+struct pgconn_callbacks {
+	/* Connected and ready for queries (after every reconnect too). */
+	void (*on_ready)(struct pgconn *conn, void *arg);
+	/* The connection broke or could not be made; queued queries have been failed. A reconnect is scheduled. */
+	void (*on_lost)(struct pgconn *conn, void *arg);
+	void (*on_notify)(struct pgconn *conn, const char *channel, const char *payload, void *arg);
+};
+
+/*
+ * RES is the statement's result (an error result if it failed), NULL if the
+ * connection was lost before it completed. It is freed after the call.
+ */
+typedef void (*pgconn_result_fn)(PGresult *res, void *arg);
+
+enum pgconn_flags {
+	PGCONN_PLAIN = 0,
+	/* This statement opens a transaction: until one flagged END completes, only its owner's statements run. */
+	PGCONN_TXN_BEGIN = 1,
+	PGCONN_TXN_END = 2,
+};
+
+struct pgconn *pgconn_new(struct event_base *base, const char *conninfo,
+			  const struct pgconn_callbacks *cb, void *arg);
+void pgconn_free(struct pgconn *conn);
+/* Starts connecting now; later failures reconnect by themselves. */
+void pgconn_start(struct pgconn *conn);
+bool pgconn_is_ready(const struct pgconn *conn);
+/* Statements queued or in flight. */
+int pgconn_pending(const struct pgconn *conn);
+PGconn *pgconn_raw(struct pgconn *conn);
+
+/*
+ * Queues SQL with text PARAMS (TYPES may be NULL: all inferred). OWNER ties
+ * statements of one transaction together (see enum pgconn_flags). Returns
+ * false, without calling CB, if the connection is not ready.
+ */
+bool pgconn_query(struct pgconn *conn, const void *owner, int flags, const char *sql, int n_params,
+		  const Oid *types, const char *const *params, pgconn_result_fn cb, void *arg);
+
+/* For the daemon's logs: the server's message without the trailing newline. */
+const char *pgconn_error_text(const PGresult *res, char *buf, size_t size);
+
+#endif
