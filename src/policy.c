@@ -90,12 +90,17 @@ char *policy_text_array(char *const *values, size_t n)
 	size_t cap = 3;
 	char *out, *w;
 	for (size_t i = 0; i < n; i++)
-		cap += strlen(values[i]) * 2 + 3;
+		cap += (values[i] ? strlen(values[i]) * 2 : 4) + 3;
 	out = w = xmalloc(cap);
 	*w++ = '{';
 	for (size_t i = 0; i < n; i++) {
 		if (i)
 			*w++ = ',';
+		if (values[i] == NULL) {
+			memcpy(w, "NULL", 4);
+			w += 4;
+			continue;
+		}
 		*w++ = '"';
 		for (const char *p = values[i]; *p; p++) {
 			if (*p == '"' || *p == '\\')
@@ -344,6 +349,8 @@ bool policy_sql_build(struct policy_sql *sql, const struct policy *p, const char
 	sql->pending = build_pending(&q, table);
 	sql->pending_records = build_pending_records(&q, table);
 	sql->explain = build_explain(&q, table);
+	if (q.subject)
+		sql->subject_exists = xasprintf("SELECT 1 FROM %s t WHERE t.%s::text = $11 LIMIT 1", table, q.subject);
 
 	duration_to_sql(&p->retain, retain, sizeof(retain));
 	policy_slack(&p->retain, slack, sizeof(slack));
@@ -389,6 +396,7 @@ void policy_sql_free(struct policy_sql *sql)
 	free(sql->pending);
 	free(sql->pending_records);
 	free(sql->explain);
+	free(sql->subject_exists);
 	for (int i = 0; i < POLICY_N_BASE_PARAMS; i++)
 		free(sql->params_storage[i]);
 	free(sql->params);

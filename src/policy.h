@@ -33,6 +33,17 @@ enum policy_param {
 #define POLICY_PARAM_LIMIT (POLICY_N_BASE_PARAMS + 1)
 #define POLICY_PARAM_KEY POLICY_N_BASE_PARAMS
 
+/* Columns of policy_sql.explain. */
+enum policy_explain_column {
+	EXPLAIN_KEY,
+	EXPLAIN_CLOCK_AT,
+	EXPLAIN_DUE_AT,
+	EXPLAIN_EXEMPT,
+	EXPLAIN_EXEMPT_VALUE,
+	EXPLAIN_IS_DUE,
+	EXPLAIN_SUBJECT,
+};
+
 /* A policy's SQL, built once from quoted identifiers after its table is resolved. */
 struct policy_sql {
 	char *table;	   /* schema-qualified and quoted, as the catalog spells it */
@@ -40,7 +51,8 @@ struct policy_sql {
 	char *purge;	   /* -> purged, head_seq, head_hash, max_late_seconds */
 	char *pending;	   /* -> overdue, due_within, next_due_at, held ($11 window) */
 	char *pending_records; /* -> policy, key, clock_at, due_at, held ($11 window, $12 limit) */
-	char *explain;	   /* -> key, clock_at, due_at, exempt, exempt_value, is_due ($11 key) */
+	char *explain;	   /* -> enum policy_explain_column ($11 key); no row if there is no such record */
+	char *subject_exists; /* -> one row if a record of data subject $11 exists */
 	char *params_storage[POLICY_N_BASE_PARAMS];
 	const char **params; /* base params, then the set values */
 	Oid *types;	     /* text for the base params, 0 (inferred) for the set values */
@@ -63,7 +75,7 @@ void policy_sql_free(struct policy_sql *sql);
 /* The extra interval the index range needs so calendar arithmetic never drops a due row. */
 void policy_slack(const struct duration *retain, char *buf, size_t size);
 
-/* A PostgreSQL array literal of VALUES, every element quoted. */
+/* A PostgreSQL array literal of VALUES, every element quoted; a NULL pointer is SQL NULL. */
 char *policy_text_array(char *const *values, size_t n);
 
 /* The parameters for policy_catalog_check_sql, built from P; free with policy_check_params_free. */

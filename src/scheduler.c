@@ -56,7 +56,8 @@ static void become_idle(struct policy_state *ps)
 
 static void wake(struct policy_state *ps)
 {
-	if (ps->d->stopping || !pgconn_is_ready(ps->d->pg))
+	/* --once purges each policy's backlog once; later clocks (its own anonymising UPDATE's too) wait for the daemon. */
+	if (ps->d->stopping || ps->once_done || !pgconn_is_ready(ps->d->pg))
 		return;
 	if (ps->phase != POLICY_IDLE) {
 		ps->wake_pending = true;

@@ -41,7 +41,7 @@ int cmd_policies(struct ctl *ctl, int argc, char **argv)
 	}
 	for (int c = 0; c < 6; c++)
 		params[c] = policy_text_array(columns[c], cfg->n_policies);
-	status = ctl_print_query(ctl, policies_sql, 6, (const char *const *)params);
+	status = ctl_print_query(ctl, policies_sql, NULL, 6, NULL, (const char *const *)params);
 	for (int c = 0; c < 6; c++) {
 		free(params[c]);
 		free(columns[c]);

@@ -5,6 +5,7 @@
 #include <stdbool.h>
 
 #include "config.h"
+#include "policy.h"
 
 enum ctl_exit {
 	CTL_OK = 0,
@@ -36,10 +37,47 @@ PGconn *ctl_connect(struct ctl *ctl);
 /* Prints "retentionctl: MESSAGE" on stderr. */
 void ctl_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-/* Runs QUERY with text PARAMS and prints its rows in the chosen format. */
-int ctl_print_query(struct ctl *ctl, const char *query, int n_params, const char *const *params);
+/*
+ * Printing results. QUERY's column names are the JSON and CSV field names;
+ * TABLE_QUERY (NULL: QUERY) is what people see in table format, e.g. with
+ * relative times. Parameters are text; TYPES may be NULL.
+ */
+struct ctl_stream {
+	struct ctl *ctl;
+	size_t rows;
+	bool header_done;
+	bool ok;
+};
+void ctl_stream_begin(struct ctl_stream *st, struct ctl *ctl);
+/* One more query's rows, appended to the same JSON array or CSV. */
+void ctl_stream_query(struct ctl_stream *st, const char *query, const char *table_query, int n_params,
+		      const Oid *types, const char *const *params);
+int ctl_stream_end(struct ctl_stream *st);
+int ctl_print_query(struct ctl *ctl, const char *query, const char *table_query, int n_params,
+		    const Oid *types, const char *const *params);
+/* A one-row result as a JSON object (not an array), or one field per line for people. */
+int ctl_print_object(struct ctl *ctl, const char *query, const char *table_query, int n_params,
+		     const Oid *types, const char *const *params);
+
+/* The configured policy NAME, or NULL after saying it is unknown. */
+const struct policy *ctl_policy(struct ctl *ctl, const char *name);
+/* Resolves P's table in the catalog and builds its SQL (the daemon's); false after an error message. */
+bool ctl_policy_sql(struct ctl *ctl, const struct policy *p, struct policy_sql *sql);
+/* An SQL expression showing timestamptz EXPR for people: "2026-11-26 15:20:00 (in 14 min)". */
+char *ctl_human_time(const char *expr, const char *past_word);
+/* An SQL expression for an interval EXPR in people's units: "3 h", "14 min". */
+char *ctl_human_interval(const char *expr);
+
+/* Shared option handling: true if ARGV asks for help (then USAGE is printed). */
+bool ctl_wants_help(int argc, char **argv, const char *usage);
+int ctl_usage_error(const char *usage, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 int cmd_migrate(struct ctl *ctl, int argc, char **argv);
 int cmd_policies(struct ctl *ctl, int argc, char **argv);
+int cmd_pending(struct ctl *ctl, int argc, char **argv);
+int cmd_explain(struct ctl *ctl, int argc, char **argv);
+int cmd_audit(struct ctl *ctl, int argc, char **argv);
+int cmd_hold(struct ctl *ctl, int argc, char **argv);
+int cmd_status(struct ctl *ctl, int argc, char **argv);
 
 #endif

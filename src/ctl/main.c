@@ -20,6 +20,11 @@ static const struct command {
 	const char *summary;
 } commands[] = {
 	{"policies", cmd_policies, "every configured policy"},
+	{"pending", cmd_pending, "what falls due, per policy or per record"},
+	{"explain", cmd_explain, "when a record falls due and why it is (not) purged"},
+	{"audit", cmd_audit, "the audit trail; 'audit verify' checks its hash chains"},
+	{"hold", cmd_hold, "hold add | list | release"},
+	{"status", cmd_status, "every daemon instance seen"},
 	{"migrate", cmd_migrate, "install or upgrade the retention schema"},
 };
 
@@ -88,6 +93,89 @@ PGconn *ctl_connect(struct ctl *ctl)
 	}
 	PQclear(res);
 	return ctl->conn;
+}
+
+const struct policy *ctl_policy(struct ctl *ctl, const char *name)
+{
+	const struct policy *p;
+	if (ctl_config(ctl) == NULL)
+		return NULL;
+	p = config_find_policy(ctl->cfg, name);
+	if (p == NULL)
+		ctl_error("no policy \"%s\" in %s", name, ctl->config_path);
+	return p;
+}
+
+bool ctl_policy_sql(struct ctl *ctl, const struct policy *p, struct policy_sql *sql)
+{
+	char *schema = NULL, *rel = NULL;
+	const char *why, *params[2];
+	PGresult *res;
+	bool ok = false;
+	if (!config_split_table_name(p->table, &schema, &rel, &why)) {
+		ctl_error("policy %s: table %s: %s", p->name, p->table, why);
+		return false;
+	}
+	params[0] = schema;
+	params[1] = rel;
+	res = PQexecParams(ctl->conn, policy_resolve_table_sql, 2, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+		ctl_error("policy %s: %s", p->name, PQresultErrorMessage(res));
+	else if (PQntuples(res) == 0)
+		ctl_error("policy %s: table %s does not exist", p->name, p->table);
+	else
+		ok = policy_sql_build(sql, p, PQgetvalue(res, 0, 1), ctl->cfg->instance, ctl->conn);
+	PQclear(res);
+	free(schema);
+	free(rel);
+	return ok;
+}
+
+char *ctl_human_interval(const char *expr)
+{
+	return xasprintf("(SELECT CASE WHEN s < 60 THEN round(s)::int || ' s'"
+			 " WHEN s < 3600 THEN floor(s / 60)::int || ' min'"
+			 " WHEN s < 172800 THEN floor(s / 3600)::int || ' h'"
+			 " ELSE floor(s / 86400)::int || ' days' END"
+			 " FROM (SELECT abs(extract(epoch FROM (%s)))::float8 AS s) x)",
+			 expr);
+}
+
+char *ctl_human_time(const char *expr, const char *past_word)
+{
+	char *delta = xasprintf("(%s) - statement_timestamp()", expr);
+	char *human = ctl_human_interval(delta);
+	char *out = xasprintf("CASE WHEN (%s) IS NULL THEN NULL"
+			      " ELSE to_char((%s), 'YYYY-MM-DD HH24:MI:SS') || ' ('"
+			      " || CASE WHEN (%s) > statement_timestamp() THEN 'in ' || %s"
+			      " ELSE %s || ' %s' END || ')' END",
+			      expr, expr, expr, human, human, past_word);
+	free(delta);
+	free(human);
+	return out;
+}
+
+bool ctl_wants_help(int argc, char **argv, const char *usage)
+{
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			fputs(usage, stdout);
+			return true;
+		}
+	}
+	return false;
+}
+
+int ctl_usage_error(const char *usage, const char *fmt, ...)
+{
+	va_list ap;
+	fputs("retentionctl: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	fputs(usage, stderr);
+	return CTL_USAGE;
 }
 
 int main(int argc, char **argv)

@@ -1,8 +1,8 @@
 /*
  * Query results as a table for people, or JSON / CSV for scripts. JSON
  * objects and CSV fields are written by PostgreSQL (row_to_json, and
- * replace() for CSV quoting), never escaped here; rows are streamed in
- * single-row mode so a long listing is never held in memory.
+ * replace() for CSV quoting), never escaped here; JSON and CSV rows are
+ * streamed in single-row mode so a long listing is never held in memory.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,26 +19,26 @@ static const char csv_wrapper[] =
 	"          FROM json_each_text(row_to_json(q)) WITH ORDINALITY AS f(key, value, n))"
 	"  FROM (%s) q";
 
-static bool send_streaming(PGconn *conn, const char *sql, int n_params, const char *const *params)
+/* Runs SQL in single-row mode, printing each row's one text column after PREFIX. */
+static bool stream_lines(struct ctl_stream *st, const char *sql, int n_params, const Oid *types,
+			 const char *const *params, bool json)
 {
-	if (!PQsendQueryParams(conn, sql, n_params, NULL, params, NULL, NULL, 0)) {
+	PGconn *conn = st->ctl->conn;
+	PGresult *res;
+	bool ok = true;
+	if (!PQsendQueryParams(conn, sql, n_params, types, params, NULL, NULL, 0)) {
 		ctl_error("%s", PQerrorMessage(conn));
 		return false;
 	}
 	PQsetSingleRowMode(conn);
-	return true;
-}
-
-/* Calls EMIT for each streamed row; false if the query failed. */
-static bool stream_rows(PGconn *conn, void (*emit)(const char *value, size_t index))
-{
-	PGresult *res;
-	size_t index = 0;
-	bool ok = true;
 	while ((res = PQgetResult(conn)) != NULL) {
 		switch (PQresultStatus(res)) {
 		case PGRES_SINGLE_TUPLE:
-			emit(PQgetvalue(res, 0, 0), index++);
+			if (json)
+				printf("%s\n  %s", st->rows ? "," : "", PQgetvalue(res, 0, 0));
+			else
+				printf("%s\n", PQgetvalue(res, 0, 0));
+			st->rows++;
 			break;
 		case PGRES_TUPLES_OK:
 			break;
@@ -51,65 +51,35 @@ static bool stream_rows(PGconn *conn, void (*emit)(const char *value, size_t ind
 	return ok;
 }
 
-static void emit_json(const char *value, size_t index)
-{
-	printf("%s\n  %s", index ? "," : "", value);
-}
-
-static void emit_line(const char *value, size_t index)
-{
-	(void)index;
-	printf("%s\n", value);
-}
-
-static int print_json(struct ctl *ctl, const char *query, int n_params, const char *const *params)
-{
-	char *sql = xasprintf(json_wrapper, query);
-	bool ok = send_streaming(ctl->conn, sql, n_params, params);
-	free(sql);
-	if (!ok)
-		return CTL_ERROR;
-	printf("[");
-	ok = stream_rows(ctl->conn, emit_json);
-	printf("\n]\n");
-	return ok ? CTL_OK : CTL_ERROR;
-}
-
-static int print_csv(struct ctl *ctl, const char *query, int n_params, const char *const *params)
+static bool print_csv_header(struct ctl_stream *st, const char *query, int n_params, const Oid *types)
 {
 	PGresult *res;
-	char *sql;
-	bool ok;
-
-	/* The header comes from describing the query, so an empty result still has one. */
-	res = PQprepare(ctl->conn, "", query, n_params, NULL);
+	/* Described, not run: an empty result still gets its header. */
+	res = PQprepare(st->ctl->conn, "", query, n_params, types);
 	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
 		ctl_error("%s", PQresultErrorMessage(res));
 		PQclear(res);
-		return CTL_ERROR;
+		return false;
 	}
 	PQclear(res);
-	res = PQdescribePrepared(ctl->conn, "");
+	res = PQdescribePrepared(st->ctl->conn, "");
 	for (int i = 0; i < PQnfields(res); i++)
 		printf("%s%s", i ? "," : "", PQfname(res, i));
 	printf("\n");
 	PQclear(res);
-
-	sql = xasprintf(csv_wrapper, query);
-	ok = send_streaming(ctl->conn, sql, n_params, params);
-	free(sql);
-	return ok && stream_rows(ctl->conn, emit_line) ? CTL_OK : CTL_ERROR;
+	return true;
 }
 
-static int print_table(struct ctl *ctl, const char *query, int n_params, const char *const *params)
+static bool print_table_rows(struct ctl_stream *st, const char *query, int n_params, const Oid *types,
+			     const char *const *params)
 {
-	PGresult *res = PQexecParams(ctl->conn, query, n_params, NULL, params, NULL, NULL, 0);
+	PGresult *res = PQexecParams(st->ctl->conn, query, n_params, types, params, NULL, NULL, 0);
 	int nf, nt;
 	size_t *width;
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		ctl_error("%s", PQresultErrorMessage(res));
 		PQclear(res);
-		return CTL_ERROR;
+		return false;
 	}
 	nf = PQnfields(res);
 	nt = PQntuples(res);
@@ -120,28 +90,108 @@ static int print_table(struct ctl *ctl, const char *query, int n_params, const c
 			if ((size_t)PQgetlength(res, t, f) > width[f])
 				width[f] = (size_t)PQgetlength(res, t, f);
 	}
-	for (int f = 0; f < nf; f++)
-		printf("%-*s%s", f + 1 < nf ? (int)width[f] : 0, PQfname(res, f), f + 1 < nf ? "  " : "\n");
+	if (st->rows == 0 && !st->header_done) {
+		for (int f = 0; f < nf; f++)
+			printf("%-*s%s", f + 1 < nf ? (int)width[f] : 0, PQfname(res, f), f + 1 < nf ? "  " : "\n");
+		st->header_done = true;
+	}
 	for (int t = 0; t < nt; t++)
 		for (int f = 0; f < nf; f++)
 			printf("%-*s%s", f + 1 < nf ? (int)width[f] : 0,
 			       PQgetisnull(res, t, f) ? "-" : PQgetvalue(res, t, f), f + 1 < nf ? "  " : "\n");
-	if (nt == 0)
-		printf("(none)\n");
+	st->rows += (size_t)nt;
 	free(width);
 	PQclear(res);
-	return CTL_OK;
+	return true;
 }
 
-int ctl_print_query(struct ctl *ctl, const char *query, int n_params, const char *const *params)
+void ctl_stream_begin(struct ctl_stream *st, struct ctl *ctl)
 {
-	switch (ctl->format) {
+	memset(st, 0, sizeof(*st));
+	st->ctl = ctl;
+	st->ok = true;
+	if (ctl->format == CTL_FORMAT_JSON)
+		printf("[");
+}
+
+void ctl_stream_query(struct ctl_stream *st, const char *query, const char *table_query, int n_params,
+		      const Oid *types, const char *const *params)
+{
+	char *sql;
+	if (!st->ok)
+		return;
+	switch (st->ctl->format) {
 	case CTL_FORMAT_JSON:
-		return print_json(ctl, query, n_params, params);
+		sql = xasprintf(json_wrapper, query);
+		st->ok = stream_lines(st, sql, n_params, types, params, true);
+		free(sql);
+		break;
 	case CTL_FORMAT_CSV:
-		return print_csv(ctl, query, n_params, params);
+		if (!st->header_done) {
+			st->ok = print_csv_header(st, query, n_params, types);
+			st->header_done = true;
+		}
+		sql = xasprintf(csv_wrapper, query);
+		st->ok = st->ok && stream_lines(st, sql, n_params, types, params, false);
+		free(sql);
+		break;
 	case CTL_FORMAT_TABLE:
 	default:
-		return print_table(ctl, query, n_params, params);
+		st->ok = print_table_rows(st, table_query ? table_query : query, n_params, types, params);
+		break;
 	}
+}
+
+int ctl_stream_end(struct ctl_stream *st)
+{
+	if (st->ctl->format == CTL_FORMAT_JSON)
+		printf("\n]\n");
+	else if (st->ctl->format == CTL_FORMAT_TABLE && st->rows == 0 && st->ok)
+		printf("(none)\n");
+	return st->ok ? CTL_OK : CTL_ERROR;
+}
+
+int ctl_print_query(struct ctl *ctl, const char *query, const char *table_query, int n_params,
+		    const Oid *types, const char *const *params)
+{
+	struct ctl_stream st;
+	ctl_stream_begin(&st, ctl);
+	ctl_stream_query(&st, query, table_query, n_params, types, params);
+	return ctl_stream_end(&st);
+}
+
+int ctl_print_object(struct ctl *ctl, const char *query, const char *table_query, int n_params,
+		     const Oid *types, const char *const *params)
+{
+	PGresult *res;
+	char *sql;
+	int status = CTL_OK;
+
+	if (ctl->format == CTL_FORMAT_CSV)
+		return ctl_print_query(ctl, query, NULL, n_params, types, params);
+	if (ctl->format == CTL_FORMAT_JSON) {
+		sql = xasprintf("SELECT row_to_json(q)::text FROM (%s) q", query);
+		res = PQexecParams(ctl->conn, sql, n_params, types, params, NULL, NULL, 0);
+		free(sql);
+	} else {
+		res = PQexecParams(ctl->conn, table_query ? table_query : query, n_params, types, params, NULL,
+				   NULL, 0);
+	}
+	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+		ctl_error("%s", PQresultStatus(res) == PGRES_TUPLES_OK ? "no result" : PQresultErrorMessage(res));
+		status = CTL_ERROR;
+	} else if (ctl->format == CTL_FORMAT_JSON) {
+		printf("%s\n", PQgetvalue(res, 0, 0));
+	} else {
+		/* One record: a field per line reads better than a one-row table. */
+		int width = 0;
+		for (int f = 0; f < PQnfields(res); f++)
+			if ((int)strlen(PQfname(res, f)) > width)
+				width = (int)strlen(PQfname(res, f));
+		for (int f = 0; f < PQnfields(res); f++)
+			if (!PQgetisnull(res, 0, f))
+				printf("%-*s  %s\n", width, PQfname(res, f), PQgetvalue(res, 0, f));
+	}
+	PQclear(res);
+	return status;
 }

@@ -1,0 +1,163 @@
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctl.h"
+#include "util.h"
+
+static const char usage[] =
+	"usage: retentionctl explain --policy P --key K\n\n"
+	"When record K falls or fell due under policy P, and why it is or is not purged.\n"
+	"status is one of: purged, anonymized, not_found, clock_not_started, exempt, held,\n"
+	"overdue (due, the daemon has not purged it yet), pending (falls due later).\n";
+
+static const char last_audit_sql[] =
+	"SELECT id, purged_at, instance, action FROM retention.audit_log"
+	" WHERE policy = $1 AND record_key = $2 ORDER BY seq DESC LIMIT 1";
+
+static const char holds_sql[] =
+	"SELECT coalesce(json_agg(json_build_object('id', id, 'reason', reason, 'until', until,"
+	" 'placed_by', placed_by, 'placed_at', placed_at) ORDER BY id), '[]')::text"
+	" FROM retention.holds WHERE policy = $1 AND released_at IS NULL"
+	" AND (until IS NULL OR until > statement_timestamp())"
+	" AND (record_key = $2 OR subject = $3)";
+
+static const char answer_sql[] =
+	"SELECT $1::text AS policy, $2::text AS key, $3::text AS status, $4::text AS reason,"
+	" $5::timestamptz AS clock_at, $6::timestamptz AS due_at, $7::text AS exempt_column,"
+	" $8::text AS exempt_value, $9::json AS holds, $10::bigint AS audit_id,"
+	" $11::timestamptz AS purged_at, $12::text AS purged_by";
+
+enum { A_POLICY, A_KEY, A_STATUS, A_REASON, A_CLOCK, A_DUE, A_EXEMPT_COL, A_EXEMPT_VAL, A_HOLDS, A_AUDIT_ID,
+       A_PURGED_AT, A_PURGED_BY, A_N };
+
+static char *value_or_null(PGresult *res, int row, int col)
+{
+	return PQgetisnull(res, row, col) ? NULL : xstrdup(PQgetvalue(res, row, col));
+}
+
+int cmd_explain(struct ctl *ctl, int argc, char **argv)
+{
+	static const struct option options[] = {
+		{"policy", required_argument, NULL, 'p'},
+		{"key", required_argument, NULL, 'k'},
+		{NULL, 0, NULL, 0},
+	};
+	const char *policy_name = NULL, *key = NULL;
+	const struct policy *p;
+	struct policy_sql sql;
+	char *a[A_N] = {NULL};
+	const char *params[POLICY_N_BASE_PARAMS + 1];
+	Oid types[POLICY_N_BASE_PARAMS + 1];
+	PGresult *audit = NULL, *record = NULL, *holds = NULL;
+	bool record_found = false, clock_null = false;
+	int opt, status = CTL_ERROR;
+
+	if (ctl_wants_help(argc, argv, usage))
+		return CTL_OK;
+	while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
+		if (opt == 'p')
+			policy_name = optarg;
+		else if (opt == 'k')
+			key = optarg;
+		else
+			return ctl_usage_error(usage, "explain: unknown option");
+	}
+	if (policy_name == NULL || key == NULL || optind < argc)
+		return ctl_usage_error(usage, "explain needs --policy and --key");
+	if ((p = ctl_policy(ctl, policy_name)) == NULL || ctl_connect(ctl) == NULL)
+		return CTL_ERROR;
+	if (!ctl_policy_sql(ctl, p, &sql))
+		return CTL_ERROR;
+
+	{
+		const char *ap[2] = {p->name, key};
+		audit = PQexecParams(ctl->conn, last_audit_sql, 2, NULL, ap, NULL, NULL, 0);
+		if (PQresultStatus(audit) != PGRES_TUPLES_OK) {
+			ctl_error("%s", PQresultErrorMessage(audit));
+			goto out;
+		}
+	}
+	for (int i = 0; i < POLICY_N_BASE_PARAMS; i++) {
+		params[i] = sql.params[i];
+		types[i] = sql.types[i];
+	}
+	params[POLICY_PARAM_KEY] = key;
+	types[POLICY_PARAM_KEY] = 0;
+	record = PQexecParams(ctl->conn, sql.explain, POLICY_N_BASE_PARAMS + 1, types, params, NULL, NULL, 0);
+	if (PQresultStatus(record) == PGRES_TUPLES_OK) {
+		record_found = PQntuples(record) == 1;
+	} else {
+		const char *state = PQresultErrorField(record, PG_DIAG_SQLSTATE);
+		/* A key that is not even of the key column's type names no record. */
+		if (state == NULL || strncmp(state, "22", 2) != 0) {
+			ctl_error("%s", PQresultErrorMessage(record));
+			goto out;
+		}
+	}
+	{
+		/* Holds on the record's data subject count too. */
+		const char *hp[3] = {p->name, key, NULL};
+		if (record_found && !PQgetisnull(record, 0, EXPLAIN_SUBJECT))
+			hp[2] = PQgetvalue(record, 0, EXPLAIN_SUBJECT);
+		holds = PQexecParams(ctl->conn, holds_sql, 3, NULL, hp, NULL, NULL, 0);
+		if (PQresultStatus(holds) != PGRES_TUPLES_OK) {
+			ctl_error("%s", PQresultErrorMessage(holds));
+			goto out;
+		}
+	}
+
+	a[A_POLICY] = xstrdup(p->name);
+	a[A_KEY] = xstrdup(key);
+	a[A_HOLDS] = xstrdup(PQgetvalue(holds, 0, 0));
+	if (record_found) {
+		a[A_CLOCK] = value_or_null(record, 0, EXPLAIN_CLOCK_AT);
+		a[A_DUE] = value_or_null(record, 0, EXPLAIN_DUE_AT);
+		clock_null = a[A_CLOCK] == NULL;
+	}
+	if (PQntuples(audit) == 1) {
+		a[A_AUDIT_ID] = xstrdup(PQgetvalue(audit, 0, 0));
+		a[A_PURGED_AT] = xstrdup(PQgetvalue(audit, 0, 1));
+		a[A_PURGED_BY] = xstrdup(PQgetvalue(audit, 0, 2));
+	}
+
+	if (a[A_AUDIT_ID] && (!record_found || clock_null)) {
+		bool anonymized = strcmp(PQgetvalue(audit, 0, 3), "anonymize") == 0;
+		a[A_STATUS] = xstrdup(anonymized ? "anonymized" : "purged");
+		a[A_REASON] = xasprintf("%s at %s by instance %s (audit record %s)", anonymized ? "anonymized" : "purged",
+					a[A_PURGED_AT], a[A_PURGED_BY], a[A_AUDIT_ID]);
+	} else if (!record_found) {
+		a[A_STATUS] = xstrdup("not_found");
+		a[A_REASON] = xasprintf("no record with key %s in %s, and policy %s never purged one", key, sql.table,
+					p->name);
+	} else if (clock_null) {
+		a[A_STATUS] = xstrdup("clock_not_started");
+		a[A_REASON] = xasprintf("its clock (%s) is not set: it falls due %s after it starts", p->clock,
+					p->retain_text);
+	} else if (strcmp(PQgetvalue(record, 0, EXPLAIN_EXEMPT), "t") == 0) {
+		a[A_STATUS] = xstrdup("exempt");
+		a[A_EXEMPT_COL] = xstrdup(p->exempt_column);
+		a[A_EXEMPT_VAL] = value_or_null(record, 0, EXPLAIN_EXEMPT_VALUE);
+		a[A_REASON] = xasprintf("exempt: %s = %s", p->exempt_column, a[A_EXEMPT_VAL] ? a[A_EXEMPT_VAL] : "");
+	} else if (strcmp(a[A_HOLDS], "[]") != 0) {
+		a[A_STATUS] = xstrdup("held");
+		a[A_REASON] = xasprintf("held (see holds); without the hold it %s due at %s",
+					strcmp(PQgetvalue(record, 0, EXPLAIN_IS_DUE), "t") == 0 ? "fell" : "falls", a[A_DUE]);
+	} else if (strcmp(PQgetvalue(record, 0, EXPLAIN_IS_DUE), "t") == 0) {
+		a[A_STATUS] = xstrdup("overdue");
+		a[A_REASON] = xasprintf("due since %s and not purged yet: the daemon is behind or not running", a[A_DUE]);
+	} else {
+		a[A_STATUS] = xstrdup("pending");
+		a[A_REASON] = xasprintf("falls due at %s", a[A_DUE]);
+	}
+	status = ctl_print_object(ctl, answer_sql, NULL, A_N, NULL, (const char *const *)a);
+out:
+	for (int i = 0; i < A_N; i++)
+		free(a[i]);
+	PQclear(audit);
+	PQclear(record);
+	PQclear(holds);
+	policy_sql_free(&sql);
+	return status;
+}

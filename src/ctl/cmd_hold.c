@@ -1,0 +1,235 @@
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctl.h"
+#include "util.h"
+
+static const char usage[] =
+	"usage: retentionctl hold add --policy P (--key K | --subject S) --reason TEXT [--until T] [--force]\n"
+	"       retentionctl hold list [--policy P] [--all]\n"
+	"       retentionctl hold release ID --reason TEXT\n\n"
+	"'hold add' places a hold and prints its id. Once it has returned, the daemon does not\n"
+	"purge the held record(s): hold placement and purges take the same per-policy lock.\n"
+	"It refuses a key or subject with no record unless --force (a hold may precede data).\n"
+	"'hold list' shows active holds (--all: released and expired ones too).\n"
+	"'hold release' ends a hold; the release (who, when, why) is kept with it.\n";
+
+static const char list_sql[] =
+	"SELECT id, policy, record_key, subject, reason, placed_by, placed_at, until, released_at,"
+	" released_by, release_reason,"
+	" released_at IS NULL AND (until IS NULL OR until > statement_timestamp()) AS active"
+	" FROM retention.holds"
+	" WHERE ($1::text IS NULL OR policy = $1)"
+	" AND ($2::boolean OR (released_at IS NULL AND (until IS NULL OR until > statement_timestamp())))"
+	" ORDER BY id";
+
+/* Whether policy P has a record with KEY (by_subject false) or of subject KEY. */
+static int record_exists(struct ctl *ctl, const struct policy *p, const char *value, bool by_subject)
+{
+	struct policy_sql sql;
+	const char *params[POLICY_N_BASE_PARAMS + 1];
+	Oid types[POLICY_N_BASE_PARAMS + 1];
+	PGresult *res;
+	int found = -1;
+	if (!ctl_policy_sql(ctl, p, &sql))
+		return -1;
+	for (int i = 0; i < POLICY_N_BASE_PARAMS; i++) {
+		params[i] = sql.params[i];
+		types[i] = sql.types[i];
+	}
+	params[POLICY_PARAM_KEY] = value;
+	types[POLICY_PARAM_KEY] = 0;
+	res = PQexecParams(ctl->conn, by_subject ? sql.subject_exists : sql.explain, POLICY_N_BASE_PARAMS + 1,
+			   types, params, NULL, NULL, 0);
+	if (PQresultStatus(res) == PGRES_TUPLES_OK) {
+		found = PQntuples(res) > 0;
+	} else {
+		const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+		/* A key that is not of the key column's type names no record. */
+		if (state && strncmp(state, "22", 2) == 0)
+			found = 0;
+		else
+			ctl_error("policy %s: %s", p->name, PQresultErrorMessage(res));
+	}
+	PQclear(res);
+	policy_sql_free(&sql);
+	return found;
+}
+
+static int hold_add(struct ctl *ctl, int argc, char **argv)
+{
+	static const struct option options[] = {
+		{"policy", required_argument, NULL, 'p'}, {"key", required_argument, NULL, 'k'},
+		{"subject", required_argument, NULL, 's'}, {"reason", required_argument, NULL, 'r'},
+		{"until", required_argument, NULL, 'u'},  {"force", no_argument, NULL, 'f'},
+		{NULL, 0, NULL, 0},
+	};
+	const char *policy_name = NULL, *key = NULL, *subject = NULL, *reason = NULL, *until = NULL;
+	const struct policy *p;
+	bool force = false;
+	const char *params[5];
+	PGresult *res;
+	int opt, exists;
+
+	while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
+		switch (opt) {
+		case 'p':
+			policy_name = optarg;
+			break;
+		case 'k':
+			key = optarg;
+			break;
+		case 's':
+			subject = optarg;
+			break;
+		case 'r':
+			reason = optarg;
+			break;
+		case 'u':
+			until = optarg;
+			break;
+		case 'f':
+			force = true;
+			break;
+		default:
+			return ctl_usage_error(usage, "hold add: unknown option");
+		}
+	}
+	if (optind < argc)
+		return ctl_usage_error(usage, "hold add: unexpected argument \"%s\"", argv[optind]);
+	if (policy_name == NULL || (key == NULL) == (subject == NULL))
+		return ctl_usage_error(usage, "hold add needs --policy and one of --key or --subject");
+	if (reason == NULL || reason[0] == '\0')
+		return ctl_usage_error(usage, "hold add needs --reason");
+	if ((p = ctl_policy(ctl, policy_name)) == NULL)
+		return CTL_ERROR;
+	if (subject && p->subject == NULL) {
+		ctl_error("policy %s names no subject column: hold by --key instead", p->name);
+		return CTL_ERROR;
+	}
+	if (ctl_connect(ctl) == NULL)
+		return CTL_ERROR;
+	if (!force) {
+		exists = record_exists(ctl, p, key ? key : subject, subject != NULL);
+		if (exists < 0)
+			return CTL_ERROR;
+		if (!exists) {
+			ctl_error("policy %s has no record with %s %s (use --force to hold it before it exists)",
+				  p->name, key ? "key" : "subject", key ? key : subject);
+			return CTL_ERROR;
+		}
+	}
+	params[0] = p->name;
+	params[1] = key;
+	params[2] = subject;
+	params[3] = reason;
+	params[4] = until;
+	res = PQexecParams(ctl->conn, "SELECT retention.place_hold($1, $2, $3, $4, $5::timestamptz)", 5, NULL,
+			   params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		ctl_error("hold add: %s", PQresultErrorMessage(res));
+		PQclear(res);
+		return CTL_ERROR;
+	}
+	printf("%s\n", PQgetvalue(res, 0, 0));
+	PQclear(res);
+	return CTL_OK;
+}
+
+static int hold_list(struct ctl *ctl, int argc, char **argv)
+{
+	static const struct option options[] = {
+		{"policy", required_argument, NULL, 'p'},
+		{"all", no_argument, NULL, 'a'},
+		{NULL, 0, NULL, 0},
+	};
+	const char *params[2] = {NULL, "false"};
+	char *placed = ctl_human_time("placed_at", "ago"), *until = ctl_human_time("until", "ago");
+	char *table_sql;
+	int opt, status;
+	while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
+		if (opt == 'p') {
+			params[0] = optarg;
+		} else if (opt == 'a') {
+			params[1] = "true";
+		} else {
+			free(placed);
+			free(until);
+			return ctl_usage_error(usage, "hold list: unknown option");
+		}
+	}
+	if (ctl_connect(ctl) == NULL) {
+		free(placed);
+		free(until);
+		return CTL_ERROR;
+	}
+	table_sql = xasprintf("SELECT id, policy, record_key AS key, subject, reason, placed_by, %s AS placed,"
+			      " %s AS until, CASE WHEN active THEN 'active' WHEN released_at IS NOT NULL"
+			      " THEN 'released by ' || released_by ELSE 'expired' END AS state FROM (%s) h",
+			      placed, until, list_sql);
+	status = ctl_print_query(ctl, list_sql, table_sql, 2, NULL, params);
+	free(table_sql);
+	free(placed);
+	free(until);
+	return status;
+}
+
+static int hold_release(struct ctl *ctl, int argc, char **argv)
+{
+	static const struct option options[] = {
+		{"reason", required_argument, NULL, 'r'},
+		{NULL, 0, NULL, 0},
+	};
+	const char *params[2] = {NULL, NULL};
+	char *end;
+	PGresult *res;
+	int opt;
+	while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
+		if (opt == 'r')
+			params[1] = optarg;
+		else
+			return ctl_usage_error(usage, "hold release: unknown option");
+	}
+	if (optind + 1 != argc || strtoll(argv[optind], &end, 10) <= 0 || *end)
+		return ctl_usage_error(usage, "hold release takes one hold id");
+	if (params[1] == NULL || params[1][0] == '\0')
+		return ctl_usage_error(usage, "hold release needs --reason");
+	params[0] = argv[optind];
+	if (ctl_connect(ctl) == NULL)
+		return CTL_ERROR;
+	res = PQexecParams(ctl->conn, "SELECT retention.release_hold($1::bigint, $2)", 2, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		ctl_error("hold release: %s", PQresultErrorMessage(res));
+		PQclear(res);
+		return CTL_ERROR;
+	}
+	if (PQgetisnull(res, 0, 0)) {
+		ctl_error("hold %s does not exist or was already released", params[0]);
+		PQclear(res);
+		return CTL_ERROR;
+	}
+	PQclear(res);
+	printf("released hold %s\n", params[0]);
+	return CTL_OK;
+}
+
+int cmd_hold(struct ctl *ctl, int argc, char **argv)
+{
+	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+		if (argc < 2)
+			return ctl_usage_error(usage, "hold needs add, list or release");
+		fputs(usage, stdout);
+		return CTL_OK;
+	}
+	if (ctl_wants_help(argc, argv, usage))
+		return CTL_OK;
+	if (strcmp(argv[1], "add") == 0)
+		return hold_add(ctl, argc - 1, argv + 1);
+	if (strcmp(argv[1], "list") == 0)
+		return hold_list(ctl, argc - 1, argv + 1);
+	if (strcmp(argv[1], "release") == 0)
+		return hold_release(ctl, argc - 1, argv + 1);
+	return ctl_usage_error(usage, "hold: unknown subcommand \"%s\"", argv[1]);
+}

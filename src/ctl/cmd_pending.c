@@ -1,0 +1,183 @@
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctl.h"
+#include "util.h"
+
+static const char usage[] =
+	"usage: retentionctl pending [--policy P] [--within DURATION] [--records] [--limit N]\n\n"
+	"Per policy: overdue (due now or earlier), due_within (falling due within DURATION,\n"
+	"default 24 hours), next_due_at and held (due but held). With --records, one row\n"
+	"per record due within DURATION: policy, key, clock_at, due_at, held (at most N;\n"
+	"in table format 100 unless --limit is given). Uses the daemon's own due predicate.\n";
+
+static const char summary_sql[] =
+	"SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::timestamptz[], $5::bigint[])"
+	" AS p(policy, overdue, due_within, next_due_at, held)";
+
+/* The base parameters of a policy's statements followed by EXTRA ones (untyped). */
+static void with_extras(const struct policy_sql *sql, const char **params, Oid *types, const char *a,
+			const char *b)
+{
+	for (int i = 0; i < POLICY_N_BASE_PARAMS; i++) {
+		params[i] = sql->params[i];
+		types[i] = sql->types[i];
+	}
+	params[POLICY_N_BASE_PARAMS] = a;
+	params[POLICY_N_BASE_PARAMS + 1] = b;
+	types[POLICY_N_BASE_PARAMS] = 0;
+	types[POLICY_N_BASE_PARAMS + 1] = 0;
+}
+
+static int print_summary(struct ctl *ctl, const struct policy **policies, size_t n, const char *window)
+{
+	char **cols[5];
+	char *arrays[5];
+	const char *params[POLICY_N_BASE_PARAMS + 2];
+	Oid types[POLICY_N_BASE_PARAMS + 2];
+	char *next = ctl_human_time("next_due_at", "overdue");
+	char *table_sql = xasprintf("SELECT policy, overdue, due_within, %s AS next_due, held FROM (%s) p", next,
+				    summary_sql);
+	size_t rows = 0;
+	int status = CTL_OK;
+
+	for (int c = 0; c < 5; c++)
+		cols[c] = xcalloc(n + 1, sizeof(char *));
+	for (size_t i = 0; i < n; i++) {
+		struct policy_sql sql;
+		PGresult *res;
+		if (!ctl_policy_sql(ctl, policies[i], &sql)) {
+			status = CTL_ERROR;
+			continue;
+		}
+		with_extras(&sql, params, types, window, NULL);
+		res = PQexecParams(ctl->conn, sql.pending, POLICY_N_BASE_PARAMS + 1, types, params, NULL, NULL, 0);
+		if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+			ctl_error("policy %s: %s", policies[i]->name, PQresultErrorMessage(res));
+			status = CTL_ERROR;
+		} else {
+			cols[0][rows] = xstrdup(policies[i]->name);
+			for (int c = 0; c < 4; c++)
+				cols[c + 1][rows] = PQgetisnull(res, 0, c) ? NULL : xstrdup(PQgetvalue(res, 0, c));
+			rows++;
+		}
+		PQclear(res);
+		policy_sql_free(&sql);
+	}
+	for (int c = 0; c < 5; c++)
+		arrays[c] = policy_text_array(cols[c], rows);
+	if (ctl_print_query(ctl, summary_sql, table_sql, 5, NULL, (const char *const *)arrays) != CTL_OK)
+		status = CTL_ERROR;
+	for (int c = 0; c < 5; c++) {
+		for (size_t i = 0; i < rows; i++)
+			free(cols[c][i]);
+		free(cols[c]);
+		free(arrays[c]);
+	}
+	free(next);
+	free(table_sql);
+	return status;
+}
+
+static int print_records(struct ctl *ctl, const struct policy **policies, size_t n, const char *window,
+			 long long limit)
+{
+	struct ctl_stream st;
+	const char *params[POLICY_N_BASE_PARAMS + 2];
+	Oid types[POLICY_N_BASE_PARAMS + 2];
+	char *clock = ctl_human_time("clock_at", "ago");
+	char *due = ctl_human_time("due_at", "overdue");
+	int status = CTL_OK;
+
+	ctl_stream_begin(&st, ctl);
+	for (size_t i = 0; i < n; i++) {
+		struct policy_sql sql;
+		char left[32], *table_sql;
+		if (limit >= 0 && (long long)st.rows >= limit)
+			break;
+		if (!ctl_policy_sql(ctl, policies[i], &sql)) {
+			status = CTL_ERROR;
+			continue;
+		}
+		snprintf(left, sizeof(left), "%lld", limit - (long long)st.rows);
+		with_extras(&sql, params, types, window, limit >= 0 ? left : NULL);
+		table_sql = xasprintf("SELECT policy, key, %s AS clock_at, %s AS due_at, held FROM (%s) r", clock, due,
+				      sql.pending_records);
+		ctl_stream_query(&st, sql.pending_records, table_sql, POLICY_N_BASE_PARAMS + 2, types, params);
+		free(table_sql);
+		policy_sql_free(&sql);
+	}
+	free(clock);
+	free(due);
+	return ctl_stream_end(&st) == CTL_OK ? status : CTL_ERROR;
+}
+
+int cmd_pending(struct ctl *ctl, int argc, char **argv)
+{
+	static const struct option options[] = {
+		{"policy", required_argument, NULL, 'p'}, {"within", required_argument, NULL, 'w'},
+		{"records", no_argument, NULL, 'r'},	  {"limit", required_argument, NULL, 'l'},
+		{NULL, 0, NULL, 0},
+	};
+	const char *policy_name = NULL, *within = "24 hours";
+	bool records = false;
+	long long limit = -1;
+	struct duration window;
+	char window_sql[96];
+	const struct policy **policies;
+	size_t n = 0;
+	int opt, status;
+
+	if (ctl_wants_help(argc, argv, usage))
+		return CTL_OK;
+	while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
+		char *end;
+		switch (opt) {
+		case 'p':
+			policy_name = optarg;
+			break;
+		case 'w':
+			within = optarg;
+			break;
+		case 'r':
+			records = true;
+			break;
+		case 'l':
+			limit = strtoll(optarg, &end, 10);
+			if (*end || limit < 0)
+				return ctl_usage_error(usage, "--limit takes a number of records, not \"%s\"", optarg);
+			break;
+		default:
+			return ctl_usage_error(usage, "pending: unknown option");
+		}
+	}
+	if (optind < argc)
+		return ctl_usage_error(usage, "pending: unexpected argument \"%s\"", argv[optind]);
+	{
+		const char *why;
+		if (!duration_parse(within, &window, &why))
+			return ctl_usage_error(usage, "--within \"%s\": %s", within, why);
+	}
+	duration_to_sql(&window, window_sql, sizeof(window_sql));
+	if (ctl_config(ctl) == NULL || ctl_connect(ctl) == NULL)
+		return CTL_ERROR;
+	policies = xcalloc(ctl->cfg->n_policies + 1, sizeof(*policies));
+	if (policy_name) {
+		if ((policies[0] = ctl_policy(ctl, policy_name)) == NULL) {
+			free(policies);
+			return CTL_ERROR;
+		}
+		n = 1;
+	} else {
+		for (size_t i = 0; i < ctl->cfg->n_policies; i++)
+			policies[n++] = &ctl->cfg->policies[i];
+	}
+	if (records && limit < 0 && ctl->format == CTL_FORMAT_TABLE)
+		limit = 100;
+	status = records ? print_records(ctl, policies, n, window_sql, limit)
+			 : print_summary(ctl, policies, n, window_sql);
+	free(policies);
+	return status;
+}

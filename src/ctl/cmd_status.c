@@ -1,0 +1,40 @@
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctl.h"
+#include "util.h"
+
+static const char usage[] =
+	"usage: retentionctl status\n\n"
+	"Every daemon instance seen: instance, host, pid, started, last heartbeat, the\n"
+	"policies it enforces, last purge and records purged since it started.\n";
+
+static const char status_sql[] =
+	"SELECT instance, host, pid, started_at AS started, heartbeat_at AS last_heartbeat, policies,"
+	" last_purge_at AS last_purge, purged_total"
+	" FROM retention.instances ORDER BY instance";
+
+int cmd_status(struct ctl *ctl, int argc, char **argv)
+{
+	char *started, *beat, *last, *table_sql;
+	int status;
+	if (ctl_wants_help(argc, argv, usage))
+		return CTL_OK;
+	if (argc > 1)
+		return ctl_usage_error(usage, "status takes no arguments");
+	if (ctl_connect(ctl) == NULL)
+		return CTL_ERROR;
+	started = ctl_human_time("started", "ago");
+	beat = ctl_human_time("last_heartbeat", "ago");
+	last = ctl_human_time("last_purge", "ago");
+	table_sql = xasprintf("SELECT instance, host, pid, %s AS started, %s AS last_heartbeat,"
+			      " array_length(policies, 1) AS policies, %s AS last_purge, purged_total FROM (%s) s",
+			      started, beat, last, status_sql);
+	status = ctl_print_query(ctl, status_sql, table_sql, 0, NULL, NULL);
+	free(table_sql);
+	free(started);
+	free(beat);
+	free(last);
+	return status;
+}

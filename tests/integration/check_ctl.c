@@ -1,0 +1,460 @@
+/*
+ * retentionctl against known data: the exact JSON of pending, explain and
+ * audit, holds, exit codes, and audit verify against each kind of tampering.
+ */
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "schema.h"
+#include "testutil.h"
+#include "util.h"
+
+static char *conf_path;
+
+/*
+ * Policy "vd" on virusdesk.uploads (15 minutes, exempt purpose, subject
+ * account_id). Key 6 was purged; then 1 overdue, 2 overdue but held by key,
+ * 3 exempt, 4 no clock, 5 due in 2100, 7 overdue but held by subject.
+ */
+static PGconn *known_data(const char *db)
+{
+	PGconn *conn = test_fresh_database(db);
+	char *err = NULL, *text, *out, *errout;
+	char *bin = xasprintf("%s/src/retentiond", test_builddir());
+	char *argv[5];
+	ck_assert_msg(schema_migrate(conn, &err) == 1, "migrate: %s", err);
+	test_exec(conn, "CREATE SCHEMA virusdesk;"
+			"CREATE TABLE virusdesk.uploads (id bigint PRIMARY KEY, account_id int,"
+			" scan_completed_at timestamptz, purpose text);"
+			"CREATE INDEX ON virusdesk.uploads (scan_completed_at);"
+			"INSERT INTO virusdesk.uploads VALUES (6, 60, '2000-01-01 00:00:00+00', NULL)");
+	text = xasprintf("database = { conninfo = \"dbname=%s\"; time_zone = \"UTC\"; };\n"
+			 "daemon = { instance = \"ctl-test\"; };\n"
+			 "policies = ( { name = \"vd\"; service = \"VirusDesk\"; source = \"rule 5\";\n"
+			 "  table = \"virusdesk.uploads\"; key = \"id\"; clock = \"scan_completed_at\";\n"
+			 "  subject = \"account_id\"; retain = \"15 minutes\";\n"
+			 "  exempt = { column = \"purpose\"; values = [ \"vulnerability_monitoring\" ]; }; } );\n",
+			 db);
+	conf_path = test_write_file(text);
+	argv[0] = bin;
+	argv[1] = "-c";
+	argv[2] = conf_path;
+	argv[3] = "--once";
+	argv[4] = NULL;
+	ck_assert_int_eq(test_run(argv, &out, &errout), 0);
+	free(out);
+	free(errout);
+	test_exec(conn, "INSERT INTO virusdesk.uploads VALUES"
+			" (1, 10, '2000-01-01 00:00:00+00', NULL),"
+			" (2, 20, '2000-01-01 00:01:00+00', NULL),"
+			" (3, 30, '2000-01-01 00:02:00+00', 'vulnerability_monitoring'),"
+			" (4, 40, NULL, NULL),"
+			" (5, 50, '2100-01-01 00:00:00+00', NULL),"
+			" (7, 70, '2000-01-01 00:03:00+00', NULL)");
+	free(text);
+	free(bin);
+	return conn;
+}
+
+static void teardown(void)
+{
+	if (conf_path) {
+		unlink(conf_path);
+		free(conf_path);
+		conf_path = NULL;
+	}
+}
+
+/* Runs retentionctl -c CONF followed by the NULL-terminated arguments; returns its exit status. */
+static int ctl_run(char **out, char **err, ...)
+{
+	char *argv[32];
+	int argc = 0, status;
+	va_list ap;
+	const char *arg;
+	argv[argc++] = xasprintf("%s/src/retentionctl", test_builddir());
+	argv[argc++] = "-c";
+	argv[argc++] = conf_path;
+	va_start(ap, err);
+	while ((arg = va_arg(ap, const char *)) != NULL && argc < 31)
+		argv[argc++] = (char *)arg;
+	va_end(ap);
+	argv[argc] = NULL;
+	status = test_run(argv, out, err);
+	free(argv[0]);
+	return status;
+}
+
+#define CTL(out, err, ...) ctl_run(out, err, __VA_ARGS__, NULL)
+
+/* retentionctl --format json ARGS must succeed and print exactly WANT. */
+#define EXPECT_JSON(want, ...)                                                                     \
+	do {                                                                                       \
+		char *out_, *err_;                                                                 \
+		int status_ = CTL(&out_, &err_, "--format", "json", __VA_ARGS__);                  \
+		ck_assert_msg(status_ == 0, "exit %d: %s", status_, err_);                         \
+		ck_assert_str_eq(out_, want);                                                      \
+		free(out_);                                                                        \
+		free(err_);                                                                        \
+	} while (0)
+
+START_TEST(test_pending_json)
+{
+	PGconn *conn = known_data("ctl_pending");
+	/* 1, 2 and 7 overdue; 3 exempt and 4 unclocked are never pending; 5 is not due within a day. */
+	EXPECT_JSON("[\n  {\"policy\":\"vd\",\"overdue\":3,\"due_within\":0,"
+		    "\"next_due_at\":\"2000-01-01T00:15:00+00:00\",\"held\":0}\n]\n",
+		    "pending");
+	test_exec(conn, "SELECT retention.place_hold('vd', '2', NULL, 'legal', NULL);"
+			"SELECT retention.place_hold('vd', NULL, '70', 'restriction', NULL)");
+	EXPECT_JSON("[\n  {\"policy\":\"vd\",\"overdue\":1,\"due_within\":1,"
+		    "\"next_due_at\":\"2000-01-01T00:15:00+00:00\",\"held\":2}\n]\n",
+		    "pending", "--within", "200 years");
+	EXPECT_JSON("[\n"
+		    "  {\"policy\":\"vd\",\"key\":\"1\",\"clock_at\":\"2000-01-01T00:00:00+00:00\",\"due_at\":\"2000-01-01T00:15:00+00:00\",\"held\":false},\n"
+		    "  {\"policy\":\"vd\",\"key\":\"2\",\"clock_at\":\"2000-01-01T00:01:00+00:00\",\"due_at\":\"2000-01-01T00:16:00+00:00\",\"held\":true},\n"
+		    "  {\"policy\":\"vd\",\"key\":\"7\",\"clock_at\":\"2000-01-01T00:03:00+00:00\",\"due_at\":\"2000-01-01T00:18:00+00:00\",\"held\":true},\n"
+		    "  {\"policy\":\"vd\",\"key\":\"5\",\"clock_at\":\"2100-01-01T00:00:00+00:00\",\"due_at\":\"2100-01-01T00:15:00+00:00\",\"held\":false}\n"
+		    "]\n",
+		    "pending", "--records", "--within", "200 years");
+	EXPECT_JSON("[\n"
+		    "  {\"policy\":\"vd\",\"key\":\"1\",\"clock_at\":\"2000-01-01T00:00:00+00:00\",\"due_at\":\"2000-01-01T00:15:00+00:00\",\"held\":false}\n"
+		    "]\n",
+		    "pending", "--records", "--limit", "1");
+	PQfinish(conn);
+}
+END_TEST
+
+START_TEST(test_pending_csv_and_usage_errors)
+{
+	PGconn *conn = known_data("ctl_csv");
+	char *out, *err;
+	ck_assert_int_eq(CTL(&out, &err, "--format", "csv", "pending", "--records", "--limit", "1"), 0);
+	ck_assert_str_eq(out, "policy,key,clock_at,due_at,held\n"
+			      "\"vd\",\"1\",\"2000-01-01T00:00:00+00:00\",\"2000-01-01T00:15:00+00:00\",\"false\"\n");
+	free(out);
+	free(err);
+	ck_assert_int_eq(CTL(&out, &err, "pending", "--within", "soon"), 2);
+	ck_assert_msg(strncmp(err, "retentionctl: --within \"soon\"", 29) == 0, "%s", err);
+	free(out);
+	free(err);
+	ck_assert_int_eq(CTL(&out, &err, "pending", "--policy", "nope"), 1);
+	ck_assert_msg(strncmp(err, "retentionctl: no policy \"nope\" in ", 34) == 0, "%s", err);
+	free(out);
+	free(err);
+	ck_assert_int_eq(CTL(&out, &err, "frobnicate"), 2);
+	free(out);
+	free(err);
+	ck_assert_int_eq(CTL(&out, &err, "explain", "--help"), 0);
+	ck_assert(strstr(out, "usage: retentionctl explain") != NULL);
+	free(out);
+	free(err);
+	PQfinish(conn);
+}
+END_TEST
+
+static char *explain_json(const char *key)
+{
+	char *out, *err;
+	ck_assert_int_eq(CTL(&out, &err, "--format", "json", "explain", "--policy", "vd", "--key", key), 0);
+	free(err);
+	return out;
+}
+
+START_TEST(test_explain_every_case)
+{
+	PGconn *conn = known_data("ctl_explain");
+	char *out, *want, *hold_id, *hold_at, *audit_id, *purged_at, *json_at;
+	test_exec(conn, "SELECT retention.place_hold('vd', '2', NULL, 'legal', '2200-01-01 00:00:00+00')");
+	hold_id = test_query_value(conn, "SELECT id FROM retention.holds", 0, NULL);
+	hold_at = test_query_value(conn, "SELECT to_json(placed_at)::text FROM retention.holds", 0, NULL);
+
+	out = explain_json("1");
+	ck_assert_str_eq(out, "{\"policy\":\"vd\",\"key\":\"1\",\"status\":\"overdue\",\"reason\":\"due since 2000-01-01 00:15:00+00 and not purged yet: the daemon is behind or not running\","
+			      "\"clock_at\":\"2000-01-01T00:00:00+00:00\",\"due_at\":\"2000-01-01T00:15:00+00:00\",\"exempt_column\":null,\"exempt_value\":null,"
+			      "\"holds\":[],\"audit_id\":null,\"purged_at\":null,\"purged_by\":null}\n");
+	free(out);
+
+	out = explain_json("2");
+	want = xasprintf("{\"policy\":\"vd\",\"key\":\"2\",\"status\":\"held\",\"reason\":\"held (see holds); without the hold it fell due at 2000-01-01 00:16:00+00\","
+			 "\"clock_at\":\"2000-01-01T00:01:00+00:00\",\"due_at\":\"2000-01-01T00:16:00+00:00\",\"exempt_column\":null,\"exempt_value\":null,"
+			 "\"holds\":[{\"id\" : %s, \"reason\" : \"legal\", \"until\" : \"2200-01-01T00:00:00+00:00\", \"placed_by\" : \"postgres\", \"placed_at\" : %s}],"
+			 "\"audit_id\":null,\"purged_at\":null,\"purged_by\":null}\n",
+			 hold_id, hold_at);
+	ck_assert_str_eq(out, want);
+	free(out);
+	free(want);
+
+	out = explain_json("3");
+	ck_assert_str_eq(out, "{\"policy\":\"vd\",\"key\":\"3\",\"status\":\"exempt\",\"reason\":\"exempt: purpose = vulnerability_monitoring\","
+			      "\"clock_at\":\"2000-01-01T00:02:00+00:00\",\"due_at\":\"2000-01-01T00:17:00+00:00\",\"exempt_column\":\"purpose\",\"exempt_value\":\"vulnerability_monitoring\","
+			      "\"holds\":[],\"audit_id\":null,\"purged_at\":null,\"purged_by\":null}\n");
+	free(out);
+
+	out = explain_json("4");
+	ck_assert_str_eq(out, "{\"policy\":\"vd\",\"key\":\"4\",\"status\":\"clock_not_started\",\"reason\":\"its clock (scan_completed_at) is not set: it falls due 15 minutes after it starts\","
+			      "\"clock_at\":null,\"due_at\":null,\"exempt_column\":null,\"exempt_value\":null,"
+			      "\"holds\":[],\"audit_id\":null,\"purged_at\":null,\"purged_by\":null}\n");
+	free(out);
+
+	out = explain_json("5");
+	ck_assert_str_eq(out, "{\"policy\":\"vd\",\"key\":\"5\",\"status\":\"pending\",\"reason\":\"falls due at 2100-01-01 00:15:00+00\","
+			      "\"clock_at\":\"2100-01-01T00:00:00+00:00\",\"due_at\":\"2100-01-01T00:15:00+00:00\",\"exempt_column\":null,\"exempt_value\":null,"
+			      "\"holds\":[],\"audit_id\":null,\"purged_at\":null,\"purged_by\":null}\n");
+	free(out);
+
+	audit_id = test_query_value(conn, "SELECT id FROM retention.audit_log WHERE record_key = '6'", 0, NULL);
+	purged_at = test_query_value(conn, "SELECT purged_at FROM retention.audit_log WHERE record_key = '6'", 0, NULL);
+	/* In JSON, purged_at is RFC 3339: PostgreSQL's rendering, not rebuilt here. */
+	json_at = test_query_value(conn, "SELECT to_json(purged_at)::text FROM retention.audit_log WHERE record_key = '6'", 0, NULL);
+	out = explain_json("6");
+	want = xasprintf("{\"policy\":\"vd\",\"key\":\"6\",\"status\":\"purged\",\"reason\":\"purged at %s by instance ctl-test (audit record %s)\","
+			 "\"clock_at\":null,\"due_at\":null,\"exempt_column\":null,\"exempt_value\":null,"
+			 "\"holds\":[],\"audit_id\":%s,\"purged_at\":%s,\"purged_by\":\"ctl-test\"}\n",
+			 purged_at, audit_id, audit_id, json_at);
+	ck_assert_str_eq(out, want);
+	free(out);
+	free(want);
+	free(json_at);
+
+	out = explain_json("999");
+	ck_assert_str_eq(out, "{\"policy\":\"vd\",\"key\":\"999\",\"status\":\"not_found\",\"reason\":\"no record with key 999 in virusdesk.uploads, and policy vd never purged one\","
+			      "\"clock_at\":null,\"due_at\":null,\"exempt_column\":null,\"exempt_value\":null,"
+			      "\"holds\":[],\"audit_id\":null,\"purged_at\":null,\"purged_by\":null}\n");
+	free(out);
+	/* Not even of the key's type: still just not found. */
+	out = explain_json("not-a-number");
+	ck_assert(strstr(out, "\"status\":\"not_found\"") != NULL);
+	free(out);
+
+	free(hold_id);
+	free(hold_at);
+	free(audit_id);
+	free(purged_at);
+	PQfinish(conn);
+}
+END_TEST
+
+START_TEST(test_audit_json)
+{
+	PGconn *conn = known_data("ctl_audit");
+	char *out, *err, *want, *row;
+	row = test_query_value(conn, "SELECT format('{\"id\":%s,\"policy\":\"vd\",\"seq\":1,\"service\":\"VirusDesk\",\"source\":\"rule 5\","
+				     "\"table_name\":\"virusdesk.uploads\",\"record_key\":\"6\",\"subject\":\"60\","
+				     "\"clock_at\":\"2000-01-01T00:00:00+00:00\",\"due_at\":\"2000-01-01T00:15:00+00:00\","
+				     "\"purged_at\":%s,\"late_seconds\":%s,\"action\":\"delete\",\"instance\":\"ctl-test\","
+				     "\"txid\":%s,\"hash\":\"%s\"}', id, to_json(purged_at), to_json(extract(epoch FROM purged_at - due_at)::float8),"
+				     " txid, encode(hash, 'hex')) FROM retention.audit_log",
+			       0, NULL);
+	want = xasprintf("[\n  %s\n]\n", row);
+	ck_assert_int_eq(CTL(&out, &err, "--format", "json", "audit", "--policy", "vd", "--key", "6"), 0);
+	ck_assert_str_eq(out, want);
+	free(out);
+	free(err);
+	ck_assert_int_eq(CTL(&out, &err, "--format", "json", "audit", "--since", "2100-01-01"), 0);
+	ck_assert_str_eq(out, "[\n]\n");
+	free(out);
+	free(err);
+	free(want);
+	free(row);
+	PQfinish(conn);
+}
+END_TEST
+
+START_TEST(test_hold_add_list_release)
+{
+	PGconn *conn = known_data("ctl_hold");
+	char *out, *err, *id, *cmd_out;
+	ck_assert_int_eq(CTL(&out, &err, "hold", "add", "--policy", "vd", "--key", "1", "--reason", "litigation"), 0);
+	id = xstrndup(out, strcspn(out, "\n"));
+	free(out);
+	free(err);
+	ck_assert_int_eq(test_query_ll(conn, "SELECT count(*) FROM retention.holds WHERE record_key = '1' AND released_at IS NULL"), 1);
+	/* Refused: no such record, unknown policy, a subject on a policy... */
+	ck_assert_int_eq(CTL(&out, &err, "hold", "add", "--policy", "vd", "--key", "12345", "--reason", "r"), 1);
+	ck_assert(strstr(err, "no record with key 12345") != NULL);
+	free(out);
+	free(err);
+	ck_assert_int_eq(CTL(&out, &err, "hold", "add", "--policy", "vd", "--key", "12345", "--reason", "r", "--force"), 0);
+	free(out);
+	free(err);
+	ck_assert_int_eq(CTL(&out, &err, "hold", "add", "--policy", "vd", "--subject", "10", "--reason", "r"), 0);
+	free(out);
+	free(err);
+	ck_assert_int_eq(CTL(&out, &err, "hold", "add", "--policy", "zz", "--key", "1", "--reason", "r"), 1);
+	free(out);
+	free(err);
+	ck_assert_int_eq(CTL(&out, &err, "hold", "add", "--policy", "vd", "--key", "1"), 2);
+	free(out);
+	free(err);
+	/* The daemon honours it. */
+	{
+		char *bin = xasprintf("%s/src/retentiond", test_builddir());
+		char *argv[] = {bin, "-c", conf_path, "--once", NULL};
+		ck_assert_int_eq(test_run(argv, &out, &err), 0);
+		free(out);
+		free(err);
+		free(bin);
+	}
+	ck_assert_int_eq(test_query_ll(conn, "SELECT count(*) FROM virusdesk.uploads WHERE id = 1"), 1);
+	ck_assert_int_eq(CTL(&out, &err, "--format", "csv", "hold", "list"), 0);
+	ck_assert_int_eq((int)strlen(out) > 0, 1);
+	ck_assert(strstr(out, "\"litigation\"") != NULL);
+	free(out);
+	free(err);
+	ck_assert_int_eq(CTL(&out, &err, "hold", "release", id, "--reason", "settled"), 0);
+	free(out);
+	free(err);
+	ck_assert_int_eq(CTL(&out, &err, "hold", "release", id, "--reason", "again"), 1);
+	free(out);
+	free(err);
+	cmd_out = test_query_value(conn, "SELECT released_by || ' ' || release_reason FROM retention.holds WHERE reason = 'litigation'", 0, NULL);
+	ck_assert_str_eq(cmd_out, "postgres settled");
+	ck_assert_int_eq(CTL(&out, &err, "--format", "json", "hold", "list", "--all"), 0);
+	ck_assert(strstr(out, "\"release_reason\":\"settled\"") != NULL);
+	free(out);
+	free(err);
+	free(cmd_out);
+	free(id);
+	PQfinish(conn);
+}
+END_TEST
+
+/* ---- audit verify against tampering ---- */
+
+/* A policy with a chain of 12 records. */
+static PGconn *chain_of_twelve(const char *db)
+{
+	PGconn *conn = known_data(db);
+	char *bin = xasprintf("%s/src/retentiond", test_builddir());
+	char *argv[] = {bin, "-c", conf_path, "--once", NULL};
+	char *out, *err;
+	test_exec(conn, "INSERT INTO virusdesk.uploads SELECT 100 + g, g, '2001-01-01'::timestamptz + g * interval '1 minute'"
+			" FROM generate_series(1, 8) g");
+	ck_assert_int_eq(test_run(argv, &out, &err), 0);
+	free(out);
+	free(err);
+	free(bin);
+	/* Key 6 from the first run; now 1, 2 and 7 (nothing is held here) and the 8 new ones. */
+	ck_assert_int_eq(test_query_ll(conn, "SELECT max(seq) FROM retention.audit_log"), 12);
+	return conn;
+}
+
+static void expect_verify(int want_status, const char *want_problem, const char *head)
+{
+	char *out, *err;
+	int status = head ? CTL(&out, &err, "audit", "verify", "--policy", "vd", "--head", head)
+			  : CTL(&out, &err, "audit", "verify");
+	ck_assert_msg(status == want_status, "exit %d, want %d: %s%s", status, want_status, out, err);
+	if (want_problem)
+		ck_assert_msg(strstr(err, want_problem) != NULL, "\"%s\" not in: %s", want_problem, err);
+	free(out);
+	free(err);
+}
+
+START_TEST(test_verify_intact)
+{
+	PGconn *conn = chain_of_twelve("verify_intact");
+	expect_verify(0, NULL, NULL);
+	PQfinish(conn);
+}
+END_TEST
+
+START_TEST(test_verify_edit)
+{
+	PGconn *conn = chain_of_twelve("verify_edit");
+	test_exec(conn, "UPDATE retention.audit_log SET subject = 'someone else' WHERE seq = 5");
+	expect_verify(3, "its content does not match its hash (edited)", NULL);
+	PQfinish(conn);
+}
+END_TEST
+
+START_TEST(test_verify_delete_middle)
+{
+	PGconn *conn = chain_of_twelve("verify_delete");
+	test_exec(conn, "DELETE FROM retention.audit_log WHERE seq = 4");
+	expect_verify(3, ") follows seq 3: records before it are missing", NULL);
+	PQfinish(conn);
+}
+END_TEST
+
+START_TEST(test_verify_reorder)
+{
+	PGconn *conn = chain_of_twelve("verify_reorder");
+	/* Swap records 3 and 4, renumbering them so the sequence itself looks whole. */
+	test_exec(conn, "UPDATE retention.audit_log SET seq = 1000 WHERE seq = 3;"
+			"UPDATE retention.audit_log SET seq = 3 WHERE seq = 4;"
+			"UPDATE retention.audit_log SET seq = 4 WHERE seq = 1000");
+	expect_verify(3, "record seq 3 (id ", NULL);
+	PQfinish(conn);
+}
+END_TEST
+
+START_TEST(test_verify_truncate_tail)
+{
+	PGconn *conn = chain_of_twelve("verify_tail");
+	test_exec(conn, "DELETE FROM retention.audit_log WHERE seq > 8");
+	expect_verify(3, "the chain head is seq 12 but the log ends at seq 8: records seq 9 to 12 were removed", NULL);
+	PQfinish(conn);
+}
+END_TEST
+
+START_TEST(test_verify_wholesale_rewrite_needs_anchor)
+{
+	PGconn *conn = chain_of_twelve("verify_rewrite");
+	char *anchor = test_query_value(conn, "SELECT seq || ':' || encode(hash, 'hex') FROM retention.audit_log WHERE seq = 12", 0, NULL);
+	/* Edit record 5, then recompute every hash from there on and the head, as an insider could. */
+	test_exec(conn,
+		  "UPDATE retention.audit_log SET subject = 'someone else' WHERE seq = 5;"
+		  "WITH RECURSIVE c(seq, prev_hash, hash) AS ("
+		  "  SELECT a.seq, a.prev_hash, sha256(a.prev_hash || retention.audit_payload(a.policy, a.seq, a.service, a.source,"
+		  "    a.table_name, a.record_key, a.subject, a.clock_at, a.due_at, a.purged_at, a.action, a.instance, a.txid))"
+		  "  FROM retention.audit_log a WHERE a.seq = 5"
+		  "  UNION ALL"
+		  "  SELECT a.seq, c.hash, sha256(c.hash || retention.audit_payload(a.policy, a.seq, a.service, a.source,"
+		  "    a.table_name, a.record_key, a.subject, a.clock_at, a.due_at, a.purged_at, a.action, a.instance, a.txid))"
+		  "  FROM retention.audit_log a JOIN c ON a.seq = c.seq + 1)"
+		  " UPDATE retention.audit_log a SET prev_hash = c.prev_hash, hash = c.hash FROM c WHERE a.seq = c.seq;"
+		  "UPDATE retention.chain_heads h SET hash = a.hash FROM retention.audit_log a WHERE a.seq = h.seq");
+	/* Without an anchor the rewritten chain is self-consistent... */
+	expect_verify(0, NULL, NULL);
+	/* ...the anchor the daemon logged before the rewrite is not. */
+	expect_verify(3, "does not match the anchor", anchor);
+	expect_verify(2, "--head takes SEQ:HASH", "12:nothex");
+	free(anchor);
+	PQfinish(conn);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("retentionctl");
+	TCase *tc = tcase_create("known data");
+	TCase *verify = tcase_create("verify");
+	SRunner *sr;
+	int failed;
+	tcase_add_checked_fixture(tc, NULL, teardown);
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_pending_json);
+	tcase_add_test(tc, test_pending_csv_and_usage_errors);
+	tcase_add_test(tc, test_explain_every_case);
+	tcase_add_test(tc, test_audit_json);
+	tcase_add_test(tc, test_hold_add_list_release);
+	suite_add_tcase(s, tc);
+	tcase_add_checked_fixture(verify, NULL, teardown);
+	tcase_set_timeout(verify, 60);
+	tcase_add_test(verify, test_verify_intact);
+	tcase_add_test(verify, test_verify_edit);
+	tcase_add_test(verify, test_verify_delete_middle);
+	tcase_add_test(verify, test_verify_reorder);
+	tcase_add_test(verify, test_verify_truncate_tail);
+	tcase_add_test(verify, test_verify_wholesale_rewrite_needs_anchor);
+	suite_add_tcase(s, verify);
+	sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
