@@ -3,10 +3,13 @@
  * holds and their race, exemptions, NULL clocks, anonymisation, kill -9
  * atomicity, a server restart, reload, and two daemons on one backlog.
  */
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -630,6 +633,111 @@ START_TEST(test_two_daemons_one_backlog)
 }
 END_TEST
 
+/* ---- systemd's notification protocol, and --check ---- */
+
+/* Reads datagrams from FD until one contains WANT or SECONDS pass. */
+static bool notified(int fd, const char *want, double seconds)
+{
+	double deadline = test_now() + seconds;
+	char buf[1024];
+	while (test_now() < deadline) {
+		struct pollfd p = {fd, POLLIN, 0};
+		ssize_t n;
+		if (poll(&p, 1, 50) <= 0)
+			continue;
+		n = recv(fd, buf, sizeof(buf) - 1, 0);
+		if (n <= 0)
+			continue;
+		buf[n] = '\0';
+		if (strstr(buf, want))
+			return true;
+	}
+	return false;
+}
+
+START_TEST(test_sd_notify_ready_watchdog_reload_stop)
+{
+	PGconn *conn = uploads_db("sdnotify");
+	char *conf = uploads_config("sdnotify", "15 minutes", "");
+	char *log = log_path_for("sdnotify");
+	char *sock_path = xasprintf("/tmp/retention-notify-%d.sock", (int)getpid());
+	struct sockaddr_un addr;
+	int fd = socket(AF_UNIX, SOCK_DGRAM, 0);
+	pid_t pid;
+
+	memset(&addr, 0, sizeof(addr));
+	addr.sun_family = AF_UNIX;
+	snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", sock_path);
+	unlink(sock_path);
+	ck_assert_int_eq(bind(fd, (struct sockaddr *)&addr, sizeof(addr)), 0);
+	setenv("NOTIFY_SOCKET", sock_path, 1);
+	setenv("WATCHDOG_USEC", "200000", 1);
+	pid = start_daemon(conf, log);
+	unsetenv("NOTIFY_SOCKET");
+	unsetenv("WATCHDOG_USEC");
+	ck_assert_msg(notified(fd, "READY=1", 10), "no READY=1");
+	ck_assert_msg(notified(fd, "STATUS=enforcing 1 policies", 10), "no STATUS once connected");
+	/* Pinged at half the 200 ms interval: two pings well within a second. */
+	ck_assert(notified(fd, "WATCHDOG=1", 1));
+	ck_assert(notified(fd, "WATCHDOG=1", 1));
+	ck_assert_int_eq(kill(pid, SIGHUP), 0);
+	ck_assert_msg(notified(fd, "RELOADING=1", 10), "no RELOADING=1");
+	ck_assert_msg(notified(fd, "READY=1", 10), "no READY=1 after the reload");
+	ck_assert_int_eq(kill(pid, SIGTERM), 0);
+	ck_assert_msg(notified(fd, "STOPPING=1", 10), "no STOPPING=1");
+	ck_assert(test_wait_exit(pid, 10) == 0);
+	close(fd);
+	unlink(sock_path);
+	free(sock_path);
+	unlink(log);
+	free(log);
+	unlink(conf);
+	free(conf);
+	PQfinish(conn);
+}
+END_TEST
+
+START_TEST(test_check_reports_catalog_problems)
+{
+	PGconn *conn = uploads_db("checkcat");
+	char *bin = daemon_path();
+	char *good = uploads_config("checkcat", "15 minutes", "");
+	char *out, *err, *text, *bad;
+	char *argv[] = {bin, "-c", good, "--check", NULL};
+	ck_assert_int_eq(test_run(argv, &out, &err), 0);
+	ck_assert_msg(strstr(out, "1 policies usable") != NULL, "%s%s", out, err);
+	free(out);
+	free(err);
+	test_exec(conn, "CREATE TABLE public.noindex (id int, closed text);"
+			"CREATE TABLE public.noindex2 (id int PRIMARY KEY, closed timestamptz)");
+	text = xasprintf("database = { conninfo = \"dbname=checkcat\"; };\n"
+			 "policies = ( { name = \"missing\"; service = \"s\"; source = \"s\"; table = \"nope.t\";"
+			 " key = \"id\"; clock = \"c\"; retain = \"1 day\"; },\n"
+			 " { name = \"wrong-types\"; service = \"s\"; source = \"s\"; table = \"noindex\";"
+			 " key = \"id\"; clock = \"closed\"; subject = \"who\"; retain = \"1 day\"; },\n"
+			 " { name = \"no-clock-index\"; service = \"s\"; source = \"s\"; table = \"noindex2\";"
+			 " key = \"id\"; clock = \"closed\"; retain = \"1 day\"; } );\n");
+	bad = test_write_file(text);
+	argv[2] = bad;
+	ck_assert_int_eq(test_run(argv, &out, &err), 1);
+	ck_assert_msg(strstr(out, ":2: policy missing: error: table nope.t does not exist"), "%s", out);
+	ck_assert_msg(strstr(out, "policy wrong-types: error: subject column who does not exist"), "%s", out);
+	ck_assert_msg(strstr(out, "policy wrong-types: error: clock column closed is text"), "%s", out);
+	ck_assert_msg(strstr(out, "policy wrong-types: error: key column id has no unique index"), "%s", out);
+	ck_assert_msg(strstr(out, "policy no-clock-index: warning: no index leads with clock column closed"), "%s", out);
+	ck_assert_msg(strstr(out, "no-clock-index: error") == NULL, "%s", out);
+	free(out);
+	free(err);
+	unlink(bad);
+	free(bad);
+	free(text);
+	unlink(good);
+	free(good);
+	free(bin);
+	PQfinish(conn);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("daemon");
@@ -657,6 +765,8 @@ int main(void)
 	tcase_add_test(faults, test_server_restart_resumes_purging);
 	tcase_add_test(faults, test_reload_adds_policy_and_survives_broken_file);
 	tcase_add_test(faults, test_two_daemons_one_backlog);
+	tcase_add_test(faults, test_sd_notify_ready_watchdog_reload_stop);
+	tcase_add_test(faults, test_check_reports_catalog_problems);
 	suite_add_tcase(s, faults);
 
 	sr = srunner_create(s);
