@@ -3,8 +3,12 @@
 -- read holds, move its policies' chain heads and write its heartbeat.
 -- Run as a superuser or the schema's owner, after `retentionctl migrate`:
 --   psql -v role=retentiond -f daemon-role.sql
--- then grant it each service table a policy names (UPDATE too for anonymize):
---   GRANT SELECT, DELETE ON virusdesk.uploads TO retentiond;
+-- then grant it each service table a policy names. A purge locks its batch
+-- with FOR UPDATE SKIP LOCKED, which PostgreSQL allows only with UPDATE on
+-- some column, so a delete policy needs UPDATE of its key column too; an
+-- anonymize policy needs UPDATE on the table:
+--   GRANT USAGE ON SCHEMA virusdesk TO retentiond;
+--   GRANT SELECT, DELETE, UPDATE (id) ON virusdesk.uploads TO retentiond;
 \set ON_ERROR_STOP on
 \if :{?role}
 \else

@@ -131,9 +131,9 @@ static void on_schema_version(PGresult *res, void *arg)
 	version = atoi(PQgetvalue(res, 0, 0));
 	d->schema_ok = version == schema_latest_version();
 	if (!d->schema_ok) {
-		log_err("schema retention is at version %d, this build needs %d: run retentionctl migrate;"
-			" checking again at the next resync",
-			version, schema_latest_version());
+		log_err("schema retention is at version %d, this build needs %d: %s; checking again at the next resync",
+			version, schema_latest_version(),
+			version > schema_latest_version() ? "upgrade retentiond" : "run retentionctl migrate");
 		sdnotify_status("waiting for schema retention version %d", schema_latest_version());
 		if (d->once) {
 			d->exit_status = 1;
@@ -357,8 +357,9 @@ static int check_policies(const struct config *cfg)
 	}
 	version = schema_installed_version(conn, &err);
 	if (version != schema_latest_version()) {
-		printf("%s: database: schema retention is at version %d, this build needs %d (run retentionctl migrate)\n",
-		       cfg->path, version < 0 ? 0 : version, schema_latest_version());
+		printf("%s: database: schema retention is at version %d, this build needs %d (%s)\n", cfg->path,
+		       version < 0 ? 0 : version, schema_latest_version(),
+		       version > schema_latest_version() ? "upgrade retentiond" : "run retentionctl migrate");
 		problems++;
 		free(err);
 	}

@@ -24,7 +24,8 @@
 --   psql -v ON_ERROR_STOP=1 -d app -f sql/demo/schema.sql
 -- Optional: -v daemon_role=NAME (default retentiond). If that role exists it is
 -- granted what the daemon needs on the covered tables: USAGE on the schema,
--- SELECT and DELETE, and UPDATE where the policy anonymises.
+-- SELECT and DELETE (with UPDATE of the key column, for row locks), and
+-- UPDATE where the policy anonymises.
 
 \set ON_ERROR_STOP on
 \if :{?daemon_role}
@@ -569,7 +570,9 @@ SELECT format('GRANT USAGE ON SCHEMA %s TO %I', string_agg(DISTINCT quote_ident(
                     'site_stats']) AS s
  WHERE EXISTS (SELECT 1 FROM pg_roles WHERE rolname = :'daemon_role')
 HAVING count(*) > 0 \gexec
-SELECT format('GRANT SELECT, DELETE ON %s TO %I', t, :'daemon_role')
+-- UPDATE on the key column only: the purge locks its batch with FOR UPDATE
+-- SKIP LOCKED, which PostgreSQL allows only with UPDATE on some column.
+SELECT format('GRANT SELECT, DELETE, UPDATE (id) ON %s TO %I', t, :'daemon_role')
   FROM unnest(ARRAY['my_kaspersky.accounts', 'motorsport.users', 'endpoint_cloud.accounts',
                     'office365.tenants', 'virusdesk.uploads', 'virusdesk.url_scans',
                     'company_account.accounts', 'company_account.support_files',

@@ -182,6 +182,7 @@ static int report(struct ctl *ctl, struct verify *v)
 	for (int c = 0; c < 7; c++)
 		arrays[c] = policy_text_array(cols[c], v->n);
 	status = ctl_print_query(ctl, verify_report_sql, NULL, 7, NULL, (const char *const *)arrays);
+	/* Columns 0 and 6 belong to the chain. */
 	for (size_t i = 0; i < v->n; i++)
 		for (int c = 1; c < 6; c++)
 			free(cols[c][i]);
@@ -228,8 +229,10 @@ static int cmd_verify(struct ctl *ctl, int argc, char **argv)
 	} else {
 		status = report(ctl, &v);
 	}
-	for (size_t i = 0; i < v.n; i++)
+	for (size_t i = 0; i < v.n; i++) {
 		free(v.chains[i].policy);
+		free(v.chains[i].problem);
+	}
 	free(v.chains);
 	return status;
 }

@@ -113,7 +113,8 @@ START_TEST(test_daemon_role_is_least_privilege)
 		{"DELETE FROM retention.chain_heads", "42501"},
 		{"SELECT count(*) FROM app.uploads", "00000"},
 		{"DELETE FROM app.uploads", "00000"},
-		{"UPDATE app.uploads SET id = id", "42501"},
+		{"UPDATE app.uploads SET id = id", "00000"},
+		{"SELECT id FROM app.uploads FOR UPDATE SKIP LOCKED", "00000"},
 		{"SELECT count(*) FROM app.other", "42501"},
 	};
 
@@ -134,10 +135,12 @@ START_TEST(test_daemon_role_is_least_privilege)
 		free(out);
 		free(err);
 	}
-	test_exec(conn, "CREATE SCHEMA app; CREATE TABLE app.uploads (id int PRIMARY KEY);"
+	test_exec(conn, "CREATE SCHEMA app; CREATE TABLE app.uploads (id int PRIMARY KEY, closed_at timestamptz);"
+			"CREATE INDEX ON app.uploads (closed_at);"
+
 			"CREATE TABLE app.other (id int);"
 			"GRANT USAGE ON SCHEMA app TO retention_daemon_test;"
-			"GRANT SELECT, DELETE ON app.uploads TO retention_daemon_test;");
+			"GRANT SELECT, DELETE, UPDATE (id) ON app.uploads TO retention_daemon_test;");
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		char *state = sqlstate_as(conn, "retention_daemon_test", cases[i].sql);
 		ck_assert_msg(strcmp(state, cases[i].state) == 0, "%s: got %s, want %s", cases[i].sql, state,
@@ -147,6 +150,33 @@ START_TEST(test_daemon_role_is_least_privilege)
 	ck_assert_int_eq(test_query_ll(conn, "SELECT count(*) FROM pg_class WHERE relowner ="
 					     " 'retention_daemon_test'::regrole"),
 			 0);
+	/* With exactly the documented grants the daemon checks clean and purges. */
+	{
+		char *daemon = xasprintf("%s/src/retentiond", test_builddir());
+		char *conf = test_write_file("database = { conninfo = \"dbname=roles user=retention_daemon_test\"; };\n"
+					     "policies = ( { name = \"uploads\"; service = \"s\"; source = \"s\";"
+					     " table = \"app.uploads\"; key = \"id\"; clock = \"closed_at\"; retain = \"1 day\"; } );\n");
+		char *check[] = {daemon, "-c", conf, "--check", NULL};
+		char *once[] = {daemon, "-c", conf, "--once", NULL};
+		test_exec(conn, "INSERT INTO app.uploads VALUES (1, now() - interval '2 days'), (2, now())");
+		ck_assert_msg(test_run(check, &out, &err) == 0, "--check: %s%s", out, err);
+		free(out);
+		free(err);
+		ck_assert_msg(test_run(once, &out, &err) == 0, "--once: %s%s", out, err);
+		free(out);
+		free(err);
+		ck_assert_int_eq(test_query_ll(conn, "SELECT count(*) FROM app.uploads"), 1);
+		ck_assert_int_eq(test_query_ll(conn, "SELECT count(*) FROM retention.audit_log WHERE record_key = '1'"), 1);
+		/* Without UPDATE of a column the purge cannot lock rows, and --check says so. */
+		test_exec(conn, "REVOKE UPDATE (id) ON app.uploads FROM retention_daemon_test");
+		ck_assert_int_eq(test_run(check, &out, &err), 1);
+		ck_assert_msg(strstr(out, "lacks UPDATE on any column") != NULL, "%s", out);
+		free(out);
+		free(err);
+		unlink(conf);
+		free(conf);
+		free(daemon);
+	}
 	free(psql);
 	free(script);
 	PQfinish(conn);
