@@ -633,6 +633,41 @@ START_TEST(test_two_daemons_one_backlog)
 }
 END_TEST
 
+/* A lock timeout rolls the batch back, is logged with the policy's name, and is retried. */
+START_TEST(test_lock_timeout_rolls_back_and_retries)
+{
+	PGconn *conn = uploads_db("locktimeout");
+	PGconn *app = PQconnectdb("dbname=locktimeout");
+	char *conf = test_write_file("database = { conninfo = \"dbname=locktimeout\"; lock_timeout = \"200 ms\"; };\n"
+				     "daemon = { resync_interval = \"1 hour\"; };\n"
+				     "policies = ( { name = \"virusdesk-scan-uploads\"; service = \"VirusDesk\"; source = \"s\";\n"
+				     "  table = \"virusdesk.uploads\"; key = \"id\"; clock = \"scan_completed_at\";"
+				     " retain = \"15 minutes\"; } );\n");
+	char *log = log_path_for("locktimeout");
+	struct row_gone gone = {conn, "1"};
+	pid_t pid;
+
+	test_exec(conn, "INSERT INTO virusdesk.uploads (id, scan_completed_at) VALUES (1, now() - interval '1 hour')");
+	/* EXCLUSIVE lets the next-due SELECT through but blocks the purge's row locks. */
+	test_exec(app, "BEGIN; LOCK TABLE virusdesk.uploads IN EXCLUSIVE MODE");
+	pid = start_daemon(conf, log);
+	wait_for_log(log, "policy virusdesk-scan-uploads: purge statement failed, batch rolled back", 10);
+	ck_assert(test_file_contains(log, "lock timeout"));
+	ck_assert(row_exists(conn, "1"));
+	ck_assert_int_eq(audit_count(conn, "1"), 0);
+	test_exec(app, "COMMIT");
+	ck_assert_msg(test_poll(row_is_gone, &gone, 40), "not retried after the lock was released");
+	ck_assert_int_eq(audit_count(conn, "1"), 1);
+	stop_daemon(pid);
+	unlink(log);
+	free(log);
+	unlink(conf);
+	free(conf);
+	PQfinish(app);
+	PQfinish(conn);
+}
+END_TEST
+
 /* ---- systemd's notification protocol, and --check ---- */
 
 /* Reads datagrams from FD until one contains WANT or SECONDS pass. */
@@ -763,6 +798,7 @@ int main(void)
 	tcase_set_timeout(faults, 300);
 	tcase_add_test(faults, test_kill_9_never_splits_a_batch);
 	tcase_add_test(faults, test_server_restart_resumes_purging);
+	tcase_add_test(faults, test_lock_timeout_rolls_back_and_retries);
 	tcase_add_test(faults, test_reload_adds_policy_and_survives_broken_file);
 	tcase_add_test(faults, test_two_daemons_one_backlog);
 	tcase_add_test(faults, test_sd_notify_ready_watchdog_reload_stop);
