@@ -102,13 +102,24 @@ BEGIN
 END
 $$;
 
+-- A released hold wakes the daemon ("policy:NAME"), which purges the record
+-- at once if it is due, instead of at the next resync.
 CREATE FUNCTION retention.release_hold(p_id bigint, p_reason text) RETURNS boolean
-    LANGUAGE sql VOLATILE
+    LANGUAGE plpgsql VOLATILE
     AS $$
+DECLARE
+    released_policy text;
+BEGIN
     UPDATE retention.holds
        SET released_at = now(), released_by = current_user, release_reason = p_reason
      WHERE id = p_id AND released_at IS NULL
-    RETURNING true
+    RETURNING policy INTO released_policy;
+    IF released_policy IS NULL THEN
+        RETURN NULL;
+    END IF;
+    PERFORM pg_notify('retentiond', 'policy:' || released_policy);
+    RETURN true;
+END
 $$;
 
 -- The bytes a row's hash covers. Times are rendered in UTC with microseconds

@@ -205,7 +205,11 @@ static void on_lost(struct pgconn *conn, void *arg)
 static void on_notify(struct pgconn *conn, const char *channel, const char *payload, void *arg)
 {
 	(void)conn;
-	if (strcmp(channel, "retentiond") == 0)
+	if (strcmp(channel, "retentiond") != 0)
+		return;
+	if (strncmp(payload, "policy:", 7) == 0)
+		scheduler_policy_changed(arg, payload + 7);
+	else
 		scheduler_table_changed(arg, payload);
 }
 

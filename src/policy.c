@@ -206,6 +206,23 @@ static char *build_next_due(const struct quoted *q, const char *table)
 	return b.s;
 }
 
+/*
+ * When the daemon should next look: the next eligible record's due time, or
+ * the moment a hold on this policy expires (its record may then be due).
+ */
+static char *build_next_wake(const struct quoted *q, const char *table)
+{
+	char *next_due = build_next_due(q, table);
+	char *sql = xasprintf("SELECT min(at), extract(epoch FROM min(at) - statement_timestamp())::float8 FROM ("
+			      "(SELECT d.due_at AS at FROM (%s) d)"
+			      " UNION ALL "
+			      "(SELECT h.until FROM retention.holds h WHERE h.policy = $1 AND h.released_at IS NULL"
+			      " AND h.until > statement_timestamp() ORDER BY h.until LIMIT 1)) w",
+			      next_due);
+	free(next_due);
+	return sql;
+}
+
 static char *build_purge(const struct policy *p, const struct quoted *q, const char *table,
 			 PGconn *conn)
 {
@@ -354,7 +371,7 @@ bool policy_sql_build(struct policy_sql *sql, const struct policy *p, const char
 		goto out;
 
 	sql->table = xstrdup(table);
-	sql->next_due = build_next_due(&q, table);
+	sql->next_wake = build_next_wake(&q, table);
 	sql->purge = build_purge(p, &q, table, conn);
 	sql->pending = build_pending(&q, table);
 	sql->pending_records = build_pending_records(&q, table);
@@ -401,7 +418,7 @@ out:
 void policy_sql_free(struct policy_sql *sql)
 {
 	free(sql->table);
-	free(sql->next_due);
+	free(sql->next_wake);
 	free(sql->purge);
 	free(sql->pending);
 	free(sql->pending_records);

@@ -47,7 +47,7 @@ enum policy_explain_column {
 /* A policy's SQL, built once from quoted identifiers after its table is resolved. */
 struct policy_sql {
 	char *table;	   /* schema-qualified and quoted, as the catalog spells it */
-	char *next_due;	   /* -> due_at, seconds_left; no row if nothing is eligible */
+	char *next_wake;   /* -> at, seconds_left: next due record or hold expiry; NULLs if neither */
 	char *purge;	   /* -> purged, head_seq, head_hash, max_late_seconds */
 	char *pending;	   /* -> overdue, due_within, next_due_at, held ($11 window) */
 	char *pending_records; /* -> policy, key, clock_at, due_at, held ($11 window, $12 limit) */

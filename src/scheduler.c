@@ -100,7 +100,7 @@ static void on_next_due(PGresult *res, void *arg)
 		become_idle(ps);
 		return;
 	}
-	if (PQntuples(res) == 0) {
+	if (PQntuples(res) == 0 || PQgetisnull(res, 0, 0)) {
 		log_debug("policy %s: nothing pending", ps->policy->name);
 		ps->retry_ms = 0;
 		become_idle(ps);
@@ -118,7 +118,7 @@ static void on_next_due(PGresult *res, void *arg)
 	} else {
 		ps->retry_ms = 0;
 		seconds += TIMER_MARGIN_S;
-		log_debug("policy %s: next record due at %s (in %.3f s)", ps->policy->name,
+		log_debug("policy %s: next record due (or hold ending) at %s (in %.3f s)", ps->policy->name,
 			  PQgetvalue(res, 0, 0), seconds);
 	}
 	ps->last_purge_empty = false;
@@ -129,7 +129,7 @@ static void on_next_due(PGresult *res, void *arg)
 static void ask_next_due(struct policy_state *ps)
 {
 	ps->phase = POLICY_ASKING;
-	if (!pgconn_query(ps->d->pg, ps, PGCONN_PLAIN, ps->sql.next_due, POLICY_N_BASE_PARAMS, ps->sql.types,
+	if (!pgconn_query(ps->d->pg, ps, PGCONN_PLAIN, ps->sql.next_wake, POLICY_N_BASE_PARAMS, ps->sql.types,
 			  ps->sql.params, on_next_due, ps))
 		become_idle(ps);
 }
@@ -272,6 +272,16 @@ void scheduler_wake_all(struct daemon *d)
 {
 	for (size_t i = 0; i < d->n_policies; i++)
 		wake(&d->policies[i]);
+}
+
+void scheduler_policy_changed(struct daemon *d, const char *policy)
+{
+	for (size_t i = 0; i < d->n_policies; i++) {
+		if (strcmp(d->policies[i].policy->name, policy) == 0) {
+			log_debug("policy %s: a hold was released", policy);
+			wake(&d->policies[i]);
+		}
+	}
 }
 
 void scheduler_table_changed(struct daemon *d, const char *table)

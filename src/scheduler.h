@@ -37,6 +37,8 @@ void scheduler_free(struct daemon *d);
 void scheduler_wake_all(struct daemon *d);
 /* A notify_clock() payload: the quoted, qualified name of a table whose clocks changed. */
 void scheduler_table_changed(struct daemon *d, const char *table);
+/* A "policy:NAME" payload: something other than a clock changed for NAME (a hold was released). */
+void scheduler_policy_changed(struct daemon *d, const char *policy);
 /* The connection broke: every policy is idle again; the reconnect wakes them. */
 void scheduler_connection_lost(struct daemon *d);
 bool scheduler_all_idle(const struct daemon *d);

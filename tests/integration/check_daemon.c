@@ -319,6 +319,43 @@ START_TEST(test_anonymize)
 }
 END_TEST
 
+/* A hold that ends, by its until or by release, lets its due record go at once, not at the next resync. */
+START_TEST(test_hold_end_wakes_the_daemon)
+{
+	PGconn *conn = uploads_db("holdend");
+	char *conf = uploads_config("holdend", "15 minutes", "");
+	char *log = log_path_for("holdend");
+	struct row_gone gone = {conn, "1"};
+	double lateness;
+	char *v;
+	pid_t pid;
+
+	test_exec(conn, "INSERT INTO virusdesk.uploads (id, scan_completed_at) VALUES"
+			" (1, now() - interval '1 hour'), (2, now() - interval '1 hour');"
+			"SELECT retention.place_hold('virusdesk-scan-uploads', '1', NULL, 'until soon', now() + interval '2 seconds');"
+			"SELECT retention.place_hold('virusdesk-scan-uploads', '2', NULL, 'until released', NULL)");
+	pid = start_daemon(conf, log);
+	/* resync_interval is an hour: only the hold's end can wake the daemon in time. */
+	ck_assert_msg(test_poll(row_is_gone, &gone, 10), "record not purged after its hold's until");
+	v = test_query_value(conn, "SELECT extract(epoch FROM a.purged_at - h.until) FROM retention.audit_log a"
+				   " JOIN retention.holds h ON h.record_key = a.record_key WHERE a.record_key = '1'",
+			     0, NULL);
+	lateness = atof(v);
+	ck_assert_msg(lateness >= 0 && lateness < 1.0, "purged %.3f s after the hold ended", lateness);
+	free(v);
+	ck_assert(row_exists(conn, "2"));
+	test_exec(conn, "SELECT retention.release_hold(id, 'case closed') FROM retention.holds WHERE record_key = '2'");
+	gone.id = "2";
+	ck_assert_msg(test_poll(row_is_gone, &gone, 5), "record not purged after its hold was released");
+	stop_daemon(pid);
+	unlink(log);
+	free(log);
+	unlink(conf);
+	free(conf);
+	PQfinish(conn);
+}
+END_TEST
+
 /* ---- the hold race, two connections driven step by step ---- */
 
 struct waiting_lock {
@@ -791,6 +828,7 @@ int main(void)
 	tcase_set_timeout(exceptions, 60);
 	tcase_add_test(exceptions, test_holds_exemptions_and_null_clocks);
 	tcase_add_test(exceptions, test_anonymize);
+	tcase_add_test(exceptions, test_hold_end_wakes_the_daemon);
 	tcase_add_test(exceptions, test_hold_waits_for_purge_in_flight);
 	tcase_add_test(exceptions, test_hold_committed_first_protects);
 	suite_add_tcase(s, exceptions);
