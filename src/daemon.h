@@ -22,7 +22,9 @@ struct daemon {
 	struct policy_state *policies;
 	size_t n_policies;
 	struct event *resync_timer;
+	bool session_ok;       /* time zone and timeouts set on this connection */
 	bool schema_ok;
+	bool reload_scheduled; /* apply_pending_config is queued on the loop */
 	bool once;     /* --once: purge what is due, then exit */
 	bool stopping; /* SIGTERM: finish the batch in flight, start nothing new */
 	int exit_status;

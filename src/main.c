@@ -154,7 +154,9 @@ static void on_session(PGresult *res, void *arg)
 	struct daemon *d = arg;
 	char buf[512];
 	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
-		log_err("setting up the session failed (is database.time_zone a zone PostgreSQL knows?): %s",
+		/* Nothing is purged without the configured zone and timeouts; the resync tries again. */
+		log_err("setting up the session failed (is database.time_zone a zone PostgreSQL knows?): %s;"
+			" trying again at the next resync",
 			pgconn_error_text(res, buf, sizeof(buf)));
 		if (d->once) {
 			d->exit_status = 1;
@@ -162,6 +164,7 @@ static void on_session(PGresult *res, void *arg)
 		}
 		return;
 	}
+	d->session_ok = true;
 	check_schema(d);
 }
 
@@ -172,13 +175,11 @@ static void duration_ms_text(const struct duration *dur, char *buf, size_t size)
 	snprintf(buf, size, "%.0f", seconds * 1000.0);
 }
 
-static void on_ready(struct pgconn *conn, void *arg)
+static void set_up_session(struct daemon *d)
 {
-	struct daemon *d = arg;
 	char statement_ms[32], lock_ms[32];
 	const char *params[3];
 	Oid types[3] = {TEXTOID, TEXTOID, TEXTOID};
-	(void)conn;
 	duration_ms_text(&d->cfg->statement_timeout, statement_ms, sizeof(statement_ms));
 	duration_ms_text(&d->cfg->lock_timeout, lock_ms, sizeof(lock_ms));
 	params[0] = d->cfg->time_zone;
@@ -187,10 +188,17 @@ static void on_ready(struct pgconn *conn, void *arg)
 	pgconn_query(d->pg, d, PGCONN_PLAIN, session_sql, 3, types, params, on_session, d);
 }
 
+static void on_ready(struct pgconn *conn, void *arg)
+{
+	(void)conn;
+	set_up_session(arg);
+}
+
 static void on_lost(struct pgconn *conn, void *arg)
 {
 	struct daemon *d = arg;
 	(void)conn;
+	d->session_ok = false;
 	d->schema_ok = false;
 	scheduler_connection_lost(d);
 	if (d->once) {
@@ -260,6 +268,16 @@ static void apply_pending_config(struct daemon *d)
 	sdnotify_ready("configuration reloaded");
 }
 
+static void on_apply_reload(evutil_socket_t fd, short what, void *arg)
+{
+	struct daemon *d = arg;
+	(void)fd;
+	(void)what;
+	d->reload_scheduled = false;
+	if (d->pending_cfg && !d->stopping && scheduler_all_idle(d))
+		apply_pending_config(d);
+}
+
 void daemon_policy_idle(struct daemon *d)
 {
 	if (!scheduler_all_idle(d))
@@ -268,8 +286,13 @@ void daemon_policy_idle(struct daemon *d)
 		event_base_loopexit(d->base, NULL);
 		return;
 	}
-	if (d->pending_cfg) {
-		apply_pending_config(d);
+	if (d->pending_cfg && !d->reload_scheduled) {
+		/*
+		 * Not from here: this runs inside a result or connection callback,
+		 * and the swap may free the connection that callback belongs to.
+		 */
+		struct timeval now = {0, 0};
+		d->reload_scheduled = event_base_once(d->base, -1, EV_TIMEOUT, on_apply_reload, d, &now) == 0;
 		return;
 	}
 	if (d->once) {
@@ -326,6 +349,10 @@ static void on_resync(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	if (d->stopping || !pgconn_is_ready(d->pg))
 		return;
+	if (!d->session_ok) {
+		set_up_session(d);
+		return;
+	}
 	if (!d->schema_ok) {
 		check_schema(d);
 		return;
@@ -358,6 +385,15 @@ static int check_policies(const struct config *cfg)
 		printf("%s: database: cannot connect: %s\n", cfg->path, buf);
 		PQfinish(conn);
 		return 1;
+	}
+	{
+		const char *tz[1] = {cfg->time_zone};
+		PGresult *res = PQexecParams(conn, "SELECT set_config('TimeZone', $1, false)", 1, NULL, tz, NULL, NULL, 0);
+		if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+			printf("%s: database.time_zone: %s", cfg->path, PQresultErrorMessage(res));
+			problems++;
+		}
+		PQclear(res);
 	}
 	version = schema_installed_version(conn, &err);
 	if (version != schema_latest_version()) {

@@ -46,6 +46,16 @@ const char policy_catalog_check_sql[] =
 	"                          quote_ident(name))"
 	"   FROM found WHERE role = 'clock' AND atttypid = 'timestamp'::regtype"
 	" UNION ALL"
+	" SELECT 'error', format('key column %s may be NULL: a record needs a key (ALTER COLUMN ... SET NOT NULL)',"
+	"                        quote_ident(name))"
+	"   FROM found f WHERE role = 'key' AND attnum IS NOT NULL"
+	"    AND NOT (SELECT attnotnull FROM pg_catalog.pg_attribute WHERE attrelid = $1::oid AND attnum = f.attnum)"
+	" UNION ALL"
+	" SELECT 'warning', 'the table has inheritance children: their rows are purged too, and the key is not"
+	" unique across them'"
+	"  WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid"
+	"                 WHERE i.inhparent = $1::oid AND NOT c.relispartition)"
+	" UNION ALL"
 	" SELECT 'error', format('key column %s has no unique index or primary key of its own', quote_ident(name))"
 	"   FROM found f WHERE role = 'key' AND attnum IS NOT NULL AND NOT EXISTS ("
 	"       SELECT 1 FROM pg_catalog.pg_index i"
@@ -233,8 +243,9 @@ static char *build_purge(const struct policy *p, const struct quoted *q, const c
 	       "WITH head AS ("
 	       "SELECT seq, hash FROM retention.chain_heads WHERE policy = $1"
 	       "), due AS MATERIALIZED ("
-	       "SELECT t.%s AS k, t.%s AS clock_at, %s%s::text AS subject FROM %s t WHERE ",
-	       q->key, q->clock, subject ? "t." : "", subject ? subject : "NULL", table);
+	       "SELECT t.tableoid AS toid, t.ctid AS tid, t.%s::text AS record_key, t.%s AS clock_at,"
+	       " %s%s::text AS subject FROM %s t WHERE t.%s IS NOT NULL AND ",
+	       q->key, q->clock, subject ? "t." : "", subject ? subject : "NULL", table, q->key);
 	sb_due_by(&b, q, "statement_timestamp()");
 	sb_not_exempt(&b, q);
 	sb_add(&b, " AND NOT ");
@@ -258,11 +269,16 @@ static char *build_purge(const struct policy *p, const struct quoted *q, const c
 		/* A cleared clock keeps the record from being anonymised twice. */
 		sb_add(&b, "%s = NULL FROM due", q->clock);
 	}
-	/* = ANY (ARRAY(...)) keeps the plan on the key index; a join alone may scan the table. */
+	/*
+	 * The rows locked above, by their physical address: ctid = ANY (ARRAY(...))
+	 * is a TID scan (a join alone may scan the table), and unlike the key it
+	 * cannot also match a child table's row or miss a row whose key is NULL.
+	 * tableoid tells partitions apart. Everything audited comes from `due`:
+	 * an anonymising UPDATE returns the new values, the audit wants the old.
+	 */
 	sb_add(&b,
-	       " WHERE t.%s = ANY (ARRAY(SELECT k FROM due)) AND t.%s = due.k"
-	       /* From `due`: an anonymising UPDATE returns the new values, and the audit wants the old. */
-	       " RETURNING t.%s::text AS record_key, due.subject, due.clock_at"
+	       " WHERE t.ctid = ANY (ARRAY(SELECT tid FROM due)) AND t.tableoid = due.toid AND t.ctid = due.tid"
+	       " RETURNING due.record_key, due.subject, due.clock_at"
 	       "), numbered AS ("
 	       "SELECT p.*, p.clock_at + $2::interval AS due_at,"
 	       " coalesce((SELECT seq FROM head), 0)"
@@ -295,8 +311,7 @@ static char *build_purge(const struct policy *p, const struct quoted *q, const c
 	       " encode((array_agg(hash ORDER BY seq DESC))[1], 'hex') AS head_hash,"
 	       " coalesce(extract(epoch FROM max(statement_timestamp() - due_at)), 0)::float8"
 	       " AS max_late_seconds"
-	       " FROM linked",
-	       q->key, q->key, q->key);
+	       " FROM linked");
 	return b.s;
 }
 
@@ -376,8 +391,18 @@ bool policy_sql_build(struct policy_sql *sql, const struct policy *p, const char
 	sql->pending = build_pending(&q, table);
 	sql->pending_records = build_pending_records(&q, table);
 	sql->explain = build_explain(&q, table);
-	if (q.subject)
+	/*
+	 * A key or subject as typed ("042", an upper-case UUID) in the text form
+	 * the purge compares holds with (t.key::text): UNION gives the untyped
+	 * parameter the column's type, and the cast back to text canonicalises it.
+	 */
+	sql->canonical_key = xasprintf("SELECT v::text FROM (SELECT t.%s AS v FROM %s t WHERE false UNION ALL SELECT $11) c",
+				       q.key, table);
+	if (q.subject) {
 		sql->subject_exists = xasprintf("SELECT 1 FROM %s t WHERE t.%s::text = $11 LIMIT 1", table, q.subject);
+		sql->canonical_subject = xasprintf(
+			"SELECT v::text FROM (SELECT t.%s AS v FROM %s t WHERE false UNION ALL SELECT $11) c", q.subject, table);
+	}
 
 	duration_to_sql(&p->retain, retain, sizeof(retain));
 	policy_slack(&p->retain, slack, sizeof(slack));
@@ -424,6 +449,8 @@ void policy_sql_free(struct policy_sql *sql)
 	free(sql->pending_records);
 	free(sql->explain);
 	free(sql->subject_exists);
+	free(sql->canonical_key);
+	free(sql->canonical_subject);
 	for (int i = 0; i < POLICY_N_BASE_PARAMS; i++)
 		free(sql->params_storage[i]);
 	free(sql->params);

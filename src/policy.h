@@ -53,6 +53,8 @@ struct policy_sql {
 	char *pending_records; /* -> policy, key, clock_at, due_at, held ($11 window, $12 limit) */
 	char *explain;	   /* -> enum policy_explain_column ($11 key); no row if there is no such record */
 	char *subject_exists; /* -> one row if a record of data subject $11 exists */
+	char *canonical_key;  /* -> $11 read as the key column's type, as text: what holds compare with */
+	char *canonical_subject; /* the same for the subject column (NULL without one) */
 	char *params_storage[POLICY_N_BASE_PARAMS];
 	const char **params; /* base params, then the set values */
 	Oid *types;	     /* text for the base params, 0 (inferred) for the set values */

@@ -54,7 +54,15 @@ static void on_commit(PGresult *res, void *arg)
 	struct daemon *d = ps->d;
 	char anchor[256];
 
-	if (res == NULL || PQresultStatus(res) != PGRES_COMMAND_OK) {
+	if (res == NULL) {
+		/* The server may have committed before the connection went: the audit log tells. */
+		log_err("policy %s: connection lost during COMMIT: the batch may or may not have committed;"
+			" its audit rows, if any, are the record", ps->policy->name);
+		ps->failed = true;
+		finish(ps, PURGE_FAILED);
+		return;
+	}
+	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
 		log_failure(ps, "COMMIT", res);
 		ps->failed = true;
 		finish(ps, PURGE_FAILED);
@@ -142,7 +150,13 @@ static void on_begin(PGresult *res, void *arg)
 
 static void begin_batch(struct policy_state *ps)
 {
-	if (!pgconn_query(ps->d->pg, ps, PGCONN_TXN_BEGIN, "BEGIN", 0, NULL, NULL, on_begin, ps))
+	/*
+	 * READ COMMITTED whatever the database's default: the purge statement
+	 * must take its snapshot after the lock, so it sees every hold committed
+	 * before the lock was granted.
+	 */
+	if (!pgconn_query(ps->d->pg, ps, PGCONN_TXN_BEGIN, "BEGIN ISOLATION LEVEL READ COMMITTED", 0, NULL, NULL,
+			  on_begin, ps))
 		finish(ps, PURGE_FAILED);
 }
 

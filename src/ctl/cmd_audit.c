@@ -205,6 +205,8 @@ static int cmd_verify(struct ctl *ctl, int argc, char **argv)
 	const char *policy = NULL, *head = NULL;
 	struct audit_anchor anchor;
 	struct verify v = {NULL, 0};
+	PGresult *res;
+	bool ok;
 	int opt, status;
 
 	while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
@@ -223,12 +225,19 @@ static int cmd_verify(struct ctl *ctl, int argc, char **argv)
 		return ctl_usage_error(usage, "--head belongs to one policy's chain: give --policy too");
 	if (ctl_connect(ctl) == NULL)
 		return CTL_ERROR;
-	if (!scan_chains(ctl, policy, &v) || !check_heads(ctl, policy, &v) ||
+	/* One snapshot for the log, the heads and the anchor: a purge committing meanwhile is not a truncation. */
+	res = PQexec(ctl->conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+	ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+	if (!ok)
+		ctl_error("%s", PQresultErrorMessage(res));
+	PQclear(res);
+	if (!ok || !scan_chains(ctl, policy, &v) || !check_heads(ctl, policy, &v) ||
 	    (head && !check_anchor(ctl, policy, &anchor, &v))) {
 		status = CTL_ERROR;
 	} else {
 		status = report(ctl, &v);
 	}
+	PQclear(PQexec(ctl->conn, "COMMIT"));
 	for (size_t i = 0; i < v.n; i++) {
 		free(v.chains[i].policy);
 		free(v.chains[i].problem);

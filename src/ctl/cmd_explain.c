@@ -51,7 +51,8 @@ int cmd_explain(struct ctl *ctl, int argc, char **argv)
 	const char *params[POLICY_N_BASE_PARAMS + 1];
 	Oid types[POLICY_N_BASE_PARAMS + 1];
 	PGresult *audit = NULL, *record = NULL, *holds = NULL;
-	bool record_found = false, clock_null = false;
+	bool record_found = false, clock_null = false, invalid;
+	char *canonical = NULL;
 	int opt, status = CTL_ERROR;
 
 	if (ctl_wants_help(argc, argv, usage))
@@ -70,6 +71,12 @@ int cmd_explain(struct ctl *ctl, int argc, char **argv)
 		return CTL_ERROR;
 	if (!ctl_policy_sql(ctl, p, &sql))
 		return CTL_ERROR;
+	/* "042" names record 42, whose audit rows and holds say "42". An invalid key names no record. */
+	canonical = ctl_canonical(ctl, &sql, sql.canonical_key, key, &invalid);
+	if (canonical == NULL && !invalid)
+		goto out;
+	if (canonical)
+		key = canonical;
 
 	{
 		const char *ap[2] = {p->name, key};
@@ -159,5 +166,6 @@ out:
 	PQclear(record);
 	PQclear(holds);
 	policy_sql_free(&sql);
+	free(canonical);
 	return status;
 }

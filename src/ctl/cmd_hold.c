@@ -25,36 +25,26 @@ static const char list_sql[] =
 	" AND ($2::boolean OR (released_at IS NULL AND (until IS NULL OR until > statement_timestamp())))"
 	" ORDER BY id";
 
-/* Whether policy P has a record with KEY (by_subject false) or of subject KEY. */
-static int record_exists(struct ctl *ctl, const struct policy *p, const char *value, bool by_subject)
+/* Whether policy P has a record with canonical KEY (by_subject false) or of subject KEY. */
+static int record_exists(struct ctl *ctl, const struct policy_sql *sql, const char *value, bool by_subject)
 {
-	struct policy_sql sql;
 	const char *params[POLICY_N_BASE_PARAMS + 1];
 	Oid types[POLICY_N_BASE_PARAMS + 1];
 	PGresult *res;
 	int found = -1;
-	if (!ctl_policy_sql(ctl, p, &sql))
-		return -1;
 	for (int i = 0; i < POLICY_N_BASE_PARAMS; i++) {
-		params[i] = sql.params[i];
-		types[i] = sql.types[i];
+		params[i] = sql->params[i];
+		types[i] = sql->types[i];
 	}
 	params[POLICY_PARAM_KEY] = value;
 	types[POLICY_PARAM_KEY] = 0;
-	res = PQexecParams(ctl->conn, by_subject ? sql.subject_exists : sql.explain, POLICY_N_BASE_PARAMS + 1,
+	res = PQexecParams(ctl->conn, by_subject ? sql->subject_exists : sql->explain, POLICY_N_BASE_PARAMS + 1,
 			   types, params, NULL, NULL, 0);
-	if (PQresultStatus(res) == PGRES_TUPLES_OK) {
+	if (PQresultStatus(res) == PGRES_TUPLES_OK)
 		found = PQntuples(res) > 0;
-	} else {
-		const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-		/* A key that is not of the key column's type names no record. */
-		if (state && strncmp(state, "22", 2) == 0)
-			found = 0;
-		else
-			ctl_error("policy %s: %s", p->name, PQresultErrorMessage(res));
-	}
+	else
+		ctl_error("%s", PQresultErrorMessage(res));
 	PQclear(res);
-	policy_sql_free(&sql);
 	return found;
 }
 
@@ -68,8 +58,10 @@ static int hold_add(struct ctl *ctl, int argc, char **argv)
 	};
 	const char *policy_name = NULL, *key = NULL, *subject = NULL, *reason = NULL, *until = NULL;
 	const struct policy *p;
-	bool force = false;
+	struct policy_sql sql;
+	bool force = false, invalid;
 	const char *params[5];
+	char *canonical;
 	PGresult *res;
 	int opt, exists;
 
@@ -109,21 +101,33 @@ static int hold_add(struct ctl *ctl, int argc, char **argv)
 		ctl_error("policy %s names no subject column: hold by --key instead", p->name);
 		return CTL_ERROR;
 	}
-	if (ctl_connect(ctl) == NULL)
+	if (ctl_connect(ctl) == NULL || !ctl_policy_sql(ctl, p, &sql))
 		return CTL_ERROR;
+	/* Stored as the purge compares it (t.key::text): "042" must hold record 42. */
+	canonical = ctl_canonical(ctl, &sql, key ? sql.canonical_key : sql.canonical_subject, key ? key : subject,
+				  &invalid);
+	if (canonical == NULL) {
+		if (invalid)
+			ctl_error("%s %s is not a value of policy %s's %s column %s", key ? "key" : "subject",
+				  key ? key : subject, p->name, key ? "key" : "subject", key ? p->key : p->subject);
+		policy_sql_free(&sql);
+		return CTL_ERROR;
+	}
 	if (!force) {
-		exists = record_exists(ctl, p, key ? key : subject, subject != NULL);
-		if (exists < 0)
-			return CTL_ERROR;
-		if (!exists) {
-			ctl_error("policy %s has no record with %s %s (use --force to hold it before it exists)",
-				  p->name, key ? "key" : "subject", key ? key : subject);
+		exists = record_exists(ctl, &sql, canonical, subject != NULL);
+		if (exists <= 0) {
+			if (exists == 0)
+				ctl_error("policy %s has no record with %s %s (use --force to hold it before it exists)",
+					  p->name, key ? "key" : "subject", canonical);
+			free(canonical);
+			policy_sql_free(&sql);
 			return CTL_ERROR;
 		}
 	}
+	policy_sql_free(&sql);
 	params[0] = p->name;
-	params[1] = key;
-	params[2] = subject;
+	params[1] = key ? canonical : NULL;
+	params[2] = subject ? canonical : NULL;
 	params[3] = reason;
 	params[4] = until;
 	res = PQexecParams(ctl->conn, "SELECT retention.place_hold($1, $2, $3, $4, $5::timestamptz)", 5, NULL,
@@ -131,10 +135,12 @@ static int hold_add(struct ctl *ctl, int argc, char **argv)
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		ctl_error("hold add: %s", PQresultErrorMessage(res));
 		PQclear(res);
+		free(canonical);
 		return CTL_ERROR;
 	}
 	printf("%s\n", PQgetvalue(res, 0, 0));
 	PQclear(res);
+	free(canonical);
 	return CTL_OK;
 }
 

@@ -63,6 +63,13 @@ int ctl_print_object(struct ctl *ctl, const char *query, const char *table_query
 const struct policy *ctl_policy(struct ctl *ctl, const char *name);
 /* Resolves P's table in the catalog and builds its SQL (the daemon's); false after an error message. */
 bool ctl_policy_sql(struct ctl *ctl, const struct policy *p, struct policy_sql *sql);
+/*
+ * VALUE as the column of STATEMENT (policy_sql.canonical_key or
+ * canonical_subject) spells it, malloc'd. NULL with *INVALID set if VALUE is
+ * not of the column's type; NULL after an error message otherwise.
+ */
+char *ctl_canonical(struct ctl *ctl, const struct policy_sql *sql, const char *statement, const char *value,
+		    bool *invalid);
 /* An SQL expression showing timestamptz EXPR for people: "2026-11-26 15:20:00 (in 14 min)". */
 char *ctl_human_time(const char *expr, const char *past_word);
 /* An SQL expression for an interval EXPR in people's units: "3 h", "14 min". */

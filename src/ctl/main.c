@@ -131,6 +131,35 @@ bool ctl_policy_sql(struct ctl *ctl, const struct policy *p, struct policy_sql *
 	return ok;
 }
 
+char *ctl_canonical(struct ctl *ctl, const struct policy_sql *sql, const char *statement, const char *value,
+		    bool *invalid)
+{
+	const char *params[POLICY_N_BASE_PARAMS + 1];
+	Oid types[POLICY_N_BASE_PARAMS + 1];
+	PGresult *res;
+	char *out = NULL;
+	*invalid = false;
+	for (int i = 0; i < POLICY_N_BASE_PARAMS; i++) {
+		params[i] = sql->params[i];
+		types[i] = sql->types[i];
+	}
+	params[POLICY_PARAM_KEY] = value;
+	types[POLICY_PARAM_KEY] = 0;
+	res = PQexecParams(ctl->conn, statement, POLICY_N_BASE_PARAMS + 1, types, params, NULL, NULL, 0);
+	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
+		out = xstrdup(PQgetvalue(res, 0, 0));
+	} else {
+		const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+		/* Class 22 (data exception): "abc" for an integer key, say. */
+		if (state && strncmp(state, "22", 2) == 0)
+			*invalid = true;
+		else
+			ctl_error("%s", PQresultErrorMessage(res));
+	}
+	PQclear(res);
+	return out;
+}
+
 char *ctl_human_interval(const char *expr)
 {
 	return xasprintf("(SELECT CASE WHEN s < 60 THEN round(s)::int || ' s'"

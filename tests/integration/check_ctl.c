@@ -322,6 +322,40 @@ START_TEST(test_hold_add_list_release)
 }
 END_TEST
 
+/* A key typed differently from the database's text form still holds that record. */
+START_TEST(test_hold_key_is_canonical)
+{
+	PGconn *conn = known_data("ctl_canonical");
+	char *out, *err, *stored;
+	char *bin = xasprintf("%s/src/retentiond", test_builddir());
+	char *argv[] = {bin, "-c", conf_path, "--once", NULL};
+	ck_assert_int_eq(CTL(&out, &err, "hold", "add", "--policy", "vd", "--key", "007", "--reason", "r"), 0);
+	free(out);
+	free(err);
+	ck_assert_int_eq(CTL(&out, &err, "hold", "add", "--policy", "vd", "--subject", "+10", "--reason", "r"), 0);
+	free(out);
+	free(err);
+	stored = test_query_value(conn, "SELECT string_agg(coalesce(record_key, 's' || subject), ',' ORDER BY id) FROM retention.holds", 0, NULL);
+	ck_assert_str_eq(stored, "7,s10");
+	ck_assert_int_eq(test_run(argv, &out, &err), 0);
+	free(out);
+	free(err);
+	ck_assert_int_eq(test_query_ll(conn, "SELECT count(*) FROM virusdesk.uploads WHERE id IN (1, 7)"), 2);
+	ck_assert_int_eq(CTL(&out, &err, "hold", "add", "--policy", "vd", "--key", "seven", "--reason", "r", "--force"), 1);
+	ck_assert_msg(strstr(err, "key seven is not a value of policy vd's key column id") != NULL, "%s", err);
+	free(out);
+	free(err);
+	out = NULL;
+	ck_assert_int_eq(CTL(&out, &err, "--format", "json", "explain", "--policy", "vd", "--key", "0007"), 0);
+	ck_assert_msg(strstr(out, "\"key\":\"7\",\"status\":\"held\"") != NULL, "%s", out);
+	free(out);
+	free(err);
+	free(stored);
+	free(bin);
+	PQfinish(conn);
+}
+END_TEST
+
 /* ---- audit verify against tampering ---- */
 
 /* A policy with a chain of 12 records. */
@@ -442,6 +476,7 @@ int main(void)
 	tcase_add_test(tc, test_explain_every_case);
 	tcase_add_test(tc, test_audit_json);
 	tcase_add_test(tc, test_hold_add_list_release);
+	tcase_add_test(tc, test_hold_key_is_canonical);
 	suite_add_tcase(s, tc);
 	tcase_add_checked_fixture(verify, NULL, teardown);
 	tcase_set_timeout(verify, 60);

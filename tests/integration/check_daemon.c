@@ -600,6 +600,23 @@ START_TEST(test_reload_adds_policy_and_survives_broken_file)
 	test_exec(conn, "INSERT INTO virusdesk.uploads (id, scan_completed_at) VALUES (1, now() - interval '15 minutes' + interval '1 second')");
 	ck_assert_msg(test_poll(row_is_gone, &gone, 10), "old policy stopped after a broken reload");
 
+	/* Changed database settings: the daemon reconnects with them and carries on. */
+	{
+		char *text = xasprintf("database = { conninfo = \"dbname=reload\"; time_zone = \"Europe/Berlin\"; };\n"
+				       "daemon = { instance = \"reload-1\"; resync_interval = \"1 hour\"; log_level = \"debug\"; };\n"
+				       "policies = ( { name = \"virusdesk-scan-uploads\"; service = \"VirusDesk\"; source = \"s\";\n"
+				       "  table = \"virusdesk.uploads\"; key = \"id\"; clock = \"scan_completed_at\"; retain = \"15 minutes\"; } );\n");
+		f = fopen(conf, "w");
+		fputs(text, f);
+		fclose(f);
+		free(text);
+	}
+	ck_assert_int_eq(kill(pid, SIGHUP), 0);
+	wait_for_log(log, "database settings changed: reconnecting", 10);
+	gone.id = "4";
+	test_exec(conn, "INSERT INTO virusdesk.uploads (id, scan_completed_at) VALUES (4, now() - interval '15 minutes' + interval '1 second')");
+	ck_assert_msg(test_poll(row_is_gone, &gone, 10), "no purge after reconnecting with new settings");
+
 	/* libconfig's exit() on an @include of a directory must not take the daemon down either. */
 	f = fopen(conf, "w");
 	fputs("@include \".\"\n", f);
@@ -701,6 +718,66 @@ START_TEST(test_lock_timeout_rolls_back_and_retries)
 	unlink(conf);
 	free(conf);
 	PQfinish(app);
+	PQfinish(conn);
+}
+END_TEST
+
+/* Without its time zone the daemon purges nothing: calendar arithmetic would run in the wrong zone. */
+START_TEST(test_unknown_time_zone_purges_nothing)
+{
+	PGconn *conn = uploads_db("badzone");
+	char *conf = test_write_file("database = { conninfo = \"dbname=badzone\"; time_zone = \"Europe/Berlni\"; };\n"
+				     "daemon = { resync_interval = \"1 second\"; };\n"
+				     "policies = ( { name = \"virusdesk-scan-uploads\"; service = \"VirusDesk\"; source = \"s\";\n"
+				     "  table = \"virusdesk.uploads\"; key = \"id\"; clock = \"scan_completed_at\";"
+				     " retain = \"15 minutes\"; } );\n");
+	char *log = log_path_for("badzone");
+	char *bin = daemon_path();
+	char *check[] = {bin, "-c", conf, "--check", NULL};
+	char *out, *err;
+	pid_t pid;
+	test_exec(conn, "INSERT INTO virusdesk.uploads (id, scan_completed_at) VALUES (1, now() - interval '1 hour')");
+	ck_assert_int_eq(test_run(check, &out, &err), 1);
+	ck_assert_msg(strstr(out, "database.time_zone: ERROR:  invalid value for parameter \"TimeZone\"") != NULL, "%s", out);
+	free(out);
+	free(err);
+	pid = start_daemon(conf, log);
+	wait_for_log(log, "setting up the session failed", 10);
+	/* A resync came and tried again: still nothing purged. */
+	ck_assert_msg(test_poll(log_has, &(struct log_wait){log, "database.time_zone a zone PostgreSQL knows?): ERROR"}, 5), "no retry");
+	{
+		struct log_wait w = {log, "policy virusdesk-scan-uploads: purged"};
+		ck_assert(!log_has(&w));
+	}
+	ck_assert(row_exists(conn, "1"));
+	stop_daemon(pid);
+	unlink(log);
+	free(log);
+	unlink(conf);
+	free(conf);
+	free(bin);
+	PQfinish(conn);
+}
+END_TEST
+
+/* The purge removes the rows it locked: not a child table's row with the same key, and a NULL key blocks nothing. */
+START_TEST(test_purge_removes_exactly_the_locked_rows)
+{
+	PGconn *conn = uploads_db("ctidpurge");
+	char *conf = uploads_config("ctidpurge", "15 minutes", "batch = 1;");
+	char *out, *err;
+	test_exec(conn, "CREATE TABLE virusdesk.uploads_archive () INHERITS (virusdesk.uploads);"
+			"INSERT INTO virusdesk.uploads (id, scan_completed_at) VALUES (1, now() - interval '1 hour');"
+			"INSERT INTO virusdesk.uploads_archive (id, scan_completed_at) VALUES (1, NULL)");
+	ck_assert_int_eq(run_once(conf, &out, &err), 0);
+	ck_assert_int_eq(test_query_ll(conn, "SELECT count(*) FROM ONLY virusdesk.uploads"), 0);
+	ck_assert_msg(test_query_ll(conn, "SELECT count(*) FROM virusdesk.uploads_archive") == 1,
+		      "a child row with the same key but no clock was purged");
+	ck_assert_int_eq(test_query_ll(conn, "SELECT count(*) FROM retention.audit_log"), 1);
+	free(out);
+	free(err);
+	unlink(conf);
+	free(conf);
 	PQfinish(conn);
 }
 END_TEST
@@ -837,6 +914,8 @@ int main(void)
 	tcase_add_test(faults, test_kill_9_never_splits_a_batch);
 	tcase_add_test(faults, test_server_restart_resumes_purging);
 	tcase_add_test(faults, test_lock_timeout_rolls_back_and_retries);
+	tcase_add_test(faults, test_unknown_time_zone_purges_nothing);
+	tcase_add_test(faults, test_purge_removes_exactly_the_locked_rows);
 	tcase_add_test(faults, test_reload_adds_policy_and_survives_broken_file);
 	tcase_add_test(faults, test_two_daemons_one_backlog);
 	tcase_add_test(faults, test_sd_notify_ready_watchdog_reload_stop);

@@ -36,7 +36,9 @@ START_TEST(test_identifiers_are_quoted)
 	ck_assert(policy_sql_build(&sql, &cfg->policies[0], "public.t", "i1", offline));
 	/* A quote in a column name is doubled inside a quoted identifier, so it stays a name. */
 	ck_assert_ptr_nonnull(strstr(sql.purge, "t.\"Closed \"\"At\"\"; --\""));
-	ck_assert_ptr_nonnull(strstr(sql.purge, "t.\"Id\" = ANY (ARRAY(SELECT k FROM due))"));
+	ck_assert_ptr_nonnull(strstr(sql.purge, "t.ctid = ANY (ARRAY(SELECT tid FROM due))"));
+	ck_assert_ptr_nonnull(strstr(sql.purge, "t.\"Id\"::text AS record_key"));
+	ck_assert_ptr_nonnull(strstr(sql.purge, "WHERE t.\"Id\" IS NOT NULL AND "));
 	ck_assert_ptr_nonnull(strstr(sql.purge, "t.\"account_id\"::text AS subject"));
 	ck_assert_ptr_nonnull(strstr(sql.purge, "DELETE FROM public.t t USING due"));
 	ck_assert_ptr_nonnull(strstr(sql.purge, "FOR UPDATE OF t SKIP LOCKED"));
