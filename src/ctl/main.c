@@ -38,14 +38,21 @@ static void usage(FILE *out)
 		     "Exit status: 0 ok, 1 error, 2 usage error, 3 audit verification failed.\n");
 }
 
+static void verror(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
+
+static void verror(const char *fmt, va_list ap)
+{
+	fputs("retentionctl: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+}
+
 void ctl_error(const char *fmt, ...)
 {
 	va_list ap;
-	fputs("retentionctl: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	verror(fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 }
 
 struct config *ctl_config(struct ctl *ctl)
@@ -198,11 +205,9 @@ bool ctl_wants_help(int argc, char **argv, const char *usage)
 int ctl_usage_error(const char *usage, const char *fmt, ...)
 {
 	va_list ap;
-	fputs("retentionctl: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	verror(fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 	fputs(usage, stderr);
 	return CTL_USAGE;
 }
