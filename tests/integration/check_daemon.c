@@ -523,6 +523,37 @@ START_TEST(test_kill_9_never_splits_a_batch)
 }
 END_TEST
 
+/* SIGTERM mid-backlog: the batch in flight commits (or rolls back), no new one starts, exit 0. */
+START_TEST(test_sigterm_drains_mid_backlog)
+{
+	const int rows = 100000;
+	PGconn *conn = uploads_db("drain");
+	char *conf = uploads_config("drain", "15 minutes", "batch = 100;");
+	char *log = log_path_for("drain");
+	pid_t pid;
+	int status;
+	double asked;
+
+	fill_backlog(conn, rows);
+	pid = start_daemon(conf, log);
+	wait_for_log(log, "purged 100 records", 20);
+	asked = test_now();
+	ck_assert_int_eq(kill(pid, SIGTERM), 0);
+	status = test_wait_exit(pid, 10);
+	ck_assert_msg(status != -1, "still running 10 s after SIGTERM");
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "exit status %d", status);
+	ck_assert_msg(test_now() - asked < 5, "took %.1f s to stop", test_now() - asked);
+	ck_assert(test_file_contains(log, "SIGTERM: finishing the batch in flight"));
+	ck_assert_msg(test_query_ll(conn, "SELECT count(*) FROM virusdesk.uploads") > 0, "the whole backlog went: the stop came too late to test anything");
+	assert_purge_atomic(conn, rows);
+	unlink(log);
+	free(log);
+	unlink(conf);
+	free(conf);
+	PQfinish(conn);
+}
+END_TEST
+
 START_TEST(test_server_restart_resumes_purging)
 {
 	PGconn *conn = uploads_db("restart");
@@ -912,6 +943,7 @@ int main(void)
 
 	tcase_set_timeout(faults, 300);
 	tcase_add_test(faults, test_kill_9_never_splits_a_batch);
+	tcase_add_test(faults, test_sigterm_drains_mid_backlog);
 	tcase_add_test(faults, test_server_restart_resumes_purging);
 	tcase_add_test(faults, test_lock_timeout_rolls_back_and_retries);
 	tcase_add_test(faults, test_unknown_time_zone_purges_nothing);
