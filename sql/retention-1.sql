@@ -124,13 +124,15 @@ $$;
 
 -- The bytes a row's hash covers. Times are rendered in UTC with microseconds
 -- so the payload does not depend on the session's TimeZone or DateStyle.
+-- STABLE, as to_char is: a SQL function is inlined into the purge statement
+-- only when it claims no more than its body's volatility.
 CREATE FUNCTION retention.audit_payload(policy text, seq bigint, service text, source text,
                                         table_name text, record_key text, subject text,
                                         clock_at timestamptz, due_at timestamptz,
                                         purged_at timestamptz, action text, instance text,
                                         txid bigint)
     RETURNS bytea
-    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    LANGUAGE sql STABLE PARALLEL SAFE
     AS $$
     SELECT convert_to(json_build_array(
         policy, seq, service, source, table_name, record_key, subject,
@@ -145,10 +147,12 @@ CREATE FUNCTION retention.genesis_hash() RETURNS bytea
     AS $$ SELECT '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea $$;
 
 -- Running hash over rows in order: used as a window aggregate so that one
--- purge statement chains all the rows of its batch.
+-- purge statement chains all the rows of its batch. PL/pgSQL, not SQL: an
+-- aggregate's transition function is never inlined, and PL/pgSQL evaluates
+-- this simple expression several times faster than a SQL function call.
 CREATE FUNCTION retention.chain_step(state bytea, seed bytea, payload bytea) RETURNS bytea
-    LANGUAGE sql IMMUTABLE PARALLEL SAFE
-    AS $$ SELECT sha256(coalesce(state, seed) || payload) $$;
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+    AS $$ BEGIN RETURN sha256(coalesce(state, seed) || payload); END $$;
 
 CREATE AGGREGATE retention.chain(bytea, bytea) (
     SFUNC = retention.chain_step,

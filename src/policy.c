@@ -188,17 +188,24 @@ static void sb_not_exempt(struct sbuf *b, const struct quoted *q)
 		sb_add(b, " AND (t.%s IS NULL OR t.%s::text <> ALL ($4::text[]))", q->exempt, q->exempt);
 }
 
+/*
+ * Whether row t is under an active hold. Uncorrelated IN (SELECT ...) lets
+ * the planner hash the policy's active holds once per statement instead of
+ * probing the holds table for every row scanned. The subqueries return no
+ * NULLs and coalesce covers a NULL subject, so the result is never NULL and
+ * NOT (...) is safe.
+ */
 static void sb_held(struct sbuf *b, const struct quoted *q)
 {
-	sb_add(b,
-	       "EXISTS (SELECT 1 FROM retention.holds h"
-	       " WHERE h.policy = $1 AND h.released_at IS NULL"
-	       " AND (h.until IS NULL OR h.until > statement_timestamp())"
-	       " AND (h.record_key = t.%s::text",
-	       q->key);
+	static const char active[] = "h.policy = $1 AND h.released_at IS NULL"
+				     " AND (h.until IS NULL OR h.until > statement_timestamp())";
+	sb_add(b, "(t.%s::text IN (SELECT h.record_key FROM retention.holds h WHERE %s AND h.record_key IS NOT NULL)",
+	       q->key, active);
 	if (q->subject)
-		sb_add(b, " OR h.subject = t.%s::text", q->subject);
-	sb_add(b, "))");
+		sb_add(b, " OR coalesce(t.%s::text IN (SELECT h.subject FROM retention.holds h WHERE %s"
+			  " AND h.subject IS NOT NULL), false)",
+		       q->subject, active);
+	sb_add(b, ")");
 }
 
 static char *build_next_due(const struct quoted *q, const char *table)
