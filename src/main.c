@@ -516,7 +516,17 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	srandom((unsigned)getpid());
 	d->started_at = time(NULL);
-	d->base = event_base_new();
+	{
+		/*
+		 * Precise timers: with libevent's default coarse clock on Linux a
+		 * timer fires up to a few ms before the due moment, the purge then
+		 * finds nothing yet, and the policy waits for its retry.
+		 */
+		struct event_config *ec = event_config_new();
+		event_config_set_flag(ec, EVENT_BASE_FLAG_PRECISE_TIMER);
+		d->base = event_base_new_with_config(ec);
+		event_config_free(ec);
+	}
 	if (d->base == NULL)
 		fatal("cannot create the event loop");
 	sighup = evsignal_new(d->base, SIGHUP, on_sighup, d);

@@ -89,6 +89,20 @@ const char policy_catalog_check_sql[] =
 	"  WHERE to_regclass('retention.audit_log') IS NOT NULL"
 	"    AND NOT has_table_privilege('retention.audit_log', 'INSERT')";
 
+/* pg_type OIDs of the base parameters, in enum policy_param order. */
+static const Oid base_param_types[POLICY_N_BASE_PARAMS] = {
+	[POLICY_PARAM_NAME] = 25,	   /* text */
+	[POLICY_PARAM_RETAIN] = 1186,	   /* interval */
+	[POLICY_PARAM_SLACK] = 1186,	   /* interval */
+	[POLICY_PARAM_EXEMPT_VALUES] = 1009, /* text[] */
+	[POLICY_PARAM_BATCH] = 23,	   /* integer */
+	[POLICY_PARAM_SERVICE] = 25,
+	[POLICY_PARAM_SOURCE] = 25,
+	[POLICY_PARAM_TABLE] = 25,
+	[POLICY_PARAM_ACTION] = 25,
+	[POLICY_PARAM_INSTANCE] = 25,
+};
+
 void policy_slack(const struct duration *retain, char *buf, size_t size)
 {
 	/*
@@ -429,9 +443,14 @@ bool policy_sql_build(struct policy_sql *sql, const struct policy *p, const char
 	sql->n_params = POLICY_N_BASE_PARAMS + (int)p->n_set;
 	sql->params = xcalloc((size_t)sql->n_params, sizeof(*sql->params));
 	sql->types = xcalloc((size_t)sql->n_params, sizeof(*sql->types));
-	/* Base parameters are text cast in SQL; `set` values stay untyped so the server casts them per column. */
+	/*
+	 * Intervals go as intervals: sent as text, `$2::interval` is a cast the
+	 * planner cannot fold (interval input depends on IntervalStyle), so it
+	 * ran for every row scanned. `set` values stay untyped so the server
+	 * casts them per column.
+	 */
 	for (int i = 0; i < POLICY_N_BASE_PARAMS; i++)
-		sql->types[i] = POLICY_TEXT_OID;
+		sql->types[i] = base_param_types[i];
 	for (int i = 0; i < POLICY_N_BASE_PARAMS; i++)
 		sql->params[i] = sql->params_storage[i];
 	for (size_t i = 0; i < p->n_set; i++)

@@ -7,9 +7,9 @@
 #include "config.h"
 
 /*
- * Parameters every statement of a policy takes, in this order, all sent as
- * text and cast in SQL. The anonymize UPDATE takes the `set` values after
- * them, untyped, so the server casts each to its column's type.
+ * Parameters every statement of a policy takes, in this order, sent with the
+ * types of policy_sql.types. The anonymize UPDATE takes the `set` values
+ * after them, untyped, so the server casts each to its column's type.
  */
 enum policy_param {
 	POLICY_PARAM_NAME,
@@ -25,8 +25,6 @@ enum policy_param {
 	POLICY_N_BASE_PARAMS,
 };
 
-/* PostgreSQL's text type, which the base parameters are sent as. */
-#define POLICY_TEXT_OID 25
 
 /* Extra parameters of the pending statements, after the base ones. */
 #define POLICY_PARAM_WINDOW POLICY_N_BASE_PARAMS
@@ -57,7 +55,7 @@ struct policy_sql {
 	char *canonical_subject; /* the same for the subject column (NULL without one) */
 	char *params_storage[POLICY_N_BASE_PARAMS];
 	const char **params; /* base params, then the set values */
-	Oid *types;	     /* text for the base params, 0 (inferred) for the set values */
+	Oid *types;	     /* the base params' types, then 0 (inferred) for the set values */
 	int n_params;	     /* all of them: what the purge statement takes */
 };
 

@@ -14,7 +14,7 @@
 #include "purge.h"
 #include "util.h"
 
-#define RETRY_FIRST_MS 100
+#define RETRY_FIRST_MS 10
 #define RETRY_MAX_MS 30000
 /* Wake this much after the due moment, so the server's clock has passed it too. */
 #define TIMER_MARGIN_S 0.001
