@@ -48,8 +48,8 @@ int cmd_explain(struct ctl *ctl, int argc, char **argv)
 	const struct policy *p;
 	struct policy_sql sql;
 	char *a[A_N] = {NULL};
-	const char *params[POLICY_N_BASE_PARAMS + 1];
-	Oid types[POLICY_N_BASE_PARAMS + 1];
+	const char *params[POLICY_N_BASE_PARAMS + 2];
+	Oid types[POLICY_N_BASE_PARAMS + 2];
 	PGresult *audit = NULL, *record = NULL, *holds = NULL;
 	bool record_found = false, clock_null = false, invalid;
 	char *canonical = NULL;
@@ -86,12 +86,7 @@ int cmd_explain(struct ctl *ctl, int argc, char **argv)
 			goto out;
 		}
 	}
-	for (int i = 0; i < POLICY_N_BASE_PARAMS; i++) {
-		params[i] = sql.params[i];
-		types[i] = sql.types[i];
-	}
-	params[POLICY_PARAM_KEY] = key;
-	types[POLICY_PARAM_KEY] = 0;
+	ctl_policy_params(&sql, params, types, key, NULL);
 	record = PQexecParams(ctl->conn, sql.explain, POLICY_N_BASE_PARAMS + 1, types, params, NULL, NULL, 0);
 	if (PQresultStatus(record) == PGRES_TUPLES_OK) {
 		record_found = PQntuples(record) == 1;

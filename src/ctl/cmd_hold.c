@@ -28,16 +28,11 @@ static const char list_sql[] =
 /* Whether policy P has a record with canonical KEY (by_subject false) or of subject KEY. */
 static int record_exists(struct ctl *ctl, const struct policy_sql *sql, const char *value, bool by_subject)
 {
-	const char *params[POLICY_N_BASE_PARAMS + 1];
-	Oid types[POLICY_N_BASE_PARAMS + 1];
+	const char *params[POLICY_N_BASE_PARAMS + 2];
+	Oid types[POLICY_N_BASE_PARAMS + 2];
 	PGresult *res;
 	int found = -1;
-	for (int i = 0; i < POLICY_N_BASE_PARAMS; i++) {
-		params[i] = sql->params[i];
-		types[i] = sql->types[i];
-	}
-	params[POLICY_PARAM_KEY] = value;
-	types[POLICY_PARAM_KEY] = 0;
+	ctl_policy_params(sql, params, types, value, NULL);
 	res = PQexecParams(ctl->conn, by_subject ? sql->subject_exists : sql->explain, POLICY_N_BASE_PARAMS + 1,
 			   types, params, NULL, NULL, 0);
 	if (PQresultStatus(res) == PGRES_TUPLES_OK)

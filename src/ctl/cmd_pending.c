@@ -17,20 +17,6 @@ static const char summary_sql[] =
 	"SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::timestamptz[], $5::bigint[])"
 	" AS p(policy, overdue, due_within, next_due_at, held)";
 
-/* The base parameters of a policy's statements followed by EXTRA ones (untyped). */
-static void with_extras(const struct policy_sql *sql, const char **params, Oid *types, const char *a,
-			const char *b)
-{
-	for (int i = 0; i < POLICY_N_BASE_PARAMS; i++) {
-		params[i] = sql->params[i];
-		types[i] = sql->types[i];
-	}
-	params[POLICY_N_BASE_PARAMS] = a;
-	params[POLICY_N_BASE_PARAMS + 1] = b;
-	types[POLICY_N_BASE_PARAMS] = 0;
-	types[POLICY_N_BASE_PARAMS + 1] = 0;
-}
-
 static int print_summary(struct ctl *ctl, const struct policy **policies, size_t n, const char *window)
 {
 	char **cols[5];
@@ -52,7 +38,7 @@ static int print_summary(struct ctl *ctl, const struct policy **policies, size_t
 			status = CTL_ERROR;
 			continue;
 		}
-		with_extras(&sql, params, types, window, NULL);
+		ctl_policy_params(&sql, params, types, window, NULL);
 		res = PQexecParams(ctl->conn, sql.pending, POLICY_N_BASE_PARAMS + 1, types, params, NULL, NULL, 0);
 		if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 			ctl_error("policy %s: %s", policies[i]->name, PQresultErrorMessage(res));
@@ -102,7 +88,7 @@ static int print_records(struct ctl *ctl, const struct policy **policies, size_t
 			continue;
 		}
 		snprintf(left, sizeof(left), "%lld", limit - (long long)st.rows);
-		with_extras(&sql, params, types, window, limit >= 0 ? left : NULL);
+		ctl_policy_params(&sql, params, types, window, limit >= 0 ? left : NULL);
 		table_sql = xasprintf("SELECT policy, key, %s AS clock_at, %s AS due_at, held FROM (%s) r", clock, due,
 				      sql.pending_records);
 		ctl_stream_query(&st, sql.pending_records, table_sql, POLICY_N_BASE_PARAMS + 2, types, params);

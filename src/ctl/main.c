@@ -138,20 +138,28 @@ bool ctl_policy_sql(struct ctl *ctl, const struct policy *p, struct policy_sql *
 	return ok;
 }
 
-char *ctl_canonical(struct ctl *ctl, const struct policy_sql *sql, const char *statement, const char *value,
-		    bool *invalid)
+void ctl_policy_params(const struct policy_sql *sql, const char **params, Oid *types, const char *a,
+		       const char *b)
 {
-	const char *params[POLICY_N_BASE_PARAMS + 1];
-	Oid types[POLICY_N_BASE_PARAMS + 1];
-	PGresult *res;
-	char *out = NULL;
-	*invalid = false;
 	for (int i = 0; i < POLICY_N_BASE_PARAMS; i++) {
 		params[i] = sql->params[i];
 		types[i] = sql->types[i];
 	}
-	params[POLICY_PARAM_KEY] = value;
-	types[POLICY_PARAM_KEY] = 0;
+	params[POLICY_N_BASE_PARAMS] = a;
+	params[POLICY_N_BASE_PARAMS + 1] = b;
+	types[POLICY_N_BASE_PARAMS] = 0;
+	types[POLICY_N_BASE_PARAMS + 1] = 0;
+}
+
+char *ctl_canonical(struct ctl *ctl, const struct policy_sql *sql, const char *statement, const char *value,
+		    bool *invalid)
+{
+	const char *params[POLICY_N_BASE_PARAMS + 2];
+	Oid types[POLICY_N_BASE_PARAMS + 2];
+	PGresult *res;
+	char *out = NULL;
+	*invalid = false;
+	ctl_policy_params(sql, params, types, value, NULL);
 	res = PQexecParams(ctl->conn, statement, POLICY_N_BASE_PARAMS + 1, types, params, NULL, NULL, 0);
 	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
 		out = xstrdup(PQgetvalue(res, 0, 0));
