@@ -6,7 +6,6 @@
  */
 #include "scheduler.h"
 
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 

@@ -15,6 +15,16 @@
 
 #include "util.h"
 
+int test_run_suite(Suite *s)
+{
+	SRunner *sr = srunner_create(s);
+	int failed;
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
+
 const char *test_srcdir(void)
 {
 	const char *d = getenv("abs_top_srcdir");

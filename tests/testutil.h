@@ -8,6 +8,9 @@
 
 #include "config.h"
 
+/* Runs every test of S and returns main's exit status: EXIT_FAILURE if any failed. */
+int test_run_suite(Suite *s);
+
 /* Paths in the source and build trees, from make check's environment. */
 const char *test_srcdir(void);
 const char *test_builddir(void);

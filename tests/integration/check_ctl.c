@@ -467,8 +467,6 @@ int main(void)
 	Suite *s = suite_create("retentionctl");
 	TCase *tc = tcase_create("known data");
 	TCase *verify = tcase_create("verify");
-	SRunner *sr;
-	int failed;
 	tcase_add_checked_fixture(tc, NULL, teardown);
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_pending_json);
@@ -487,9 +485,5 @@ int main(void)
 	tcase_add_test(verify, test_verify_truncate_tail);
 	tcase_add_test(verify, test_verify_wholesale_rewrite_needs_anchor);
 	suite_add_tcase(s, verify);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return test_run_suite(s);
 }

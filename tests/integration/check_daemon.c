@@ -924,8 +924,6 @@ int main(void)
 	TCase *timing = tcase_create("timing");
 	TCase *exceptions = tcase_create("exceptions");
 	TCase *faults = tcase_create("faults");
-	SRunner *sr;
-	int failed;
 
 	tcase_set_timeout(timing, 60);
 	tcase_add_test(timing, test_boundary_future_survives_past_purged);
@@ -954,9 +952,5 @@ int main(void)
 	tcase_add_test(faults, test_check_reports_catalog_problems);
 	suite_add_tcase(s, faults);
 
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return test_run_suite(s);
 }

@@ -219,17 +219,11 @@ int main(void)
 {
 	Suite *s = suite_create("schema");
 	TCase *tc = tcase_create("migrate");
-	SRunner *sr;
-	int failed;
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_migrate_twice_is_idempotent);
 	tcase_add_test(tc, test_migrate_reports_connection_error);
 	tcase_add_test(tc, test_daemon_role_is_least_privilege);
 	tcase_add_test(tc, test_notify_clock_wakes_listener);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return test_run_suite(s);
 }

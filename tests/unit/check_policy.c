@@ -121,8 +121,6 @@ int main(void)
 {
 	Suite *s = suite_create("policy");
 	TCase *tc = tcase_create("sql");
-	SRunner *sr;
-	int failed;
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_identifiers_are_quoted);
 	tcase_add_test(tc, test_due_predicate_shared);
@@ -130,9 +128,5 @@ int main(void)
 	tcase_add_test(tc, test_slack);
 	tcase_add_test(tc, test_text_array_escaping);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return test_run_suite(s);
 }
