@@ -1,6 +1,8 @@
 -- Creates (or re-grants) the least-privilege role the daemon logs in as.
 -- It owns nothing. In the retention schema it may only INSERT audit rows,
--- read holds, move its policies' chain heads and write its heartbeat.
+-- read holds, move its policies' chain heads, take a policy's lock through
+-- retention.try_lock_policy() and write its heartbeat. It must not be a
+-- superuser or have BYPASSRLS: retentiond refuses to purge as such a role.
 -- Run as a superuser or the schema's owner, after `retentionctl migrate`:
 --   psql -v role=retentiond -f daemon-role.sql
 -- then grant it each service table a policy names. A purge locks its batch
@@ -25,3 +27,4 @@ GRANT SELECT, INSERT, UPDATE ON retention.chain_heads TO :"role";
 GRANT SELECT ON retention.holds TO :"role";
 GRANT SELECT, INSERT, UPDATE ON retention.instances TO :"role";
 GRANT SELECT ON retention.schema_version TO :"role";
+GRANT EXECUTE ON FUNCTION retention.try_lock_policy(text), retention.policy_lock_holder(text) TO :"role";

@@ -711,6 +711,32 @@ static char *default_instance(void)
 	return xstrdup(host);
 }
 
+bool duration_to_ms(const struct duration *d, long long *ms)
+{
+	double seconds;
+	if (!duration_to_seconds(d, &seconds))
+		return false;
+	/* Rounded up: a positive timeout must never become 0, which PostgreSQL reads as none. */
+	*ms = (long long)(seconds * 1000.0);
+	if ((double)*ms < seconds * 1000.0)
+		(*ms)++;
+	return true;
+}
+
+/* PostgreSQL takes these in whole milliseconds, at most INT_MAX of them, and 0 means no timeout. */
+static void lookup_timeout(struct parse_ctx *ctx, const config_setting_t *g, const char *name, const char *def,
+			   struct duration *out)
+{
+	long long ms = 0;
+	char *full = xasprintf("database.%s", name);
+	if (lookup_duration(ctx, g, name, "database", false, def, out) &&
+	    (!duration_to_ms(out, &ms) || out->usecs + (int64_t)out->days * 86400000000LL < 1000 ||
+	     ms > INT_MAX))
+		report(ctx, g ? config_setting_get_member(g, name) : NULL, full,
+		       "must be between 1 millisecond and 24 days (no months): PostgreSQL would read it as no timeout");
+	free(full);
+}
+
 static void parse_database(struct parse_ctx *ctx, const config_setting_t *root, struct config *cfg)
 {
 	static const char *const keys[] = {"conninfo", "time_zone", "statement_timeout", "lock_timeout",
@@ -728,9 +754,8 @@ static void parse_database(struct parse_ctx *ctx, const config_setting_t *root, 
 		report(ctx, config_setting_get_member(g, "time_zone"), "database.time_zone",
 		       "must name a time zone, as in \"UTC\" or \"Europe/Berlin\"");
 	}
-	lookup_duration(ctx, g, "statement_timeout", "database", false, "60 seconds",
-			&cfg->statement_timeout);
-	lookup_duration(ctx, g, "lock_timeout", "database", false, "5 seconds", &cfg->lock_timeout);
+	lookup_timeout(ctx, g, "statement_timeout", "60 seconds", &cfg->statement_timeout);
+	lookup_timeout(ctx, g, "lock_timeout", "5 seconds", &cfg->lock_timeout);
 }
 
 static void parse_daemon(struct parse_ctx *ctx, const config_setting_t *root, struct config *cfg)

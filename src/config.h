@@ -105,6 +105,8 @@ bool duration_parse(const char *text, struct duration *out, const char **why);
 void duration_to_sql(const struct duration *d, char *buf, size_t size);
 /* For the daemon's own timers: months are not a fixed length, so they are rejected. */
 bool duration_to_seconds(const struct duration *d, double *seconds);
+/* Whole milliseconds, rounded up; false for months. */
+bool duration_to_ms(const struct duration *d, long long *ms);
 
 /* The keys the loader knows, as "group.key" or "policies.key"; NULL-terminated. */
 extern const char *const config_known_keys[];

@@ -1,3 +1,7 @@
+/*
+ * daemon.h -- the running daemon's state, shared by main, the scheduler
+ * and the purge.
+ */
 #ifndef RETENTIOND_DAEMON_H
 #define RETENTIOND_DAEMON_H
 
@@ -17,16 +21,18 @@ struct daemon {
 	struct event_base *base;
 	const char *config_path;
 	struct config *cfg;
-	struct config *pending_cfg; /* a reload waiting for the statements in flight */
+	/* A reload checked and waiting: no policy starts anything new until it is swapped in. */
+	struct config *pending_cfg;
+	unsigned reload_generation; /* tells a reload's zone check from a later SIGHUP's */
 	struct pgconn *pg;
 	struct policy_state *policies;
 	size_t n_policies;
 	struct event *resync_timer;
-	bool session_ok;       /* time zone and timeouts set on this connection */
-	bool schema_ok;
+	/* The connection's role, schema version and LISTEN are checked: policies may run statements. */
+	bool session_ready;
 	bool reload_scheduled; /* apply_pending_config is queued on the loop */
-	bool once;     /* --once: purge what is due, then exit */
-	bool stopping; /* SIGTERM: finish the batch in flight, start nothing new */
+	bool once;	       /* --once: purge what is due, then exit */
+	bool stopping;	       /* SIGTERM: finish the batch in flight, start nothing new */
 	int exit_status;
 	time_t started_at;
 	long long purged_total;

@@ -57,6 +57,10 @@ static void log_emit(enum log_level level, const char *fmt, va_list ap)
 	if (level > current_level)
 		return;
 	vsnprintf(line, sizeof(line), fmt, ap);
+	/* One event, one line: the journal would split anything else into entries without a priority. */
+	for (char *c = line; *c; c++)
+		if ((unsigned char)*c < 0x20 || *c == 0x7f)
+			*c = ' ';
 	if (stderr_is_journal()) {
 		fprintf(stderr, "<%d>%s\n", log_levels[level].syslog_priority, line);
 	} else {
@@ -86,6 +90,16 @@ LOG_FN(log_err, LOG_LEVEL_ERROR)
 LOG_FN(log_warn, LOG_LEVEL_WARNING)
 LOG_FN(log_info, LOG_LEVEL_INFO)
 LOG_FN(log_debug, LOG_LEVEL_DEBUG)
+
+#ifdef RETENTIOND_CHECKING
+#include "invariant.h"
+
+void invariant_failed(const char *condition, const char *file, int line)
+{
+	log_err("invariant failed at %s:%d: %s", file, line, condition);
+	abort();
+}
+#endif
 
 void fatal(const char *fmt, ...)
 {

@@ -2,8 +2,9 @@
  * retentiond: options, start-up order, the main loop, reload and shutdown.
  *
  * Start-up: configuration (fatal if broken) -> event base and signals ->
- * connection (retried forever) -> session settings, schema check, LISTEN,
- * heartbeat -> every policy looked up and asked when it is next due.
+ * connection (retried forever; the zone, timeouts and search_path are part
+ * of connecting) -> the role and the schema checked, LISTEN, heartbeat ->
+ * every policy looked up and asked when it is next due.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -15,22 +16,21 @@
 
 #include "autoconf.h"
 #include "daemon.h"
+#include "invariant.h"
 #include "log.h"
 #include "policy.h"
 #include "schema.h"
 #include "scheduler.h"
 #include "sdnotify.h"
+#include "session.h"
 #include "util.h"
 
 #ifndef SYSCONFDIR
 #define SYSCONFDIR "/etc"
 #endif
 
-#define TEXTOID 25
-
-static const char session_sql[] = "SELECT set_config('TimeZone', $1, false),"
-				  " set_config('statement_timeout', $2, false),"
-				  " set_config('lock_timeout', $3, false)";
+/* -> schema version, whether the role may bypass what triggers and row security expect, its name. */
+static char *session_check_sql;
 
 static const char heartbeat_sql[] =
 	"INSERT INTO retention.instances AS i (instance, host, pid, version, started_at, heartbeat_at,"
@@ -99,9 +99,18 @@ static void send_heartbeat(struct daemon *d)
 	params[5] = policies;
 	params[6] = last;
 	params[7] = total;
-	pgconn_query(d->pg, d, PGCONN_PLAIN, heartbeat_sql, 8, NULL, params, on_ignored, d);
+	if (!pgconn_query(d->pg, d, PGCONN_PLAIN, heartbeat_sql, 8, NULL, params, on_ignored, d))
+		log_debug("no connection for the heartbeat");
 	free(policies);
 	free(names);
+}
+
+static void session_unusable(struct daemon *d)
+{
+	if (d->once) {
+		d->exit_status = 1;
+		event_base_loopexit(d->base, NULL);
+	}
 }
 
 static void on_listen(PGresult *res, void *arg)
@@ -110,8 +119,10 @@ static void on_listen(PGresult *res, void *arg)
 	char buf[512];
 	if (res == NULL || PQresultStatus(res) != PGRES_COMMAND_OK) {
 		log_err("LISTEN retentiond failed: %s", pgconn_error_text(res, buf, sizeof(buf)));
+		session_unusable(d);
 		return;
 	}
+	d->session_ready = true;
 	if (!d->once)
 		send_heartbeat(d);
 	scheduler_wake_all(d);
@@ -119,87 +130,61 @@ static void on_listen(PGresult *res, void *arg)
 		sdnotify_status("enforcing %zu policies", d->n_policies);
 }
 
-static void on_schema_version(PGresult *res, void *arg)
+static void on_session_checked(PGresult *res, void *arg)
 {
 	struct daemon *d = arg;
 	char buf[512];
 	int version;
-	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
-		log_err("reading the schema version failed: %s", pgconn_error_text(res, buf, sizeof(buf)));
+	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+		log_err("checking the session failed: %s; trying again at the next resync",
+			pgconn_error_text(res, buf, sizeof(buf)));
+		session_unusable(d);
 		return;
 	}
 	version = atoi(PQgetvalue(res, 0, 0));
-	d->schema_ok = version == schema_latest_version();
-	if (!d->schema_ok) {
+	if (version != schema_latest_version()) {
 		log_err("schema retention is at version %d, this build needs %d: %s; checking again at the next resync",
 			version, schema_latest_version(),
 			version > schema_latest_version() ? "upgrade retentiond" : "run retentionctl migrate");
 		sdnotify_status("waiting for schema retention version %d", schema_latest_version());
-		if (d->once) {
-			d->exit_status = 1;
-			event_base_loopexit(d->base, NULL);
-		}
+		session_unusable(d);
 		return;
 	}
-	pgconn_query(d->pg, d, PGCONN_PLAIN, "LISTEN retentiond", 0, NULL, NULL, on_listen, d);
-}
-
-static void check_schema(struct daemon *d)
-{
-	pgconn_query(d->pg, d, PGCONN_PLAIN, schema_version_sql, 0, NULL, NULL, on_schema_version, d);
-}
-
-static void on_session(PGresult *res, void *arg)
-{
-	struct daemon *d = arg;
-	char buf[512];
-	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
-		/* Nothing is purged without the configured zone and timeouts; the resync tries again. */
-		log_err("setting up the session failed (is database.time_zone a zone PostgreSQL knows?): %s;"
-			" trying again at the next resync",
-			pgconn_error_text(res, buf, sizeof(buf)));
-		if (d->once) {
-			d->exit_status = 1;
-			event_base_loopexit(d->base, NULL);
-		}
+	if (strcmp(PQgetvalue(res, 0, 1), "t") == 0 || strcmp(PQgetvalue(res, 0, 2), "t") == 0) {
+		/*
+		 * Triggers on a policy table run with the daemon's role: as a
+		 * superuser they would hand its rights to every table owner, and
+		 * BYPASSRLS would purge rows the table's policies hide.
+		 */
+		log_err("refusing to purge as role %s: it is a %s; log in as the role sql/daemon-role.sql makes;"
+			" checking again at the next resync",
+			PQgetvalue(res, 0, 3),
+			strcmp(PQgetvalue(res, 0, 1), "t") == 0 ? "superuser" : "role with BYPASSRLS");
+		sdnotify_status("refusing to purge as superuser or BYPASSRLS role %s", PQgetvalue(res, 0, 3));
+		session_unusable(d);
 		return;
 	}
-	d->session_ok = true;
-	check_schema(d);
+	if (!pgconn_query(d->pg, d, PGCONN_PLAIN, "LISTEN retentiond", 0, NULL, NULL, on_listen, d))
+		log_debug("connection gone before LISTEN");
 }
 
-static void duration_ms_text(const struct duration *dur, char *buf, size_t size)
+static void check_session(struct daemon *d)
 {
-	double seconds = 0;
-	duration_to_seconds(dur, &seconds);
-	snprintf(buf, size, "%.0f", seconds * 1000.0);
-}
-
-static void set_up_session(struct daemon *d)
-{
-	char statement_ms[32], lock_ms[32];
-	const char *params[3];
-	Oid types[3] = {TEXTOID, TEXTOID, TEXTOID};
-	duration_ms_text(&d->cfg->statement_timeout, statement_ms, sizeof(statement_ms));
-	duration_ms_text(&d->cfg->lock_timeout, lock_ms, sizeof(lock_ms));
-	params[0] = d->cfg->time_zone;
-	params[1] = statement_ms;
-	params[2] = lock_ms;
-	pgconn_query(d->pg, d, PGCONN_PLAIN, session_sql, 3, types, params, on_session, d);
+	if (!pgconn_query(d->pg, d, PGCONN_PLAIN, session_check_sql, 0, NULL, NULL, on_session_checked, d))
+		log_debug("connection gone before the session check");
 }
 
 static void on_ready(struct pgconn *conn, void *arg)
 {
 	(void)conn;
-	set_up_session(arg);
+	check_session(arg);
 }
 
 static void on_lost(struct pgconn *conn, void *arg)
 {
 	struct daemon *d = arg;
 	(void)conn;
-	d->session_ok = false;
-	d->schema_ok = false;
+	d->session_ready = false;
 	scheduler_connection_lost(d);
 	if (d->once) {
 		d->exit_status = 1;
@@ -227,7 +212,10 @@ static const struct pgconn_callbacks pg_callbacks = {on_ready, on_lost, on_notif
 
 static void start_connection(struct daemon *d)
 {
-	d->pg = pgconn_new(d->base, d->cfg->conninfo, &pg_callbacks, d);
+	char *options = session_options(d->cfg);
+	d->session_ready = false;
+	d->pg = pgconn_new(d->base, d->cfg->conninfo, options, &pg_callbacks, d);
+	free(options);
 	pgconn_start(d->pg);
 }
 
@@ -239,6 +227,71 @@ static bool session_settings_differ(const struct config *a, const struct config 
 	       strcmp(a->instance, b->instance) != 0;
 }
 
+static bool same_text(const char *a, const char *b)
+{
+	return (a == NULL && b == NULL) || (a && b && strcmp(a, b) == 0);
+}
+
+static bool same_list(char *const *a, size_t na, char *const *b, size_t nb)
+{
+	if (na != nb)
+		return false;
+	for (size_t i = 0; i < na; i++)
+		if (!same_text(a[i], b[i]))
+			return false;
+	return true;
+}
+
+/* Whether two definitions of a policy purge the same records in the same way. */
+static bool policy_unchanged(const struct policy *a, const struct policy *b)
+{
+	bool sets = a->n_set == b->n_set;
+	for (size_t i = 0; sets && i < a->n_set; i++)
+		sets = same_text(a->set[i].column, b->set[i].column) && same_text(a->set[i].value, b->set[i].value);
+	return sets && same_text(a->table, b->table) && same_text(a->key, b->key) && same_text(a->clock, b->clock) &&
+	       same_text(a->subject, b->subject) && memcmp(&a->retain, &b->retain, sizeof(a->retain)) == 0 &&
+	       a->action == b->action && a->batch == b->batch && same_text(a->exempt_column, b->exempt_column) &&
+	       same_list(a->exempt_values, a->n_exempt_values, b->exempt_values, b->n_exempt_values) &&
+	       same_list(a->set_null, a->n_set_null, b->set_null, b->n_set_null) && same_text(a->service, b->service) &&
+	       same_text(a->source, b->source);
+}
+
+/* Appends NAME to a comma-separated list. */
+static void list_add(char **list, const char *name)
+{
+	char *next = *list ? xasprintf("%s, %s", *list, name) : xstrdup(name);
+	free(*list);
+	*list = next;
+}
+
+/* "configuration reloaded ...: 3 policies (added a; removed b; changed c)", or "(no changes)". */
+static void log_reload(const struct daemon *d, const struct config *old)
+{
+	char *added = NULL, *removed = NULL, *changed = NULL, *what;
+	for (size_t i = 0; i < d->cfg->n_policies; i++) {
+		const struct policy *p = &d->cfg->policies[i], *o = config_find_policy(old, p->name);
+		if (o == NULL)
+			list_add(&added, p->name);
+		else if (!policy_unchanged(p, o))
+			list_add(&changed, p->name);
+	}
+	for (size_t i = 0; i < old->n_policies; i++)
+		if (config_find_policy(d->cfg, old->policies[i].name) == NULL)
+			list_add(&removed, old->policies[i].name);
+	if (added || removed || changed)
+		what = xasprintf("%s%s%s%s%s%s%s%s", added ? "added " : "", added ? added : "",
+				 added && (removed || changed) ? "; " : "", removed ? "removed " : "",
+				 removed ? removed : "", removed && changed ? "; " : "", changed ? "changed " : "",
+				 changed ? changed : "");
+	else
+		what = xstrdup("no policy changed");
+	log_info("configuration reloaded from %s: %zu policies (%s)", d->config_path, d->n_policies, what);
+	free(what);
+	free(added);
+	free(removed);
+	free(changed);
+}
+
 static void apply_pending_config(struct daemon *d)
 {
 	struct config *old = d->cfg;
@@ -246,6 +299,9 @@ static void apply_pending_config(struct daemon *d)
 	struct timeval tv;
 	double resync;
 
+	/* Nothing of the old policies may still be in flight: their states are about to go. */
+	for (size_t i = 0; i < d->n_policies; i++)
+		INVARIANT(d->policies[i].phase == POLICY_IDLE && pgconn_pending_for(d->pg, &d->policies[i]) == 0);
 	scheduler_free(d);
 	d->cfg = d->pending_cfg;
 	d->pending_cfg = NULL;
@@ -255,12 +311,12 @@ static void apply_pending_config(struct daemon *d)
 	tv.tv_sec = (time_t)resync;
 	tv.tv_usec = (suseconds_t)((resync - (double)tv.tv_sec) * 1e6);
 	evtimer_add(d->resync_timer, &tv);
-	log_info("configuration reloaded from %s: %zu policies", d->config_path, d->n_policies);
+	log_reload(d, old);
 	if (reconnect) {
 		log_info("database settings changed: reconnecting");
 		pgconn_free(d->pg);
 		start_connection(d);
-	} else if (pgconn_is_ready(d->pg)) {
+	} else if (d->session_ready) {
 		send_heartbeat(d);
 		scheduler_wake_all(d);
 	}
@@ -304,6 +360,51 @@ void daemon_policy_idle(struct daemon *d)
 	}
 }
 
+/*
+ * A checked configuration replaces the running one at the next batch
+ * boundary: from now on no policy starts a new statement, and when the last
+ * one in flight ends (a batch, an ask) the swap happens.
+ */
+static void accept_reload(struct daemon *d, struct config *cfg)
+{
+	config_free(d->pending_cfg);
+	d->pending_cfg = cfg;
+	daemon_policy_idle(d);
+}
+
+static void reload_rejected(struct daemon *d, const char *why)
+{
+	log_err("configuration %s not reloaded: %s; the %zu policies loaded before stay in force", d->config_path, why,
+		d->n_policies);
+	sdnotify_ready("reload failed; previous configuration in force");
+}
+
+struct zone_check {
+	struct daemon *d;
+	struct config *cfg;
+	unsigned generation;
+};
+
+static void on_reload_zone(PGresult *res, void *arg)
+{
+	struct zone_check *zc = arg;
+	struct daemon *d = zc->d;
+	char buf[512], *why;
+	if (zc->generation != d->reload_generation) {
+		/* A later SIGHUP read the file again. */
+		config_free(zc->cfg);
+	} else if (res != NULL && PQresultStatus(res) != PGRES_TUPLES_OK) {
+		why = xasprintf("database.time_zone: %s", pgconn_error_text(res, buf, sizeof(buf)));
+		reload_rejected(d, why);
+		free(why);
+		config_free(zc->cfg);
+	} else {
+		/* Checked, or the connection went: the next one is made with the zone, or not at all. */
+		accept_reload(d, zc->cfg);
+	}
+	free(zc);
+}
+
 static void on_sighup(evutil_socket_t fd, short what, void *arg)
 {
 	struct daemon *d = arg;
@@ -312,17 +413,25 @@ static void on_sighup(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	log_info("SIGHUP: reloading %s", d->config_path);
 	sdnotify_reloading();
+	d->reload_generation++;
 	cfg = load_config_or_report(d->config_path);
 	if (cfg == NULL) {
-		log_err("configuration %s not reloaded: the %zu policies loaded before stay in force",
-			d->config_path, d->n_policies);
-		sdnotify_ready("reload failed; previous configuration in force");
+		reload_rejected(d, "it has the problems above");
 		return;
 	}
-	config_free(d->pending_cfg);
-	d->pending_cfg = cfg;
-	/* Statements in flight belong to the old policies: swap once they are done. */
-	daemon_policy_idle(d);
+	if (strcmp(cfg->time_zone, d->cfg->time_zone) != 0 && pgconn_is_ready(d->pg)) {
+		/* A zone the server does not know would leave no connection at all: try it first. */
+		struct zone_check *zc = xcalloc(1, sizeof(*zc));
+		const char *params[1] = {cfg->time_zone};
+		zc->d = d;
+		zc->cfg = cfg;
+		zc->generation = d->reload_generation;
+		if (pgconn_query(d->pg, d, PGCONN_PLAIN, "SELECT pg_catalog.set_config('TimeZone', $1, true)", 1, NULL,
+				 params, on_reload_zone, zc))
+			return;
+		free(zc);
+	}
+	accept_reload(d, cfg);
 }
 
 static void on_sigterm(evutil_socket_t fd, short what, void *arg)
@@ -337,8 +446,10 @@ static void on_sigterm(evutil_socket_t fd, short what, void *arg)
 	log_info("%s: finishing the batch in flight, then exiting", (int)fd == SIGINT ? "SIGINT" : "SIGTERM");
 	d->stopping = true;
 	sdnotify_stopping();
-	for (size_t i = 0; i < d->n_policies; i++)
-		evtimer_del(d->policies[i].timer);
+	for (size_t i = 0; i < d->n_policies; i++) {
+		evtimer_del(d->policies[i].due_timer);
+		evtimer_del(d->policies[i].ask_timer);
+	}
 	daemon_policy_idle(d);
 }
 
@@ -349,12 +460,8 @@ static void on_resync(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	if (d->stopping || !pgconn_is_ready(d->pg))
 		return;
-	if (!d->session_ok) {
-		set_up_session(d);
-		return;
-	}
-	if (!d->schema_ok) {
-		check_schema(d);
+	if (!d->session_ready) {
+		check_session(d);
 		return;
 	}
 	send_heartbeat(d);
@@ -371,75 +478,105 @@ static void on_watchdog(evutil_socket_t fd, short what, void *arg)
 
 /* ---- --check ---- */
 
-static int check_policies(const struct config *cfg)
+/* Connects as the daemon would; a zone the server refuses is reported as the key it is. */
+static PGconn *check_connect(const struct config *cfg, int *problems)
 {
-	PGconn *conn = PQconnectdb(cfg->conninfo);
-	int problems = 0;
-	char *err = NULL;
-	int version;
-
-	if (PQstatus(conn) != CONNECTION_OK) {
-		char buf[512];
-		snprintf(buf, sizeof(buf), "%s", PQerrorMessage(conn));
-		buf[strcspn(buf, "\n")] = '\0';
-		printf("%s: database: cannot connect: %s\n", cfg->path, buf);
+	char *options = session_options(cfg), *err = NULL, *utc_err = NULL;
+	PGconn *conn = session_connect(cfg->conninfo, options, &err);
+	free(options);
+	if (conn)
+		return conn;
+	options = session_options_for("UTC", 0, 0);
+	conn = session_connect(cfg->conninfo, options, &utc_err);
+	free(options);
+	if (conn)
+		printf("%s: database.time_zone: the server does not know time zone \"%s\" (%s)\n", cfg->path,
+		       cfg->time_zone, err);
+	else
+		printf("%s: database: cannot connect: %s\n", cfg->path, err);
+	free(err);
+	free(utc_err);
+	if (conn)
 		PQfinish(conn);
-		return 1;
-	}
-	{
-		const char *tz[1] = {cfg->time_zone};
-		PGresult *res = PQexecParams(conn, "SELECT set_config('TimeZone', $1, false)", 1, NULL, tz, NULL, NULL, 0);
-		if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-			printf("%s: database.time_zone: %s", cfg->path, PQresultErrorMessage(res));
-			problems++;
-		}
+	(*problems)++;
+	return NULL;
+}
+
+static void check_session_role(PGconn *conn, const struct config *cfg, int *problems)
+{
+	PGresult *res = PQexec(conn, session_check_sql);
+	int version;
+	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+		printf("%s: database: checking the session failed: %s\n", cfg->path,
+		       PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY));
+		(*problems)++;
 		PQclear(res);
+		return;
 	}
-	version = schema_installed_version(conn, &err);
+	version = atoi(PQgetvalue(res, 0, 0));
 	if (version != schema_latest_version()) {
 		printf("%s: database: schema retention is at version %d, this build needs %d (%s)\n", cfg->path,
-		       version < 0 ? 0 : version, schema_latest_version(),
+		       version, schema_latest_version(),
 		       version > schema_latest_version() ? "upgrade retentiond" : "run retentionctl migrate");
-		problems++;
-		free(err);
+		(*problems)++;
 	}
-	for (size_t i = 0; i < cfg->n_policies; i++) {
-		const struct policy *p = &cfg->policies[i];
-		char *schema = NULL, *rel = NULL, *params[7];
-		const char *why, *resolve_params[2];
-		PGresult *res;
-		int n;
-		config_split_table_name(p->table, &schema, &rel, &why);
-		resolve_params[0] = schema;
-		resolve_params[1] = rel;
-		res = PQexecParams(conn, policy_resolve_table_sql, 2, NULL, resolve_params, NULL, NULL, 0);
-		free(schema);
-		free(rel);
-		if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) == 0) {
-			printf("%s:%d: policy %s: error: table %s does not exist\n", cfg->path, p->line, p->name,
-			       p->table);
-			problems++;
-			PQclear(res);
-			continue;
-		}
-		n = policy_check_params(p, atoll(PQgetvalue(res, 0, 0)), params);
-		PQclear(res);
-		res = PQexecParams(conn, policy_catalog_check_sql, n, NULL, (const char *const *)params, NULL,
-				   NULL, 0);
+	if (strcmp(PQgetvalue(res, 0, 1), "t") == 0 || strcmp(PQgetvalue(res, 0, 2), "t") == 0) {
+		printf("%s: database: error: role %s is a %s: retentiond refuses to purge as it"
+		       " (log in as the role sql/daemon-role.sql makes)\n",
+		       cfg->path, PQgetvalue(res, 0, 3),
+		       strcmp(PQgetvalue(res, 0, 1), "t") == 0 ? "superuser" : "role with BYPASSRLS");
+		(*problems)++;
+	}
+	PQclear(res);
+}
+
+static void check_policy(PGconn *conn, const struct config *cfg, const struct policy *p, int *problems)
+{
+	struct policy_shape shape;
+	struct policy_sql sql;
+	char *err = NULL, *schema, *rel;
+	bool built = policy_prepare(conn, cfg, p, &shape, &sql, &err);
+	for (size_t i = 0; i < shape.n_errors; i++)
+		printf("%s:%d: policy %s: error: %s\n", cfg->path, p->line, p->name, shape.errors[i]);
+	for (size_t i = 0; i < shape.n_warnings; i++)
+		printf("%s:%d: policy %s: warning: %s\n", cfg->path, p->line, p->name, shape.warnings[i]);
+	*problems += (int)shape.n_errors;
+	if (!built && shape.n_errors == 0) {
+		printf("%s:%d: policy %s: error: %s\n", cfg->path, p->line, p->name, err);
+		(*problems)++;
+	}
+	if (policy_resolve_params(p, &schema, &rel) && schema == NULL && shape.table)
+		printf("%s:%d: policy %s: warning: table %s is not schema-qualified: it is %s (write that)\n", cfg->path,
+		       p->line, p->name, p->table, shape.table);
+	free(schema);
+	free(rel);
+	if (built && shape.n_errors == 0) {
+		const char *params[POLICY_N_BASE_PARAMS + 64];
+		Oid types[POLICY_N_BASE_PARAMS + 64];
+		int n = policy_params(&sql, params, types, sql.set_values, sql.n_set_values, false);
+		PGresult *res = PQexecParams(conn, sql.validate, n, types, params, NULL, NULL, 0);
 		if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-			printf("%s:%d: policy %s: error: %s", cfg->path, p->line, p->name, PQresultErrorMessage(res));
-			problems++;
-		} else {
-			for (int r = 0; r < PQntuples(res); r++) {
-				printf("%s:%d: policy %s: %s: %s\n", cfg->path, p->line, p->name,
-				       PQgetvalue(res, r, 0), PQgetvalue(res, r, 1));
-				problems += strcmp(PQgetvalue(res, r, 0), "error") == 0;
-			}
+			printf("%s:%d: policy %s: error: an exempt or set value is not of its column's type,"
+			       " or the policy's lock cannot be taken: %s\n",
+			       cfg->path, p->line, p->name, PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY));
+			(*problems)++;
 		}
 		PQclear(res);
-		for (int k = 0; k < n; k++)
-			free(params[k]);
 	}
+	free(err);
+	policy_sql_free(&sql);
+	policy_shape_free(&shape);
+}
+
+static int check_policies(const struct config *cfg)
+{
+	int problems = 0;
+	PGconn *conn = check_connect(cfg, &problems);
+	if (conn == NULL)
+		return 1;
+	check_session_role(conn, cfg, &problems);
+	for (size_t i = 0; i < cfg->n_policies; i++)
+		check_policy(conn, cfg, &cfg->policies[i], &problems);
 	PQfinish(conn);
 	if (problems == 0)
 		printf("%s: %zu policies usable\n", cfg->path, cfg->n_policies);
@@ -510,8 +647,15 @@ int main(int argc, char **argv)
 	if (d->cfg == NULL)
 		fatal("configuration %s is not usable", d->config_path);
 	log_set_level(d->cfg->log_level);
-	if (check)
-		return check_policies(d->cfg);
+	session_check_sql = xasprintf("SELECT (%s), r.rolsuper, r.rolbypassrls, current_user"
+				      " FROM pg_catalog.pg_roles r WHERE r.rolname = current_user",
+				      schema_version_sql);
+	if (check) {
+		int status = check_policies(d->cfg);
+		free(session_check_sql);
+		config_free(d->cfg);
+		return status;
+	}
 
 	signal(SIGPIPE, SIG_IGN);
 	srandom((unsigned)getpid());
@@ -576,5 +720,6 @@ int main(int argc, char **argv)
 	if (watchdog)
 		event_free(watchdog);
 	event_base_free(d->base);
+	free(session_check_sql);
 	return d->exit_status;
 }

@@ -1,9 +1,15 @@
+/*
+ * pgconn.c -- a non-blocking libpq connection driven by libevent: connect,
+ * a queue of statements sent one at a time (transactions kept together by
+ * their owner), LISTEN notifications, reconnect with jittered backoff.
+ */
 #include "pgconn.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 #include "log.h"
+#include "session.h"
 #include "util.h"
 
 #define RECONNECT_FIRST_MS 250
@@ -32,6 +38,7 @@ struct pgconn_query_item {
 struct pgconn {
 	struct event_base *base;
 	char *conninfo;
+	char *session_options;
 	struct pgconn_callbacks cb;
 	void *arg;
 	PGconn *pg;
@@ -50,15 +57,45 @@ static void connect_step(struct pgconn *conn);
 static void dispatch(struct pgconn *conn);
 static void on_io(evutil_socket_t fd, short what, void *arg);
 
+const char *pgconn_sqlstate(const PGresult *res)
+{
+	const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+	return state ? state : "";
+}
+
 const char *pgconn_error_text(const PGresult *res, char *buf, size_t size)
 {
-	const char *msg = res ? PQresultErrorMessage(res) : "connection lost";
-	size_t len;
-	snprintf(buf, size, "%s", msg && *msg ? msg : "unexpected result");
-	len = strlen(buf);
-	while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == ' '))
-		buf[--len] = '\0';
+	const char *msg, *state;
+	if (res == NULL) {
+		snprintf(buf, size, "connection lost");
+		return buf;
+	}
+	msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+	state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+	if (msg == NULL) {
+		/* An error libpq made itself (no server fields): its first line. */
+		snprintf(buf, size, "%s", *PQresultErrorMessage(res) ? PQresultErrorMessage(res) : "unexpected result");
+		buf[strcspn(buf, "\n")] = '\0';
+	} else if (state) {
+		snprintf(buf, size, "%s (SQLSTATE %s)", msg, state);
+	} else {
+		snprintf(buf, size, "%s", msg);
+	}
 	return buf;
+}
+
+/* Server notices and warnings, one line each through the log, like errors. */
+static void on_notice(void *arg, const PGresult *res)
+{
+	const char *severity = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
+	char buf[512];
+	(void)arg;
+	pgconn_error_text(res, buf, sizeof(buf));
+	if (severity && strcmp(severity, "NOTICE") != 0 && strcmp(severity, "INFO") != 0 &&
+	    strcmp(severity, "LOG") != 0 && strcmp(severity, "DEBUG") != 0)
+		log_warn("PostgreSQL %s: %s", severity, buf);
+	else
+		log_info("PostgreSQL %s: %s", severity ? severity : "NOTICE", buf);
 }
 
 static void item_free(struct pgconn_query_item *q)
@@ -337,31 +374,42 @@ static void connect_step(struct pgconn *conn)
 
 void pgconn_start(struct pgconn *conn)
 {
-	static const char *const keys[] = {"dbname", "fallback_application_name", NULL};
-	const char *values[] = {conn->conninfo, "retentiond", NULL};
+	static const char *const keys[] = {"dbname", "options", "fallback_application_name", NULL};
+	const char *values[] = {conn->conninfo, NULL, "retentiond", NULL};
 	struct timeval timeout = {CONNECT_TIMEOUT_S, 0};
+	char *err = NULL, *options;
 
 	evtimer_del(conn->timer);
 	close_pg(conn);
 	conn->state = PGCONN_CONNECTING;
-	/* expand_dbname: the conninfo string is parsed as a whole, the fallback name added. */
+	options = session_merged_options(conn->conninfo, conn->session_options, &err);
+	if (options == NULL) {
+		connection_lost(conn, err);
+		free(err);
+		return;
+	}
+	values[1] = options;
+	/* expand_dbname: the conninfo string is parsed as a whole; the keywords after it override. */
 	conn->pg = PQconnectStartParams(keys, values, 1);
+	free(options);
 	if (conn->pg == NULL || PQstatus(conn->pg) == CONNECTION_BAD) {
 		lost_with_pg_message(conn);
 		return;
 	}
+	PQsetNoticeReceiver(conn->pg, on_notice, conn);
 	evtimer_add(conn->timer, &timeout);
 	/* libpq: before the first PQconnectPoll, wait as if it had returned POLLING_WRITING. */
 	conn->connect_io = event_new(conn->base, PQsocket(conn->pg), EV_WRITE, on_connect_io, conn);
 	event_add(conn->connect_io, NULL);
 }
 
-struct pgconn *pgconn_new(struct event_base *base, const char *conninfo,
+struct pgconn *pgconn_new(struct event_base *base, const char *conninfo, const char *session_options,
 			  const struct pgconn_callbacks *cb, void *arg)
 {
 	struct pgconn *conn = xcalloc(1, sizeof(*conn));
 	conn->base = base;
 	conn->conninfo = xstrdup(conninfo);
+	conn->session_options = xstrdup(session_options);
 	conn->cb = *cb;
 	conn->arg = arg;
 	conn->state = PGCONN_IDLE;
@@ -379,6 +427,7 @@ void pgconn_free(struct pgconn *conn)
 	close_pg(conn);
 	event_free(conn->timer);
 	free(conn->conninfo);
+	free(conn->session_options);
 	free(conn);
 }
 
@@ -389,6 +438,14 @@ int pgconn_pending(const struct pgconn *conn)
 	int n = conn->current ? 1 : 0;
 	for (const struct pgconn_query_item *q = conn->head; q; q = q->next)
 		n++;
+	return n;
+}
+
+int pgconn_pending_for(const struct pgconn *conn, const void *owner)
+{
+	int n = conn->current && conn->current->owner == owner ? 1 : 0;
+	for (const struct pgconn_query_item *q = conn->head; q; q = q->next)
+		n += q->owner == owner;
 	return n;
 }
 

@@ -1,3 +1,6 @@
+/*
+ * pgconn.h -- one non-blocking libpq connection on the daemon's libevent loop.
+ */
 #ifndef RETENTIOND_PGCONN_H
 #define RETENTIOND_PGCONN_H
 
@@ -33,7 +36,13 @@ enum pgconn_flags {
 	PGCONN_TXN_END = 2,
 };
 
-struct pgconn *pgconn_new(struct event_base *base, const char *conninfo,
+/*
+ * CONNINFO is the configuration's connection string; SESSION_OPTIONS
+ * ("-c TimeZone=UTC -c ...", from session_options) are appended to
+ * its own `options`, so the server applies them while connecting: a
+ * connection whose settings the server refuses never becomes ready.
+ */
+struct pgconn *pgconn_new(struct event_base *base, const char *conninfo, const char *session_options,
 			  const struct pgconn_callbacks *cb, void *arg);
 void pgconn_free(struct pgconn *conn);
 /* Starts connecting now; later failures reconnect by themselves. */
@@ -49,9 +58,19 @@ PGconn *pgconn_raw(struct pgconn *conn);
  * false, without calling CB, if the connection is not ready.
  */
 bool pgconn_query(struct pgconn *conn, const void *owner, int flags, const char *sql, int n_params,
-		  const Oid *types, const char *const *params, pgconn_result_fn cb, void *arg);
+		  const Oid *types, const char *const *params, pgconn_result_fn cb, void *arg)
+	__attribute__((warn_unused_result));
 
-/* For the daemon's logs: the server's message without the trailing newline. */
+/* Statements queued or in flight on behalf of OWNER. */
+int pgconn_pending_for(const struct pgconn *conn, const void *owner);
+
+/*
+ * For logs: the primary message and SQLSTATE of an error result ("connection
+ * lost" for NULL), never its DETAIL or CONTEXT, which quote row contents.
+ */
 const char *pgconn_error_text(const PGresult *res, char *buf, size_t size);
+/* The SQLSTATE of an error result, "" if none. */
+const char *pgconn_sqlstate(const PGresult *res);
+
 
 #endif

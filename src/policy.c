@@ -1,8 +1,9 @@
 /*
- * The SQL of one policy. Identifiers come from the configuration and are
- * quoted with PQescapeIdentifier; the table's name comes from the catalog
- * already quoted; every value is a parameter. "Due" is written once here and
- * used by the daemon's purge and next-due queries and by retentionctl.
+ * policy.c -- the SQL of one policy. Identifiers come from the catalog,
+ * quoted by the server (policy_describe_sql); every value is a parameter.
+ * "Due", "held", "exempt" and "kept because referenced" are each written once
+ * here and used by the daemon's statements and by retentionctl's, so that
+ * what `explain` says is what the daemon does.
  */
 #include "policy.h"
 
@@ -13,110 +14,278 @@
 
 #include "util.h"
 
-const char policy_resolve_table_sql[] =
-	"SELECT c.oid::bigint, format('%I.%I', n.nspname, c.relname)"
-	"  FROM pg_catalog.pg_class c"
-	"  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
-	" WHERE c.relname = $2"
-	"   AND c.relkind IN ('r', 'p')"
-	"   AND CASE WHEN $1::text IS NULL THEN pg_catalog.pg_table_is_visible(c.oid)"
-	"            ELSE n.nspname = $1 END";
+/*
+ * An unqualified table name is looked up in the schema named after the role,
+ * then in public (PostgreSQL's default search_path): the sessions of the
+ * daemon and retentionctl pin search_path to pg_catalog, so the role's own
+ * setting is not what resolves it.
+ */
+#define RESOLVE_WHERE(schema, rel)                                                                 \
+	" c.relname = " rel " AND c.relkind IN ('r', 'p') AND CASE WHEN " schema " IS NULL"            \
+	" THEN n.nspname IN (current_user, 'public') ELSE n.nspname = " schema " END"
+#define RESOLVE_ORDER " ORDER BY n.nspname = current_user DESC LIMIT 1"
 
-const char policy_catalog_check_sql[] =
-	"WITH cols(role, name) AS ("
-	"    VALUES ('key', $2::text), ('clock', $3::text), ('subject', $4::text),"
-	"           ('exempt.column', $5::text)"
-	"    UNION ALL SELECT 'anonymized', unnest($6::text[])"
-	"), found AS ("
-	"    SELECT c.role, c.name, a.attnum, a.atttypid"
-	"      FROM cols c"
-	"      LEFT JOIN pg_catalog.pg_attribute a"
-	"        ON a.attrelid = $1::oid AND a.attname = c.name AND a.attnum > 0 AND NOT a.attisdropped"
-	"     WHERE c.name IS NOT NULL"
+const char policy_resolve_table_sql[] =
+	"SELECT c.oid::bigint, pg_catalog.format('%I.%I', n.nspname, c.relname)"
+	"  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+	" WHERE" RESOLVE_WHERE("$1::text", "$2") RESOLVE_ORDER;
+
+/*
+ * $1 table oid, $2 key, $3 clock, $4 subject, $5 exempt column, $6 set_null
+ * columns, $7 set columns, $8 action, $9-$13 every configured policy's name,
+ * schema, relation, key and subject, $14 this policy's name.
+ * -> (kind, sort, c1 .. c7); kinds: column, sibling, guard, error, warning.
+ */
+const char policy_describe_sql[] =
+	"WITH RECURSIVE wanted(role, name, ord) AS ("
+	"    VALUES ('key', $2::text, 0::bigint), ('clock', $3::text, 0), ('subject', $4::text, 0),"
+	"           ('exempt', $5::text, 0)"
+	"    UNION ALL SELECT 'set_null', s.name, s.ord FROM pg_catalog.unnest($6::text[]) WITH ORDINALITY s(name, ord)"
+	"    UNION ALL SELECT 'set', s.name, s.ord FROM pg_catalog.unnest($7::text[]) WITH ORDINALITY s(name, ord)"
+	"), col AS ("
+	"    SELECT w.role, w.name, w.ord, a.attnum, a.atttypid, a.atttypmod, a.attnotnull"
+	"      FROM wanted w LEFT JOIN pg_catalog.pg_attribute a"
+	"        ON a.attrelid = $1::oid AND a.attname = w.name AND a.attnum > 0 AND NOT a.attisdropped"
+	"     WHERE w.name IS NOT NULL"
+	"), conf AS ("
+	"    SELECT p.name, p.key, p.subject, p.ord,"
+	"           (SELECT c.oid FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+	"             WHERE" RESOLVE_WHERE("p.nsp", "p.rel") RESOLVE_ORDER ") AS oid"
+	"      FROM ROWS FROM (pg_catalog.unnest($9::text[]), pg_catalog.unnest($10::text[]),"
+	"           pg_catalog.unnest($11::text[]), pg_catalog.unnest($12::text[]), pg_catalog.unnest($13::text[]))"
+	"           WITH ORDINALITY p(name, nsp, rel, key, subject, ord)"
+	"), sib AS ("
+	"    SELECT p.name, p.ord, ka.attname AS kname, ka.atttypid AS ktyp, ka.atttypmod AS kmod,"
+	"           sa.attname AS sname, sa.atttypid AS styp, sa.atttypmod AS smod"
+	"      FROM conf p"
+	"      LEFT JOIN pg_catalog.pg_attribute ka"
+	"        ON ka.attrelid = $1::oid AND ka.attname = p.key AND ka.attnum > 0 AND NOT ka.attisdropped"
+	"      LEFT JOIN pg_catalog.pg_attribute sa"
+	"        ON sa.attrelid = $1::oid AND sa.attname = p.subject AND sa.attnum > 0 AND NOT sa.attisdropped"
+	"     WHERE p.oid = $1::oid"
+	"), types(typ) AS ("
+	"    SELECT atttypid FROM col WHERE atttypid IS NOT NULL"
+	"    UNION SELECT ktyp FROM sib WHERE ktyp IS NOT NULL UNION SELECT styp FROM sib WHERE styp IS NOT NULL"
+	"), base(typ, cur) AS ("
+	"    SELECT typ, typ FROM types"
+	"    UNION ALL SELECT b.typ, t.typbasetype FROM base b JOIN pg_catalog.pg_type t ON t.oid = b.cur"
+	"     WHERE t.typbasetype <> 0"
+	/* The equality of the type's default btree operator class, as the typcache would find it. */
+	"), eq AS ("
+	"    SELECT DISTINCT ON (b.typ) b.typ, pg_catalog.format('OPERATOR(%I.%s)', ns.nspname, op.oprname) AS eq"
+	"      FROM base b JOIN pg_catalog.pg_type ty ON ty.oid = b.cur AND ty.typbasetype = 0"
+	"      JOIN pg_catalog.pg_opclass oc ON oc.opcdefault AND oc.opcmethod = 403 AND ("
+	"           oc.opcintype = ty.oid"
+	"           OR EXISTS (SELECT 1 FROM pg_catalog.pg_cast k WHERE k.castsource = ty.oid"
+	"                       AND k.casttarget = oc.opcintype AND k.castmethod = 'b')"
+	"           OR (oc.opcintype = 'anyenum'::regtype AND ty.typtype = 'e')"
+	"           OR (oc.opcintype = 'anyarray'::regtype AND ty.typcategory = 'A'))"
+	"      JOIN pg_catalog.pg_amop ao ON ao.amopfamily = oc.opcfamily AND ao.amopstrategy = 3"
+	"           AND ao.amoplefttype = oc.opcintype AND ao.amoprighttype = oc.opcintype"
+	"      JOIN pg_catalog.pg_operator op ON op.oid = ao.amopopr"
+	"      JOIN pg_catalog.pg_namespace ns ON ns.oid = op.oprnamespace"
+	"     ORDER BY b.typ, oc.opcintype = ty.oid DESC"
+	"), fk AS ("
+	"    SELECT con.conname, con.conrelid, con.confdeltype, con.conkey, con.confkey, con.conpfeqop,"
+	"           con.conrelid IN (SELECT oid FROM conf WHERE oid IS NOT NULL) AS governed,"
+	"           pg_catalog.format('%I.%I', n.nspname, c.relname) AS child,"
+	"           EXISTS (SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = con.conrelid"
+	"                    AND (i.indkey::int2[])[0:pg_catalog.cardinality(con.conkey) - 1] @> con.conkey"
+	"                    AND (i.indkey::int2[])[0:pg_catalog.cardinality(con.conkey) - 1] <@ con.conkey) AS indexed"
+	"      FROM pg_catalog.pg_constraint con"
+	"      JOIN pg_catalog.pg_class c ON c.oid = con.conrelid"
+	"      JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+	"     WHERE con.contype = 'f' AND con.confrelid = $1::oid AND con.conparentid = 0"
+	/* Rows that must not go with a deleted record: a policy's own, or ones that restrict it. */
+	"), guard AS ("
+	"    SELECT fk.*, (SELECT pg_catalog.string_agg(pg_catalog.format('t.%I OPERATOR(%I.%s) c.%I',"
+	"                          pa.attname, opn.nspname, op.oprname, ca.attname), ' AND ' ORDER BY k.i)"
+	"                    FROM ROWS FROM (pg_catalog.unnest(fk.conkey), pg_catalog.unnest(fk.confkey),"
+	"                         pg_catalog.unnest(fk.conpfeqop)) WITH ORDINALITY k(ck, pk, op, i)"
+	"                    JOIN pg_catalog.pg_attribute ca ON ca.attrelid = fk.conrelid AND ca.attnum = k.ck"
+	"                    JOIN pg_catalog.pg_attribute pa ON pa.attrelid = $1::oid AND pa.attnum = k.pk"
+	"                    JOIN pg_catalog.pg_operator op ON op.oid = k.op"
+	"                    JOIN pg_catalog.pg_namespace opn ON opn.oid = op.oprnamespace) AS cond"
+	"      FROM fk WHERE $8 = 'delete' AND (fk.governed OR fk.confdeltype IN ('a', 'r'))"
+	/* Tables a delete reaches through rows no policy governs, following ON DELETE CASCADE. */
+	"), reach(rel, cascades, path) AS ("
+	"    SELECT fk.conrelid, fk.confdeltype = 'c', ARRAY[fk.conrelid] FROM fk"
+	"     WHERE $8 = 'delete' AND NOT fk.governed AND fk.confdeltype IN ('c', 'n', 'd')"
+	"    UNION ALL"
+	"    SELECT con.conrelid, con.confdeltype = 'c', r.path || con.conrelid"
+	"      FROM reach r JOIN pg_catalog.pg_constraint con ON con.contype = 'f' AND con.confrelid = r.rel"
+	"       AND con.conparentid = 0 AND con.confdeltype IN ('c', 'n', 'd')"
+	"     WHERE r.cascades AND NOT con.conrelid = ANY (r.path) AND pg_catalog.cardinality(r.path) < 8"
 	")"
-	" SELECT 'error', format('%s column %s does not exist', role, quote_ident(name))"
-	"   FROM found WHERE attnum IS NULL"
+	" SELECT 'column', c.ord, c.role, pg_catalog.quote_ident(c.name), pg_catalog.format_type(c.atttypid, c.atttypmod),"
+	"        e.eq, pg_catalog.format_type(c.atttypid, NULL), NULL, NULL"
+	"   FROM col c LEFT JOIN eq e ON e.typ = c.atttypid WHERE c.attnum IS NOT NULL"
 	" UNION ALL"
-	" SELECT 'error', format('clock column %s is %s, not timestamp with time zone',"
-	"                        quote_ident(name), format_type(atttypid, NULL))"
-	"   FROM found WHERE role = 'clock' AND attnum IS NOT NULL"
-	"    AND atttypid NOT IN ('timestamptz'::regtype, 'timestamp'::regtype)"
+	" SELECT 'sibling', (s.name <> $14)::int * 1000000 + s.ord, s.name, pg_catalog.quote_ident(s.kname),"
+	"        pg_catalog.format_type(s.ktyp, s.kmod), ek.eq, pg_catalog.quote_ident(s.sname),"
+	"        pg_catalog.format_type(s.styp, s.smod), es.eq"
+	"   FROM sib s LEFT JOIN eq ek ON ek.typ = s.ktyp LEFT JOIN eq es ON es.typ = s.styp"
 	" UNION ALL"
-	" SELECT 'warning', format('clock column %s is timestamp without time zone: read in database.time_zone',"
-	"                          quote_ident(name))"
-	"   FROM found WHERE role = 'clock' AND atttypid = 'timestamp'::regtype"
+	" SELECT 'guard', 0, pg_catalog.format('NOT EXISTS (SELECT 1 FROM %s c WHERE %s)', g.child, g.cond),"
+	"        pg_catalog.format('referenced by %s (foreign key %I%s)', g.child, g.conname,"
+	"                          CASE WHEN g.governed THEN ', whose rows a policy keeps' ELSE '' END),"
+	"        NULL, NULL, NULL, NULL, NULL"
+	"   FROM guard g WHERE g.cond IS NOT NULL"
 	" UNION ALL"
-	" SELECT 'error', format('key column %s may be NULL: a record needs a key (ALTER COLUMN ... SET NOT NULL)',"
-	"                        quote_ident(name))"
-	"   FROM found f WHERE role = 'key' AND attnum IS NOT NULL"
-	"    AND NOT (SELECT attnotnull FROM pg_catalog.pg_attribute WHERE attrelid = $1::oid AND attnum = f.attnum)"
+	" SELECT 'error', 0, pg_catalog.format('%s column %s does not exist',"
+	"        CASE c.role WHEN 'exempt' THEN 'exempt.column' WHEN 'set' THEN 'anonymized'"
+	"                    WHEN 'set_null' THEN 'anonymized' ELSE c.role END, pg_catalog.quote_ident(c.name)),"
+	"        NULL, NULL, NULL, NULL, NULL, NULL"
+	"   FROM col c WHERE c.attnum IS NULL"
 	" UNION ALL"
-	" SELECT 'warning', 'the table has inheritance children: their rows are purged too, and the key is not"
-	" unique across them'"
+	" SELECT 'error', 0, pg_catalog.format('%s column %s is of type %s, which has no equality operator',"
+	"        c.role, pg_catalog.quote_ident(c.name), pg_catalog.format_type(c.atttypid, NULL)),"
+	"        NULL, NULL, NULL, NULL, NULL, NULL"
+	"   FROM col c LEFT JOIN eq e ON e.typ = c.atttypid"
+	"  WHERE c.attnum IS NOT NULL AND e.eq IS NULL AND c.role IN ('key', 'subject', 'exempt')"
+	" UNION ALL"
+	" SELECT 'error', 0, pg_catalog.format('clock column %s is %s, not timestamp with time zone',"
+	"        pg_catalog.quote_ident(c.name), pg_catalog.format_type(c.atttypid, NULL)),"
+	"        NULL, NULL, NULL, NULL, NULL, NULL"
+	"   FROM col c WHERE c.role = 'clock' AND c.attnum IS NOT NULL"
+	"    AND c.atttypid NOT IN ('timestamptz'::regtype, 'timestamp'::regtype)"
+	" UNION ALL"
+	" SELECT 'warning', 0, pg_catalog.format('clock column %s is timestamp without time zone:"
+	" read in database.time_zone', pg_catalog.quote_ident(c.name)), NULL, NULL, NULL, NULL, NULL, NULL"
+	"   FROM col c WHERE c.role = 'clock' AND c.atttypid = 'timestamp'::regtype"
+	" UNION ALL"
+	" SELECT 'error', 0, pg_catalog.format('key column %s may be NULL: a record needs a key"
+	" (ALTER COLUMN ... SET NOT NULL)', pg_catalog.quote_ident(c.name)), NULL, NULL, NULL, NULL, NULL, NULL"
+	"   FROM col c WHERE c.role = 'key' AND c.attnum IS NOT NULL AND NOT c.attnotnull"
+	" UNION ALL"
+	" SELECT 'error', 0, pg_catalog.format('anonymized column %s is NOT NULL: set_null cannot clear it',"
+	"        pg_catalog.quote_ident(c.name)), NULL, NULL, NULL, NULL, NULL, NULL"
+	"   FROM col c WHERE c.role = 'set_null' AND c.attnotnull"
+	" UNION ALL"
+	" SELECT 'error', 0, pg_catalog.format('clock column %s is NOT NULL: anonymizing clears the clock',"
+	"        pg_catalog.quote_ident(c.name)), NULL, NULL, NULL, NULL, NULL, NULL"
+	"   FROM col c WHERE $8 = 'anonymize' AND c.role = 'clock' AND c.attnotnull"
+	" UNION ALL"
+	" SELECT 'warning', 0, 'the table has inheritance children: their rows are purged too, and the key is not"
+	" unique across them', NULL, NULL, NULL, NULL, NULL, NULL"
 	"  WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid"
 	"                 WHERE i.inhparent = $1::oid AND NOT c.relispartition)"
 	" UNION ALL"
-	" SELECT 'error', format('key column %s has no unique index or primary key of its own', quote_ident(name))"
-	"   FROM found f WHERE role = 'key' AND attnum IS NOT NULL AND NOT EXISTS ("
+	" SELECT 'error', 0, pg_catalog.format('key column %s has no unique index or primary key of its own',"
+	"        pg_catalog.quote_ident(c.name)), NULL, NULL, NULL, NULL, NULL, NULL"
+	"   FROM col c WHERE c.role = 'key' AND c.attnum IS NOT NULL AND NOT EXISTS ("
 	"       SELECT 1 FROM pg_catalog.pg_index i"
 	"        WHERE i.indrelid = $1::oid AND i.indisunique AND i.indpred IS NULL"
-	"          AND i.indnkeyatts = 1 AND i.indkey[0] = f.attnum)"
+	"          AND i.indnkeyatts = 1 AND i.indkey[0] = c.attnum)"
 	" UNION ALL"
-	" SELECT 'warning', format('no index leads with clock column %s: every due query scans the table',"
-	"                          quote_ident(name))"
-	"   FROM found f WHERE role = 'clock' AND attnum IS NOT NULL AND NOT EXISTS ("
-	"       SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = $1::oid AND i.indkey[0] = f.attnum)"
+	" SELECT 'warning', 0, pg_catalog.format('no index leads with clock column %s: every due query scans the table',"
+	"        pg_catalog.quote_ident(c.name)), NULL, NULL, NULL, NULL, NULL, NULL"
+	"   FROM col c WHERE c.role = 'clock' AND c.attnum IS NOT NULL AND NOT EXISTS ("
+	"       SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = $1::oid AND i.indkey[0] = c.attnum)"
 	" UNION ALL"
-	" SELECT 'error', format('role %s lacks %s on the table', quote_ident(current_user), priv)"
-	"   FROM unnest(CASE WHEN $7 = 'anonymize' THEN ARRAY['SELECT', 'UPDATE']"
-	"                    ELSE ARRAY['SELECT', 'DELETE'] END) AS priv"
-	"  WHERE NOT has_table_privilege($1::oid, priv)"
+	" SELECT 'error', 0, pg_catalog.format('role %s lacks %s on the table', pg_catalog.quote_ident(current_user), priv),"
+	"        NULL, NULL, NULL, NULL, NULL, NULL"
+	"   FROM pg_catalog.unnest(CASE WHEN $8 = 'anonymize' THEN ARRAY['SELECT', 'UPDATE']"
+	"                               ELSE ARRAY['SELECT', 'DELETE'] END) AS priv"
+	"  WHERE NOT pg_catalog.has_table_privilege($1::oid, priv)"
 	/* FOR UPDATE SKIP LOCKED needs UPDATE on at least one column. */
 	" UNION ALL"
-	" SELECT 'error', format('role %s lacks UPDATE on any column of the table (the purge locks rows:"
-	" GRANT UPDATE (%s))', quote_ident(current_user), quote_ident($2))"
-	"  WHERE $7 = 'delete' AND NOT has_any_column_privilege($1::oid, 'UPDATE')"
+	" SELECT 'error', 0, pg_catalog.format('role %s lacks UPDATE on any column of the table (the purge locks rows:"
+	" GRANT UPDATE (%s))', pg_catalog.quote_ident(current_user), pg_catalog.quote_ident($2)),"
+	"        NULL, NULL, NULL, NULL, NULL, NULL"
+	"  WHERE $8 = 'delete' AND NOT pg_catalog.has_any_column_privilege($1::oid, 'UPDATE')"
 	" UNION ALL"
-	" SELECT 'error', format('role %s lacks USAGE on schema %s', quote_ident(current_user),"
-	"                        quote_ident(n.nspname))"
+	" SELECT 'error', 0, pg_catalog.format('role %s lacks USAGE on schema %s', pg_catalog.quote_ident(current_user),"
+	"        pg_catalog.quote_ident(n.nspname)), NULL, NULL, NULL, NULL, NULL, NULL"
 	"   FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
-	"  WHERE c.oid = $1::oid AND NOT has_schema_privilege(n.oid, 'USAGE')"
+	"  WHERE c.oid = $1::oid AND NOT pg_catalog.has_schema_privilege(n.oid, 'USAGE')"
 	" UNION ALL"
-	" SELECT 'error', 'schema retention is not installed: run retentionctl migrate'"
-	"  WHERE to_regclass('retention.audit_log') IS NULL"
+	" SELECT 'error', 0, 'schema retention is not installed: run retentionctl migrate', NULL, NULL, NULL, NULL, NULL, NULL"
+	"  WHERE pg_catalog.to_regclass('retention.audit_log') IS NULL"
 	" UNION ALL"
-	" SELECT 'error', format('role %s may not INSERT into retention.audit_log', quote_ident(current_user))"
-	"  WHERE to_regclass('retention.audit_log') IS NOT NULL"
-	"    AND NOT has_table_privilege('retention.audit_log', 'INSERT')";
+	" SELECT 'error', 0, pg_catalog.format('role %s may not INSERT into retention.audit_log',"
+	"        pg_catalog.quote_ident(current_user)), NULL, NULL, NULL, NULL, NULL, NULL"
+	"  WHERE pg_catalog.to_regclass('retention.audit_log') IS NOT NULL"
+	"    AND NOT pg_catalog.has_table_privilege('retention.audit_log', 'INSERT')"
+	/* Triggers run with the daemon's privileges; rules make a data-modifying WITH fail. */
+	" UNION ALL"
+	" SELECT 'warning', 0, pg_catalog.format('trigger %I runs on every purge with the rights of role %s',"
+	"        t.tgname, pg_catalog.quote_ident(current_user)), NULL, NULL, NULL, NULL, NULL, NULL"
+	"   FROM pg_catalog.pg_trigger t"
+	"  WHERE t.tgrelid = $1::oid AND NOT t.tgisinternal"
+	"    AND t.tgtype::int & CASE WHEN $8 = 'delete' THEN 8 ELSE 16 END <> 0"
+	"    AND t.tgfoid IS DISTINCT FROM pg_catalog.to_regproc('retention.notify_clock')"
+	" UNION ALL"
+	" SELECT 'error', 0, pg_catalog.format('rule %I on %s makes every purge fail (no rules in a data-modifying WITH)',"
+	"        r.rulename, CASE r.ev_type WHEN '4' THEN 'DELETE' ELSE 'UPDATE' END), NULL, NULL, NULL, NULL, NULL, NULL"
+	"   FROM pg_catalog.pg_rewrite r"
+	"  WHERE r.ev_class = $1::oid AND r.ev_type = CASE WHEN $8 = 'delete' THEN '4' ELSE '2' END"
+	" UNION ALL"
+	" SELECT 'warning', 0, 'row-level security is on: records the role may not see are never purged',"
+	"        NULL, NULL, NULL, NULL, NULL, NULL"
+	"   FROM pg_catalog.pg_class c WHERE c.oid = $1::oid AND c.relrowsecurity"
+	" UNION ALL"
+	" SELECT 'warning', 0, pg_catalog.format('deleting a record also %s rows of %s (foreign key %I): no policy governs"
+	" them, so they are not audited', CASE g.confdeltype WHEN 'c' THEN 'deletes' ELSE 'changes' END, g.child, g.conname),"
+	"        NULL, NULL, NULL, NULL, NULL, NULL"
+	"   FROM fk g WHERE $8 = 'delete' AND NOT g.governed AND g.confdeltype IN ('c', 'n', 'd')"
+	" UNION ALL"
+	" SELECT 'warning', 0, pg_catalog.format('a record referenced by %s (foreign key %I%s) is kept until those rows"
+	" go', g.child, g.conname, CASE WHEN g.governed THEN ', whose rows a policy keeps' ELSE '' END),"
+	"        NULL, NULL, NULL, NULL, NULL, NULL"
+	"   FROM guard g"
+	" UNION ALL"
+	" SELECT 'warning', 0, pg_catalog.format('foreign key %I of %s has no index on its columns: each check whether"
+	" a record is referenced scans %s', g.conname, g.child, g.child), NULL, NULL, NULL, NULL, NULL, NULL"
+	"   FROM guard g WHERE NOT g.indexed"
+	" UNION ALL"
+	" SELECT 'error', 0, pg_catalog.format('deleting a record cascades through %s into %s, which a policy governs:"
+	" give every table on the way a policy, or change the foreign keys',"
+	"        (SELECT pg_catalog.string_agg(pg_catalog.format('%I.%I', n.nspname, c.relname), ', ' ORDER BY k.i)"
+	"           FROM pg_catalog.unnest(r.path[1:pg_catalog.cardinality(r.path) - 1]) WITH ORDINALITY k(rel, i)"
+	"           JOIN pg_catalog.pg_class c ON c.oid = k.rel JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace),"
+	"        (SELECT pg_catalog.format('%I.%I', n.nspname, c.relname) FROM pg_catalog.pg_class c"
+	"           JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = r.rel)),"
+	"        NULL, NULL, NULL, NULL, NULL, NULL"
+	"   FROM reach r WHERE pg_catalog.cardinality(r.path) > 1 AND r.rel IN (SELECT oid FROM conf)"
+	" UNION ALL"
+	" SELECT 'warning', 0, pg_catalog.format('column %s is referenced by foreign key %I of %I.%I: anonymizing it"
+	" changes or breaks those references', pg_catalog.quote_ident(c.name), con.conname, n.nspname, t.relname),"
+	"        NULL, NULL, NULL, NULL, NULL, NULL"
+	"   FROM col c JOIN pg_catalog.pg_constraint con ON con.contype = 'f' AND con.confrelid = $1::oid"
+	"        AND con.conparentid = 0 AND c.attnum = ANY (con.confkey)"
+	"   JOIN pg_catalog.pg_class t ON t.oid = con.conrelid JOIN pg_catalog.pg_namespace n ON n.oid = t.relnamespace"
+	"  WHERE $8 = 'anonymize' AND c.role IN ('set', 'set_null')"
+	" ORDER BY 1, 2";
 
 /* pg_type OIDs of the base parameters, in enum policy_param order. */
 static const Oid base_param_types[POLICY_N_BASE_PARAMS] = {
-	[POLICY_PARAM_NAME] = 25,	   /* text */
-	[POLICY_PARAM_RETAIN] = 1186,	   /* interval */
-	[POLICY_PARAM_SLACK] = 1186,	   /* interval */
+	[POLICY_PARAM_NAME] = 25,	     /* text */
+	[POLICY_PARAM_RETAIN] = 1186,	     /* interval */
+	[POLICY_PARAM_SLACK] = 1186,	     /* interval */
 	[POLICY_PARAM_EXEMPT_VALUES] = 1009, /* text[] */
-	[POLICY_PARAM_BATCH] = 23,	   /* integer */
+	[POLICY_PARAM_LIMIT] = 23,	     /* integer */
 	[POLICY_PARAM_SERVICE] = 25,
 	[POLICY_PARAM_SOURCE] = 25,
 	[POLICY_PARAM_TABLE] = 25,
 	[POLICY_PARAM_ACTION] = 25,
 	[POLICY_PARAM_INSTANCE] = 25,
+	[POLICY_PARAM_SIBLINGS] = 1009,
+	[POLICY_PARAM_QUARANTINED] = 1009,
 };
 
-void policy_slack(const struct duration *retain, char *buf, size_t size)
+void policy_slack(const struct duration *retain, bool clock_without_zone, char *buf, size_t size)
 {
 	/*
 	 * clock + retain <= now is what "due" means, but only clock <= bound can
 	 * use the clock index. Month arithmetic clamps to the month's end (up to
 	 * 3 days) and a calendar day can be 23 or 25 hours, so the index bound
-	 * is widened by that much and the exact test is applied on top.
+	 * is widened by that much and the exact test is applied on top. A clock
+	 * without a zone is read in the session's zone, which around a DST change
+	 * moves it by up to 2 hours against the raw column the index holds.
 	 */
-	if (retain->months != 0)
-		snprintf(buf, size, "4 days");
-	else if (retain->days != 0)
-		snprintf(buf, size, "3 hours");
-	else
-		snprintf(buf, size, "0 seconds");
+	const char *calendar = retain->months != 0 ? "4 days" : retain->days != 0 ? "3 hours" : "0 seconds";
+	snprintf(buf, size, "%s%s", calendar, clock_without_zone ? " 3 hours" : "");
 }
 
 char *policy_text_array(char *const *values, size_t n)
@@ -148,16 +317,220 @@ char *policy_text_array(char *const *values, size_t n)
 	return out;
 }
 
-static char *quote_ident(PGconn *conn, const char *name)
+char **policy_text_array_parse(const char *literal, size_t *n)
 {
-	char *q = PQescapeIdentifier(conn, name, strlen(name));
-	char *out;
-	if (q == NULL)
-		return NULL;
-	out = xstrdup(q);
-	PQfreemem(q);
+	size_t len = strlen(literal);
+	char **out = xcalloc(len / 2 + 2, sizeof(char *));
+	const char *p = literal;
+	*n = 0;
+	if (*p == '{')
+		p++;
+	while (*p && *p != '}') {
+		char *v = xmalloc(strlen(p) + 1), *w = v;
+		bool quoted = *p == '"';
+		if (quoted) {
+			for (p++; *p && *p != '"'; p++) {
+				if (*p == '\\' && p[1])
+					p++;
+				*w++ = *p;
+			}
+			if (*p == '"')
+				p++;
+		} else {
+			while (*p && *p != ',' && *p != '}')
+				*w++ = *p++;
+		}
+		*w = '\0';
+		if (!quoted && strcmp(v, "NULL") == 0)
+			free(v);
+		else
+			out[(*n)++] = v;
+		if (*p == ',')
+			p++;
+	}
 	return out;
 }
+
+void policy_text_array_free(char **values)
+{
+	if (values == NULL)
+		return;
+	for (char **v = values; *v; v++)
+		free(*v);
+	free(values);
+}
+
+/* ---- the catalog's description ---- */
+
+bool policy_resolve_params(const struct policy *p, char **schema, char **relname)
+{
+	const char *why;
+	*schema = *relname = NULL;
+	return config_split_table_name(p->table, schema, relname, &why);
+}
+
+int policy_describe_params(const struct config *cfg, const struct policy *p, long long oid, char **params)
+{
+	size_t n = cfg->n_policies;
+	char **names = xcalloc(n + 1, sizeof(char *)), **schemas = xcalloc(n + 1, sizeof(char *));
+	char **rels = xcalloc(n + 1, sizeof(char *)), **keys = xcalloc(n + 1, sizeof(char *));
+	char **subjects = xcalloc(n + 1, sizeof(char *)), **set_columns = xcalloc(p->n_set + 1, sizeof(char *));
+	for (size_t i = 0; i < n; i++) {
+		const struct policy *o = &cfg->policies[i];
+		names[i] = o->name;
+		keys[i] = o->key;
+		subjects[i] = o->subject;
+		/* The loader accepted the name, so this splits. */
+		policy_resolve_params(o, &schemas[i], &rels[i]);
+	}
+	for (size_t i = 0; i < p->n_set; i++)
+		set_columns[i] = p->set[i].column;
+	params[0] = xasprintf("%lld", oid);
+	params[1] = xstrdup(p->key);
+	params[2] = xstrdup(p->clock);
+	params[3] = p->subject ? xstrdup(p->subject) : NULL;
+	params[4] = p->exempt_column ? xstrdup(p->exempt_column) : NULL;
+	params[5] = policy_text_array(p->set_null, p->n_set_null);
+	params[6] = policy_text_array(set_columns, p->n_set);
+	params[7] = xstrdup(p->action == POLICY_ACTION_DELETE ? "delete" : "anonymize");
+	params[8] = policy_text_array(names, n);
+	params[9] = policy_text_array(schemas, n);
+	params[10] = policy_text_array(rels, n);
+	params[11] = policy_text_array(keys, n);
+	params[12] = policy_text_array(subjects, n);
+	params[13] = xstrdup(p->name);
+	for (size_t i = 0; i < n; i++) {
+		free(schemas[i]);
+		free(rels[i]);
+	}
+	free(names);
+	free(schemas);
+	free(rels);
+	free(keys);
+	free(subjects);
+	free(set_columns);
+	return 14;
+}
+
+void policy_params_free(char **params, int n)
+{
+	for (int i = 0; i < n; i++)
+		free(params[i]);
+}
+
+static char *value_or_null(const PGresult *res, int row, int col)
+{
+	return PQgetisnull(res, row, col) ? NULL : xstrdup(PQgetvalue(res, row, col));
+}
+
+static void column_set(struct policy_column *c, const PGresult *res, int row, int first)
+{
+	c->quoted = value_or_null(res, row, first);
+	c->type = value_or_null(res, row, first + 1);
+	c->eq = value_or_null(res, row, first + 2);
+}
+
+static void column_free(struct policy_column *c)
+{
+	free(c->quoted);
+	free(c->type);
+	free(c->eq);
+	memset(c, 0, sizeof(*c));
+}
+
+static void push(char ***list, size_t *n, char *item)
+{
+	*list = xrealloc(*list, (*n + 1) * sizeof(**list));
+	(*list)[(*n)++] = item;
+}
+
+enum { D_KIND, D_SORT, D_C1, D_C2, D_C3, D_C4, D_C5, D_C6, D_C7 };
+
+void policy_shape_parse(struct policy_shape *shape, const PGresult *res, long long oid, const char *table)
+{
+	memset(shape, 0, sizeof(*shape));
+	shape->oid = oid;
+	shape->table = xstrdup(table);
+	for (int r = 0; r < PQntuples(res); r++) {
+		const char *kind = PQgetvalue(res, r, D_KIND);
+		if (strcmp(kind, "column") == 0) {
+			const char *role = PQgetvalue(res, r, D_C1);
+			struct policy_column *c = NULL;
+			if (strcmp(role, "key") == 0)
+				c = &shape->key;
+			else if (strcmp(role, "clock") == 0)
+				c = &shape->clock;
+			else if (strcmp(role, "subject") == 0)
+				c = &shape->subject;
+			else if (strcmp(role, "exempt") == 0)
+				c = &shape->exempt;
+			if (c) {
+				column_set(c, res, r, D_C2);
+				if (c == &shape->clock)
+					shape->clock_without_zone =
+						strcmp(PQgetvalue(res, r, D_C5), "timestamp without time zone") == 0;
+			} else if (strcmp(role, "set_null") == 0 || strcmp(role, "set") == 0) {
+				bool is_set = role[3] == '\0';
+				struct policy_column **list = is_set ? &shape->set : &shape->set_null;
+				size_t *n = is_set ? &shape->n_set : &shape->n_set_null;
+				*list = xrealloc(*list, (*n + 1) * sizeof(**list));
+				column_set(&(*list)[(*n)++], res, r, D_C2);
+			}
+		} else if (strcmp(kind, "sibling") == 0) {
+			struct policy_sibling *s;
+			shape->siblings = xrealloc(shape->siblings, (shape->n_siblings + 1) * sizeof(*s));
+			s = &shape->siblings[shape->n_siblings++];
+			s->name = xstrdup(PQgetvalue(res, r, D_C1));
+			column_set(&s->key, res, r, D_C2);
+			column_set(&s->subject, res, r, D_C5);
+		} else if (strcmp(kind, "guard") == 0) {
+			struct policy_guard *g;
+			shape->guards = xrealloc(shape->guards, (shape->n_guards + 1) * sizeof(*g));
+			g = &shape->guards[shape->n_guards++];
+			g->sql = xstrdup(PQgetvalue(res, r, D_C1));
+			g->what = xstrdup(PQgetvalue(res, r, D_C2));
+		} else if (strcmp(kind, "error") == 0) {
+			push(&shape->errors, &shape->n_errors, xstrdup(PQgetvalue(res, r, D_C1)));
+		} else if (strcmp(kind, "warning") == 0) {
+			push(&shape->warnings, &shape->n_warnings, xstrdup(PQgetvalue(res, r, D_C1)));
+		}
+	}
+}
+
+void policy_shape_free(struct policy_shape *shape)
+{
+	free(shape->table);
+	column_free(&shape->key);
+	column_free(&shape->clock);
+	column_free(&shape->subject);
+	column_free(&shape->exempt);
+	for (size_t i = 0; i < shape->n_set_null; i++)
+		column_free(&shape->set_null[i]);
+	free(shape->set_null);
+	for (size_t i = 0; i < shape->n_set; i++)
+		column_free(&shape->set[i]);
+	free(shape->set);
+	for (size_t i = 0; i < shape->n_siblings; i++) {
+		free(shape->siblings[i].name);
+		column_free(&shape->siblings[i].key);
+		column_free(&shape->siblings[i].subject);
+	}
+	free(shape->siblings);
+	for (size_t i = 0; i < shape->n_guards; i++) {
+		free(shape->guards[i].sql);
+		free(shape->guards[i].what);
+	}
+	free(shape->guards);
+	for (size_t i = 0; i < shape->n_errors; i++)
+		free(shape->errors[i]);
+	free(shape->errors);
+	for (size_t i = 0; i < shape->n_warnings; i++)
+		free(shape->warnings[i]);
+	free(shape->warnings);
+	memset(shape, 0, sizeof(*shape));
+}
+
+/* ---- building the statements ---- */
 
 /* Appends to a growing string. */
 struct sbuf {
@@ -182,323 +555,521 @@ static void sb_add(struct sbuf *b, const char *fmt, ...)
 	free(piece);
 }
 
-struct quoted {
-	char *key, *clock, *subject, *exempt;
+/* What every predicate of one policy needs: its shape and how its clock reads. */
+struct frame {
+	const struct policy_shape *shape;
+	const struct policy *policy;
+	char *clock_at; /* the clock as timestamptz */
+	const char *bound_cast; /* turns a timestamptz bound into the clock column's type */
 };
 
-/* Rows of the policy's table T that are due by HORIZON (an SQL expression). */
-static void sb_due_by(struct sbuf *b, const struct quoted *q, const char *horizon)
+/* Rows of T due by HORIZON (an SQL timestamptz expression). */
+static void sb_due_by(struct sbuf *b, const struct frame *f, const char *horizon)
 {
+	const char *c = f->shape->clock.quoted;
 	sb_add(b,
 	       "t.%s IS NOT NULL"
-	       " AND t.%s <= (%s) - $2::interval + $3::interval"
-	       " AND t.%s + $2::interval <= (%s)",
-	       q->clock, q->clock, horizon, q->clock, horizon);
+	       " AND t.%s <= ((%s) - $2::interval + $3::interval)%s"
+	       " AND %s + $2::interval <= (%s)",
+	       c, c, horizon, f->bound_cast, f->clock_at, horizon);
 }
 
-static void sb_not_exempt(struct sbuf *b, const struct quoted *q)
+static void sb_not_exempt(struct sbuf *b, const struct frame *f)
 {
-	if (q->exempt)
-		sb_add(b, " AND (t.%s IS NULL OR t.%s::text <> ALL ($4::text[]))", q->exempt, q->exempt);
+	const struct policy_column *e = &f->shape->exempt;
+	if (f->policy->exempt_column)
+		sb_add(b, " AND (t.%s IS NULL OR NOT t.%s %s ANY ($4::text[]::%s[]))", e->quoted, e->quoted, e->eq,
+		       e->type);
 }
 
 /*
- * Whether row t is under an active hold. Uncorrelated IN (SELECT ...) lets
- * the planner hash the policy's active holds once per statement instead of
- * probing the holds table for every row scanned. The subqueries return no
- * NULLs and coalesce covers a NULL subject, so the result is never NULL and
- * NOT (...) is safe.
+ * The values of HOLD_COLUMN (record_key or subject) of sibling I's active
+ * holds, cast to COL's type. An uncorrelated subquery: the planner hashes it
+ * once per statement instead of probing the holds for every row scanned.
  */
-static void sb_held(struct sbuf *b, const struct quoted *q)
+static void sb_hold_values(struct sbuf *b, size_t i, const char *hold_column, const struct policy_column *col)
 {
-	static const char active[] = "h.policy = $1 AND h.released_at IS NULL"
-				     " AND (h.until IS NULL OR h.until > statement_timestamp())";
-	sb_add(b, "(t.%s::text IN (SELECT h.record_key FROM retention.holds h WHERE %s AND h.record_key IS NOT NULL)",
-	       q->key, active);
-	if (q->subject)
-		sb_add(b, " OR coalesce(t.%s::text IN (SELECT h.subject FROM retention.holds h WHERE %s"
-			  " AND h.subject IS NOT NULL), false)",
-		       q->subject, active);
+	sb_add(b,
+	       "(SELECT pg_catalog.unnest(retention.cast_valid(pg_catalog.array_agg(h.%s), NULL::%s))"
+	       " FROM retention.active_holds(ARRAY[($11::text[])[%zu]]) h WHERE h.%s IS NOT NULL)",
+	       hold_column, col->type, i + 1, hold_column);
+}
+
+/*
+ * Whether row t is under an active hold of any policy on its table, each
+ * compared in that policy's own key and subject columns. Never NULL.
+ */
+static void sb_held(struct sbuf *b, const struct frame *f)
+{
+	bool any = false;
+	sb_add(b, "(");
+	for (size_t i = 0; i < f->shape->n_siblings; i++) {
+		const struct policy_sibling *s = &f->shape->siblings[i];
+		if (s->key.quoted && s->key.eq) {
+			sb_add(b, "%scoalesce(t.%s %s ANY ", any ? " OR " : "", s->key.quoted, s->key.eq);
+			sb_hold_values(b, i, "record_key", &s->key);
+			sb_add(b, ", false)");
+			any = true;
+		}
+		if (s->subject.quoted && s->subject.eq) {
+			sb_add(b, "%scoalesce(t.%s %s ANY ", any ? " OR " : "", s->subject.quoted, s->subject.eq);
+			sb_hold_values(b, i, "subject", &s->subject);
+			sb_add(b, ", false)");
+			any = true;
+		}
+	}
+	sb_add(b, "%s)", any ? "" : "false");
+}
+
+/* Row t is not referenced by rows that must stay (policy_guard). */
+static void sb_not_referenced(struct sbuf *b, const struct frame *f)
+{
+	for (size_t i = 0; i < f->shape->n_guards; i++)
+		sb_add(b, " AND %s", f->shape->guards[i].sql);
+}
+
+static void sb_not_quarantined(struct sbuf *b, const struct frame *f)
+{
+	sb_add(b, " AND NOT t.%s %s ANY ($12::text[]::%s[])", f->shape->key.quoted, f->shape->key.eq,
+	       f->shape->key.type);
+}
+
+/* Everything but due-ness that makes row t purgeable now. */
+static void sb_purgeable(struct sbuf *b, const struct frame *f)
+{
+	sb_not_exempt(b, f);
+	sb_add(b, " AND NOT ");
+	sb_held(b, f);
+	sb_not_referenced(b, f);
+	sb_not_quarantined(b, f);
+}
+
+/*
+ * The earliest due time of a purgeable record. Due times are not monotone in
+ * the clock (a month's end clamps, a DST change repeats an hour), so the
+ * minimum is taken over every row within the slack of the first by clock.
+ */
+static void sb_next_due(struct sbuf *b, const struct frame *f)
+{
+	const char *c = f->shape->clock.quoted;
+	sb_add(b, "(SELECT pg_catalog.min(%s + $2::interval) FROM %s t, (SELECT t.%s AS c FROM %s t"
+		  " WHERE t.%s IS NOT NULL AND t.%s < 'infinity'",
+	       f->clock_at, f->shape->table, c, f->shape->table, c, c);
+	sb_purgeable(b, f);
+	sb_add(b, " ORDER BY t.%s LIMIT 1) first WHERE t.%s >= first.c AND t.%s <= first.c + $3::interval", c, c, c);
+	sb_purgeable(b, f);
 	sb_add(b, ")");
 }
 
-static char *build_next_due(const struct quoted *q, const char *table)
+static char *build_next_wake(const struct frame *f)
 {
 	struct sbuf b = {NULL, 0};
-	sb_add(&b,
-	       "SELECT t.%s + $2::interval AS due_at,"
-	       " extract(epoch FROM (t.%s + $2::interval) - statement_timestamp())::float8 AS seconds_left"
-	       " FROM %s t WHERE t.%s IS NOT NULL",
-	       q->clock, q->clock, table, q->clock);
-	sb_not_exempt(&b, q);
-	sb_add(&b, " AND NOT ");
-	sb_held(&b, q);
-	sb_add(&b, " ORDER BY t.%s LIMIT 1", q->clock);
+	sb_add(&b, "SELECT pg_catalog.min(at), (extract(epoch FROM pg_catalog.min(at))"
+		   " - extract(epoch FROM statement_timestamp()))::float8 FROM (SELECT ");
+	sb_next_due(&b, f);
+	/* A hold that ends may leave its record due: wake then too. */
+	sb_add(&b, " AS at UNION ALL SELECT pg_catalog.min(h.until) FROM retention.active_holds($11::text[]) h) w");
 	return b.s;
 }
 
-/*
- * When the daemon should next look: the next eligible record's due time, or
- * the moment a hold on this policy expires (its record may then be due).
- */
-static char *build_next_wake(const struct quoted *q, const char *table)
-{
-	char *next_due = build_next_due(q, table);
-	char *sql = xasprintf("SELECT min(at), extract(epoch FROM min(at) - statement_timestamp())::float8 FROM ("
-			      "(SELECT d.due_at AS at FROM (%s) d)"
-			      " UNION ALL "
-			      "(SELECT h.until FROM retention.holds h WHERE h.policy = $1 AND h.released_at IS NULL"
-			      " AND h.until > statement_timestamp() ORDER BY h.until LIMIT 1)) w",
-			      next_due);
-	free(next_due);
-	return sql;
-}
-
-static char *build_purge(const struct policy *p, const struct quoted *q, const char *table,
-			 PGconn *conn)
+static char *build_lock(const struct frame *f)
 {
 	struct sbuf b = {NULL, 0};
-	const char *subject = q->subject ? q->subject : NULL;
+	sb_add(&b,
+	       "SELECT pg_catalog.count(*)::bigint, pg_catalog.array_agg(l.toid), pg_catalog.array_agg(l.tid),"
+	       " pg_catalog.array_agg(l.record_key) FROM (SELECT t.tableoid AS toid, t.ctid AS tid,"
+	       " t.%s::text AS record_key FROM %s t WHERE ",
+	       f->shape->key.quoted, f->shape->table);
+	sb_due_by(&b, f, "statement_timestamp()");
+	sb_purgeable(&b, f);
+	sb_add(&b, " ORDER BY t.%s LIMIT $5::integer FOR UPDATE OF t SKIP LOCKED) l", f->shape->clock.quoted);
+	return b.s;
+}
 
+
+static char *build_purge(const struct frame *f)
+{
+	const struct policy *p = f->policy;
+	const struct policy_shape *s = f->shape;
+	struct sbuf b = {NULL, 0};
+
+	/*
+	 * The rows the lock statement locked, by their physical address: ctid =
+	 * ANY is a TID scan, and unlike the key it cannot match a child table's
+	 * row or miss a row whose key is NULL; tableoid tells partitions apart.
+	 * Rows referenced meanwhile are skipped: this statement's snapshot is
+	 * newer than the locks, so it sees every reference committed before
+	 * them, and a later one waits for this transaction's row locks.
+	 */
 	sb_add(&b,
 	       "WITH head AS ("
 	       "SELECT seq, hash FROM retention.chain_heads WHERE policy = $1"
 	       "), due AS MATERIALIZED ("
-	       "SELECT t.tableoid AS toid, t.ctid AS tid, t.%s::text AS record_key, t.%s AS clock_at,"
-	       " %s%s::text AS subject FROM %s t WHERE t.%s IS NOT NULL AND ",
-	       q->key, q->clock, subject ? "t." : "", subject ? subject : "NULL", table, q->key);
-	sb_due_by(&b, q, "statement_timestamp()");
-	sb_not_exempt(&b, q);
-	sb_add(&b, " AND NOT ");
-	sb_held(&b, q);
-	sb_add(&b, " ORDER BY t.%s LIMIT $5::integer FOR UPDATE OF t SKIP LOCKED), purged AS (", q->clock);
-
+	       "SELECT t.tableoid AS toid, t.ctid AS tid, t.%s::text AS record_key, %s AS clock_at,"
+	       " %s%s::text AS subject FROM %s t WHERE t.ctid = ANY ($14::tid[])"
+	       " AND (t.tableoid, t.ctid) IN (SELECT * FROM ROWS FROM (pg_catalog.unnest($13::oid[]),"
+	       " pg_catalog.unnest($14::tid[])))",
+	       s->key.quoted, f->clock_at, p->subject ? "t." : "", p->subject ? s->subject.quoted : "NULL", s->table);
+	sb_not_referenced(&b, f);
+	sb_add(&b, "), purged AS (");
 	if (p->action == POLICY_ACTION_DELETE) {
-		sb_add(&b, "DELETE FROM %s t USING due", table);
+		sb_add(&b, "DELETE FROM %s t USING due", s->table);
 	} else {
-		sb_add(&b, "UPDATE %s t SET ", table);
-		for (size_t i = 0; i < p->n_set_null; i++) {
-			char *c = quote_ident(conn, p->set_null[i]);
-			sb_add(&b, "%s = NULL, ", c);
-			free(c);
-		}
-		for (size_t i = 0; i < p->n_set; i++) {
-			char *c = quote_ident(conn, p->set[i].column);
-			sb_add(&b, "%s = $%zu, ", c, POLICY_N_BASE_PARAMS + i + 1);
-			free(c);
-		}
+		sb_add(&b, "UPDATE %s t SET ", s->table);
+		for (size_t i = 0; i < s->n_set_null; i++)
+			sb_add(&b, "%s = NULL, ", s->set_null[i].quoted);
+		for (size_t i = 0; i < s->n_set; i++)
+			sb_add(&b, "%s = $%d, ", s->set[i].quoted, POLICY_PARAM_EXTRA + 3 + (int)i);
 		/* A cleared clock keeps the record from being anonymised twice. */
-		sb_add(&b, "%s = NULL FROM due", q->clock);
+		sb_add(&b, "%s = NULL FROM due", s->clock.quoted);
 	}
-	/*
-	 * The rows locked above, by their physical address: ctid = ANY (ARRAY(...))
-	 * is a TID scan (a join alone may scan the table), and unlike the key it
-	 * cannot also match a child table's row or miss a row whose key is NULL.
-	 * tableoid tells partitions apart. Everything audited comes from `due`:
-	 * an anonymising UPDATE returns the new values, the audit wants the old.
-	 */
+	/* Everything audited comes from `due`: an anonymising UPDATE returns the new values, the audit wants the old. */
 	sb_add(&b,
 	       " WHERE t.ctid = ANY (ARRAY(SELECT tid FROM due)) AND t.tableoid = due.toid AND t.ctid = due.tid"
-	       " RETURNING due.record_key, due.subject, due.clock_at"
+	       " RETURNING due.toid, due.tid, due.record_key, due.subject, due.clock_at"
 	       "), numbered AS ("
 	       "SELECT p.*, p.clock_at + $2::interval AS due_at,"
 	       " coalesce((SELECT seq FROM head), 0)"
-	       " + row_number() OVER (ORDER BY p.clock_at, p.record_key) AS seq"
+	       " + pg_catalog.row_number() OVER (ORDER BY p.clock_at, p.record_key) AS seq"
 	       " FROM purged p"
 	       "), payloads AS ("
 	       "SELECT n.*, retention.audit_payload($1, n.seq, $6, $7, $8, n.record_key, n.subject,"
-	       " n.clock_at, n.due_at, statement_timestamp(), $9, $10, txid_current()) AS payload"
+	       " n.clock_at, n.due_at, statement_timestamp(), $9, $10, pg_catalog.txid_current()) AS payload"
 	       " FROM numbered n"
 	       "), chained AS ("
 	       "SELECT c.*, retention.chain(coalesce((SELECT hash FROM head), retention.genesis_hash()),"
 	       " c.payload) OVER (ORDER BY c.seq ROWS UNBOUNDED PRECEDING) AS hash"
 	       " FROM payloads c"
 	       "), linked AS ("
-	       "SELECT c.*, coalesce(lag(c.hash) OVER (ORDER BY c.seq), (SELECT hash FROM head),"
+	       "SELECT c.*, coalesce(pg_catalog.lag(c.hash) OVER (ORDER BY c.seq), (SELECT hash FROM head),"
 	       " retention.genesis_hash()) AS prev_hash"
 	       " FROM chained c"
 	       "), audited AS ("
 	       "INSERT INTO retention.audit_log (policy, seq, service, source, table_name, record_key,"
 	       " subject, clock_at, due_at, purged_at, action, instance, txid, prev_hash, hash)"
 	       " SELECT $1, seq, $6, $7, $8, record_key, subject, clock_at, due_at,"
-	       " statement_timestamp(), $9, $10, txid_current(), prev_hash, hash FROM linked"
+	       " statement_timestamp(), $9, $10, pg_catalog.txid_current(), prev_hash, hash FROM linked"
 	       "), moved AS ("
 	       "INSERT INTO retention.chain_heads (policy, seq, hash, updated_at)"
 	       " SELECT $1, seq, hash, statement_timestamp() FROM linked ORDER BY seq DESC LIMIT 1"
 	       " ON CONFLICT (policy) DO UPDATE"
 	       " SET seq = EXCLUDED.seq, hash = EXCLUDED.hash, updated_at = EXCLUDED.updated_at"
 	       ")"
-	       " SELECT count(*)::bigint AS purged, max(seq) AS head_seq,"
-	       " encode((array_agg(hash ORDER BY seq DESC))[1], 'hex') AS head_hash,"
-	       " coalesce(extract(epoch FROM max(statement_timestamp() - due_at)), 0)::float8"
-	       " AS max_late_seconds"
+	       " SELECT pg_catalog.count(*)::bigint AS purged, pg_catalog.max(seq) AS head_seq,"
+	       " pg_catalog.encode((pg_catalog.array_agg(hash ORDER BY seq DESC))[1], 'hex') AS head_hash,"
+	       " coalesce(extract(epoch FROM pg_catalog.max(statement_timestamp() - due_at)"
+	       " FILTER (WHERE pg_catalog.isfinite(due_at))), 0)::float8 AS max_late_seconds,"
+	       " (SELECT pg_catalog.array_agg(d.record_key) FROM due d WHERE NOT EXISTS"
+	       " (SELECT 1 FROM purged x WHERE x.toid = d.toid AND x.tid = d.tid)) AS unpurged"
 	       " FROM linked");
 	return b.s;
 }
 
-static char *build_pending(const struct quoted *q, const char *table)
+static char *build_pending(const struct frame *f)
 {
 	struct sbuf b = {NULL, 0};
-	sb_add(&b, "SELECT count(*) FILTER (WHERE is_due AND NOT held) AS overdue,"
-		   " count(*) FILTER (WHERE NOT is_due AND NOT held) AS due_within,"
-		   " (SELECT d.due_at FROM (");
-	{
-		char *next = build_next_due(q, table);
-		sb_add(&b, "%s", next);
-		free(next);
-	}
-	sb_add(&b, ") d) AS next_due_at,"
-		   " count(*) FILTER (WHERE held) AS held"
-		   " FROM (SELECT ");
-	sb_due_by(&b, q, "statement_timestamp()");
+	sb_add(&b, "SELECT pg_catalog.count(*) FILTER (WHERE is_due AND NOT held) AS overdue,"
+		   " pg_catalog.count(*) FILTER (WHERE NOT is_due AND NOT held) AS due_within, ");
+	sb_next_due(&b, f);
+	sb_add(&b, " AS next_due_at, pg_catalog.count(*) FILTER (WHERE held) AS held FROM (SELECT ");
+	sb_due_by(&b, f, "statement_timestamp()");
 	sb_add(&b, " AS is_due, ");
-	sb_held(&b, q);
-	sb_add(&b, " AS held FROM %s t WHERE ", table);
-	sb_due_by(&b, q, "statement_timestamp() + $11::interval");
-	sb_not_exempt(&b, q);
+	sb_held(&b, f);
+	sb_add(&b, " AS held FROM %s t WHERE ", f->shape->table);
+	sb_due_by(&b, f, "statement_timestamp() + $13::interval");
+	sb_not_exempt(&b, f);
 	sb_add(&b, ") w");
 	return b.s;
 }
 
-static char *build_pending_records(const struct quoted *q, const char *table)
+static char *build_pending_records(const struct frame *f)
 {
 	struct sbuf b = {NULL, 0};
-	sb_add(&b,
-	       "SELECT $1 AS policy, t.%s::text AS key, t.%s AS clock_at, t.%s + $2::interval AS due_at, ",
-	       q->key, q->clock, q->clock);
-	sb_held(&b, q);
-	sb_add(&b, " AS held FROM %s t WHERE ", table);
-	sb_due_by(&b, q, "statement_timestamp() + $11::interval");
-	sb_not_exempt(&b, q);
-	sb_add(&b, " ORDER BY t.%s LIMIT $12::bigint", q->clock);
+	sb_add(&b, "SELECT $1 AS policy, t.%s::text AS key, %s AS clock_at, %s + $2::interval AS due_at, ",
+	       f->shape->key.quoted, f->clock_at, f->clock_at);
+	sb_held(&b, f);
+	sb_add(&b, " AS held FROM %s t WHERE ", f->shape->table);
+	sb_due_by(&b, f, "statement_timestamp() + $13::interval");
+	sb_not_exempt(&b, f);
+	sb_add(&b, " ORDER BY t.%s LIMIT $14::bigint", f->shape->clock.quoted);
 	return b.s;
 }
 
-static char *build_explain(const struct quoted *q, const char *table)
+/* Row t of the record named by $13 (text), compared in the key column's type. */
+static void sb_record(struct sbuf *b, const struct frame *f)
 {
+	const struct policy_column *k = &f->shape->key;
+	sb_add(b, "%s t WHERE t.%s %s ($13::text::%s)", f->shape->table, k->quoted, k->eq, k->type);
+}
+
+static char *build_explain(const struct frame *f)
+{
+	const struct policy_shape *s = f->shape;
 	struct sbuf b = {NULL, 0};
-	sb_add(&b, "SELECT t.%s::text AS key, t.%s AS clock_at, t.%s + $2::interval AS due_at, ", q->key,
-	       q->clock, q->clock);
-	if (q->exempt)
-		sb_add(&b, "coalesce(t.%s::text = ANY ($4::text[]), false) AS exempt, t.%s::text AS exempt_value, ",
-		       q->exempt, q->exempt);
+	sb_add(&b, "SELECT t.%s::text AS key, %s AS clock_at, %s + $2::interval AS due_at, ", s->key.quoted,
+	       f->clock_at, f->clock_at);
+	if (f->policy->exempt_column)
+		sb_add(&b, "coalesce(t.%s %s ANY ($4::text[]::%s[]), false) AS exempt, t.%s::text AS exempt_value, ",
+		       s->exempt.quoted, s->exempt.eq, s->exempt.type, s->exempt.quoted);
 	else
 		sb_add(&b, "false AS exempt, NULL::text AS exempt_value, ");
 	sb_add(&b, "coalesce(");
-	sb_due_by(&b, q, "statement_timestamp()");
-	sb_add(&b, ", false) AS is_due, %s%s%s AS subject FROM %s t WHERE t.%s = $11", q->subject ? "t." : "",
-	       q->subject ? q->subject : "NULL", "::text", table, q->key);
+	sb_due_by(&b, f, "statement_timestamp()");
+	sb_add(&b, ", false) AS is_due, %s%s::text AS subject, ", f->policy->subject ? "t." : "",
+	       f->policy->subject ? s->subject.quoted : "NULL");
+	sb_held(&b, f);
+	sb_add(&b, " AS held, ");
+	if (s->n_guards == 0) {
+		sb_add(&b, "NULL::text AS kept_by");
+	} else {
+		sb_add(&b, "pg_catalog.array_to_string(ARRAY[");
+		for (size_t i = 0; i < s->n_guards; i++)
+			sb_add(&b, "%sCASE WHEN NOT %s THEN %zu END", i ? ", " : "", s->guards[i].sql, i);
+		/* Indexes into policy_sql.guard_what, which C turns into words. */
+		sb_add(&b, "], ',') AS kept_by");
+	}
+	sb_add(&b, " FROM ");
+	sb_record(&b, f);
 	return b.s;
 }
 
-bool policy_sql_build(struct policy_sql *sql, const struct policy *p, const char *table,
-		      const char *instance, PGconn *conn)
+/* One hold's value matches row t in COL's type. */
+static void sb_hold_matches(struct sbuf *b, const char *hold_column, const struct policy_column *col)
 {
-	struct quoted q = {NULL, NULL, NULL, NULL};
+	sb_add(b, "coalesce(t.%s %s ANY (retention.cast_valid(ARRAY[h.%s], NULL::%s)), false)", col->quoted, col->eq,
+	       hold_column, col->type);
+}
+
+static char *build_explain_holds(const struct frame *f)
+{
+	const struct policy_shape *s = f->shape;
+	struct sbuf b = {NULL, 0};
+	sb_add(&b, "SELECT coalesce(pg_catalog.json_agg(pg_catalog.json_build_object('id', h.id, 'policy', h.policy,"
+		   " 'reason', h.reason, 'until', h.until, 'placed_by', h.placed_by, 'placed_at', h.placed_at)"
+		   " ORDER BY h.id), '[]')::text FROM retention.active_holds($11::text[]) h, ");
+	sb_record(&b, f);
+	sb_add(&b, " AND (false");
+	for (size_t i = 0; i < s->n_siblings; i++) {
+		const struct policy_sibling *sib = &s->siblings[i];
+		sb_add(&b, " OR (h.policy = ($11::text[])[%zu] AND (false", i + 1);
+		if (sib->key.quoted && sib->key.eq) {
+			sb_add(&b, " OR ");
+			sb_hold_matches(&b, "record_key", &sib->key);
+		}
+		if (sib->subject.quoted && sib->subject.eq) {
+			sb_add(&b, " OR ");
+			sb_hold_matches(&b, "subject", &sib->subject);
+		}
+		sb_add(&b, "))");
+	}
+	sb_add(&b, ")");
+	return b.s;
+}
+
+/*
+ * Fails unless every exempt value and `set` value is valid input for its
+ * column. Run on its own, it also makes the policy's lock row, so that the
+ * first batches of two instances do not wait on each other's insert of it.
+ */
+static char *build_validate(const struct frame *f)
+{
+	const struct policy_shape *s = f->shape;
+	struct sbuf b = {NULL, 0};
+	sb_add(&b, "SELECT retention.try_lock_policy($1), %s%s%s", f->policy->exempt_column ? "$4::text[]::" : "true",
+	       f->policy->exempt_column ? s->exempt.type : "", f->policy->exempt_column ? "[] IS NOT NULL" : "");
+	for (size_t i = 0; i < s->n_set; i++)
+		sb_add(&b, ", $%d::%s IS NULL", POLICY_PARAM_EXTRA + 1 + (int)i, s->set[i].type);
+	return b.s;
+}
+
+static bool shape_complete(const struct policy *p, const struct policy_shape *s, const char **why)
+{
+	*why = NULL;
+	if (s->key.quoted == NULL || s->key.eq == NULL)
+		*why = "its key column does not exist or has no equality operator";
+	else if (s->clock.quoted == NULL)
+		*why = "its clock column does not exist";
+	else if (p->subject && (s->subject.quoted == NULL || s->subject.eq == NULL))
+		*why = "its subject column does not exist or has no equality operator";
+	else if (p->exempt_column && (s->exempt.quoted == NULL || s->exempt.eq == NULL))
+		*why = "its exempt column does not exist or has no equality operator";
+	else if (s->n_set_null != p->n_set_null || s->n_set != p->n_set)
+		*why = "an anonymized column does not exist";
+	else if (s->n_siblings == 0 || strcmp(s->siblings[0].name, p->name) != 0)
+		*why = "its table could not be matched to the configuration";
+	return *why == NULL;
+}
+
+bool policy_sql_build(struct policy_sql *sql, const struct policy *p, const struct policy_shape *shape,
+		      const char *instance, const char **why)
+{
+	struct frame f = {shape, p, NULL, ""};
 	char retain[96], slack[32];
-	bool ok = false;
+	char **siblings;
 
 	memset(sql, 0, sizeof(*sql));
-	q.key = quote_ident(conn, p->key);
-	q.clock = quote_ident(conn, p->clock);
-	q.subject = p->subject ? quote_ident(conn, p->subject) : NULL;
-	q.exempt = p->exempt_column ? quote_ident(conn, p->exempt_column) : NULL;
-	if (!q.key || !q.clock || (p->subject && !q.subject) || (p->exempt_column && !q.exempt))
-		goto out;
-
-	sql->table = xstrdup(table);
-	sql->next_wake = build_next_wake(&q, table);
-	sql->purge = build_purge(p, &q, table, conn);
-	sql->pending = build_pending(&q, table);
-	sql->pending_records = build_pending_records(&q, table);
-	sql->explain = build_explain(&q, table);
-	/*
-	 * A key or subject as typed ("042", an upper-case UUID) in the text form
-	 * the purge compares holds with (t.key::text): UNION gives the untyped
-	 * parameter the column's type, and the cast back to text canonicalises it.
-	 */
-	sql->canonical_key = xasprintf("SELECT v::text FROM (SELECT t.%s AS v FROM %s t WHERE false UNION ALL SELECT $11) c",
-				       q.key, table);
-	if (q.subject) {
-		sql->subject_exists = xasprintf("SELECT 1 FROM %s t WHERE t.%s::text = $11 LIMIT 1", table, q.subject);
-		sql->canonical_subject = xasprintf(
-			"SELECT v::text FROM (SELECT t.%s AS v FROM %s t WHERE false UNION ALL SELECT $11) c", q.subject, table);
+	if (!shape_complete(p, shape, why))
+		return false;
+	if (shape->clock_without_zone) {
+		/* Read in the session's zone (database.time_zone) once, in every predicate alike. */
+		f.clock_at = xasprintf("t.%s::timestamptz", shape->clock.quoted);
+		f.bound_cast = "::timestamp";
+	} else {
+		f.clock_at = xasprintf("t.%s", shape->clock.quoted);
 	}
 
+	sql->table = xstrdup(shape->table);
+	sql->validate = build_validate(&f);
+	sql->next_wake = build_next_wake(&f);
+	sql->lock = build_lock(&f);
+	sql->purge = build_purge(&f);
+	sql->pending = build_pending(&f);
+	sql->pending_records = build_pending_records(&f);
+	sql->explain = build_explain(&f);
+	sql->explain_holds = build_explain_holds(&f);
+	sql->canonical_key = xasprintf("SELECT $13::text::%s::text", shape->key.type);
+	if (p->subject) {
+		sql->subject_records = xasprintf("SELECT pg_catalog.count(*) FROM %s t WHERE t.%s %s ($13::text::%s)",
+						 shape->table, shape->subject.quoted, shape->subject.eq, shape->subject.type);
+		sql->canonical_subject = xasprintf("SELECT $13::text::%s::text", shape->subject.type);
+	}
+	sql->n_guards = shape->n_guards;
+	sql->guard_what = xcalloc(shape->n_guards + 1, sizeof(char *));
+	for (size_t i = 0; i < shape->n_guards; i++)
+		sql->guard_what[i] = xstrdup(shape->guards[i].what);
+
 	duration_to_sql(&p->retain, retain, sizeof(retain));
-	policy_slack(&p->retain, slack, sizeof(slack));
+	policy_slack(&p->retain, shape->clock_without_zone, slack, sizeof(slack));
+	siblings = xcalloc(shape->n_siblings + 1, sizeof(char *));
+	for (size_t i = 0; i < shape->n_siblings; i++)
+		siblings[i] = shape->siblings[i].name;
 	sql->params_storage[POLICY_PARAM_NAME] = xstrdup(p->name);
 	sql->params_storage[POLICY_PARAM_RETAIN] = xstrdup(retain);
 	sql->params_storage[POLICY_PARAM_SLACK] = xstrdup(slack);
-	sql->params_storage[POLICY_PARAM_EXEMPT_VALUES] =
-		policy_text_array(p->exempt_values, p->n_exempt_values);
-	sql->params_storage[POLICY_PARAM_BATCH] = xasprintf("%d", p->batch);
+	sql->params_storage[POLICY_PARAM_EXEMPT_VALUES] = policy_text_array(p->exempt_values, p->n_exempt_values);
+	sql->params_storage[POLICY_PARAM_LIMIT] = xasprintf("%d", p->batch);
 	sql->params_storage[POLICY_PARAM_SERVICE] = xstrdup(p->service);
 	sql->params_storage[POLICY_PARAM_SOURCE] = xstrdup(p->source);
 	sql->params_storage[POLICY_PARAM_TABLE] = xstrdup(p->table);
-	sql->params_storage[POLICY_PARAM_ACTION] =
-		xstrdup(p->action == POLICY_ACTION_DELETE ? "delete" : "anonymize");
+	sql->params_storage[POLICY_PARAM_ACTION] = xstrdup(p->action == POLICY_ACTION_DELETE ? "delete" : "anonymize");
 	sql->params_storage[POLICY_PARAM_INSTANCE] = xstrdup(instance);
+	sql->params_storage[POLICY_PARAM_SIBLINGS] = policy_text_array(siblings, shape->n_siblings);
+	sql->params_storage[POLICY_PARAM_QUARANTINED] = xstrdup("{}");
+	free(siblings);
+	free(f.clock_at);
 
-	sql->n_params = POLICY_N_BASE_PARAMS + (int)p->n_set;
-	sql->params = xcalloc((size_t)sql->n_params, sizeof(*sql->params));
-	sql->types = xcalloc((size_t)sql->n_params, sizeof(*sql->types));
 	/*
 	 * Intervals go as intervals: sent as text, `$2::interval` is a cast the
 	 * planner cannot fold (interval input depends on IntervalStyle), so it
-	 * ran for every row scanned. `set` values stay untyped so the server
-	 * casts them per column.
+	 * ran for every row scanned.
 	 */
-	for (int i = 0; i < POLICY_N_BASE_PARAMS; i++)
-		sql->types[i] = base_param_types[i];
-	for (int i = 0; i < POLICY_N_BASE_PARAMS; i++)
+	sql->params = xcalloc(POLICY_N_BASE_PARAMS, sizeof(*sql->params));
+	sql->types = xcalloc(POLICY_N_BASE_PARAMS, sizeof(*sql->types));
+	for (int i = 0; i < POLICY_N_BASE_PARAMS; i++) {
 		sql->params[i] = sql->params_storage[i];
+		sql->types[i] = base_param_types[i];
+	}
+	sql->n_params = POLICY_N_BASE_PARAMS;
+	sql->set_values = xcalloc(p->n_set + 1, sizeof(char *));
 	for (size_t i = 0; i < p->n_set; i++)
-		sql->params[POLICY_N_BASE_PARAMS + i] = p->set[i].value;
-	ok = true;
-out:
-	free(q.key);
-	free(q.clock);
-	free(q.subject);
-	free(q.exempt);
-	if (!ok)
-		policy_sql_free(sql);
-	return ok;
+		sql->set_values[i] = p->set[i].value;
+	sql->n_set_values = (int)p->n_set;
+	return true;
+}
+
+int policy_params(const struct policy_sql *sql, const char **params, Oid *types, const char *const *extra,
+		  int n_extra, bool with_set_values)
+{
+	int n = 0;
+	for (int i = 0; i < POLICY_N_BASE_PARAMS; i++, n++) {
+		params[n] = sql->params[i];
+		types[n] = sql->types[i];
+	}
+	for (int i = 0; i < n_extra; i++, n++) {
+		params[n] = extra[i];
+		types[n] = 0;
+	}
+	for (int i = 0; with_set_values && i < sql->n_set_values; i++, n++) {
+		params[n] = sql->set_values[i];
+		types[n] = 0;
+	}
+	return n;
 }
 
 void policy_sql_free(struct policy_sql *sql)
 {
 	free(sql->table);
+	free(sql->validate);
 	free(sql->next_wake);
+	free(sql->lock);
 	free(sql->purge);
 	free(sql->pending);
 	free(sql->pending_records);
 	free(sql->explain);
-	free(sql->subject_exists);
+	free(sql->explain_holds);
+	free(sql->subject_records);
 	free(sql->canonical_key);
 	free(sql->canonical_subject);
+	for (size_t i = 0; i < sql->n_guards; i++)
+		free(sql->guard_what[i]);
+	free(sql->guard_what);
 	for (int i = 0; i < POLICY_N_BASE_PARAMS; i++)
 		free(sql->params_storage[i]);
 	free(sql->params);
 	free(sql->types);
+	free(sql->set_values);
 	memset(sql, 0, sizeof(*sql));
 }
 
-int policy_check_params(const struct policy *p, long long table_oid, char **params)
+/* ---- synchronously, for retentionctl, --check and tests ---- */
+
+static char *primary_message(const PGresult *res)
 {
-	char **columns = xcalloc(p->n_set_null + p->n_set + 1, sizeof(*columns));
-	size_t n = 0;
-	for (size_t i = 0; i < p->n_set_null; i++)
-		columns[n++] = p->set_null[i];
-	for (size_t i = 0; i < p->n_set; i++)
-		columns[n++] = p->set[i].column;
-	params[0] = xasprintf("%lld", table_oid);
-	params[1] = xstrdup(p->key);
-	params[2] = xstrdup(p->clock);
-	params[3] = p->subject ? xstrdup(p->subject) : NULL;
-	params[4] = p->exempt_column ? xstrdup(p->exempt_column) : NULL;
-	params[5] = policy_text_array(columns, n);
-	params[6] = xstrdup(p->action == POLICY_ACTION_DELETE ? "delete" : "anonymize");
-	free(columns);
-	return 7;
+	const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+	return xstrdup(msg ? msg : "unexpected result");
+}
+
+bool policy_prepare(PGconn *conn, const struct config *cfg, const struct policy *p, struct policy_shape *shape,
+		    struct policy_sql *sql, char **err)
+{
+	char *schema, *rel, *params[14];
+	const char *resolve[2], *why;
+	PGresult *res;
+	long long oid;
+	int n;
+
+	memset(shape, 0, sizeof(*shape));
+	memset(sql, 0, sizeof(*sql));
+	*err = NULL;
+	if (!policy_resolve_params(p, &schema, &rel)) {
+		*err = xasprintf("table %s: not a table name", p->table);
+		return false;
+	}
+	resolve[0] = schema;
+	resolve[1] = rel;
+	res = PQexecParams(conn, policy_resolve_table_sql, 2, NULL, resolve, NULL, NULL, 0);
+	free(schema);
+	free(rel);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		*err = primary_message(res);
+	} else if (PQntuples(res) == 0) {
+		*err = xasprintf("table %s does not exist", p->table);
+	} else {
+		char *table = xstrdup(PQgetvalue(res, 0, 1));
+		oid = atoll(PQgetvalue(res, 0, 0));
+		PQclear(res);
+		n = policy_describe_params(cfg, p, oid, params);
+		res = PQexecParams(conn, policy_describe_sql, n, NULL, (const char *const *)params, NULL, NULL, 0);
+		policy_params_free(params, n);
+		if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+			*err = primary_message(res);
+		} else {
+			policy_shape_parse(shape, res, oid, table);
+			if (!policy_sql_build(sql, p, shape, cfg->instance, &why))
+				*err = xstrdup(why);
+		}
+		free(table);
+	}
+	PQclear(res);
+	return *err == NULL;
 }

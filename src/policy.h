@@ -1,35 +1,44 @@
+/*
+ * policy.h -- the SQL of one policy, shared by the daemon, retentionctl and
+ * --check. A policy's table is looked up in the catalog (policy_describe_sql)
+ * and its statements are built from what the catalog says: quoted column
+ * names, each column's type, and the equality operator of that type, so that
+ * keys, subjects, exempt values and holds are compared as the column
+ * compares them whatever the session's search_path.
+ */
 #ifndef RETENTIOND_POLICY_H
 #define RETENTIOND_POLICY_H
 
 #include <libpq-fe.h>
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "config.h"
 
 /*
  * Parameters every statement of a policy takes, in this order, sent with the
- * types of policy_sql.types. The anonymize UPDATE takes the `set` values
- * after them, untyped, so the server casts each to its column's type.
+ * types of policy_sql.types. Statement-specific ones follow from
+ * POLICY_PARAM_EXTRA; the purge statement's `set` values come after those,
+ * untyped, so the server casts each to its column's type.
  */
 enum policy_param {
 	POLICY_PARAM_NAME,
 	POLICY_PARAM_RETAIN,
 	POLICY_PARAM_SLACK,
 	POLICY_PARAM_EXEMPT_VALUES,
-	POLICY_PARAM_BATCH,
+	POLICY_PARAM_LIMIT, /* rows per batch: the policy's batch, smaller while a failing batch is split */
 	POLICY_PARAM_SERVICE,
 	POLICY_PARAM_SOURCE,
 	POLICY_PARAM_TABLE,
 	POLICY_PARAM_ACTION,
 	POLICY_PARAM_INSTANCE,
+	POLICY_PARAM_SIBLINGS,	  /* names of the policies on the same table, this one first: their holds count */
+	POLICY_PARAM_QUARANTINED, /* keys (text) the daemon skips because purging them failed on their own */
 	POLICY_N_BASE_PARAMS,
 };
 
-
-/* Extra parameters of the pending statements, after the base ones. */
-#define POLICY_PARAM_WINDOW POLICY_N_BASE_PARAMS
-#define POLICY_PARAM_LIMIT (POLICY_N_BASE_PARAMS + 1)
-#define POLICY_PARAM_KEY POLICY_N_BASE_PARAMS
+/* The first statement-specific parameter: the window, key, subject or locked rows. */
+#define POLICY_PARAM_EXTRA POLICY_N_BASE_PARAMS
 
 /* Columns of policy_sql.explain. */
 enum policy_explain_column {
@@ -40,45 +49,143 @@ enum policy_explain_column {
 	EXPLAIN_EXEMPT_VALUE,
 	EXPLAIN_IS_DUE,
 	EXPLAIN_SUBJECT,
+	EXPLAIN_HELD,
+	EXPLAIN_KEPT_BY, /* what references the record and must be kept, or NULL */
 };
 
-/* A policy's SQL, built once from quoted identifiers after its table is resolved. */
-struct policy_sql {
-	char *table;	   /* schema-qualified and quoted, as the catalog spells it */
-	char *next_wake;   /* -> at, seconds_left: next due record or hold expiry; NULLs if neither */
-	char *purge;	   /* -> purged, head_seq, head_hash, max_late_seconds */
-	char *pending;	   /* -> overdue, due_within, next_due_at, held ($11 window) */
-	char *pending_records; /* -> policy, key, clock_at, due_at, held ($11 window, $12 limit) */
-	char *explain;	   /* -> enum policy_explain_column ($11 key); no row if there is no such record */
-	char *subject_exists; /* -> one row if a record of data subject $11 exists */
-	char *canonical_key;  /* -> $11 read as the key column's type, as text: what holds compare with */
-	char *canonical_subject; /* the same for the subject column (NULL without one) */
-	char *params_storage[POLICY_N_BASE_PARAMS];
-	const char **params; /* base params, then the set values */
-	Oid *types;	     /* the base params' types, then 0 (inferred) for the set values */
-	int n_params;	     /* all of them: what the purge statement takes */
+/* Columns of policy_sql.lock. */
+enum policy_lock_column {
+	LOCK_COUNT,
+	LOCK_TABLE_OIDS,
+	LOCK_TIDS,
+	LOCK_KEYS,
 };
+
+/* Columns of policy_sql.purge. */
+enum policy_purge_column {
+	PURGE_PURGED,
+	PURGE_HEAD_SEQ,
+	PURGE_HEAD_HASH,
+	PURGE_MAX_LATE,
+	PURGE_UNPURGED, /* keys of locked rows the DELETE or UPDATE did not touch (a trigger or a rule) */
+};
+
+/* One column as the catalog describes it. */
+struct policy_column {
+	char *quoted; /* the name as an SQL identifier */
+	char *type;   /* format_type(), typmod included: what values given as text are cast to */
+	char *eq;     /* "OPERATOR(schema.=)": the type's own equality, NULL if it has none */
+};
+
+/* A policy on the same table (this one included): its holds protect the table's records. */
+struct policy_sibling {
+	char *name;
+	struct policy_column key;
+	struct policy_column subject; /* quoted NULL when it names no subject */
+};
+
+/*
+ * A foreign key from a table whose rows must not go with the policy's
+ * records: a policy governs that table, or the key restricts deletion.
+ * A record referenced through it is kept.
+ */
+struct policy_guard {
+	char *sql;  /* NOT EXISTS (...) over row t of the policy's table */
+	char *what; /* for people: "referenced by shop.lines (foreign key lines_order_fk)" */
+};
+
+/* What the catalog says about a policy's table, from policy_describe_sql. */
+struct policy_shape {
+	long long oid;
+	char *table; /* schema-qualified and quoted, as the catalog spells it */
+	struct policy_column key, clock, subject, exempt;
+	bool clock_without_zone; /* timestamp: read in the session's (database.time_zone) zone */
+	struct policy_column *set_null; /* the anonymized columns, in configuration order */
+	size_t n_set_null;
+	struct policy_column *set;
+	size_t n_set;
+	struct policy_sibling *siblings;
+	size_t n_siblings;
+	struct policy_guard *guards;
+	size_t n_guards;
+	char **errors; /* problems that keep the policy from purging safely */
+	size_t n_errors;
+	char **warnings;
+	size_t n_warnings;
+};
+
+/* A policy's SQL, built once from its shape. */
+struct policy_sql {
+	char *table;	      /* as in policy_shape */
+	char *validate;	      /* makes the lock row; fails unless exempt and `set` values are of their columns' types */
+	char *next_wake;      /* -> at, seconds_left: next due record or hold expiry; NULLs if neither */
+	char *lock;	      /* enum policy_lock_column: locks the next batch of due records */
+	char *purge;	      /* enum policy_purge_column: purges the locked rows ($13 oids, $14 tids) */
+	char *pending;	      /* -> overdue, due_within, next_due_at, held ($13 window) */
+	char *pending_records; /* -> policy, key, clock_at, due_at, held ($13 window, $14 limit) */
+	char *explain;	      /* enum policy_explain_column ($13 key); no row if there is no such record */
+	char *explain_holds;  /* -> JSON array of the active holds that protect record $13 */
+	char *subject_records; /* -> how many records of data subject $13 exist */
+	char *canonical_key;  /* -> $13 read as the key column's type, as text */
+	char *canonical_subject; /* the same for the subject column (NULL without one) */
+	char **guard_what;	 /* policy_guard.what, for explain */
+	size_t n_guards;
+	char *params_storage[POLICY_N_BASE_PARAMS];
+	const char **params; /* the base params */
+	Oid *types;	     /* their types */
+	int n_params;	     /* POLICY_N_BASE_PARAMS */
+	const char **set_values; /* the purge's `set` values, after its two extra params */
+	int n_set_values;
+};
+
+/*
+ * A statement's parameters: the base ones, then EXTRA (untyped: the
+ * statement casts them) and, with WITH_SET_VALUES, the `set` values. PARAMS
+ * and TYPES need room for POLICY_N_BASE_PARAMS + N_EXTRA + n_set_values.
+ * Returns how many were filled.
+ */
+int policy_params(const struct policy_sql *sql, const char **params, Oid *types, const char *const *extra,
+		  int n_extra, bool with_set_values);
 
 /* Looks a policy's table up in the catalog: $1 schema or NULL, $2 relation -> oid, qualified name. */
 extern const char policy_resolve_table_sql[];
-/* Problems with a policy against the live catalog: -> severity ('error'|'warning'), message. */
-extern const char policy_catalog_check_sql[];
+/* Rows (kind, c1 .. c7) describing a policy's table; parameters from policy_describe_params. */
+extern const char policy_describe_sql[];
+
+/* The parameters of policy_resolve_table_sql for P; free both after. False if the name is invalid. */
+bool policy_resolve_params(const struct policy *p, char **schema, char **relname);
+/* The parameters of policy_describe_sql for P of CFG on table OID; returns their number. */
+int policy_describe_params(const struct config *cfg, const struct policy *p, long long oid, char **params);
+void policy_params_free(char **params, int n);
+
+/* Reads a policy_describe_sql result for a table resolved as OID / TABLE. */
+void policy_shape_parse(struct policy_shape *shape, const PGresult *res, long long oid, const char *table);
+void policy_shape_free(struct policy_shape *shape);
 
 /*
- * Builds every statement of P for TABLE (as returned by policy_resolve_table_sql),
- * quoting column names with CONN. INSTANCE names this daemon in audit rows.
+ * Builds every statement of P from SHAPE. INSTANCE names this daemon in
+ * audit rows. False (with *WHY) if the shape lacks what a statement needs:
+ * a column that does not exist, a type without equality.
  */
-bool policy_sql_build(struct policy_sql *sql, const struct policy *p, const char *table,
-		      const char *instance, PGconn *conn);
+bool policy_sql_build(struct policy_sql *sql, const struct policy *p, const struct policy_shape *shape,
+		      const char *instance, const char **why);
 void policy_sql_free(struct policy_sql *sql);
 
+/*
+ * Resolve, describe and build, synchronously on CONN (retentionctl,
+ * --check, tests). Returns false with *ERR (malloc'd, one line) if the table
+ * is missing or the statements cannot be built; SHAPE keeps what was found.
+ */
+bool policy_prepare(PGconn *conn, const struct config *cfg, const struct policy *p, struct policy_shape *shape,
+		    struct policy_sql *sql, char **err);
+
 /* The extra interval the index range needs so calendar arithmetic never drops a due row. */
-void policy_slack(const struct duration *retain, char *buf, size_t size);
+void policy_slack(const struct duration *retain, bool clock_without_zone, char *buf, size_t size);
 
 /* A PostgreSQL array literal of VALUES, every element quoted; a NULL pointer is SQL NULL. */
 char *policy_text_array(char *const *values, size_t n);
-
-/* The parameters for policy_catalog_check_sql, built from P; free with policy_check_params_free. */
-int policy_check_params(const struct policy *p, long long table_oid, char **params);
+/* The non-NULL elements of a one-dimensional array as PostgreSQL prints it ("{a,\"b c\"}"); NULL-terminated. */
+char **policy_text_array_parse(const char *literal, size_t *n);
+void policy_text_array_free(char **values);
 
 #endif

@@ -1,31 +1,42 @@
 /*
- * The batch state machine. A batch is reported purged only after its COMMIT
- * succeeded; everything before that can roll back (an error, a lost
- * connection, kill -9) and then neither the deletion nor its audit rows exist.
+ * purge.c -- the batch state machine. Each batch is one transaction: BEGIN;
+ * take the policy's lock; lock the next due rows (SKIP LOCKED); purge exactly
+ * those rows and write their audit rows and chain head; COMMIT. A batch is
+ * reported purged only after its COMMIT succeeded; everything before that can
+ * roll back (an error, a lost connection, kill -9) and then neither the
+ * deletion nor its audit rows exist.
+ *
+ * A batch that fails because of the data in it (a foreign key, a trigger
+ * that raises, a NOT NULL column) is split in halves until the record that
+ * fails on its own is found; that record is skipped from then on (until a
+ * reload or restart), logged, and the others are purged.
  */
 #include "purge.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "audit.h"
 #include "log.h"
 #include "sdnotify.h"
 #include "util.h"
 
-/* What the batch in flight did, reported once it has committed. */
-struct batch {
-	long long purged;
-	struct audit_anchor head;
-	double max_late_seconds;
-};
-
-static struct batch current_batch;
+/* Records one policy may skip before its failures are treated as the policy's, not its records'. */
+#define QUARANTINE_MAX 1000
 
 static void begin_batch(struct policy_state *ps);
 
+void purge_batch_clear(struct batch *b)
+{
+	free(b->table_oids);
+	free(b->tids);
+	policy_text_array_free(b->keys);
+	policy_text_array_free(b->unpurged);
+	memset(b, 0, sizeof(*b));
+}
+
 static void finish(struct policy_state *ps, enum purge_outcome outcome)
 {
+	purge_batch_clear(&ps->batch);
 	scheduler_purge_finished(ps, outcome);
 }
 
@@ -38,7 +49,8 @@ static void on_rollback(PGresult *res, void *arg)
 /* Ends the transaction after a failure; the connection may already be gone. */
 static void rollback(struct policy_state *ps)
 {
-	pgconn_query(ps->d->pg, ps, PGCONN_TXN_END, "ROLLBACK", 0, NULL, NULL, on_rollback, ps);
+	if (!pgconn_query(ps->d->pg, ps, PGCONN_TXN_END, "ROLLBACK", 0, NULL, NULL, on_rollback, ps))
+		log_debug("policy %s: no connection to roll back on (the server rolls back)", ps->policy->name);
 }
 
 static void log_failure(struct policy_state *ps, const char *step, PGresult *res)
@@ -48,89 +60,214 @@ static void log_failure(struct policy_state *ps, const char *step, PGresult *res
 		pgconn_error_text(res, buf, sizeof(buf)));
 }
 
+/*
+ * Errors the data of some record causes, which recur for that record on
+ * every try: data exceptions, integrity violations, triggered actions,
+ * exceptions raised by triggers and routines. Everything else (a timeout, a
+ * lost connection, a serialization failure, a missing privilege) says
+ * nothing about one record and is retried as a whole.
+ */
+static bool error_is_a_records(const char *sqlstate)
+{
+	static const char *const classes[] = {"22", "23", "27", "2F", "38", "39", "09", "P0", "44", NULL};
+	for (const char *const *c = classes; *c; c++)
+		if (strncmp(sqlstate, *c, 2) == 0)
+			return true;
+	return false;
+}
+
+static void quarantine(struct policy_state *ps, const char *key, const char *why)
+{
+	ps->quarantined = xrealloc(ps->quarantined, (ps->n_quarantined + 2) * sizeof(char *));
+	ps->quarantined[ps->n_quarantined++] = xstrdup(key);
+	ps->quarantined[ps->n_quarantined] = NULL;
+	free(ps->quarantined_param);
+	ps->quarantined_param = policy_text_array(ps->quarantined, ps->n_quarantined);
+	log_err("policy %s: record %s cannot be purged: %s; skipping it until the daemon is reloaded or restarted",
+		ps->policy->name, key, why);
+	/* --once: not everything due was purged. */
+	ps->failed = true;
+}
+
+static bool may_go_on(struct policy_state *ps)
+{
+	return !ps->d->stopping && ps->d->pending_cfg == NULL && pgconn_is_ready(ps->d->pg);
+}
+
+/* The batch failed and its transaction is over (or its ROLLBACK queued). */
+static void batch_failed(struct policy_state *ps, const char *step, PGresult *res)
+{
+	char buf[512];
+	const char *state = pgconn_sqlstate(res);
+	if (res == NULL || !error_is_a_records(state) || ps->n_quarantined >= QUARANTINE_MAX) {
+		log_failure(ps, step, res);
+		finish(ps, PURGE_FAILED);
+		return;
+	}
+	pgconn_error_text(res, buf, sizeof(buf));
+	if (ps->batch.locked > 1) {
+		ps->limit = (int)(ps->batch.locked / 2);
+		log_warn("policy %s: %s failed, batch of %lld records rolled back: %s; splitting it to find the record"
+			 " that cannot be purged",
+			 ps->policy->name, step, ps->batch.locked, buf);
+	} else {
+		char *why = xasprintf("%s failed: %s", step, buf);
+		quarantine(ps, ps->batch.n_keys ? ps->batch.keys[0] : "?", why);
+		free(why);
+		ps->limit = ps->policy->batch;
+	}
+	if (!may_go_on(ps)) {
+		finish(ps, PURGE_STOPPED);
+		return;
+	}
+	begin_batch(ps);
+}
+
+static void report(struct policy_state *ps)
+{
+	struct daemon *d = ps->d;
+	struct batch *b = &ps->batch;
+	char anchor[256];
+	ps->batches++;
+	if (b->purged > 0) {
+		ps->purged += b->purged;
+		d->purged_total += b->purged;
+		d->last_purge_at = time(NULL);
+		log_info("policy %s: purged %lld record%s from %s (%s), at most %.3f s after due", ps->policy->name,
+			 b->purged, b->purged == 1 ? "" : "s", ps->sql.table,
+			 ps->policy->action == POLICY_ACTION_DELETE ? "deleted" : "anonymized", b->max_late_seconds);
+		audit_anchor_format(ps->policy->name, &b->head, anchor, sizeof(anchor));
+		log_info("%s", anchor);
+		sdnotify_status("purged %lld records in all; last: %s", d->purged_total, ps->policy->name);
+	}
+	for (size_t i = 0; i < b->n_unpurged && ps->n_quarantined < QUARANTINE_MAX; i++)
+		quarantine(ps, b->unpurged[i],
+			   "it was locked as due, but deleting or updating it changed nothing (a BEFORE trigger that"
+			   " returns NULL, a rule, or row-level security)");
+}
+
 static void on_commit(PGresult *res, void *arg)
 {
 	struct policy_state *ps = arg;
-	struct daemon *d = ps->d;
-	char anchor[256];
+	struct batch *b = &ps->batch;
+	int limit = ps->limit;
 
 	if (res == NULL) {
 		/* The server may have committed before the connection went: the audit log tells. */
 		log_err("policy %s: connection lost during COMMIT: the batch may or may not have committed;"
-			" its audit rows, if any, are the record", ps->policy->name);
+			" its audit rows, if any, are the record",
+			ps->policy->name);
 		ps->failed = true;
 		finish(ps, PURGE_FAILED);
 		return;
 	}
 	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-		log_failure(ps, "COMMIT", res);
-		ps->failed = true;
-		finish(ps, PURGE_FAILED);
+		/* A deferred constraint, checked now: the transaction is over, nothing of it stays. */
+		batch_failed(ps, "COMMIT", res);
 		return;
 	}
-	ps->batches++;
-	if (current_batch.purged > 0) {
-		ps->purged += current_batch.purged;
-		d->purged_total += current_batch.purged;
-		d->last_purge_at = time(NULL);
-		log_info("policy %s: purged %lld record%s from %s (%s), at most %.3f s after due",
-			 ps->policy->name, current_batch.purged, current_batch.purged == 1 ? "" : "s",
-			 ps->sql.table, ps->policy->action == POLICY_ACTION_DELETE ? "deleted" : "anonymized",
-			 current_batch.max_late_seconds);
-		audit_anchor_format(ps->policy->name, &current_batch.head, anchor, sizeof(anchor));
-		log_info("%s", anchor);
-		sdnotify_status("purged %lld records in all; last: %s", d->purged_total, ps->policy->name);
-	}
-	ps->last_purge_empty = current_batch.purged == 0;
-	if (current_batch.purged < ps->policy->batch) {
+	report(ps);
+	ps->last_purge_empty = b->locked == 0;
+	if (ps->limit < ps->policy->batch)
+		ps->limit = ps->limit * 2 > ps->policy->batch ? ps->policy->batch : ps->limit * 2;
+	if (b->locked < limit)
 		finish(ps, PURGE_DONE);
-	} else if (d->stopping) {
+	else if (!may_go_on(ps))
 		finish(ps, PURGE_STOPPED);
-	} else {
+	else
 		begin_batch(ps);
-	}
+}
+
+static void commit(struct policy_state *ps)
+{
+	if (!pgconn_query(ps->d->pg, ps, PGCONN_TXN_END, "COMMIT", 0, NULL, NULL, on_commit, ps))
+		finish(ps, PURGE_FAILED);
 }
 
 static void on_purge(PGresult *res, void *arg)
 {
 	struct policy_state *ps = arg;
+	struct batch *b = &ps->batch;
 	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
-		log_failure(ps, "purge statement", res);
-		ps->failed = true;
+		rollback(ps);
+		batch_failed(ps, "purge statement", res);
+		return;
+	}
+	b->purged = atoll(PQgetvalue(res, 0, PURGE_PURGED));
+	if (b->purged > 0) {
+		b->head.seq = atoll(PQgetvalue(res, 0, PURGE_HEAD_SEQ));
+		snprintf(b->head.hash, sizeof(b->head.hash), "%s", PQgetvalue(res, 0, PURGE_HEAD_HASH));
+		b->max_late_seconds = atof(PQgetvalue(res, 0, PURGE_MAX_LATE));
+	}
+	if (!PQgetisnull(res, 0, PURGE_UNPURGED))
+		b->unpurged = policy_text_array_parse(PQgetvalue(res, 0, PURGE_UNPURGED), &b->n_unpurged);
+	commit(ps);
+}
+
+static void on_locked(PGresult *res, void *arg)
+{
+	struct policy_state *ps = arg;
+	struct batch *b = &ps->batch;
+	const char *params[POLICY_N_BASE_PARAMS + 2 + 64];
+	Oid types[POLICY_N_BASE_PARAMS + 2 + 64];
+	const char *extra[2];
+	int n;
+
+	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+		log_failure(ps, "locking due records", res);
+		if (res)
+			rollback(ps);
+		finish(ps, PURGE_FAILED);
+		return;
+	}
+	b->locked = atoll(PQgetvalue(res, 0, LOCK_COUNT));
+	if (b->locked == 0) {
+		/* Nothing to purge: end the transaction, which releases the policy's lock. */
+		commit(ps);
+		return;
+	}
+	b->table_oids = xstrdup(PQgetvalue(res, 0, LOCK_TABLE_OIDS));
+	b->tids = xstrdup(PQgetvalue(res, 0, LOCK_TIDS));
+	b->keys = policy_text_array_parse(PQgetvalue(res, 0, LOCK_KEYS), &b->n_keys);
+	extra[0] = b->table_oids;
+	extra[1] = b->tids;
+	if (ps->sql.n_set_values > 64) {
+		log_err("policy %s: more than 64 set values", ps->policy->name);
 		rollback(ps);
 		finish(ps, PURGE_FAILED);
 		return;
 	}
-	memset(&current_batch, 0, sizeof(current_batch));
-	current_batch.purged = atoll(PQgetvalue(res, 0, 0));
-	if (current_batch.purged > 0) {
-		current_batch.head.seq = atoll(PQgetvalue(res, 0, 1));
-		snprintf(current_batch.head.hash, sizeof(current_batch.head.hash), "%s", PQgetvalue(res, 0, 2));
-		current_batch.max_late_seconds = atof(PQgetvalue(res, 0, 3));
+	n = policy_params(&ps->sql, params, types, extra, 2, true);
+	params[POLICY_PARAM_QUARANTINED] = ps->quarantined_param;
+	if (!pgconn_query(ps->d->pg, ps, PGCONN_PLAIN, ps->sql.purge, n, types, params, on_purge, ps)) {
+		finish(ps, PURGE_FAILED);
 	}
-	pgconn_query(ps->d->pg, ps, PGCONN_TXN_END, "COMMIT", 0, NULL, NULL, on_commit, ps);
 }
 
-static void on_lock(PGresult *res, void *arg)
+static void on_lock_policy(PGresult *res, void *arg)
 {
 	struct policy_state *ps = arg;
+	const char *params[POLICY_N_BASE_PARAMS];
+	Oid types[POLICY_N_BASE_PARAMS];
+	char limit[16];
 
 	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
 		log_failure(ps, "taking the policy lock", res);
-		ps->failed = true;
-		rollback(ps);
+		if (res)
+			rollback(ps);
 		finish(ps, PURGE_FAILED);
 		return;
 	}
 	if (strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
-		log_debug("policy %s: lock held elsewhere (another instance, or a hold being placed)",
-			  ps->policy->name);
+		log_debug("policy %s: lock held elsewhere (another instance, or a hold being placed)", ps->policy->name);
 		rollback(ps);
 		finish(ps, PURGE_LOCKED);
 		return;
 	}
-	pgconn_query(ps->d->pg, ps, PGCONN_PLAIN, ps->sql.purge, ps->sql.n_params, ps->sql.types,
-		     ps->sql.params, on_purge, ps);
+	scheduler_params(ps, params, types, limit);
+	if (!pgconn_query(ps->d->pg, ps, PGCONN_PLAIN, ps->sql.lock, POLICY_N_BASE_PARAMS, types, params, on_locked,
+			  ps))
+		finish(ps, PURGE_FAILED);
 }
 
 static void on_begin(PGresult *res, void *arg)
@@ -138,22 +275,24 @@ static void on_begin(PGresult *res, void *arg)
 	struct policy_state *ps = arg;
 	if (res == NULL || PQresultStatus(res) != PGRES_COMMAND_OK) {
 		log_failure(ps, "BEGIN", res);
-		ps->failed = true;
 		if (res)
 			rollback(ps);
 		finish(ps, PURGE_FAILED);
 		return;
 	}
-	pgconn_query(ps->d->pg, ps, PGCONN_PLAIN, "SELECT retention.try_lock_policy($1)", 1, NULL,
-		     ps->sql.params, on_lock, ps);
+	if (!pgconn_query(ps->d->pg, ps, PGCONN_PLAIN, "SELECT retention.try_lock_policy($1)", 1, NULL, ps->sql.params,
+			  on_lock_policy, ps))
+		finish(ps, PURGE_FAILED);
 }
 
 static void begin_batch(struct policy_state *ps)
 {
+	purge_batch_clear(&ps->batch);
 	/*
-	 * READ COMMITTED whatever the database's default: the purge statement
-	 * must take its snapshot after the lock, so it sees every hold committed
-	 * before the lock was granted.
+	 * READ COMMITTED whatever the database's default: each statement must
+	 * take its snapshot after the lock before it, so the rows it picks see
+	 * every hold committed before the policy's lock was granted, and the
+	 * purge sees every reference committed before its rows were locked.
 	 */
 	if (!pgconn_query(ps->d->pg, ps, PGCONN_TXN_BEGIN, "BEGIN ISOLATION LEVEL READ COMMITTED", 0, NULL, NULL,
 			  on_begin, ps))
@@ -162,6 +301,6 @@ static void begin_batch(struct policy_state *ps)
 
 void purge_start(struct policy_state *ps)
 {
-	ps->phase = POLICY_PURGING;
+	scheduler_enter(ps, POLICY_PURGING);
 	begin_batch(ps);
 }

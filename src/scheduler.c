@@ -1,14 +1,19 @@
 /*
- * When to purge. Each policy has one timer, armed for the moment its oldest
- * eligible record falls due as computed by the server (its clock, its
- * interval arithmetic in the configured zone). NOTIFY from notify_clock()
- * and the resync timer re-ask; nothing polls faster than that.
+ * scheduler.c -- when to purge. Each policy has one due timer, armed for the
+ * moment its next purgeable record falls due as computed by the server (its
+ * clock, its interval arithmetic in the configured zone). NOTIFY from
+ * notify_clock(), a released hold and the resync timer ask again, at most
+ * once per SCHEDULER_ASK_INTERVAL; an answer that says "due" purges at once,
+ * so no amount of notifications can keep a due record waiting.
  */
 #include "scheduler.h"
 
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "invariant.h"
 #include "log.h"
 #include "purge.h"
 #include "util.h"
@@ -17,18 +22,83 @@
 #define RETRY_MAX_MS 30000
 /* Wake this much after the due moment, so the server's clock has passed it too. */
 #define TIMER_MARGIN_S 0.001
+/* At most one next-due question per policy in this time, however many wake-ups arrive. */
+#define SCHEDULER_ASK_INTERVAL_S 0.1
+/* A timer further out than this is re-armed by the resync long before it matters. */
+#define TIMER_MAX_S 86400.0
 
 static void ask_next_due(struct policy_state *ps);
 static void resolve_table(struct policy_state *ps);
 
-static void arm(struct policy_state *ps, double seconds)
+const char *policy_phase_name(enum policy_phase phase)
+{
+	switch (phase) {
+	case POLICY_IDLE:
+		return "idle";
+	case POLICY_RESOLVING:
+		return "resolving";
+	case POLICY_DESCRIBING:
+		return "describing";
+	case POLICY_VALIDATING:
+		return "validating";
+	case POLICY_ASKING:
+		return "asking";
+	case POLICY_PURGING:
+		return "purging";
+	}
+	return "?";
+}
+
+#ifdef RETENTIOND_CHECKING
+static bool transition_allowed(enum policy_phase from, enum policy_phase to)
+{
+	switch (from) {
+	case POLICY_IDLE:
+		return to == POLICY_RESOLVING || to == POLICY_ASKING || to == POLICY_PURGING;
+	case POLICY_RESOLVING:
+		return to == POLICY_DESCRIBING || to == POLICY_IDLE;
+	case POLICY_DESCRIBING:
+		return to == POLICY_VALIDATING || to == POLICY_IDLE;
+	case POLICY_VALIDATING:
+		return to == POLICY_ASKING || to == POLICY_PURGING || to == POLICY_IDLE;
+	case POLICY_ASKING:
+		return to == POLICY_PURGING || to == POLICY_IDLE;
+	case POLICY_PURGING:
+		return to == POLICY_ASKING || to == POLICY_IDLE;
+	}
+	return false;
+}
+#endif
+
+void scheduler_enter(struct policy_state *ps, enum policy_phase phase)
+{
+	INVARIANT(transition_allowed(ps->phase, phase));
+	/* Work starts from idle only when nothing of this policy's is still queued: one chain in flight. */
+	INVARIANT(ps->phase != POLICY_IDLE || pgconn_pending_for(ps->d->pg, ps) == 0);
+	/* Statements run only on a session whose zone, timeouts, role and schema are checked. */
+	INVARIANT(phase == POLICY_IDLE || ps->d->session_ready);
+	log_debug("policy %s: %s -> %s", ps->policy->name, policy_phase_name(ps->phase), policy_phase_name(phase));
+	ps->phase = phase;
+}
+
+static double monotonic_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void arm(struct event *timer, double seconds)
 {
 	struct timeval tv;
+	/* An infinite or absurd answer (a +infinity clock on PostgreSQL 17) must not become a past timer. */
+	if (!isfinite(seconds) || seconds > TIMER_MAX_S)
+		seconds = seconds < 0 ? 0 : TIMER_MAX_S;
 	if (seconds < 0)
 		seconds = 0;
 	tv.tv_sec = (time_t)seconds;
 	tv.tv_usec = (suseconds_t)((seconds - (double)tv.tv_sec) * 1e6);
-	evtimer_add(ps->timer, &tv);
+	evtimer_add(timer, &tv);
 }
 
 static int next_retry_ms(struct policy_state *ps)
@@ -38,51 +108,133 @@ static int next_retry_ms(struct policy_state *ps)
 	return ms;
 }
 
-/* The phase ends: run a wake-up that came in meanwhile, and let the daemon act on idleness. */
+bool scheduler_may_start(const struct policy_state *ps)
+{
+	const struct daemon *d = ps->d;
+	return !d->stopping && d->pending_cfg == NULL && d->session_ready && pgconn_is_ready(d->pg) &&
+	       !(d->once && ps->once_done);
+}
+
+static void start_purge(struct policy_state *ps)
+{
+	ps->purge_wanted = false;
+	purge_start(ps);
+}
+
+/* Asks now if the last ask was long enough ago, else once the interval has passed. */
+static void request_ask(struct policy_state *ps)
+{
+	double wait;
+	if (ps->phase != POLICY_IDLE) {
+		ps->ask_wanted = true;
+		return;
+	}
+	if (evtimer_pending(ps->ask_timer, NULL))
+		return;
+	wait = ps->last_ask_at + SCHEDULER_ASK_INTERVAL_S - monotonic_now();
+	if (wait > 0)
+		arm(ps->ask_timer, wait);
+	else
+		ask_next_due(ps);
+}
+
+/*
+ * The phase ends. A reload or a stop waiting for this policy comes first;
+ * then whatever was asked for meanwhile: a due timer that fired, a wake-up.
+ */
 static void become_idle(struct policy_state *ps)
 {
-	ps->phase = POLICY_IDLE;
-	if (ps->wake_pending && !ps->d->stopping && pgconn_is_ready(ps->d->pg)) {
-		ps->wake_pending = false;
-		if (ps->resolved)
-			ask_next_due(ps);
-		else
+	scheduler_enter(ps, POLICY_IDLE);
+	if (scheduler_may_start(ps)) {
+		if (!ps->resolved && (ps->ask_wanted || ps->purge_wanted)) {
+			ps->ask_wanted = ps->purge_wanted = false;
 			resolve_table(ps);
-		return;
+			return;
+		}
+		if (ps->purge_wanted) {
+			start_purge(ps);
+			return;
+		}
+		if (ps->ask_wanted) {
+			ps->ask_wanted = false;
+			request_ask(ps);
+			if (ps->phase != POLICY_IDLE)
+				return;
+		}
 	}
 	daemon_policy_idle(ps->d);
 }
 
 static void wake(struct policy_state *ps)
 {
-	/* --once purges each policy's backlog once; later clocks (its own anonymising UPDATE's too) wait for the daemon. */
-	if (ps->d->stopping || ps->once_done || !pgconn_is_ready(ps->d->pg))
+	if (!scheduler_may_start(ps))
 		return;
 	if (ps->phase != POLICY_IDLE) {
-		ps->wake_pending = true;
+		ps->ask_wanted = true;
 		return;
 	}
-	evtimer_del(ps->timer);
 	if (!ps->resolved)
 		resolve_table(ps);
 	else if (ps->d->once)
-		purge_start(ps);
+		start_purge(ps);
 	else
-		ask_next_due(ps);
+		request_ask(ps);
 }
 
-static void on_timer(evutil_socket_t fd, short what, void *arg)
+static void on_due_timer(evutil_socket_t fd, short what, void *arg)
 {
 	struct policy_state *ps = arg;
 	(void)fd;
 	(void)what;
-	if (ps->d->stopping || ps->phase != POLICY_IDLE || !pgconn_is_ready(ps->d->pg))
+	if (!scheduler_may_start(ps))
 		return;
+	if (ps->phase != POLICY_IDLE) {
+		ps->purge_wanted = true;
+		return;
+	}
 	/* The timer was armed for a due moment: purge straight away, the purge re-asks after. */
 	if (ps->resolved)
-		purge_start(ps);
+		start_purge(ps);
 	else
 		resolve_table(ps);
+}
+
+static void on_ask_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct policy_state *ps = arg;
+	(void)fd;
+	(void)what;
+	if (scheduler_may_start(ps))
+		request_ask(ps);
+}
+
+static void on_lock_holder(PGresult *res, void *arg)
+{
+	char *policy = arg;
+	if (res && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 && !PQgetisnull(res, 0, 0))
+		log_warn("policy %s: its lock is held by server process %s (role %s)", policy, PQgetvalue(res, 0, 0),
+			 PQgetvalue(res, 0, 1));
+	free(policy);
+}
+
+/* The lock or the due rows have been taken by others for a while: say so once, at warning. */
+static void note_locked_elsewhere(struct policy_state *ps, const char *what, bool ask_holder)
+{
+	double now = monotonic_now();
+	if (ps->locked_elsewhere_since == 0)
+		ps->locked_elsewhere_since = now;
+	if (ps->locked_elsewhere_warned || now - ps->locked_elsewhere_since <= 60)
+		return;
+	log_warn("policy %s: %s for over a minute; retrying every %d s at most", ps->policy->name, what,
+		 RETRY_MAX_MS / 1000);
+	ps->locked_elsewhere_warned = true;
+	if (ask_holder) {
+		/* Owned by the daemon, not the policy: a reload may free the policy before the answer. */
+		char *policy = xstrdup(ps->policy->name);
+		if (!pgconn_query(ps->d->pg, ps->d, PGCONN_PLAIN, "SELECT * FROM retention.policy_lock_holder($1)", 1,
+				  NULL, ps->sql.params, on_lock_holder, policy))
+			free(policy);
+	}
 }
 
 static void on_next_due(PGresult *res, void *arg)
@@ -95,97 +247,185 @@ static void on_next_due(PGresult *res, void *arg)
 		log_err("policy %s: asking for the next due record failed: %s", ps->policy->name,
 			pgconn_error_text(res, buf, sizeof(buf)));
 		if (res)
-			arm(ps, next_retry_ms(ps) / 1000.0);
+			arm(ps->due_timer, next_retry_ms(ps) / 1000.0);
 		become_idle(ps);
 		return;
 	}
 	if (PQntuples(res) == 0 || PQgetisnull(res, 0, 0)) {
 		log_debug("policy %s: nothing pending", ps->policy->name);
 		ps->retry_ms = 0;
+		ps->last_purge_empty = false;
 		become_idle(ps);
 		return;
 	}
 	seconds = atof(PQgetvalue(res, 0, 1));
 	if (seconds <= 0 && ps->last_purge_empty) {
-		/*
-		 * Due, yet the last purge found nothing: its rows are locked by
-		 * another transaction (SKIP LOCKED). Back off instead of spinning.
-		 */
+		/* Due, yet the last batch could lock nothing: other transactions hold those rows (SKIP LOCKED). */
 		seconds = next_retry_ms(ps) / 1000.0;
-		log_debug("policy %s: due records are locked elsewhere; retrying in %.3f s",
+		note_locked_elsewhere(ps, "due records are locked by other transactions", false);
+		log_debug("policy %s: due records are locked by other transactions; retrying in %.3f s",
 			  ps->policy->name, seconds);
-	} else {
-		ps->retry_ms = 0;
-		seconds += TIMER_MARGIN_S;
-		log_debug("policy %s: next record due (or hold ending) at %s (in %.3f s)", ps->policy->name,
-			  PQgetvalue(res, 0, 0), seconds);
+		ps->last_purge_empty = false;
+		arm(ps->due_timer, seconds);
+		become_idle(ps);
+		return;
 	}
+	ps->retry_ms = 0;
 	ps->last_purge_empty = false;
-	arm(ps, seconds);
+	if (seconds <= 0 && scheduler_may_start(ps)) {
+		log_debug("policy %s: a record is due now (%s)", ps->policy->name, PQgetvalue(res, 0, 0));
+		start_purge(ps);
+		return;
+	}
+	seconds += TIMER_MARGIN_S;
+	log_debug("policy %s: next record due (or hold ending) at %s (in %.3f s)", ps->policy->name,
+		  PQgetvalue(res, 0, 0), seconds);
+	arm(ps->due_timer, seconds);
 	become_idle(ps);
+}
+
+void scheduler_params(const struct policy_state *ps, const char **params, Oid *types, char limit[16])
+{
+	policy_params(&ps->sql, params, types, NULL, 0, false);
+	snprintf(limit, 16, "%d", ps->limit);
+	params[POLICY_PARAM_LIMIT] = limit;
+	params[POLICY_PARAM_QUARANTINED] = ps->quarantined_param;
 }
 
 static void ask_next_due(struct policy_state *ps)
 {
-	ps->phase = POLICY_ASKING;
-	if (!pgconn_query(ps->d->pg, ps, PGCONN_PLAIN, ps->sql.next_wake, POLICY_N_BASE_PARAMS, ps->sql.types,
-			  ps->sql.params, on_next_due, ps))
+	const char *params[POLICY_N_BASE_PARAMS];
+	Oid types[POLICY_N_BASE_PARAMS];
+	char limit[16];
+	ps->last_ask_at = monotonic_now();
+	evtimer_del(ps->ask_timer);
+	/* The answer re-arms the due timer; until then an old due moment may still fire and purge. */
+	scheduler_enter(ps, POLICY_ASKING);
+	scheduler_params(ps, params, types, limit);
+	if (!pgconn_query(ps->d->pg, ps, PGCONN_PLAIN, ps->sql.next_wake, POLICY_N_BASE_PARAMS, types, params,
+			  on_next_due, ps))
 		become_idle(ps);
 }
 
-static void on_resolved(PGresult *res, void *arg)
+/* ---- looking a policy's table up ---- */
+
+/* The table cannot be used as configured: say why; the next resync or reconnect tries again. */
+static void not_resolved(struct policy_state *ps)
+{
+	policy_sql_free(&ps->sql);
+	policy_shape_free(&ps->shape);
+	ps->resolved = false;
+	if (ps->d->once) {
+		ps->failed = true;
+		ps->once_done = true;
+	}
+	become_idle(ps);
+}
+
+static void on_validated(PGresult *res, void *arg)
 {
 	struct policy_state *ps = arg;
 	char buf[512];
 	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
-		log_err("policy %s: looking up table %s failed: %s", ps->policy->name, ps->policy->table,
-			pgconn_error_text(res, buf, sizeof(buf)));
-		ps->failed = true;
-		ps->once_done = true;
-		become_idle(ps);
-		return;
-	}
-	if (PQntuples(res) == 0) {
-		log_err("policy %s: table %s does not exist; looking again at the next resync",
-			ps->policy->name, ps->policy->table);
-		ps->failed = true;
-		ps->once_done = true;
-		become_idle(ps);
-		return;
-	}
-	if (!policy_sql_build(&ps->sql, ps->policy, PQgetvalue(res, 0, 1), ps->d->cfg->instance,
-			      pgconn_raw(ps->d->pg))) {
-		log_err("policy %s: cannot quote its column names", ps->policy->name);
-		ps->failed = true;
-		ps->once_done = true;
-		become_idle(ps);
+		log_err("policy %s: not purging: an exempt or set value is not of its column's type,"
+			" or the policy's lock cannot be taken: %s; looking again at the next resync",
+			ps->policy->name, pgconn_error_text(res, buf, sizeof(buf)));
+		not_resolved(ps);
 		return;
 	}
 	ps->resolved = true;
 	log_debug("policy %s: table %s", ps->policy->name, ps->sql.table);
 	if (ps->d->once) {
-		purge_start(ps);
+		start_purge(ps);
 		return;
 	}
 	ask_next_due(ps);
 }
 
+static void on_described(PGresult *res, void *arg)
+{
+	struct policy_state *ps = arg;
+	char buf[512], *table = ps->shape.table;
+	long long oid = ps->shape.oid;
+	const char *why;
+	const char *params[POLICY_N_BASE_PARAMS + 16];
+	Oid types[POLICY_N_BASE_PARAMS + 16];
+	int n;
+
+	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
+		log_err("policy %s: describing table %s failed: %s", ps->policy->name, ps->policy->table,
+			pgconn_error_text(res, buf, sizeof(buf)));
+		not_resolved(ps);
+		return;
+	}
+	ps->shape.table = NULL;
+	policy_shape_free(&ps->shape);
+	policy_shape_parse(&ps->shape, res, oid, table);
+	free(table);
+	for (size_t i = 0; i < ps->shape.n_warnings; i++)
+		log_warn("policy %s: %s", ps->policy->name, ps->shape.warnings[i]);
+	if (ps->shape.n_errors > 0) {
+		for (size_t i = 0; i < ps->shape.n_errors; i++)
+			log_err("policy %s: not purging: %s", ps->policy->name, ps->shape.errors[i]);
+		not_resolved(ps);
+		return;
+	}
+	if (!policy_sql_build(&ps->sql, ps->policy, &ps->shape, ps->d->cfg->instance, &why)) {
+		log_err("policy %s: not purging: %s", ps->policy->name, why);
+		not_resolved(ps);
+		return;
+	}
+	scheduler_enter(ps, POLICY_VALIDATING);
+	n = policy_params(&ps->sql, params, types, ps->sql.set_values, ps->sql.n_set_values, false);
+	if (!pgconn_query(ps->d->pg, ps, PGCONN_PLAIN, ps->sql.validate, n, types, params, on_validated, ps))
+		not_resolved(ps);
+}
+
+static void on_resolved(PGresult *res, void *arg)
+{
+	struct policy_state *ps = arg;
+	char buf[512], *params[16];
+	int n;
+
+	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
+		log_err("policy %s: looking up table %s failed: %s", ps->policy->name, ps->policy->table,
+			pgconn_error_text(res, buf, sizeof(buf)));
+		not_resolved(ps);
+		return;
+	}
+	if (PQntuples(res) == 0) {
+		log_err("policy %s: table %s does not exist; looking again at the next resync", ps->policy->name,
+			ps->policy->table);
+		not_resolved(ps);
+		return;
+	}
+	/* The description fills the rest of the shape. */
+	policy_shape_free(&ps->shape);
+	policy_sql_free(&ps->sql);
+	ps->shape.oid = atoll(PQgetvalue(res, 0, 0));
+	ps->shape.table = xstrdup(PQgetvalue(res, 0, 1));
+	n = policy_describe_params(ps->d->cfg, ps->policy, ps->shape.oid, params);
+	scheduler_enter(ps, POLICY_DESCRIBING);
+	if (!pgconn_query(ps->d->pg, ps, PGCONN_PLAIN, policy_describe_sql, n, NULL, (const char *const *)params,
+			  on_described, ps))
+		not_resolved(ps);
+	policy_params_free(params, n);
+}
+
 static void resolve_table(struct policy_state *ps)
 {
-	char *schema = NULL, *rel = NULL;
-	const char *why;
+	char *schema, *rel;
 	const char *params[2];
-	if (!config_split_table_name(ps->policy->table, &schema, &rel, &why)) {
+	if (!policy_resolve_params(ps->policy, &schema, &rel)) {
 		/* The loader already rejected such names; this only guards the invariant. */
-		log_err("policy %s: table %s: %s", ps->policy->name, ps->policy->table, why);
+		log_err("policy %s: table %s is not a table name", ps->policy->name, ps->policy->table);
 		return;
 	}
 	params[0] = schema;
 	params[1] = rel;
-	ps->phase = POLICY_RESOLVING;
-	if (!pgconn_query(ps->d->pg, ps, PGCONN_PLAIN, policy_resolve_table_sql, 2, NULL, params,
-			  on_resolved, ps))
-		become_idle(ps);
+	scheduler_enter(ps, POLICY_RESOLVING);
+	if (!pgconn_query(ps->d->pg, ps, PGCONN_PLAIN, policy_resolve_table_sql, 2, NULL, params, on_resolved, ps))
+		not_resolved(ps);
 	free(schema);
 	free(rel);
 }
@@ -193,28 +433,29 @@ static void resolve_table(struct policy_state *ps)
 /* --once waits for a lock held elsewhere (another instance, a hold being placed) as long as lock_timeout. */
 static bool once_lock_wait_over(struct policy_state *ps)
 {
-	struct timespec now;
-	double waited, limit = 0;
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	if (ps->locked_since.tv_sec == 0)
-		ps->locked_since = now;
-	waited = (double)(now.tv_sec - ps->locked_since.tv_sec) +
-		 (double)(now.tv_nsec - ps->locked_since.tv_nsec) / 1e9;
+	double now = monotonic_now(), limit = 0;
+	if (ps->once_locked_since == 0)
+		ps->once_locked_since = now;
 	duration_to_seconds(&ps->d->cfg->lock_timeout, &limit);
-	return waited >= limit;
+	return now - ps->once_locked_since >= limit;
 }
 
 void scheduler_purge_finished(struct policy_state *ps, enum purge_outcome outcome)
 {
 	struct daemon *d = ps->d;
+	if (outcome != PURGE_LOCKED && !ps->last_purge_empty) {
+		ps->locked_elsewhere_since = 0;
+		ps->locked_elsewhere_warned = false;
+	}
 	switch (outcome) {
 	case PURGE_DONE:
-		ps->retry_ms = ps->last_purge_empty ? ps->retry_ms : 0;
 		if (d->once) {
 			ps->once_done = true;
 			break;
 		}
-		if (!d->stopping && pgconn_is_ready(d->pg)) {
+		if (scheduler_may_start(ps)) {
+			/* The purge's own answer covers any wake-up that came in meanwhile. */
+			ps->ask_wanted = false;
 			ask_next_due(ps);
 			return;
 		}
@@ -222,23 +463,27 @@ void scheduler_purge_finished(struct policy_state *ps, enum purge_outcome outcom
 	case PURGE_LOCKED:
 		if (d->once && once_lock_wait_over(ps)) {
 			log_err("policy %s: its lock stayed held elsewhere for database.lock_timeout;"
-				" nothing purged", ps->policy->name);
+				" nothing purged",
+				ps->policy->name);
 			ps->failed = true;
 			ps->once_done = true;
 			break;
 		}
-		if (!d->stopping)
-			arm(ps, next_retry_ms(ps) / 1000.0);
+		if (!d->once)
+			note_locked_elsewhere(ps, "its lock is held elsewhere (another instance, or a hold being placed)",
+					      true);
+		arm(ps->due_timer, next_retry_ms(ps) / 1000.0);
 		break;
 	case PURGE_FAILED:
 		if (d->once) {
+			ps->failed = true;
 			ps->once_done = true;
 			break;
 		}
-		if (!d->stopping)
-			arm(ps, next_retry_ms(ps) / 1000.0);
+		arm(ps->due_timer, next_retry_ms(ps) / 1000.0);
 		break;
 	case PURGE_STOPPED:
+		/* A reload or stop is waiting; the new configuration asks again. */
 		break;
 	}
 	become_idle(ps);
@@ -252,15 +497,27 @@ void scheduler_init(struct daemon *d)
 		struct policy_state *ps = &d->policies[i];
 		ps->d = d;
 		ps->policy = &d->cfg->policies[i];
-		ps->timer = evtimer_new(d->base, on_timer, ps);
+		ps->limit = ps->policy->batch;
+		ps->due_timer = evtimer_new(d->base, on_due_timer, ps);
+		ps->ask_timer = evtimer_new(d->base, on_ask_timer, ps);
+		ps->quarantined = xcalloc(1, sizeof(char *));
+		ps->quarantined_param = xstrdup("{}");
 	}
 }
 
 void scheduler_free(struct daemon *d)
 {
 	for (size_t i = 0; i < d->n_policies; i++) {
-		event_free(d->policies[i].timer);
-		policy_sql_free(&d->policies[i].sql);
+		struct policy_state *ps = &d->policies[i];
+		event_free(ps->due_timer);
+		event_free(ps->ask_timer);
+		policy_sql_free(&ps->sql);
+		policy_shape_free(&ps->shape);
+		purge_batch_clear(&ps->batch);
+		for (size_t k = 0; k < ps->n_quarantined; k++)
+			free(ps->quarantined[k]);
+		free(ps->quarantined);
+		free(ps->quarantined_param);
 	}
 	free(d->policies);
 	d->policies = NULL;
@@ -275,10 +532,15 @@ void scheduler_wake_all(struct daemon *d)
 
 void scheduler_policy_changed(struct daemon *d, const char *policy)
 {
+	/* A hold of any policy on a table protects the records of every policy on it. */
 	for (size_t i = 0; i < d->n_policies; i++) {
-		if (strcmp(d->policies[i].policy->name, policy) == 0) {
-			log_debug("policy %s: a hold was released", policy);
-			wake(&d->policies[i]);
+		struct policy_state *ps = &d->policies[i];
+		bool concerned = strcmp(ps->policy->name, policy) == 0;
+		for (size_t k = 0; !concerned && k < ps->shape.n_siblings; k++)
+			concerned = strcmp(ps->shape.siblings[k].name, policy) == 0;
+		if (concerned) {
+			log_debug("policy %s: a hold of policy %s was released", ps->policy->name, policy);
+			wake(ps);
 		}
 	}
 }
@@ -298,9 +560,15 @@ void scheduler_connection_lost(struct daemon *d)
 {
 	for (size_t i = 0; i < d->n_policies; i++) {
 		struct policy_state *ps = &d->policies[i];
-		evtimer_del(ps->timer);
+		evtimer_del(ps->due_timer);
+		evtimer_del(ps->ask_timer);
+		if (ps->phase != POLICY_IDLE)
+			log_debug("policy %s: %s -> idle (connection lost)", ps->policy->name,
+				  policy_phase_name(ps->phase));
 		ps->phase = POLICY_IDLE;
-		ps->wake_pending = false;
+		ps->ask_wanted = ps->purge_wanted = false;
+		ps->limit = ps->policy->batch;
+		purge_batch_clear(&ps->batch);
 		/* The table may have been dropped or renamed while we were away. */
 		ps->resolved = false;
 		policy_sql_free(&ps->sql);

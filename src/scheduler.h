@@ -1,39 +1,73 @@
+/*
+ * scheduler.h -- when each policy looks up its table, asks when its next
+ * record falls due, and purges.
+ */
 #ifndef RETENTIOND_SCHEDULER_H
 #define RETENTIOND_SCHEDULER_H
 
 #include <stdbool.h>
 #include <time.h>
 
+#include "audit.h"
 #include "daemon.h"
 
 enum policy_phase {
 	POLICY_IDLE,
-	POLICY_RESOLVING, /* looking its table up in the catalog */
-	POLICY_ASKING,	  /* asking the server when its next record falls due */
-	POLICY_PURGING,	  /* a batch transaction is in flight */
+	POLICY_RESOLVING,  /* looking its table up in the catalog */
+	POLICY_DESCRIBING, /* reading the table's columns, types, references and problems */
+	POLICY_VALIDATING, /* checking its exempt and `set` values against the column types */
+	POLICY_ASKING,	   /* asking the server when its next record falls due */
+	POLICY_PURGING,	   /* a batch transaction is in flight */
+};
+
+const char *policy_phase_name(enum policy_phase phase);
+
+/* The batch in flight: what its lock statement locked and what its purge did. */
+struct batch {
+	long long locked;
+	char *table_oids; /* the locked rows' addresses, as the array literals the purge takes */
+	char *tids;
+	char **keys; /* their keys, should the batch fail and need splitting */
+	size_t n_keys;
+	long long purged;
+	struct audit_anchor head;
+	double max_late_seconds;
+	char **unpurged; /* locked keys the DELETE or UPDATE did not touch */
+	size_t n_unpurged;
 };
 
 struct policy_state {
 	struct daemon *d;
 	const struct policy *policy;
+	struct policy_shape shape;
 	struct policy_sql sql;
 	bool resolved;
 	enum policy_phase phase;
-	bool wake_pending; /* woken while busy: ask again when idle */
-	struct event *timer;
-	int retry_ms;	   /* backoff after an error, a busy lock or a purge that found nothing */
+	struct event *due_timer; /* the next due moment, a hold's end, or a retry */
+	struct event *ask_timer; /* a wake-up, debounced to one ask per SCHEDULER_ASK_INTERVAL */
+	double last_ask_at;	 /* monotonic seconds */
+	bool ask_wanted;	 /* woken while busy: ask again when idle */
+	bool purge_wanted;	 /* the due timer fired while busy: purge when idle */
+	int retry_ms;		 /* backoff after an error, a busy lock or a purge that found nothing */
 	bool last_purge_empty;
-	long long purged;  /* records purged by this process */
+	double locked_elsewhere_since; /* when its lock or its due rows were first found taken, 0 if not */
+	bool locked_elsewhere_warned;
+	int limit;		       /* rows per batch now: policy->batch, halved while a failing batch is split */
+	struct batch batch;
+	char **quarantined; /* keys whose purge failed on its own: skipped until a reload or restart */
+	size_t n_quarantined;
+	char *quarantined_param;
+	long long purged;	/* records purged by this process */
 	long long batches;
-	bool failed;	   /* a batch failed (for --once's exit status) */
-	bool once_done;
-	struct timespec locked_since; /* --once: when its lock was first found held elsewhere */
+	bool failed;		/* --once: something was not purged, exit 1 */
+	bool once_done;		/* --once: this policy's backlog is done */
+	double once_locked_since; /* --once: when its lock was first found held elsewhere */
 };
 
 /* Creates a state per policy of d->cfg (no database work yet). */
 void scheduler_init(struct daemon *d);
 void scheduler_free(struct daemon *d);
-/* The connection is (again) up: look every policy up and ask when it is next due. */
+/* The session is (again) usable: look every policy up and ask when it is next due. */
 void scheduler_wake_all(struct daemon *d);
 /* A notify_clock() payload: the quoted, qualified name of a table whose clocks changed. */
 void scheduler_table_changed(struct daemon *d, const char *table);
@@ -43,13 +77,26 @@ void scheduler_policy_changed(struct daemon *d, const char *policy);
 void scheduler_connection_lost(struct daemon *d);
 bool scheduler_all_idle(const struct daemon *d);
 
+/* Moves PS to PHASE: the one place a phase changes, traced at debug as "old -> new". */
+void scheduler_enter(struct policy_state *ps, enum policy_phase phase);
+
 /* Called by purge.c when a purge run ends. */
 enum purge_outcome {
-	PURGE_DONE,	 /* the last batch was short: nothing more is due now */
-	PURGE_LOCKED,	 /* another instance or a hold placement holds the policy's lock */
-	PURGE_FAILED,	 /* rolled back; retried with backoff */
-	PURGE_STOPPED,	 /* stopping: the batch in flight committed, no new one started */
+	PURGE_DONE,    /* the last batch was short: nothing more is due now */
+	PURGE_LOCKED,  /* another instance or a hold placement holds the policy's lock */
+	PURGE_FAILED,  /* rolled back; retried with backoff */
+	PURGE_STOPPED, /* stopping or reloading: the batch in flight ended, no new one started */
 };
 void scheduler_purge_finished(struct policy_state *ps, enum purge_outcome outcome);
+
+/*
+ * The base parameters of PS's statements as the daemon sends them: its
+ * current batch limit and the keys it skips. LIMIT is storage for the text
+ * of the limit, kept alive as long as PARAMS is used.
+ */
+void scheduler_params(const struct policy_state *ps, const char **params, Oid *types, char limit[16]);
+
+/* Whether PS may start anything now: connected, the session checked, not stopping, no reload waiting. */
+bool scheduler_may_start(const struct policy_state *ps);
 
 #endif

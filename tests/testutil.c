@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -25,6 +26,48 @@ int test_run_suite(Suite *s)
 	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }
 
+#define TMPDIR_ENV "RETENTION_TEST_TMPDIR"
+
+static void tmpdir_setup(void)
+{
+	char *dir = xstrdup("/tmp/retention-test.XXXXXX");
+	if (mkdtemp(dir) == NULL)
+		ck_abort_msg("mkdtemp: %s", strerror(errno));
+	setenv(TMPDIR_ENV, dir, 1);
+	free(dir);
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+static void tmpdir_teardown(void)
+{
+	const char *dir = getenv(TMPDIR_ENV);
+	if (dir != NULL && strncmp(dir, "/tmp/retention-test.", 20) == 0)
+		nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+	unsetenv(TMPDIR_ENV);
+}
+
+TCase *test_tcase(const char *name, double timeout_seconds)
+{
+	TCase *tc = tcase_create(name);
+	/* Unchecked: run in the runner process, so a failed test's child cannot skip it. */
+	tcase_add_unchecked_fixture(tc, tmpdir_setup, tmpdir_teardown);
+	tcase_set_timeout(tc, timeout_seconds);
+	return tc;
+}
+
+char *test_path(const char *name)
+{
+	const char *dir = getenv(TMPDIR_ENV);
+	return xasprintf("%s/%s", dir ? dir : "/tmp", name);
+}
+
 const char *test_srcdir(void)
 {
 	const char *d = getenv("abs_top_srcdir");
@@ -39,7 +82,7 @@ const char *test_builddir(void)
 
 char *test_write_file(const char *text)
 {
-	char *path = xstrdup("/tmp/retention-test.XXXXXX");
+	char *path = test_path("file.XXXXXX");
 	int fd = mkstemp(path);
 	size_t len = strlen(text);
 	ck_assert_int_ge(fd, 0);
@@ -117,6 +160,15 @@ long long test_query_ll(PGconn *conn, const char *sql)
 	return n;
 }
 
+PGconn *test_connect_db(const char *db)
+{
+	char *conninfo = xasprintf("dbname=%s", db);
+	PGconn *conn = PQconnectdb(conninfo);
+	free(conninfo);
+	ck_assert_msg(PQstatus(conn) == CONNECTION_OK, "connect: %s", PQerrorMessage(conn));
+	return conn;
+}
+
 PGconn *test_fresh_database(const char *name)
 {
 	PGconn *admin = test_connect();
@@ -134,6 +186,28 @@ PGconn *test_fresh_database(const char *name)
 	free(conninfo);
 	ck_assert_msg(PQstatus(conn) == CONNECTION_OK, "connect: %s", PQerrorMessage(conn));
 	return conn;
+}
+
+void test_daemon_role(PGconn *conn, const char *db, const char *schemas)
+{
+	const char *bindir = getenv("PG_BINDIR");
+	char *psql = xasprintf("%s/psql", bindir ? bindir : "/usr/bin");
+	char *script = xasprintf("%s/sql/daemon-role.sql", test_srcdir());
+	char *argv[] = {psql, "-X", "-q", "-d", (char *)db, "-v", "role=" TEST_DAEMON_ROLE, "-f", script, NULL};
+	char *out, *err;
+	int status = test_run(argv, &out, &err);
+	ck_assert_msg(status == 0, "daemon-role.sql: exit %d: %s%s", status, out, err);
+	free(out);
+	free(err);
+	if (schemas) {
+		char *sql = xasprintf("GRANT USAGE ON SCHEMA %s TO " TEST_DAEMON_ROLE ";"
+				      "GRANT SELECT, DELETE, UPDATE ON ALL TABLES IN SCHEMA %s TO " TEST_DAEMON_ROLE,
+				      schemas, schemas);
+		test_exec(conn, sql);
+		free(sql);
+	}
+	free(psql);
+	free(script);
 }
 
 static char *slurp_fd(int fd)
@@ -158,8 +232,8 @@ static char *slurp_fd(int fd)
 
 int test_run(char *const argv[], char **out, char **err)
 {
-	char *out_path = xstrdup("/tmp/retention-out.XXXXXX");
-	char *err_path = xstrdup("/tmp/retention-err.XXXXXX");
+	char *out_path = test_path("out.XXXXXX");
+	char *err_path = test_path("err.XXXXXX");
 	int out_fd = mkstemp(out_path), err_fd = mkstemp(err_path);
 	int status;
 	pid_t pid;

@@ -11,6 +11,15 @@
 /* Runs every test of S and returns main's exit status: EXIT_FAILURE if any failed. */
 int test_run_suite(Suite *s);
 
+/*
+ * A test case whose files (test_write_file, test_path) live in a directory
+ * of their own, made and removed by the runner process around the case: a
+ * test that fails or crashes in its forked child leaves nothing behind.
+ */
+TCase *test_tcase(const char *name, double timeout_seconds);
+/* DIR/NAME in the running test case's directory (or /tmp outside one), malloc'd. */
+char *test_path(const char *name);
+
 /* Paths in the source and build trees, from make check's environment. */
 const char *test_srcdir(void);
 const char *test_builddir(void);
@@ -33,8 +42,19 @@ void test_exec(PGconn *conn, const char *sql);
 /* Runs one query with text params and returns the first column of its first row (malloc'd, NULL if none). */
 char *test_query_value(PGconn *conn, const char *sql, int n_params, const char *const *params);
 long long test_query_ll(PGconn *conn, const char *sql);
+/* A connection to database DB of the test's server, as its superuser. */
+PGconn *test_connect_db(const char *db);
 /* A fresh database, created from template0, and a connection to it. */
 PGconn *test_fresh_database(const char *name);
+
+/* The role integration tests run retentiond as: made by sql/daemon-role.sql, never a superuser. */
+#define TEST_DAEMON_ROLE "retentiond_test"
+/*
+ * Runs sql/daemon-role.sql through psql in DB for TEST_DAEMON_ROLE (after
+ * the schema is installed), then gives it every table of SCHEMAS (a
+ * comma-separated list, may be NULL) as an operator would for its policies.
+ */
+void test_daemon_role(PGconn *conn, const char *db, const char *schemas);
 
 /* Runs ARGV (argv[0] a path), captures stdout and stderr, returns the exit status (or 128+signal). */
 int test_run(char *const argv[], char **out, char **err);

@@ -9,19 +9,13 @@
 static const char usage[] =
 	"usage: retentionctl explain --policy P --key K\n\n"
 	"When record K falls or fell due under policy P, and why it is or is not purged.\n"
-	"status is one of: purged, anonymized, not_found, clock_not_started, exempt, held,\n"
-	"overdue (due, the daemon has not purged it yet), pending (falls due later).\n";
+	"status is one of: purged, anonymized, not_found, clock_not_started, exempt, held\n"
+	"(by a hold of any policy on the table), referenced (rows that must stay refer to\n"
+	"it), overdue (due, the daemon has not purged it yet), pending (falls due later).\n";
 
 static const char last_audit_sql[] =
 	"SELECT id, purged_at, instance, action FROM retention.audit_log"
 	" WHERE policy = $1 AND record_key = $2 ORDER BY seq DESC LIMIT 1";
-
-static const char holds_sql[] =
-	"SELECT coalesce(json_agg(json_build_object('id', id, 'reason', reason, 'until', until,"
-	" 'placed_by', placed_by, 'placed_at', placed_at) ORDER BY id), '[]')::text"
-	" FROM retention.holds WHERE policy = $1 AND released_at IS NULL"
-	" AND (until IS NULL OR until > statement_timestamp())"
-	" AND (record_key = $2 OR subject = $3)";
 
 static const char answer_sql[] =
 	"SELECT $1::text AS policy, $2::text AS key, $3::text AS status, $4::text AS reason,"
@@ -98,12 +92,9 @@ int cmd_explain(struct ctl *ctl, int argc, char **argv)
 			goto out;
 		}
 	}
-	{
-		/* Holds on the record's data subject count too. */
-		const char *hp[3] = {p->name, key, NULL};
-		if (record_found && !PQgetisnull(record, 0, EXPLAIN_SUBJECT))
-			hp[2] = PQgetvalue(record, 0, EXPLAIN_SUBJECT);
-		holds = PQexecParams(ctl->conn, holds_sql, 3, NULL, hp, NULL, NULL, 0);
+	if (record_found) {
+		/* The holds that protect it, of this policy or another on the table, by key or subject. */
+		holds = PQexecParams(ctl->conn, sql.explain_holds, POLICY_N_BASE_PARAMS + 1, types, params, NULL, NULL, 0);
 		if (PQresultStatus(holds) != PGRES_TUPLES_OK) {
 			ctl_error("%s", PQresultErrorMessage(holds));
 			goto out;
@@ -112,7 +103,7 @@ int cmd_explain(struct ctl *ctl, int argc, char **argv)
 
 	a[A_POLICY] = xstrdup(p->name);
 	a[A_KEY] = xstrdup(key);
-	a[A_HOLDS] = xstrdup(PQgetvalue(holds, 0, 0));
+	a[A_HOLDS] = xstrdup(holds ? PQgetvalue(holds, 0, 0) : "[]");
 	if (record_found) {
 		a[A_CLOCK] = value_or_null(record, 0, EXPLAIN_CLOCK_AT);
 		a[A_DUE] = value_or_null(record, 0, EXPLAIN_DUE_AT);
@@ -142,10 +133,16 @@ int cmd_explain(struct ctl *ctl, int argc, char **argv)
 		a[A_EXEMPT_COL] = xstrdup(p->exempt_column);
 		a[A_EXEMPT_VAL] = value_or_null(record, 0, EXPLAIN_EXEMPT_VALUE);
 		a[A_REASON] = xasprintf("exempt: %s = %s", p->exempt_column, a[A_EXEMPT_VAL] ? a[A_EXEMPT_VAL] : "");
-	} else if (strcmp(a[A_HOLDS], "[]") != 0) {
+	} else if (strcmp(PQgetvalue(record, 0, EXPLAIN_HELD), "t") == 0) {
 		a[A_STATUS] = xstrdup("held");
 		a[A_REASON] = xasprintf("held (see holds); without the hold it %s due at %s",
 					strcmp(PQgetvalue(record, 0, EXPLAIN_IS_DUE), "t") == 0 ? "fell" : "falls", a[A_DUE]);
+	} else if (!PQgetisnull(record, 0, EXPLAIN_KEPT_BY) && *PQgetvalue(record, 0, EXPLAIN_KEPT_BY)) {
+		/* Indexes into the guards, which say in words what refers to the record. */
+		size_t i = (size_t)atoll(PQgetvalue(record, 0, EXPLAIN_KEPT_BY));
+		a[A_STATUS] = xstrdup("referenced");
+		a[A_REASON] = xasprintf("kept: %s; it is purged once those rows are gone (due %s)",
+					i < sql.n_guards ? sql.guard_what[i] : "rows that must stay", a[A_DUE]);
 	} else if (strcmp(PQgetvalue(record, 0, EXPLAIN_IS_DUE), "t") == 0) {
 		a[A_STATUS] = xstrdup("overdue");
 		a[A_REASON] = xasprintf("due since %s and not purged yet: the daemon is behind or not running", a[A_DUE]);

@@ -25,18 +25,18 @@ static const char list_sql[] =
 	" AND ($2::boolean OR (released_at IS NULL AND (until IS NULL OR until > statement_timestamp())))"
 	" ORDER BY id";
 
-/* Whether policy P has a record with canonical KEY (by_subject false) or of subject KEY. */
-static int record_exists(struct ctl *ctl, const struct policy_sql *sql, const char *value, bool by_subject)
+/* How many records policy P has with KEY (by_subject false) or of subject KEY; -1 after an error. */
+static long long records_of(struct ctl *ctl, const struct policy_sql *sql, const char *value, bool by_subject)
 {
 	const char *params[POLICY_N_BASE_PARAMS + 2];
 	Oid types[POLICY_N_BASE_PARAMS + 2];
 	PGresult *res;
-	int found = -1;
+	long long found = -1;
 	ctl_policy_params(sql, params, types, value, NULL);
-	res = PQexecParams(ctl->conn, by_subject ? sql->subject_exists : sql->explain, POLICY_N_BASE_PARAMS + 1,
+	res = PQexecParams(ctl->conn, by_subject ? sql->subject_records : sql->explain, POLICY_N_BASE_PARAMS + 1,
 			   types, params, NULL, NULL, 0);
 	if (PQresultStatus(res) == PGRES_TUPLES_OK)
-		found = PQntuples(res) > 0;
+		found = by_subject ? atoll(PQgetvalue(res, 0, 0)) : PQntuples(res);
 	else
 		ctl_error("%s", PQresultErrorMessage(res));
 	PQclear(res);
@@ -58,7 +58,8 @@ static int hold_add(struct ctl *ctl, int argc, char **argv)
 	const char *params[5];
 	char *canonical;
 	PGresult *res;
-	int opt, exists;
+	long long before = -1, after;
+	int opt, status = CTL_OK;
 
 	while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
 		switch (opt) {
@@ -98,7 +99,7 @@ static int hold_add(struct ctl *ctl, int argc, char **argv)
 	}
 	if (ctl_connect(ctl) == NULL || !ctl_policy_sql(ctl, p, &sql))
 		return CTL_ERROR;
-	/* Stored as the purge compares it (t.key::text): "042" must hold record 42. */
+	/* Stored as the column spells it ("042" is 42); the purge compares holds in the column's type anyway. */
 	canonical = ctl_canonical(ctl, &sql, key ? sql.canonical_key : sql.canonical_subject, key ? key : subject,
 				  &invalid);
 	if (canonical == NULL) {
@@ -109,9 +110,9 @@ static int hold_add(struct ctl *ctl, int argc, char **argv)
 		return CTL_ERROR;
 	}
 	if (!force) {
-		exists = record_exists(ctl, &sql, canonical, subject != NULL);
-		if (exists <= 0) {
-			if (exists == 0)
+		before = records_of(ctl, &sql, canonical, subject != NULL);
+		if (before <= 0) {
+			if (before == 0)
 				ctl_error("policy %s has no record with %s %s (use --force to hold it before it exists)",
 					  p->name, key ? "key" : "subject", canonical);
 			free(canonical);
@@ -119,7 +120,6 @@ static int hold_add(struct ctl *ctl, int argc, char **argv)
 			return CTL_ERROR;
 		}
 	}
-	policy_sql_free(&sql);
 	params[0] = p->name;
 	params[1] = key ? canonical : NULL;
 	params[2] = subject ? canonical : NULL;
@@ -131,12 +131,29 @@ static int hold_add(struct ctl *ctl, int argc, char **argv)
 		ctl_error("hold add: %s", PQresultErrorMessage(res));
 		PQclear(res);
 		free(canonical);
+		policy_sql_free(&sql);
 		return CTL_ERROR;
 	}
 	printf("%s\n", PQgetvalue(res, 0, 0));
 	PQclear(res);
+	/*
+	 * place_hold waited for any batch in flight; that batch may have taken
+	 * what was about to be held. The hold stands, but say what it missed.
+	 */
+	if (before > 0 && (after = records_of(ctl, &sql, canonical, subject != NULL)) >= 0 && after < before) {
+		if (key)
+			ctl_error("record %s was purged by the batch in flight before the hold took effect"
+				  " (retentionctl audit --policy %s --key %s shows it)",
+				  canonical, p->name, canonical);
+		else
+			ctl_error("%lld of the %lld records of subject %s were purged by the batch in flight before the"
+				  " hold took effect",
+				  before - after, before, canonical);
+		status = CTL_ERROR;
+	}
 	free(canonical);
-	return CTL_OK;
+	policy_sql_free(&sql);
+	return status;
 }
 
 static int hold_list(struct ctl *ctl, int argc, char **argv)

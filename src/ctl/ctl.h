@@ -31,7 +31,11 @@ struct ctl {
 
 /* Loads the configuration (once); prints the problems and returns NULL if it is unusable. */
 struct config *ctl_config(struct ctl *ctl);
-/* Connects (once) to -d CONNINFO, else the configuration's, else libpq's defaults. */
+/*
+ * Connects (once) to -d CONNINFO, else the configuration's, else libpq's
+ * defaults, in the configuration's time zone (UTC without one) and with
+ * search_path pinned to pg_catalog.
+ */
 PGconn *ctl_connect(struct ctl *ctl);
 
 /* Prints "retentionctl: MESSAGE" on stderr. */
@@ -63,9 +67,8 @@ int ctl_print_object(struct ctl *ctl, const char *query, const char *table_query
 const struct policy *ctl_policy(struct ctl *ctl, const char *name);
 /* Resolves P's table in the catalog and builds its SQL (the daemon's); false after an error message. */
 bool ctl_policy_sql(struct ctl *ctl, const struct policy *p, struct policy_sql *sql);
-/* A policy statement's parameters: the base ones, then A and B (untyped, for $11 and $12). */
-void ctl_policy_params(const struct policy_sql *sql, const char **params, Oid *types, const char *a,
-		       const char *b);
+/* A policy statement's parameters: the base ones, then A and B (untyped, for $13 and $14); returns their count. */
+int ctl_policy_params(const struct policy_sql *sql, const char **params, Oid *types, const char *a, const char *b);
 /*
  * VALUE as the column of STATEMENT (policy_sql.canonical_key or
  * canonical_subject) spells it, malloc'd. NULL with *INVALID set if VALUE is

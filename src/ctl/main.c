@@ -8,6 +8,7 @@
 
 #include "autoconf.h"
 #include "ctl.h"
+#include "session.h"
 #include "util.h"
 
 #ifndef SYSCONFDIR
@@ -70,35 +71,28 @@ struct config *ctl_config(struct ctl *ctl)
 PGconn *ctl_connect(struct ctl *ctl)
 {
 	const char *conninfo = ctl->conninfo;
-	PGresult *res;
-	const char *tz;
+	char *options, *err = NULL;
 	if (ctl->conn)
 		return ctl->conn;
-	/* Without -d the configuration names the database, if there is one to read. */
-	if (conninfo == NULL && (ctl->config_path_given || access(ctl->config_path, R_OK) == 0)) {
-		if (ctl_config(ctl) == NULL)
+	/*
+	 * The configuration names the database unless -d does, and its zone is
+	 * the one times are read and shown in, as the daemon computes them; so
+	 * it is read whenever it can be, -d or not.
+	 */
+	if (ctl->config_path_given || access(ctl->config_path, R_OK) == 0) {
+		if (ctl_config(ctl) == NULL && conninfo == NULL)
 			return NULL;
-		conninfo = ctl->cfg->conninfo;
 	}
-	ctl->conn = PQconnectdb(conninfo ? conninfo : "");
-	if (PQstatus(ctl->conn) != CONNECTION_OK) {
-		ctl_error("cannot connect: %s", PQerrorMessage(ctl->conn));
-		PQfinish(ctl->conn);
-		ctl->conn = NULL;
-		return NULL;
+	if (conninfo == NULL)
+		conninfo = ctl->cfg ? ctl->cfg->conninfo : "";
+	/* No timeouts: a long listing or verification is the operator's to stop. */
+	options = session_options_for(ctl->cfg ? ctl->cfg->time_zone : "UTC", 0, 0);
+	ctl->conn = session_connect(conninfo, options, &err);
+	free(options);
+	if (ctl->conn == NULL) {
+		ctl_error("cannot connect: %s", err);
+		free(err);
 	}
-	/* Calendar arithmetic in the configured zone, exactly as the daemon does it. */
-	tz = ctl->cfg ? ctl->cfg->time_zone : "UTC";
-	res = PQexecParams(ctl->conn, "SELECT set_config('TimeZone', $1, false)", 1, NULL, &tz, NULL,
-			   NULL, 0);
-	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		ctl_error("cannot set time zone %s: %s", tz, PQresultErrorMessage(res));
-		PQclear(res);
-		PQfinish(ctl->conn);
-		ctl->conn = NULL;
-		return NULL;
-	}
-	PQclear(res);
 	return ctl->conn;
 }
 
@@ -115,40 +109,22 @@ const struct policy *ctl_policy(struct ctl *ctl, const char *name)
 
 bool ctl_policy_sql(struct ctl *ctl, const struct policy *p, struct policy_sql *sql)
 {
-	char *schema = NULL, *rel = NULL;
-	const char *why, *params[2];
-	PGresult *res;
-	bool ok = false;
-	if (!config_split_table_name(p->table, &schema, &rel, &why)) {
-		ctl_error("policy %s: table %s: %s", p->name, p->table, why);
-		return false;
+	struct policy_shape shape;
+	char *err = NULL;
+	bool ok = policy_prepare(ctl->conn, ctl->cfg, p, &shape, sql, &err);
+	if (!ok) {
+		ctl_error("policy %s: %s", p->name, err);
+		policy_sql_free(sql);
 	}
-	params[0] = schema;
-	params[1] = rel;
-	res = PQexecParams(ctl->conn, policy_resolve_table_sql, 2, NULL, params, NULL, NULL, 0);
-	if (PQresultStatus(res) != PGRES_TUPLES_OK)
-		ctl_error("policy %s: %s", p->name, PQresultErrorMessage(res));
-	else if (PQntuples(res) == 0)
-		ctl_error("policy %s: table %s does not exist", p->name, p->table);
-	else
-		ok = policy_sql_build(sql, p, PQgetvalue(res, 0, 1), ctl->cfg->instance, ctl->conn);
-	PQclear(res);
-	free(schema);
-	free(rel);
+	free(err);
+	policy_shape_free(&shape);
 	return ok;
 }
 
-void ctl_policy_params(const struct policy_sql *sql, const char **params, Oid *types, const char *a,
-		       const char *b)
+int ctl_policy_params(const struct policy_sql *sql, const char **params, Oid *types, const char *a, const char *b)
 {
-	for (int i = 0; i < POLICY_N_BASE_PARAMS; i++) {
-		params[i] = sql->params[i];
-		types[i] = sql->types[i];
-	}
-	params[POLICY_N_BASE_PARAMS] = a;
-	params[POLICY_N_BASE_PARAMS + 1] = b;
-	types[POLICY_N_BASE_PARAMS] = 0;
-	types[POLICY_N_BASE_PARAMS + 1] = 0;
+	const char *extra[2] = {a, b};
+	return policy_params(sql, params, types, extra, 2, false);
 }
 
 char *ctl_canonical(struct ctl *ctl, const struct policy_sql *sql, const char *statement, const char *value,
@@ -165,8 +141,8 @@ char *ctl_canonical(struct ctl *ctl, const struct policy_sql *sql, const char *s
 		out = xstrdup(PQgetvalue(res, 0, 0));
 	} else {
 		const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-		/* Class 22 (data exception): "abc" for an integer key, say. */
-		if (state && strncmp(state, "22", 2) == 0)
+		/* Class 22 (data exception): "abc" for an integer key, say; 23: a domain's check. */
+		if (state && (strncmp(state, "22", 2) == 0 || strncmp(state, "23", 2) == 0))
 			*invalid = true;
 		else
 			ctl_error("%s", PQresultErrorMessage(res));

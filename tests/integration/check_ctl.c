@@ -12,6 +12,8 @@
 #include "util.h"
 
 static char *conf_path;
+/* The CLI logs in as the test server's superuser, as an operator with the documented grants would get through. */
+static char *ctl_conninfo;
 
 /*
  * Policy "vd" on virusdesk.uploads (15 minutes, exempt purpose, subject
@@ -24,13 +26,18 @@ static PGconn *known_data(const char *db)
 	char *err = NULL, *text, *out, *errout;
 	char *bin = xasprintf("%s/src/retentiond", test_builddir());
 	char *argv[5];
-	ck_assert_msg(schema_migrate(conn, &err) == 1, "migrate: %s", err);
+	ck_assert_msg(schema_migrate(conn, &err) == schema_n_steps, "migrate: %s", err);
+	test_daemon_role(conn, db, NULL);
 	test_exec(conn, "CREATE SCHEMA virusdesk;"
 			"CREATE TABLE virusdesk.uploads (id bigint PRIMARY KEY, account_id int,"
 			" scan_completed_at timestamptz, purpose text);"
 			"CREATE INDEX ON virusdesk.uploads (scan_completed_at);"
-			"INSERT INTO virusdesk.uploads VALUES (6, 60, '2000-01-01 00:00:00+00', NULL)");
-	text = xasprintf("database = { conninfo = \"dbname=%s\"; time_zone = \"UTC\"; };\n"
+			"INSERT INTO virusdesk.uploads VALUES (6, 60, '2000-01-01 00:00:00+00', NULL);"
+			"GRANT USAGE ON SCHEMA virusdesk TO " TEST_DAEMON_ROLE ";"
+			"GRANT SELECT, DELETE, UPDATE ON virusdesk.uploads TO " TEST_DAEMON_ROLE);
+	free(ctl_conninfo);
+	ctl_conninfo = xasprintf("dbname=%s", db);
+	text = xasprintf("database = { conninfo = \"dbname=%s user=" TEST_DAEMON_ROLE "\"; time_zone = \"UTC\"; };\n"
 			 "daemon = { instance = \"ctl-test\"; };\n"
 			 "policies = ( { name = \"vd\"; service = \"VirusDesk\"; source = \"rule 5\";\n"
 			 "  table = \"virusdesk.uploads\"; key = \"id\"; clock = \"scan_completed_at\";\n"
@@ -77,6 +84,8 @@ static int ctl_run(char **out, char **err, ...)
 	argv[argc++] = xasprintf("%s/src/retentionctl", test_builddir());
 	argv[argc++] = "-c";
 	argv[argc++] = conf_path;
+	argv[argc++] = "-d";
+	argv[argc++] = ctl_conninfo;
 	va_start(ap, err);
 	while ((arg = va_arg(ap, const char *)) != NULL && argc < 31)
 		argv[argc++] = (char *)arg;
@@ -180,7 +189,7 @@ START_TEST(test_explain_every_case)
 	out = explain_json("2");
 	want = xasprintf("{\"policy\":\"vd\",\"key\":\"2\",\"status\":\"held\",\"reason\":\"held (see holds); without the hold it fell due at 2000-01-01 00:16:00+00\","
 			 "\"clock_at\":\"2000-01-01T00:01:00+00:00\",\"due_at\":\"2000-01-01T00:16:00+00:00\",\"exempt_column\":null,\"exempt_value\":null,"
-			 "\"holds\":[{\"id\" : %s, \"reason\" : \"legal\", \"until\" : \"2200-01-01T00:00:00+00:00\", \"placed_by\" : \"postgres\", \"placed_at\" : %s}],"
+			 "\"holds\":[{\"id\" : %s, \"policy\" : \"vd\", \"reason\" : \"legal\", \"until\" : \"2200-01-01T00:00:00+00:00\", \"placed_by\" : \"postgres\", \"placed_at\" : %s}],"
 			 "\"audit_id\":null,\"purged_at\":null,\"purged_by\":null}\n",
 			 hold_id, hold_at);
 	ck_assert_str_eq(out, want);
@@ -465,8 +474,8 @@ END_TEST
 int main(void)
 {
 	Suite *s = suite_create("retentionctl");
-	TCase *tc = tcase_create("known data");
-	TCase *verify = tcase_create("verify");
+	TCase *tc = test_tcase("known data", 60);
+	TCase *verify = test_tcase("verify", 60);
 	tcase_add_checked_fixture(tc, NULL, teardown);
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_pending_json);

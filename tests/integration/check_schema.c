@@ -32,7 +32,7 @@ START_TEST(test_migrate_twice_is_idempotent)
 	PGconn *conn = test_fresh_database("migrate_twice");
 	char *out, *err, *before, *after, *tables;
 	ck_assert_int_eq(run_migrate("migrate_twice", &out, &err), 0);
-	ck_assert_msg(strstr(out, "upgraded to version 1") != NULL, "out=%s err=%s", out, err);
+	ck_assert_msg(strstr(out, "upgraded to version 2 (2 steps)") != NULL, "out=%s err=%s", out, err);
 	free(out);
 	free(err);
 	before = test_query_value(conn, snapshot_sql, 0, NULL);
@@ -44,7 +44,7 @@ START_TEST(test_migrate_twice_is_idempotent)
 				  "SELECT string_agg(tablename, ' ' ORDER BY tablename) FROM pg_tables"
 				  " WHERE schemaname = 'retention'",
 				  0, NULL);
-	ck_assert_str_eq(tables, "audit_log chain_heads holds instances schema_version");
+	ck_assert_str_eq(tables, "audit_log chain_heads holds instances policy_locks schema_version");
 	ck_assert_int_eq(test_query_ll(conn, "SELECT max(version) FROM retention.schema_version"),
 			 schema_latest_version());
 	free(out);
@@ -108,6 +108,10 @@ START_TEST(test_daemon_role_is_least_privilege)
 		{"SELECT count(*) FROM retention.holds", "00000"},
 		{"INSERT INTO retention.holds (policy, record_key, reason) VALUES ('p', 'k', 'r')", "42501"},
 		{"SELECT retention.place_hold('p', 'k', NULL, 'r', NULL)", "42501"},
+		{"SELECT retention.release_hold(1, 'r')", "42501"},
+		{"SELECT retention.try_lock_policy('p')", "00000"},
+		{"SELECT retention.lock_policy('p')", "42501"},
+		{"SELECT * FROM retention.policy_locks FOR UPDATE", "42501"},
 		{"DELETE FROM retention.holds", "42501"},
 		{"INSERT INTO retention.chain_heads VALUES ('p', 1, retention.genesis_hash(), now())", "00000"},
 		{"DELETE FROM retention.chain_heads", "42501"},
@@ -218,8 +222,7 @@ END_TEST
 int main(void)
 {
 	Suite *s = suite_create("schema");
-	TCase *tc = tcase_create("migrate");
-	tcase_set_timeout(tc, 60);
+	TCase *tc = test_tcase("migrate", 60);
 	tcase_add_test(tc, test_migrate_twice_is_idempotent);
 	tcase_add_test(tc, test_migrate_reports_connection_error);
 	tcase_add_test(tc, test_daemon_role_is_least_privilege);

@@ -320,6 +320,39 @@ START_TEST(test_duration_units)
 }
 END_TEST
 
+/*
+ * D16: PostgreSQL takes these timeouts in whole milliseconds and reads 0 as
+ * "no timeout": a month (no fixed length) or less than a millisecond used to
+ * be sent as 0, so one stuck batch could hang the daemon's only connection.
+ */
+START_TEST(test_timeouts_must_be_real_timeouts)
+{
+	static const char *const refused[] = {"1 month", "100 microseconds", "30 days"};
+	struct config *cfg;
+	long long ms = 0;
+	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+		char *text = xasprintf("database = { lock_timeout = \"%s\"; };\n"
+				       "policies = ( { name = \"p\"; service = \"s\"; source = \"s\"; table = \"t\";"
+				       " key = \"id\"; clock = \"c\"; retain = \"1 day\"; } );\n",
+				       refused[i]);
+		expect_one_error(text, "database.lock_timeout", "between 1 millisecond and 24 days", NULL);
+		config_errors_clear(&errs);
+		free(text);
+	}
+	cfg = test_load_config("database = { statement_timeout = \"1500 microseconds\"; lock_timeout = \"1 ms\"; };\n"
+			       "policies = ( { name = \"p\"; service = \"s\"; source = \"s\"; table = \"t\";"
+			       " key = \"id\"; clock = \"c\"; retain = \"1 day\"; } );\n",
+			       &errs);
+	ck_assert_ptr_nonnull(cfg);
+	/* Rounded up, never down to the 0 that means none. */
+	ck_assert(duration_to_ms(&cfg->statement_timeout, &ms));
+	ck_assert_int_eq(ms, 2);
+	ck_assert(duration_to_ms(&cfg->lock_timeout, &ms));
+	ck_assert_int_eq(ms, 1);
+	config_free(cfg);
+}
+END_TEST
+
 START_TEST(test_table_name_split)
 {
 	char *schema, *rel;
@@ -349,9 +382,8 @@ END_TEST
 static Suite *config_suite(void)
 {
 	Suite *s = suite_create("config");
-	TCase *tc = tcase_create("load");
+	TCase *tc = test_tcase("load", 30);
 	tcase_add_checked_fixture(tc, setup, teardown);
-	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, test_minimal_policy_gets_defaults);
 	tcase_add_test(tc, test_every_key_is_read);
 	tcase_add_test(tc, test_unknown_key);
@@ -371,6 +403,7 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_missing_file);
 	tcase_add_test(tc, test_duration_units);
 	tcase_add_test(tc, test_table_name_split);
+	tcase_add_test(tc, test_timeouts_must_be_real_timeouts);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -420,8 +420,8 @@ END_TEST
 static Suite *docs_suite(void)
 {
 	Suite *s = suite_create("docs");
-	TCase *man = tcase_create("man page");
-	TCase *sample = tcase_create("sample configuration");
+	TCase *man = test_tcase("man page", 30);
+	TCase *sample = test_tcase("sample configuration", 30);
 	tcase_add_checked_fixture(man, man_setup, man_teardown);
 	tcase_add_test(man, test_every_key_in_man_page);
 	tcase_add_test(man, test_man_page_documents_only_known_keys);

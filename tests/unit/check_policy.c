@@ -1,4 +1,9 @@
-/* The SQL built for a policy: quoting, parameters, and the one "due" predicate. */
+/*
+ * The SQL built for a policy from a description of its table: quoting,
+ * parameters, the one "due", "held", "exempt" and "referenced" predicate in
+ * every statement, typed comparisons. No server: the description is what
+ * policy_describe_sql would return.
+ */
 #include <stdlib.h>
 #include <string.h>
 
@@ -6,18 +11,13 @@
 #include "testutil.h"
 #include "util.h"
 
-static PGconn *offline;
-
-/* PQescapeIdentifier needs a connection object, not a live connection. */
-static void setup(void) { offline = PQconnectStart("host=/nonexistent-retention-test-dir"); }
-
-static void teardown(void) { PQfinish(offline); }
+#define CLOCK "\"Closed \"\"At\"\"; --\""
 
 static struct config *load(const char *extra)
 {
 	struct config_errors errs = {NULL, 0};
 	char *text = xasprintf("policies = ( { name = \"p\"; service = \"s\"; source = \"src\";\n"
-			       " table = \"t\"; key = \"Id\"; clock = \"Closed \\\"At\\\"; --\";\n"
+			       " table = \"public.t\"; key = \"Id\"; clock = \"Closed \\\"At\\\"; --\";\n"
 			       " retain = \"1 month\"; %s } );\n",
 			       extra);
 	struct config *cfg = test_load_config(text, &errs);
@@ -29,63 +29,189 @@ static struct config *load(const char *extra)
 	return cfg;
 }
 
-START_TEST(test_identifiers_are_quoted)
+static void column(struct policy_column *c, const char *quoted, const char *type, const char *eq)
+{
+	c->quoted = xstrdup(quoted);
+	c->type = xstrdup(type);
+	c->eq = xstrdup(eq);
+}
+
+/* The description of public.t the server would give for the policy above. */
+static void describe(struct policy_shape *s, const struct policy *p)
+{
+	memset(s, 0, sizeof(*s));
+	s->oid = 16384;
+	s->table = xstrdup("public.t");
+	column(&s->key, "\"Id\"", "numeric(10,2)", "OPERATOR(pg_catalog.=)");
+	column(&s->clock, CLOCK, "timestamp with time zone", "OPERATOR(pg_catalog.=)");
+	if (p->subject)
+		column(&s->subject, "account_id", "public.citext", "OPERATOR(public.=)");
+	if (p->exempt_column)
+		column(&s->exempt, "purpose", "boolean", "OPERATOR(pg_catalog.=)");
+	s->set_null = xcalloc(p->n_set_null + 1, sizeof(*s->set_null));
+	for (size_t i = 0; i < p->n_set_null; i++)
+		column(&s->set_null[s->n_set_null++], "\"e mail\"", "text", "OPERATOR(pg_catalog.=)");
+	s->set = xcalloc(p->n_set + 1, sizeof(*s->set));
+	for (size_t i = 0; i < p->n_set; i++)
+		column(&s->set[s->n_set++], "name", "text", "OPERATOR(pg_catalog.=)");
+	s->n_siblings = 2;
+	s->siblings = xcalloc(2, sizeof(*s->siblings));
+	s->siblings[0].name = xstrdup(p->name);
+	column(&s->siblings[0].key, "\"Id\"", "numeric(10,2)", "OPERATOR(pg_catalog.=)");
+	if (p->subject)
+		column(&s->siblings[0].subject, "account_id", "public.citext", "OPERATOR(public.=)");
+	/* Another policy on the same table, keyed by its e-mail column. */
+	s->siblings[1].name = xstrdup("other");
+	column(&s->siblings[1].key, "email", "public.citext", "OPERATOR(public.=)");
+}
+
+static void build(struct policy_sql *sql, struct policy_shape *shape, const struct config *cfg)
+{
+	const char *why = NULL;
+	describe(shape, &cfg->policies[0]);
+	ck_assert_msg(policy_sql_build(sql, &cfg->policies[0], shape, "i1", &why), "%s", why);
+}
+
+START_TEST(test_identifiers_are_quoted_values_are_parameters)
 {
 	struct config *cfg = load("subject = \"account_id\";");
+	struct policy_shape shape;
 	struct policy_sql sql;
-	ck_assert(policy_sql_build(&sql, &cfg->policies[0], "public.t", "i1", offline));
+	build(&sql, &shape, cfg);
 	/* A quote in a column name is doubled inside a quoted identifier, so it stays a name. */
-	ck_assert_ptr_nonnull(strstr(sql.purge, "t.\"Closed \"\"At\"\"; --\""));
-	ck_assert_ptr_nonnull(strstr(sql.purge, "t.ctid = ANY (ARRAY(SELECT tid FROM due))"));
+	ck_assert_ptr_nonnull(strstr(sql.lock, "ORDER BY t." CLOCK " LIMIT $5::integer FOR UPDATE OF t SKIP LOCKED"));
 	ck_assert_ptr_nonnull(strstr(sql.purge, "t.\"Id\"::text AS record_key"));
-	ck_assert_ptr_nonnull(strstr(sql.purge, "WHERE t.\"Id\" IS NOT NULL AND "));
-	ck_assert_ptr_nonnull(strstr(sql.purge, "t.\"account_id\"::text AS subject"));
+	ck_assert_ptr_nonnull(strstr(sql.purge, "t.account_id::text AS subject"));
 	ck_assert_ptr_nonnull(strstr(sql.purge, "DELETE FROM public.t t USING due"));
-	ck_assert_ptr_nonnull(strstr(sql.purge, "FOR UPDATE OF t SKIP LOCKED"));
-	/* Values are parameters, never text in the statement. */
+	/* The purge touches exactly the rows the lock statement locked, by address. */
+	ck_assert_ptr_nonnull(strstr(sql.purge, "WHERE t.ctid = ANY ($14::tid[])"));
+	ck_assert_ptr_nonnull(strstr(sql.purge, "t.ctid = ANY (ARRAY(SELECT tid FROM due)) AND t.tableoid = due.toid"));
+	/* Values are parameters, never text in a statement. */
 	ck_assert_ptr_null(strstr(sql.purge, "month"));
 	ck_assert_ptr_null(strstr(sql.purge, "src"));
+	ck_assert_ptr_null(strstr(sql.lock, "'other'"));
 	ck_assert_str_eq(sql.params[POLICY_PARAM_RETAIN], "1 months 0 days 0 microseconds");
 	ck_assert_str_eq(sql.params[POLICY_PARAM_SLACK], "4 days");
 	ck_assert_str_eq(sql.params[POLICY_PARAM_SOURCE], "src");
 	ck_assert_str_eq(sql.params[POLICY_PARAM_INSTANCE], "i1");
-	ck_assert_int_eq(sql.n_params, POLICY_N_BASE_PARAMS);
+	ck_assert_str_eq(sql.params[POLICY_PARAM_SIBLINGS], "{\"p\",\"other\"}");
+	ck_assert_str_eq(sql.params[POLICY_PARAM_QUARANTINED], "{}");
 	policy_sql_free(&sql);
+	policy_shape_free(&shape);
 	config_free(cfg);
 }
 END_TEST
 
-START_TEST(test_due_predicate_shared)
+/* Due, held, exempt and referenced are one text in every statement that decides or reports. */
+START_TEST(test_one_predicate_everywhere)
 {
-	struct config *cfg = load("");
+	struct config *cfg = load("subject = \"account_id\"; exempt = { column = \"purpose\"; values = [ \"t\" ]; };");
+	struct policy_shape shape;
 	struct policy_sql sql;
-	const char *due = "t.\"Closed \"\"At\"\"; --\" + $2::interval <= (statement_timestamp())";
-	ck_assert(policy_sql_build(&sql, &cfg->policies[0], "public.t", "i1", offline));
-	ck_assert_ptr_nonnull(strstr(sql.purge, due));
+	const char *due = "t." CLOCK " <= ((statement_timestamp()) - $2::interval + $3::interval)"
+			  " AND t." CLOCK " + $2::interval <= (statement_timestamp())";
+	const char *exempt = "(t.purpose IS NULL OR NOT t.purpose OPERATOR(pg_catalog.=) ANY ($4::text[]::boolean[]))";
+	const char *held_key = "coalesce(t.\"Id\" OPERATOR(pg_catalog.=) ANY (SELECT pg_catalog.unnest(retention.cast_valid("
+			       "pg_catalog.array_agg(h.record_key), NULL::numeric(10,2))) FROM retention.active_holds(ARRAY[($11::text[])[1]]) h";
+	const char *held_other = "coalesce(t.email OPERATOR(public.=) ANY (SELECT pg_catalog.unnest(retention.cast_valid("
+				 "pg_catalog.array_agg(h.record_key), NULL::public.citext)) FROM retention.active_holds(ARRAY[($11::text[])[2]]) h";
+	const char *held_subject = "coalesce(t.account_id OPERATOR(public.=) ANY (SELECT pg_catalog.unnest(retention.cast_valid("
+				   "pg_catalog.array_agg(h.subject), NULL::public.citext))";
+	const char *guard = "NOT EXISTS (SELECT 1 FROM shop.lines c WHERE t.\"Id\" OPERATOR(pg_catalog.=) c.order_id)";
+	const char *statements[4];
+
+	describe(&shape, &cfg->policies[0]);
+	shape.n_guards = 1;
+	shape.guards = xcalloc(1, sizeof(*shape.guards));
+	shape.guards[0].sql = xstrdup(guard);
+	shape.guards[0].what = xstrdup("referenced by shop.lines (foreign key lines_fk)");
+	{
+		const char *why = NULL;
+		ck_assert_msg(policy_sql_build(&sql, &cfg->policies[0], &shape, "i1", &why), "%s", why);
+	}
+	statements[0] = sql.lock;
+	statements[1] = sql.next_wake;
+	statements[2] = sql.pending;
+	statements[3] = sql.explain;
+	for (int i = 0; i < 4; i++) {
+		ck_assert_msg(strstr(statements[i], exempt) || i == 3, "statement %d lacks the exempt test", i);
+		ck_assert_msg(strstr(statements[i], held_key), "statement %d lacks the key hold test", i);
+		ck_assert_msg(strstr(statements[i], held_other), "statement %d ignores the other policy's holds", i);
+		ck_assert_msg(strstr(statements[i], held_subject), "statement %d lacks the subject hold test", i);
+		ck_assert_msg(strstr(statements[i], guard) || i == 2, "statement %d ignores the reference", i);
+	}
+	ck_assert_ptr_nonnull(strstr(sql.lock, due));
 	ck_assert_ptr_nonnull(strstr(sql.pending, due));
 	ck_assert_ptr_nonnull(strstr(sql.explain, due));
-	/* Without a subject column, holds match on the key alone. */
-	ck_assert_ptr_null(strstr(sql.purge, "h.subject"));
-	ck_assert_ptr_nonnull(strstr(sql.next_wake, "t.\"Id\"::text IN (SELECT h.record_key"));
+	/* Rows referenced after they were locked are skipped by the purge itself. */
+	ck_assert_ptr_nonnull(strstr(sql.purge, guard));
+	/* The daemon skips what failed on its own, compared in the key's type. */
+	ck_assert_ptr_nonnull(strstr(sql.lock, "AND NOT t.\"Id\" OPERATOR(pg_catalog.=) ANY ($12::text[]::numeric(10,2)[])"));
+	/* explain and hold placement name a record in the key column's type. */
+	ck_assert_ptr_nonnull(strstr(sql.explain, "WHERE t.\"Id\" OPERATOR(pg_catalog.=) ($13::text::numeric(10,2))"));
+	ck_assert_str_eq(sql.canonical_key, "SELECT $13::text::numeric(10,2)::text");
+	ck_assert_str_eq(sql.canonical_subject, "SELECT $13::text::public.citext::text");
+	ck_assert_ptr_nonnull(strstr(sql.validate, "$4::text[]::boolean[] IS NOT NULL"));
 	policy_sql_free(&sql);
+	policy_shape_free(&shape);
 	config_free(cfg);
 }
 END_TEST
 
-START_TEST(test_exempt_and_anonymize)
+START_TEST(test_anonymize)
 {
 	struct config *cfg = load("action = \"anonymize\"; set_null = [ \"e mail\" ];"
-				  " set = ( { column = \"name\"; value = \"anonymous\"; } );"
-				  " exempt = { column = \"purpose\"; values = [ \"a\\\"b\", \"c\" ]; };");
+				  " set = ( { column = \"name\"; value = \"anonymous\"; } );");
+	struct policy_shape shape;
 	struct policy_sql sql;
-	ck_assert(policy_sql_build(&sql, &cfg->policies[0], "public.t", "i1", offline));
-	ck_assert_ptr_nonnull(strstr(sql.purge, "UPDATE public.t t SET \"e mail\" = NULL, \"name\" = $11, "
-						"\"Closed \"\"At\"\"; --\" = NULL FROM due"));
-	ck_assert_ptr_nonnull(strstr(sql.purge, "(t.\"purpose\" IS NULL OR t.\"purpose\"::text <> ALL ($4::text[]))"));
-	ck_assert_str_eq(sql.params[POLICY_PARAM_EXEMPT_VALUES], "{\"a\\\"b\",\"c\"}");
-	ck_assert_int_eq(sql.n_params, POLICY_N_BASE_PARAMS + 1);
-	ck_assert_str_eq(sql.params[POLICY_N_BASE_PARAMS], "anonymous");
+	const char *params[POLICY_N_BASE_PARAMS + 4], *extra[2] = {"{1}", "{(0,1)}"};
+	Oid types[POLICY_N_BASE_PARAMS + 4];
+	build(&sql, &shape, cfg);
+	ck_assert_ptr_nonnull(strstr(sql.purge, "UPDATE public.t t SET \"e mail\" = NULL, name = $15, " CLOCK " = NULL FROM due"));
+	ck_assert_ptr_nonnull(strstr(sql.validate, ", $13::text IS NULL"));
+	/* The purge's parameters: the base ones, the locked rows, then the set values. */
+	ck_assert_int_eq(policy_params(&sql, params, types, extra, 2, true), POLICY_N_BASE_PARAMS + 3);
+	ck_assert_str_eq(params[POLICY_N_BASE_PARAMS + 2], "anonymous");
+	ck_assert_int_eq(types[POLICY_N_BASE_PARAMS + 2], 0);
 	policy_sql_free(&sql);
+	policy_shape_free(&shape);
+	config_free(cfg);
+}
+END_TEST
+
+/* A clock without a zone is read in the session's zone once, the same way in every predicate. */
+START_TEST(test_timestamp_clock)
+{
+	struct config *cfg = load("");
+	struct policy_shape shape;
+	struct policy_sql sql;
+	const char *why = NULL;
+	describe(&shape, &cfg->policies[0]);
+	shape.clock_without_zone = true;
+	ck_assert(policy_sql_build(&sql, &cfg->policies[0], &shape, "i1", &why));
+	ck_assert_ptr_nonnull(strstr(sql.lock, "t." CLOCK " <= ((statement_timestamp()) - $2::interval + $3::interval)::timestamp"
+					       " AND t." CLOCK "::timestamptz + $2::interval <= (statement_timestamp())"));
+	ck_assert_ptr_nonnull(strstr(sql.purge, "t." CLOCK "::timestamptz AS clock_at"));
+	ck_assert_str_eq(sql.params[POLICY_PARAM_SLACK], "4 days 3 hours");
+	policy_sql_free(&sql);
+	policy_shape_free(&shape);
+	config_free(cfg);
+}
+END_TEST
+
+/* A description that lacks what a statement needs builds nothing. */
+START_TEST(test_incomplete_description_refused)
+{
+	struct config *cfg = load("subject = \"account_id\";");
+	struct policy_shape shape;
+	struct policy_sql sql;
+	const char *why = NULL;
+	describe(&shape, &cfg->policies[0]);
+	free(shape.subject.eq);
+	shape.subject.eq = NULL;
+	ck_assert(!policy_sql_build(&sql, &cfg->policies[0], &shape, "i1", &why));
+	ck_assert_ptr_nonnull(strstr(why, "subject column"));
+	policy_shape_free(&shape);
 	config_free(cfg);
 }
 END_TEST
@@ -94,13 +220,15 @@ START_TEST(test_slack)
 {
 	struct duration d = {0, 0, 15LL * 60 * 1000000};
 	char buf[32];
-	policy_slack(&d, buf, sizeof(buf));
+	policy_slack(&d, false, buf, sizeof(buf));
 	ck_assert_str_eq(buf, "0 seconds");
+	policy_slack(&d, true, buf, sizeof(buf));
+	ck_assert_str_eq(buf, "0 seconds 3 hours");
 	d.days = 90;
-	policy_slack(&d, buf, sizeof(buf));
+	policy_slack(&d, false, buf, sizeof(buf));
 	ck_assert_str_eq(buf, "3 hours");
 	d.months = 6;
-	policy_slack(&d, buf, sizeof(buf));
+	policy_slack(&d, false, buf, sizeof(buf));
 	ck_assert_str_eq(buf, "4 days");
 }
 END_TEST
@@ -109,8 +237,23 @@ START_TEST(test_text_array_escaping)
 {
 	char *values[] = {"plain", "with \"quote\"", "back\\slash", "{brace},comma"};
 	char *a = policy_text_array(values, 4);
+	char **back;
+	size_t n;
 	ck_assert_str_eq(a, "{\"plain\",\"with \\\"quote\\\"\",\"back\\\\slash\",\"{brace},comma\"}");
+	back = policy_text_array_parse(a, &n);
+	ck_assert_int_eq(n, 4);
+	for (size_t i = 0; i < n; i++)
+		ck_assert_str_eq(back[i], values[i]);
+	ck_assert_ptr_null(back[4]);
+	policy_text_array_free(back);
 	free(a);
+	/* As PostgreSQL prints it: bare where it can, NULL elements dropped. */
+	back = policy_text_array_parse("{42,\"a b\",NULL,\"NULL\"}", &n);
+	ck_assert_int_eq(n, 3);
+	ck_assert_str_eq(back[0], "42");
+	ck_assert_str_eq(back[1], "a b");
+	ck_assert_str_eq(back[2], "NULL");
+	policy_text_array_free(back);
 	a = policy_text_array(NULL, 0);
 	ck_assert_str_eq(a, "{}");
 	free(a);
@@ -120,11 +263,12 @@ END_TEST
 int main(void)
 {
 	Suite *s = suite_create("policy");
-	TCase *tc = tcase_create("sql");
-	tcase_add_checked_fixture(tc, setup, teardown);
-	tcase_add_test(tc, test_identifiers_are_quoted);
-	tcase_add_test(tc, test_due_predicate_shared);
-	tcase_add_test(tc, test_exempt_and_anonymize);
+	TCase *tc = test_tcase("sql", 30);
+	tcase_add_test(tc, test_identifiers_are_quoted_values_are_parameters);
+	tcase_add_test(tc, test_one_predicate_everywhere);
+	tcase_add_test(tc, test_anonymize);
+	tcase_add_test(tc, test_timestamp_clock);
+	tcase_add_test(tc, test_incomplete_description_refused);
 	tcase_add_test(tc, test_slack);
 	tcase_add_test(tc, test_text_array_escaping);
 	suite_add_tcase(s, tc);

@@ -1,0 +1,93 @@
+/*
+ * session.c -- what every connection of the daemon and retentionctl is made
+ * with: the configured zone, the timeouts and a pinned search_path, passed
+ * as libpq `options` so the server applies them while connecting.
+ */
+#include "session.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+/* A value inside libpq `options`: backslash escapes a space or a backslash. */
+static void append_option(char **out, const char *name, const char *value)
+{
+	size_t len = strlen(*out), need = len + strlen(name) + 2 * strlen(value) + 8;
+	char *w;
+	*out = xrealloc(*out, need);
+	w = *out + len;
+	w += sprintf(w, "%s-c %s=", len ? " " : "", name);
+	for (const char *v = value; *v; v++) {
+		if (*v == ' ' || *v == '\\')
+			*w++ = '\\';
+		*w++ = *v;
+	}
+	*w = '\0';
+}
+
+char *session_options_for(const char *time_zone, long long statement_timeout_ms, long long lock_timeout_ms)
+{
+	char *out = xstrdup(""), ms[32];
+	append_option(&out, "TimeZone", time_zone);
+	snprintf(ms, sizeof(ms), "%lld", statement_timeout_ms);
+	append_option(&out, "statement_timeout", ms);
+	snprintf(ms, sizeof(ms), "%lld", lock_timeout_ms);
+	append_option(&out, "lock_timeout", ms);
+	append_option(&out, "search_path", "pg_catalog,pg_temp");
+	/* Audit payloads are hashed as UTF-8; text arrives in it whatever the database's encoding. */
+	append_option(&out, "client_encoding", "UTF8");
+	return out;
+}
+
+char *session_merged_options(const char *conninfo, const char *session_options, char **err)
+{
+	char *errmsg = NULL, *out;
+	const char *own = NULL;
+	PQconninfoOption *opts = PQconninfoParse(conninfo, &errmsg);
+	if (opts == NULL) {
+		if (err) {
+			*err = xstrdup(errmsg ? errmsg : "invalid connection string");
+			(*err)[strcspn(*err, "\n")] = '\0';
+		}
+		PQfreemem(errmsg);
+		return NULL;
+	}
+	for (PQconninfoOption *o = opts; o->keyword; o++)
+		if (strcmp(o->keyword, "options") == 0 && o->val && *o->val)
+			own = o->val;
+	/* Later -c settings win: the session's own come last. */
+	out = own ? xasprintf("%s %s", own, session_options) : xstrdup(session_options);
+	PQconninfoFree(opts);
+	return out;
+}
+
+char *session_options(const struct config *cfg)
+{
+	long long statement_ms = 0, lock_ms = 0;
+	/* The loader accepts only timeouts that convert. */
+	duration_to_ms(&cfg->statement_timeout, &statement_ms);
+	duration_to_ms(&cfg->lock_timeout, &lock_ms);
+	return session_options_for(cfg->time_zone, statement_ms, lock_ms);
+}
+
+PGconn *session_connect(const char *conninfo, const char *session_options, char **err)
+{
+	static const char *const keys[] = {"dbname", "options", "fallback_application_name", NULL};
+	const char *values[] = {conninfo, NULL, "retentionctl", NULL};
+	char *options = session_merged_options(conninfo, session_options, err);
+	PGconn *conn;
+	if (options == NULL)
+		return NULL;
+	values[1] = options;
+	conn = PQconnectdbParams(keys, values, 1);
+	free(options);
+	if (PQstatus(conn) != CONNECTION_OK) {
+		*err = xstrdup(PQerrorMessage(conn));
+		(*err)[strcspn(*err, "\n")] = '\0';
+		PQfinish(conn);
+		return NULL;
+	}
+	return conn;
+}

@@ -1,0 +1,537 @@
+/*
+ * What must never happen to data retentiond is not allowed to purge, and
+ * what must never happen to the audit trail, against a real server: cascades
+ * into records that must stay, exempt values in their column's type,
+ * search_path and trigger tricks, records that cannot be deleted, infinite
+ * clocks, personal data in the log. Each test names the defect of the review
+ * of 78f4ad6 it pins (D2 ... D26, M11).
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "fixture.h"
+#include "util.h"
+
+static long long count(PGconn *conn, const char *sql) { return test_query_ll(conn, sql); }
+
+/*
+ * D2: ON DELETE CASCADE deleted a held, not-yet-due record of another
+ * policy, with no audit row. A record referenced by rows a policy governs is
+ * now kept until those rows go by their own policy.
+ */
+START_TEST(test_cascade_never_takes_another_policys_records)
+{
+	PGconn *conn = fx_database("cascade");
+	char *orders = fx_policy("orders", "shop.orders", "id", "closed_at", "1 day", "");
+	char *lines = fx_policy("lines", "shop.lines", "id", "shipped_at", "10 years", "");
+	char *policies = xasprintf("%s, %s", orders, lines);
+	char *conf = fx_config("cascade", NULL, policies);
+	char *out, *err;
+	test_exec(conn, "CREATE SCHEMA shop;"
+			"CREATE TABLE shop.orders (id int PRIMARY KEY, closed_at timestamptz);"
+			"CREATE TABLE shop.lines (id int PRIMARY KEY, order_id int REFERENCES shop.orders ON DELETE CASCADE,"
+			" shipped_at timestamptz);"
+			"CREATE INDEX ON shop.lines (order_id);"
+			"INSERT INTO shop.orders VALUES (1, now() - interval '2 days'), (2, now() - interval '2 days');"
+			"INSERT INTO shop.lines VALUES (10, 1, now());"
+			"SELECT retention.place_hold('lines', '10', NULL, 'dispute', NULL)");
+	fx_grant(conn, "shop");
+	ck_assert_msg(fx_run_once(conf, &out, &err) == 0, "%s%s", out, err);
+	ck_assert_msg(fx_row_exists(conn, "shop.lines", "10"), "a held line went with its order");
+	ck_assert_msg(fx_row_exists(conn, "shop.orders", "1"), "the order of a kept line was deleted");
+	ck_assert(!fx_row_exists(conn, "shop.orders", "2"));
+	ck_assert_int_eq(count(conn, "SELECT count(*) FROM retention.audit_log"), 1);
+	free(out);
+	free(err);
+	ck_assert_int_eq(fx_ctl(conf, "cascade", &out, &err, "--format", "json", "explain", "--policy", "orders", "--key",
+				"1", NULL),
+			 0);
+	ck_assert_msg(strstr(out, "\"status\":\"referenced\"") && strstr(out, "referenced by shop.lines"), "%s", out);
+	free(out);
+	free(err);
+	/* --check says what references the table, and why records stay. */
+	ck_assert_int_eq(fx_run_check(conf, &out, &err), 0);
+	ck_assert_msg(strstr(out, "policy orders: warning: a record referenced by shop.lines (foreign key"), "%s", out);
+	free(out);
+	free(err);
+	free(orders);
+	free(lines);
+	free(policies);
+	free(conf);
+	PQfinish(conn);
+}
+END_TEST
+
+/* D2, second variant: a self-referencing table; a due message must not take its newer, held reply with it. */
+START_TEST(test_cascade_within_one_table_keeps_the_reply)
+{
+	PGconn *conn = fx_database("selfref");
+	char *policy = fx_policy("chat", "chat.msg", "id", "sent_at", "30 days", "");
+	char *conf = fx_config("selfref", NULL, policy);
+	char *out, *err;
+	test_exec(conn, "CREATE SCHEMA chat;"
+			"CREATE TABLE chat.msg (id int PRIMARY KEY, parent int REFERENCES chat.msg ON DELETE CASCADE,"
+			" sent_at timestamptz);"
+			"CREATE INDEX ON chat.msg (parent);"
+			"INSERT INTO chat.msg VALUES (1, NULL, now() - interval '40 days'), (2, 1, now() - interval '1 day'),"
+			" (3, NULL, now() - interval '40 days');"
+			"SELECT retention.place_hold('chat', '2', NULL, 'case', NULL)");
+	fx_grant(conn, "chat");
+	ck_assert_msg(fx_run_once(conf, &out, &err) == 0, "%s%s", out, err);
+	ck_assert_msg(fx_row_exists(conn, "chat.msg", "2"), "a held reply 29 days before its due date was deleted");
+	ck_assert(fx_row_exists(conn, "chat.msg", "1"));
+	ck_assert(!fx_row_exists(conn, "chat.msg", "3"));
+	ck_assert_int_eq(count(conn, "SELECT count(*) FROM retention.audit_log"), 1);
+	free(out);
+	free(err);
+	free(policy);
+	free(conf);
+	PQfinish(conn);
+}
+END_TEST
+
+/* D2: a cascade that reaches a governed table through one no policy governs is refused outright. */
+START_TEST(test_cascade_through_an_ungoverned_table_is_refused)
+{
+	PGconn *conn = fx_database("deepcascade");
+	char *a = fx_policy("parents", "app.parents", "id", "closed_at", "1 day", "");
+	char *b = fx_policy("grandchildren", "app.grandchildren", "id", "at", "10 years", "");
+	char *policies = xasprintf("%s, %s", a, b);
+	char *conf = fx_config("deepcascade", NULL, policies);
+	char *out, *err;
+	test_exec(conn, "CREATE SCHEMA app;"
+			"CREATE TABLE app.parents (id int PRIMARY KEY, closed_at timestamptz);"
+			"CREATE TABLE app.children (id int PRIMARY KEY, parent int REFERENCES app.parents ON DELETE CASCADE);"
+			"CREATE TABLE app.grandchildren (id int PRIMARY KEY, child int REFERENCES app.children ON DELETE CASCADE,"
+			" at timestamptz);"
+			"INSERT INTO app.parents VALUES (1, now() - interval '2 days');"
+			"INSERT INTO app.children VALUES (5, 1);"
+			"INSERT INTO app.grandchildren VALUES (9, 5, now())");
+	fx_grant(conn, "app");
+	ck_assert_int_eq(fx_run_check(conf, &out, &err), 1);
+	ck_assert_msg(strstr(out, "policy parents: error: deleting a record cascades through app.children into"
+				  " app.grandchildren, which a policy governs"),
+		      "%s", out);
+	free(out);
+	free(err);
+	ck_assert_int_eq(fx_run_once(conf, &out, &err), 1);
+	ck_assert(fx_row_exists(conn, "app.grandchildren", "9"));
+	ck_assert(fx_row_exists(conn, "app.parents", "1"));
+	free(out);
+	free(err);
+	free(a);
+	free(b);
+	free(policies);
+	free(conf);
+	PQfinish(conn);
+}
+END_TEST
+
+/* D4: exempt values were compared as text, so "t" on a boolean column exempted nothing. */
+START_TEST(test_exempt_values_compare_in_the_columns_type)
+{
+	PGconn *conn = fx_database("exemptbool");
+	char *policy = fx_policy("files", "app.files", "id", "closed_at", "1 day",
+				 "exempt = { column = \"legal_hold\"; values = [ \"t\" ]; };");
+	char *bad = fx_policy("files", "app.files", "id", "closed_at", "1 day",
+			      "exempt = { column = \"legal_hold\"; values = [ \"maybe\" ]; };");
+	char *conf = fx_config("exemptbool", NULL, policy);
+	char *bad_conf = fx_config("exemptbool", NULL, bad);
+	char *out, *err;
+	test_exec(conn, "CREATE SCHEMA app; CREATE TABLE app.files (id int PRIMARY KEY, closed_at timestamptz,"
+			" legal_hold boolean, amount numeric);"
+			"INSERT INTO app.files VALUES (1, now() - interval '2 days', true), (2, now() - interval '2 days', false),"
+			" (3, now() - interval '2 days', NULL)");
+	fx_grant(conn, "app");
+	ck_assert_msg(fx_run_once(conf, &out, &err) == 0, "%s%s", out, err);
+	ck_assert_msg(fx_row_exists(conn, "app.files", "1"), "legal_hold = true was purged though \"t\" exempts it");
+	ck_assert(!fx_row_exists(conn, "app.files", "2"));
+	ck_assert(!fx_row_exists(conn, "app.files", "3"));
+	free(out);
+	free(err);
+	/* A value that is not of the column's type is an error, not a silent "exempts nothing". */
+	ck_assert_int_eq(fx_run_check(bad_conf, &out, &err), 1);
+	ck_assert_msg(strstr(out, "policy files: error: an exempt or set value is not of its column's type") &&
+			      strstr(out, "invalid input syntax for type boolean: \"maybe\""),
+		      "%s", out);
+	free(out);
+	free(err);
+	free(policy);
+	free(bad);
+	free(conf);
+	free(bad_conf);
+	PQfinish(conn);
+}
+END_TEST
+
+/*
+ * D6: the schema's SQL functions resolved built-ins through the caller's
+ * search_path: an exact-typed public.json_build_array() replaced the audit
+ * payload, and public.format() ran inside notify_clock() as every writer.
+ */
+START_TEST(test_search_path_cannot_replace_built_ins)
+{
+	PGconn *conn = fx_uploads_db("hijack");
+	char *conf = fx_uploads_config("hijack", "15 minutes", "");
+	char *out, *err, *genuine, *hijacked;
+	test_exec(conn, "CREATE ROLE mallory LOGIN; GRANT CREATE ON SCHEMA public TO mallory;"
+			"CREATE TABLE public.ran (who text); GRANT INSERT ON public.ran TO PUBLIC;"
+			"SET ROLE mallory;"
+			"CREATE FUNCTION public.json_build_array(text, bigint, text, text, text, text, text, text, text,"
+			" text, text, text, bigint) RETURNS json LANGUAGE sql AS $$ SELECT '[\"pwned\"]'::json $$;"
+			"CREATE FUNCTION public.format(text, name, name) RETURNS text LANGUAGE plpgsql AS"
+			" $$ BEGIN INSERT INTO public.ran VALUES (current_user); RETURN 'x'; END $$;"
+			"RESET ROLE;"
+			/* A writer whose search_path is PostgreSQL's default, public included. */
+			"CREATE ROLE writer LOGIN; GRANT USAGE ON SCHEMA virusdesk TO writer;"
+			"GRANT INSERT ON virusdesk.uploads TO writer;"
+			"SET ROLE writer; SET search_path = public, pg_catalog;"
+			"INSERT INTO virusdesk.uploads (id, scan_completed_at) VALUES (1, now() - interval '1 hour');"
+			"RESET ROLE; RESET search_path");
+	ck_assert_int_eq(count(conn, "SELECT count(*) FROM public.ran"), 0);
+	/* The auditor's path does not change what the payload function returns. */
+	genuine = test_query_value(conn, "SELECT encode(retention.audit_payload('p', 1, 's', 's', 't', 'k', NULL, 'epoch',"
+					 " 'epoch', 'epoch', 'delete', 'i', 1), 'escape')",
+				   0, NULL);
+	test_exec(conn, "SET search_path = public, pg_catalog");
+	hijacked = test_query_value(conn, "SELECT encode(retention.audit_payload('p', 1, 's', 's', 't', 'k', NULL, 'epoch',"
+					  " 'epoch', 'epoch', 'delete', 'i', 1), 'escape')",
+				    0, NULL);
+	test_exec(conn, "RESET search_path");
+	ck_assert_str_eq(hijacked, genuine);
+	ck_assert_ptr_null(strstr(genuine, "pwned"));
+	/* The daemon's role may create nothing in public here, but its path is pinned anyway. */
+	test_exec(conn, "ALTER ROLE " TEST_DAEMON_ROLE " SET search_path = public, pg_catalog");
+	ck_assert_msg(fx_run_once(conf, &out, &err) == 0, "%s%s", out, err);
+	test_exec(conn, "ALTER ROLE " TEST_DAEMON_ROLE " RESET search_path");
+	ck_assert(!fx_row_exists(conn, "virusdesk.uploads", "1"));
+	/* The stored hash is the genuine payload's, as the verifier recomputes it without the schema. */
+	fx_assert_chain_intact(conn);
+	free(out);
+	free(err);
+	free(genuine);
+	free(hijacked);
+	free(conf);
+	PQfinish(conn);
+}
+END_TEST
+
+/* D7: a superuser or BYPASSRLS login would hand its rights to every table owner's triggers. */
+START_TEST(test_daemon_refuses_superuser_and_bypassrls)
+{
+	PGconn *conn = fx_uploads_db("superuser");
+	char *conf = test_write_file("database = { conninfo = \"dbname=superuser user=postgres\"; };\n"
+				     "daemon = { resync_interval = \"1 second\"; };\n"
+				     "policies = ( { name = \"u\"; service = \"s\"; source = \"s\"; table = \"virusdesk.uploads\";"
+				     " key = \"id\"; clock = \"scan_completed_at\"; retain = \"15 minutes\"; } );\n");
+	char *log = fx_log_path("superuser");
+	char *out, *err;
+	pid_t pid;
+	test_exec(conn, "INSERT INTO virusdesk.uploads (id, scan_completed_at) VALUES (1, now() - interval '1 hour')");
+	ck_assert_int_eq(fx_run_check(conf, &out, &err), 1);
+	ck_assert_msg(strstr(out, "role postgres is a superuser: retentiond refuses to purge as it"), "%s", out);
+	free(out);
+	free(err);
+	ck_assert_int_eq(fx_run_once(conf, &out, &err), 1);
+	ck_assert_msg(strstr(err, "refusing to purge as role postgres: it is a superuser"), "%s", err);
+	free(out);
+	free(err);
+	pid = fx_start_daemon(conf, log);
+	/* Twice: refused at start and again at the next resync, never purging in between. */
+	fx_wait_for_log(log, "refusing to purge as role postgres", 10);
+	ck_assert(fx_wait_log_count(log, "refusing to purge as role postgres", 2, 10));
+	ck_assert(fx_row_exists(conn, "virusdesk.uploads", "1"));
+	fx_stop_daemon(pid);
+	test_exec(conn, "ALTER ROLE " TEST_DAEMON_ROLE " BYPASSRLS");
+	free(conf);
+	conf = fx_uploads_config("superuser", "15 minutes", "");
+	ck_assert_int_eq(fx_run_once(conf, &out, &err), 1);
+	ck_assert_msg(strstr(err, "it is a role with BYPASSRLS"), "%s", err);
+	test_exec(conn, "ALTER ROLE " TEST_DAEMON_ROLE " NOBYPASSRLS");
+	ck_assert(fx_row_exists(conn, "virusdesk.uploads", "1"));
+	free(out);
+	free(err);
+	free(log);
+	free(conf);
+	PQfinish(conn);
+}
+END_TEST
+
+/*
+ * D7: a trigger on a policy table runs with the daemon's rights; its owner,
+ * with no privilege in retention, forged a correctly chained audit row that
+ * verify accepted. Writes to the audit tables from inside a trigger are refused.
+ */
+START_TEST(test_trigger_cannot_forge_audit_rows)
+{
+	PGconn *conn = fx_uploads_db("forge");
+	char *policies = xasprintf("{ name = \"orders\"; service = \"s\"; source = \"s\"; table = \"virusdesk.uploads\";"
+				   " key = \"id\"; clock = \"scan_completed_at\"; retain = \"15 minutes\"; },"
+				   " { name = \"victim\"; service = \"s\"; source = \"s\"; table = \"r12.t\"; key = \"id\";"
+				   " clock = \"c\"; retain = \"15 minutes\"; }");
+	char *conf = fx_config("forge", NULL, policies);
+	char *out, *err;
+	test_exec(conn, "INSERT INTO virusdesk.uploads (id, scan_completed_at) VALUES (1, now() - interval '1 hour')");
+	ck_assert_msg(fx_run_once(conf, &out, &err) == 1, "%s%s", out, err); /* r12.t does not exist yet */
+	free(out);
+	free(err);
+	test_exec(conn, "CREATE ROLE svc LOGIN; CREATE SCHEMA r12 AUTHORIZATION svc; SET ROLE svc;"
+			"CREATE TABLE r12.t (id int PRIMARY KEY, c timestamptz);"
+			"INSERT INTO r12.t VALUES (1, now() - interval '1 hour');"
+			"CREATE FUNCTION r12.forge() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+			"  INSERT INTO retention.audit_log (policy, seq, service, source, table_name, record_key, clock_at,"
+			"   due_at, purged_at, action, instance, txid, prev_hash, hash)"
+			"  SELECT 'orders', h.seq + 1, 's', 's', 't', '31337', now(), now(), now(), 'delete', 'r6', 1,"
+			"   h.hash, sha256(h.hash || retention.audit_payload('orders', h.seq + 1, 's', 's', 't', '31337', NULL,"
+			"   now(), now(), now(), 'delete', 'r6', 1)) FROM retention.chain_heads h WHERE h.policy = 'orders';"
+			"  UPDATE retention.chain_heads SET seq = seq + 1 WHERE policy = 'orders';"
+			"  RETURN NULL; END $$;"
+			"CREATE TRIGGER forge AFTER DELETE ON r12.t FOR EACH STATEMENT EXECUTE FUNCTION r12.forge();"
+			"GRANT USAGE ON SCHEMA r12 TO " TEST_DAEMON_ROLE ";"
+			"GRANT SELECT, DELETE, UPDATE ON r12.t TO " TEST_DAEMON_ROLE ";"
+			"RESET ROLE");
+	/* --check names the trigger: it runs with the daemon's rights. */
+	ck_assert_int_eq(fx_run_check(conf, &out, &err), 0);
+	ck_assert_msg(strstr(out, "policy victim: warning: trigger forge runs on every purge with the rights of role"),
+		      "%s", out);
+	free(out);
+	free(err);
+	ck_assert_int_eq(fx_run_once(conf, &out, &err), 1);
+	ck_assert_msg(strstr(err, "retention.audit_log may not be written from inside a trigger"), "%s", err);
+	ck_assert_int_eq(count(conn, "SELECT count(*) FROM retention.audit_log WHERE record_key = '31337'"), 0);
+	ck_assert_int_eq(count(conn, "SELECT seq FROM retention.chain_heads WHERE policy = 'orders'"), 1);
+	/* The record whose purge the trigger spoiled stays, with no audit row. */
+	ck_assert(fx_row_exists(conn, "r12.t", "1"));
+	fx_assert_chain_intact(conn);
+	free(out);
+	free(err);
+	free(policies);
+	free(conf);
+	PQfinish(conn);
+}
+END_TEST
+
+/*
+ * D10: one undeletable oldest record blocked its whole policy forever. A
+ * record still referenced is kept; one whose purge fails on its own (a
+ * trigger that raises, one that cancels the DELETE) is skipped and logged,
+ * and everything else due is purged.
+ */
+START_TEST(test_undeletable_records_do_not_block_the_rest)
+{
+	PGconn *conn = fx_database("poison");
+	char *policy = fx_policy("p", "app.parents", "id", "closed_at", "1 day", "batch = 100;");
+	char *conf = fx_config("poison", NULL, policy);
+	char *log = fx_log_path("poison");
+	pid_t pid;
+	test_exec(conn, "CREATE SCHEMA app;"
+			"CREATE TABLE app.parents (id int PRIMARY KEY, closed_at timestamptz, archived boolean DEFAULT false);"
+			"CREATE INDEX ON app.parents (closed_at);"
+			"CREATE TABLE app.invoices (id int PRIMARY KEY, parent int REFERENCES app.parents);"
+			"CREATE INDEX ON app.invoices (parent);"
+			"INSERT INTO app.parents SELECT g, now() - interval '10 days' + g * interval '1 second'"
+			" FROM generate_series(1, 500) g;"
+			"INSERT INTO app.invoices VALUES (1, 1);"
+			/* Three poison records among the 500: two raise, one is silently kept by a soft-delete rule of the app. */
+			"CREATE FUNCTION app.guard() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+			"  IF OLD.id IN (7, 250) THEN RAISE EXCEPTION 'record % is under audit', OLD.id; END IF;"
+			"  IF OLD.archived THEN RETURN NULL; END IF; RETURN OLD; END $$;"
+			"CREATE TRIGGER guard BEFORE DELETE ON app.parents FOR EACH ROW EXECUTE FUNCTION app.guard();"
+			"UPDATE app.parents SET archived = true WHERE id = 3");
+	fx_grant(conn, "app");
+	pid = fx_start_daemon(conf, log);
+	ck_assert_msg(fx_poll_true(conn, "SELECT count(*) = 4 FROM app.parents", 20),
+		      "the due records were not all purged around the undeletable ones");
+	ck_assert(fx_row_exists(conn, "app.parents", "1"));
+	ck_assert(fx_row_exists(conn, "app.parents", "3"));
+	ck_assert(fx_row_exists(conn, "app.parents", "7"));
+	ck_assert(fx_row_exists(conn, "app.parents", "250"));
+	ck_assert_int_eq(count(conn, "SELECT count(*) FROM retention.audit_log"), 496);
+	fx_wait_for_log(log, "policy p: record 7 cannot be purged: purge statement failed: record 7 is under audit"
+			     " (SQLSTATE P0001)",
+			5);
+	fx_wait_for_log(log, "policy p: record 250 cannot be purged", 5);
+	fx_wait_for_log(log, "policy p: record 3 cannot be purged: it was locked as due, but deleting or updating it"
+			     " changed nothing",
+			5);
+	/* D25: rows nobody else locks are not reported as "locked elsewhere". */
+	ck_assert(!fx_log_has_after(log, 0, "locked by other transactions"));
+	fx_assert_chain_intact(conn);
+	fx_stop_daemon(pid);
+	free(policy);
+	free(conf);
+	free(log);
+	PQfinish(conn);
+}
+END_TEST
+
+/*
+ * M11: a COMMIT that fails (a deferred constraint) must never be reported
+ * as a purge: no "purged" line, no anchor, exit 1, the record and no audit row.
+ */
+START_TEST(test_failed_commit_is_not_a_purge)
+{
+	PGconn *conn = fx_database("deferred");
+	char *policy = fx_policy("up", "app.up", "id", "closed_at", "1 day", "");
+	char *conf = fx_config("deferred", NULL, policy);
+	char *out, *err;
+	test_exec(conn, "CREATE SCHEMA app; CREATE TABLE app.up (id int PRIMARY KEY, closed_at timestamptz);"
+			"INSERT INTO app.up VALUES (1, now() - interval '2 days');"
+			"CREATE FUNCTION app.veto() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+			"  RAISE EXCEPTION 'deferred veto'; END $$;"
+			"CREATE CONSTRAINT TRIGGER veto AFTER DELETE ON app.up DEFERRABLE INITIALLY DEFERRED"
+			" FOR EACH ROW EXECUTE FUNCTION app.veto()");
+	fx_grant(conn, "app");
+	ck_assert_int_eq(fx_run_once(conf, &out, &err), 1);
+	ck_assert_msg(strstr(out, "0 purged  (failed: see log)"), "%s", out);
+	ck_assert_msg(strstr(err, "policy up: record 1 cannot be purged: COMMIT failed: deferred veto (SQLSTATE P0001)"),
+		      "%s", err);
+	ck_assert_msg(strstr(err, "purged 1 record") == NULL && strstr(err, "chain head") == NULL, "%s", err);
+	ck_assert(fx_row_exists(conn, "app.up", "1"));
+	ck_assert_int_eq(count(conn, "SELECT count(*) FROM retention.audit_log"), 0);
+	free(out);
+	free(err);
+	free(policy);
+	free(conf);
+	PQfinish(conn);
+}
+END_TEST
+
+/* D11: a -infinity clock blocked its policy with "cannot subtract infinite timestamps"; +infinity looped on errors. */
+START_TEST(test_infinite_clocks)
+{
+	PGconn *conn = fx_database("infinity");
+	char *policy = fx_policy("p", "app.t", "id", "c", "1 day", "");
+	char *conf = fx_config("infinity", NULL, policy);
+	char *log = fx_log_path("infinity");
+	char *out, *err;
+	pid_t pid;
+	test_exec(conn, "CREATE SCHEMA app; CREATE TABLE app.t (id int PRIMARY KEY, c timestamptz);"
+			"CREATE INDEX ON app.t (c);"
+			"INSERT INTO app.t VALUES (1, '-infinity'), (2, now() - interval '10 days'), (3, now() - interval '9 days'),"
+			" (4, 'infinity')");
+	fx_grant(conn, "app");
+	ck_assert_msg(fx_run_once(conf, &out, &err) == 0, "%s%s", out, err);
+	ck_assert(!fx_row_exists(conn, "app.t", "1"));
+	ck_assert(!fx_row_exists(conn, "app.t", "2"));
+	ck_assert(!fx_row_exists(conn, "app.t", "3"));
+	ck_assert(fx_row_exists(conn, "app.t", "4"));
+	fx_assert_chain_intact(conn);
+	free(out);
+	free(err);
+	/* Only a never-due record left: the daemon settles, with no error loop. */
+	pid = fx_start_daemon(conf, log);
+	fx_wait_for_log(log, "nothing pending", 10);
+	ck_assert(!fx_log_has_after(log, 0, "error:"));
+	fx_stop_daemon(pid);
+	free(policy);
+	free(conf);
+	free(log);
+	PQfinish(conn);
+}
+END_TEST
+
+/*
+ * D13, D26: server DETAIL lines ("Failing row contains (...)") copied the
+ * very personal data a policy erases into the journal, as extra lines
+ * without a priority. Log lines are single lines with the primary message
+ * and SQLSTATE only; server notices go through the log too.
+ */
+START_TEST(test_log_carries_no_row_data)
+{
+	PGconn *conn = fx_database("privacy");
+	char *policy = fx_policy("anon", "app.people", "id", "closed_at", "1 day",
+				 "action = \"anonymize\"; set = ( { column = \"name\"; value = \"x\"; } );");
+	char *conf = fx_config("privacy", NULL, policy);
+	char *out, *err;
+	test_exec(conn, "CREATE SCHEMA app;"
+			"CREATE TABLE app.people (id int PRIMARY KEY, closed_at timestamptz, email text,"
+			" name text CHECK (length(name) > 3));"
+			"INSERT INTO app.people VALUES (1, now() - interval '2 days', 'alice@example.org', 'Alice Example');"
+			"CREATE FUNCTION app.say() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+			"  RAISE NOTICE 'app notice'; RETURN NEW; END $$;"
+			"CREATE TRIGGER say BEFORE UPDATE ON app.people FOR EACH ROW EXECUTE FUNCTION app.say()");
+	fx_grant(conn, "app");
+	ck_assert_int_eq(fx_run_once(conf, &out, &err), 1);
+	ck_assert_msg(strstr(err, "violates check constraint \"people_name_check\" (SQLSTATE 23514)"), "%s", err);
+	ck_assert_msg(strstr(err, "alice@example.org") == NULL && strstr(err, "Alice") == NULL &&
+			      strstr(err, "Failing row") == NULL && strstr(err, "DETAIL") == NULL,
+		      "row data in the log: %s", err);
+	ck_assert_msg(strstr(err, "PostgreSQL NOTICE: app notice"), "%s", err);
+	/* Every line is a log line: a time stamp and a level, nothing continued from the line before. */
+	for (char *line = err, *next; *line; line = next) {
+		next = strchr(line, '\n');
+		next = next ? next + 1 : line + strlen(line);
+		ck_assert_msg(strncmp(line, "20", 2) == 0 && strstr(line, "Z ") == line + 23, "not a log line: %.80s",
+			      line);
+	}
+	free(out);
+	free(err);
+	free(policy);
+	free(conf);
+	PQfinish(conn);
+}
+END_TEST
+
+/* --check tells the truth about what would stop or endanger a purge. */
+START_TEST(test_check_reports_what_endangers_a_purge)
+{
+	PGconn *conn = fx_database("truths");
+	char *a = fx_policy("anon", "app.people", "id", "closed_at", "1 day",
+			    "action = \"anonymize\"; set_null = [ \"email\" ];");
+	char *b = fx_policy("ruled", "app.ruled", "id", "c", "1 day", "");
+	char *c = fx_policy("unqualified", "people", "id", "closed_at", "1 day", "action = \"anonymize\"; set_null = [ \"phone\" ];");
+	char *policies = xasprintf("%s, %s, %s", a, b, c);
+	char *conf = fx_config("truths", NULL, policies);
+	char *out, *err;
+	test_exec(conn, "CREATE SCHEMA app;"
+			"CREATE TABLE app.people (id int PRIMARY KEY, closed_at timestamptz NOT NULL, email text NOT NULL);"
+			"CREATE TABLE app.ruled (id int PRIMARY KEY, c timestamptz);"
+			"CREATE RULE keep AS ON DELETE TO app.ruled DO INSTEAD NOTHING;"
+			"CREATE TABLE public.people (id int PRIMARY KEY, closed_at timestamptz, phone text);"
+			"CREATE TABLE app.notes (id int PRIMARY KEY, person int REFERENCES app.people ON DELETE CASCADE);"
+			"ALTER TABLE app.people ENABLE ROW LEVEL SECURITY");
+	fx_grant(conn, "app, public");
+	ck_assert_int_eq(fx_run_check(conf, &out, &err), 1);
+	ck_assert_msg(strstr(out, "policy anon: error: anonymized column email is NOT NULL"), "%s", out);
+	ck_assert_msg(strstr(out, "policy anon: error: clock column closed_at is NOT NULL"), "%s", out);
+	ck_assert_msg(strstr(out, "policy anon: warning: row-level security is on"), "%s", out);
+	ck_assert_msg(strstr(out, "policy ruled: error: rule keep on DELETE makes every purge fail"), "%s", out);
+	ck_assert_msg(strstr(out, "policy unqualified: warning: table people is not schema-qualified: it is public.people"),
+		      "%s", out);
+	free(out);
+	free(err);
+	free(a);
+	free(b);
+	free(c);
+	free(policies);
+	free(conf);
+	PQfinish(conn);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("safety");
+	TCase *kept = test_tcase("records that must stay", 120);
+	TCase *trail = test_tcase("the audit trail and the log", 120);
+	tcase_add_test(kept, test_cascade_never_takes_another_policys_records);
+	tcase_add_test(kept, test_cascade_within_one_table_keeps_the_reply);
+	tcase_add_test(kept, test_cascade_through_an_ungoverned_table_is_refused);
+	tcase_add_test(kept, test_exempt_values_compare_in_the_columns_type);
+	tcase_add_test(kept, test_undeletable_records_do_not_block_the_rest);
+	tcase_add_test(kept, test_failed_commit_is_not_a_purge);
+	tcase_add_test(kept, test_infinite_clocks);
+	tcase_add_test(kept, test_check_reports_what_endangers_a_purge);
+	suite_add_tcase(s, kept);
+	tcase_add_test(trail, test_search_path_cannot_replace_built_ins);
+	tcase_add_test(trail, test_daemon_refuses_superuser_and_bypassrls);
+	tcase_add_test(trail, test_trigger_cannot_forge_audit_rows);
+	tcase_add_test(trail, test_log_carries_no_row_data);
+	suite_add_tcase(s, trail);
+	return test_run_suite(s);
+}
