@@ -5,6 +5,10 @@
  */
 #include "pgconn.h"
 
+#include <arpa/inet.h>
+#include <event2/dns.h>
+#include <event2/util.h>
+#include <netdb.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -35,10 +39,28 @@ struct pgconn_query_item {
 	void *arg;
 };
 
+/* One host name of the conninfo being resolved on the loop. */
+struct lookup {
+	struct pgconn *conn;
+	size_t index;
+	struct evdns_getaddrinfo_request *req; /* NULL once answered or cancelled */
+};
+
 struct pgconn {
 	struct event_base *base;
 	char *conninfo;
 	char *session_options;
+	/*
+	 * libpq resolves a host name with a blocking getaddrinfo() inside
+	 * PQconnectPoll, which would stall the loop (and the watchdog) for as
+	 * long as the resolver takes. Names are resolved here instead, on the
+	 * loop, and libpq is given the addresses as hostaddr.
+	 */
+	struct evdns_base *dns;
+	struct lookup *lookups;
+	size_t n_lookups, lookups_left;
+	char **addresses;
+	char *lookup_error;
 	struct pgconn_callbacks cb;
 	void *arg;
 	PGconn *pg;
@@ -108,8 +130,28 @@ static void item_free(struct pgconn_query_item *q)
 	free(q);
 }
 
+static void cancel_lookups(struct pgconn *conn)
+{
+	for (size_t i = 0; i < conn->n_lookups; i++)
+		if (conn->lookups[i].req) {
+			struct evdns_getaddrinfo_request *req = conn->lookups[i].req;
+			conn->lookups[i].req = NULL;
+			evdns_getaddrinfo_cancel(req);
+		}
+	for (size_t i = 0; i < conn->n_lookups; i++)
+		free(conn->addresses[i]);
+	free(conn->lookups);
+	free(conn->addresses);
+	free(conn->lookup_error);
+	conn->lookups = NULL;
+	conn->addresses = NULL;
+	conn->lookup_error = NULL;
+	conn->n_lookups = conn->lookups_left = 0;
+}
+
 static void close_pg(struct pgconn *conn)
 {
+	cancel_lookups(conn);
 	if (conn->io) {
 		event_free(conn->io);
 		conn->io = NULL;
@@ -372,17 +414,12 @@ static void connect_step(struct pgconn *conn)
 	event_add(conn->connect_io, NULL);
 }
 
-void pgconn_start(struct pgconn *conn)
+/* Starts libpq connecting, with HOSTADDR (NULL: none) for the conninfo's host names. */
+static void connect_now(struct pgconn *conn, const char *hostaddr)
 {
-	static const char *const keys[] = {"dbname", "options", "fallback_application_name", NULL};
-	const char *values[] = {conn->conninfo, NULL, "retentiond", NULL};
-	struct timeval timeout = {CONNECT_TIMEOUT_S, 0};
-	char *err = NULL, *options;
-
-	evtimer_del(conn->timer);
-	close_pg(conn);
-	conn->state = PGCONN_CONNECTING;
-	options = session_merged_options(conn->conninfo, conn->session_options, &err);
+	static const char *const keys[] = {"dbname", "options", "fallback_application_name", "hostaddr", NULL};
+	const char *values[] = {conn->conninfo, NULL, "retentiond", hostaddr, NULL};
+	char *err = NULL, *options = session_merged_options(conn->conninfo, conn->session_options, &err);
 	if (options == NULL) {
 		connection_lost(conn, err);
 		free(err);
@@ -397,10 +434,147 @@ void pgconn_start(struct pgconn *conn)
 		return;
 	}
 	PQsetNoticeReceiver(conn->pg, on_notice, conn);
-	evtimer_add(conn->timer, &timeout);
 	/* libpq: before the first PQconnectPoll, wait as if it had returned POLLING_WRITING. */
 	conn->connect_io = event_new(conn->base, PQsocket(conn->pg), EV_WRITE, on_connect_io, conn);
 	event_add(conn->connect_io, NULL);
+}
+
+static void on_resolved(int result, struct evutil_addrinfo *ai, void *arg)
+{
+	struct lookup *l = arg;
+	struct pgconn *conn = l->conn;
+	char addr[INET6_ADDRSTRLEN] = "";
+	l->req = NULL;
+	if (result == EVUTIL_EAI_CANCEL)
+		return;
+	if (result == 0 && ai) {
+		const void *a = ai->ai_family == AF_INET6 ? (const void *)&((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr
+							   : (const void *)&((struct sockaddr_in *)ai->ai_addr)->sin_addr;
+		inet_ntop(ai->ai_family, a, addr, sizeof(addr));
+		conn->addresses[l->index] = xstrdup(addr);
+	} else if (conn->lookup_error == NULL) {
+		conn->lookup_error = xstrdup(evutil_gai_strerror(result));
+	}
+	if (ai)
+		evutil_freeaddrinfo(ai);
+	if (--conn->lookups_left > 0)
+		return;
+	if (conn->lookup_error) {
+		char *why = xasprintf("could not resolve a host name of the connection string: %s", conn->lookup_error);
+		connection_lost(conn, why);
+		free(why);
+	} else {
+		size_t len = 1;
+		char *list;
+		for (size_t i = 0; i < conn->n_lookups; i++)
+			len += strlen(conn->addresses[i]) + 1;
+		list = xcalloc(len, 1);
+		for (size_t i = 0; i < conn->n_lookups; i++) {
+			if (i)
+				strcat(list, ",");
+			strcat(list, conn->addresses[i]);
+		}
+		connect_now(conn, list);
+		free(list);
+	}
+}
+
+/*
+ * The conninfo's host names, when it has some and no hostaddr: NULL for a
+ * Unix socket (a path, or no host at all), which needs no resolving.
+ */
+static char **host_names(const char *conninfo, size_t *n)
+{
+	PQconninfoOption *opts = PQconninfoParse(conninfo, NULL);
+	const char *host = NULL, *hostaddr = NULL;
+	char **names = NULL, *copy, *save = NULL;
+	*n = 0;
+	if (opts == NULL)
+		return NULL;
+	for (PQconninfoOption *o = opts; o->keyword; o++) {
+		if (strcmp(o->keyword, "host") == 0 && o->val && *o->val)
+			host = o->val;
+		if (strcmp(o->keyword, "hostaddr") == 0 && o->val && *o->val)
+			hostaddr = o->val;
+	}
+	if (host && !hostaddr) {
+		copy = xstrdup(host);
+		names = xcalloc(strlen(host) + 2, sizeof(char *));
+		for (char *h = strtok_r(copy, ",", &save); h; h = strtok_r(NULL, ",", &save)) {
+			if (h[0] == '/' || h[0] == '@') {
+				/* A socket directory among the hosts: libpq needs nothing resolved for it, but the lists must match. */
+				for (size_t i = 0; i < *n; i++)
+					free(names[i]);
+				free(names);
+				names = NULL;
+				*n = 0;
+				break;
+			}
+			names[(*n)++] = xstrdup(h);
+		}
+		free(copy);
+		if (names && *n == 0) {
+			free(names);
+			names = NULL;
+		}
+	}
+	PQconninfoFree(opts);
+	return names;
+}
+
+void pgconn_start(struct pgconn *conn)
+{
+	struct timeval timeout = {CONNECT_TIMEOUT_S, 0};
+	struct evutil_addrinfo hints;
+	size_t n;
+	char **names;
+
+	evtimer_del(conn->timer);
+	close_pg(conn);
+	conn->state = PGCONN_CONNECTING;
+	/* The timeout covers resolving the names as well as connecting. */
+	evtimer_add(conn->timer, &timeout);
+	names = host_names(conn->conninfo, &n);
+	if (names == NULL) {
+		connect_now(conn, NULL);
+		return;
+	}
+	if (conn->dns == NULL) {
+		conn->dns = evdns_base_new(conn->base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
+		if (conn->dns) {
+			evdns_base_load_hosts(conn->dns, NULL);
+			evdns_base_set_option(conn->dns, "timeout:", "3");
+			evdns_base_set_option(conn->dns, "attempts:", "2");
+		}
+	}
+	if (conn->dns == NULL) {
+		for (size_t i = 0; i < n; i++)
+			free(names[i]);
+		free(names);
+		connection_lost(conn, "cannot set up the resolver for the connection string's host names");
+		return;
+	}
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = EVUTIL_AI_ADDRCONFIG;
+	conn->lookups = xcalloc(n, sizeof(*conn->lookups));
+	conn->addresses = xcalloc(n, sizeof(*conn->addresses));
+	conn->n_lookups = conn->lookups_left = n;
+	for (size_t i = 0; i < n; i++) {
+		conn->lookups[i].conn = conn;
+		conn->lookups[i].index = i;
+	}
+	/* The callback may run at once (an address, a name in /etc/hosts) and even end the attempt. */
+	for (size_t i = 0; i < n && conn->lookups; i++) {
+		struct evdns_getaddrinfo_request *req =
+			evdns_getaddrinfo(conn->dns, names[i], NULL, &hints, on_resolved, &conn->lookups[i]);
+		if (conn->lookups && conn->lookups[i].conn == conn && conn->lookups_left > 0 && req)
+			conn->lookups[i].req = req;
+	}
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
 }
 
 struct pgconn *pgconn_new(struct event_base *base, const char *conninfo, const char *session_options,
@@ -426,6 +600,8 @@ void pgconn_free(struct pgconn *conn)
 	fail_all(conn);
 	close_pg(conn);
 	event_free(conn->timer);
+	if (conn->dns)
+		evdns_base_free(conn->dns, 1);
 	free(conn->conninfo);
 	free(conn->session_options);
 	free(conn);

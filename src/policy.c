@@ -284,8 +284,9 @@ void policy_slack(const struct duration *retain, bool clock_without_zone, char *
 	 * without a zone is read in the session's zone, which around a DST change
 	 * moves it by up to 2 hours against the raw column the index holds.
 	 */
-	const char *calendar = retain->months != 0 ? "4 days" : retain->days != 0 ? "3 hours" : "0 seconds";
-	snprintf(buf, size, "%s%s", calendar, clock_without_zone ? " 3 hours" : "");
+	int days = retain->months != 0 ? 4 : 0;
+	int hours = (retain->months == 0 && retain->days != 0 ? 3 : 0) + (clock_without_zone ? 3 : 0);
+	snprintf(buf, size, "%d days %d hours", days, hours);
 }
 
 char *policy_text_array(char *const *values, size_t n)

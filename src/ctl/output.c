@@ -4,12 +4,116 @@
  * replace() for CSV quoting), never escaped here; JSON and CSV rows are
  * streamed in single-row mode so a long listing is never held in memory.
  */
+#include <locale.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <wchar.h>
 
 #include "ctl.h"
 #include "util.h"
+
+/*
+ * A value as table output shows it to people. Control characters (C0, DEL,
+ * C1) and bytes that are not UTF-8 are written as escapes, so a stored key
+ * cannot move the cursor or rewrite the line; a backslash is doubled so the
+ * escapes stay unambiguous. NULL is "-", so a value that is itself "-" or
+ * empty is quoted. WIDTH is in terminal cells.
+ */
+struct cell {
+	char *text;
+	int width;
+};
+
+/* The display width of code point CP; wcwidth wants a UTF-8 locale whatever the user's is. */
+static int cells_of(unsigned cp)
+{
+	static locale_t utf8 = (locale_t)0;
+	locale_t old;
+	int w;
+	if (utf8 == (locale_t)0)
+		utf8 = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
+	if (utf8 == (locale_t)0)
+		return 1;
+	old = uselocale(utf8);
+	w = wcwidth((wchar_t)cp);
+	uselocale(old);
+	return w < 0 ? 1 : w;
+}
+
+/* Decodes one UTF-8 sequence at P; returns its length, 0 if it is not valid UTF-8. */
+static int utf8_next(const unsigned char *p, unsigned *cp)
+{
+	int n = *p < 0x80 ? 1 : (*p & 0xe0) == 0xc0 ? 2 : (*p & 0xf0) == 0xe0 ? 3 : (*p & 0xf8) == 0xf0 ? 4 : 0;
+	unsigned v = n == 1 ? *p : n == 2 ? (*p & 0x1fu) : n == 3 ? (*p & 0x0fu) : (*p & 0x07u);
+	for (int i = 1; i < n; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+		v = (v << 6) | (p[i] & 0x3fu);
+	}
+	if (n == 0 || (n == 2 && v < 0x80) || (n == 3 && v < 0x800) || (n == 4 && (v < 0x10000 || v > 0x10ffff)) ||
+	    (v >= 0xd800 && v <= 0xdfff))
+		return 0;
+	*cp = v;
+	return n;
+}
+
+static struct cell cell_of(const char *value, bool is_null)
+{
+	struct cell c = {NULL, 0};
+	size_t len = strlen(value), cap = len * 6 + 3, o = 0;
+	if (is_null) {
+		c.text = xstrdup("-");
+		c.width = 1;
+		return c;
+	}
+	if (strcmp(value, "-") == 0 || value[0] == '\0') {
+		c.text = xasprintf("\"%s\"", value);
+		c.width = (int)strlen(c.text);
+		return c;
+	}
+	c.text = xmalloc(cap);
+	for (const unsigned char *p = (const unsigned char *)value; *p;) {
+		unsigned cp = 0;
+		int n = utf8_next(p, &cp);
+		if (n == 0) {
+			o += (size_t)sprintf(c.text + o, "\\x%02x", *p);
+			c.width += 4;
+			p++;
+		} else if (cp == '\\') {
+			o += (size_t)sprintf(c.text + o, "\\\\");
+			c.width += 2;
+			p++;
+		} else if (cp == '\n' || cp == '\r' || cp == '\t') {
+			o += (size_t)sprintf(c.text + o, "\\%c", cp == '\n' ? 'n' : cp == '\r' ? 'r' : 't');
+			c.width += 2;
+			p++;
+		} else if (cp < 0x20 || cp == 0x7f) {
+			o += (size_t)sprintf(c.text + o, "\\x%02x", cp);
+			c.width += 4;
+			p++;
+		} else if (cp >= 0x80 && cp < 0xa0) {
+			o += (size_t)sprintf(c.text + o, "\\u%04x", cp);
+			c.width += 6;
+			p += n;
+		} else {
+			memcpy(c.text + o, p, (size_t)n);
+			o += (size_t)n;
+			c.width += cells_of(cp);
+			p += n;
+		}
+	}
+	c.text[o] = '\0';
+	return c;
+}
+
+/* Prints TEXT, then spaces up to WIDTH cells. */
+static void print_padded(const struct cell *c, int width)
+{
+	fputs(c->text, stdout);
+	for (int i = c->width; i < width; i++)
+		putchar(' ');
+}
 
 static const char json_wrapper[] = "SELECT row_to_json(q)::text FROM (%s) q";
 static const char csv_wrapper[] =
@@ -76,6 +180,7 @@ static bool print_table_rows(struct ctl_stream *st, const char *query, int n_par
 	PGresult *res = PQexecParams(st->ctl->conn, query, n_params, types, params, NULL, NULL, 0);
 	int nf, nt;
 	size_t *width;
+	struct cell *cells;
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		ctl_error("%s", PQresultErrorMessage(res));
 		PQclear(res);
@@ -84,22 +189,28 @@ static bool print_table_rows(struct ctl_stream *st, const char *query, int n_par
 	nf = PQnfields(res);
 	nt = PQntuples(res);
 	width = xcalloc((size_t)nf, sizeof(*width));
+	cells = xcalloc((size_t)(nt + 1) * (size_t)nf + 1, sizeof(*cells));
 	for (int f = 0; f < nf; f++) {
-		width[f] = strlen(PQfname(res, f));
-		for (int t = 0; t < nt; t++)
-			if ((size_t)PQgetlength(res, t, f) > width[f])
-				width[f] = (size_t)PQgetlength(res, t, f);
+		cells[f] = cell_of(PQfname(res, f), false);
+		width[f] = (size_t)cells[f].width;
+		for (int t = 0; t < nt; t++) {
+			struct cell *c = &cells[(size_t)(t + 1) * (size_t)nf + (size_t)f];
+			*c = cell_of(PQgetvalue(res, t, f), PQgetisnull(res, t, f));
+			if ((size_t)c->width > width[f])
+				width[f] = (size_t)c->width;
+		}
 	}
-	if (st->rows == 0 && !st->header_done) {
-		for (int f = 0; f < nf; f++)
-			printf("%-*s%s", f + 1 < nf ? (int)width[f] : 0, PQfname(res, f), f + 1 < nf ? "  " : "\n");
-		st->header_done = true;
+	for (int t = st->rows == 0 && !st->header_done ? 0 : 1; t <= nt; t++) {
+		for (int f = 0; f < nf; f++) {
+			print_padded(&cells[(size_t)t * (size_t)nf + (size_t)f], f + 1 < nf ? (int)width[f] : 0);
+			fputs(f + 1 < nf ? "  " : "\n", stdout);
+		}
 	}
-	for (int t = 0; t < nt; t++)
-		for (int f = 0; f < nf; f++)
-			printf("%-*s%s", f + 1 < nf ? (int)width[f] : 0,
-			       PQgetisnull(res, t, f) ? "-" : PQgetvalue(res, t, f), f + 1 < nf ? "  " : "\n");
+	st->header_done = true;
 	st->rows += (size_t)nt;
+	for (size_t i = 0; i < (size_t)(nt + 1) * (size_t)nf; i++)
+		free(cells[i].text);
+	free(cells);
 	free(width);
 	PQclear(res);
 	return true;
@@ -188,9 +299,17 @@ int ctl_print_object(struct ctl *ctl, const char *query, const char *table_query
 		for (int f = 0; f < PQnfields(res); f++)
 			if ((int)strlen(PQfname(res, f)) > width)
 				width = (int)strlen(PQfname(res, f));
-		for (int f = 0; f < PQnfields(res); f++)
-			if (!PQgetisnull(res, 0, f))
-				printf("%-*s  %s\n", width, PQfname(res, f), PQgetvalue(res, 0, f));
+		for (int f = 0; f < PQnfields(res); f++) {
+			struct cell name, value;
+			if (PQgetisnull(res, 0, f))
+				continue;
+			name = cell_of(PQfname(res, f), false);
+			value = cell_of(PQgetvalue(res, 0, f), false);
+			print_padded(&name, width);
+			printf("  %s\n", value.text);
+			free(name.text);
+			free(value.text);
+		}
 	}
 	PQclear(res);
 	return status;

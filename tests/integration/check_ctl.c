@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fixture.h"
 #include "schema.h"
 #include "testutil.h"
 #include "util.h"
@@ -471,6 +472,149 @@ START_TEST(test_verify_wholesale_rewrite_needs_anchor)
 }
 END_TEST
 
+/*
+ * M13: a record replaced by a forgery whose own hash is recomputed passes
+ * the hash check; only the link from the next record shows it.
+ */
+START_TEST(test_verify_forgery_with_recomputed_hash)
+{
+	PGconn *conn = chain_of_twelve("verify_forgery");
+	test_exec(conn, "UPDATE retention.audit_log SET subject = 'someone else',"
+			" hash = sha256(prev_hash || retention.audit_payload(policy, seq, service, source, table_name,"
+			" record_key, 'someone else', clock_at, due_at, purged_at, action, instance, txid)) WHERE seq = 5");
+	expect_verify(3, "record seq 6 (id ", NULL);
+	expect_verify(3, "its prev_hash is not the hash of the record before it", NULL);
+	PQfinish(conn);
+}
+END_TEST
+
+/*
+ * D19: verify recomputed hashes with the schema's own audit_payload(), so
+ * whoever could replace that function made a rewritten record verify, even
+ * against an anchor kept outside. It is recomputed by retentionctl itself.
+ */
+START_TEST(test_verify_does_not_trust_the_schemas_code)
+{
+	PGconn *conn = chain_of_twelve("verify_schema_code");
+	char *anchor = test_query_value(conn, "SELECT seq || ':' || encode(hash, 'hex') FROM retention.audit_log WHERE seq = 12",
+					0, NULL);
+	test_exec(conn, "BEGIN;"
+			"UPDATE retention.audit_log SET record_key = '424242' WHERE seq = 1;"
+			"CREATE OR REPLACE FUNCTION retention.audit_payload(policy text, seq bigint, service text, source text,"
+			" table_name text, record_key text, subject text, clock_at timestamptz, due_at timestamptz,"
+			" purged_at timestamptz, action text, instance text, txid bigint) RETURNS bytea LANGUAGE sql STABLE AS $$"
+			" SELECT convert_to(json_build_array(policy, seq, service, source, table_name,"
+			" CASE record_key WHEN '424242' THEN '6' ELSE record_key END, subject,"
+			" to_char(clock_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),"
+			" to_char(due_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),"
+			" to_char(purged_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),"
+			" action, instance, txid)::text, 'UTF8') $$;"
+			"COMMIT");
+	expect_verify(3, "record seq 1 (id ", anchor);
+	expect_verify(3, "its content does not match its hash (edited)", NULL);
+	free(anchor);
+	PQfinish(conn);
+}
+END_TEST
+
+/* D24: an unknown policy, or a chain erased together with its head, "verified" with exit 0. */
+START_TEST(test_verify_of_a_missing_chain_fails)
+{
+	PGconn *conn = known_data("verify_missing");
+	char *out, *err;
+	ck_assert_int_eq(CTL(&out, &err, "audit", "verify", "--policy", "nope"), 3);
+	ck_assert_msg(strstr(err, "no audit records and no chain head for policy nope"), "%s", err);
+	free(out);
+	free(err);
+	test_exec(conn, "DELETE FROM retention.audit_log; DELETE FROM retention.chain_heads");
+	ck_assert_int_eq(CTL(&out, &err, "audit", "verify", "--policy", "vd"), 3);
+	free(out);
+	free(err);
+	PQfinish(conn);
+}
+END_TEST
+
+/* D23: audit --key was not canonicalised ("006" found nothing where explain found record 6). */
+START_TEST(test_audit_key_is_canonical)
+{
+	PGconn *conn = known_data("audit_key");
+	char *out, *err;
+	ck_assert_int_eq(CTL(&out, &err, "--format", "json", "audit", "--policy", "vd", "--key", "006"), 0);
+	ck_assert_msg(strstr(out, "\"record_key\":\"6\""), "%s", out);
+	free(out);
+	free(err);
+	ck_assert_int_eq(CTL(&out, &err, "audit", "--key", "6"), 2);
+	ck_assert_msg(strstr(err, "audit --key needs --policy"), "%s", err);
+	free(out);
+	free(err);
+	PQfinish(conn);
+}
+END_TEST
+
+/* D22: with -d, audit, hold list and status showed times in UTC, not database.time_zone. */
+START_TEST(test_times_in_the_configured_zone_with_d)
+{
+	PGconn *conn = known_data("ctl_zone");
+	char *text = xasprintf("database = { conninfo = \"dbname=ctl_zone user=" TEST_DAEMON_ROLE "\";"
+			       " time_zone = \"Asia/Kolkata\"; };\n"
+			       "policies = ( { name = \"vd\"; service = \"VirusDesk\"; source = \"rule 5\";"
+			       " table = \"virusdesk.uploads\"; key = \"id\"; clock = \"scan_completed_at\"; retain = \"15 minutes\"; } );\n");
+	char *conf = test_write_file(text);
+	char *out, *err;
+	ck_assert_int_eq(fx_ctl(conf, "ctl_zone", &out, &err, "--format", "json", "audit", NULL), 0);
+	ck_assert_msg(strstr(out, "\"clock_at\":\"2000-01-01T05:30:00+05:30\""), "%s", out);
+	free(out);
+	free(err);
+	free(text);
+	free(conf);
+	PQfinish(conn);
+}
+END_TEST
+
+/* D21: table output printed control characters raw (a key could rewrite the terminal) and measured widths in bytes. */
+START_TEST(test_table_output_is_safe_for_terminals)
+{
+	PGconn *conn = fx_database("ctl_escape");
+	char *policy = fx_policy("tx", "app.t", "id", "c", "1 day", "subject = \"who\";");
+	char *conf = fx_config("ctl_escape", NULL, policy);
+	char *out, *err;
+	test_exec(conn, "CREATE SCHEMA app; CREATE TABLE app.t (id text PRIMARY KEY, c timestamptz, who text);"
+			"INSERT INTO app.t VALUES (E'evil\\x1b[2K\\r1 all rows verified OK', now() - interval '3 days', '-'),"
+			" ('plain', now() - interval '2 days', E'Zo\\u00eb \\u65e5\\u672c'),"
+			" ('x', now() - interval '2 days', NULL)");
+	fx_grant(conn, "app");
+	ck_assert_int_eq(fx_run_once(conf, &out, &err), 0);
+	free(out);
+	free(err);
+	ck_assert_int_eq(fx_ctl(conf, "ctl_escape", &out, &err, "audit", NULL), 0);
+	ck_assert_msg(strchr(out, '\x1b') == NULL && strchr(out, '\r') == NULL, "raw control characters: %s", out);
+	ck_assert_msg(strstr(out, "evil\\x1b[2K\\r1 all rows verified OK"), "%s", out);
+	/* A literal "-" is not the NULL that "-" stands for. */
+	ck_assert_msg(strstr(out, "\"-\""), "%s", out);
+	/* Each column starts at the same display column on every line, wide characters counted as two. */
+	{
+		int starts[3] = {0, 0, 0}, n = 0;
+		for (char *line = strchr(out, '\n') + 1; *line && n < 3; line = strchr(line, '\n') + 1, n++) {
+			char *after = strstr(line, " ago)");
+			int cells = 0;
+			ck_assert_ptr_nonnull(after);
+			for (char *c = line; c < after; c++)
+				if (((unsigned char)*c & 0xc0) != 0x80)
+					cells += ((unsigned char)*c >= 0xe3 && (unsigned char)*c <= 0xe9) ? 2 : 1;
+			starts[n] = cells;
+		}
+		ck_assert_int_eq(n, 3);
+		ck_assert_msg(starts[0] == starts[1] && starts[1] == starts[2], "misaligned: %d %d %d\n%s", starts[0],
+			      starts[1], starts[2], out);
+	}
+	free(out);
+	free(err);
+	free(policy);
+	free(conf);
+	PQfinish(conn);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("retentionctl");
@@ -493,6 +637,12 @@ int main(void)
 	tcase_add_test(verify, test_verify_reorder);
 	tcase_add_test(verify, test_verify_truncate_tail);
 	tcase_add_test(verify, test_verify_wholesale_rewrite_needs_anchor);
+	tcase_add_test(verify, test_verify_forgery_with_recomputed_hash);
+	tcase_add_test(verify, test_verify_does_not_trust_the_schemas_code);
+	tcase_add_test(verify, test_verify_of_a_missing_chain_fails);
+	tcase_add_test(tc, test_audit_key_is_canonical);
+	tcase_add_test(tc, test_times_in_the_configured_zone_with_d);
+	tcase_add_test(tc, test_table_output_is_safe_for_terminals);
 	suite_add_tcase(s, verify);
 	return test_run_suite(s);
 }

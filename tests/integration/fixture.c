@@ -49,10 +49,13 @@ PGconn *fx_uploads_db(const char *db)
 
 char *fx_config(const char *db, const char *daemon_extra, const char *policies)
 {
+	const char *extra = daemon_extra ? daemon_extra : "";
+	/* An hour unless the test sets its own: nothing but the test's own actions wakes the daemon. */
 	char *text = xasprintf("database = { conninfo = \"dbname=%s user=" TEST_DAEMON_ROLE "\"; };\n"
-			       "daemon = { instance = \"%s-1\"; resync_interval = \"1 hour\"; log_level = \"debug\"; %s };\n"
+			       "daemon = { instance = \"%s-1\"; %s log_level = \"debug\"; %s };\n"
 			       "policies = ( %s );\n",
-			       db, db, daemon_extra ? daemon_extra : "", policies);
+			       db, db, strstr(extra, "resync_interval") ? "" : "resync_interval = \"1 hour\";", extra,
+			       policies);
 	char *path = test_write_file(text);
 	free(text);
 	return path;
@@ -166,6 +169,31 @@ int fx_log_count_after(const char *log, long mark, const char *needle)
 	if ((long)strlen(text) >= mark)
 		for (const char *p = text + mark; (p = strstr(p, needle)) != NULL; p += strlen(needle))
 			n++;
+	free(text);
+	return n;
+}
+
+long fx_log_find(const char *log, long mark, const char *needle)
+{
+	char *text = read_log(log), *at = NULL;
+	long pos;
+	if ((long)strlen(text) >= mark)
+		at = strstr(text + mark, needle);
+	pos = at ? (long)(at - text) : -1;
+	free(text);
+	return pos;
+}
+
+int fx_log_count_between(const char *log, long mark, const char *stop, const char *needle)
+{
+	char *text = read_log(log), *end;
+	int n = 0;
+	if ((long)strlen(text) >= mark) {
+		if ((end = strstr(text + mark, stop)) != NULL)
+			*end = '\0';
+		for (const char *p = text + mark; (p = strstr(p, needle)) != NULL; p += strlen(needle))
+			n++;
+	}
 	free(text);
 	return n;
 }

@@ -45,6 +45,10 @@ bool fx_log_has_after(const char *log, long mark, const char *needle);
 bool fx_wait_log_count(const char *log, const char *needle, int n, double seconds);
 /* Polls until SQL (one boolean) is true; false after SECONDS. */
 bool fx_poll_true(PGconn *conn, const char *sql, double seconds);
+/* Where NEEDLE first occurs after MARK, as a mark; -1 if it does not. */
+long fx_log_find(const char *log, long mark, const char *needle);
+/* How often NEEDLE occurs after MARK and before the first STOP after it (or the end). */
+int fx_log_count_between(const char *log, long mark, const char *stop, const char *needle);
 /* How often NEEDLE occurs in the log after MARK. */
 int fx_log_count_after(const char *log, long mark, const char *needle);
 

@@ -1,0 +1,329 @@
+/*
+ * Holds against a real server: matched in the column's type, across the
+ * policies of one table, serialised on a lock no stranger can take, placed
+ * only through the schema's functions. Each test names the defect of the
+ * review of 78f4ad6 it pins.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "fixture.h"
+#include "schema.h"
+#include "util.h"
+
+/* SQLSTATE of SQL run as ROLE on CONN, "00000" if it succeeded. */
+static char *sqlstate_as(PGconn *conn, const char *role, const char *sql)
+{
+	char *set = xasprintf("SET ROLE %s", role);
+	PGresult *res;
+	char *state;
+	test_exec(conn, set);
+	res = PQexec(conn, sql);
+	state = xstrdup(PQresultStatus(res) == PGRES_COMMAND_OK || PQresultStatus(res) == PGRES_TUPLES_OK
+				? "00000"
+				: PQresultErrorField(res, PG_DIAG_SQLSTATE));
+	PQclear(res);
+	test_exec(conn, "RESET ROLE");
+	free(set);
+	return state;
+}
+
+static void expect_state(PGconn *conn, const char *role, const char *sql, const char *want)
+{
+	char *got = sqlstate_as(conn, role, sql);
+	ck_assert_msg(strcmp(got, want) == 0, "%s as %s: got %s, want %s", sql, role, got, want);
+	free(got);
+}
+
+/*
+ * D5: holds were matched by their text form: a numeric(10,2) key held as
+ * 42, a citext subject in another case, an upper-case uuid placed through
+ * place_hold() were all purged while explain said "held".
+ */
+START_TEST(test_holds_match_in_the_columns_type)
+{
+	PGconn *conn = fx_database("typedholds");
+	char *num = fx_policy("num", "app.num", "id", "c", "1 day", "");
+	char *people = fx_policy("people", "app.people", "id", "c", "1 day", "subject = \"email\";");
+	char *uuids = fx_policy("uuids", "app.uuids", "id", "c", "1 day", "");
+	char *policies = xasprintf("%s, %s, %s", num, people, uuids);
+	char *conf = fx_config("typedholds", NULL, policies);
+	char *out, *err;
+	test_exec(conn, "CREATE EXTENSION citext; CREATE SCHEMA app;"
+			"CREATE TABLE app.num (id numeric(10,2) PRIMARY KEY, c timestamptz);"
+			"CREATE TABLE app.people (id int PRIMARY KEY, c timestamptz, email citext);"
+			"CREATE TABLE app.uuids (id uuid PRIMARY KEY, c timestamptz);"
+			"INSERT INTO app.num VALUES (42, now() - interval '2 days'), (43, now() - interval '2 days');"
+			"INSERT INTO app.people VALUES (1, now() - interval '2 days', 'Alice@Example.COM'),"
+			" (2, now() - interval '2 days', 'bob@example.com');"
+			"INSERT INTO app.uuids VALUES ('6f9619ff-8b86-d011-b42d-00c04fc964ff', now() - interval '2 days');"
+			"SELECT retention.place_hold('uuids', '6F9619FF-8B86-D011-B42D-00C04FC964FF', NULL, 'case 1', NULL)");
+	fx_grant(conn, "app");
+	ck_assert_int_eq(fx_ctl(conf, "typedholds", &out, &err, "hold", "add", "--policy", "num", "--key", "42",
+				"--reason", "r", NULL),
+			 0);
+	free(out);
+	free(err);
+	ck_assert_int_eq(fx_ctl(conf, "typedholds", &out, &err, "hold", "add", "--policy", "people", "--subject",
+				"alice@example.com", "--reason", "r", NULL),
+			 0);
+	free(out);
+	free(err);
+	/* explain says what the daemon will do... */
+	ck_assert_int_eq(fx_ctl(conf, "typedholds", &out, &err, "--format", "json", "explain", "--policy", "num", "--key",
+				"42", NULL),
+			 0);
+	ck_assert_msg(strstr(out, "\"key\":\"42.00\",\"status\":\"held\""), "%s", out);
+	free(out);
+	free(err);
+	ck_assert_int_eq(fx_ctl(conf, "typedholds", &out, &err, "--format", "json", "explain", "--policy", "uuids",
+				"--key", "6f9619ff-8b86-d011-b42d-00c04fc964ff", NULL),
+			 0);
+	ck_assert_msg(strstr(out, "\"status\":\"held\""), "%s", out);
+	free(out);
+	free(err);
+	/* ...and it does it. */
+	ck_assert_msg(fx_run_once(conf, &out, &err) == 0, "%s%s", out, err);
+	ck_assert_msg(fx_row_exists(conn, "app.num", "42.00"), "numeric key held as 42 was purged");
+	ck_assert(!fx_row_exists(conn, "app.num", "43.00"));
+	ck_assert_msg(fx_row_exists(conn, "app.people", "1"), "citext subject held in another case was purged");
+	ck_assert(!fx_row_exists(conn, "app.people", "2"));
+	ck_assert_msg(fx_row_exists(conn, "app.uuids", "6f9619ff-8b86-d011-b42d-00c04fc964ff"),
+		      "upper-case uuid held through place_hold() was purged");
+	free(out);
+	free(err);
+	free(num);
+	free(people);
+	free(uuids);
+	free(policies);
+	free(conf);
+	PQfinish(conn);
+}
+END_TEST
+
+/*
+ * D18: holds were per policy, so a hold on "delete after 2 years" did not
+ * stop "anonymize after 1 day" on the same table from erasing the record.
+ */
+START_TEST(test_a_hold_protects_from_every_policy_of_the_table)
+{
+	PGconn *conn = fx_database("siblings");
+	char *anon = fx_policy("accounts-anon", "app.accounts", "id", "deleted_at", "1 day",
+			       "action = \"anonymize\"; set_null = [ \"email\" ];");
+	char *del = fx_policy("accounts-delete", "app.accounts", "id", "closed_at", "2 years", "");
+	char *policies = xasprintf("%s, %s", anon, del);
+	char *conf = fx_config("siblings", NULL, policies);
+	char *log = fx_log_path("siblings");
+	char *out, *err, *hold;
+	pid_t pid;
+	test_exec(conn, "CREATE SCHEMA app; CREATE TABLE app.accounts (id int PRIMARY KEY, deleted_at timestamptz,"
+			" closed_at timestamptz, email text);"
+			"INSERT INTO app.accounts VALUES (1, now() - interval '2 days', now(), 'a@example.org'),"
+			" (2, now() - interval '2 days', now(), 'b@example.org')");
+	fx_grant(conn, "app");
+	hold = test_query_value(conn, "SELECT retention.place_hold('accounts-delete', '1', NULL, 'litigation', NULL)", 0, NULL);
+	ck_assert_msg(fx_run_once(conf, &out, &err) == 0, "%s%s", out, err);
+	ck_assert_msg(fx_poll_true(conn, "SELECT email IS NOT NULL FROM app.accounts WHERE id = 1", 0),
+		      "a record held under one policy was anonymized by another");
+	ck_assert(fx_poll_true(conn, "SELECT email IS NULL FROM app.accounts WHERE id = 2", 0));
+	free(out);
+	free(err);
+	ck_assert_int_eq(fx_ctl(conf, "siblings", &out, &err, "--format", "json", "explain", "--policy", "accounts-anon",
+				"--key", "1", NULL),
+			 0);
+	ck_assert_msg(strstr(out, "\"status\":\"held\"") && strstr(out, "\"policy\" : \"accounts-delete\""), "%s", out);
+	free(out);
+	free(err);
+	/* Releasing it wakes the other policy at once. */
+	pid = fx_start_daemon(conf, log);
+	fx_wait_for_log(log, "nothing pending", 10);
+	{
+		char *sql = xasprintf("SELECT retention.release_hold(%s, 'settled')", hold);
+		test_exec(conn, sql);
+		free(sql);
+	}
+	ck_assert_msg(fx_poll_true(conn, "SELECT email IS NULL FROM app.accounts WHERE id = 1", 5),
+		      "not anonymized after the other policy's hold was released");
+	fx_stop_daemon(pid);
+	free(hold);
+	free(anon);
+	free(del);
+	free(policies);
+	free(conf);
+	free(log);
+	PQfinish(conn);
+}
+END_TEST
+
+/*
+ * D12: any role could stall a policy by holding its advisory lock. The lock
+ * is a row only privileged roles can lock, and an advisory lock on the old
+ * key is nothing to the daemon.
+ */
+START_TEST(test_no_stranger_can_take_a_policys_lock)
+{
+	PGconn *conn = fx_uploads_db("stranger");
+	char *conf = fx_uploads_config("stranger", "15 minutes", "");
+	char *log = fx_log_path("stranger");
+	PGconn *stranger;
+	pid_t pid;
+	char *holder, *pid_text;
+	test_exec(conn, "CREATE ROLE stranger LOGIN");
+	stranger = PQconnectdb("dbname=stranger user=stranger");
+	ck_assert(PQstatus(stranger) == CONNECTION_OK);
+	test_exec(stranger, "SELECT pg_advisory_lock(1919251566, hashtext('virusdesk-scan-uploads'))");
+	expect_state(conn, "stranger", "SELECT retention.try_lock_policy('virusdesk-scan-uploads')", "42501");
+	expect_state(conn, "stranger", "SELECT retention.lock_policy('virusdesk-scan-uploads')", "42501");
+	expect_state(conn, "stranger", "SELECT * FROM retention.policy_locks FOR UPDATE", "42501");
+	expect_state(conn, "stranger", "SELECT * FROM retention.policy_lock_holder('virusdesk-scan-uploads')", "42501");
+	test_exec(conn, "INSERT INTO virusdesk.uploads (id, scan_completed_at) VALUES (1, now() - interval '1 hour')");
+	pid = fx_start_daemon(conf, log);
+	ck_assert_msg(fx_wait_row_gone(conn, "virusdesk.uploads", "1", 5), "a stranger's advisory lock stalled the policy");
+	fx_stop_daemon(pid);
+	/* Who holds the real lock can be told, for the warning the daemon logs when it stays taken. */
+	{
+		PGconn *other = test_connect_db("stranger");
+		test_exec(other, "BEGIN; SELECT retention.try_lock_policy('virusdesk-scan-uploads')");
+		holder = test_query_value(conn, "SELECT pid FROM retention.policy_lock_holder('virusdesk-scan-uploads')", 0,
+					  NULL);
+		pid_text = xasprintf("%d", PQbackendPID(other));
+		ck_assert_str_eq(holder, pid_text);
+		test_exec(other, "ROLLBACK");
+		PQfinish(other);
+	}
+	free(holder);
+	free(pid_text);
+	PQfinish(stranger);
+	free(conf);
+	free(log);
+	PQfinish(conn);
+}
+END_TEST
+
+/*
+ * D20: `hold add` checked the record before place_hold() waited for the
+ * batch in flight, which then took the record, and still reported success.
+ */
+START_TEST(test_hold_add_says_when_the_batch_in_flight_took_the_record)
+{
+	PGconn *conn = fx_uploads_db("inflight");
+	char *conf = fx_uploads_config("inflight", "15 minutes", "");
+	PGconn *purger = test_connect_db("inflight");
+	char *ctl = xasprintf("%s/src/retentionctl", test_builddir());
+	char *argv[] = {ctl, "-c", conf, "-d", "dbname=inflight", "hold", "add", "--policy", "virusdesk-scan-uploads",
+			"--key", "1", "--reason", "subpoena", NULL};
+	char *log = fx_log_path("inflight-ctl");
+	struct fx_policy fp;
+	int status;
+	pid_t pid;
+	test_exec(conn, "INSERT INTO virusdesk.uploads (id, scan_completed_at) VALUES (1, now() - interval '1 hour')");
+	fx_policy_prepare(&fp, purger, conf, "virusdesk-scan-uploads");
+	/* The daemon's batch locked and deleted record 1 but has not committed: the record still shows. */
+	ck_assert_int_eq(fx_purge_uncommitted(purger, &fp), 1);
+	pid = test_spawn(argv, log);
+	ck_assert(fx_poll_true(conn, "SELECT count(*) = 1 FROM pg_stat_activity WHERE application_name = 'retentionctl'"
+				     " AND wait_event_type = 'Lock'",
+			       10));
+	test_exec(purger, "COMMIT");
+	status = test_wait_exit(pid, 10);
+	ck_assert_msg(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 1, "hold add exit status %d", status);
+	ck_assert_msg(test_file_contains(log, "record 1 was purged by the batch in flight before the hold took effect"),
+		      "no warning that the hold came too late");
+	/* The hold stands, for whatever comes back under that key. */
+	ck_assert_int_eq(test_query_ll(conn, "SELECT count(*) FROM retention.holds WHERE record_key = '1'"), 1);
+	ck_assert_int_eq(fx_audit_count(conn, NULL, "1"), 1);
+	fx_policy_free(&fp);
+	PQfinish(purger);
+	free(ctl);
+	free(conf);
+	free(log);
+	PQfinish(conn);
+}
+END_TEST
+
+/*
+ * D27: the guide granted people INSERT and UPDATE on retention.holds, which
+ * skips the lock and lets anyone write placed_by. People get EXECUTE on the
+ * functions; the functions record the login role.
+ */
+START_TEST(test_holds_only_through_the_functions)
+{
+	PGconn *conn = fx_uploads_db("legal");
+	PGconn *alice;
+	char *who;
+	test_exec(conn, "CREATE ROLE legal NOLOGIN; CREATE ROLE alice LOGIN IN ROLE legal;"
+			"GRANT USAGE ON SCHEMA retention TO legal;"
+			"GRANT SELECT ON retention.holds TO legal;"
+			"GRANT EXECUTE ON FUNCTION retention.place_hold(text, text, text, text, timestamptz),"
+			" retention.release_hold(bigint, text) TO legal");
+	expect_state(conn, "legal", "INSERT INTO retention.holds (policy, record_key, reason) VALUES ('p', 'k', 'r')", "42501");
+	expect_state(conn, "legal", "UPDATE retention.holds SET placed_by = 'someone else'", "42501");
+	alice = PQconnectdb("dbname=legal user=alice");
+	ck_assert(PQstatus(alice) == CONNECTION_OK);
+	test_exec(alice, "SET ROLE legal; SELECT retention.place_hold('virusdesk-scan-uploads', '1', NULL, 'case', NULL)");
+	test_exec(alice, "SELECT retention.release_hold(max(id), 'done') FROM retention.holds");
+	who = test_query_value(conn, "SELECT placed_by || ' ' || released_by FROM retention.holds", 0, NULL);
+	ck_assert_str_eq(who, "alice alice");
+	free(who);
+	PQfinish(alice);
+	PQfinish(conn);
+}
+END_TEST
+
+/* An upgrade never stops enforcement: a daemon role granted as for version 1 purges on version 2. */
+START_TEST(test_upgrade_from_version_1_keeps_enforcing)
+{
+	PGconn *conn = test_fresh_database("upgrade");
+	char *conf, *out, *err;
+	char *ctl = xasprintf("%s/src/retentionctl", test_builddir());
+	char *migrate[] = {ctl, "-d", "dbname=upgrade", "migrate", NULL};
+	test_exec(conn, schema_steps[0].sql);
+	test_exec(conn, "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'v1_daemon') THEN"
+			" CREATE ROLE v1_daemon LOGIN; END IF; END $$;"
+			"GRANT USAGE ON SCHEMA retention TO v1_daemon;"
+			"GRANT INSERT ON retention.audit_log TO v1_daemon;"
+			"GRANT USAGE ON SEQUENCE retention.audit_log_id_seq TO v1_daemon;"
+			"GRANT SELECT, INSERT, UPDATE ON retention.chain_heads, retention.instances TO v1_daemon;"
+			"GRANT SELECT ON retention.holds, retention.schema_version TO v1_daemon;"
+			"CREATE ROLE v1_legal NOLOGIN; GRANT USAGE ON SCHEMA retention TO v1_legal;"
+			"GRANT SELECT, INSERT, UPDATE ON retention.holds TO v1_legal;"
+			"CREATE SCHEMA app; CREATE TABLE app.t (id int PRIMARY KEY, c timestamptz);"
+			"INSERT INTO app.t VALUES (1, now() - interval '2 days');"
+			"GRANT USAGE ON SCHEMA app TO v1_daemon; GRANT SELECT, DELETE, UPDATE (id) ON app.t TO v1_daemon");
+	ck_assert_int_eq(test_run(migrate, &out, &err), 0);
+	ck_assert_msg(strstr(out, "upgraded to version 2 (1 step)"), "%s%s", out, err);
+	free(out);
+	free(err);
+	expect_state(conn, "v1_legal", "INSERT INTO retention.holds (policy, record_key, reason) VALUES ('p', 'k', 'r')",
+		     "42501");
+	conf = test_write_file("database = { conninfo = \"dbname=upgrade user=v1_daemon\"; };\n"
+			       "policies = ( { name = \"t\"; service = \"s\"; source = \"s\"; table = \"app.t\"; key = \"id\";"
+			       " clock = \"c\"; retain = \"1 day\"; } );\n");
+	ck_assert_msg(fx_run_once(conf, &out, &err) == 0, "%s%s", out, err);
+	ck_assert(!fx_row_exists(conn, "app.t", "1"));
+	fx_assert_chain_intact(conn);
+	free(out);
+	free(err);
+	free(ctl);
+	free(conf);
+	PQfinish(conn);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("holds");
+	TCase *tc = test_tcase("holds", 120);
+	tcase_add_test(tc, test_holds_match_in_the_columns_type);
+	tcase_add_test(tc, test_a_hold_protects_from_every_policy_of_the_table);
+	tcase_add_test(tc, test_no_stranger_can_take_a_policys_lock);
+	tcase_add_test(tc, test_hold_add_says_when_the_batch_in_flight_took_the_record);
+	tcase_add_test(tc, test_holds_only_through_the_functions);
+	tcase_add_test(tc, test_upgrade_from_version_1_keeps_enforcing);
+	suite_add_tcase(s, tc);
+	return test_run_suite(s);
+}

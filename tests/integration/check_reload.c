@@ -1,0 +1,268 @@
+/*
+ * Reloads and lookups under real conditions: a backlog draining, a
+ * misspelled zone, a table that appears later, a connection lost in the
+ * middle of a lookup. Each test names the defect of the review of 78f4ad6
+ * it pins.
+ */
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "fixture.h"
+#include "util.h"
+
+/*
+ * D1: a SIGHUP was applied only when every policy happened to be idle; with
+ * a backlog draining, retain raised from 1 day to 100 years, all remaining
+ * rows were still deleted under the old rule. A reload now takes effect at
+ * the next batch boundary.
+ */
+START_TEST(test_reload_takes_effect_at_the_next_batch)
+{
+	const int rows = 20000;
+	PGconn *conn = fx_uploads_db("reloadbacklog");
+	char *conf = fx_uploads_config("reloadbacklog", "1 day", "batch = 10;");
+	char *log = fx_log_path("reloadbacklog");
+	char *longer, *text;
+	long long left_at_sighup, left_after;
+	long mark;
+	pid_t pid;
+	fx_fill_backlog(conn, rows);
+	test_exec(conn, "UPDATE virusdesk.uploads SET scan_completed_at = scan_completed_at - interval '1 day'");
+	pid = fx_start_daemon(conf, log);
+	fx_wait_for_log(log, "purged 10 records", 20);
+	longer = fx_uploads_config("reloadbacklog", "100 years", "batch = 10;");
+	{
+		FILE *f = fopen(longer, "r");
+		text = xmalloc(4096);
+		text[fread(text, 1, 4095, f)] = '\0';
+		fclose(f);
+	}
+	fx_rewrite(conf, text);
+	mark = fx_log_mark(log);
+	left_at_sighup = test_query_ll(conn, "SELECT count(*) FROM virusdesk.uploads");
+	ck_assert_int_eq(kill(pid, SIGHUP), 0);
+	fx_wait_for_log_after(log, mark, "configuration reloaded", 5);
+	/* From the moment the daemon takes the signal, the batch in flight finishes and no new one starts. */
+	ck_assert_int_le(fx_log_count_between(log, fx_log_find(log, mark, "SIGHUP: reloading"), "configuration reloaded",
+					      "purged 10 records"),
+			 1);
+	ck_assert_msg(fx_log_has_after(log, mark, "changed virusdesk-scan-uploads"), "the reload does not say what changed");
+	/* The new rule keeps everything for a century: the daemon settles and deletes nothing more. */
+	fx_wait_for_log_after(log, mark, "next record due (or hold ending) at 21", 10);
+	ck_assert_int_eq(fx_log_count_between(log, fx_log_mark(log), "no such line", "purged"), 0);
+	left_after = test_query_ll(conn, "SELECT count(*) FROM virusdesk.uploads");
+	ck_assert_msg(left_after >= left_at_sighup - 100, "%lld rows left at SIGHUP, %lld after the reload", left_at_sighup,
+		      left_after);
+	ck_assert_msg(left_after > 0, "the whole backlog was deleted under the old rule");
+	fx_assert_purge_atomic(conn, rows);
+	fx_stop_daemon(pid);
+	free(text);
+	free(longer);
+	free(conf);
+	free(log);
+	PQfinish(conn);
+}
+END_TEST
+
+/*
+ * D3: a reload whose zone the server did not know purged anyway, in the
+ * server's zone and without timeouts: a record went 2 h early. Such a reload
+ * is now refused and the old configuration goes on in its own zone.
+ */
+START_TEST(test_reload_with_an_unknown_zone_is_refused)
+{
+	PGconn *conn = fx_database("reloadzone");
+	const char *policy = "{ name = \"tz\"; service = \"s\"; source = \"s\"; table = \"app.t\"; key = \"id\";"
+			     " clock = \"c\"; retain = \"1 day\"; }";
+	char *good = xasprintf("database = { conninfo = \"dbname=reloadzone user=" TEST_DAEMON_ROLE "\";"
+			       " time_zone = \"America/Los_Angeles\"; };\n"
+			       "daemon = { resync_interval = \"1 second\"; log_level = \"debug\"; };\n"
+			       "policies = ( %s );\n",
+			       policy);
+	char *typo = xasprintf("database = { conninfo = \"dbname=reloadzone user=" TEST_DAEMON_ROLE "\";"
+			       " time_zone = \"America/Los_Angles\"; };\n"
+			       "daemon = { resync_interval = \"1 second\"; log_level = \"debug\"; };\n"
+			       "policies = ( %s );\n",
+			       policy);
+	char *conf = test_write_file(good);
+	char *log = fx_log_path("reloadzone");
+	long mark;
+	pid_t pid;
+	/* Los Angeles wall time 22 hours ago: due in 2 hours there, 6 or 7 hours ago in UTC. */
+	test_exec(conn, "CREATE SCHEMA app; CREATE TABLE app.t (id int PRIMARY KEY, c timestamp);"
+			"INSERT INTO app.t VALUES (1, (now() AT TIME ZONE 'America/Los_Angeles') - interval '22 hours')");
+	fx_grant(conn, "app");
+	pid = fx_start_daemon(conf, log);
+	fx_wait_for_log(log, "policy tz: next record due", 10);
+	fx_rewrite(conf, typo);
+	mark = fx_log_mark(log);
+	ck_assert_int_eq(kill(pid, SIGHUP), 0);
+	fx_wait_for_log_after(log, mark, "not reloaded: database.time_zone: invalid value for parameter \"TimeZone\"", 5);
+	/* A resync after the refusal asks again, in Los Angeles time: still 2 hours to go. */
+	mark = fx_log_mark(log);
+	fx_wait_for_log_after(log, mark, "policy tz: next record due", 5);
+	ck_assert_msg(fx_row_exists(conn, "app.t", "1"), "purged 2 h early after a reload with a misspelled zone");
+	ck_assert_int_eq(fx_audit_count(conn, NULL, "1"), 0);
+	fx_stop_daemon(pid);
+	free(good);
+	free(typo);
+	free(conf);
+	free(log);
+	PQfinish(conn);
+}
+END_TEST
+
+/* D8: one failed table lookup silenced a policy until SIGHUP ("looking again at the next resync" never happened). */
+START_TEST(test_a_table_that_appears_later_is_purged)
+{
+	PGconn *conn = fx_database("latertable");
+	char *policy = fx_policy("later", "app.later", "id", "c", "1 day", "");
+	char *conf = fx_config("latertable", "resync_interval = \"1 second\";", policy);
+	char *log = fx_log_path("latertable");
+	pid_t pid;
+	pid = fx_start_daemon(conf, log);
+	fx_wait_for_log(log, "policy later: table app.later does not exist", 10);
+	test_exec(conn, "CREATE SCHEMA app; CREATE TABLE app.later (id int PRIMARY KEY, c timestamptz);"
+			"INSERT INTO app.later VALUES (1, now() - interval '2 days')");
+	fx_grant(conn, "app");
+	ck_assert_msg(fx_wait_row_gone(conn, "app.later", "1", 10), "the policy stayed silent after its table appeared");
+	fx_stop_daemon(pid);
+	free(policy);
+	free(conf);
+	free(log);
+	PQfinish(conn);
+}
+END_TEST
+
+/* D8, second variant: the connection lost while a lookup waits; after reconnecting the policy must purge. */
+START_TEST(test_a_lookup_lost_with_the_connection_is_retried)
+{
+	PGconn *conn = fx_uploads_db("lostlookup");
+	PGconn *blocker = test_connect_db("lostlookup");
+	char *conf = fx_uploads_config("lostlookup", "15 minutes", "");
+	char *log = fx_log_path("lostlookup");
+	char *sql;
+	int backend;
+	pid_t pid;
+	/* The heartbeat waits on this lock, and the lookup queued behind it. */
+	test_exec(blocker, "BEGIN; LOCK TABLE retention.instances IN ACCESS EXCLUSIVE MODE");
+	pid = fx_start_daemon(conf, log);
+	backend = fx_daemon_backend(conn, 10);
+	ck_assert(fx_wait_backend_blocked(conn, backend, 10));
+	sql = xasprintf("SELECT pg_terminate_backend(%d)", backend);
+	test_exec(conn, sql);
+	free(sql);
+	fx_wait_for_log(log, "database connection lost", 10);
+	test_exec(blocker, "COMMIT");
+	test_exec(conn, "INSERT INTO virusdesk.uploads (id, scan_completed_at) VALUES (1, now() - interval '1 hour')");
+	ck_assert_msg(fx_wait_row_gone(conn, "virusdesk.uploads", "1", 10),
+		      "a policy whose lookup was lost with the connection never purged again");
+	fx_stop_daemon(pid);
+	PQfinish(blocker);
+	free(conf);
+	free(log);
+	PQfinish(conn);
+}
+END_TEST
+
+/* The longest gap between watchdog pings on FD over SECONDS. */
+static double longest_watchdog_gap(int fd, double seconds)
+{
+	double end = test_now() + seconds, last = test_now(), gap = 0;
+	char buf[512];
+	while (test_now() < end) {
+		struct pollfd p = {fd, POLLIN, 0};
+		ssize_t n;
+		if (poll(&p, 1, 50) <= 0)
+			continue;
+		n = recv(fd, buf, sizeof(buf) - 1, 0);
+		if (n <= 0)
+			continue;
+		buf[n] = '\0';
+		if (strstr(buf, "WATCHDOG=1")) {
+			double now = test_now();
+			if (now - last > gap)
+				gap = now - last;
+			last = now;
+		}
+	}
+	return test_now() - last > gap ? test_now() - last : gap;
+}
+
+/*
+ * D17: libpq resolved a conninfo's host name with a blocking getaddrinfo()
+ * on the event loop; during a resolver outage every attempt stalled the
+ * loop and the watchdog. Names are resolved on the loop by libevent's own
+ * resolver, and libpq gets the address.
+ */
+START_TEST(test_resolving_a_host_name_never_blocks_the_loop)
+{
+	char *shim = xasprintf("%s/tests/slow_getaddrinfo.so", test_builddir());
+	char *slow = test_write_file("database = { conninfo = \"host=slow.invalid port=5999 dbname=x\"; };\n"
+				     "policies = ( { name = \"p\"; service = \"s\"; source = \"s\"; table = \"t\";"
+				     " key = \"id\"; clock = \"c\"; retain = \"1 day\"; } );\n");
+	char *local = test_write_file("database = { conninfo = \"host=localhost port=5999 dbname=x\"; };\n"
+				      "policies = ( { name = \"p\"; service = \"s\"; source = \"s\"; table = \"t\";"
+				      " key = \"id\"; clock = \"c\"; retain = \"1 day\"; } );\n");
+	char *log = fx_log_path("dns"), *log2 = fx_log_path("dns-local");
+	char *sock_path = test_path("dns.sock");
+	struct sockaddr_un addr;
+	int fd = socket(AF_UNIX, SOCK_DGRAM, 0);
+	double gap;
+	pid_t pid;
+	ck_assert_msg(access(shim, R_OK) == 0, "%s missing", shim);
+	memset(&addr, 0, sizeof(addr));
+	addr.sun_family = AF_UNIX;
+	snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", sock_path);
+	ck_assert_int_eq(bind(fd, (struct sockaddr *)&addr, sizeof(addr)), 0);
+	setenv("NOTIFY_SOCKET", sock_path, 1);
+	setenv("WATCHDOG_USEC", "200000", 1);
+	setenv("LD_PRELOAD", shim, 1);
+	/* A sanitizer build's runtime must come first; the shim only wraps one libc call. */
+	setenv("ASAN_OPTIONS", "verify_asan_link_order=0", 1);
+	pid = fx_start_daemon(slow, log);
+	unsetenv("LD_PRELOAD");
+	gap = longest_watchdog_gap(fd, 4);
+	ck_assert_msg(gap < 1.0, "the loop stalled %.1f s while a host name was resolved", gap);
+	fx_stop_daemon(pid);
+	/*
+	 * A name is resolved, and libpq connects to the address it is handed (nothing listens there):
+	 * libpq names the server by that address, where it would say "localhost" (127.0.0.1) had it
+	 * resolved the name itself.
+	 */
+	setenv("LD_PRELOAD", shim, 1);
+	pid = fx_start_daemon(local, log2);
+	unsetenv("LD_PRELOAD");
+	unsetenv("NOTIFY_SOCKET");
+	unsetenv("WATCHDOG_USEC");
+	unsetenv("ASAN_OPTIONS");
+	fx_wait_for_log(log2, "connection to server at \"127.0.0.1\", port 5999 failed", 10);
+	fx_stop_daemon(pid);
+	close(fd);
+	free(shim);
+	free(slow);
+	free(local);
+	free(log);
+	free(log2);
+	free(sock_path);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("reload");
+	TCase *tc = test_tcase("reload", 120);
+	tcase_add_test(tc, test_reload_takes_effect_at_the_next_batch);
+	tcase_add_test(tc, test_reload_with_an_unknown_zone_is_refused);
+	tcase_add_test(tc, test_a_table_that_appears_later_is_purged);
+	tcase_add_test(tc, test_a_lookup_lost_with_the_connection_is_retried);
+	tcase_add_test(tc, test_resolving_a_host_name_never_blocks_the_loop);
+	suite_add_tcase(s, tc);
+	return test_run_suite(s);
+}

@@ -1,0 +1,320 @@
+/*
+ * When records are purged, against a real server: exactly at the due
+ * boundary, across month ends and DST changes, under floods of
+ * notifications, without waking early. Each test names the defect of the
+ * review of 78f4ad6, or the mutant of the mutation run, it pins.
+ *
+ * Where "now" must be a chosen instant, the test runs the daemon's own
+ * statements (built by the same code) on a connection whose search_path puts
+ * a fixed fake.statement_timestamp() before pg_catalog's; the daemon's own
+ * sessions pin search_path, so nothing but such a test can do that.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "fixture.h"
+#include "util.h"
+
+/* A connection to DB on which statement_timestamp() is NOW, in zone ZONE. */
+static PGconn *frozen_at(PGconn *admin, const char *db, const char *now, const char *zone)
+{
+	PGconn *conn = test_connect_db(db);
+	char *sql = xasprintf("CREATE SCHEMA IF NOT EXISTS fake;"
+			      "CREATE OR REPLACE FUNCTION fake.statement_timestamp() RETURNS timestamptz"
+			      " LANGUAGE sql STABLE AS $$ SELECT '%s'::timestamptz $$",
+			      now);
+	test_exec(admin, sql);
+	free(sql);
+	sql = xasprintf("SET search_path = fake, pg_catalog; SET TimeZone = '%s'", zone);
+	test_exec(conn, sql);
+	free(sql);
+	return conn;
+}
+
+/* The keys the policy's lock statement picks as due on CONN, in its order, comma-separated. */
+static char *due_keys(PGconn *conn, struct fx_policy *fp)
+{
+	const char *params[POLICY_N_BASE_PARAMS];
+	Oid types[POLICY_N_BASE_PARAMS];
+	int n = policy_params(&fp->sql, params, types, NULL, 0, false);
+	PGresult *res = PQexecParams(conn, fp->sql.lock, n, types, params, NULL, NULL, 0);
+	char **keys = NULL, *joined = xstrdup("");
+	size_t nk = 0;
+	ck_assert_msg(PQresultStatus(res) == PGRES_TUPLES_OK, "%s", PQresultErrorMessage(res));
+	if (!PQgetisnull(res, 0, LOCK_KEYS))
+		keys = policy_text_array_parse(PQgetvalue(res, 0, LOCK_KEYS), &nk);
+	for (size_t i = 0; i < nk; i++) {
+		char *next = xasprintf("%s%s%s", joined, i ? "," : "", keys[i]);
+		free(joined);
+		joined = next;
+	}
+	policy_text_array_free(keys);
+	PQclear(res);
+	return joined;
+}
+
+static PGconn *clock_table(const char *db, const char *clock_type)
+{
+	PGconn *conn = fx_database(db);
+	char *sql = xasprintf("CREATE SCHEMA app; CREATE TABLE app.t (id int PRIMARY KEY, c %s); CREATE INDEX ON app.t (c)",
+			      clock_type);
+	test_exec(conn, sql);
+	free(sql);
+	fx_grant(conn, "app");
+	return conn;
+}
+
+/* M01: a record due exactly now is due (<=, not <); one a microsecond later is not. */
+START_TEST(test_due_boundary_is_exact)
+{
+	PGconn *conn = clock_table("boundary", "timestamptz");
+	char *policy = fx_policy("p", "app.t", "id", "c", "15 minutes", "");
+	char *conf = fx_config("boundary", NULL, policy);
+	PGconn *frozen = frozen_at(conn, "boundary", "2026-06-01 12:00:00+00", "UTC");
+	struct fx_policy fp;
+	char *keys;
+	test_exec(conn, "INSERT INTO app.t VALUES (1, '2026-06-01 11:45:00+00'), (2, '2026-06-01 11:45:00.000001+00'),"
+			" (3, '2026-06-01 11:44:59.999999+00')");
+	fx_policy_prepare(&fp, frozen, conf, "p");
+	keys = due_keys(frozen, &fp);
+	/* In clock order: the earliest first. */
+	ck_assert_str_eq(keys, "3,1");
+	free(keys);
+	fx_policy_free(&fp);
+	PQfinish(frozen);
+	free(policy);
+	free(conf);
+	PQfinish(conn);
+}
+END_TEST
+
+/*
+ * M02: the index bound's slack. "1 month" from 31 January is 28 February
+ * (clamped): that record is due at 18:00 on the 28th although its clock is
+ * later than now - 1 month; without the slack it is missed for days.
+ */
+START_TEST(test_month_end_records_are_not_missed)
+{
+	PGconn *conn = clock_table("monthend", "timestamptz");
+	char *policy = fx_policy("p", "app.t", "id", "c", "1 month", "");
+	char *conf = fx_config("monthend", NULL, policy);
+	PGconn *frozen = frozen_at(conn, "monthend", "2026-02-28 18:00:00+00", "UTC");
+	struct fx_policy fp;
+	char *keys;
+	test_exec(conn, "INSERT INTO app.t VALUES (1, '2026-01-31 12:00:00+00'), (2, '2026-02-01 12:00:00+00')");
+	fx_policy_prepare(&fp, frozen, conf, "p");
+	keys = due_keys(frozen, &fp);
+	ck_assert_str_eq(keys, "1");
+	free(keys);
+	fx_policy_free(&fp);
+	PQfinish(frozen);
+	free(policy);
+	free(conf);
+	PQfinish(conn);
+}
+END_TEST
+
+/*
+ * D15: a timestamp clock with an hour-based retain used wall-clock
+ * arithmetic: in the autumn hour a record due by elapsed time was purged an
+ * hour late, and explain showed wall-clock due times. The clock is read in
+ * the session's zone once, everywhere.
+ */
+START_TEST(test_timestamp_clocks_use_elapsed_hours)
+{
+	PGconn *conn = clock_table("tsclock", "timestamp");
+	char *policy = fx_policy("p", "app.t", "id", "c", "2 hours", "");
+	char *conf = fx_config("tsclock", NULL, policy);
+	PGconn *autumn = frozen_at(conn, "tsclock", "2026-10-25 02:00:00+00", "Europe/Berlin");
+	struct fx_policy fp;
+	char *keys, *due;
+	/* 01:30 CEST is 23:30Z: 2 hours on is 01:30Z, due before 02:00Z. Wall clock says 03:30 CET, 02:30Z. */
+	test_exec(conn, "INSERT INTO app.t VALUES (1, '2026-10-25 01:30:00')");
+	fx_policy_prepare(&fp, autumn, conf, "p");
+	keys = due_keys(autumn, &fp);
+	ck_assert_msg(strcmp(keys, "1") == 0, "a record due by elapsed time was not picked (keys: %s)", keys);
+	free(keys);
+	fx_policy_free(&fp);
+	PQfinish(autumn);
+	/* Spring: 01:30 CET is 00:30Z, due at 02:30Z (04:30 CEST); wall clock would say 03:30 CEST, 01:30Z. */
+	test_exec(conn, "TRUNCATE app.t; INSERT INTO app.t VALUES (2, '2026-03-29 01:30:00')");
+	{
+		PGconn *spring = frozen_at(conn, "tsclock", "2026-03-29 02:00:00+00", "Europe/Berlin");
+		fx_policy_prepare(&fp, spring, conf, "p");
+		keys = due_keys(spring, &fp);
+		ck_assert_msg(strcmp(keys, "") == 0, "a record 30 minutes short of 2 elapsed hours was picked (%s)", keys);
+		free(keys);
+		due = test_query_value(spring, "SELECT c::timestamptz + interval '2 hours' = '2026-03-29 02:30:00+00' FROM app.t",
+				       0, NULL);
+		ck_assert_str_eq(due, "t");
+		free(due);
+		fx_policy_free(&fp);
+		PQfinish(spring);
+	}
+	free(policy);
+	free(conf);
+	PQfinish(conn);
+}
+END_TEST
+
+/*
+ * D14: in the DST fall-back hour due times are not monotone in the clock:
+ * of clocks 00:50Z (02:50 CEST) and 01:10Z (02:10 CET), "1 year 1 day" makes
+ * the second due at 02:10 CEST, 40 minutes before the first (02:50 CEST).
+ * The daemon woke for the first.
+ */
+START_TEST(test_next_due_across_the_fall_back_hour)
+{
+	PGconn *conn = clock_table("fallback", "timestamptz");
+	char *conf = test_write_file("database = { conninfo = \"dbname=fallback user=" TEST_DAEMON_ROLE "\";"
+				     " time_zone = \"Europe/Berlin\"; };\n"
+				     "daemon = { resync_interval = \"1 hour\"; log_level = \"debug\"; };\n"
+				     "policies = ( { name = \"p\"; service = \"s\"; source = \"s\"; table = \"app.t\"; key = \"id\";"
+				     " clock = \"c\"; retain = \"1 year 1 day\"; } );\n");
+	char *log = fx_log_path("fallback");
+	char *out, *err;
+	pid_t pid;
+	test_exec(conn, "INSERT INTO app.t VALUES (1, '2026-10-25 00:50:00+00'), (2, '2026-10-25 01:10:00+00')");
+	ck_assert_int_eq(fx_ctl(conf, "fallback", &out, &err, "--format", "json", "pending", "--within", "400 days", NULL), 0);
+	ck_assert_msg(strstr(out, "\"next_due_at\":\"2027-10-26T02:10:00+02:00\""), "%s", out);
+	free(out);
+	free(err);
+	pid = fx_start_daemon(conf, log);
+	fx_wait_for_log(log, "policy p: next record due (or hold ending) at 2027-10-26 02:10:00+02", 10);
+	fx_stop_daemon(pid);
+	free(conf);
+	free(log);
+	PQfinish(conn);
+}
+END_TEST
+
+/*
+ * M12: a timer that fires before the due moment finds nothing, asks again
+ * and spins until the server's clock catches up; waking at the clock
+ * instead of clock + retain (M03b) would purge early and back off. A record
+ * due 2 s after start is asked for once and purged in one go.
+ */
+START_TEST(test_a_due_record_is_asked_for_once_and_purged_once)
+{
+	PGconn *conn = fx_uploads_db("noearly");
+	char *conf = fx_uploads_config("noearly", "15 minutes", "");
+	char *log = fx_log_path("noearly");
+	char *late;
+	pid_t pid;
+	test_exec(conn, "INSERT INTO virusdesk.uploads (id, scan_completed_at) VALUES"
+			" (1, now() - interval '15 minutes' + interval '2 seconds')");
+	pid = fx_start_daemon(conf, log);
+	ck_assert(fx_wait_row_gone(conn, "virusdesk.uploads", "1", 10));
+	ck_assert_int_eq(fx_log_count_after(log, 0, "policy virusdesk-scan-uploads: next record due"), 1);
+	ck_assert_int_eq(fx_log_count_after(log, 0, "-> purging"), 1);
+	late = test_query_value(conn, "SELECT extract(epoch FROM purged_at - due_at) FROM retention.audit_log", 0, NULL);
+	ck_assert_msg(atof(late) >= 0 && atof(late) < 1, "purged %s s after due", late);
+	fx_stop_daemon(pid);
+	free(late);
+	free(conf);
+	free(log);
+	PQfinish(conn);
+}
+END_TEST
+
+/* Sends COUNT notifications a policy's holds changed, each its own transaction, as any role may. */
+static void notify_flood(PGconn *conn, int count)
+{
+	for (int i = 0; i < count; i++)
+		test_exec(conn, "NOTIFY retentiond, 'policy:virusdesk-scan-uploads'");
+}
+
+/*
+ * D9, D1: every notification cancelled the due timer and asked again, so
+ * while they kept coming faster than one next-due question took, a due
+ * record was never purged, and a reload never applied. Any role can send
+ * them. Now asks are debounced and a "due" answer purges at once.
+ */
+START_TEST(test_notifications_cannot_starve_a_due_record)
+{
+	PGconn *conn = fx_uploads_db("starve");
+	PGconn *stranger;
+	char *conf = fx_uploads_config("starve", "15 minutes",
+				       "exempt = { column = \"purpose\"; values = [ \"vulnerability_monitoring\" ]; };");
+	char *log = fx_log_path("starve");
+	double deadline;
+	long mark;
+	char *late;
+	pid_t pid;
+	/* Exempt rows at the head of the clock index make every next-due question take a while. */
+	test_exec(conn, "INSERT INTO virusdesk.uploads (id, scan_completed_at, purpose)"
+			" SELECT g, now() - interval '2 days' + g * interval '1 ms', 'vulnerability_monitoring'"
+			" FROM generate_series(1000, 201000) g; ANALYZE virusdesk.uploads;"
+			"CREATE ROLE flooder LOGIN");
+	stranger = PQconnectdb("dbname=starve user=flooder");
+	ck_assert(PQstatus(stranger) == CONNECTION_OK);
+	pid = fx_start_daemon(conf, log);
+	fx_wait_for_log(log, "nothing pending", 20);
+	test_exec(conn, "INSERT INTO virusdesk.uploads (id, scan_completed_at) VALUES"
+			" (1, now() - interval '15 minutes' + interval '1.5 seconds')");
+	deadline = test_now() + 10;
+	while (fx_row_exists(conn, "virusdesk.uploads", "1") && test_now() < deadline)
+		notify_flood(stranger, 50);
+	ck_assert_msg(!fx_row_exists(conn, "virusdesk.uploads", "1"), "a due record starved under notifications");
+	late = test_query_value(conn, "SELECT extract(epoch FROM purged_at - due_at) FROM retention.audit_log", 0, NULL);
+	ck_assert_msg(atof(late) < 1.0, "purged %s s after due, under notifications", late);
+	/* A reload under the same flood applies within a second or two, not when the flood stops. */
+	mark = fx_log_mark(log);
+	ck_assert_int_eq(kill(pid, SIGHUP), 0);
+	deadline = test_now() + 3;
+	while (!fx_log_has_after(log, mark, "configuration reloaded") && test_now() < deadline)
+		notify_flood(stranger, 50);
+	ck_assert_msg(fx_log_has_after(log, mark, "configuration reloaded"), "a reload starved under notifications");
+	fx_stop_daemon(pid);
+	PQfinish(stranger);
+	free(late);
+	free(conf);
+	free(log);
+	PQfinish(conn);
+}
+END_TEST
+
+/*
+ * D25: "due records are locked elsewhere" was logged for every purge that
+ * found nothing, whatever the cause. It is said when other transactions hold
+ * the due rows, and the record is purged once they let go.
+ */
+START_TEST(test_rows_locked_by_the_application_are_waited_out)
+{
+	PGconn *conn = fx_uploads_db("applocks");
+	PGconn *app = test_connect_db("applocks");
+	char *conf = fx_uploads_config("applocks", "15 minutes", "");
+	char *log = fx_log_path("applocks");
+	pid_t pid;
+	test_exec(conn, "INSERT INTO virusdesk.uploads (id, scan_completed_at) VALUES (1, now() - interval '1 hour')");
+	test_exec(app, "BEGIN; SELECT * FROM virusdesk.uploads WHERE id = 1 FOR UPDATE");
+	pid = fx_start_daemon(conf, log);
+	fx_wait_for_log(log, "policy virusdesk-scan-uploads: due records are locked by other transactions", 10);
+	ck_assert(fx_row_exists(conn, "virusdesk.uploads", "1"));
+	test_exec(app, "COMMIT");
+	ck_assert_msg(fx_wait_row_gone(conn, "virusdesk.uploads", "1", 40), "not purged after the application let go");
+	fx_stop_daemon(pid);
+	PQfinish(app);
+	free(conf);
+	free(log);
+	PQfinish(conn);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("scheduling");
+	TCase *tc = test_tcase("scheduling", 120);
+	tcase_add_test(tc, test_due_boundary_is_exact);
+	tcase_add_test(tc, test_month_end_records_are_not_missed);
+	tcase_add_test(tc, test_timestamp_clocks_use_elapsed_hours);
+	tcase_add_test(tc, test_next_due_across_the_fall_back_hour);
+	tcase_add_test(tc, test_a_due_record_is_asked_for_once_and_purged_once);
+	tcase_add_test(tc, test_notifications_cannot_starve_a_due_record);
+	tcase_add_test(tc, test_rows_locked_by_the_application_are_waited_out);
+	suite_add_tcase(s, tc);
+	return test_run_suite(s);
+}
