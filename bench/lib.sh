@@ -20,9 +20,15 @@ clone_db() {
 	q -c "DROP DATABASE IF EXISTS $1" -c "CREATE DATABASE $1 TEMPLATE $2 STRATEGY file_copy"
 }
 
+# The daemon logs in as the least-privilege role sql/daemon-role.sql makes, as on a data server.
+DAEMON_ROLE=retentiond_bench
+
 fresh_db() {
 	q -c "DROP DATABASE IF EXISTS $1" -c "CREATE DATABASE $1"
 	"$BIN/retentionctl" -d "dbname=$1" migrate >/dev/null
+	q -d "$1" -v role=$DAEMON_ROLE -f sql/daemon-role.sql
+	# The scenarios' tables come later, in public: the daemon gets each as it is made.
+	q -d "$1" -c "ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT, DELETE, UPDATE ON TABLES TO $DAEMON_ROLE"
 	q -d "$1" -f bench/sql/contestants.sql
 }
 
@@ -50,7 +56,7 @@ wait_for() {
 write_config() {
 	local db=$1 path=$2 name table retain batch sep=""
 	{
-		printf 'database = { conninfo = "dbname=%s"; };\n' "$db"
+		printf 'database = { conninfo = "dbname=%s user=%s"; };\n' "$db" "$DAEMON_ROLE"
 		printf 'daemon = { instance = "retentiond"; log_level = "info"; };\n'
 		printf 'policies = (\n'
 		while IFS='|' read -r name table retain batch; do

@@ -1,9 +1,10 @@
 /*
  * Prints the SQL retentiond runs for one delete policy of a configuration as
- * a psql script: its purge, next_wake and pending statements PREPAREd with the
- * daemon's exact text (built by the daemon's own policy_sql_build), and :args,
- * the policy's parameters, so that
- *     EXECUTE purge(:args);  EXECUTE next_wake(:args);  EXECUTE pending(:args, '24 hours');
+ * a psql script: its lock, purge, next_wake and pending statements PREPAREd
+ * with the daemon's exact text (built by the daemon's own policy_prepare), and
+ * :args, the policy's parameters, so that
+ *     EXECUTE lock(:args) \gset  EXECUTE purge(:args, :'table_oids', :'tids');
+ *     EXECUTE next_wake(:args);  EXECUTE pending(:args, '24 hours');
  * run what the daemon and retentionctl pending run. bench/run uses it to
  * replay the daemon's purge without the daemon and to time the due queries.
  *
@@ -30,11 +31,28 @@ static void print_literal(PGconn *conn, const char *value)
 	PQfreemem(q);
 }
 
-static void print_prepare(const char *name, const char *sql, int n)
+/* The parameters as the daemon declares them (the extra ones are text the statement casts). */
+static const char *type_name(const struct policy_sql *sql, int i)
+{
+	if (i >= POLICY_N_BASE_PARAMS)
+		return "text";
+	switch (sql->types[i]) {
+	case 1186:
+		return "interval";
+	case 1009:
+		return "text[]";
+	case 23:
+		return "integer";
+	default:
+		return "text";
+	}
+}
+
+static void print_prepare(const struct policy_sql *p, const char *name, const char *sql, int n)
 {
 	printf("PREPARE %s(", name);
 	for (int i = 0; i < n; i++)
-		printf("%stext", i ? ", " : "");
+		printf("%s%s", i ? ", " : "", type_name(p, i));
 	printf(") AS %s;\n", sql);
 }
 
@@ -53,11 +71,10 @@ int main(int argc, char **argv)
 	struct config_errors errs = {NULL, 0};
 	struct config *cfg;
 	const struct policy *p = NULL;
+	struct policy_shape shape;
 	struct policy_sql sql;
-	char *schema = NULL, *rel = NULL;
-	const char *why = NULL, *params[2];
+	char *err = NULL;
 	PGconn *conn;
-	PGresult *res;
 
 	if (argc != 3) {
 		fprintf(stderr, "usage: policy-sql CONFIG POLICY\n");
@@ -81,27 +98,20 @@ int main(int argc, char **argv)
 		fprintf(stderr, "policy-sql: %s", PQerrorMessage(conn));
 		return 1;
 	}
-	if (!config_split_table_name(p->table, &schema, &rel, &why)) {
-		fprintf(stderr, "policy-sql: table %s: %s\n", p->table, why);
+	/* The daemon's session: its statements are written for search_path = pg_catalog. */
+	PQclear(PQexec(conn, "SET search_path = pg_catalog, pg_temp"));
+	if (!policy_prepare(conn, cfg, p, &shape, &sql, &err)) {
+		fprintf(stderr, "policy-sql: policy %s: %s\n", p->name, err);
 		return 1;
 	}
-	params[0] = schema;
-	params[1] = rel;
-	res = PQexecParams(conn, policy_resolve_table_sql, 2, NULL, params, NULL, NULL, 0);
-	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
-		fprintf(stderr, "policy-sql: table %s not found\n", p->table);
-		return 1;
-	}
-	if (!policy_sql_build(&sql, p, PQgetvalue(res, 0, 1), cfg->instance, conn))
-		return 1;
-	print_prepare("purge", sql.purge, sql.n_params);
-	print_prepare("next_wake", sql.next_wake, POLICY_N_BASE_PARAMS);
-	print_prepare("pending", sql.pending, POLICY_N_BASE_PARAMS + 1);
+	printf("SET search_path = pg_catalog, pg_temp;\n");
+	print_prepare(&sql, "lock", sql.lock, POLICY_N_BASE_PARAMS);
+	print_prepare(&sql, "purge", sql.purge, POLICY_N_BASE_PARAMS + 2);
+	print_prepare(&sql, "next_wake", sql.next_wake, POLICY_N_BASE_PARAMS);
+	print_prepare(&sql, "pending", sql.pending, POLICY_N_BASE_PARAMS + 1);
 	print_args(conn, &sql, POLICY_N_BASE_PARAMS);
 	policy_sql_free(&sql);
-	free(schema);
-	free(rel);
-	PQclear(res);
+	policy_shape_free(&shape);
 	PQfinish(conn);
 	config_free(cfg);
 	return 0;

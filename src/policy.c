@@ -88,34 +88,65 @@ const char policy_describe_sql[] =
 	"), fk AS ("
 	"    SELECT con.conname, con.conrelid, con.confdeltype, con.conkey, con.confkey, con.conpfeqop,"
 	"           con.conrelid IN (SELECT oid FROM conf WHERE oid IS NOT NULL) AS governed,"
-	"           pg_catalog.format('%I.%I', n.nspname, c.relname) AS child,"
-	"           EXISTS (SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = con.conrelid"
-	"                    AND (i.indkey::int2[])[0:pg_catalog.cardinality(con.conkey) - 1] @> con.conkey"
-	"                    AND (i.indkey::int2[])[0:pg_catalog.cardinality(con.conkey) - 1] <@ con.conkey) AS indexed"
+	"           pg_catalog.format('%I.%I', n.nspname, c.relname) AS child"
 	"      FROM pg_catalog.pg_constraint con"
 	"      JOIN pg_catalog.pg_class c ON c.oid = con.conrelid"
 	"      JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
 	"     WHERE con.contype = 'f' AND con.confrelid = $1::oid AND con.conparentid = 0"
-	/* Rows that must not go with a deleted record: a policy's own, or ones that restrict it. */
-	"), guard AS ("
-	"    SELECT fk.*, (SELECT pg_catalog.string_agg(pg_catalog.format('t.%I OPERATOR(%I.%s) c.%I',"
-	"                          pa.attname, opn.nspname, op.oprname, ca.attname), ' AND ' ORDER BY k.i)"
-	"                    FROM ROWS FROM (pg_catalog.unnest(fk.conkey), pg_catalog.unnest(fk.confkey),"
-	"                         pg_catalog.unnest(fk.conpfeqop)) WITH ORDINALITY k(ck, pk, op, i)"
-	"                    JOIN pg_catalog.pg_attribute ca ON ca.attrelid = fk.conrelid AND ca.attnum = k.ck"
-	"                    JOIN pg_catalog.pg_attribute pa ON pa.attrelid = $1::oid AND pa.attnum = k.pk"
-	"                    JOIN pg_catalog.pg_operator op ON op.oid = k.op"
-	"                    JOIN pg_catalog.pg_namespace opn ON opn.oid = op.oprnamespace) AS cond"
-	"      FROM fk WHERE $8 = 'delete' AND (fk.governed OR fk.confdeltype IN ('a', 'r'))"
-	/* Tables a delete reaches through rows no policy governs, following ON DELETE CASCADE. */
-	"), reach(rel, cascades, path) AS ("
-	"    SELECT fk.conrelid, fk.confdeltype = 'c', ARRAY[fk.conrelid] FROM fk"
-	"     WHERE $8 = 'delete' AND NOT fk.governed AND fk.confdeltype IN ('c', 'n', 'd')"
+	/*
+	 * Every path of foreign keys by which deleting a record reaches other
+	 * rows: the first hop from the table, the next ones only through ON
+	 * DELETE CASCADE of tables no policy governs. A path that ends in a row
+	 * a policy governs, or in a key that restricts the delete, keeps the
+	 * record; its SQL joins the path from row t.
+	 */
+	"), path(rel, governed, action, conname, depth, joins, cond, names, visited, read_rels, read_cols) AS ("
+	"    SELECT fk.conrelid, fk.governed, fk.confdeltype, fk.conname, 1, pg_catalog.format('%s c1', fk.child),"
+	"           (SELECT pg_catalog.string_agg(pg_catalog.format('t.%I OPERATOR(%I.%s) c1.%I',"
+	"                   pa.attname, opn.nspname, op.oprname, ca.attname), ' AND ' ORDER BY k.i)"
+	"              FROM ROWS FROM (pg_catalog.unnest(fk.conkey), pg_catalog.unnest(fk.confkey),"
+	"                   pg_catalog.unnest(fk.conpfeqop)) WITH ORDINALITY k(ck, pk, op, i)"
+	"              JOIN pg_catalog.pg_attribute ca ON ca.attrelid = fk.conrelid AND ca.attnum = k.ck"
+	"              JOIN pg_catalog.pg_attribute pa ON pa.attrelid = $1::oid AND pa.attnum = k.pk"
+	"              JOIN pg_catalog.pg_operator op ON op.oid = k.op"
+	"              JOIN pg_catalog.pg_namespace opn ON opn.oid = op.oprnamespace),"
+	"           fk.child, ARRAY[$1::oid, fk.conrelid],"
+	"           pg_catalog.array_fill(fk.conrelid, ARRAY[pg_catalog.cardinality(fk.conkey)]),"
+	"           (SELECT pg_catalog.array_agg(a.attname) FROM pg_catalog.unnest(fk.conkey) k"
+	"              JOIN pg_catalog.pg_attribute a ON a.attrelid = fk.conrelid AND a.attnum = k)"
+	"      FROM fk WHERE $8 = 'delete'"
 	"    UNION ALL"
-	"    SELECT con.conrelid, con.confdeltype = 'c', r.path || con.conrelid"
-	"      FROM reach r JOIN pg_catalog.pg_constraint con ON con.contype = 'f' AND con.confrelid = r.rel"
-	"       AND con.conparentid = 0 AND con.confdeltype IN ('c', 'n', 'd')"
-	"     WHERE r.cascades AND NOT con.conrelid = ANY (r.path) AND pg_catalog.cardinality(r.path) < 8"
+	"    SELECT con.conrelid, con.conrelid IN (SELECT oid FROM conf WHERE oid IS NOT NULL), con.confdeltype,"
+	"           con.conname, p.depth + 1,"
+	"           p.joins || pg_catalog.format(' JOIN %I.%I c%s ON ', n.nspname, c.relname, p.depth + 1)"
+	"           || (SELECT pg_catalog.string_agg(pg_catalog.format('c%s.%I OPERATOR(%I.%s) c%s.%I', p.depth,"
+	"                      pa.attname, opn.nspname, op.oprname, p.depth + 1, ca.attname), ' AND ' ORDER BY k.i)"
+	"                 FROM ROWS FROM (pg_catalog.unnest(con.conkey), pg_catalog.unnest(con.confkey),"
+	"                      pg_catalog.unnest(con.conpfeqop)) WITH ORDINALITY k(ck, pk, op, i)"
+	"                 JOIN pg_catalog.pg_attribute ca ON ca.attrelid = con.conrelid AND ca.attnum = k.ck"
+	"                 JOIN pg_catalog.pg_attribute pa ON pa.attrelid = con.confrelid AND pa.attnum = k.pk"
+	"                 JOIN pg_catalog.pg_operator op ON op.oid = k.op"
+	"                 JOIN pg_catalog.pg_namespace opn ON opn.oid = op.oprnamespace),"
+	"           p.cond, p.names || pg_catalog.format(' through %s', pg_catalog.format('%I.%I', n.nspname, c.relname)),"
+	"           p.visited || con.conrelid,"
+	"           p.read_rels || pg_catalog.array_fill(con.conrelid, ARRAY[pg_catalog.cardinality(con.conkey)])"
+	"           || pg_catalog.array_fill(con.confrelid, ARRAY[pg_catalog.cardinality(con.confkey)]),"
+	"           p.read_cols || (SELECT pg_catalog.array_agg(a.attname) FROM pg_catalog.unnest(con.conkey) k"
+	"                            JOIN pg_catalog.pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k)"
+	"           || (SELECT pg_catalog.array_agg(a.attname) FROM pg_catalog.unnest(con.confkey) k"
+	"                JOIN pg_catalog.pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k)"
+	"      FROM path p JOIN pg_catalog.pg_constraint con ON con.contype = 'f' AND con.confrelid = p.rel"
+	"           AND con.conparentid = 0"
+	"      JOIN pg_catalog.pg_class c ON c.oid = con.conrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+	"     WHERE NOT p.governed AND p.action = 'c' AND NOT con.conrelid = ANY (p.visited) AND p.depth < 6"
+	"), guard AS ("
+	"    SELECT p.*, (SELECT pg_catalog.format('%I.%I', n.nspname, c.relname) FROM pg_catalog.pg_class c"
+	"                  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = p.rel) AS target,"
+	"           EXISTS (SELECT 1 FROM pg_catalog.pg_constraint con JOIN pg_catalog.pg_index i ON i.indrelid = con.conrelid"
+	"                    WHERE con.conname = p.conname AND con.conrelid = p.rel"
+	"                      AND (i.indkey::int2[])[0:pg_catalog.cardinality(con.conkey) - 1] @> con.conkey"
+	"                      AND (i.indkey::int2[])[0:pg_catalog.cardinality(con.conkey) - 1] <@ con.conkey) AS indexed"
+	"      FROM path p WHERE (p.governed OR p.action IN ('a', 'r')) AND p.cond IS NOT NULL"
 	")"
 	" SELECT 'column', c.ord, c.role, pg_catalog.quote_ident(c.name), pg_catalog.format_type(c.atttypid, c.atttypmod),"
 	"        e.eq, pg_catalog.format_type(c.atttypid, NULL), NULL, NULL"
@@ -126,11 +157,11 @@ const char policy_describe_sql[] =
 	"        pg_catalog.format_type(s.styp, s.smod), es.eq"
 	"   FROM sib s LEFT JOIN eq ek ON ek.typ = s.ktyp LEFT JOIN eq es ON es.typ = s.styp"
 	" UNION ALL"
-	" SELECT 'guard', 0, pg_catalog.format('NOT EXISTS (SELECT 1 FROM %s c WHERE %s)', g.child, g.cond),"
-	"        pg_catalog.format('referenced by %s (foreign key %I%s)', g.child, g.conname,"
+	" SELECT 'guard', 0, pg_catalog.format('NOT EXISTS (SELECT 1 FROM %s WHERE %s)', g.joins, g.cond),"
+	"        pg_catalog.format('referenced by %s (foreign key %I%s)', g.names, g.conname,"
 	"                          CASE WHEN g.governed THEN ', whose rows a policy keeps' ELSE '' END),"
-	"        NULL, NULL, NULL, NULL, NULL"
-	"   FROM guard g WHERE g.cond IS NOT NULL"
+	"        g.target, NULL, NULL, NULL, NULL"
+	"   FROM guard g"
 	" UNION ALL"
 	" SELECT 'error', 0, pg_catalog.format('%s column %s does not exist',"
 	"        CASE c.role WHEN 'exempt' THEN 'exempt.column' WHEN 'set' THEN 'anonymized'"
@@ -231,23 +262,21 @@ const char policy_describe_sql[] =
 	"   FROM fk g WHERE $8 = 'delete' AND NOT g.governed AND g.confdeltype IN ('c', 'n', 'd')"
 	" UNION ALL"
 	" SELECT 'warning', 0, pg_catalog.format('a record referenced by %s (foreign key %I%s) is kept until those rows"
-	" go', g.child, g.conname, CASE WHEN g.governed THEN ', whose rows a policy keeps' ELSE '' END),"
+	" go', g.names, g.conname, CASE WHEN g.governed THEN ', whose rows a policy keeps' ELSE '' END),"
 	"        NULL, NULL, NULL, NULL, NULL, NULL"
 	"   FROM guard g"
 	" UNION ALL"
 	" SELECT 'warning', 0, pg_catalog.format('foreign key %I of %s has no index on its columns: each check whether"
-	" a record is referenced scans %s', g.conname, g.child, g.child), NULL, NULL, NULL, NULL, NULL, NULL"
+	" a record is referenced scans %s', g.conname, g.target, g.target), NULL, NULL, NULL, NULL, NULL, NULL"
 	"   FROM guard g WHERE NOT g.indexed"
+	/* The purge reads those columns to tell whether a record is still referenced. */
 	" UNION ALL"
-	" SELECT 'error', 0, pg_catalog.format('deleting a record cascades through %s into %s, which a policy governs:"
-	" give every table on the way a policy, or change the foreign keys',"
-	"        (SELECT pg_catalog.string_agg(pg_catalog.format('%I.%I', n.nspname, c.relname), ', ' ORDER BY k.i)"
-	"           FROM pg_catalog.unnest(r.path[1:pg_catalog.cardinality(r.path) - 1]) WITH ORDINALITY k(rel, i)"
-	"           JOIN pg_catalog.pg_class c ON c.oid = k.rel JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace),"
-	"        (SELECT pg_catalog.format('%I.%I', n.nspname, c.relname) FROM pg_catalog.pg_class c"
-	"           JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = r.rel)),"
+	" SELECT DISTINCT 'error', 0, pg_catalog.format('role %s lacks SELECT on column %I of %s: the purge reads it to tell"
+	" whether a record is still referenced (GRANT SELECT (%I) ON %s TO %s)', pg_catalog.quote_ident(current_user),"
+	"        r.col, r.rel::regclass, r.col, r.rel::regclass, pg_catalog.quote_ident(current_user)),"
 	"        NULL, NULL, NULL, NULL, NULL, NULL"
-	"   FROM reach r WHERE pg_catalog.cardinality(r.path) > 1 AND r.rel IN (SELECT oid FROM conf)"
+	"   FROM guard g, ROWS FROM (pg_catalog.unnest(g.read_rels), pg_catalog.unnest(g.read_cols)) r(rel, col)"
+	"  WHERE NOT pg_catalog.has_column_privilege(r.rel, r.col, 'SELECT')"
 	" UNION ALL"
 	" SELECT 'warning', 0, pg_catalog.format('column %s is referenced by foreign key %I of %I.%I: anonymizing it"
 	" changes or breaks those references', pg_catalog.quote_ident(c.name), con.conname, n.nspname, t.relname),"
@@ -490,6 +519,7 @@ void policy_shape_parse(struct policy_shape *shape, const PGresult *res, long lo
 			g = &shape->guards[shape->n_guards++];
 			g->sql = xstrdup(PQgetvalue(res, r, D_C1));
 			g->what = xstrdup(PQgetvalue(res, r, D_C2));
+			g->table = xstrdup(PQgetvalue(res, r, D_C3));
 		} else if (strcmp(kind, "error") == 0) {
 			push(&shape->errors, &shape->n_errors, xstrdup(PQgetvalue(res, r, D_C1)));
 		} else if (strcmp(kind, "warning") == 0) {
@@ -520,6 +550,7 @@ void policy_shape_free(struct policy_shape *shape)
 	for (size_t i = 0; i < shape->n_guards; i++) {
 		free(shape->guards[i].sql);
 		free(shape->guards[i].what);
+		free(shape->guards[i].table);
 	}
 	free(shape->guards);
 	for (size_t i = 0; i < shape->n_errors; i++)
@@ -677,8 +708,10 @@ static char *build_lock(const struct frame *f)
 {
 	struct sbuf b = {NULL, 0};
 	sb_add(&b,
-	       "SELECT pg_catalog.count(*)::bigint, pg_catalog.array_agg(l.toid), pg_catalog.array_agg(l.tid),"
-	       " pg_catalog.array_agg(l.record_key) FROM (SELECT t.tableoid AS toid, t.ctid AS tid,"
+	       "SELECT pg_catalog.count(*)::bigint AS locked, coalesce(pg_catalog.array_agg(l.toid), '{}') AS table_oids,"
+	       " coalesce(pg_catalog.array_agg(l.tid), '{}') AS tids,"
+	       " coalesce(pg_catalog.array_agg(l.record_key), '{}') AS keys"
+	       " FROM (SELECT t.tableoid AS toid, t.ctid AS tid,"
 	       " t.%s::text AS record_key FROM %s t WHERE ",
 	       f->shape->key.quoted, f->shape->table);
 	sb_due_by(&b, f, "statement_timestamp()");

@@ -85,13 +85,15 @@ struct policy_sibling {
 };
 
 /*
- * A foreign key from a table whose rows must not go with the policy's
- * records: a policy governs that table, or the key restricts deletion.
- * A record referenced through it is kept.
+ * A path of foreign keys by which deleting a record would reach rows that
+ * must stay: rows a policy governs (reached directly or through ON DELETE
+ * CASCADE of tables no policy governs), or a key that restricts the delete.
+ * A record so referenced is kept until those rows are gone.
  */
 struct policy_guard {
-	char *sql;  /* NOT EXISTS (...) over row t of the policy's table */
-	char *what; /* for people: "referenced by shop.lines (foreign key lines_order_fk)" */
+	char *sql;   /* NOT EXISTS (...) over row t of the policy's table */
+	char *what;  /* for people: "referenced by shop.lines (foreign key lines_order_fk)" */
+	char *table; /* the table whose rows keep the record, as the catalog spells it */
 };
 
 /* What the catalog says about a policy's table, from policy_describe_sql. */

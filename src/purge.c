@@ -139,6 +139,8 @@ static void report(struct policy_state *ps)
 		audit_anchor_format(ps->policy->name, &b->head, anchor, sizeof(anchor));
 		log_info("%s", anchor);
 		sdnotify_status("purged %lld records in all; last: %s", d->purged_total, ps->policy->name);
+		/* Records of other policies that these rows kept may be due now. */
+		scheduler_rows_purged(d, ps->sql.table);
 	}
 	for (size_t i = 0; i < b->n_unpurged && ps->n_quarantined < QUARANTINE_MAX; i++)
 		quarantine(ps, b->unpurged[i],

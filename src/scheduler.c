@@ -362,8 +362,9 @@ static void on_described(PGresult *res, void *arg)
 	policy_shape_free(&ps->shape);
 	policy_shape_parse(&ps->shape, res, oid, table);
 	free(table);
-	for (size_t i = 0; i < ps->shape.n_warnings; i++)
+	for (size_t i = 0; !ps->warned && i < ps->shape.n_warnings; i++)
 		log_warn("policy %s: %s", ps->policy->name, ps->shape.warnings[i]);
+	ps->warned = true;
 	if (ps->shape.n_errors > 0) {
 		for (size_t i = 0; i < ps->shape.n_errors; i++)
 			log_err("policy %s: not purging: %s", ps->policy->name, ps->shape.errors[i]);
@@ -552,6 +553,20 @@ void scheduler_table_changed(struct daemon *d, const char *table)
 		if (ps->resolved && strcmp(ps->sql.table, table) == 0) {
 			log_debug("policy %s: clocks changed in %s", ps->policy->name, table);
 			wake(ps);
+		}
+	}
+}
+
+void scheduler_rows_purged(struct daemon *d, const char *table)
+{
+	for (size_t i = 0; i < d->n_policies; i++) {
+		struct policy_state *ps = &d->policies[i];
+		for (size_t k = 0; k < ps->shape.n_guards; k++) {
+			if (strcmp(ps->shape.guards[k].table, table) == 0 && strcmp(ps->sql.table ? ps->sql.table : "", table) != 0) {
+				log_debug("policy %s: rows of %s that kept its records were purged", ps->policy->name, table);
+				wake(ps);
+				break;
+			}
 		}
 	}
 }

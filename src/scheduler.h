@@ -42,6 +42,7 @@ struct policy_state {
 	struct policy_shape shape;
 	struct policy_sql sql;
 	bool resolved;
+	bool warned; /* its table's warnings are logged: once per configuration, not at every reconnect */
 	enum policy_phase phase;
 	struct event *due_timer; /* the next due moment, a hold's end, or a retry */
 	struct event *ask_timer; /* a wake-up, debounced to one ask per SCHEDULER_ASK_INTERVAL */
@@ -73,6 +74,8 @@ void scheduler_wake_all(struct daemon *d);
 void scheduler_table_changed(struct daemon *d, const char *table);
 /* A "policy:NAME" payload: something other than a clock changed for NAME (a hold was released). */
 void scheduler_policy_changed(struct daemon *d, const char *policy);
+/* Rows of TABLE were purged: policies whose records such rows kept ask again. */
+void scheduler_rows_purged(struct daemon *d, const char *table);
 /* The connection broke: every policy is idle again; the reconnect wakes them. */
 void scheduler_connection_lost(struct daemon *d);
 bool scheduler_all_idle(const struct daemon *d);

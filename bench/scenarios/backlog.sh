@@ -31,15 +31,16 @@ backlog_hand() {
 	echo 0
 }
 
-# The daemon's own purge statement, batch after batch as the daemon sends it
-# (BEGIN, policy lock, purge, COMMIT), planned per execution as the daemon's
-# unnamed statements are, without the daemon.
+# The daemon's own statements, batch after batch as the daemon sends them
+# (BEGIN, policy lock, lock the due rows, purge them, COMMIT), planned per
+# execution as the daemon's unnamed statements are, without the daemon.
 backlog_statement() {
 	{
 		echo "SET plan_cache_mode = force_custom_plan;"
 		cat "$WORK/backlog.sql"
 		for ((i = 0; i <= BACKLOG_DUE / BATCH; i++)); do
-			echo "BEGIN; SELECT retention.try_lock_policy('backlog'); EXECUTE purge(:args); COMMIT;"
+			echo "BEGIN; SELECT retention.try_lock_policy('backlog'); EXECUTE lock(:args) \\gset"
+			echo "EXECUTE purge(:args, :'table_oids', :'tids'); COMMIT;"
 		done
 	} | q -d backlog >/dev/null
 	echo 0

@@ -275,8 +275,11 @@ CREATE TRIGGER retention_notify AFTER INSERT OR UPDATE OF scan_completed_at ON v
 -- 6b. Files attached to support requests may be deleted 6 months after the
 --    request is closed. The clock is request_closed_at, a copy of the
 --    request's closed_at kept by triggers so that the policy's clock is a
---    column of the policy's table. Deleting the account still removes its
---    requests and their files within the 24 hours of rule 6 (stricter than 6b).
+--    column of the policy's table. Rule 6 covers the files too: a second
+--    policy deletes them 24 hours after the account's deletion, on
+--    account_deleted_at (also kept by triggers). The account itself is kept
+--    until its files have gone by those policies (audited, holds respected);
+--    retentiond never lets them go with it by cascade.
 -- ---------------------------------------------------------------------------
 CREATE SCHEMA company_account;
 
@@ -328,18 +331,23 @@ CREATE TABLE company_account.support_files (
     file_name         text NOT NULL,
     content           bytea NOT NULL,
     uploaded_at       timestamptz NOT NULL DEFAULT now(),
-    request_closed_at timestamptz  -- clock: the request's closed_at; NULL while open
+    request_closed_at timestamptz, -- clock: the request's closed_at; NULL while open
+    account_deleted_at timestamptz -- clock: the account's deleted_at; NULL while it exists
 );
 CREATE INDEX support_files_request ON company_account.support_files (request_id);
 CREATE INDEX support_files_request_closed_at ON company_account.support_files (request_closed_at)
     WHERE request_closed_at IS NOT NULL;
+CREATE INDEX support_files_account_deleted_at ON company_account.support_files (account_deleted_at)
+    WHERE account_deleted_at IS NOT NULL;
 
 CREATE FUNCTION company_account.support_file_defaults() RETURNS trigger
     LANGUAGE plpgsql
     AS $$
 BEGIN
-    SELECT r.account_id, r.closed_at INTO NEW.account_id, NEW.request_closed_at
+    SELECT r.account_id, r.closed_at, a.deleted_at
+      INTO NEW.account_id, NEW.request_closed_at, NEW.account_deleted_at
       FROM company_account.support_requests r
+      JOIN company_account.accounts a ON a.id = r.account_id
      WHERE r.id = NEW.request_id;
     RETURN NEW;
 END
@@ -357,6 +365,21 @@ BEGIN
 END
 $$;
 
+CREATE FUNCTION company_account.account_deleted() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    UPDATE company_account.support_files
+       SET account_deleted_at = NEW.deleted_at
+     WHERE account_id = NEW.id
+       AND account_deleted_at IS DISTINCT FROM NEW.deleted_at;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER account_deleted AFTER UPDATE OF deleted_at
+    ON company_account.accounts
+    FOR EACH ROW EXECUTE FUNCTION company_account.account_deleted();
 CREATE TRIGGER support_file_defaults BEFORE INSERT OR UPDATE OF request_id
     ON company_account.support_files
     FOR EACH ROW EXECUTE FUNCTION company_account.support_file_defaults();
@@ -366,7 +389,7 @@ CREATE TRIGGER support_request_closed AFTER UPDATE OF closed_at
 
 CREATE TRIGGER retention_notify AFTER INSERT OR UPDATE OF deleted_at ON company_account.accounts
     FOR EACH STATEMENT EXECUTE FUNCTION retention.notify_clock();
-CREATE TRIGGER retention_notify AFTER INSERT OR UPDATE OF request_closed_at
+CREATE TRIGGER retention_notify AFTER INSERT OR UPDATE OF request_closed_at, account_deleted_at
     ON company_account.support_files
     FOR EACH STATEMENT EXECUTE FUNCTION retention.notify_clock();
 
@@ -581,6 +604,10 @@ SELECT format('GRANT SELECT, DELETE, UPDATE (id) ON %s TO %I', t, :'daemon_role'
                     'site_stats.visits']) AS t
  WHERE EXISTS (SELECT 1 FROM pg_roles WHERE rolname = :'daemon_role') \gexec
 SELECT format('GRANT SELECT, UPDATE ON web_forms.newsletter_subscriptions TO %I', :'daemon_role')
+ WHERE EXISTS (SELECT 1 FROM pg_roles WHERE rolname = :'daemon_role') \gexec
+-- A company account is kept while its support requests hold files that a
+-- policy governs: the purge reads the join columns to tell.
+SELECT format('GRANT SELECT (id, account_id) ON company_account.support_requests TO %I', :'daemon_role')
  WHERE EXISTS (SELECT 1 FROM pg_roles WHERE rolname = :'daemon_role') \gexec
 
 COMMIT;
