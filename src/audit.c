@@ -23,9 +23,8 @@ const char audit_rows_sql[] =
 	" WHERE $1::pg_catalog.text IS NULL OR policy OPERATOR(pg_catalog.=) $1"
 	" ORDER BY policy, seq";
 
-const char audit_heads_sql[] =
-	"SELECT policy, seq, pg_catalog.encode(hash, 'hex') FROM retention.chain_heads"
-	" WHERE $1::pg_catalog.text IS NULL OR policy OPERATOR(pg_catalog.=) $1 ORDER BY policy";
+const char audit_heads_sql[] = "SELECT policy, seq, pg_catalog.encode(hash, 'hex') FROM retention.chain_heads"
+			       " WHERE $1::pg_catalog.text IS NULL OR policy OPERATOR(pg_catalog.=) $1 ORDER BY policy";
 
 static const char genesis_hex[] = "0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -123,9 +122,9 @@ char *audit_payload_v1(const char *const f[AUDIT_N_COLUMNS])
 		enum audit_row_column column;
 		bool number;
 	} order[] = {
-		{AUDIT_POLICY, false},	  {AUDIT_SEQ, true},	   {AUDIT_SERVICE, false}, {AUDIT_SOURCE, false},
-		{AUDIT_TABLE, false},	  {AUDIT_RECORD_KEY, false}, {AUDIT_SUBJECT, false}, {AUDIT_CLOCK_AT, false},
-		{AUDIT_DUE_AT, false},	  {AUDIT_PURGED_AT, false}, {AUDIT_ACTION, false},	 {AUDIT_INSTANCE, false},
+		{AUDIT_POLICY, false}, {AUDIT_SEQ, true},         {AUDIT_SERVICE, false}, {AUDIT_SOURCE, false},
+		{AUDIT_TABLE, false},  {AUDIT_RECORD_KEY, false}, {AUDIT_SUBJECT, false}, {AUDIT_CLOCK_AT, false},
+		{AUDIT_DUE_AT, false}, {AUDIT_PURGED_AT, false},  {AUDIT_ACTION, false},  {AUDIT_INSTANCE, false},
 		{AUDIT_TXID, true},
 	};
 	struct out o = {NULL, 0, 0};
@@ -214,19 +213,21 @@ void audit_verify_row(struct audit_verify *v, const char *const f[AUDIT_N_COLUMN
 	free(payload);
 	c->records++;
 	if (seq != c->last_seq + 1)
-		audit_chain_broken(c, seq,
-				   xasprintf("record seq %lld (id %s) follows seq %lld: records before it are missing or"
-					     " out of order",
-					     seq, id, c->last_seq));
+		audit_chain_broken(
+			c, seq,
+			xasprintf("record seq %lld (id %s) follows seq %lld: records before it are missing or"
+				  " out of order",
+				  seq, id, c->last_seq));
 	else if (strcmp(f[AUDIT_PREV_HASH], c->last_hash) != 0)
-		audit_chain_broken(c, seq,
-				   xasprintf("record seq %lld (id %s): its prev_hash is not the hash of the record before"
-					     " it (a record was removed, replaced or reordered)",
-					     seq, id));
+		audit_chain_broken(
+			c, seq,
+			xasprintf("record seq %lld (id %s): its prev_hash is not the hash of the record before"
+				  " it (a record was removed, replaced or reordered)",
+				  seq, id));
 	else if (!hashed || strcmp(computed, f[AUDIT_HASH]) != 0)
-		audit_chain_broken(c, seq,
-				   xasprintf("record seq %lld (id %s): its content does not match its hash (edited)", seq,
-					     id));
+		audit_chain_broken(
+			c, seq,
+			xasprintf("record seq %lld (id %s): its content does not match its hash (edited)", seq, id));
 	c->last_seq = seq;
 	snprintf(c->last_hash, sizeof(c->last_hash), "%s", f[AUDIT_HASH]);
 }
@@ -238,21 +239,24 @@ void audit_verify_heads(struct audit_verify *v, const PGresult *heads)
 		long long seq = atoll(PQgetvalue(heads, r, 1));
 		c->has_head = true;
 		if (c->last_seq < seq)
-			audit_chain_broken(c, c->last_seq + 1,
-					   xasprintf("the chain head is seq %lld but the log ends at seq %lld: records seq"
-						     " %lld to %lld were removed",
-						     seq, c->last_seq, c->last_seq + 1, seq));
+			audit_chain_broken(
+				c, c->last_seq + 1,
+				xasprintf("the chain head is seq %lld but the log ends at seq %lld: records seq"
+					  " %lld to %lld were removed",
+					  seq, c->last_seq, c->last_seq + 1, seq));
 		else if (c->last_seq > seq || strcmp(c->last_hash, PQgetvalue(heads, r, 2)) != 0)
-			audit_chain_broken(c, seq,
-					   xasprintf("the log's last record (seq %lld) is not the recorded chain head (seq"
-						     " %lld)",
-						     c->last_seq, seq));
+			audit_chain_broken(
+				c, seq,
+				xasprintf("the log's last record (seq %lld) is not the recorded chain head (seq"
+					  " %lld)",
+					  c->last_seq, seq));
 	}
 	for (size_t i = 0; i < v->n; i++)
 		if (!v->chains[i].has_head && v->chains[i].records > 0)
-			audit_chain_broken(&v->chains[i], v->chains[i].last_seq,
-					   xstrdup("no chain head is recorded for this policy (retention.chain_heads row"
-						   " removed)"));
+			audit_chain_broken(
+				&v->chains[i], v->chains[i].last_seq,
+				xstrdup("no chain head is recorded for this policy (retention.chain_heads row"
+					" removed)"));
 }
 
 void audit_verify_free(struct audit_verify *v)

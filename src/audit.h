@@ -74,7 +74,7 @@ struct audit_chain {
 	char last_hash[AUDIT_HASH_HEX_LEN + 1];
 	bool has_head;
 	long long bad_seq; /* the first bad record's seq */
-	char *problem;	   /* NULL while the chain is intact */
+	char *problem;     /* NULL while the chain is intact */
 };
 
 struct audit_verify {

@@ -24,7 +24,7 @@
 
 #include "util.h"
 
-#define CONFIG_FILE_MAX (1024 * 1024)
+#define CONFIG_FILE_MAX          (1024 * 1024)
 #define CONFIG_CHILD_DEADLINE_MS 10000
 
 const char *const config_known_keys[] = {
@@ -60,8 +60,7 @@ struct parse_ctx {
 	struct config_errors *errs;
 };
 
-static void errs_add(struct config_errors *errs, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+static void errs_add(struct config_errors *errs, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static void errs_add(struct config_errors *errs, const char *fmt, ...)
 {
@@ -83,19 +82,17 @@ void config_errors_clear(struct config_errors *errs)
 	errs->n = 0;
 }
 
-static void report(struct parse_ctx *ctx, const config_setting_t *s, const char *key,
-		   const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static void report(struct parse_ctx *ctx, const config_setting_t *s, const char *key, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
 
-static void report(struct parse_ctx *ctx, const config_setting_t *s, const char *key,
-		   const char *fmt, ...)
+static void report(struct parse_ctx *ctx, const config_setting_t *s, const char *key, const char *fmt, ...)
 {
 	va_list ap;
 	char *msg;
 	va_start(ap, fmt);
 	msg = xvasprintf(fmt, ap);
 	va_end(ap);
-	errs_add(ctx->errs, "%s:%d: %s: %s", ctx->filename, s ? (int)config_setting_source_line(s) : 0,
-		 key, msg);
+	errs_add(ctx->errs, "%s:%d: %s: %s", ctx->filename, s ? (int)config_setting_source_line(s) : 0, key, msg);
 	free(msg);
 }
 
@@ -139,8 +136,8 @@ static const struct {
 
 /* A thousand years is longer than any retention rule and keeps every sum far from overflow. */
 #define DURATION_MAX_MONTHS (1000 * 12)
-#define DURATION_MAX_DAYS (1000 * 366)
-#define DURATION_MAX_USECS (1000LL * 366 * 86400 * 1000000)
+#define DURATION_MAX_DAYS   (1000 * 366)
+#define DURATION_MAX_USECS  (1000LL * 366 * 86400 * 1000000)
 
 bool duration_parse(const char *text, struct duration *out, const char **why)
 {
@@ -203,8 +200,7 @@ bool duration_parse(const char *text, struct duration *out, const char **why)
 			*why = "unknown unit (seconds, minutes, hours, days, weeks, months or years)";
 			return false;
 		}
-		if (d.months > DURATION_MAX_MONTHS || d.days > DURATION_MAX_DAYS ||
-		    d.usecs > DURATION_MAX_USECS) {
+		if (d.months > DURATION_MAX_MONTHS || d.days > DURATION_MAX_DAYS || d.usecs > DURATION_MAX_USECS) {
 			*why = "longer than 1000 years";
 			return false;
 		}
@@ -228,8 +224,7 @@ bool duration_parse(const char *text, struct duration *out, const char **why)
 
 void duration_to_sql(const struct duration *d, char *buf, size_t size)
 {
-	snprintf(buf, size, "%d months %d days %lld microseconds", d->months, d->days,
-		 (long long)d->usecs);
+	snprintf(buf, size, "%d months %d days %lld microseconds", d->months, d->days, (long long)d->usecs);
 }
 
 bool duration_to_seconds(const struct duration *d, double *seconds)
@@ -405,8 +400,8 @@ static bool check_keys(struct parse_ctx *ctx, const config_setting_t *group, con
 	return ok;
 }
 
-static char *lookup_string(struct parse_ctx *ctx, const config_setting_t *group, const char *name,
-			   const char *path, bool required, const char *def)
+static char *lookup_string(struct parse_ctx *ctx, const config_setting_t *group, const char *name, const char *path,
+			   bool required, const char *def)
 {
 	const config_setting_t *s = group ? config_setting_get_member(group, name) : NULL;
 	char *full = xasprintf("%s%s%s", path, path[0] ? "." : "", name);
@@ -429,8 +424,8 @@ static char *lookup_string(struct parse_ctx *ctx, const config_setting_t *group,
 	return out;
 }
 
-static char *lookup_identifier(struct parse_ctx *ctx, const config_setting_t *group,
-			       const char *name, const char *path, bool required)
+static char *lookup_identifier(struct parse_ctx *ctx, const config_setting_t *group, const char *name, const char *path,
+			       bool required)
 {
 	const config_setting_t *s = group ? config_setting_get_member(group, name) : NULL;
 	char *v = lookup_string(ctx, group, name, path, required, NULL);
@@ -445,8 +440,8 @@ static char *lookup_identifier(struct parse_ctx *ctx, const config_setting_t *gr
 	return v;
 }
 
-static bool lookup_duration(struct parse_ctx *ctx, const config_setting_t *group, const char *name,
-			    const char *path, bool required, const char *def, struct duration *out)
+static bool lookup_duration(struct parse_ctx *ctx, const config_setting_t *group, const char *name, const char *path,
+			    bool required, const char *def, struct duration *out)
 {
 	const config_setting_t *s = group ? config_setting_get_member(group, name) : NULL;
 	char *text = lookup_string(ctx, group, name, path, required, def);
@@ -466,8 +461,8 @@ static bool lookup_duration(struct parse_ctx *ctx, const config_setting_t *group
 }
 
 /* A libconfig array or list of strings, each checked with CHECK (may be NULL). */
-static char **lookup_string_list(struct parse_ctx *ctx, const config_setting_t *s, const char *path,
-				 size_t *count, const char *(*check)(const char *))
+static char **lookup_string_list(struct parse_ctx *ctx, const config_setting_t *s, const char *path, size_t *count,
+				 const char *(*check)(const char *))
 {
 	int n;
 	char **out;
@@ -523,8 +518,7 @@ static void policy_clear(struct policy *p)
 	memset(p, 0, sizeof(*p));
 }
 
-static void parse_exempt(struct parse_ctx *ctx, const config_setting_t *s, const char *path,
-			 struct policy *p)
+static void parse_exempt(struct parse_ctx *ctx, const config_setting_t *s, const char *path, struct policy *p)
 {
 	static const char *const keys[] = {"column", "values", NULL};
 	char *full = xasprintf("%s.exempt", path);
@@ -551,14 +545,14 @@ static void parse_exempt(struct parse_ctx *ctx, const config_setting_t *s, const
 	free(full);
 }
 
-static void parse_set(struct parse_ctx *ctx, const config_setting_t *s, const char *path,
-		      struct policy *p)
+static void parse_set(struct parse_ctx *ctx, const config_setting_t *s, const char *path, struct policy *p)
 {
 	static const char *const keys[] = {"column", "value", NULL};
 	char *full = xasprintf("%s.set", path);
 	int n;
 	if (config_setting_type(s) != CONFIG_TYPE_LIST) {
-		report(ctx, s, full, "must be a list of groups, as in ( { column = \"name\"; value = \"anonymous\"; } )");
+		report(ctx, s, full,
+		       "must be a list of groups, as in ( { column = \"name\"; value = \"anonymous\"; } )");
 		free(full);
 		return;
 	}
@@ -589,12 +583,10 @@ static void parse_set(struct parse_ctx *ctx, const config_setting_t *s, const ch
 	free(full);
 }
 
-static bool parse_policy(struct parse_ctx *ctx, const config_setting_t *s, int index,
-			 struct policy *p)
+static bool parse_policy(struct parse_ctx *ctx, const config_setting_t *s, int index, struct policy *p)
 {
-	static const char *const keys[] = {"name",   "service", "source", "table",  "key",
-					   "clock",  "retain",  "action", "subject", "batch",
-					   "exempt", "set_null", "set",   NULL};
+	static const char *const keys[] = {"name",   "service", "source", "table",  "key",      "clock", "retain",
+					   "action", "subject", "batch",  "exempt", "set_null", "set",   NULL};
 	size_t errors_before = ctx->errs->n;
 	char *path = xasprintf("policies[%d]", index);
 	const config_setting_t *m;
@@ -730,8 +722,7 @@ static void lookup_timeout(struct parse_ctx *ctx, const config_setting_t *g, con
 	long long ms = 0;
 	char *full = xasprintf("database.%s", name);
 	if (lookup_duration(ctx, g, name, "database", false, def, out) &&
-	    (!duration_to_ms(out, &ms) || out->usecs + (int64_t)out->days * 86400000000LL < 1000 ||
-	     ms > INT_MAX))
+	    (!duration_to_ms(out, &ms) || out->usecs + (int64_t)out->days * 86400000000LL < 1000 || ms > INT_MAX))
 		report(ctx, g ? config_setting_get_member(g, name) : NULL, full,
 		       "must be between 1 millisecond and 24 days (no months): PostgreSQL would read it as no timeout");
 	free(full);
@@ -739,8 +730,7 @@ static void lookup_timeout(struct parse_ctx *ctx, const config_setting_t *g, con
 
 static void parse_database(struct parse_ctx *ctx, const config_setting_t *root, struct config *cfg)
 {
-	static const char *const keys[] = {"conninfo", "time_zone", "statement_timeout", "lock_timeout",
-					   NULL};
+	static const char *const keys[] = {"conninfo", "time_zone", "statement_timeout", "lock_timeout", NULL};
 	const config_setting_t *g = config_setting_get_member(root, "database");
 	if (g && !config_setting_is_group(g)) {
 		report(ctx, g, "database", "must be a group { ... }");
@@ -773,11 +763,10 @@ static void parse_daemon(struct parse_ctx *ctx, const config_setting_t *root, st
 	cfg->instance = lookup_string(ctx, g, "instance", "daemon", false, NULL);
 	if (cfg->instance == NULL)
 		cfg->instance = default_instance();
-	if (lookup_duration(ctx, g, "resync_interval", "daemon", false, "60 seconds",
-			    &cfg->resync_interval) &&
+	if (lookup_duration(ctx, g, "resync_interval", "daemon", false, "60 seconds", &cfg->resync_interval) &&
 	    (!duration_to_seconds(&cfg->resync_interval, &seconds) || seconds < 1.0)) {
-		report(ctx, g ? config_setting_get_member(g, "resync_interval") : NULL,
-		       "daemon.resync_interval", "must be between 1 second and some days (no months)");
+		report(ctx, g ? config_setting_get_member(g, "resync_interval") : NULL, "daemon.resync_interval",
+		       "must be between 1 second and some days (no months)");
 	}
 	level = lookup_string(ctx, g, "log_level", "daemon", false, "info");
 	if (level && !log_level_parse(level, &cfg->log_level))
@@ -786,8 +775,7 @@ static void parse_daemon(struct parse_ctx *ctx, const config_setting_t *root, st
 	free(level);
 }
 
-struct config *config_parse(const char *text, const char *filename, const char *include_dir,
-			    struct config_errors *errs)
+struct config *config_parse(const char *text, const char *filename, const char *include_dir, struct config_errors *errs)
 {
 	static const char *const top_keys[] = {"database", "daemon", "policies", NULL};
 	struct parse_ctx ctx = {filename, errs};
@@ -826,8 +814,8 @@ struct config *config_parse(const char *text, const char *filename, const char *
 			}
 			if (config_find_policy(cfg, p->name)) {
 				char *full = xasprintf("policies[%d].name", i);
-				report(&ctx, config_setting_get_member(s, "name"), full,
-				       "duplicate policy name \"%s\"", p->name);
+				report(&ctx, config_setting_get_member(s, "name"), full, "duplicate policy name \"%s\"",
+				       p->name);
 				free(full);
 				policy_clear(p);
 				continue;
@@ -890,8 +878,7 @@ static char *read_config_file(const char *path, struct config_errors *errs)
 		return NULL;
 	}
 	buf = xmalloc((size_t)st.st_size + 1);
-	while (len < (size_t)st.st_size &&
-	       (got = read(fd, buf + len, (size_t)st.st_size - len)) > 0)
+	while (len < (size_t)st.st_size && (got = read(fd, buf + len, (size_t)st.st_size - len)) > 0)
 		len += (size_t)got;
 	close(fd);
 	buf[len] = '\0';
@@ -921,8 +908,7 @@ static long long monotonic_ms(void)
 }
 
 /* Runs config_parse in a child; true if it finished cleanly with no problem. */
-static bool vet_in_child(const char *text, const char *path, const char *include_dir,
-			 struct config_errors *errs)
+static bool vet_in_child(const char *text, const char *path, const char *include_dir, struct config_errors *errs)
 {
 	int fds[2];
 	pid_t pid;
@@ -998,8 +984,10 @@ static bool vet_in_child(const char *text, const char *path, const char *include
 		;
 
 	if (timed_out) {
-		errs_add(errs, "%s: reading the configuration took longer than %d s (does an @include name a FIFO or a device?)",
-			 path, CONFIG_CHILD_DEADLINE_MS / 1000);
+		errs_add(
+			errs,
+			"%s: reading the configuration took longer than %d s (does an @include name a FIFO or a device?)",
+			path, CONFIG_CHILD_DEADLINE_MS / 1000);
 	} else if (WIFEXITED(status) && WEXITSTATUS(status) <= 1 && out_len > 0) {
 		char *save = NULL;
 		for (char *line = strtok_r(out, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
@@ -1009,8 +997,10 @@ static bool vet_in_child(const char *text, const char *path, const char *include
 			errs_add(errs, "%s: the configuration parser was killed by signal %d while reading this file",
 				 path, WTERMSIG(status));
 		else
-			errs_add(errs, "%s: the configuration parser gave up on this file (exit status %d; does an @include name a directory or a special file?)",
-				 path, WEXITSTATUS(status));
+			errs_add(
+				errs,
+				"%s: the configuration parser gave up on this file (exit status %d; does an @include name a directory or a special file?)",
+				path, WEXITSTATUS(status));
 	}
 	free(out);
 	return !timed_out && WIFEXITED(status) && WEXITSTATUS(status) == 0;

@@ -8,9 +8,9 @@
 #include "log.h"
 
 /* Identifiers longer than this are truncated by PostgreSQL (NAMEDATALEN - 1). */
-#define CONFIG_IDENT_MAX 63
+#define CONFIG_IDENT_MAX     63
 #define CONFIG_BATCH_DEFAULT 500
-#define CONFIG_BATCH_MAX 10000
+#define CONFIG_BATCH_MAX     10000
 
 /* A calendar duration, kept in PostgreSQL's interval fields so the server does the arithmetic. */
 struct duration {

@@ -31,8 +31,8 @@ struct daemon {
 	/* The connection's role, schema version and LISTEN are checked: policies may run statements. */
 	bool session_ready;
 	bool reload_scheduled; /* apply_pending_config is queued on the loop */
-	bool once;	       /* --once: purge what is due, then exit */
-	bool stopping;	       /* SIGTERM: finish the batch in flight, start nothing new */
+	bool once;             /* --once: purge what is due, then exit */
+	bool stopping;         /* SIGTERM: finish the batch in flight, start nothing new */
 	int exit_status;
 	time_t started_at;
 	long long purged_total;

@@ -8,6 +8,8 @@
 #ifndef RETENTIOND_INVARIANT_H
 #define RETENTIOND_INVARIANT_H
 
+#include "autoconf.h"
+
 #ifdef RETENTIOND_CHECKING
 void invariant_failed(const char *condition, const char *file, int line) __attribute__((noreturn));
 #define INVARIANT(cond) ((cond) ? (void)0 : invariant_failed(#cond, __FILE__, __LINE__))

@@ -5,6 +5,8 @@
  */
 #include "log.h"
 
+#include "invariant.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,6 +53,8 @@ static bool stderr_is_journal(void)
 	return cached;
 }
 
+static void log_emit(enum log_level level, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+
 static void log_emit(enum log_level level, const char *fmt, va_list ap)
 {
 	char line[4096];
@@ -71,19 +75,18 @@ static void log_emit(enum log_level level, const char *fmt, va_list ap)
 		gmtime_r(&ts.tv_sec, &tm);
 		strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
 		fprintf(stderr, "%s.%03ldZ %s%s%s: %s\n", stamp, ts.tv_nsec / 1000000,
-			current_ident ? current_ident : "", current_ident ? " " : "",
-			log_levels[level].name, line);
+			current_ident ? current_ident : "", current_ident ? " " : "", log_levels[level].name, line);
 	}
 	fflush(stderr);
 }
 
-#define LOG_FN(fn, level)                                                                          \
-	void fn(const char *fmt, ...)                                                              \
-	{                                                                                          \
-		va_list ap;                                                                        \
-		va_start(ap, fmt);                                                                 \
-		log_emit(level, fmt, ap);                                                          \
-		va_end(ap);                                                                        \
+#define LOG_FN(fn, level)                                                                                              \
+	void fn(const char *fmt, ...)                                                                                  \
+	{                                                                                                              \
+		va_list ap;                                                                                            \
+		va_start(ap, fmt);                                                                                     \
+		log_emit(level, fmt, ap);                                                                              \
+		va_end(ap);                                                                                            \
 	}
 
 LOG_FN(log_err, LOG_LEVEL_ERROR)
@@ -92,8 +95,6 @@ LOG_FN(log_info, LOG_LEVEL_INFO)
 LOG_FN(log_debug, LOG_LEVEL_DEBUG)
 
 #ifdef RETENTIOND_CHECKING
-#include "invariant.h"
-
 void invariant_failed(const char *condition, const char *file, int line)
 {
 	log_err("invariant failed at %s:%d: %s", file, line, condition);

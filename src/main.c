@@ -19,8 +19,8 @@
 #include "invariant.h"
 #include "log.h"
 #include "policy.h"
-#include "schema.h"
 #include "scheduler.h"
+#include "schema.h"
 #include "sdnotify.h"
 #include "session.h"
 #include "util.h"
@@ -546,8 +546,8 @@ static void check_policy(PGconn *conn, const struct config *cfg, const struct po
 		(*problems)++;
 	}
 	if (policy_resolve_params(p, &schema, &rel) && schema == NULL && shape.table)
-		printf("%s:%d: policy %s: warning: table %s is not schema-qualified: it is %s (write that)\n", cfg->path,
-		       p->line, p->name, p->table, shape.table);
+		printf("%s:%d: policy %s: warning: table %s is not schema-qualified: it is %s (write that)\n",
+		       cfg->path, p->line, p->name, p->table, shape.table);
 	free(schema);
 	free(rel);
 	if (built && shape.n_errors == 0) {
@@ -590,7 +590,8 @@ static void print_once_summary(const struct daemon *d)
 	long long total = 0;
 	for (size_t i = 0; i < d->n_policies; i++) {
 		const struct policy_state *ps = &d->policies[i];
-		printf("%-32s %10lld purged%s\n", ps->policy->name, ps->purged, ps->failed ? "  (failed: see log)" : "");
+		printf("%-32s %10lld purged%s\n", ps->policy->name, ps->purged,
+		       ps->failed ? "  (failed: see log)" : "");
 		total += ps->purged;
 	}
 	printf("%-32s %10lld purged\n", "total", total);
@@ -599,9 +600,12 @@ static void print_once_summary(const struct daemon *d)
 int main(int argc, char **argv)
 {
 	static const struct option options[] = {
-		{"config", required_argument, NULL, 'c'}, {"check", no_argument, NULL, 'k'},
-		{"once", no_argument, NULL, 'o'},	  {"foreground", no_argument, NULL, 'f'},
-		{"version", no_argument, NULL, 'V'},	  {"help", no_argument, NULL, 'h'},
+		{"config", required_argument, NULL, 'c'},
+		{"check", no_argument, NULL, 'k'},
+		{"once", no_argument, NULL, 'o'},
+		{"foreground", no_argument, NULL, 'f'},
+		{"version", no_argument, NULL, 'V'},
+		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	struct daemon *d = &daemon_state;
@@ -694,8 +698,8 @@ int main(int argc, char **argv)
 	}
 
 	scheduler_init(d);
-	log_info("retentiond %s starting: instance %s, %zu policies from %s", PACKAGE_VERSION,
-		 d->cfg->instance, d->n_policies, d->config_path);
+	log_info("retentiond %s starting: instance %s, %zu policies from %s", PACKAGE_VERSION, d->cfg->instance,
+		 d->n_policies, d->config_path);
 	start_connection(d);
 	if (!d->once)
 		sdnotify_ready("connecting to PostgreSQL");

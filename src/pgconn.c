@@ -12,13 +12,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "invariant.h"
 #include "log.h"
 #include "session.h"
 #include "util.h"
 
 #define RECONNECT_FIRST_MS 250
-#define RECONNECT_MAX_MS 10000
-#define CONNECT_TIMEOUT_S 10
+#define RECONNECT_MAX_MS   10000
+#define CONNECT_TIMEOUT_S  10
 
 enum pgconn_state {
 	PGCONN_IDLE,
@@ -65,9 +66,9 @@ struct pgconn {
 	void *arg;
 	PGconn *pg;
 	enum pgconn_state state;
-	struct event *io;		/* read (persistent) and, while output is pending, write */
-	struct event *connect_io;	/* one-shot, direction chosen by PQconnectPoll */
-	struct event *timer;		/* connect timeout, or the reconnect backoff */
+	struct event *io;         /* read (persistent) and, while output is pending, write */
+	struct event *connect_io; /* one-shot, direction chosen by PQconnectPoll */
+	struct event *timer;      /* connect timeout, or the reconnect backoff */
 	int backoff_ms;
 	struct pgconn_query_item *head, *tail; /* queued; the in-flight one is `current` */
 	struct pgconn_query_item *current;
@@ -227,6 +228,9 @@ static void finish_current(struct pgconn *conn)
 {
 	struct pgconn_query_item *q = conn->current;
 	PGresult *res = conn->current_result;
+	INVARIANT(q != NULL);
+	/* Inside a transaction only its owner's statements are sent. */
+	INVARIANT(conn->txn_owner == NULL || q->owner == conn->txn_owner);
 	conn->current = NULL;
 	conn->current_result = NULL;
 	if (q->flags & PGCONN_TXN_END)
@@ -281,8 +285,7 @@ static void on_io(evutil_socket_t fd, short what, void *arg)
 			break;
 		}
 		/* Keep the first error, else the last result: that is the statement's outcome. */
-		if (conn->current_result == NULL ||
-		    (PQresultStatus(conn->current_result) != PGRES_FATAL_ERROR)) {
+		if (conn->current_result == NULL || (PQresultStatus(conn->current_result) != PGRES_FATAL_ERROR)) {
 			PQclear(conn->current_result);
 			conn->current_result = res;
 		} else {
@@ -316,18 +319,20 @@ static void dispatch(struct pgconn *conn)
 	}
 	q->next = NULL;
 	conn->current = q;
+	/* A transaction is opened only outside another one. */
+	INVARIANT(!(q->flags & PGCONN_TXN_BEGIN) || conn->txn_owner == NULL);
 	if (q->flags & PGCONN_TXN_BEGIN)
 		conn->txn_owner = q->owner;
-	if (!PQsendQueryParams(conn->pg, q->sql, q->n_params, q->types, (const char *const *)q->params,
-			       NULL, NULL, 0)) {
+	if (!PQsendQueryParams(conn->pg, q->sql, q->n_params, q->types, (const char *const *)q->params, NULL, NULL,
+			       0)) {
 		lost_with_pg_message(conn);
 		return;
 	}
 	update_write_interest(conn);
 }
 
-bool pgconn_query(struct pgconn *conn, const void *owner, int flags, const char *sql, int n_params,
-		  const Oid *types, const char *const *params, pgconn_result_fn cb, void *arg)
+bool pgconn_query(struct pgconn *conn, const void *owner, int flags, const char *sql, int n_params, const Oid *types,
+		  const char *const *params, pgconn_result_fn cb, void *arg)
 {
 	struct pgconn_query_item *q;
 	if (conn->state != PGCONN_READY)
@@ -448,9 +453,16 @@ static void on_resolved(int result, struct evutil_addrinfo *ai, void *arg)
 	if (result == EVUTIL_EAI_CANCEL)
 		return;
 	if (result == 0 && ai) {
-		const void *a = ai->ai_family == AF_INET6 ? (const void *)&((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr
-							   : (const void *)&((struct sockaddr_in *)ai->ai_addr)->sin_addr;
-		inet_ntop(ai->ai_family, a, addr, sizeof(addr));
+		/* Copied out: ai_addr need not be aligned for the family's struct. */
+		struct sockaddr_in6 in6;
+		struct sockaddr_in in4;
+		if (ai->ai_family == AF_INET6) {
+			memcpy(&in6, ai->ai_addr, sizeof(in6));
+			inet_ntop(AF_INET6, &in6.sin6_addr, addr, sizeof(addr));
+		} else {
+			memcpy(&in4, ai->ai_addr, sizeof(in4));
+			inet_ntop(AF_INET, &in4.sin_addr, addr, sizeof(addr));
+		}
 		conn->addresses[l->index] = xstrdup(addr);
 	} else if (conn->lookup_error == NULL) {
 		conn->lookup_error = xstrdup(evutil_gai_strerror(result));

@@ -20,8 +20,8 @@
  * daemon and retentionctl pin search_path to pg_catalog, so the role's own
  * setting is not what resolves it.
  */
-#define RESOLVE_WHERE(schema, rel)                                                                 \
-	" c.relname = " rel " AND c.relkind IN ('r', 'p') AND CASE WHEN " schema " IS NULL"            \
+#define RESOLVE_WHERE(schema, rel)                                                                                     \
+	" c.relname = " rel " AND c.relkind IN ('r', 'p') AND CASE WHEN " schema " IS NULL"                            \
 	" THEN n.nspname IN (current_user, 'public') ELSE n.nspname = " schema " END"
 #define RESOLVE_ORDER " ORDER BY n.nspname = current_user DESC LIMIT 1"
 
@@ -50,7 +50,8 @@ const char policy_describe_sql[] =
 	"), conf AS ("
 	"    SELECT p.name, p.key, p.subject, p.ord,"
 	"           (SELECT c.oid FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
-	"             WHERE" RESOLVE_WHERE("p.nsp", "p.rel") RESOLVE_ORDER ") AS oid"
+	"             WHERE" RESOLVE_WHERE("p.nsp", "p.rel") RESOLVE_ORDER
+	") AS oid"
 	"      FROM ROWS FROM (pg_catalog.unnest($9::text[]), pg_catalog.unnest($10::text[]),"
 	"           pg_catalog.unnest($11::text[]), pg_catalog.unnest($12::text[]), pg_catalog.unnest($13::text[]))"
 	"           WITH ORDINALITY p(name, nsp, rel, key, subject, ord)"
@@ -289,11 +290,11 @@ const char policy_describe_sql[] =
 
 /* pg_type OIDs of the base parameters, in enum policy_param order. */
 static const Oid base_param_types[POLICY_N_BASE_PARAMS] = {
-	[POLICY_PARAM_NAME] = 25,	     /* text */
-	[POLICY_PARAM_RETAIN] = 1186,	     /* interval */
-	[POLICY_PARAM_SLACK] = 1186,	     /* interval */
+	[POLICY_PARAM_NAME] = 25,            /* text */
+	[POLICY_PARAM_RETAIN] = 1186,        /* interval */
+	[POLICY_PARAM_SLACK] = 1186,         /* interval */
 	[POLICY_PARAM_EXEMPT_VALUES] = 1009, /* text[] */
-	[POLICY_PARAM_LIMIT] = 23,	     /* integer */
+	[POLICY_PARAM_LIMIT] = 23,           /* integer */
 	[POLICY_PARAM_SERVICE] = 25,
 	[POLICY_PARAM_SOURCE] = 25,
 	[POLICY_PARAM_TABLE] = 25,
@@ -474,7 +475,17 @@ static void push(char ***list, size_t *n, char *item)
 	(*list)[(*n)++] = item;
 }
 
-enum { D_KIND, D_SORT, D_C1, D_C2, D_C3, D_C4, D_C5, D_C6, D_C7 };
+enum {
+	D_KIND,
+	D_SORT,
+	D_C1,
+	D_C2,
+	D_C3,
+	D_C4,
+	D_C5,
+	D_C6,
+	D_C7
+};
 
 void policy_shape_parse(struct policy_shape *shape, const PGresult *res, long long oid, const char *table)
 {
@@ -591,7 +602,7 @@ static void sb_add(struct sbuf *b, const char *fmt, ...)
 struct frame {
 	const struct policy_shape *shape;
 	const struct policy *policy;
-	char *clock_at; /* the clock as timestamptz */
+	char *clock_at;         /* the clock as timestamptz */
 	const char *bound_cast; /* turns a timestamptz bound into the clock column's type */
 };
 
@@ -684,8 +695,9 @@ static void sb_purgeable(struct sbuf *b, const struct frame *f)
 static void sb_next_due(struct sbuf *b, const struct frame *f)
 {
 	const char *c = f->shape->clock.quoted;
-	sb_add(b, "(SELECT pg_catalog.min(%s + $2::interval) FROM %s t, (SELECT t.%s AS c FROM %s t"
-		  " WHERE t.%s IS NOT NULL AND t.%s < 'infinity'",
+	sb_add(b,
+	       "(SELECT pg_catalog.min(%s + $2::interval) FROM %s t, (SELECT t.%s AS c FROM %s t"
+	       " WHERE t.%s IS NOT NULL AND t.%s < 'infinity'",
 	       f->clock_at, f->shape->table, c, f->shape->table, c, c);
 	sb_purgeable(b, f);
 	sb_add(b, " ORDER BY t.%s LIMIT 1) first WHERE t.%s >= first.c AND t.%s <= first.c + $3::interval", c, c, c);
@@ -758,44 +770,43 @@ static char *build_purge(const struct frame *f)
 		sb_add(&b, "%s = NULL FROM due", s->clock.quoted);
 	}
 	/* Everything audited comes from `due`: an anonymising UPDATE returns the new values, the audit wants the old. */
-	sb_add(&b,
-	       " WHERE t.ctid = ANY (ARRAY(SELECT tid FROM due)) AND t.tableoid = due.toid AND t.ctid = due.tid"
-	       " RETURNING due.toid, due.tid, due.record_key, due.subject, due.clock_at"
-	       "), numbered AS ("
-	       "SELECT p.*, p.clock_at + $2::interval AS due_at,"
-	       " coalesce((SELECT seq FROM head), 0)"
-	       " + pg_catalog.row_number() OVER (ORDER BY p.clock_at, p.record_key) AS seq"
-	       " FROM purged p"
-	       "), payloads AS ("
-	       "SELECT n.*, retention.audit_payload($1, n.seq, $6, $7, $8, n.record_key, n.subject,"
-	       " n.clock_at, n.due_at, statement_timestamp(), $9, $10, pg_catalog.txid_current()) AS payload"
-	       " FROM numbered n"
-	       "), chained AS ("
-	       "SELECT c.*, retention.chain(coalesce((SELECT hash FROM head), retention.genesis_hash()),"
-	       " c.payload) OVER (ORDER BY c.seq ROWS UNBOUNDED PRECEDING) AS hash"
-	       " FROM payloads c"
-	       "), linked AS ("
-	       "SELECT c.*, coalesce(pg_catalog.lag(c.hash) OVER (ORDER BY c.seq), (SELECT hash FROM head),"
-	       " retention.genesis_hash()) AS prev_hash"
-	       " FROM chained c"
-	       "), audited AS ("
-	       "INSERT INTO retention.audit_log (policy, seq, service, source, table_name, record_key,"
-	       " subject, clock_at, due_at, purged_at, action, instance, txid, prev_hash, hash)"
-	       " SELECT $1, seq, $6, $7, $8, record_key, subject, clock_at, due_at,"
-	       " statement_timestamp(), $9, $10, pg_catalog.txid_current(), prev_hash, hash FROM linked"
-	       "), moved AS ("
-	       "INSERT INTO retention.chain_heads (policy, seq, hash, updated_at)"
-	       " SELECT $1, seq, hash, statement_timestamp() FROM linked ORDER BY seq DESC LIMIT 1"
-	       " ON CONFLICT (policy) DO UPDATE"
-	       " SET seq = EXCLUDED.seq, hash = EXCLUDED.hash, updated_at = EXCLUDED.updated_at"
-	       ")"
-	       " SELECT pg_catalog.count(*)::bigint AS purged, pg_catalog.max(seq) AS head_seq,"
-	       " pg_catalog.encode((pg_catalog.array_agg(hash ORDER BY seq DESC))[1], 'hex') AS head_hash,"
-	       " coalesce(extract(epoch FROM pg_catalog.max(statement_timestamp() - due_at)"
-	       " FILTER (WHERE pg_catalog.isfinite(due_at))), 0)::float8 AS max_late_seconds,"
-	       " (SELECT pg_catalog.array_agg(d.record_key) FROM due d WHERE NOT EXISTS"
-	       " (SELECT 1 FROM purged x WHERE x.toid = d.toid AND x.tid = d.tid)) AS unpurged"
-	       " FROM linked");
+	sb_add(&b, " WHERE t.ctid = ANY (ARRAY(SELECT tid FROM due)) AND t.tableoid = due.toid AND t.ctid = due.tid"
+		   " RETURNING due.toid, due.tid, due.record_key, due.subject, due.clock_at"
+		   "), numbered AS ("
+		   "SELECT p.*, p.clock_at + $2::interval AS due_at,"
+		   " coalesce((SELECT seq FROM head), 0)"
+		   " + pg_catalog.row_number() OVER (ORDER BY p.clock_at, p.record_key) AS seq"
+		   " FROM purged p"
+		   "), payloads AS ("
+		   "SELECT n.*, retention.audit_payload($1, n.seq, $6, $7, $8, n.record_key, n.subject,"
+		   " n.clock_at, n.due_at, statement_timestamp(), $9, $10, pg_catalog.txid_current()) AS payload"
+		   " FROM numbered n"
+		   "), chained AS ("
+		   "SELECT c.*, retention.chain(coalesce((SELECT hash FROM head), retention.genesis_hash()),"
+		   " c.payload) OVER (ORDER BY c.seq ROWS UNBOUNDED PRECEDING) AS hash"
+		   " FROM payloads c"
+		   "), linked AS ("
+		   "SELECT c.*, coalesce(pg_catalog.lag(c.hash) OVER (ORDER BY c.seq), (SELECT hash FROM head),"
+		   " retention.genesis_hash()) AS prev_hash"
+		   " FROM chained c"
+		   "), audited AS ("
+		   "INSERT INTO retention.audit_log (policy, seq, service, source, table_name, record_key,"
+		   " subject, clock_at, due_at, purged_at, action, instance, txid, prev_hash, hash)"
+		   " SELECT $1, seq, $6, $7, $8, record_key, subject, clock_at, due_at,"
+		   " statement_timestamp(), $9, $10, pg_catalog.txid_current(), prev_hash, hash FROM linked"
+		   "), moved AS ("
+		   "INSERT INTO retention.chain_heads (policy, seq, hash, updated_at)"
+		   " SELECT $1, seq, hash, statement_timestamp() FROM linked ORDER BY seq DESC LIMIT 1"
+		   " ON CONFLICT (policy) DO UPDATE"
+		   " SET seq = EXCLUDED.seq, hash = EXCLUDED.hash, updated_at = EXCLUDED.updated_at"
+		   ")"
+		   " SELECT pg_catalog.count(*)::bigint AS purged, pg_catalog.max(seq) AS head_seq,"
+		   " pg_catalog.encode((pg_catalog.array_agg(hash ORDER BY seq DESC))[1], 'hex') AS head_hash,"
+		   " coalesce(extract(epoch FROM pg_catalog.max(statement_timestamp() - due_at)"
+		   " FILTER (WHERE pg_catalog.isfinite(due_at))), 0)::float8 AS max_late_seconds,"
+		   " (SELECT pg_catalog.array_agg(d.record_key) FROM due d WHERE NOT EXISTS"
+		   " (SELECT 1 FROM purged x WHERE x.toid = d.toid AND x.tid = d.tid)) AS unpurged"
+		   " FROM linked");
 	return b.s;
 }
 
@@ -963,8 +974,9 @@ bool policy_sql_build(struct policy_sql *sql, const struct policy *p, const stru
 	sql->explain_holds = build_explain_holds(&f);
 	sql->canonical_key = xasprintf("SELECT $13::text::%s::text", shape->key.type);
 	if (p->subject) {
-		sql->subject_records = xasprintf("SELECT pg_catalog.count(*) FROM %s t WHERE t.%s %s ($13::text::%s)",
-						 shape->table, shape->subject.quoted, shape->subject.eq, shape->subject.type);
+		sql->subject_records =
+			xasprintf("SELECT pg_catalog.count(*) FROM %s t WHERE t.%s %s ($13::text::%s)", shape->table,
+				  shape->subject.quoted, shape->subject.eq, shape->subject.type);
 		sql->canonical_subject = xasprintf("SELECT $13::text::%s::text", shape->subject.type);
 	}
 	sql->n_guards = shape->n_guards;
@@ -1011,8 +1023,8 @@ bool policy_sql_build(struct policy_sql *sql, const struct policy *p, const stru
 	return true;
 }
 
-int policy_params(const struct policy_sql *sql, const char **params, Oid *types, const char *const *extra,
-		  int n_extra, bool with_set_values)
+int policy_params(const struct policy_sql *sql, const char **params, Oid *types, const char *const *extra, int n_extra,
+		  bool with_set_values)
 {
 	int n = 0;
 	for (int i = 0; i < POLICY_N_BASE_PARAMS; i++, n++) {

@@ -32,7 +32,7 @@ enum policy_param {
 	POLICY_PARAM_TABLE,
 	POLICY_PARAM_ACTION,
 	POLICY_PARAM_INSTANCE,
-	POLICY_PARAM_SIBLINGS,	  /* names of the policies on the same table, this one first: their holds count */
+	POLICY_PARAM_SIBLINGS,    /* names of the policies on the same table, this one first: their holds count */
 	POLICY_PARAM_QUARANTINED, /* keys (text) the daemon skips because purging them failed on their own */
 	POLICY_N_BASE_PARAMS,
 };
@@ -101,7 +101,7 @@ struct policy_shape {
 	long long oid;
 	char *table; /* schema-qualified and quoted, as the catalog spells it */
 	struct policy_column key, clock, subject, exempt;
-	bool clock_without_zone; /* timestamp: read in the session's (database.time_zone) zone */
+	bool clock_without_zone;        /* timestamp: read in the session's (database.time_zone) zone */
 	struct policy_column *set_null; /* the anonymized columns, in configuration order */
 	size_t n_set_null;
 	struct policy_column *set;
@@ -118,24 +118,24 @@ struct policy_shape {
 
 /* A policy's SQL, built once from its shape. */
 struct policy_sql {
-	char *table;	      /* as in policy_shape */
-	char *validate;	      /* makes the lock row; fails unless exempt and `set` values are of their columns' types */
-	char *next_wake;      /* -> at, seconds_left: next due record or hold expiry; NULLs if neither */
-	char *lock;	      /* enum policy_lock_column: locks the next batch of due records */
-	char *purge;	      /* enum policy_purge_column: purges the locked rows ($13 oids, $14 tids) */
-	char *pending;	      /* -> overdue, due_within, next_due_at, held ($13 window) */
-	char *pending_records; /* -> policy, key, clock_at, due_at, held ($13 window, $14 limit) */
-	char *explain;	      /* enum policy_explain_column ($13 key); no row if there is no such record */
-	char *explain_holds;  /* -> JSON array of the active holds that protect record $13 */
-	char *subject_records; /* -> how many records of data subject $13 exist */
-	char *canonical_key;  /* -> $13 read as the key column's type, as text */
+	char *table;     /* as in policy_shape */
+	char *validate;  /* makes the lock row; fails unless exempt and `set` values are of their columns' types */
+	char *next_wake; /* -> at, seconds_left: next due record or hold expiry; NULLs if neither */
+	char *lock;      /* enum policy_lock_column: locks the next batch of due records */
+	char *purge;     /* enum policy_purge_column: purges the locked rows ($13 oids, $14 tids) */
+	char *pending;   /* -> overdue, due_within, next_due_at, held ($13 window) */
+	char *pending_records;   /* -> policy, key, clock_at, due_at, held ($13 window, $14 limit) */
+	char *explain;           /* enum policy_explain_column ($13 key); no row if there is no such record */
+	char *explain_holds;     /* -> JSON array of the active holds that protect record $13 */
+	char *subject_records;   /* -> how many records of data subject $13 exist */
+	char *canonical_key;     /* -> $13 read as the key column's type, as text */
 	char *canonical_subject; /* the same for the subject column (NULL without one) */
-	char **guard_what;	 /* policy_guard.what, for explain */
+	char **guard_what;       /* policy_guard.what, for explain */
 	size_t n_guards;
 	char *params_storage[POLICY_N_BASE_PARAMS];
-	const char **params; /* the base params */
-	Oid *types;	     /* their types */
-	int n_params;	     /* POLICY_N_BASE_PARAMS */
+	const char **params;     /* the base params */
+	Oid *types;              /* their types */
+	int n_params;            /* POLICY_N_BASE_PARAMS */
 	const char **set_values; /* the purge's `set` values, after its two extra params */
 	int n_set_values;
 };
@@ -146,8 +146,8 @@ struct policy_sql {
  * and TYPES need room for POLICY_N_BASE_PARAMS + N_EXTRA + n_set_values.
  * Returns how many were filled.
  */
-int policy_params(const struct policy_sql *sql, const char **params, Oid *types, const char *const *extra,
-		  int n_extra, bool with_set_values);
+int policy_params(const struct policy_sql *sql, const char **params, Oid *types, const char *const *extra, int n_extra,
+		  bool with_set_values);
 
 /* Looks a policy's table up in the catalog: $1 schema or NULL, $2 relation -> oid, qualified name. */
 extern const char policy_resolve_table_sql[];

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "invariant.h"
 #include "log.h"
 #include "sdnotify.h"
 #include "util.h"
@@ -261,7 +262,8 @@ static void on_lock_policy(PGresult *res, void *arg)
 		return;
 	}
 	if (strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
-		log_debug("policy %s: lock held elsewhere (another instance, or a hold being placed)", ps->policy->name);
+		log_debug("policy %s: lock held elsewhere (another instance, or a hold being placed)",
+			  ps->policy->name);
 		rollback(ps);
 		finish(ps, PURGE_LOCKED);
 		return;
@@ -289,6 +291,7 @@ static void on_begin(PGresult *res, void *arg)
 
 static void begin_batch(struct policy_state *ps)
 {
+	INVARIANT(ps->phase == POLICY_PURGING);
 	purge_batch_clear(&ps->batch);
 	/*
 	 * READ COMMITTED whatever the database's default: each statement must
@@ -303,6 +306,8 @@ static void begin_batch(struct policy_state *ps)
 
 void purge_start(struct policy_state *ps)
 {
+	/* One batch in flight per policy: a second run would interleave with the first's transaction. */
+	INVARIANT(ps->phase != POLICY_PURGING);
 	scheduler_enter(ps, POLICY_PURGING);
 	begin_batch(ps);
 }

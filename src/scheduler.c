@@ -8,18 +8,19 @@
  */
 #include "scheduler.h"
 
+#include "invariant.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "invariant.h"
 #include "log.h"
 #include "purge.h"
 #include "util.h"
 
 #define RETRY_FIRST_MS 10
-#define RETRY_MAX_MS 30000
+#define RETRY_MAX_MS   30000
 /* Wake this much after the due moment, so the server's clock has passed it too. */
 #define TIMER_MARGIN_S 0.001
 /* At most one next-due question per policy in this time, however many wake-ups arrive. */
@@ -471,8 +472,8 @@ void scheduler_purge_finished(struct policy_state *ps, enum purge_outcome outcom
 			break;
 		}
 		if (!d->once)
-			note_locked_elsewhere(ps, "its lock is held elsewhere (another instance, or a hold being placed)",
-					      true);
+			note_locked_elsewhere(
+				ps, "its lock is held elsewhere (another instance, or a hold being placed)", true);
 		arm(ps->due_timer, next_retry_ms(ps) / 1000.0);
 		break;
 	case PURGE_FAILED:
@@ -562,8 +563,10 @@ void scheduler_rows_purged(struct daemon *d, const char *table)
 	for (size_t i = 0; i < d->n_policies; i++) {
 		struct policy_state *ps = &d->policies[i];
 		for (size_t k = 0; k < ps->shape.n_guards; k++) {
-			if (strcmp(ps->shape.guards[k].table, table) == 0 && strcmp(ps->sql.table ? ps->sql.table : "", table) != 0) {
-				log_debug("policy %s: rows of %s that kept its records were purged", ps->policy->name, table);
+			if (strcmp(ps->shape.guards[k].table, table) == 0 &&
+			    strcmp(ps->sql.table ? ps->sql.table : "", table) != 0) {
+				log_debug("policy %s: rows of %s that kept its records were purged", ps->policy->name,
+					  table);
 				wake(ps);
 				break;
 			}

@@ -16,8 +16,8 @@ enum policy_phase {
 	POLICY_RESOLVING,  /* looking its table up in the catalog */
 	POLICY_DESCRIBING, /* reading the table's columns, types, references and problems */
 	POLICY_VALIDATING, /* checking its exempt and `set` values against the column types */
-	POLICY_ASKING,	   /* asking the server when its next record falls due */
-	POLICY_PURGING,	   /* a batch transaction is in flight */
+	POLICY_ASKING,     /* asking the server when its next record falls due */
+	POLICY_PURGING,    /* a batch transaction is in flight */
 };
 
 const char *policy_phase_name(enum policy_phase phase);
@@ -46,22 +46,22 @@ struct policy_state {
 	enum policy_phase phase;
 	struct event *due_timer; /* the next due moment, a hold's end, or a retry */
 	struct event *ask_timer; /* a wake-up, debounced to one ask per SCHEDULER_ASK_INTERVAL */
-	double last_ask_at;	 /* monotonic seconds */
-	bool ask_wanted;	 /* woken while busy: ask again when idle */
-	bool purge_wanted;	 /* the due timer fired while busy: purge when idle */
-	int retry_ms;		 /* backoff after an error, a busy lock or a purge that found nothing */
+	double last_ask_at;      /* monotonic seconds */
+	bool ask_wanted;         /* woken while busy: ask again when idle */
+	bool purge_wanted;       /* the due timer fired while busy: purge when idle */
+	int retry_ms;            /* backoff after an error, a busy lock or a purge that found nothing */
 	bool last_purge_empty;
 	double locked_elsewhere_since; /* when its lock or its due rows were first found taken, 0 if not */
 	bool locked_elsewhere_warned;
-	int limit;		       /* rows per batch now: policy->batch, halved while a failing batch is split */
+	int limit; /* rows per batch now: policy->batch, halved while a failing batch is split */
 	struct batch batch;
 	char **quarantined; /* keys whose purge failed on its own: skipped until a reload or restart */
 	size_t n_quarantined;
 	char *quarantined_param;
-	long long purged;	/* records purged by this process */
+	long long purged; /* records purged by this process */
 	long long batches;
-	bool failed;		/* --once: something was not purged, exit 1 */
-	bool once_done;		/* --once: this policy's backlog is done */
+	bool failed;              /* --once: something was not purged, exit 1 */
+	bool once_done;           /* --once: this policy's backlog is done */
 	double once_locked_since; /* --once: when its lock was first found held elsewhere */
 };
 

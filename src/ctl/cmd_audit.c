@@ -7,14 +7,13 @@
 #include "ctl.h"
 #include "util.h"
 
-static const char usage[] =
-	"usage: retentionctl audit [--policy P [--key K]] [--since T] [--until T] [--limit N]\n"
-	"       retentionctl audit verify [--policy P] [--head SEQ:HASH]\n\n"
-	"The audit trail, newest first (in table format the newest 100 unless --limit is given).\n"
-	"--key K names a record of policy P as its key column reads it (\"042\" is record 42).\n"
-	"'audit verify' recomputes each policy's hash chain: exit 0 if intact, 3 naming the\n"
-	"first bad record if not. --head takes a chain head as retentiond logs it after each\n"
-	"batch (\"policy P: chain head SEQ:HASH\"); it also catches a chain rewritten wholesale.\n";
+static const char usage[] = "usage: retentionctl audit [--policy P [--key K]] [--since T] [--until T] [--limit N]\n"
+			    "       retentionctl audit verify [--policy P] [--head SEQ:HASH]\n\n"
+			    "The audit trail, newest first (in table format the newest 100 unless --limit is given).\n"
+			    "--key K names a record of policy P as its key column reads it (\"042\" is record 42).\n"
+			    "'audit verify' recomputes each policy's hash chain: exit 0 if intact, 3 naming the\n"
+			    "first bad record if not. --head takes a chain head as retentiond logs it after each\n"
+			    "batch (\"policy P: chain head SEQ:HASH\"); it also catches a chain rewritten wholesale.\n";
 
 static const char audit_sql[] =
 	"SELECT id, policy, seq, service, source, table_name, record_key, subject, clock_at, due_at,"
@@ -49,9 +48,10 @@ static bool check_anchor(struct ctl *ctl, const char *policy, const struct audit
 	if (PQntuples(res) == 0)
 		audit_chain_broken(c, a->seq, xasprintf("the anchor's record seq %lld is not in the log", a->seq));
 	else if (strcmp(PQgetvalue(res, 0, 0), a->hash) != 0)
-		audit_chain_broken(c, a->seq,
-				   xasprintf("record seq %lld does not match the anchor %lld:%s: the chain was rewritten",
-					     a->seq, a->seq, a->hash));
+		audit_chain_broken(
+			c, a->seq,
+			xasprintf("record seq %lld does not match the anchor %lld:%s: the chain was rewritten", a->seq,
+				  a->seq, a->hash));
 	PQclear(res);
 	return true;
 }
@@ -194,7 +194,8 @@ int cmd_audit(struct ctl *ctl, int argc, char **argv)
 	if (optind < argc)
 		return ctl_usage_error(usage, "audit: unexpected argument \"%s\"", argv[optind]);
 	if (params[1] && params[0] == NULL)
-		return ctl_usage_error(usage, "audit --key needs --policy: a key means something only in its policy's table");
+		return ctl_usage_error(usage,
+				       "audit --key needs --policy: a key means something only in its policy's table");
 	if (params[4] == NULL && ctl->format == CTL_FORMAT_TABLE)
 		params[4] = "100";
 	if (ctl_connect(ctl) == NULL)

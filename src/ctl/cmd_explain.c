@@ -6,25 +6,35 @@
 #include "ctl.h"
 #include "util.h"
 
-static const char usage[] =
-	"usage: retentionctl explain --policy P --key K\n\n"
-	"When record K falls or fell due under policy P, and why it is or is not purged.\n"
-	"status is one of: purged, anonymized, not_found, clock_not_started, exempt, held\n"
-	"(by a hold of any policy on the table), referenced (rows that must stay refer to\n"
-	"it), overdue (due, the daemon has not purged it yet), pending (falls due later).\n";
+static const char usage[] = "usage: retentionctl explain --policy P --key K\n\n"
+			    "When record K falls or fell due under policy P, and why it is or is not purged.\n"
+			    "status is one of: purged, anonymized, not_found, clock_not_started, exempt, held\n"
+			    "(by a hold of any policy on the table), referenced (rows that must stay refer to\n"
+			    "it), overdue (due, the daemon has not purged it yet), pending (falls due later).\n";
 
-static const char last_audit_sql[] =
-	"SELECT id, purged_at, instance, action FROM retention.audit_log"
-	" WHERE policy = $1 AND record_key = $2 ORDER BY seq DESC LIMIT 1";
+static const char last_audit_sql[] = "SELECT id, purged_at, instance, action FROM retention.audit_log"
+				     " WHERE policy = $1 AND record_key = $2 ORDER BY seq DESC LIMIT 1";
 
-static const char answer_sql[] =
-	"SELECT $1::text AS policy, $2::text AS key, $3::text AS status, $4::text AS reason,"
-	" $5::timestamptz AS clock_at, $6::timestamptz AS due_at, $7::text AS exempt_column,"
-	" $8::text AS exempt_value, $9::json AS holds, $10::bigint AS audit_id,"
-	" $11::timestamptz AS purged_at, $12::text AS purged_by";
+static const char answer_sql[] = "SELECT $1::text AS policy, $2::text AS key, $3::text AS status, $4::text AS reason,"
+				 " $5::timestamptz AS clock_at, $6::timestamptz AS due_at, $7::text AS exempt_column,"
+				 " $8::text AS exempt_value, $9::json AS holds, $10::bigint AS audit_id,"
+				 " $11::timestamptz AS purged_at, $12::text AS purged_by";
 
-enum { A_POLICY, A_KEY, A_STATUS, A_REASON, A_CLOCK, A_DUE, A_EXEMPT_COL, A_EXEMPT_VAL, A_HOLDS, A_AUDIT_ID,
-       A_PURGED_AT, A_PURGED_BY, A_N };
+enum {
+	A_POLICY,
+	A_KEY,
+	A_STATUS,
+	A_REASON,
+	A_CLOCK,
+	A_DUE,
+	A_EXEMPT_COL,
+	A_EXEMPT_VAL,
+	A_HOLDS,
+	A_AUDIT_ID,
+	A_PURGED_AT,
+	A_PURGED_BY,
+	A_N
+};
 
 static char *value_or_null(PGresult *res, int row, int col)
 {
@@ -94,7 +104,8 @@ int cmd_explain(struct ctl *ctl, int argc, char **argv)
 	}
 	if (record_found) {
 		/* The holds that protect it, of this policy or another on the table, by key or subject. */
-		holds = PQexecParams(ctl->conn, sql.explain_holds, POLICY_N_BASE_PARAMS + 1, types, params, NULL, NULL, 0);
+		holds = PQexecParams(ctl->conn, sql.explain_holds, POLICY_N_BASE_PARAMS + 1, types, params, NULL, NULL,
+				     0);
 		if (PQresultStatus(holds) != PGRES_TUPLES_OK) {
 			ctl_error("%s", PQresultErrorMessage(holds));
 			goto out;
@@ -118,8 +129,9 @@ int cmd_explain(struct ctl *ctl, int argc, char **argv)
 	if (a[A_AUDIT_ID] && (!record_found || clock_null)) {
 		bool anonymized = strcmp(PQgetvalue(audit, 0, 3), "anonymize") == 0;
 		a[A_STATUS] = xstrdup(anonymized ? "anonymized" : "purged");
-		a[A_REASON] = xasprintf("%s at %s by instance %s (audit record %s)", anonymized ? "anonymized" : "purged",
-					a[A_PURGED_AT], a[A_PURGED_BY], a[A_AUDIT_ID]);
+		a[A_REASON] =
+			xasprintf("%s at %s by instance %s (audit record %s)", anonymized ? "anonymized" : "purged",
+				  a[A_PURGED_AT], a[A_PURGED_BY], a[A_AUDIT_ID]);
 	} else if (!record_found) {
 		a[A_STATUS] = xstrdup("not_found");
 		a[A_REASON] = xasprintf("no record with key %s in %s, and policy %s never purged one", key, sql.table,
@@ -135,8 +147,9 @@ int cmd_explain(struct ctl *ctl, int argc, char **argv)
 		a[A_REASON] = xasprintf("exempt: %s = %s", p->exempt_column, a[A_EXEMPT_VAL] ? a[A_EXEMPT_VAL] : "");
 	} else if (strcmp(PQgetvalue(record, 0, EXPLAIN_HELD), "t") == 0) {
 		a[A_STATUS] = xstrdup("held");
-		a[A_REASON] = xasprintf("held (see holds); without the hold it %s due at %s",
-					strcmp(PQgetvalue(record, 0, EXPLAIN_IS_DUE), "t") == 0 ? "fell" : "falls", a[A_DUE]);
+		a[A_REASON] =
+			xasprintf("held (see holds); without the hold it %s due at %s",
+				  strcmp(PQgetvalue(record, 0, EXPLAIN_IS_DUE), "t") == 0 ? "fell" : "falls", a[A_DUE]);
 	} else if (!PQgetisnull(record, 0, EXPLAIN_KEPT_BY) && *PQgetvalue(record, 0, EXPLAIN_KEPT_BY)) {
 		/* Indexes into the guards, which say in words what refers to the record. */
 		size_t i = (size_t)atoll(PQgetvalue(record, 0, EXPLAIN_KEPT_BY));
@@ -145,7 +158,8 @@ int cmd_explain(struct ctl *ctl, int argc, char **argv)
 					i < sql.n_guards ? sql.guard_what[i] : "rows that must stay", a[A_DUE]);
 	} else if (strcmp(PQgetvalue(record, 0, EXPLAIN_IS_DUE), "t") == 0) {
 		a[A_STATUS] = xstrdup("overdue");
-		a[A_REASON] = xasprintf("due since %s and not purged yet: the daemon is behind or not running", a[A_DUE]);
+		a[A_REASON] =
+			xasprintf("due since %s and not purged yet: the daemon is behind or not running", a[A_DUE]);
 	} else {
 		a[A_STATUS] = xstrdup("pending");
 		a[A_REASON] = xasprintf("falls due at %s", a[A_DUE]);

@@ -33,8 +33,8 @@ static long long records_of(struct ctl *ctl, const struct policy_sql *sql, const
 	PGresult *res;
 	long long found = -1;
 	ctl_policy_params(sql, params, types, value, NULL);
-	res = PQexecParams(ctl->conn, by_subject ? sql->subject_records : sql->explain, POLICY_N_BASE_PARAMS + 1,
-			   types, params, NULL, NULL, 0);
+	res = PQexecParams(ctl->conn, by_subject ? sql->subject_records : sql->explain, POLICY_N_BASE_PARAMS + 1, types,
+			   params, NULL, NULL, 0);
 	if (PQresultStatus(res) == PGRES_TUPLES_OK)
 		found = by_subject ? atoll(PQgetvalue(res, 0, 0)) : PQntuples(res);
 	else
@@ -46,9 +46,12 @@ static long long records_of(struct ctl *ctl, const struct policy_sql *sql, const
 static int hold_add(struct ctl *ctl, int argc, char **argv)
 {
 	static const struct option options[] = {
-		{"policy", required_argument, NULL, 'p'}, {"key", required_argument, NULL, 'k'},
-		{"subject", required_argument, NULL, 's'}, {"reason", required_argument, NULL, 'r'},
-		{"until", required_argument, NULL, 'u'},  {"force", no_argument, NULL, 'f'},
+		{"policy", required_argument, NULL, 'p'},
+		{"key", required_argument, NULL, 'k'},
+		{"subject", required_argument, NULL, 's'},
+		{"reason", required_argument, NULL, 'r'},
+		{"until", required_argument, NULL, 'u'},
+		{"force", no_argument, NULL, 'f'},
 		{NULL, 0, NULL, 0},
 	};
 	const char *policy_name = NULL, *key = NULL, *subject = NULL, *reason = NULL, *until = NULL;
@@ -113,8 +116,9 @@ static int hold_add(struct ctl *ctl, int argc, char **argv)
 		before = records_of(ctl, &sql, canonical, subject != NULL);
 		if (before <= 0) {
 			if (before == 0)
-				ctl_error("policy %s has no record with %s %s (use --force to hold it before it exists)",
-					  p->name, key ? "key" : "subject", canonical);
+				ctl_error(
+					"policy %s has no record with %s %s (use --force to hold it before it exists)",
+					p->name, key ? "key" : "subject", canonical);
 			free(canonical);
 			policy_sql_free(&sql);
 			return CTL_ERROR;
@@ -125,8 +129,8 @@ static int hold_add(struct ctl *ctl, int argc, char **argv)
 	params[2] = subject ? canonical : NULL;
 	params[3] = reason;
 	params[4] = until;
-	res = PQexecParams(ctl->conn, "SELECT retention.place_hold($1, $2, $3, $4, $5::timestamptz)", 5, NULL,
-			   params, NULL, NULL, 0);
+	res = PQexecParams(ctl->conn, "SELECT retention.place_hold($1, $2, $3, $4, $5::timestamptz)", 5, NULL, params,
+			   NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		ctl_error("hold add: %s", PQresultErrorMessage(res));
 		PQclear(res);

@@ -32,7 +32,7 @@ int cmd_migrate(struct ctl *ctl, int argc, char **argv)
 	if (applied == 0)
 		printf("schema retention is at version %d; nothing to do\n", schema_latest_version());
 	else
-		printf("schema retention upgraded to version %d (%d step%s)\n", schema_latest_version(),
-		       applied, applied == 1 ? "" : "s");
+		printf("schema retention upgraded to version %d (%d step%s)\n", schema_latest_version(), applied,
+		       applied == 1 ? "" : "s");
 	return CTL_OK;
 }

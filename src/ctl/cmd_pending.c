@@ -6,12 +6,11 @@
 #include "ctl.h"
 #include "util.h"
 
-static const char usage[] =
-	"usage: retentionctl pending [--policy P] [--within DURATION] [--records] [--limit N]\n\n"
-	"Per policy: overdue (due now or earlier), due_within (falling due within DURATION,\n"
-	"default 24 hours), next_due_at and held (due but held). With --records, one row\n"
-	"per record due within DURATION: policy, key, clock_at, due_at, held (at most N;\n"
-	"in table format 100 unless --limit is given). Uses the daemon's own due predicate.\n";
+static const char usage[] = "usage: retentionctl pending [--policy P] [--within DURATION] [--records] [--limit N]\n\n"
+			    "Per policy: overdue (due now or earlier), due_within (falling due within DURATION,\n"
+			    "default 24 hours), next_due_at and held (due but held). With --records, one row\n"
+			    "per record due within DURATION: policy, key, clock_at, due_at, held (at most N;\n"
+			    "in table format 100 unless --limit is given). Uses the daemon's own due predicate.\n";
 
 static const char summary_sql[] =
 	"SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::timestamptz[], $5::bigint[])"
@@ -24,8 +23,8 @@ static int print_summary(struct ctl *ctl, const struct policy **policies, size_t
 	const char *params[POLICY_N_BASE_PARAMS + 2];
 	Oid types[POLICY_N_BASE_PARAMS + 2];
 	char *next = ctl_human_time("next_due_at", "overdue");
-	char *table_sql = xasprintf("SELECT policy, overdue, due_within, %s AS next_due, held FROM (%s) p", next,
-				    summary_sql);
+	char *table_sql =
+		xasprintf("SELECT policy, overdue, due_within, %s AS next_due, held FROM (%s) p", next, summary_sql);
 	size_t rows = 0;
 	int status = CTL_OK;
 
@@ -67,8 +66,7 @@ static int print_summary(struct ctl *ctl, const struct policy **policies, size_t
 	return status;
 }
 
-static int print_records(struct ctl *ctl, const struct policy **policies, size_t n, const char *window,
-			 long long limit)
+static int print_records(struct ctl *ctl, const struct policy **policies, size_t n, const char *window, long long limit)
 {
 	struct ctl_stream st;
 	const char *params[POLICY_N_BASE_PARAMS + 2];
@@ -103,8 +101,10 @@ static int print_records(struct ctl *ctl, const struct policy **policies, size_t
 int cmd_pending(struct ctl *ctl, int argc, char **argv)
 {
 	static const struct option options[] = {
-		{"policy", required_argument, NULL, 'p'}, {"within", required_argument, NULL, 'w'},
-		{"records", no_argument, NULL, 'r'},	  {"limit", required_argument, NULL, 'l'},
+		{"policy", required_argument, NULL, 'p'},
+		{"within", required_argument, NULL, 'w'},
+		{"records", no_argument, NULL, 'r'},
+		{"limit", required_argument, NULL, 'l'},
 		{NULL, 0, NULL, 0},
 	};
 	const char *policy_name = NULL, *within = "24 hours";

@@ -5,10 +5,9 @@
 #include "ctl.h"
 #include "util.h"
 
-static const char usage[] =
-	"usage: retentionctl status\n\n"
-	"Every daemon instance seen: instance, host, pid, started, last heartbeat, the\n"
-	"policies it enforces, last purge and records purged since it started.\n";
+static const char usage[] = "usage: retentionctl status\n\n"
+			    "Every daemon instance seen: instance, host, pid, started, last heartbeat, the\n"
+			    "policies it enforces, last purge and records purged since it started.\n";
 
 static const char status_sql[] =
 	"SELECT instance, host, pid, started_at AS started, heartbeat_at AS last_heartbeat, policies,"

@@ -54,14 +54,14 @@ struct ctl_stream {
 };
 void ctl_stream_begin(struct ctl_stream *st, struct ctl *ctl);
 /* One more query's rows, appended to the same JSON array or CSV. */
-void ctl_stream_query(struct ctl_stream *st, const char *query, const char *table_query, int n_params,
-		      const Oid *types, const char *const *params);
+void ctl_stream_query(struct ctl_stream *st, const char *query, const char *table_query, int n_params, const Oid *types,
+		      const char *const *params);
 int ctl_stream_end(struct ctl_stream *st);
-int ctl_print_query(struct ctl *ctl, const char *query, const char *table_query, int n_params,
-		    const Oid *types, const char *const *params);
+int ctl_print_query(struct ctl *ctl, const char *query, const char *table_query, int n_params, const Oid *types,
+		    const char *const *params);
 /* A one-row result as a JSON object (not an array), or one field per line for people. */
-int ctl_print_object(struct ctl *ctl, const char *query, const char *table_query, int n_params,
-		     const Oid *types, const char *const *params);
+int ctl_print_object(struct ctl *ctl, const char *query, const char *table_query, int n_params, const Oid *types,
+		     const char *const *params);
 
 /* The configured policy NAME, or NULL after saying it is unknown. */
 const struct policy *ctl_policy(struct ctl *ctl, const char *name);

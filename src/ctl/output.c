@@ -225,8 +225,8 @@ void ctl_stream_begin(struct ctl_stream *st, struct ctl *ctl)
 		printf("[");
 }
 
-void ctl_stream_query(struct ctl_stream *st, const char *query, const char *table_query, int n_params,
-		      const Oid *types, const char *const *params)
+void ctl_stream_query(struct ctl_stream *st, const char *query, const char *table_query, int n_params, const Oid *types,
+		      const char *const *params)
 {
 	char *sql;
 	if (!st->ok)
@@ -262,8 +262,8 @@ int ctl_stream_end(struct ctl_stream *st)
 	return st->ok ? CTL_OK : CTL_ERROR;
 }
 
-int ctl_print_query(struct ctl *ctl, const char *query, const char *table_query, int n_params,
-		    const Oid *types, const char *const *params)
+int ctl_print_query(struct ctl *ctl, const char *query, const char *table_query, int n_params, const Oid *types,
+		    const char *const *params)
 {
 	struct ctl_stream st;
 	ctl_stream_begin(&st, ctl);
@@ -271,8 +271,8 @@ int ctl_print_query(struct ctl *ctl, const char *query, const char *table_query,
 	return ctl_stream_end(&st);
 }
 
-int ctl_print_object(struct ctl *ctl, const char *query, const char *table_query, int n_params,
-		     const Oid *types, const char *const *params)
+int ctl_print_object(struct ctl *ctl, const char *query, const char *table_query, int n_params, const Oid *types,
+		     const char *const *params)
 {
 	PGresult *res;
 	char *sql;
@@ -285,8 +285,8 @@ int ctl_print_object(struct ctl *ctl, const char *query, const char *table_query
 		res = PQexecParams(ctl->conn, sql, n_params, types, params, NULL, NULL, 0);
 		free(sql);
 	} else {
-		res = PQexecParams(ctl->conn, table_query ? table_query : query, n_params, types, params, NULL,
-				   NULL, 0);
+		res = PQexecParams(ctl->conn, table_query ? table_query : query, n_params, types, params, NULL, NULL,
+				   0);
 	}
 	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
 		ctl_error("%s", PQresultStatus(res) == PGRES_TUPLES_OK ? "no result" : PQresultErrorMessage(res));

@@ -100,14 +100,14 @@ static int ctl_run(char **out, char **err, ...)
 #define CTL(out, err, ...) ctl_run(out, err, __VA_ARGS__, NULL)
 
 /* retentionctl --format json ARGS must succeed and print exactly WANT. */
-#define EXPECT_JSON(want, ...)                                                                     \
-	do {                                                                                       \
-		char *out_, *err_;                                                                 \
-		int status_ = CTL(&out_, &err_, "--format", "json", __VA_ARGS__);                  \
-		ck_assert_msg(status_ == 0, "exit %d: %s", status_, err_);                         \
-		ck_assert_str_eq(out_, want);                                                      \
-		free(out_);                                                                        \
-		free(err_);                                                                        \
+#define EXPECT_JSON(want, ...)                                                                                         \
+	do {                                                                                                           \
+		char *out_, *err_;                                                                                     \
+		int status_ = CTL(&out_, &err_, "--format", "json", __VA_ARGS__);                                      \
+		ck_assert_msg(status_ == 0, "exit %d: %s", status_, err_);                                             \
+		ck_assert_str_eq(out_, want);                                                                          \
+		free(out_);                                                                                            \
+		free(err_);                                                                                            \
 	} while (0)
 
 START_TEST(test_pending_json)
@@ -122,17 +122,19 @@ START_TEST(test_pending_json)
 	EXPECT_JSON("[\n  {\"policy\":\"vd\",\"overdue\":1,\"due_within\":1,"
 		    "\"next_due_at\":\"2000-01-01T00:15:00+00:00\",\"held\":2}\n]\n",
 		    "pending", "--within", "200 years");
-	EXPECT_JSON("[\n"
-		    "  {\"policy\":\"vd\",\"key\":\"1\",\"clock_at\":\"2000-01-01T00:00:00+00:00\",\"due_at\":\"2000-01-01T00:15:00+00:00\",\"held\":false},\n"
-		    "  {\"policy\":\"vd\",\"key\":\"2\",\"clock_at\":\"2000-01-01T00:01:00+00:00\",\"due_at\":\"2000-01-01T00:16:00+00:00\",\"held\":true},\n"
-		    "  {\"policy\":\"vd\",\"key\":\"7\",\"clock_at\":\"2000-01-01T00:03:00+00:00\",\"due_at\":\"2000-01-01T00:18:00+00:00\",\"held\":true},\n"
-		    "  {\"policy\":\"vd\",\"key\":\"5\",\"clock_at\":\"2100-01-01T00:00:00+00:00\",\"due_at\":\"2100-01-01T00:15:00+00:00\",\"held\":false}\n"
-		    "]\n",
-		    "pending", "--records", "--within", "200 years");
-	EXPECT_JSON("[\n"
-		    "  {\"policy\":\"vd\",\"key\":\"1\",\"clock_at\":\"2000-01-01T00:00:00+00:00\",\"due_at\":\"2000-01-01T00:15:00+00:00\",\"held\":false}\n"
-		    "]\n",
-		    "pending", "--records", "--limit", "1");
+	EXPECT_JSON(
+		"[\n"
+		"  {\"policy\":\"vd\",\"key\":\"1\",\"clock_at\":\"2000-01-01T00:00:00+00:00\",\"due_at\":\"2000-01-01T00:15:00+00:00\",\"held\":false},\n"
+		"  {\"policy\":\"vd\",\"key\":\"2\",\"clock_at\":\"2000-01-01T00:01:00+00:00\",\"due_at\":\"2000-01-01T00:16:00+00:00\",\"held\":true},\n"
+		"  {\"policy\":\"vd\",\"key\":\"7\",\"clock_at\":\"2000-01-01T00:03:00+00:00\",\"due_at\":\"2000-01-01T00:18:00+00:00\",\"held\":true},\n"
+		"  {\"policy\":\"vd\",\"key\":\"5\",\"clock_at\":\"2100-01-01T00:00:00+00:00\",\"due_at\":\"2100-01-01T00:15:00+00:00\",\"held\":false}\n"
+		"]\n",
+		"pending", "--records", "--within", "200 years");
+	EXPECT_JSON(
+		"[\n"
+		"  {\"policy\":\"vd\",\"key\":\"1\",\"clock_at\":\"2000-01-01T00:00:00+00:00\",\"due_at\":\"2000-01-01T00:15:00+00:00\",\"held\":false}\n"
+		"]\n",
+		"pending", "--records", "--limit", "1");
 	PQfinish(conn);
 }
 END_TEST
@@ -182,57 +184,70 @@ START_TEST(test_explain_every_case)
 	hold_at = test_query_value(conn, "SELECT to_json(placed_at)::text FROM retention.holds", 0, NULL);
 
 	out = explain_json("1");
-	ck_assert_str_eq(out, "{\"policy\":\"vd\",\"key\":\"1\",\"status\":\"overdue\",\"reason\":\"due since 2000-01-01 00:15:00+00 and not purged yet: the daemon is behind or not running\","
-			      "\"clock_at\":\"2000-01-01T00:00:00+00:00\",\"due_at\":\"2000-01-01T00:15:00+00:00\",\"exempt_column\":null,\"exempt_value\":null,"
-			      "\"holds\":[],\"audit_id\":null,\"purged_at\":null,\"purged_by\":null}\n");
+	ck_assert_str_eq(
+		out,
+		"{\"policy\":\"vd\",\"key\":\"1\",\"status\":\"overdue\",\"reason\":\"due since 2000-01-01 00:15:00+00 and not purged yet: the daemon is behind or not running\","
+		"\"clock_at\":\"2000-01-01T00:00:00+00:00\",\"due_at\":\"2000-01-01T00:15:00+00:00\",\"exempt_column\":null,\"exempt_value\":null,"
+		"\"holds\":[],\"audit_id\":null,\"purged_at\":null,\"purged_by\":null}\n");
 	free(out);
 
 	out = explain_json("2");
-	want = xasprintf("{\"policy\":\"vd\",\"key\":\"2\",\"status\":\"held\",\"reason\":\"held (see holds); without the hold it fell due at 2000-01-01 00:16:00+00\","
-			 "\"clock_at\":\"2000-01-01T00:01:00+00:00\",\"due_at\":\"2000-01-01T00:16:00+00:00\",\"exempt_column\":null,\"exempt_value\":null,"
-			 "\"holds\":[{\"id\" : %s, \"policy\" : \"vd\", \"reason\" : \"legal\", \"until\" : \"2200-01-01T00:00:00+00:00\", \"placed_by\" : \"postgres\", \"placed_at\" : %s}],"
-			 "\"audit_id\":null,\"purged_at\":null,\"purged_by\":null}\n",
-			 hold_id, hold_at);
+	want = xasprintf(
+		"{\"policy\":\"vd\",\"key\":\"2\",\"status\":\"held\",\"reason\":\"held (see holds); without the hold it fell due at 2000-01-01 00:16:00+00\","
+		"\"clock_at\":\"2000-01-01T00:01:00+00:00\",\"due_at\":\"2000-01-01T00:16:00+00:00\",\"exempt_column\":null,\"exempt_value\":null,"
+		"\"holds\":[{\"id\" : %s, \"policy\" : \"vd\", \"reason\" : \"legal\", \"until\" : \"2200-01-01T00:00:00+00:00\", \"placed_by\" : \"postgres\", \"placed_at\" : %s}],"
+		"\"audit_id\":null,\"purged_at\":null,\"purged_by\":null}\n",
+		hold_id, hold_at);
 	ck_assert_str_eq(out, want);
 	free(out);
 	free(want);
 
 	out = explain_json("3");
-	ck_assert_str_eq(out, "{\"policy\":\"vd\",\"key\":\"3\",\"status\":\"exempt\",\"reason\":\"exempt: purpose = vulnerability_monitoring\","
-			      "\"clock_at\":\"2000-01-01T00:02:00+00:00\",\"due_at\":\"2000-01-01T00:17:00+00:00\",\"exempt_column\":\"purpose\",\"exempt_value\":\"vulnerability_monitoring\","
-			      "\"holds\":[],\"audit_id\":null,\"purged_at\":null,\"purged_by\":null}\n");
+	ck_assert_str_eq(
+		out,
+		"{\"policy\":\"vd\",\"key\":\"3\",\"status\":\"exempt\",\"reason\":\"exempt: purpose = vulnerability_monitoring\","
+		"\"clock_at\":\"2000-01-01T00:02:00+00:00\",\"due_at\":\"2000-01-01T00:17:00+00:00\",\"exempt_column\":\"purpose\",\"exempt_value\":\"vulnerability_monitoring\","
+		"\"holds\":[],\"audit_id\":null,\"purged_at\":null,\"purged_by\":null}\n");
 	free(out);
 
 	out = explain_json("4");
-	ck_assert_str_eq(out, "{\"policy\":\"vd\",\"key\":\"4\",\"status\":\"clock_not_started\",\"reason\":\"its clock (scan_completed_at) is not set: it falls due 15 minutes after it starts\","
-			      "\"clock_at\":null,\"due_at\":null,\"exempt_column\":null,\"exempt_value\":null,"
-			      "\"holds\":[],\"audit_id\":null,\"purged_at\":null,\"purged_by\":null}\n");
+	ck_assert_str_eq(
+		out,
+		"{\"policy\":\"vd\",\"key\":\"4\",\"status\":\"clock_not_started\",\"reason\":\"its clock (scan_completed_at) is not set: it falls due 15 minutes after it starts\","
+		"\"clock_at\":null,\"due_at\":null,\"exempt_column\":null,\"exempt_value\":null,"
+		"\"holds\":[],\"audit_id\":null,\"purged_at\":null,\"purged_by\":null}\n");
 	free(out);
 
 	out = explain_json("5");
-	ck_assert_str_eq(out, "{\"policy\":\"vd\",\"key\":\"5\",\"status\":\"pending\",\"reason\":\"falls due at 2100-01-01 00:15:00+00\","
-			      "\"clock_at\":\"2100-01-01T00:00:00+00:00\",\"due_at\":\"2100-01-01T00:15:00+00:00\",\"exempt_column\":null,\"exempt_value\":null,"
-			      "\"holds\":[],\"audit_id\":null,\"purged_at\":null,\"purged_by\":null}\n");
+	ck_assert_str_eq(
+		out,
+		"{\"policy\":\"vd\",\"key\":\"5\",\"status\":\"pending\",\"reason\":\"falls due at 2100-01-01 00:15:00+00\","
+		"\"clock_at\":\"2100-01-01T00:00:00+00:00\",\"due_at\":\"2100-01-01T00:15:00+00:00\",\"exempt_column\":null,\"exempt_value\":null,"
+		"\"holds\":[],\"audit_id\":null,\"purged_at\":null,\"purged_by\":null}\n");
 	free(out);
 
 	audit_id = test_query_value(conn, "SELECT id FROM retention.audit_log WHERE record_key = '6'", 0, NULL);
 	purged_at = test_query_value(conn, "SELECT purged_at FROM retention.audit_log WHERE record_key = '6'", 0, NULL);
 	/* In JSON, purged_at is RFC 3339: PostgreSQL's rendering, not rebuilt here. */
-	json_at = test_query_value(conn, "SELECT to_json(purged_at)::text FROM retention.audit_log WHERE record_key = '6'", 0, NULL);
+	json_at = test_query_value(
+		conn, "SELECT to_json(purged_at)::text FROM retention.audit_log WHERE record_key = '6'", 0, NULL);
 	out = explain_json("6");
-	want = xasprintf("{\"policy\":\"vd\",\"key\":\"6\",\"status\":\"purged\",\"reason\":\"purged at %s by instance ctl-test (audit record %s)\","
-			 "\"clock_at\":null,\"due_at\":null,\"exempt_column\":null,\"exempt_value\":null,"
-			 "\"holds\":[],\"audit_id\":%s,\"purged_at\":%s,\"purged_by\":\"ctl-test\"}\n",
-			 purged_at, audit_id, audit_id, json_at);
+	want = xasprintf(
+		"{\"policy\":\"vd\",\"key\":\"6\",\"status\":\"purged\",\"reason\":\"purged at %s by instance ctl-test (audit record %s)\","
+		"\"clock_at\":null,\"due_at\":null,\"exempt_column\":null,\"exempt_value\":null,"
+		"\"holds\":[],\"audit_id\":%s,\"purged_at\":%s,\"purged_by\":\"ctl-test\"}\n",
+		purged_at, audit_id, audit_id, json_at);
 	ck_assert_str_eq(out, want);
 	free(out);
 	free(want);
 	free(json_at);
 
 	out = explain_json("999");
-	ck_assert_str_eq(out, "{\"policy\":\"vd\",\"key\":\"999\",\"status\":\"not_found\",\"reason\":\"no record with key 999 in virusdesk.uploads, and policy vd never purged one\","
-			      "\"clock_at\":null,\"due_at\":null,\"exempt_column\":null,\"exempt_value\":null,"
-			      "\"holds\":[],\"audit_id\":null,\"purged_at\":null,\"purged_by\":null}\n");
+	ck_assert_str_eq(
+		out,
+		"{\"policy\":\"vd\",\"key\":\"999\",\"status\":\"not_found\",\"reason\":\"no record with key 999 in virusdesk.uploads, and policy vd never purged one\","
+		"\"clock_at\":null,\"due_at\":null,\"exempt_column\":null,\"exempt_value\":null,"
+		"\"holds\":[],\"audit_id\":null,\"purged_at\":null,\"purged_by\":null}\n");
 	free(out);
 	/* Not even of the key's type: still just not found. */
 	out = explain_json("not-a-number");
@@ -251,13 +266,15 @@ START_TEST(test_audit_json)
 {
 	PGconn *conn = known_data("ctl_audit");
 	char *out, *err, *want, *row;
-	row = test_query_value(conn, "SELECT format('{\"id\":%s,\"policy\":\"vd\",\"seq\":1,\"service\":\"VirusDesk\",\"source\":\"rule 5\","
-				     "\"table_name\":\"virusdesk.uploads\",\"record_key\":\"6\",\"subject\":\"60\","
-				     "\"clock_at\":\"2000-01-01T00:00:00+00:00\",\"due_at\":\"2000-01-01T00:15:00+00:00\","
-				     "\"purged_at\":%s,\"late_seconds\":%s,\"action\":\"delete\",\"instance\":\"ctl-test\","
-				     "\"txid\":%s,\"hash\":\"%s\"}', id, to_json(purged_at), to_json(extract(epoch FROM purged_at - due_at)::float8),"
-				     " txid, encode(hash, 'hex')) FROM retention.audit_log",
-			       0, NULL);
+	row = test_query_value(
+		conn,
+		"SELECT format('{\"id\":%s,\"policy\":\"vd\",\"seq\":1,\"service\":\"VirusDesk\",\"source\":\"rule 5\","
+		"\"table_name\":\"virusdesk.uploads\",\"record_key\":\"6\",\"subject\":\"60\","
+		"\"clock_at\":\"2000-01-01T00:00:00+00:00\",\"due_at\":\"2000-01-01T00:15:00+00:00\","
+		"\"purged_at\":%s,\"late_seconds\":%s,\"action\":\"delete\",\"instance\":\"ctl-test\","
+		"\"txid\":%s,\"hash\":\"%s\"}', id, to_json(purged_at), to_json(extract(epoch FROM purged_at - due_at)::float8),"
+		" txid, encode(hash, 'hex')) FROM retention.audit_log",
+		0, NULL);
 	want = xasprintf("[\n  %s\n]\n", row);
 	ck_assert_int_eq(CTL(&out, &err, "--format", "json", "audit", "--policy", "vd", "--key", "6"), 0);
 	ck_assert_str_eq(out, want);
@@ -281,13 +298,17 @@ START_TEST(test_hold_add_list_release)
 	id = xstrndup(out, strcspn(out, "\n"));
 	free(out);
 	free(err);
-	ck_assert_int_eq(test_query_ll(conn, "SELECT count(*) FROM retention.holds WHERE record_key = '1' AND released_at IS NULL"), 1);
+	ck_assert_int_eq(
+		test_query_ll(conn,
+			      "SELECT count(*) FROM retention.holds WHERE record_key = '1' AND released_at IS NULL"),
+		1);
 	/* Refused: no such record, unknown policy, a subject on a policy... */
 	ck_assert_int_eq(CTL(&out, &err, "hold", "add", "--policy", "vd", "--key", "12345", "--reason", "r"), 1);
 	ck_assert(strstr(err, "no record with key 12345") != NULL);
 	free(out);
 	free(err);
-	ck_assert_int_eq(CTL(&out, &err, "hold", "add", "--policy", "vd", "--key", "12345", "--reason", "r", "--force"), 0);
+	ck_assert_int_eq(CTL(&out, &err, "hold", "add", "--policy", "vd", "--key", "12345", "--reason", "r", "--force"),
+			 0);
 	free(out);
 	free(err);
 	ck_assert_int_eq(CTL(&out, &err, "hold", "add", "--policy", "vd", "--subject", "10", "--reason", "r"), 0);
@@ -320,7 +341,9 @@ START_TEST(test_hold_add_list_release)
 	ck_assert_int_eq(CTL(&out, &err, "hold", "release", id, "--reason", "again"), 1);
 	free(out);
 	free(err);
-	cmd_out = test_query_value(conn, "SELECT released_by || ' ' || release_reason FROM retention.holds WHERE reason = 'litigation'", 0, NULL);
+	cmd_out = test_query_value(
+		conn, "SELECT released_by || ' ' || release_reason FROM retention.holds WHERE reason = 'litigation'", 0,
+		NULL);
 	ck_assert_str_eq(cmd_out, "postgres settled");
 	ck_assert_int_eq(CTL(&out, &err, "--format", "json", "hold", "list", "--all"), 0);
 	ck_assert(strstr(out, "\"release_reason\":\"settled\"") != NULL);
@@ -345,13 +368,16 @@ START_TEST(test_hold_key_is_canonical)
 	ck_assert_int_eq(CTL(&out, &err, "hold", "add", "--policy", "vd", "--subject", "+10", "--reason", "r"), 0);
 	free(out);
 	free(err);
-	stored = test_query_value(conn, "SELECT string_agg(coalesce(record_key, 's' || subject), ',' ORDER BY id) FROM retention.holds", 0, NULL);
+	stored = test_query_value(
+		conn, "SELECT string_agg(coalesce(record_key, 's' || subject), ',' ORDER BY id) FROM retention.holds",
+		0, NULL);
 	ck_assert_str_eq(stored, "7,s10");
 	ck_assert_int_eq(test_run(argv, &out, &err), 0);
 	free(out);
 	free(err);
 	ck_assert_int_eq(test_query_ll(conn, "SELECT count(*) FROM virusdesk.uploads WHERE id IN (1, 7)"), 2);
-	ck_assert_int_eq(CTL(&out, &err, "hold", "add", "--policy", "vd", "--key", "seven", "--reason", "r", "--force"), 1);
+	ck_assert_int_eq(CTL(&out, &err, "hold", "add", "--policy", "vd", "--key", "seven", "--reason", "r", "--force"),
+			 1);
 	ck_assert_msg(strstr(err, "key seven is not a value of policy vd's key column id") != NULL, "%s", err);
 	free(out);
 	free(err);
@@ -375,8 +401,9 @@ static PGconn *chain_of_twelve(const char *db)
 	char *bin = xasprintf("%s/src/retentiond", test_builddir());
 	char *argv[] = {bin, "-c", conf_path, "--once", NULL};
 	char *out, *err;
-	test_exec(conn, "INSERT INTO virusdesk.uploads SELECT 100 + g, g, '2001-01-01'::timestamptz + g * interval '1 minute'"
-			" FROM generate_series(1, 8) g");
+	test_exec(conn,
+		  "INSERT INTO virusdesk.uploads SELECT 100 + g, g, '2001-01-01'::timestamptz + g * interval '1 minute'"
+		  " FROM generate_series(1, 8) g");
 	ck_assert_int_eq(test_run(argv, &out, &err), 0);
 	free(out);
 	free(err);
@@ -448,20 +475,22 @@ END_TEST
 START_TEST(test_verify_wholesale_rewrite_needs_anchor)
 {
 	PGconn *conn = chain_of_twelve("verify_rewrite");
-	char *anchor = test_query_value(conn, "SELECT seq || ':' || encode(hash, 'hex') FROM retention.audit_log WHERE seq = 12", 0, NULL);
+	char *anchor = test_query_value(
+		conn, "SELECT seq || ':' || encode(hash, 'hex') FROM retention.audit_log WHERE seq = 12", 0, NULL);
 	/* Edit record 5, then recompute every hash from there on and the head, as an insider could. */
-	test_exec(conn,
-		  "UPDATE retention.audit_log SET subject = 'someone else' WHERE seq = 5;"
-		  "WITH RECURSIVE c(seq, prev_hash, hash) AS ("
-		  "  SELECT a.seq, a.prev_hash, sha256(a.prev_hash || retention.audit_payload(a.policy, a.seq, a.service, a.source,"
-		  "    a.table_name, a.record_key, a.subject, a.clock_at, a.due_at, a.purged_at, a.action, a.instance, a.txid))"
-		  "  FROM retention.audit_log a WHERE a.seq = 5"
-		  "  UNION ALL"
-		  "  SELECT a.seq, c.hash, sha256(c.hash || retention.audit_payload(a.policy, a.seq, a.service, a.source,"
-		  "    a.table_name, a.record_key, a.subject, a.clock_at, a.due_at, a.purged_at, a.action, a.instance, a.txid))"
-		  "  FROM retention.audit_log a JOIN c ON a.seq = c.seq + 1)"
-		  " UPDATE retention.audit_log a SET prev_hash = c.prev_hash, hash = c.hash FROM c WHERE a.seq = c.seq;"
-		  "UPDATE retention.chain_heads h SET hash = a.hash FROM retention.audit_log a WHERE a.seq = h.seq");
+	test_exec(
+		conn,
+		"UPDATE retention.audit_log SET subject = 'someone else' WHERE seq = 5;"
+		"WITH RECURSIVE c(seq, prev_hash, hash) AS ("
+		"  SELECT a.seq, a.prev_hash, sha256(a.prev_hash || retention.audit_payload(a.policy, a.seq, a.service, a.source,"
+		"    a.table_name, a.record_key, a.subject, a.clock_at, a.due_at, a.purged_at, a.action, a.instance, a.txid))"
+		"  FROM retention.audit_log a WHERE a.seq = 5"
+		"  UNION ALL"
+		"  SELECT a.seq, c.hash, sha256(c.hash || retention.audit_payload(a.policy, a.seq, a.service, a.source,"
+		"    a.table_name, a.record_key, a.subject, a.clock_at, a.due_at, a.purged_at, a.action, a.instance, a.txid))"
+		"  FROM retention.audit_log a JOIN c ON a.seq = c.seq + 1)"
+		" UPDATE retention.audit_log a SET prev_hash = c.prev_hash, hash = c.hash FROM c WHERE a.seq = c.seq;"
+		"UPDATE retention.chain_heads h SET hash = a.hash FROM retention.audit_log a WHERE a.seq = h.seq");
 	/* Without an anchor the rewritten chain is self-consistent... */
 	expect_verify(0, NULL, NULL);
 	/* ...the anchor the daemon logged before the rewrite is not. */
@@ -479,9 +508,10 @@ END_TEST
 START_TEST(test_verify_forgery_with_recomputed_hash)
 {
 	PGconn *conn = chain_of_twelve("verify_forgery");
-	test_exec(conn, "UPDATE retention.audit_log SET subject = 'someone else',"
-			" hash = sha256(prev_hash || retention.audit_payload(policy, seq, service, source, table_name,"
-			" record_key, 'someone else', clock_at, due_at, purged_at, action, instance, txid)) WHERE seq = 5");
+	test_exec(conn,
+		  "UPDATE retention.audit_log SET subject = 'someone else',"
+		  " hash = sha256(prev_hash || retention.audit_payload(policy, seq, service, source, table_name,"
+		  " record_key, 'someone else', clock_at, due_at, purged_at, action, instance, txid)) WHERE seq = 5");
 	expect_verify(3, "record seq 6 (id ", NULL);
 	expect_verify(3, "its prev_hash is not the hash of the record before it", NULL);
 	PQfinish(conn);
@@ -496,20 +526,22 @@ END_TEST
 START_TEST(test_verify_does_not_trust_the_schemas_code)
 {
 	PGconn *conn = chain_of_twelve("verify_schema_code");
-	char *anchor = test_query_value(conn, "SELECT seq || ':' || encode(hash, 'hex') FROM retention.audit_log WHERE seq = 12",
-					0, NULL);
-	test_exec(conn, "BEGIN;"
-			"UPDATE retention.audit_log SET record_key = '424242' WHERE seq = 1;"
-			"CREATE OR REPLACE FUNCTION retention.audit_payload(policy text, seq bigint, service text, source text,"
-			" table_name text, record_key text, subject text, clock_at timestamptz, due_at timestamptz,"
-			" purged_at timestamptz, action text, instance text, txid bigint) RETURNS bytea LANGUAGE sql STABLE AS $$"
-			" SELECT convert_to(json_build_array(policy, seq, service, source, table_name,"
-			" CASE record_key WHEN '424242' THEN '6' ELSE record_key END, subject,"
-			" to_char(clock_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),"
-			" to_char(due_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),"
-			" to_char(purged_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),"
-			" action, instance, txid)::text, 'UTF8') $$;"
-			"COMMIT");
+	char *anchor = test_query_value(
+		conn, "SELECT seq || ':' || encode(hash, 'hex') FROM retention.audit_log WHERE seq = 12", 0, NULL);
+	test_exec(
+		conn,
+		"BEGIN;"
+		"UPDATE retention.audit_log SET record_key = '424242' WHERE seq = 1;"
+		"CREATE OR REPLACE FUNCTION retention.audit_payload(policy text, seq bigint, service text, source text,"
+		" table_name text, record_key text, subject text, clock_at timestamptz, due_at timestamptz,"
+		" purged_at timestamptz, action text, instance text, txid bigint) RETURNS bytea LANGUAGE sql STABLE AS $$"
+		" SELECT convert_to(json_build_array(policy, seq, service, source, table_name,"
+		" CASE record_key WHEN '424242' THEN '6' ELSE record_key END, subject,"
+		" to_char(clock_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),"
+		" to_char(due_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),"
+		" to_char(purged_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),"
+		" action, instance, txid)::text, 'UTF8') $$;"
+		"COMMIT");
 	expect_verify(3, "record seq 1 (id ", anchor);
 	expect_verify(3, "its content does not match its hash (edited)", NULL);
 	free(anchor);
@@ -555,10 +587,11 @@ END_TEST
 START_TEST(test_times_in_the_configured_zone_with_d)
 {
 	PGconn *conn = known_data("ctl_zone");
-	char *text = xasprintf("database = { conninfo = \"dbname=ctl_zone user=" TEST_DAEMON_ROLE "\";"
-			       " time_zone = \"Asia/Kolkata\"; };\n"
-			       "policies = ( { name = \"vd\"; service = \"VirusDesk\"; source = \"rule 5\";"
-			       " table = \"virusdesk.uploads\"; key = \"id\"; clock = \"scan_completed_at\"; retain = \"15 minutes\"; } );\n");
+	char *text = xasprintf(
+		"database = { conninfo = \"dbname=ctl_zone user=" TEST_DAEMON_ROLE "\";"
+		" time_zone = \"Asia/Kolkata\"; };\n"
+		"policies = ( { name = \"vd\"; service = \"VirusDesk\"; source = \"rule 5\";"
+		" table = \"virusdesk.uploads\"; key = \"id\"; clock = \"scan_completed_at\"; retain = \"15 minutes\"; } );\n");
 	char *conf = test_write_file(text);
 	char *out, *err;
 	ck_assert_int_eq(fx_ctl(conf, "ctl_zone", &out, &err, "--format", "json", "audit", NULL), 0);
@@ -578,10 +611,11 @@ START_TEST(test_table_output_is_safe_for_terminals)
 	char *policy = fx_policy("tx", "app.t", "id", "c", "1 day", "subject = \"who\";");
 	char *conf = fx_config("ctl_escape", NULL, policy);
 	char *out, *err;
-	test_exec(conn, "CREATE SCHEMA app; CREATE TABLE app.t (id text PRIMARY KEY, c timestamptz, who text);"
-			"INSERT INTO app.t VALUES (E'evil\\x1b[2K\\r1 all rows verified OK', now() - interval '3 days', '-'),"
-			" ('plain', now() - interval '2 days', E'Zo\\u00eb \\u65e5\\u672c'),"
-			" ('x', now() - interval '2 days', NULL)");
+	test_exec(conn,
+		  "CREATE SCHEMA app; CREATE TABLE app.t (id text PRIMARY KEY, c timestamptz, who text);"
+		  "INSERT INTO app.t VALUES (E'evil\\x1b[2K\\r1 all rows verified OK', now() - interval '3 days', '-'),"
+		  " ('plain', now() - interval '2 days', E'Zo\\u00eb \\u65e5\\u672c'),"
+		  " ('x', now() - interval '2 days', NULL)");
 	fx_grant(conn, "app");
 	ck_assert_int_eq(fx_run_once(conf, &out, &err), 0);
 	free(out);

@@ -14,9 +14,9 @@
 #include <unistd.h>
 
 #include "audit.h"
+#include "fixture.h"
 #include "policy.h"
 #include "schema.h"
-#include "fixture.h"
 #include "testutil.h"
 #include "util.h"
 
@@ -73,7 +73,8 @@ START_TEST(test_purged_within_a_second_of_due)
 			" (11, now() - interval '15 minutes' + interval '3 seconds')");
 	ck_assert(fx_wait_row_gone(conn, "virusdesk.uploads", "11", 10));
 	ck_assert(fx_wait_row_gone(conn, "virusdesk.uploads", "10", 10));
-	v = test_query_value(conn, "SELECT extract(epoch FROM max(purged_at - due_at)) FROM retention.audit_log", 0, NULL);
+	v = test_query_value(conn, "SELECT extract(epoch FROM max(purged_at - due_at)) FROM retention.audit_log", 0,
+			     NULL);
 	lateness = atof(v);
 	ck_assert_msg(lateness >= 0 && lateness < 1.0, "purged %.3f s after due", lateness);
 	ck_assert_int_eq(test_query_ll(conn, "SELECT count(*) FROM retention.audit_log"), 2);
@@ -115,23 +116,26 @@ END_TEST
 START_TEST(test_holds_exemptions_and_null_clocks)
 {
 	PGconn *conn = fx_uploads_db("exceptions");
-	char *conf = fx_uploads_config("exceptions", "15 minutes",
-				    "exempt = { column = \"purpose\"; values = [ \"vulnerability_monitoring\" ]; };");
+	char *conf =
+		fx_uploads_config("exceptions", "15 minutes",
+				  "exempt = { column = \"purpose\"; values = [ \"vulnerability_monitoring\" ]; };");
 	char *out, *err;
-	test_exec(conn, "INSERT INTO virusdesk.uploads (id, account_id, scan_completed_at, purpose) VALUES"
-			" (1, 1, now() - interval '1 hour', NULL),"
-			" (2, 2, now() - interval '1 hour', 'vulnerability_monitoring'),"
-			" (3, 3, NULL, NULL),"
-			" (4, 4, now() - interval '1 hour', NULL),"
-			" (5, 5, now() - interval '1 hour', 'support'),"
-			" (6, 6, now() - interval '1 hour', NULL),"
-			" (7, 7, now() - interval '1 hour', NULL),"
-			" (8, 8, now() - interval '1 hour', NULL);"
-			"SELECT retention.place_hold('virusdesk-scan-uploads', '4', NULL, 'legal hold', NULL);"
-			"SELECT retention.place_hold('virusdesk-scan-uploads', NULL, '6', 'subject restriction', NULL);"
-			"SELECT retention.place_hold('virusdesk-scan-uploads', '7', NULL, 'expired', now() - interval '1 second');"
-			"SELECT retention.release_hold(retention.place_hold('virusdesk-scan-uploads', '8', NULL, 'r', NULL), 'done');"
-			"SELECT retention.place_hold('another-policy', '1', NULL, 'other policy', NULL);");
+	test_exec(
+		conn,
+		"INSERT INTO virusdesk.uploads (id, account_id, scan_completed_at, purpose) VALUES"
+		" (1, 1, now() - interval '1 hour', NULL),"
+		" (2, 2, now() - interval '1 hour', 'vulnerability_monitoring'),"
+		" (3, 3, NULL, NULL),"
+		" (4, 4, now() - interval '1 hour', NULL),"
+		" (5, 5, now() - interval '1 hour', 'support'),"
+		" (6, 6, now() - interval '1 hour', NULL),"
+		" (7, 7, now() - interval '1 hour', NULL),"
+		" (8, 8, now() - interval '1 hour', NULL);"
+		"SELECT retention.place_hold('virusdesk-scan-uploads', '4', NULL, 'legal hold', NULL);"
+		"SELECT retention.place_hold('virusdesk-scan-uploads', NULL, '6', 'subject restriction', NULL);"
+		"SELECT retention.place_hold('virusdesk-scan-uploads', '7', NULL, 'expired', now() - interval '1 second');"
+		"SELECT retention.release_hold(retention.place_hold('virusdesk-scan-uploads', '8', NULL, 'r', NULL), 'done');"
+		"SELECT retention.place_hold('another-policy', '1', NULL, 'other policy', NULL);");
 	ck_assert_int_eq(fx_run_once(conf, &out, &err), 0);
 	ck_assert(!fx_row_exists(conn, "virusdesk.uploads", "1"));
 	ck_assert_msg(fx_row_exists(conn, "virusdesk.uploads", "2"), "exempt record purged");
@@ -142,7 +146,8 @@ START_TEST(test_holds_exemptions_and_null_clocks)
 	ck_assert_msg(!fx_row_exists(conn, "virusdesk.uploads", "7"), "a hold past its until still protects");
 	ck_assert_msg(!fx_row_exists(conn, "virusdesk.uploads", "8"), "a released hold still protects");
 	ck_assert_int_eq(test_query_ll(conn, "SELECT count(*) FROM retention.audit_log"), 4);
-	ck_assert_int_eq(fx_audit_count(conn, NULL, "2") + fx_audit_count(conn, NULL, "4") + fx_audit_count(conn, NULL, "6"), 0);
+	ck_assert_int_eq(
+		fx_audit_count(conn, NULL, "2") + fx_audit_count(conn, NULL, "4") + fx_audit_count(conn, NULL, "6"), 0);
 	free(out);
 	free(err);
 	unlink(conf);
@@ -155,23 +160,25 @@ START_TEST(test_anonymize)
 {
 	PGconn *conn = fx_uploads_db("anonymize");
 	char *conf = fx_uploads_config("anonymize", "15 minutes",
-				    "action = \"anonymize\"; set_null = [ \"email\", \"content\" ];"
-				    " set = ( { column = \"name\"; value = \"anonymous\"; },"
-				    " { column = \"account_id\"; value = \"0\"; } );");
+				       "action = \"anonymize\"; set_null = [ \"email\", \"content\" ];"
+				       " set = ( { column = \"name\"; value = \"anonymous\"; },"
+				       " { column = \"account_id\"; value = \"0\"; } );");
 	char *out, *err, *v;
 	test_exec(conn, "INSERT INTO virusdesk.uploads VALUES"
 			" (1, 41, now() - interval '1 hour', NULL, 'a@example.org', 'Alice', 'file'),"
 			" (2, 42, now(), NULL, 'b@example.org', 'Bob', 'file')");
 	ck_assert_int_eq(fx_run_once(conf, &out, &err), 0);
-	v = test_query_value(conn, "SELECT format('%s|%s|%s|%s|%s', account_id, scan_completed_at IS NULL,"
-				   " email IS NULL, name, content IS NULL) FROM virusdesk.uploads WHERE id = 1",
+	v = test_query_value(conn,
+			     "SELECT format('%s|%s|%s|%s|%s', account_id, scan_completed_at IS NULL,"
+			     " email IS NULL, name, content IS NULL) FROM virusdesk.uploads WHERE id = 1",
 			     0, NULL);
 	ck_assert_str_eq(v, "0|t|t|anonymous|t");
 	free(v);
 	v = test_query_value(conn, "SELECT format('%s|%s', email, name) FROM virusdesk.uploads WHERE id = 2", 0, NULL);
 	ck_assert_str_eq(v, "b@example.org|Bob");
 	free(v);
-	v = test_query_value(conn, "SELECT action || ' ' || subject FROM retention.audit_log WHERE record_key = '1'", 0, NULL);
+	v = test_query_value(conn, "SELECT action || ' ' || subject FROM retention.audit_log WHERE record_key = '1'", 0,
+			     NULL);
 	ck_assert_str_eq(v, "anonymize 41");
 	free(v);
 	free(out);
@@ -197,22 +204,26 @@ START_TEST(test_hold_end_wakes_the_daemon)
 	char *v;
 	pid_t pid;
 
-	test_exec(conn, "INSERT INTO virusdesk.uploads (id, scan_completed_at) VALUES"
-			" (1, now() - interval '1 hour'), (2, now() - interval '1 hour');"
-			"SELECT retention.place_hold('virusdesk-scan-uploads', '1', NULL, 'until soon', now() + interval '2 seconds');"
-			"SELECT retention.place_hold('virusdesk-scan-uploads', '2', NULL, 'until released', NULL)");
+	test_exec(
+		conn,
+		"INSERT INTO virusdesk.uploads (id, scan_completed_at) VALUES"
+		" (1, now() - interval '1 hour'), (2, now() - interval '1 hour');"
+		"SELECT retention.place_hold('virusdesk-scan-uploads', '1', NULL, 'until soon', now() + interval '2 seconds');"
+		"SELECT retention.place_hold('virusdesk-scan-uploads', '2', NULL, 'until released', NULL)");
 	pid = fx_start_daemon(conf, log);
 	/* resync_interval is an hour: only the hold's end can wake the daemon in time. */
 	ck_assert_msg(fx_wait_row_gone(conn, "virusdesk.uploads", "1", 10), "record not purged after its hold's until");
-	v = test_query_value(conn, "SELECT extract(epoch FROM a.purged_at - h.until) FROM retention.audit_log a"
-				   " JOIN retention.holds h ON h.record_key = a.record_key WHERE a.record_key = '1'",
+	v = test_query_value(conn,
+			     "SELECT extract(epoch FROM a.purged_at - h.until) FROM retention.audit_log a"
+			     " JOIN retention.holds h ON h.record_key = a.record_key WHERE a.record_key = '1'",
 			     0, NULL);
 	lateness = atof(v);
 	ck_assert_msg(lateness >= 0 && lateness < 1.0, "purged %.3f s after the hold ended", lateness);
 	free(v);
 	ck_assert(fx_row_exists(conn, "virusdesk.uploads", "2"));
 	test_exec(conn, "SELECT retention.release_hold(id, 'case closed') FROM retention.holds WHERE record_key = '2'");
-	ck_assert_msg(fx_wait_row_gone(conn, "virusdesk.uploads", "2", 5), "record not purged after its hold was released");
+	ck_assert_msg(fx_wait_row_gone(conn, "virusdesk.uploads", "2", 5),
+		      "record not purged after its hold was released");
 	fx_stop_daemon(pid);
 	unlink(log);
 	free(log);
@@ -243,7 +254,8 @@ START_TEST(test_hold_waits_for_purge_in_flight)
 	fx_policy_prepare(&fp, purger, conf, "virusdesk-scan-uploads");
 	ck_assert_int_eq(fx_purge_uncommitted(purger, &fp), 1);
 
-	ck_assert(PQsendQuery(holder, "SELECT retention.place_hold('virusdesk-scan-uploads', '1', NULL, 'legal', NULL)"));
+	ck_assert(
+		PQsendQuery(holder, "SELECT retention.place_hold('virusdesk-scan-uploads', '1', NULL, 'legal', NULL)"));
 	ck_assert_msg(fx_wait_backend_blocked(setup, PQbackendPID(holder), 10),
 		      "hold placement did not wait for the purge's lock");
 	PQconsumeInput(holder);
@@ -358,7 +370,8 @@ START_TEST(test_sigterm_drains_mid_backlog)
 	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "exit status %d", status);
 	ck_assert_msg(test_now() - asked < 5, "took %.1f s to stop", test_now() - asked);
 	ck_assert(test_file_contains(log, "SIGTERM: finishing the batch in flight"));
-	ck_assert_msg(test_query_ll(conn, "SELECT count(*) FROM virusdesk.uploads") > 0, "the whole backlog went: the stop came too late to test anything");
+	ck_assert_msg(test_query_ll(conn, "SELECT count(*) FROM virusdesk.uploads") > 0,
+		      "the whole backlog went: the stop came too late to test anything");
 	fx_assert_purge_atomic(conn, rows);
 	unlink(log);
 	free(log);
@@ -386,7 +399,9 @@ START_TEST(test_server_restart_resumes_purging)
 	fx_wait_for_log(log, "database connection lost", 10);
 	conn = test_connect_db("restart");
 	ck_assert(PQstatus(conn) == CONNECTION_OK);
-	test_exec(conn, "INSERT INTO virusdesk.uploads (id, scan_completed_at) VALUES (2, now() - interval '15 minutes' + interval '1 second')");
+	test_exec(
+		conn,
+		"INSERT INTO virusdesk.uploads (id, scan_completed_at) VALUES (2, now() - interval '15 minutes' + interval '1 second')");
 	ck_assert_msg(fx_wait_row_gone(conn, "virusdesk.uploads", "2", 20), "no purge after the server restarted");
 	ck_assert_int_eq(fx_audit_count(conn, NULL, "2"), 1);
 	ck_assert_int_eq(kill(pid, 0), 0);
@@ -410,20 +425,22 @@ START_TEST(test_reload_adds_policy_and_survives_broken_file)
 	FILE *f;
 	pid_t pid;
 
-	test_exec(conn, "CREATE SCHEMA chat; CREATE TABLE chat.messages (id int PRIMARY KEY, sent_at timestamptz);"
-			"INSERT INTO chat.messages VALUES (1, now() - interval '91 days'), (2, now() - interval '89 days')");
+	test_exec(conn,
+		  "CREATE SCHEMA chat; CREATE TABLE chat.messages (id int PRIMARY KEY, sent_at timestamptz);"
+		  "INSERT INTO chat.messages VALUES (1, now() - interval '91 days'), (2, now() - interval '89 days')");
 	fx_grant(conn, "chat");
 	pid = fx_start_daemon(conf, log);
 	fx_wait_for_log(log, "nothing pending", 10);
 
 	/* A valid file with a second policy. */
 	{
-		char *text = xasprintf("database = { conninfo = \"user=" TEST_DAEMON_ROLE " dbname=reload\"; };\n"
-				       "daemon = { instance = \"reload-1\"; resync_interval = \"1 hour\"; log_level = \"debug\"; };\n"
-				       "policies = ( { name = \"virusdesk-scan-uploads\"; service = \"VirusDesk\"; source = \"s\";\n"
-				       "  table = \"virusdesk.uploads\"; key = \"id\"; clock = \"scan_completed_at\"; retain = \"15 minutes\"; },\n"
-				       " { name = \"web-chat\"; service = \"Live Web Chat\"; source = \"s\";\n"
-				       "  table = \"chat.messages\"; key = \"id\"; clock = \"sent_at\"; retain = \"90 days\"; } );\n");
+		char *text = xasprintf(
+			"database = { conninfo = \"user=" TEST_DAEMON_ROLE " dbname=reload\"; };\n"
+			"daemon = { instance = \"reload-1\"; resync_interval = \"1 hour\"; log_level = \"debug\"; };\n"
+			"policies = ( { name = \"virusdesk-scan-uploads\"; service = \"VirusDesk\"; source = \"s\";\n"
+			"  table = \"virusdesk.uploads\"; key = \"id\"; clock = \"scan_completed_at\"; retain = \"15 minutes\"; },\n"
+			" { name = \"web-chat\"; service = \"Live Web Chat\"; source = \"s\";\n"
+			"  table = \"chat.messages\"; key = \"id\"; clock = \"sent_at\"; retain = \"90 days\"; } );\n");
 		f = fopen(conf, "w");
 		fputs(text, f);
 		fclose(f);
@@ -440,15 +457,19 @@ START_TEST(test_reload_adds_policy_and_survives_broken_file)
 	fclose(f);
 	ck_assert_int_eq(kill(pid, SIGHUP), 0);
 	fx_wait_for_log(log, "not reloaded", 10);
-	test_exec(conn, "INSERT INTO virusdesk.uploads (id, scan_completed_at) VALUES (1, now() - interval '15 minutes' + interval '1 second')");
+	test_exec(
+		conn,
+		"INSERT INTO virusdesk.uploads (id, scan_completed_at) VALUES (1, now() - interval '15 minutes' + interval '1 second')");
 	ck_assert_msg(fx_wait_row_gone(conn, "virusdesk.uploads", "1", 10), "old policy stopped after a broken reload");
 
 	/* Changed database settings: the daemon reconnects with them and carries on. */
 	{
-		char *text = xasprintf("database = { conninfo = \"user=" TEST_DAEMON_ROLE " dbname=reload\"; time_zone = \"Europe/Berlin\"; };\n"
-				       "daemon = { instance = \"reload-1\"; resync_interval = \"1 hour\"; log_level = \"debug\"; };\n"
-				       "policies = ( { name = \"virusdesk-scan-uploads\"; service = \"VirusDesk\"; source = \"s\";\n"
-				       "  table = \"virusdesk.uploads\"; key = \"id\"; clock = \"scan_completed_at\"; retain = \"15 minutes\"; } );\n");
+		char *text = xasprintf(
+			"database = { conninfo = \"user=" TEST_DAEMON_ROLE
+			" dbname=reload\"; time_zone = \"Europe/Berlin\"; };\n"
+			"daemon = { instance = \"reload-1\"; resync_interval = \"1 hour\"; log_level = \"debug\"; };\n"
+			"policies = ( { name = \"virusdesk-scan-uploads\"; service = \"VirusDesk\"; source = \"s\";\n"
+			"  table = \"virusdesk.uploads\"; key = \"id\"; clock = \"scan_completed_at\"; retain = \"15 minutes\"; } );\n");
 		f = fopen(conf, "w");
 		fputs(text, f);
 		fclose(f);
@@ -456,8 +477,11 @@ START_TEST(test_reload_adds_policy_and_survives_broken_file)
 	}
 	ck_assert_int_eq(kill(pid, SIGHUP), 0);
 	fx_wait_for_log(log, "database settings changed: reconnecting", 10);
-	test_exec(conn, "INSERT INTO virusdesk.uploads (id, scan_completed_at) VALUES (4, now() - interval '15 minutes' + interval '1 second')");
-	ck_assert_msg(fx_wait_row_gone(conn, "virusdesk.uploads", "4", 10), "no purge after reconnecting with new settings");
+	test_exec(
+		conn,
+		"INSERT INTO virusdesk.uploads (id, scan_completed_at) VALUES (4, now() - interval '15 minutes' + interval '1 second')");
+	ck_assert_msg(fx_wait_row_gone(conn, "virusdesk.uploads", "4", 10),
+		      "no purge after reconnecting with new settings");
 
 	/* libconfig's exit() on an @include of a directory must not take the daemon down either. */
 	f = fopen(conf, "w");
@@ -466,7 +490,9 @@ START_TEST(test_reload_adds_policy_and_survives_broken_file)
 	ck_assert_int_eq(kill(pid, SIGHUP), 0);
 	fx_wait_for_log(log, "parser gave up", 10);
 	ck_assert_int_eq(kill(pid, 0), 0);
-	test_exec(conn, "INSERT INTO virusdesk.uploads (id, scan_completed_at) VALUES (3, now() - interval '15 minutes' + interval '1 second')");
+	test_exec(
+		conn,
+		"INSERT INTO virusdesk.uploads (id, scan_completed_at) VALUES (3, now() - interval '15 minutes' + interval '1 second')");
 	ck_assert(fx_wait_row_gone(conn, "virusdesk.uploads", "3", 10));
 	fx_stop_daemon(pid);
 	unlink(log);
@@ -477,10 +503,7 @@ START_TEST(test_reload_adds_policy_and_survives_broken_file)
 }
 END_TEST
 
-static bool uploads_empty(void *arg)
-{
-	return test_query_ll(arg, "SELECT count(*) FROM virusdesk.uploads") == 0;
-}
+static bool uploads_empty(void *arg) { return test_query_ll(arg, "SELECT count(*) FROM virusdesk.uploads") == 0; }
 
 START_TEST(test_two_daemons_one_backlog)
 {
@@ -495,11 +518,12 @@ START_TEST(test_two_daemons_one_backlog)
 	fx_fill_backlog(conn, rows);
 	/* The second instance differs only in its name. */
 	conf2 = test_write_file("");
-	text = xasprintf("database = { conninfo = \"user=" TEST_DAEMON_ROLE " dbname=twins\"; };\n"
-			 "daemon = { instance = \"twins-2\"; resync_interval = \"1 hour\"; log_level = \"debug\"; };\n"
-			 "policies = ( { name = \"virusdesk-scan-uploads\"; service = \"VirusDesk\";\n"
-			 "  source = \"privacy policy: VirusDesk, online scan\"; table = \"virusdesk.uploads\";\n"
-			 "  key = \"id\"; clock = \"scan_completed_at\"; subject = \"account_id\"; retain = \"15 minutes\"; } );\n");
+	text = xasprintf(
+		"database = { conninfo = \"user=" TEST_DAEMON_ROLE " dbname=twins\"; };\n"
+		"daemon = { instance = \"twins-2\"; resync_interval = \"1 hour\"; log_level = \"debug\"; };\n"
+		"policies = ( { name = \"virusdesk-scan-uploads\"; service = \"VirusDesk\";\n"
+		"  source = \"privacy policy: VirusDesk, online scan\"; table = \"virusdesk.uploads\";\n"
+		"  key = \"id\"; clock = \"scan_completed_at\"; subject = \"account_id\"; retain = \"15 minutes\"; } );\n");
 	f = fopen(conf2, "w");
 	fputs(text, f);
 	fclose(f);
@@ -512,7 +536,10 @@ START_TEST(test_two_daemons_one_backlog)
 	ck_assert_int_eq(test_query_ll(conn, "SELECT count(*) FROM retention.audit_log"), rows);
 	ck_assert_int_eq(test_query_ll(conn, "SELECT count(DISTINCT record_key) FROM retention.audit_log"), rows);
 	fx_assert_purge_atomic(conn, rows);
-	ck_assert_int_eq(test_query_ll(conn, "SELECT count(*) FROM retention.instances WHERE instance IN ('twins-1', 'twins-2')"), 2);
+	ck_assert_int_eq(
+		test_query_ll(conn,
+			      "SELECT count(*) FROM retention.instances WHERE instance IN ('twins-1', 'twins-2')"),
+		2);
 	fx_stop_daemon(a);
 	fx_stop_daemon(b);
 	free(text);
@@ -533,11 +560,13 @@ START_TEST(test_lock_timeout_rolls_back_and_retries)
 {
 	PGconn *conn = fx_uploads_db("locktimeout");
 	PGconn *app = test_connect_db("locktimeout");
-	char *conf = test_write_file("database = { conninfo = \"user=" TEST_DAEMON_ROLE " dbname=locktimeout\"; lock_timeout = \"200 ms\"; };\n"
-				     "daemon = { resync_interval = \"1 hour\"; };\n"
-				     "policies = ( { name = \"virusdesk-scan-uploads\"; service = \"VirusDesk\"; source = \"s\";\n"
-				     "  table = \"virusdesk.uploads\"; key = \"id\"; clock = \"scan_completed_at\";"
-				     " retain = \"15 minutes\"; } );\n");
+	char *conf = test_write_file(
+		"database = { conninfo = \"user=" TEST_DAEMON_ROLE
+		" dbname=locktimeout\"; lock_timeout = \"200 ms\"; };\n"
+		"daemon = { resync_interval = \"1 hour\"; };\n"
+		"policies = ( { name = \"virusdesk-scan-uploads\"; service = \"VirusDesk\"; source = \"s\";\n"
+		"  table = \"virusdesk.uploads\"; key = \"id\"; clock = \"scan_completed_at\";"
+		" retain = \"15 minutes\"; } );\n");
 	char *log = fx_log_path("locktimeout");
 	pid_t pid;
 
@@ -566,11 +595,13 @@ END_TEST
 START_TEST(test_unknown_time_zone_purges_nothing)
 {
 	PGconn *conn = fx_uploads_db("badzone");
-	char *conf = test_write_file("database = { conninfo = \"user=" TEST_DAEMON_ROLE " dbname=badzone\"; time_zone = \"Europe/Berlni\"; };\n"
-				     "daemon = { resync_interval = \"1 second\"; };\n"
-				     "policies = ( { name = \"virusdesk-scan-uploads\"; service = \"VirusDesk\"; source = \"s\";\n"
-				     "  table = \"virusdesk.uploads\"; key = \"id\"; clock = \"scan_completed_at\";"
-				     " retain = \"15 minutes\"; } );\n");
+	char *conf = test_write_file(
+		"database = { conninfo = \"user=" TEST_DAEMON_ROLE
+		" dbname=badzone\"; time_zone = \"Europe/Berlni\"; };\n"
+		"daemon = { resync_interval = \"1 second\"; };\n"
+		"policies = ( { name = \"virusdesk-scan-uploads\"; service = \"VirusDesk\"; source = \"s\";\n"
+		"  table = \"virusdesk.uploads\"; key = \"id\"; clock = \"scan_completed_at\";"
+		" retain = \"15 minutes\"; } );\n");
 	char *log = fx_log_path("badzone");
 	char *bin = daemon_path();
 	char *check[] = {bin, "-c", conf, "--check", NULL};
@@ -713,7 +744,8 @@ START_TEST(test_check_reports_catalog_problems)
 	ck_assert_msg(strstr(out, "policy wrong-types: error: subject column who does not exist"), "%s", out);
 	ck_assert_msg(strstr(out, "policy wrong-types: error: clock column closed is text"), "%s", out);
 	ck_assert_msg(strstr(out, "policy wrong-types: error: key column id has no unique index"), "%s", out);
-	ck_assert_msg(strstr(out, "policy no-clock-index: warning: no index leads with clock column closed"), "%s", out);
+	ck_assert_msg(strstr(out, "policy no-clock-index: warning: no index leads with clock column closed"), "%s",
+		      out);
 	ck_assert_msg(strstr(out, "no-clock-index: error") == NULL, "%s", out);
 	free(out);
 	free(err);

@@ -53,15 +53,16 @@ START_TEST(test_holds_match_in_the_columns_type)
 	char *policies = xasprintf("%s, %s, %s", num, people, uuids);
 	char *conf = fx_config("typedholds", NULL, policies);
 	char *out, *err;
-	test_exec(conn, "CREATE EXTENSION citext; CREATE SCHEMA app;"
-			"CREATE TABLE app.num (id numeric(10,2) PRIMARY KEY, c timestamptz);"
-			"CREATE TABLE app.people (id int PRIMARY KEY, c timestamptz, email citext);"
-			"CREATE TABLE app.uuids (id uuid PRIMARY KEY, c timestamptz);"
-			"INSERT INTO app.num VALUES (42, now() - interval '2 days'), (43, now() - interval '2 days');"
-			"INSERT INTO app.people VALUES (1, now() - interval '2 days', 'Alice@Example.COM'),"
-			" (2, now() - interval '2 days', 'bob@example.com');"
-			"INSERT INTO app.uuids VALUES ('6f9619ff-8b86-d011-b42d-00c04fc964ff', now() - interval '2 days');"
-			"SELECT retention.place_hold('uuids', '6F9619FF-8B86-D011-B42D-00C04FC964FF', NULL, 'case 1', NULL)");
+	test_exec(conn,
+		  "CREATE EXTENSION citext; CREATE SCHEMA app;"
+		  "CREATE TABLE app.num (id numeric(10,2) PRIMARY KEY, c timestamptz);"
+		  "CREATE TABLE app.people (id int PRIMARY KEY, c timestamptz, email citext);"
+		  "CREATE TABLE app.uuids (id uuid PRIMARY KEY, c timestamptz);"
+		  "INSERT INTO app.num VALUES (42, now() - interval '2 days'), (43, now() - interval '2 days');"
+		  "INSERT INTO app.people VALUES (1, now() - interval '2 days', 'Alice@Example.COM'),"
+		  " (2, now() - interval '2 days', 'bob@example.com');"
+		  "INSERT INTO app.uuids VALUES ('6f9619ff-8b86-d011-b42d-00c04fc964ff', now() - interval '2 days');"
+		  "SELECT retention.place_hold('uuids', '6F9619FF-8B86-D011-B42D-00C04FC964FF', NULL, 'case 1', NULL)");
 	fx_grant(conn, "app");
 	ck_assert_int_eq(fx_ctl(conf, "typedholds", &out, &err, "hold", "add", "--policy", "num", "--key", "42",
 				"--reason", "r", NULL),
@@ -74,8 +75,8 @@ START_TEST(test_holds_match_in_the_columns_type)
 	free(out);
 	free(err);
 	/* explain says what the daemon will do... */
-	ck_assert_int_eq(fx_ctl(conf, "typedholds", &out, &err, "--format", "json", "explain", "--policy", "num", "--key",
-				"42", NULL),
+	ck_assert_int_eq(fx_ctl(conf, "typedholds", &out, &err, "--format", "json", "explain", "--policy", "num",
+				"--key", "42", NULL),
 			 0);
 	ck_assert_msg(strstr(out, "\"key\":\"42.00\",\"status\":\"held\""), "%s", out);
 	free(out);
@@ -125,15 +126,16 @@ START_TEST(test_a_hold_protects_from_every_policy_of_the_table)
 			"INSERT INTO app.accounts VALUES (1, now() - interval '2 days', now(), 'a@example.org'),"
 			" (2, now() - interval '2 days', now(), 'b@example.org')");
 	fx_grant(conn, "app");
-	hold = test_query_value(conn, "SELECT retention.place_hold('accounts-delete', '1', NULL, 'litigation', NULL)", 0, NULL);
+	hold = test_query_value(conn, "SELECT retention.place_hold('accounts-delete', '1', NULL, 'litigation', NULL)",
+				0, NULL);
 	ck_assert_msg(fx_run_once(conf, &out, &err) == 0, "%s%s", out, err);
 	ck_assert_msg(fx_poll_true(conn, "SELECT email IS NOT NULL FROM app.accounts WHERE id = 1", 0),
 		      "a record held under one policy was anonymized by another");
 	ck_assert(fx_poll_true(conn, "SELECT email IS NULL FROM app.accounts WHERE id = 2", 0));
 	free(out);
 	free(err);
-	ck_assert_int_eq(fx_ctl(conf, "siblings", &out, &err, "--format", "json", "explain", "--policy", "accounts-anon",
-				"--key", "1", NULL),
+	ck_assert_int_eq(fx_ctl(conf, "siblings", &out, &err, "--format", "json", "explain", "--policy",
+				"accounts-anon", "--key", "1", NULL),
 			 0);
 	ck_assert_msg(strstr(out, "\"status\":\"held\"") && strstr(out, "\"policy\" : \"accounts-delete\""), "%s", out);
 	free(out);
@@ -182,14 +184,15 @@ START_TEST(test_no_stranger_can_take_a_policys_lock)
 	expect_state(conn, "stranger", "SELECT * FROM retention.policy_lock_holder('virusdesk-scan-uploads')", "42501");
 	test_exec(conn, "INSERT INTO virusdesk.uploads (id, scan_completed_at) VALUES (1, now() - interval '1 hour')");
 	pid = fx_start_daemon(conf, log);
-	ck_assert_msg(fx_wait_row_gone(conn, "virusdesk.uploads", "1", 5), "a stranger's advisory lock stalled the policy");
+	ck_assert_msg(fx_wait_row_gone(conn, "virusdesk.uploads", "1", 5),
+		      "a stranger's advisory lock stalled the policy");
 	fx_stop_daemon(pid);
 	/* Who holds the real lock can be told, for the warning the daemon logs when it stays taken. */
 	{
 		PGconn *other = test_connect_db("stranger");
 		test_exec(other, "BEGIN; SELECT retention.try_lock_policy('virusdesk-scan-uploads')");
-		holder = test_query_value(conn, "SELECT pid FROM retention.policy_lock_holder('virusdesk-scan-uploads')", 0,
-					  NULL);
+		holder = test_query_value(
+			conn, "SELECT pid FROM retention.policy_lock_holder('virusdesk-scan-uploads')", 0, NULL);
 		pid_text = xasprintf("%d", PQbackendPID(other));
 		ck_assert_str_eq(holder, pid_text);
 		test_exec(other, "ROLLBACK");
@@ -214,8 +217,20 @@ START_TEST(test_hold_add_says_when_the_batch_in_flight_took_the_record)
 	char *conf = fx_uploads_config("inflight", "15 minutes", "");
 	PGconn *purger = test_connect_db("inflight");
 	char *ctl = xasprintf("%s/src/retentionctl", test_builddir());
-	char *argv[] = {ctl, "-c", conf, "-d", "dbname=inflight", "hold", "add", "--policy", "virusdesk-scan-uploads",
-			"--key", "1", "--reason", "subpoena", NULL};
+	char *argv[] = {ctl,
+			"-c",
+			conf,
+			"-d",
+			"dbname=inflight",
+			"hold",
+			"add",
+			"--policy",
+			"virusdesk-scan-uploads",
+			"--key",
+			"1",
+			"--reason",
+			"subpoena",
+			NULL};
 	char *log = fx_log_path("inflight-ctl");
 	struct fx_policy fp;
 	int status;
@@ -225,8 +240,9 @@ START_TEST(test_hold_add_says_when_the_batch_in_flight_took_the_record)
 	/* The daemon's batch locked and deleted record 1 but has not committed: the record still shows. */
 	ck_assert_int_eq(fx_purge_uncommitted(purger, &fp), 1);
 	pid = test_spawn(argv, log);
-	ck_assert(fx_poll_true(conn, "SELECT count(*) = 1 FROM pg_stat_activity WHERE application_name = 'retentionctl'"
-				     " AND wait_event_type = 'Lock'",
+	ck_assert(fx_poll_true(conn,
+			       "SELECT count(*) = 1 FROM pg_stat_activity WHERE application_name = 'retentionctl'"
+			       " AND wait_event_type = 'Lock'",
 			       10));
 	test_exec(purger, "COMMIT");
 	status = test_wait_exit(pid, 10);
@@ -260,11 +276,13 @@ START_TEST(test_holds_only_through_the_functions)
 			"GRANT SELECT ON retention.holds TO legal;"
 			"GRANT EXECUTE ON FUNCTION retention.place_hold(text, text, text, text, timestamptz),"
 			" retention.release_hold(bigint, text) TO legal");
-	expect_state(conn, "legal", "INSERT INTO retention.holds (policy, record_key, reason) VALUES ('p', 'k', 'r')", "42501");
+	expect_state(conn, "legal", "INSERT INTO retention.holds (policy, record_key, reason) VALUES ('p', 'k', 'r')",
+		     "42501");
 	expect_state(conn, "legal", "UPDATE retention.holds SET placed_by = 'someone else'", "42501");
 	alice = PQconnectdb("dbname=legal user=alice");
 	ck_assert(PQstatus(alice) == CONNECTION_OK);
-	test_exec(alice, "SET ROLE legal; SELECT retention.place_hold('virusdesk-scan-uploads', '1', NULL, 'case', NULL)");
+	test_exec(alice,
+		  "SET ROLE legal; SELECT retention.place_hold('virusdesk-scan-uploads', '1', NULL, 'case', NULL)");
 	test_exec(alice, "SELECT retention.release_hold(max(id), 'done') FROM retention.holds");
 	who = test_query_value(conn, "SELECT placed_by || ' ' || released_by FROM retention.holds", 0, NULL);
 	ck_assert_str_eq(who, "alice alice");
@@ -282,27 +300,29 @@ START_TEST(test_upgrade_from_version_1_keeps_enforcing)
 	char *ctl = xasprintf("%s/src/retentionctl", test_builddir());
 	char *migrate[] = {ctl, "-d", "dbname=upgrade", "migrate", NULL};
 	test_exec(conn, schema_steps[0].sql);
-	test_exec(conn, "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'v1_daemon') THEN"
-			" CREATE ROLE v1_daemon LOGIN; END IF; END $$;"
-			"GRANT USAGE ON SCHEMA retention TO v1_daemon;"
-			"GRANT INSERT ON retention.audit_log TO v1_daemon;"
-			"GRANT USAGE ON SEQUENCE retention.audit_log_id_seq TO v1_daemon;"
-			"GRANT SELECT, INSERT, UPDATE ON retention.chain_heads, retention.instances TO v1_daemon;"
-			"GRANT SELECT ON retention.holds, retention.schema_version TO v1_daemon;"
-			"CREATE ROLE v1_legal NOLOGIN; GRANT USAGE ON SCHEMA retention TO v1_legal;"
-			"GRANT SELECT, INSERT, UPDATE ON retention.holds TO v1_legal;"
-			"CREATE SCHEMA app; CREATE TABLE app.t (id int PRIMARY KEY, c timestamptz);"
-			"INSERT INTO app.t VALUES (1, now() - interval '2 days');"
-			"GRANT USAGE ON SCHEMA app TO v1_daemon; GRANT SELECT, DELETE, UPDATE (id) ON app.t TO v1_daemon");
+	test_exec(conn,
+		  "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'v1_daemon') THEN"
+		  " CREATE ROLE v1_daemon LOGIN; END IF; END $$;"
+		  "GRANT USAGE ON SCHEMA retention TO v1_daemon;"
+		  "GRANT INSERT ON retention.audit_log TO v1_daemon;"
+		  "GRANT USAGE ON SEQUENCE retention.audit_log_id_seq TO v1_daemon;"
+		  "GRANT SELECT, INSERT, UPDATE ON retention.chain_heads, retention.instances TO v1_daemon;"
+		  "GRANT SELECT ON retention.holds, retention.schema_version TO v1_daemon;"
+		  "CREATE ROLE v1_legal NOLOGIN; GRANT USAGE ON SCHEMA retention TO v1_legal;"
+		  "GRANT SELECT, INSERT, UPDATE ON retention.holds TO v1_legal;"
+		  "CREATE SCHEMA app; CREATE TABLE app.t (id int PRIMARY KEY, c timestamptz);"
+		  "INSERT INTO app.t VALUES (1, now() - interval '2 days');"
+		  "GRANT USAGE ON SCHEMA app TO v1_daemon; GRANT SELECT, DELETE, UPDATE (id) ON app.t TO v1_daemon");
 	ck_assert_int_eq(test_run(migrate, &out, &err), 0);
 	ck_assert_msg(strstr(out, "upgraded to version 2 (1 step)"), "%s%s", out, err);
 	free(out);
 	free(err);
-	expect_state(conn, "v1_legal", "INSERT INTO retention.holds (policy, record_key, reason) VALUES ('p', 'k', 'r')",
-		     "42501");
-	conf = test_write_file("database = { conninfo = \"dbname=upgrade user=v1_daemon\"; };\n"
-			       "policies = ( { name = \"t\"; service = \"s\"; source = \"s\"; table = \"app.t\"; key = \"id\";"
-			       " clock = \"c\"; retain = \"1 day\"; } );\n");
+	expect_state(conn, "v1_legal",
+		     "INSERT INTO retention.holds (policy, record_key, reason) VALUES ('p', 'k', 'r')", "42501");
+	conf = test_write_file(
+		"database = { conninfo = \"dbname=upgrade user=v1_daemon\"; };\n"
+		"policies = ( { name = \"t\"; service = \"s\"; source = \"s\"; table = \"app.t\"; key = \"id\";"
+		" clock = \"c\"; retain = \"1 day\"; } );\n");
 	ck_assert_msg(fx_run_once(conf, &out, &err) == 0, "%s%s", out, err);
 	ck_assert(!fx_row_exists(conn, "app.t", "1"));
 	fx_assert_chain_intact(conn);

@@ -49,16 +49,17 @@ START_TEST(test_reload_takes_effect_at_the_next_batch)
 	ck_assert_int_eq(kill(pid, SIGHUP), 0);
 	fx_wait_for_log_after(log, mark, "configuration reloaded", 5);
 	/* From the moment the daemon takes the signal, the batch in flight finishes and no new one starts. */
-	ck_assert_int_le(fx_log_count_between(log, fx_log_find(log, mark, "SIGHUP: reloading"), "configuration reloaded",
-					      "purged 10 records"),
+	ck_assert_int_le(fx_log_count_between(log, fx_log_find(log, mark, "SIGHUP: reloading"),
+					      "configuration reloaded", "purged 10 records"),
 			 1);
-	ck_assert_msg(fx_log_has_after(log, mark, "changed virusdesk-scan-uploads"), "the reload does not say what changed");
+	ck_assert_msg(fx_log_has_after(log, mark, "changed virusdesk-scan-uploads"),
+		      "the reload does not say what changed");
 	/* The new rule keeps everything for a century: the daemon settles and deletes nothing more. */
 	fx_wait_for_log_after(log, mark, "next record due (or hold ending) at 21", 10);
 	ck_assert_int_eq(fx_log_count_between(log, fx_log_mark(log), "no such line", "purged"), 0);
 	left_after = test_query_ll(conn, "SELECT count(*) FROM virusdesk.uploads");
-	ck_assert_msg(left_after >= left_at_sighup - 100, "%lld rows left at SIGHUP, %lld after the reload", left_at_sighup,
-		      left_after);
+	ck_assert_msg(left_after >= left_at_sighup - 100, "%lld rows left at SIGHUP, %lld after the reload",
+		      left_at_sighup, left_after);
 	ck_assert_msg(left_after > 0, "the whole backlog was deleted under the old rule");
 	fx_assert_purge_atomic(conn, rows);
 	fx_stop_daemon(pid);
@@ -95,15 +96,17 @@ START_TEST(test_reload_with_an_unknown_zone_is_refused)
 	long mark;
 	pid_t pid;
 	/* Los Angeles wall time 22 hours ago: due in 2 hours there, 6 or 7 hours ago in UTC. */
-	test_exec(conn, "CREATE SCHEMA app; CREATE TABLE app.t (id int PRIMARY KEY, c timestamp);"
-			"INSERT INTO app.t VALUES (1, (now() AT TIME ZONE 'America/Los_Angeles') - interval '22 hours')");
+	test_exec(conn,
+		  "CREATE SCHEMA app; CREATE TABLE app.t (id int PRIMARY KEY, c timestamp);"
+		  "INSERT INTO app.t VALUES (1, (now() AT TIME ZONE 'America/Los_Angeles') - interval '22 hours')");
 	fx_grant(conn, "app");
 	pid = fx_start_daemon(conf, log);
 	fx_wait_for_log(log, "policy tz: next record due", 10);
 	fx_rewrite(conf, typo);
 	mark = fx_log_mark(log);
 	ck_assert_int_eq(kill(pid, SIGHUP), 0);
-	fx_wait_for_log_after(log, mark, "not reloaded: database.time_zone: invalid value for parameter \"TimeZone\"", 5);
+	fx_wait_for_log_after(log, mark, "not reloaded: database.time_zone: invalid value for parameter \"TimeZone\"",
+			      5);
 	/* A resync after the refusal asks again, in Los Angeles time: still 2 hours to go. */
 	mark = fx_log_mark(log);
 	fx_wait_for_log_after(log, mark, "policy tz: next record due", 5);
@@ -131,7 +134,8 @@ START_TEST(test_a_table_that_appears_later_is_purged)
 	test_exec(conn, "CREATE SCHEMA app; CREATE TABLE app.later (id int PRIMARY KEY, c timestamptz);"
 			"INSERT INTO app.later VALUES (1, now() - interval '2 days')");
 	fx_grant(conn, "app");
-	ck_assert_msg(fx_wait_row_gone(conn, "app.later", "1", 10), "the policy stayed silent after its table appeared");
+	ck_assert_msg(fx_wait_row_gone(conn, "app.later", "1", 10),
+		      "the policy stayed silent after its table appeared");
 	fx_stop_daemon(pid);
 	free(policy);
 	free(conf);

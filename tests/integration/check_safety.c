@@ -31,14 +31,15 @@ START_TEST(test_cascade_never_takes_another_policys_records)
 	char *policies = xasprintf("%s, %s", orders, lines);
 	char *conf = fx_config("cascade", NULL, policies);
 	char *out, *err;
-	test_exec(conn, "CREATE SCHEMA shop;"
-			"CREATE TABLE shop.orders (id int PRIMARY KEY, closed_at timestamptz);"
-			"CREATE TABLE shop.lines (id int PRIMARY KEY, order_id int REFERENCES shop.orders ON DELETE CASCADE,"
-			" shipped_at timestamptz);"
-			"CREATE INDEX ON shop.lines (order_id);"
-			"INSERT INTO shop.orders VALUES (1, now() - interval '2 days'), (2, now() - interval '2 days');"
-			"INSERT INTO shop.lines VALUES (10, 1, now());"
-			"SELECT retention.place_hold('lines', '10', NULL, 'dispute', NULL)");
+	test_exec(conn,
+		  "CREATE SCHEMA shop;"
+		  "CREATE TABLE shop.orders (id int PRIMARY KEY, closed_at timestamptz);"
+		  "CREATE TABLE shop.lines (id int PRIMARY KEY, order_id int REFERENCES shop.orders ON DELETE CASCADE,"
+		  " shipped_at timestamptz);"
+		  "CREATE INDEX ON shop.lines (order_id);"
+		  "INSERT INTO shop.orders VALUES (1, now() - interval '2 days'), (2, now() - interval '2 days');"
+		  "INSERT INTO shop.lines VALUES (10, 1, now());"
+		  "SELECT retention.place_hold('lines', '10', NULL, 'dispute', NULL)");
 	fx_grant(conn, "shop");
 	ck_assert_msg(fx_run_once(conf, &out, &err) == 0, "%s%s", out, err);
 	ck_assert_msg(fx_row_exists(conn, "shop.lines", "10"), "a held line went with its order");
@@ -47,8 +48,8 @@ START_TEST(test_cascade_never_takes_another_policys_records)
 	ck_assert_int_eq(count(conn, "SELECT count(*) FROM retention.audit_log"), 1);
 	free(out);
 	free(err);
-	ck_assert_int_eq(fx_ctl(conf, "cascade", &out, &err, "--format", "json", "explain", "--policy", "orders", "--key",
-				"1", NULL),
+	ck_assert_int_eq(fx_ctl(conf, "cascade", &out, &err, "--format", "json", "explain", "--policy", "orders",
+				"--key", "1", NULL),
 			 0);
 	ck_assert_msg(strstr(out, "\"status\":\"referenced\"") && strstr(out, "referenced by shop.lines"), "%s", out);
 	free(out);
@@ -73,13 +74,14 @@ START_TEST(test_cascade_within_one_table_keeps_the_reply)
 	char *policy = fx_policy("chat", "chat.msg", "id", "sent_at", "30 days", "");
 	char *conf = fx_config("selfref", NULL, policy);
 	char *out, *err;
-	test_exec(conn, "CREATE SCHEMA chat;"
-			"CREATE TABLE chat.msg (id int PRIMARY KEY, parent int REFERENCES chat.msg ON DELETE CASCADE,"
-			" sent_at timestamptz);"
-			"CREATE INDEX ON chat.msg (parent);"
-			"INSERT INTO chat.msg VALUES (1, NULL, now() - interval '40 days'), (2, 1, now() - interval '1 day'),"
-			" (3, NULL, now() - interval '40 days');"
-			"SELECT retention.place_hold('chat', '2', NULL, 'case', NULL)");
+	test_exec(conn,
+		  "CREATE SCHEMA chat;"
+		  "CREATE TABLE chat.msg (id int PRIMARY KEY, parent int REFERENCES chat.msg ON DELETE CASCADE,"
+		  " sent_at timestamptz);"
+		  "CREATE INDEX ON chat.msg (parent);"
+		  "INSERT INTO chat.msg VALUES (1, NULL, now() - interval '40 days'), (2, 1, now() - interval '1 day'),"
+		  " (3, NULL, now() - interval '40 days');"
+		  "SELECT retention.place_hold('chat', '2', NULL, 'case', NULL)");
 	fx_grant(conn, "chat");
 	ck_assert_msg(fx_run_once(conf, &out, &err) == 0, "%s%s", out, err);
 	ck_assert_msg(fx_row_exists(conn, "chat.msg", "2"), "a held reply 29 days before its due date was deleted");
@@ -109,15 +111,17 @@ START_TEST(test_cascade_through_an_ungoverned_table_keeps_the_record)
 	char *log = fx_log_path("deepcascade");
 	char *out, *err, *hold;
 	pid_t pid;
-	test_exec(conn, "CREATE SCHEMA app;"
-			"CREATE TABLE app.parents (id int PRIMARY KEY, closed_at timestamptz);"
-			"CREATE TABLE app.children (id int PRIMARY KEY, parent int REFERENCES app.parents ON DELETE CASCADE);"
-			"CREATE TABLE app.grandchildren (id int PRIMARY KEY, child int REFERENCES app.children ON DELETE CASCADE,"
-			" at timestamptz);"
-			"CREATE INDEX ON app.children (parent); CREATE INDEX ON app.grandchildren (child);"
-			"INSERT INTO app.parents VALUES (1, now() - interval '2 days');"
-			"INSERT INTO app.children VALUES (5, 1);"
-			"INSERT INTO app.grandchildren VALUES (9, 5, now() - interval '2 days')");
+	test_exec(
+		conn,
+		"CREATE SCHEMA app;"
+		"CREATE TABLE app.parents (id int PRIMARY KEY, closed_at timestamptz);"
+		"CREATE TABLE app.children (id int PRIMARY KEY, parent int REFERENCES app.parents ON DELETE CASCADE);"
+		"CREATE TABLE app.grandchildren (id int PRIMARY KEY, child int REFERENCES app.children ON DELETE CASCADE,"
+		" at timestamptz);"
+		"CREATE INDEX ON app.children (parent); CREATE INDEX ON app.grandchildren (child);"
+		"INSERT INTO app.parents VALUES (1, now() - interval '2 days');"
+		"INSERT INTO app.children VALUES (5, 1);"
+		"INSERT INTO app.grandchildren VALUES (9, 5, now() - interval '2 days')");
 	fx_grant(conn, "app");
 	hold = test_query_value(conn, "SELECT retention.place_hold('grandchildren', '9', NULL, 'case', NULL)", 0, NULL);
 	ck_assert_msg(fx_run_once(conf, &out, &err) == 0, "%s%s", out, err);
@@ -139,7 +143,8 @@ START_TEST(test_cascade_through_an_ungoverned_table_keeps_the_record)
 		test_exec(conn, sql);
 		free(sql);
 	}
-	ck_assert_msg(fx_wait_row_gone(conn, "app.parents", "1", 5), "the record was not purged once what kept it went");
+	ck_assert_msg(fx_wait_row_gone(conn, "app.parents", "1", 5),
+		      "the record was not purged once what kept it went");
 	ck_assert_int_eq(fx_audit_count(conn, "grandchildren", "9"), 1);
 	ck_assert_int_eq(fx_audit_count(conn, "parents", "1"), 1);
 	fx_stop_daemon(pid);
@@ -164,10 +169,12 @@ START_TEST(test_exempt_values_compare_in_the_columns_type)
 	char *conf = fx_config("exemptbool", NULL, policy);
 	char *bad_conf = fx_config("exemptbool", NULL, bad);
 	char *out, *err;
-	test_exec(conn, "CREATE SCHEMA app; CREATE TABLE app.files (id int PRIMARY KEY, closed_at timestamptz,"
-			" legal_hold boolean, amount numeric);"
-			"INSERT INTO app.files VALUES (1, now() - interval '2 days', true), (2, now() - interval '2 days', false),"
-			" (3, now() - interval '2 days', NULL)");
+	test_exec(
+		conn,
+		"CREATE SCHEMA app; CREATE TABLE app.files (id int PRIMARY KEY, closed_at timestamptz,"
+		" legal_hold boolean, amount numeric);"
+		"INSERT INTO app.files VALUES (1, now() - interval '2 days', true), (2, now() - interval '2 days', false),"
+		" (3, now() - interval '2 days', NULL)");
 	fx_grant(conn, "app");
 	ck_assert_msg(fx_run_once(conf, &out, &err) == 0, "%s%s", out, err);
 	ck_assert_msg(fx_row_exists(conn, "app.files", "1"), "legal_hold = true was purged though \"t\" exempts it");
@@ -200,28 +207,31 @@ START_TEST(test_search_path_cannot_replace_built_ins)
 	PGconn *conn = fx_uploads_db("hijack");
 	char *conf = fx_uploads_config("hijack", "15 minutes", "");
 	char *out, *err, *genuine, *hijacked;
-	test_exec(conn, "CREATE ROLE mallory LOGIN; GRANT CREATE ON SCHEMA public TO mallory;"
-			"CREATE TABLE public.ran (who text); GRANT INSERT ON public.ran TO PUBLIC;"
-			"SET ROLE mallory;"
-			"CREATE FUNCTION public.json_build_array(text, bigint, text, text, text, text, text, text, text,"
-			" text, text, text, bigint) RETURNS json LANGUAGE sql AS $$ SELECT '[\"pwned\"]'::json $$;"
-			"CREATE FUNCTION public.format(text, name, name) RETURNS text LANGUAGE plpgsql AS"
-			" $$ BEGIN INSERT INTO public.ran VALUES (current_user); RETURN 'x'; END $$;"
-			"RESET ROLE;"
-			/* A writer whose search_path is PostgreSQL's default, public included. */
-			"CREATE ROLE writer LOGIN; GRANT USAGE ON SCHEMA virusdesk TO writer;"
-			"GRANT INSERT ON virusdesk.uploads TO writer;"
-			"SET ROLE writer; SET search_path = public, pg_catalog;"
-			"INSERT INTO virusdesk.uploads (id, scan_completed_at) VALUES (1, now() - interval '1 hour');"
-			"RESET ROLE; RESET search_path");
+	test_exec(conn,
+		  "CREATE ROLE mallory LOGIN; GRANT CREATE ON SCHEMA public TO mallory;"
+		  "CREATE TABLE public.ran (who text); GRANT INSERT ON public.ran TO PUBLIC;"
+		  "SET ROLE mallory;"
+		  "CREATE FUNCTION public.json_build_array(text, bigint, text, text, text, text, text, text, text,"
+		  " text, text, text, bigint) RETURNS json LANGUAGE sql AS $$ SELECT '[\"pwned\"]'::json $$;"
+		  "CREATE FUNCTION public.format(text, name, name) RETURNS text LANGUAGE plpgsql AS"
+		  " $$ BEGIN INSERT INTO public.ran VALUES (current_user); RETURN 'x'; END $$;"
+		  "RESET ROLE;"
+		  /* A writer whose search_path is PostgreSQL's default, public included. */
+		  "CREATE ROLE writer LOGIN; GRANT USAGE ON SCHEMA virusdesk TO writer;"
+		  "GRANT INSERT ON virusdesk.uploads TO writer;"
+		  "SET ROLE writer; SET search_path = public, pg_catalog;"
+		  "INSERT INTO virusdesk.uploads (id, scan_completed_at) VALUES (1, now() - interval '1 hour');"
+		  "RESET ROLE; RESET search_path");
 	ck_assert_int_eq(count(conn, "SELECT count(*) FROM public.ran"), 0);
 	/* The auditor's path does not change what the payload function returns. */
-	genuine = test_query_value(conn, "SELECT encode(retention.audit_payload('p', 1, 's', 's', 't', 'k', NULL, 'epoch',"
-					 " 'epoch', 'epoch', 'delete', 'i', 1), 'escape')",
+	genuine = test_query_value(conn,
+				   "SELECT encode(retention.audit_payload('p', 1, 's', 's', 't', 'k', NULL, 'epoch',"
+				   " 'epoch', 'epoch', 'delete', 'i', 1), 'escape')",
 				   0, NULL);
 	test_exec(conn, "SET search_path = public, pg_catalog");
-	hijacked = test_query_value(conn, "SELECT encode(retention.audit_payload('p', 1, 's', 's', 't', 'k', NULL, 'epoch',"
-					  " 'epoch', 'epoch', 'delete', 'i', 1), 'escape')",
+	hijacked = test_query_value(conn,
+				    "SELECT encode(retention.audit_payload('p', 1, 's', 's', 't', 'k', NULL, 'epoch',"
+				    " 'epoch', 'epoch', 'delete', 'i', 1), 'escape')",
 				    0, NULL);
 	test_exec(conn, "RESET search_path");
 	ck_assert_str_eq(hijacked, genuine);
@@ -246,10 +256,11 @@ END_TEST
 START_TEST(test_daemon_refuses_superuser_and_bypassrls)
 {
 	PGconn *conn = fx_uploads_db("superuser");
-	char *conf = test_write_file("database = { conninfo = \"dbname=superuser user=postgres\"; };\n"
-				     "daemon = { resync_interval = \"1 second\"; };\n"
-				     "policies = ( { name = \"u\"; service = \"s\"; source = \"s\"; table = \"virusdesk.uploads\";"
-				     " key = \"id\"; clock = \"scan_completed_at\"; retain = \"15 minutes\"; } );\n");
+	char *conf = test_write_file(
+		"database = { conninfo = \"dbname=superuser user=postgres\"; };\n"
+		"daemon = { resync_interval = \"1 second\"; };\n"
+		"policies = ( { name = \"u\"; service = \"s\"; source = \"s\"; table = \"virusdesk.uploads\";"
+		" key = \"id\"; clock = \"scan_completed_at\"; retain = \"15 minutes\"; } );\n");
 	char *log = fx_log_path("superuser");
 	char *out, *err;
 	pid_t pid;
@@ -291,31 +302,34 @@ END_TEST
 START_TEST(test_trigger_cannot_forge_audit_rows)
 {
 	PGconn *conn = fx_uploads_db("forge");
-	char *policies = xasprintf("{ name = \"orders\"; service = \"s\"; source = \"s\"; table = \"virusdesk.uploads\";"
-				   " key = \"id\"; clock = \"scan_completed_at\"; retain = \"15 minutes\"; },"
-				   " { name = \"victim\"; service = \"s\"; source = \"s\"; table = \"r12.t\"; key = \"id\";"
-				   " clock = \"c\"; retain = \"15 minutes\"; }");
+	char *policies =
+		xasprintf("{ name = \"orders\"; service = \"s\"; source = \"s\"; table = \"virusdesk.uploads\";"
+			  " key = \"id\"; clock = \"scan_completed_at\"; retain = \"15 minutes\"; },"
+			  " { name = \"victim\"; service = \"s\"; source = \"s\"; table = \"r12.t\"; key = \"id\";"
+			  " clock = \"c\"; retain = \"15 minutes\"; }");
 	char *conf = fx_config("forge", NULL, policies);
 	char *out, *err;
 	test_exec(conn, "INSERT INTO virusdesk.uploads (id, scan_completed_at) VALUES (1, now() - interval '1 hour')");
 	ck_assert_msg(fx_run_once(conf, &out, &err) == 1, "%s%s", out, err); /* r12.t does not exist yet */
 	free(out);
 	free(err);
-	test_exec(conn, "CREATE ROLE svc LOGIN; CREATE SCHEMA r12 AUTHORIZATION svc; SET ROLE svc;"
-			"CREATE TABLE r12.t (id int PRIMARY KEY, c timestamptz);"
-			"INSERT INTO r12.t VALUES (1, now() - interval '1 hour');"
-			"CREATE FUNCTION r12.forge() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
-			"  INSERT INTO retention.audit_log (policy, seq, service, source, table_name, record_key, clock_at,"
-			"   due_at, purged_at, action, instance, txid, prev_hash, hash)"
-			"  SELECT 'orders', h.seq + 1, 's', 's', 't', '31337', now(), now(), now(), 'delete', 'r6', 1,"
-			"   h.hash, sha256(h.hash || retention.audit_payload('orders', h.seq + 1, 's', 's', 't', '31337', NULL,"
-			"   now(), now(), now(), 'delete', 'r6', 1)) FROM retention.chain_heads h WHERE h.policy = 'orders';"
-			"  UPDATE retention.chain_heads SET seq = seq + 1 WHERE policy = 'orders';"
-			"  RETURN NULL; END $$;"
-			"CREATE TRIGGER forge AFTER DELETE ON r12.t FOR EACH STATEMENT EXECUTE FUNCTION r12.forge();"
-			"GRANT USAGE ON SCHEMA r12 TO " TEST_DAEMON_ROLE ";"
-			"GRANT SELECT, DELETE, UPDATE ON r12.t TO " TEST_DAEMON_ROLE ";"
-			"RESET ROLE");
+	test_exec(
+		conn,
+		"CREATE ROLE svc LOGIN; CREATE SCHEMA r12 AUTHORIZATION svc; SET ROLE svc;"
+		"CREATE TABLE r12.t (id int PRIMARY KEY, c timestamptz);"
+		"INSERT INTO r12.t VALUES (1, now() - interval '1 hour');"
+		"CREATE FUNCTION r12.forge() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+		"  INSERT INTO retention.audit_log (policy, seq, service, source, table_name, record_key, clock_at,"
+		"   due_at, purged_at, action, instance, txid, prev_hash, hash)"
+		"  SELECT 'orders', h.seq + 1, 's', 's', 't', '31337', now(), now(), now(), 'delete', 'r6', 1,"
+		"   h.hash, sha256(h.hash || retention.audit_payload('orders', h.seq + 1, 's', 's', 't', '31337', NULL,"
+		"   now(), now(), now(), 'delete', 'r6', 1)) FROM retention.chain_heads h WHERE h.policy = 'orders';"
+		"  UPDATE retention.chain_heads SET seq = seq + 1 WHERE policy = 'orders';"
+		"  RETURN NULL; END $$;"
+		"CREATE TRIGGER forge AFTER DELETE ON r12.t FOR EACH STATEMENT EXECUTE FUNCTION r12.forge();"
+		"GRANT USAGE ON SCHEMA r12 TO " TEST_DAEMON_ROLE ";"
+		"GRANT SELECT, DELETE, UPDATE ON r12.t TO " TEST_DAEMON_ROLE ";"
+		"RESET ROLE");
 	/* --check names the trigger: it runs with the daemon's rights. */
 	ck_assert_int_eq(fx_run_check(conf, &out, &err), 0);
 	ck_assert_msg(strstr(out, "policy victim: warning: trigger forge runs on every purge with the rights of role"),
@@ -350,20 +364,22 @@ START_TEST(test_undeletable_records_do_not_block_the_rest)
 	char *conf = fx_config("poison", NULL, policy);
 	char *log = fx_log_path("poison");
 	pid_t pid;
-	test_exec(conn, "CREATE SCHEMA app;"
-			"CREATE TABLE app.parents (id int PRIMARY KEY, closed_at timestamptz, archived boolean DEFAULT false);"
-			"CREATE INDEX ON app.parents (closed_at);"
-			"CREATE TABLE app.invoices (id int PRIMARY KEY, parent int REFERENCES app.parents);"
-			"CREATE INDEX ON app.invoices (parent);"
-			"INSERT INTO app.parents SELECT g, now() - interval '10 days' + g * interval '1 second'"
-			" FROM generate_series(1, 500) g;"
-			"INSERT INTO app.invoices VALUES (1, 1);"
-			/* Three poison records among the 500: two raise, one is silently kept by a soft-delete rule of the app. */
-			"CREATE FUNCTION app.guard() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
-			"  IF OLD.id IN (7, 250) THEN RAISE EXCEPTION 'record % is under audit', OLD.id; END IF;"
-			"  IF OLD.archived THEN RETURN NULL; END IF; RETURN OLD; END $$;"
-			"CREATE TRIGGER guard BEFORE DELETE ON app.parents FOR EACH ROW EXECUTE FUNCTION app.guard();"
-			"UPDATE app.parents SET archived = true WHERE id = 3");
+	test_exec(
+		conn,
+		"CREATE SCHEMA app;"
+		"CREATE TABLE app.parents (id int PRIMARY KEY, closed_at timestamptz, archived boolean DEFAULT false);"
+		"CREATE INDEX ON app.parents (closed_at);"
+		"CREATE TABLE app.invoices (id int PRIMARY KEY, parent int REFERENCES app.parents);"
+		"CREATE INDEX ON app.invoices (parent);"
+		"INSERT INTO app.parents SELECT g, now() - interval '10 days' + g * interval '1 second'"
+		" FROM generate_series(1, 500) g;"
+		"INSERT INTO app.invoices VALUES (1, 1);"
+		/* Three poison records among the 500: two raise, one is silently kept by a soft-delete rule of the app. */
+		"CREATE FUNCTION app.guard() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+		"  IF OLD.id IN (7, 250) THEN RAISE EXCEPTION 'record % is under audit', OLD.id; END IF;"
+		"  IF OLD.archived THEN RETURN NULL; END IF; RETURN OLD; END $$;"
+		"CREATE TRIGGER guard BEFORE DELETE ON app.parents FOR EACH ROW EXECUTE FUNCTION app.guard();"
+		"UPDATE app.parents SET archived = true WHERE id = 3");
 	fx_grant(conn, "app");
 	pid = fx_start_daemon(conf, log);
 	ck_assert_msg(fx_poll_true(conn, "SELECT count(*) = 4 FROM app.parents", 20),
@@ -373,12 +389,14 @@ START_TEST(test_undeletable_records_do_not_block_the_rest)
 	ck_assert(fx_row_exists(conn, "app.parents", "7"));
 	ck_assert(fx_row_exists(conn, "app.parents", "250"));
 	ck_assert_int_eq(count(conn, "SELECT count(*) FROM retention.audit_log"), 496);
-	fx_wait_for_log(log, "policy p: record 7 cannot be purged: purge statement failed: record 7 is under audit"
-			     " (SQLSTATE P0001)",
+	fx_wait_for_log(log,
+			"policy p: record 7 cannot be purged: purge statement failed: record 7 is under audit"
+			" (SQLSTATE P0001)",
 			5);
 	fx_wait_for_log(log, "policy p: record 250 cannot be purged", 5);
-	fx_wait_for_log(log, "policy p: record 3 cannot be purged: it was locked as due, but deleting or updating it"
-			     " changed nothing",
+	fx_wait_for_log(log,
+			"policy p: record 3 cannot be purged: it was locked as due, but deleting or updating it"
+			" changed nothing",
 			5);
 	/* D25: rows nobody else locks are not reported as "locked elsewhere". */
 	ck_assert(!fx_log_has_after(log, 0, "locked by other transactions"));
@@ -410,8 +428,9 @@ START_TEST(test_failed_commit_is_not_a_purge)
 	fx_grant(conn, "app");
 	ck_assert_int_eq(fx_run_once(conf, &out, &err), 1);
 	ck_assert_msg(strstr(out, "0 purged  (failed: see log)"), "%s", out);
-	ck_assert_msg(strstr(err, "policy up: record 1 cannot be purged: COMMIT failed: deferred veto (SQLSTATE P0001)"),
-		      "%s", err);
+	ck_assert_msg(
+		strstr(err, "policy up: record 1 cannot be purged: COMMIT failed: deferred veto (SQLSTATE P0001)"),
+		"%s", err);
 	ck_assert_msg(strstr(err, "purged 1 record") == NULL && strstr(err, "chain head") == NULL, "%s", err);
 	ck_assert(fx_row_exists(conn, "app.up", "1"));
 	ck_assert_int_eq(count(conn, "SELECT count(*) FROM retention.audit_log"), 0);
@@ -432,10 +451,12 @@ START_TEST(test_infinite_clocks)
 	char *log = fx_log_path("infinity");
 	char *out, *err;
 	pid_t pid;
-	test_exec(conn, "CREATE SCHEMA app; CREATE TABLE app.t (id int PRIMARY KEY, c timestamptz);"
-			"CREATE INDEX ON app.t (c);"
-			"INSERT INTO app.t VALUES (1, '-infinity'), (2, now() - interval '10 days'), (3, now() - interval '9 days'),"
-			" (4, 'infinity')");
+	test_exec(
+		conn,
+		"CREATE SCHEMA app; CREATE TABLE app.t (id int PRIMARY KEY, c timestamptz);"
+		"CREATE INDEX ON app.t (c);"
+		"INSERT INTO app.t VALUES (1, '-infinity'), (2, now() - interval '10 days'), (3, now() - interval '9 days'),"
+		" (4, 'infinity')");
 	fx_grant(conn, "app");
 	ck_assert_msg(fx_run_once(conf, &out, &err) == 0, "%s%s", out, err);
 	ck_assert(!fx_row_exists(conn, "app.t", "1"));
@@ -470,13 +491,14 @@ START_TEST(test_log_carries_no_row_data)
 				 "action = \"anonymize\"; set = ( { column = \"name\"; value = \"x\"; } );");
 	char *conf = fx_config("privacy", NULL, policy);
 	char *out, *err;
-	test_exec(conn, "CREATE SCHEMA app;"
-			"CREATE TABLE app.people (id int PRIMARY KEY, closed_at timestamptz, email text,"
-			" name text CHECK (length(name) > 3));"
-			"INSERT INTO app.people VALUES (1, now() - interval '2 days', 'alice@example.org', 'Alice Example');"
-			"CREATE FUNCTION app.say() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
-			"  RAISE NOTICE 'app notice'; RETURN NEW; END $$;"
-			"CREATE TRIGGER say BEFORE UPDATE ON app.people FOR EACH ROW EXECUTE FUNCTION app.say()");
+	test_exec(conn,
+		  "CREATE SCHEMA app;"
+		  "CREATE TABLE app.people (id int PRIMARY KEY, closed_at timestamptz, email text,"
+		  " name text CHECK (length(name) > 3));"
+		  "INSERT INTO app.people VALUES (1, now() - interval '2 days', 'alice@example.org', 'Alice Example');"
+		  "CREATE FUNCTION app.say() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+		  "  RAISE NOTICE 'app notice'; RETURN NEW; END $$;"
+		  "CREATE TRIGGER say BEFORE UPDATE ON app.people FOR EACH ROW EXECUTE FUNCTION app.say()");
 	fx_grant(conn, "app");
 	ck_assert_int_eq(fx_run_once(conf, &out, &err), 1);
 	ck_assert_msg(strstr(err, "violates check constraint \"people_name_check\" (SQLSTATE 23514)"), "%s", err);
@@ -506,25 +528,28 @@ START_TEST(test_check_reports_what_endangers_a_purge)
 	char *a = fx_policy("anon", "app.people", "id", "closed_at", "1 day",
 			    "action = \"anonymize\"; set_null = [ \"email\" ];");
 	char *b = fx_policy("ruled", "app.ruled", "id", "c", "1 day", "");
-	char *c = fx_policy("unqualified", "people", "id", "closed_at", "1 day", "action = \"anonymize\"; set_null = [ \"phone\" ];");
+	char *c = fx_policy("unqualified", "people", "id", "closed_at", "1 day",
+			    "action = \"anonymize\"; set_null = [ \"phone\" ];");
 	char *policies = xasprintf("%s, %s, %s", a, b, c);
 	char *conf = fx_config("truths", NULL, policies);
 	char *out, *err;
-	test_exec(conn, "CREATE SCHEMA app;"
-			"CREATE TABLE app.people (id int PRIMARY KEY, closed_at timestamptz NOT NULL, email text NOT NULL);"
-			"CREATE TABLE app.ruled (id int PRIMARY KEY, c timestamptz);"
-			"CREATE RULE keep AS ON DELETE TO app.ruled DO INSTEAD NOTHING;"
-			"CREATE TABLE public.people (id int PRIMARY KEY, closed_at timestamptz, phone text);"
-			"CREATE TABLE app.notes (id int PRIMARY KEY, person int REFERENCES app.people ON DELETE CASCADE);"
-			"ALTER TABLE app.people ENABLE ROW LEVEL SECURITY");
+	test_exec(conn,
+		  "CREATE SCHEMA app;"
+		  "CREATE TABLE app.people (id int PRIMARY KEY, closed_at timestamptz NOT NULL, email text NOT NULL);"
+		  "CREATE TABLE app.ruled (id int PRIMARY KEY, c timestamptz);"
+		  "CREATE RULE keep AS ON DELETE TO app.ruled DO INSTEAD NOTHING;"
+		  "CREATE TABLE public.people (id int PRIMARY KEY, closed_at timestamptz, phone text);"
+		  "CREATE TABLE app.notes (id int PRIMARY KEY, person int REFERENCES app.people ON DELETE CASCADE);"
+		  "ALTER TABLE app.people ENABLE ROW LEVEL SECURITY");
 	fx_grant(conn, "app, public");
 	ck_assert_int_eq(fx_run_check(conf, &out, &err), 1);
 	ck_assert_msg(strstr(out, "policy anon: error: anonymized column email is NOT NULL"), "%s", out);
 	ck_assert_msg(strstr(out, "policy anon: error: clock column closed_at is NOT NULL"), "%s", out);
 	ck_assert_msg(strstr(out, "policy anon: warning: row-level security is on"), "%s", out);
 	ck_assert_msg(strstr(out, "policy ruled: error: rule keep on DELETE makes every purge fail"), "%s", out);
-	ck_assert_msg(strstr(out, "policy unqualified: warning: table people is not schema-qualified: it is public.people"),
-		      "%s", out);
+	ck_assert_msg(
+		strstr(out, "policy unqualified: warning: table people is not schema-qualified: it is public.people"),
+		"%s", out);
 	free(out);
 	free(err);
 	free(a);

@@ -59,8 +59,9 @@ static char *due_keys(PGconn *conn, struct fx_policy *fp)
 static PGconn *clock_table(const char *db, const char *clock_type)
 {
 	PGconn *conn = fx_database(db);
-	char *sql = xasprintf("CREATE SCHEMA app; CREATE TABLE app.t (id int PRIMARY KEY, c %s); CREATE INDEX ON app.t (c)",
-			      clock_type);
+	char *sql =
+		xasprintf("CREATE SCHEMA app; CREATE TABLE app.t (id int PRIMARY KEY, c %s); CREATE INDEX ON app.t (c)",
+			  clock_type);
 	test_exec(conn, sql);
 	free(sql);
 	fx_grant(conn, "app");
@@ -145,10 +146,12 @@ START_TEST(test_timestamp_clocks_use_elapsed_hours)
 		PGconn *spring = frozen_at(conn, "tsclock", "2026-03-29 02:00:00+00", "Europe/Berlin");
 		fx_policy_prepare(&fp, spring, conf, "p");
 		keys = due_keys(spring, &fp);
-		ck_assert_msg(strcmp(keys, "") == 0, "a record 30 minutes short of 2 elapsed hours was picked (%s)", keys);
+		ck_assert_msg(strcmp(keys, "") == 0, "a record 30 minutes short of 2 elapsed hours was picked (%s)",
+			      keys);
 		free(keys);
-		due = test_query_value(spring, "SELECT c::timestamptz + interval '2 hours' = '2026-03-29 02:30:00+00' FROM app.t",
-				       0, NULL);
+		due = test_query_value(
+			spring, "SELECT c::timestamptz + interval '2 hours' = '2026-03-29 02:30:00+00' FROM app.t", 0,
+			NULL);
 		ck_assert_str_eq(due, "t");
 		free(due);
 		fx_policy_free(&fp);
@@ -169,16 +172,18 @@ END_TEST
 START_TEST(test_next_due_across_the_fall_back_hour)
 {
 	PGconn *conn = clock_table("fallback", "timestamptz");
-	char *conf = test_write_file("database = { conninfo = \"dbname=fallback user=" TEST_DAEMON_ROLE "\";"
-				     " time_zone = \"Europe/Berlin\"; };\n"
-				     "daemon = { resync_interval = \"1 hour\"; log_level = \"debug\"; };\n"
-				     "policies = ( { name = \"p\"; service = \"s\"; source = \"s\"; table = \"app.t\"; key = \"id\";"
-				     " clock = \"c\"; retain = \"1 year 1 day\"; } );\n");
+	char *conf = test_write_file(
+		"database = { conninfo = \"dbname=fallback user=" TEST_DAEMON_ROLE "\";"
+		" time_zone = \"Europe/Berlin\"; };\n"
+		"daemon = { resync_interval = \"1 hour\"; log_level = \"debug\"; };\n"
+		"policies = ( { name = \"p\"; service = \"s\"; source = \"s\"; table = \"app.t\"; key = \"id\";"
+		" clock = \"c\"; retain = \"1 year 1 day\"; } );\n");
 	char *log = fx_log_path("fallback");
 	char *out, *err;
 	pid_t pid;
 	test_exec(conn, "INSERT INTO app.t VALUES (1, '2026-10-25 00:50:00+00'), (2, '2026-10-25 01:10:00+00')");
-	ck_assert_int_eq(fx_ctl(conf, "fallback", &out, &err, "--format", "json", "pending", "--within", "400 days", NULL), 0);
+	ck_assert_int_eq(
+		fx_ctl(conf, "fallback", &out, &err, "--format", "json", "pending", "--within", "400 days", NULL), 0);
 	ck_assert_msg(strstr(out, "\"next_due_at\":\"2027-10-26T02:10:00+02:00\""), "%s", out);
 	free(out);
 	free(err);
@@ -210,7 +215,8 @@ START_TEST(test_a_due_record_is_asked_for_once_and_purged_once)
 	ck_assert(fx_wait_row_gone(conn, "virusdesk.uploads", "1", 10));
 	ck_assert_int_eq(fx_log_count_after(log, 0, "policy virusdesk-scan-uploads: next record due"), 1);
 	ck_assert_int_eq(fx_log_count_after(log, 0, "-> purging"), 1);
-	late = test_query_value(conn, "SELECT extract(epoch FROM purged_at - due_at) FROM retention.audit_log", 0, NULL);
+	late = test_query_value(conn, "SELECT extract(epoch FROM purged_at - due_at) FROM retention.audit_log", 0,
+				NULL);
 	ck_assert_msg(atof(late) >= 0 && atof(late) < 1, "purged %s s after due", late);
 	fx_stop_daemon(pid);
 	free(late);
@@ -237,8 +243,9 @@ START_TEST(test_notifications_cannot_starve_a_due_record)
 {
 	PGconn *conn = fx_uploads_db("starve");
 	PGconn *stranger;
-	char *conf = fx_uploads_config("starve", "15 minutes",
-				       "exempt = { column = \"purpose\"; values = [ \"vulnerability_monitoring\" ]; };");
+	char *conf =
+		fx_uploads_config("starve", "15 minutes",
+				  "exempt = { column = \"purpose\"; values = [ \"vulnerability_monitoring\" ]; };");
 	char *log = fx_log_path("starve");
 	double deadline;
 	long mark;
@@ -259,7 +266,8 @@ START_TEST(test_notifications_cannot_starve_a_due_record)
 	while (fx_row_exists(conn, "virusdesk.uploads", "1") && test_now() < deadline)
 		notify_flood(stranger, 50);
 	ck_assert_msg(!fx_row_exists(conn, "virusdesk.uploads", "1"), "a due record starved under notifications");
-	late = test_query_value(conn, "SELECT extract(epoch FROM purged_at - due_at) FROM retention.audit_log", 0, NULL);
+	late = test_query_value(conn, "SELECT extract(epoch FROM purged_at - due_at) FROM retention.audit_log", 0,
+				NULL);
 	ck_assert_msg(atof(late) < 1.0, "purged %s s after due, under notifications", late);
 	/* A reload under the same flood applies within a second or two, not when the flood stops. */
 	mark = fx_log_mark(log);

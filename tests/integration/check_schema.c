@@ -128,7 +128,8 @@ START_TEST(test_daemon_role_is_least_privilege)
 	psql = xasprintf("%s/psql", bindir ? bindir : "/usr/bin");
 	script = xasprintf("%s/sql/daemon-role.sql", test_srcdir());
 	{
-		char *argv[] = {psql, "-X", "-q", "-d", "roles", "-v", "role=retention_daemon_test", "-f", script, NULL};
+		char *argv[] = {psql, "-X",   "-q", "-d", "roles", "-v", "role=retention_daemon_test",
+				"-f", script, NULL};
 		int status = test_run(argv, &out, &err);
 		ck_assert_msg(status == 0, "psql exit %d: %s%s", status, out, err);
 		free(out);
@@ -157,9 +158,10 @@ START_TEST(test_daemon_role_is_least_privilege)
 	/* With exactly the documented grants the daemon checks clean and purges. */
 	{
 		char *daemon = xasprintf("%s/src/retentiond", test_builddir());
-		char *conf = test_write_file("database = { conninfo = \"dbname=roles user=retention_daemon_test\"; };\n"
-					     "policies = ( { name = \"uploads\"; service = \"s\"; source = \"s\";"
-					     " table = \"app.uploads\"; key = \"id\"; clock = \"closed_at\"; retain = \"1 day\"; } );\n");
+		char *conf = test_write_file(
+			"database = { conninfo = \"dbname=roles user=retention_daemon_test\"; };\n"
+			"policies = ( { name = \"uploads\"; service = \"s\"; source = \"s\";"
+			" table = \"app.uploads\"; key = \"id\"; clock = \"closed_at\"; retain = \"1 day\"; } );\n");
 		char *check[] = {daemon, "-c", conf, "--check", NULL};
 		char *once[] = {daemon, "-c", conf, "--once", NULL};
 		test_exec(conn, "INSERT INTO app.uploads VALUES (1, now() - interval '2 days'), (2, now())");
@@ -170,7 +172,8 @@ START_TEST(test_daemon_role_is_least_privilege)
 		free(out);
 		free(err);
 		ck_assert_int_eq(test_query_ll(conn, "SELECT count(*) FROM app.uploads"), 1);
-		ck_assert_int_eq(test_query_ll(conn, "SELECT count(*) FROM retention.audit_log WHERE record_key = '1'"), 1);
+		ck_assert_int_eq(test_query_ll(conn, "SELECT count(*) FROM retention.audit_log WHERE record_key = '1'"),
+				 1);
 		/* Without UPDATE of a column the purge cannot lock rows, and --check says so. */
 		test_exec(conn, "REVOKE UPDATE (id) ON app.uploads FROM retention_daemon_test");
 		ck_assert_int_eq(test_run(check, &out, &err), 1);
@@ -197,9 +200,11 @@ START_TEST(test_notify_clock_wakes_listener)
 	ck_assert_int_eq(run_migrate("notify", &out, &err), 0);
 	free(out);
 	free(err);
-	test_exec(conn, "CREATE SCHEMA \"Virus Desk\"; CREATE TABLE \"Virus Desk\".uploads (id int PRIMARY KEY, scanned timestamptz);"
-			"CREATE TRIGGER retention_notify AFTER INSERT OR UPDATE OF scanned ON \"Virus Desk\".uploads"
-			" FOR EACH STATEMENT EXECUTE FUNCTION retention.notify_clock()");
+	test_exec(
+		conn,
+		"CREATE SCHEMA \"Virus Desk\"; CREATE TABLE \"Virus Desk\".uploads (id int PRIMARY KEY, scanned timestamptz);"
+		"CREATE TRIGGER retention_notify AFTER INSERT OR UPDATE OF scanned ON \"Virus Desk\".uploads"
+		" FOR EACH STATEMENT EXECUTE FUNCTION retention.notify_clock()");
 	listener = PQconnectdb("dbname=notify");
 	test_exec(listener, "LISTEN retentiond");
 	test_exec(conn, "INSERT INTO \"Virus Desk\".uploads VALUES (1, now())");

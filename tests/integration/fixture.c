@@ -71,11 +71,12 @@ char *fx_policy(const char *name, const char *table, const char *key, const char
 
 char *fx_uploads_config(const char *db, const char *retain, const char *extra)
 {
-	char *policy = xasprintf("{ name = \"virusdesk-scan-uploads\"; service = \"VirusDesk\";\n"
-				 "  source = \"privacy policy: VirusDesk, online scan\"; table = \"virusdesk.uploads\";\n"
-				 "  key = \"id\"; clock = \"scan_completed_at\"; subject = \"account_id\";\n"
-				 "  retain = \"%s\"; %s }",
-				 retain, extra);
+	char *policy =
+		xasprintf("{ name = \"virusdesk-scan-uploads\"; service = \"VirusDesk\";\n"
+			  "  source = \"privacy policy: VirusDesk, online scan\"; table = \"virusdesk.uploads\";\n"
+			  "  key = \"id\"; clock = \"scan_completed_at\"; subject = \"account_id\";\n"
+			  "  retain = \"%s\"; %s }",
+			  retain, extra);
 	char *path = fx_config(db, NULL, policy);
 	free(policy);
 	return path;
@@ -316,7 +317,8 @@ void fx_assert_chain_intact(PGconn *conn)
 	char *err = NULL;
 	ck_assert_msg(audit_verify_stream(conn, NULL, &v, &err), "verify: %s", err);
 	for (size_t i = 0; i < v.n; i++)
-		ck_assert_msg(v.chains[i].problem == NULL, "chain %s broken: %s", v.chains[i].policy, v.chains[i].problem);
+		ck_assert_msg(v.chains[i].problem == NULL, "chain %s broken: %s", v.chains[i].policy,
+			      v.chains[i].problem);
 	audit_verify_free(&v);
 }
 
@@ -378,8 +380,8 @@ long long fx_purge_uncommitted(PGconn *conn, struct fx_policy *fp)
 	test_exec(conn, "BEGIN ISOLATION LEVEL READ COMMITTED");
 	n = policy_params(&fp->sql, params, types, NULL, 0, false);
 	res = PQexecParams(conn, "SELECT retention.try_lock_policy($1)", 1, NULL, params, NULL, NULL, 0);
-	ck_assert_msg(PQresultStatus(res) == PGRES_TUPLES_OK && strcmp(PQgetvalue(res, 0, 0), "t") == 0,
-		      "lock: %s", PQresultErrorMessage(res));
+	ck_assert_msg(PQresultStatus(res) == PGRES_TUPLES_OK && strcmp(PQgetvalue(res, 0, 0), "t") == 0, "lock: %s",
+		      PQresultErrorMessage(res));
 	PQclear(res);
 	res = PQexecParams(conn, fp->sql.lock, n, types, params, NULL, NULL, 0);
 	ck_assert_msg(PQresultStatus(res) == PGRES_TUPLES_OK, "lock rows: %s", PQresultErrorMessage(res));
@@ -413,7 +415,8 @@ static bool backend_blocked(void *arg)
 	char *v;
 	bool blocked;
 	snprintf(pid, sizeof(pid), "%d", b->pid);
-	v = test_query_value(b->observer, "SELECT wait_event_type FROM pg_stat_activity WHERE pid = $1::int", 1, params);
+	v = test_query_value(b->observer, "SELECT wait_event_type FROM pg_stat_activity WHERE pid = $1::int", 1,
+			     params);
 	blocked = v && strcmp(v, "Lock") == 0;
 	free(v);
 	return blocked;

@@ -8,16 +8,16 @@
 #include "testutil.h"
 #include "util.h"
 
-#define POLICY_BODY(extra)                                                                         \
-	"  { name = \"virusdesk-scan-uploads\"; service = \"VirusDesk\";\n"                        \
-	"    source = \"privacy policy: VirusDesk, online scan\";\n"                               \
-	"    table = \"virusdesk.uploads\"; key = \"id\"; clock = \"scan_completed_at\";\n"        \
+#define POLICY_BODY(extra)                                                                                             \
+	"  { name = \"virusdesk-scan-uploads\"; service = \"VirusDesk\";\n"                                            \
+	"    source = \"privacy policy: VirusDesk, online scan\";\n"                                                   \
+	"    table = \"virusdesk.uploads\"; key = \"id\"; clock = \"scan_completed_at\";\n"                            \
 	"    retain = \"15 minutes\"; " extra " }\n"
 
 #define ONE_POLICY(extra) "policies = (\n" POLICY_BODY(extra) ");\n"
 
-#define RETAIN_POLICY(retain)                                                                      \
-	"policies = ( { name = \"p\"; service = \"s\"; source = \"s\"; table = \"t\";\n"                 \
+#define RETAIN_POLICY(retain)                                                                                          \
+	"policies = ( { name = \"p\"; service = \"s\"; source = \"s\"; table = \"t\";\n"                               \
 	"  key = \"id\"; clock = \"c\"; retain = \"" retain "\"; } );\n"
 
 static struct config_errors errs;
@@ -119,8 +119,7 @@ END_TEST
 
 START_TEST(test_unknown_key)
 {
-	expect_one_error(ONE_POLICY("retian = \"1 day\";"), ":5:", "policies[0]", "unknown key \"retian\"",
-			 NULL);
+	expect_one_error(ONE_POLICY("retian = \"1 day\";"), ":5:", "policies[0]", "unknown key \"retian\"", NULL);
 	config_errors_clear(&errs);
 	expect_one_error("daemon = { loglevel = \"info\"; };\n" ONE_POLICY(""), ":1:", "daemon",
 			 "unknown key \"loglevel\"", NULL);
@@ -139,8 +138,8 @@ END_TEST
 
 START_TEST(test_duplicate_policy_name)
 {
-	expect_one_error("policies = (\n" POLICY_BODY("") "," POLICY_BODY("") ");\n", ":6:",
-			 "policies[1].name", "duplicate policy name \"virusdesk-scan-uploads\"", NULL);
+	expect_one_error("policies = (\n" POLICY_BODY("") "," POLICY_BODY("") ");\n", ":6:", "policies[1].name",
+			 "duplicate policy name \"virusdesk-scan-uploads\"", NULL);
 }
 END_TEST
 
@@ -161,8 +160,8 @@ START_TEST(test_bad_duration)
 	config_errors_clear(&errs);
 	expect_one_error(RETAIN_POLICY("-1 day"), "retain", "expected a number", NULL);
 	config_errors_clear(&errs);
-	expect_one_error("daemon = { resync_interval = \"1 month\"; };\n" ONE_POLICY(""),
-			 "daemon.resync_interval", "no months", NULL);
+	expect_one_error("daemon = { resync_interval = \"1 month\"; };\n" ONE_POLICY(""), "daemon.resync_interval",
+			 "no months", NULL);
 }
 END_TEST
 
@@ -194,8 +193,8 @@ END_TEST
 
 START_TEST(test_exempt_without_values)
 {
-	expect_one_error(ONE_POLICY("exempt = { column = \"purpose\"; };"), ".exempt.values",
-			 "missing required key", NULL);
+	expect_one_error(ONE_POLICY("exempt = { column = \"purpose\"; };"), ".exempt.values", "missing required key",
+			 NULL);
 	config_errors_clear(&errs);
 	expect_one_error(ONE_POLICY("exempt = { column = \"purpose\"; values = [ ]; };"), ".exempt.values",
 			 "at least one value", NULL);

@@ -12,7 +12,7 @@
 #include "testutil.h"
 #include "util.h"
 
-#define CONF_MAN "docs/retentiond.conf.5"
+#define CONF_MAN    "docs/retentiond.conf.5"
 #define CONF_SAMPLE "etc/retentiond.conf"
 
 static char *read_source_file(const char *relpath)
@@ -152,9 +152,8 @@ static char *item_text(const struct tag *t)
 			break;
 		}
 		end++;
-		if (strncmp(end, ".TP", 3) == 0 || strncmp(end, ".RS", 3) == 0 ||
-		    strncmp(end, ".RE", 3) == 0 || strncmp(end, ".SH", 3) == 0 ||
-		    strncmp(end, ".SS", 3) == 0 || *end == '\0')
+		if (strncmp(end, ".TP", 3) == 0 || strncmp(end, ".RS", 3) == 0 || strncmp(end, ".RE", 3) == 0 ||
+		    strncmp(end, ".SH", 3) == 0 || strncmp(end, ".SS", 3) == 0 || *end == '\0')
 			break;
 	}
 	return xstrndup(t->line, (size_t)(end - t->line));
@@ -211,16 +210,14 @@ START_TEST(test_man_page_documents_only_known_keys)
 		bool known = false;
 		for (const char *const *k = config_known_keys; *k && !known; k++) {
 			char *copy = xstrdup(*k), *save = NULL;
-			for (char *part = strtok_r(copy, ".", &save); part && !known;
-			     part = strtok_r(NULL, ".", &save))
+			for (char *part = strtok_r(copy, ".", &save); part && !known; part = strtok_r(NULL, ".", &save))
 				known = strcmp(part, conf_man_tags[i].name) == 0;
 			free(copy);
 		}
 		if (!known)
 			problem(&unknown, "%s", conf_man_tags[i].name);
 	}
-	ck_assert_msg(unknown == NULL, CONF_MAN " documents keys the loader does not know: %s",
-		      unknown);
+	ck_assert_msg(unknown == NULL, CONF_MAN " documents keys the loader does not know: %s", unknown);
 }
 END_TEST
 
@@ -253,8 +250,7 @@ static void assert_duration_default(const char *key, const struct duration *actu
 	char *text = default_of(key);
 	struct duration d;
 	const char *why;
-	ck_assert_msg(duration_parse(text, &d, &why), "%s: documented default \"%s\": %s", key, text,
-		      why);
+	ck_assert_msg(duration_parse(text, &d, &why), "%s: documented default \"%s\": %s", key, text, why);
 	ck_assert_msg(d.months == actual->months && d.days == actual->days && d.usecs == actual->usecs,
 		      "%s: documented default \"%s\" is not the loader's", key, text);
 	free(text);
@@ -262,9 +258,8 @@ static void assert_duration_default(const char *key, const struct duration *actu
 
 START_TEST(test_documented_defaults_are_the_loaders)
 {
-	static const char minimal[] =
-		"policies = ( { name = \"p\"; service = \"s\"; source = \"s\"; table = \"t\";\n"
-		"  key = \"id\"; clock = \"c\"; retain = \"1 day\"; } );\n";
+	static const char minimal[] = "policies = ( { name = \"p\"; service = \"s\"; source = \"s\"; table = \"t\";\n"
+				      "  key = \"id\"; clock = \"c\"; retain = \"1 day\"; } );\n";
 	struct config_errors errs = {NULL, 0};
 	struct config *cfg = test_load_config(minimal, &errs);
 	char host[256];
@@ -354,8 +349,7 @@ START_TEST(test_man_page_example_loads)
 	raw = xstrndup(ex, (size_t)(ee - ex + 1));
 	text = unescape_roff(raw);
 	cfg = test_load_config(text, &errs);
-	ck_assert_msg(cfg != NULL, "the example in " CONF_MAN " does not load: %s\n%s",
-		      test_errs_join(&errs), text);
+	ck_assert_msg(cfg != NULL, "the example in " CONF_MAN " does not load: %s\n%s", test_errs_join(&errs), text);
 	ck_assert_uint_ge(cfg->n_policies, 1);
 	config_free(cfg);
 	config_errors_clear(&errs);

@@ -111,12 +111,15 @@ START_TEST(test_one_predicate_everywhere)
 	const char *due = "t." CLOCK " <= ((statement_timestamp()) - $2::interval + $3::interval)"
 			  " AND t." CLOCK " + $2::interval <= (statement_timestamp())";
 	const char *exempt = "(t.purpose IS NULL OR NOT t.purpose OPERATOR(pg_catalog.=) ANY ($4::text[]::boolean[]))";
-	const char *held_key = "coalesce(t.\"Id\" OPERATOR(pg_catalog.=) ANY (SELECT pg_catalog.unnest(retention.cast_valid("
-			       "pg_catalog.array_agg(h.record_key), NULL::numeric(10,2))) FROM retention.active_holds(ARRAY[($11::text[])[1]]) h";
-	const char *held_other = "coalesce(t.email OPERATOR(public.=) ANY (SELECT pg_catalog.unnest(retention.cast_valid("
-				 "pg_catalog.array_agg(h.record_key), NULL::public.citext)) FROM retention.active_holds(ARRAY[($11::text[])[2]]) h";
-	const char *held_subject = "coalesce(t.account_id OPERATOR(public.=) ANY (SELECT pg_catalog.unnest(retention.cast_valid("
-				   "pg_catalog.array_agg(h.subject), NULL::public.citext))";
+	const char *held_key =
+		"coalesce(t.\"Id\" OPERATOR(pg_catalog.=) ANY (SELECT pg_catalog.unnest(retention.cast_valid("
+		"pg_catalog.array_agg(h.record_key), NULL::numeric(10,2))) FROM retention.active_holds(ARRAY[($11::text[])[1]]) h";
+	const char *held_other =
+		"coalesce(t.email OPERATOR(public.=) ANY (SELECT pg_catalog.unnest(retention.cast_valid("
+		"pg_catalog.array_agg(h.record_key), NULL::public.citext)) FROM retention.active_holds(ARRAY[($11::text[])[2]]) h";
+	const char *held_subject =
+		"coalesce(t.account_id OPERATOR(public.=) ANY (SELECT pg_catalog.unnest(retention.cast_valid("
+		"pg_catalog.array_agg(h.subject), NULL::public.citext))";
 	const char *guard = "NOT EXISTS (SELECT 1 FROM shop.lines c WHERE t.\"Id\" OPERATOR(pg_catalog.=) c.order_id)";
 	const char *statements[4];
 
@@ -146,7 +149,8 @@ START_TEST(test_one_predicate_everywhere)
 	/* Rows referenced after they were locked are skipped by the purge itself. */
 	ck_assert_ptr_nonnull(strstr(sql.purge, guard));
 	/* The daemon skips what failed on its own, compared in the key's type. */
-	ck_assert_ptr_nonnull(strstr(sql.lock, "AND NOT t.\"Id\" OPERATOR(pg_catalog.=) ANY ($12::text[]::numeric(10,2)[])"));
+	ck_assert_ptr_nonnull(
+		strstr(sql.lock, "AND NOT t.\"Id\" OPERATOR(pg_catalog.=) ANY ($12::text[]::numeric(10,2)[])"));
 	/* explain and hold placement name a record in the key column's type. */
 	ck_assert_ptr_nonnull(strstr(sql.explain, "WHERE t.\"Id\" OPERATOR(pg_catalog.=) ($13::text::numeric(10,2))"));
 	ck_assert_str_eq(sql.canonical_key, "SELECT $13::text::numeric(10,2)::text");
@@ -167,7 +171,8 @@ START_TEST(test_anonymize)
 	const char *params[POLICY_N_BASE_PARAMS + 4], *extra[2] = {"{1}", "{(0,1)}"};
 	Oid types[POLICY_N_BASE_PARAMS + 4];
 	build(&sql, &shape, cfg);
-	ck_assert_ptr_nonnull(strstr(sql.purge, "UPDATE public.t t SET \"e mail\" = NULL, name = $15, " CLOCK " = NULL FROM due"));
+	ck_assert_ptr_nonnull(
+		strstr(sql.purge, "UPDATE public.t t SET \"e mail\" = NULL, name = $15, " CLOCK " = NULL FROM due"));
 	ck_assert_ptr_nonnull(strstr(sql.validate, ", $13::text IS NULL"));
 	/* The purge's parameters: the base ones, the locked rows, then the set values. */
 	ck_assert_int_eq(policy_params(&sql, params, types, extra, 2, true), POLICY_N_BASE_PARAMS + 3);
@@ -189,8 +194,9 @@ START_TEST(test_timestamp_clock)
 	describe(&shape, &cfg->policies[0]);
 	shape.clock_without_zone = true;
 	ck_assert(policy_sql_build(&sql, &cfg->policies[0], &shape, "i1", &why));
-	ck_assert_ptr_nonnull(strstr(sql.lock, "t." CLOCK " <= ((statement_timestamp()) - $2::interval + $3::interval)::timestamp"
-					       " AND t." CLOCK "::timestamptz + $2::interval <= (statement_timestamp())"));
+	ck_assert_ptr_nonnull(strstr(sql.lock,
+				     "t." CLOCK " <= ((statement_timestamp()) - $2::interval + $3::interval)::timestamp"
+				     " AND t." CLOCK "::timestamptz + $2::interval <= (statement_timestamp())"));
 	ck_assert_ptr_nonnull(strstr(sql.purge, "t." CLOCK "::timestamptz AS clock_at"));
 	ck_assert_str_eq(sql.params[POLICY_PARAM_SLACK], "4 days 3 hours");
 	/* The interval PostgreSQL reads: a unit twice ("3 hours 3 hours") it refuses. */
