@@ -312,6 +312,38 @@ START_TEST(test_rows_locked_by_the_application_are_waited_out)
 }
 END_TEST
 
+/*
+ * D25: a purge that found nothing was reported as "due records are locked
+ * elsewhere" whatever the cause, and backed off forever. A record whose
+ * DELETE a trigger cancels is locked by nobody: the daemon says what
+ * happened to it once, skips it, and settles.
+ */
+START_TEST(test_a_cancelled_delete_is_not_reported_as_locked)
+{
+	PGconn *conn = fx_uploads_db("cancelled");
+	char *conf = fx_uploads_config("cancelled", "15 minutes", "");
+	char *log = fx_log_path("cancelled");
+	pid_t pid;
+	test_exec(conn, "CREATE FUNCTION virusdesk.keep() RETURNS trigger LANGUAGE plpgsql AS"
+			" $$ BEGIN RETURN NULL; END $$;"
+			"CREATE TRIGGER keep BEFORE DELETE ON virusdesk.uploads FOR EACH ROW EXECUTE FUNCTION virusdesk.keep();"
+			"INSERT INTO virusdesk.uploads (id, scan_completed_at) VALUES (1, now() - interval '1 hour')");
+	pid = fx_start_daemon(conf, log);
+	/* It settles, rather than retrying a record nobody holds. */
+	fx_wait_for_log(log, "policy virusdesk-scan-uploads: nothing pending", 10);
+	ck_assert(fx_log_has_after(log, 0, "record 1 cannot be purged: it was locked as due, but deleting"));
+	ck_assert(!fx_log_has_after(log, 0, "locked elsewhere"));
+	ck_assert(!fx_log_has_after(log, 0, "locked by other transactions"));
+	ck_assert_int_eq(fx_log_count_after(log, 0, "record 1 cannot be purged"), 1);
+	ck_assert(fx_row_exists(conn, "virusdesk.uploads", "1"));
+	ck_assert_int_eq(fx_audit_count(conn, NULL, "1"), 0);
+	fx_stop_daemon(pid);
+	free(conf);
+	free(log);
+	PQfinish(conn);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("scheduling");
@@ -323,6 +355,7 @@ int main(void)
 	tcase_add_test(tc, test_a_due_record_is_asked_for_once_and_purged_once);
 	tcase_add_test(tc, test_notifications_cannot_starve_a_due_record);
 	tcase_add_test(tc, test_rows_locked_by_the_application_are_waited_out);
+	tcase_add_test(tc, test_a_cancelled_delete_is_not_reported_as_locked);
 	suite_add_tcase(s, tc);
 	return test_run_suite(s);
 }
