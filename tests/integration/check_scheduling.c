@@ -324,10 +324,12 @@ START_TEST(test_a_cancelled_delete_is_not_reported_as_locked)
 	char *conf = fx_uploads_config("cancelled", "15 minutes", "");
 	char *log = fx_log_path("cancelled");
 	pid_t pid;
-	test_exec(conn, "CREATE FUNCTION virusdesk.keep() RETURNS trigger LANGUAGE plpgsql AS"
-			" $$ BEGIN RETURN NULL; END $$;"
-			"CREATE TRIGGER keep BEFORE DELETE ON virusdesk.uploads FOR EACH ROW EXECUTE FUNCTION virusdesk.keep();"
-			"INSERT INTO virusdesk.uploads (id, scan_completed_at) VALUES (1, now() - interval '1 hour')");
+	test_exec(
+		conn,
+		"CREATE FUNCTION virusdesk.keep() RETURNS trigger LANGUAGE plpgsql AS"
+		" $$ BEGIN RETURN NULL; END $$;"
+		"CREATE TRIGGER keep BEFORE DELETE ON virusdesk.uploads FOR EACH ROW EXECUTE FUNCTION virusdesk.keep();"
+		"INSERT INTO virusdesk.uploads (id, scan_completed_at) VALUES (1, now() - interval '1 hour')");
 	pid = fx_start_daemon(conf, log);
 	/* It settles, rather than retrying a record nobody holds. */
 	fx_wait_for_log(log, "policy virusdesk-scan-uploads: nothing pending", 10);
