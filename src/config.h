@@ -1,3 +1,6 @@
+/*
+ * config.h -- the configuration file, loaded and validated (see config.c).
+ */
 #ifndef RETENTIOND_CONFIG_H
 #define RETENTIOND_CONFIG_H
 

@@ -1,3 +1,6 @@
+/*
+ * log.h -- one line per event on stderr, with the journal's priorities.
+ */
 #ifndef RETENTIOND_LOG_H
 #define RETENTIOND_LOG_H
 

@@ -1,3 +1,6 @@
+/*
+ * schema.c -- the retention schema's version, and migrate: every step of sql/ in one transaction.
+ */
 #include "schema.h"
 
 #include <stdlib.h>

@@ -1,3 +1,6 @@
+/*
+ * schema.h -- the retention schema's migration steps and version.
+ */
 #ifndef RETENTIOND_SCHEMA_H
 #define RETENTIOND_SCHEMA_H
 

@@ -1,3 +1,6 @@
+/*
+ * sdnotify.c -- systemd's notification protocol (READY, RELOADING, STOPPING, STATUS, WATCHDOG).
+ */
 #include "sdnotify.h"
 
 #include <stdarg.h>

@@ -1,3 +1,6 @@
+/*
+ * sdnotify.h -- telling systemd what the daemon is doing.
+ */
 #ifndef RETENTIOND_SDNOTIFY_H
 #define RETENTIOND_SDNOTIFY_H
 

@@ -1,3 +1,6 @@
+/*
+ * util.c -- allocation that aborts on failure, and formatted strings.
+ */
 #include "util.h"
 
 #include <stdio.h>

@@ -1,3 +1,6 @@
+/*
+ * util.h -- allocation helpers.
+ */
 #ifndef RETENTIOND_UTIL_H
 #define RETENTIOND_UTIL_H
 

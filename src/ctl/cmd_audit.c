@@ -1,3 +1,6 @@
+/*
+ * cmd_audit.c -- retentionctl audit: the trail, and audit verify.
+ */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>

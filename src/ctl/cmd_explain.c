@@ -1,3 +1,6 @@
+/*
+ * cmd_explain.c -- retentionctl explain: when a record falls due and why it is (not) purged.
+ */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,3 +1,6 @@
+/*
+ * cmd_hold.c -- retentionctl hold add, list and release.
+ */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>

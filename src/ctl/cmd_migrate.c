@@ -1,3 +1,6 @@
+/*
+ * cmd_migrate.c -- retentionctl migrate.
+ */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,3 +1,6 @@
+/*
+ * cmd_pending.c -- retentionctl pending: what falls due, per policy or per record.
+ */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,3 +1,6 @@
+/*
+ * cmd_policies.c -- retentionctl policies.
+ */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -1,3 +1,6 @@
+/*
+ * cmd_status.c -- retentionctl status: every daemon instance seen.
+ */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

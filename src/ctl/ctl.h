@@ -1,3 +1,6 @@
+/*
+ * ctl.h -- what retentionctl's commands share: options, the connection, output.
+ */
 #ifndef RETENTIONCTL_CTL_H
 #define RETENTIONCTL_CTL_H
 
