@@ -350,32 +350,40 @@ char *policy_text_array(char *const *values, size_t n)
 
 char **policy_text_array_parse(const char *literal, size_t *n)
 {
-	size_t len = strlen(literal);
-	char **out = xcalloc(len / 2 + 2, sizeof(char *));
+	size_t cap = 8;
+	char **out = xcalloc(cap + 1, sizeof(char *));
 	const char *p = literal;
 	*n = 0;
 	if (*p == '{')
 		p++;
 	while (*p && *p != '}') {
-		char *v = xmalloc(strlen(p) + 1), *w = v;
 		bool quoted = *p == '"';
-		if (quoted) {
-			for (p++; *p && *p != '"'; p++) {
-				if (*p == '\\' && p[1])
-					p++;
-				*w++ = *p;
-			}
-			if (*p == '"')
+		const char *start = quoted ? ++p : p;
+		size_t len = 0;
+		char *v, *w;
+		/* Measure first: an element is copied into exactly its own size. */
+		for (const char *q = start; *q && (quoted ? *q != '"' : *q != ',' && *q != '}'); q++, len++)
+			if (quoted && *q == '\\' && q[1])
+				q++;
+		v = w = xmalloc(len + 1);
+		while (*p && (quoted ? *p != '"' : *p != ',' && *p != '}')) {
+			if (quoted && *p == '\\' && p[1])
 				p++;
-		} else {
-			while (*p && *p != ',' && *p != '}')
-				*w++ = *p++;
+			*w++ = *p++;
 		}
 		*w = '\0';
-		if (!quoted && strcmp(v, "NULL") == 0)
+		if (quoted && *p == '"')
+			p++;
+		if (!quoted && strcmp(v, "NULL") == 0) {
 			free(v);
-		else
+		} else {
+			if (*n == cap) {
+				cap *= 2;
+				out = xrealloc(out, (cap + 1) * sizeof(char *));
+			}
 			out[(*n)++] = v;
+			out[*n] = NULL;
+		}
 		if (*p == ',')
 			p++;
 	}

@@ -30,7 +30,7 @@ void purge_batch_clear(struct batch *b)
 {
 	free(b->table_oids);
 	free(b->tids);
-	policy_text_array_free(b->keys);
+	free(b->keys);
 	policy_text_array_free(b->unpurged);
 	memset(b, 0, sizeof(*b));
 }
@@ -113,7 +113,10 @@ static void batch_failed(struct policy_state *ps, const char *step, PGresult *re
 			 ps->policy->name, step, ps->batch.locked, buf);
 	} else {
 		char *why = xasprintf("%s failed: %s", step, buf);
-		quarantine(ps, ps->batch.n_keys ? ps->batch.keys[0] : "?", why);
+		size_t n = 0;
+		char **keys = policy_text_array_parse(ps->batch.keys ? ps->batch.keys : "{}", &n);
+		quarantine(ps, n ? keys[0] : "?", why);
+		policy_text_array_free(keys);
 		free(why);
 		ps->limit = ps->policy->batch;
 	}
@@ -231,7 +234,7 @@ static void on_locked(PGresult *res, void *arg)
 	}
 	b->table_oids = xstrdup(PQgetvalue(res, 0, LOCK_TABLE_OIDS));
 	b->tids = xstrdup(PQgetvalue(res, 0, LOCK_TIDS));
-	b->keys = policy_text_array_parse(PQgetvalue(res, 0, LOCK_KEYS), &b->n_keys);
+	b->keys = xstrdup(PQgetvalue(res, 0, LOCK_KEYS));
 	extra[0] = b->table_oids;
 	extra[1] = b->tids;
 	if (ps->sql.n_set_values > 64) {

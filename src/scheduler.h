@@ -27,8 +27,7 @@ struct batch {
 	long long locked;
 	char *table_oids; /* the locked rows' addresses, as the array literals the purge takes */
 	char *tids;
-	char **keys; /* their keys, should the batch fail and need splitting */
-	size_t n_keys;
+	char *keys; /* their keys (an array literal), read only should the batch fail alone */
 	long long purged;
 	struct audit_anchor head;
 	double max_late_seconds;
