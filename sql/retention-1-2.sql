@@ -181,12 +181,15 @@ CREATE FUNCTION retention.active_holds(policies text[]) RETURNS SETOF retention.
        AND (h.until IS NULL OR h.until OPERATOR(pg_catalog.>) pg_catalog.statement_timestamp())
 $$;
 
--- The elements of VALS that are valid input for PROTO's type, cast to it.
--- Holds store what was typed ("42", an upper-case uuid); a record matches
--- when its column is equal in the column's own type (42.00 = 42, citext is
--- case-blind). A value that is not of the type names no record, so it is
--- dropped rather than failing the statement that asked.
-CREATE FUNCTION retention.cast_valid(vals text[], proto anyelement) RETURNS anyarray
+-- The elements of VALS that are valid input for the type of PROTO with
+-- modifier TYPMOD (a column's atttypmod: the n of char(n) or bit(n), which a
+-- value passed as anyelement loses), cast to it. Holds store what was typed
+-- ("42", an upper-case uuid); a record matches when its column is equal in
+-- the column's own type (42.00 = 42, citext is case-blind), and a value the
+-- column would round or pad names what it becomes (42.001 holds 42.00: a
+-- hold errs toward keeping). A value that is not of the type names no
+-- record, so it is dropped rather than failing the statement that asked.
+CREATE FUNCTION retention.cast_valid(vals text[], proto anyelement, typmod integer) RETURNS anyarray
     LANGUAGE plpgsql STABLE
     SET search_path = pg_catalog, pg_temp
     AS $$
@@ -194,9 +197,10 @@ DECLARE
     result ALIAS FOR $0;
     one proto%TYPE;
     v text;
+    typ text := pg_catalog.format_type(pg_catalog.pg_typeof(proto), typmod);
 BEGIN
     BEGIN
-        EXECUTE pg_catalog.format('SELECT $1::%s[]', pg_catalog.pg_typeof(proto)) INTO result USING vals;
+        EXECUTE pg_catalog.format('SELECT $1::%s[]', typ) INTO result USING vals;
         RETURN result;
     EXCEPTION WHEN data_exception OR integrity_constraint_violation THEN
         NULL;
@@ -204,7 +208,7 @@ BEGIN
     result := '{}';
     FOREACH v IN ARRAY vals LOOP
         BEGIN
-            EXECUTE pg_catalog.format('SELECT $1::%s', pg_catalog.pg_typeof(proto)) INTO one USING v;
+            EXECUTE pg_catalog.format('SELECT $1::%s', typ) INTO one USING v;
             result := result OPERATOR(pg_catalog.||) one;
         EXCEPTION WHEN data_exception OR integrity_constraint_violation THEN
             NULL;

@@ -34,7 +34,7 @@ const char policy_resolve_table_sql[] =
  * $1 table oid, $2 key, $3 clock, $4 subject, $5 exempt column, $6 set_null
  * columns, $7 set columns, $8 action, $9-$13 every configured policy's name,
  * schema, relation, key and subject, $14 this policy's name.
- * -> (kind, sort, c1 .. c7); kinds: column, sibling, guard, error, warning.
+ * -> (kind, sort, c1 .. c9); kinds: column, sibling, guard, error, warning.
  */
 const char policy_describe_sql[] =
 	"WITH RECURSIVE wanted(role, name, ord) AS ("
@@ -150,73 +150,73 @@ const char policy_describe_sql[] =
 	"      FROM path p WHERE (p.governed OR p.action IN ('a', 'r')) AND p.cond IS NOT NULL"
 	")"
 	" SELECT 'column', c.ord, c.role, pg_catalog.quote_ident(c.name), pg_catalog.format_type(c.atttypid, c.atttypmod),"
-	"        e.eq, pg_catalog.format_type(c.atttypid, NULL), NULL, NULL"
+	"        e.eq, pg_catalog.format_type(c.atttypid, NULL), NULL, NULL, c.atttypmod::text, NULL"
 	"   FROM col c LEFT JOIN eq e ON e.typ = c.atttypid WHERE c.attnum IS NOT NULL"
 	" UNION ALL"
 	" SELECT 'sibling', (s.name <> $14)::int * 1000000 + s.ord, s.name, pg_catalog.quote_ident(s.kname),"
 	"        pg_catalog.format_type(s.ktyp, s.kmod), ek.eq, pg_catalog.quote_ident(s.sname),"
-	"        pg_catalog.format_type(s.styp, s.smod), es.eq"
+	"        pg_catalog.format_type(s.styp, s.smod), es.eq, s.kmod::text, s.smod::text"
 	"   FROM sib s LEFT JOIN eq ek ON ek.typ = s.ktyp LEFT JOIN eq es ON es.typ = s.styp"
 	" UNION ALL"
 	" SELECT 'guard', 0, pg_catalog.format('NOT EXISTS (SELECT 1 FROM %s WHERE %s)', g.joins, g.cond),"
 	"        pg_catalog.format('referenced by %s (foreign key %I%s)', g.names, g.conname,"
 	"                          CASE WHEN g.governed THEN ', whose rows a policy keeps' ELSE '' END),"
-	"        g.target, NULL, NULL, NULL, NULL"
+	"        g.target, NULL, NULL, NULL, NULL, NULL, NULL"
 	"   FROM guard g"
 	" UNION ALL"
 	" SELECT 'error', 0, pg_catalog.format('%s column %s does not exist',"
 	"        CASE c.role WHEN 'exempt' THEN 'exempt.column' WHEN 'set' THEN 'anonymized'"
 	"                    WHEN 'set_null' THEN 'anonymized' ELSE c.role END, pg_catalog.quote_ident(c.name)),"
-	"        NULL, NULL, NULL, NULL, NULL, NULL"
+	"        NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
 	"   FROM col c WHERE c.attnum IS NULL"
 	" UNION ALL"
 	" SELECT 'error', 0, pg_catalog.format('%s column %s is of type %s, which has no equality operator',"
 	"        c.role, pg_catalog.quote_ident(c.name), pg_catalog.format_type(c.atttypid, NULL)),"
-	"        NULL, NULL, NULL, NULL, NULL, NULL"
+	"        NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
 	"   FROM col c LEFT JOIN eq e ON e.typ = c.atttypid"
 	"  WHERE c.attnum IS NOT NULL AND e.eq IS NULL AND c.role IN ('key', 'subject', 'exempt')"
 	" UNION ALL"
 	" SELECT 'error', 0, pg_catalog.format('clock column %s is %s, not timestamp with time zone',"
 	"        pg_catalog.quote_ident(c.name), pg_catalog.format_type(c.atttypid, NULL)),"
-	"        NULL, NULL, NULL, NULL, NULL, NULL"
+	"        NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
 	"   FROM col c WHERE c.role = 'clock' AND c.attnum IS NOT NULL"
 	"    AND c.atttypid NOT IN ('timestamptz'::regtype, 'timestamp'::regtype)"
 	" UNION ALL"
 	" SELECT 'warning', 0, pg_catalog.format('clock column %s is timestamp without time zone:"
-	" read in database.time_zone', pg_catalog.quote_ident(c.name)), NULL, NULL, NULL, NULL, NULL, NULL"
+	" read in database.time_zone', pg_catalog.quote_ident(c.name)), NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
 	"   FROM col c WHERE c.role = 'clock' AND c.atttypid = 'timestamp'::regtype"
 	" UNION ALL"
 	" SELECT 'error', 0, pg_catalog.format('key column %s may be NULL: a record needs a key"
-	" (ALTER COLUMN ... SET NOT NULL)', pg_catalog.quote_ident(c.name)), NULL, NULL, NULL, NULL, NULL, NULL"
+	" (ALTER COLUMN ... SET NOT NULL)', pg_catalog.quote_ident(c.name)), NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
 	"   FROM col c WHERE c.role = 'key' AND c.attnum IS NOT NULL AND NOT c.attnotnull"
 	" UNION ALL"
 	" SELECT 'error', 0, pg_catalog.format('anonymized column %s is NOT NULL: set_null cannot clear it',"
-	"        pg_catalog.quote_ident(c.name)), NULL, NULL, NULL, NULL, NULL, NULL"
+	"        pg_catalog.quote_ident(c.name)), NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
 	"   FROM col c WHERE c.role = 'set_null' AND c.attnotnull"
 	" UNION ALL"
 	" SELECT 'error', 0, pg_catalog.format('clock column %s is NOT NULL: anonymizing clears the clock',"
-	"        pg_catalog.quote_ident(c.name)), NULL, NULL, NULL, NULL, NULL, NULL"
+	"        pg_catalog.quote_ident(c.name)), NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
 	"   FROM col c WHERE $8 = 'anonymize' AND c.role = 'clock' AND c.attnotnull"
 	" UNION ALL"
 	" SELECT 'warning', 0, 'the table has inheritance children: their rows are purged too, and the key is not"
-	" unique across them', NULL, NULL, NULL, NULL, NULL, NULL"
+	" unique across them', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
 	"  WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid"
 	"                 WHERE i.inhparent = $1::oid AND NOT c.relispartition)"
 	" UNION ALL"
 	" SELECT 'error', 0, pg_catalog.format('key column %s has no unique index or primary key of its own',"
-	"        pg_catalog.quote_ident(c.name)), NULL, NULL, NULL, NULL, NULL, NULL"
+	"        pg_catalog.quote_ident(c.name)), NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
 	"   FROM col c WHERE c.role = 'key' AND c.attnum IS NOT NULL AND NOT EXISTS ("
 	"       SELECT 1 FROM pg_catalog.pg_index i"
 	"        WHERE i.indrelid = $1::oid AND i.indisunique AND i.indpred IS NULL"
 	"          AND i.indnkeyatts = 1 AND i.indkey[0] = c.attnum)"
 	" UNION ALL"
 	" SELECT 'warning', 0, pg_catalog.format('no index leads with clock column %s: every due query scans the table',"
-	"        pg_catalog.quote_ident(c.name)), NULL, NULL, NULL, NULL, NULL, NULL"
+	"        pg_catalog.quote_ident(c.name)), NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
 	"   FROM col c WHERE c.role = 'clock' AND c.attnum IS NOT NULL AND NOT EXISTS ("
 	"       SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = $1::oid AND i.indkey[0] = c.attnum)"
 	" UNION ALL"
 	" SELECT 'error', 0, pg_catalog.format('role %s lacks %s on the table', pg_catalog.quote_ident(current_user), priv),"
-	"        NULL, NULL, NULL, NULL, NULL, NULL"
+	"        NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
 	"   FROM pg_catalog.unnest(CASE WHEN $8 = 'anonymize' THEN ARRAY['SELECT', 'UPDATE']"
 	"                               ELSE ARRAY['SELECT', 'DELETE'] END) AS priv"
 	"  WHERE NOT pg_catalog.has_table_privilege($1::oid, priv)"
@@ -224,64 +224,64 @@ const char policy_describe_sql[] =
 	" UNION ALL"
 	" SELECT 'error', 0, pg_catalog.format('role %s lacks UPDATE on any column of the table (the purge locks rows:"
 	" GRANT UPDATE (%s))', pg_catalog.quote_ident(current_user), pg_catalog.quote_ident($2)),"
-	"        NULL, NULL, NULL, NULL, NULL, NULL"
+	"        NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
 	"  WHERE $8 = 'delete' AND NOT pg_catalog.has_any_column_privilege($1::oid, 'UPDATE')"
 	" UNION ALL"
 	" SELECT 'error', 0, pg_catalog.format('role %s lacks USAGE on schema %s', pg_catalog.quote_ident(current_user),"
-	"        pg_catalog.quote_ident(n.nspname)), NULL, NULL, NULL, NULL, NULL, NULL"
+	"        pg_catalog.quote_ident(n.nspname)), NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
 	"   FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
 	"  WHERE c.oid = $1::oid AND NOT pg_catalog.has_schema_privilege(n.oid, 'USAGE')"
 	" UNION ALL"
-	" SELECT 'error', 0, 'schema retention is not installed: run retentionctl migrate', NULL, NULL, NULL, NULL, NULL, NULL"
+	" SELECT 'error', 0, 'schema retention is not installed: run retentionctl migrate', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
 	"  WHERE pg_catalog.to_regclass('retention.audit_log') IS NULL"
 	" UNION ALL"
 	" SELECT 'error', 0, pg_catalog.format('role %s may not INSERT into retention.audit_log',"
-	"        pg_catalog.quote_ident(current_user)), NULL, NULL, NULL, NULL, NULL, NULL"
+	"        pg_catalog.quote_ident(current_user)), NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
 	"  WHERE pg_catalog.to_regclass('retention.audit_log') IS NOT NULL"
 	"    AND NOT pg_catalog.has_table_privilege('retention.audit_log', 'INSERT')"
 	/* Triggers run with the daemon's privileges; rules make a data-modifying WITH fail. */
 	" UNION ALL"
 	" SELECT 'warning', 0, pg_catalog.format('trigger %I runs on every purge with the rights of role %s',"
-	"        t.tgname, pg_catalog.quote_ident(current_user)), NULL, NULL, NULL, NULL, NULL, NULL"
+	"        t.tgname, pg_catalog.quote_ident(current_user)), NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
 	"   FROM pg_catalog.pg_trigger t"
 	"  WHERE t.tgrelid = $1::oid AND NOT t.tgisinternal"
 	"    AND t.tgtype::int & CASE WHEN $8 = 'delete' THEN 8 ELSE 16 END <> 0"
 	"    AND t.tgfoid IS DISTINCT FROM pg_catalog.to_regproc('retention.notify_clock')"
 	" UNION ALL"
 	" SELECT 'error', 0, pg_catalog.format('rule %I on %s makes every purge fail (no rules in a data-modifying WITH)',"
-	"        r.rulename, CASE r.ev_type WHEN '4' THEN 'DELETE' ELSE 'UPDATE' END), NULL, NULL, NULL, NULL, NULL, NULL"
+	"        r.rulename, CASE r.ev_type WHEN '4' THEN 'DELETE' ELSE 'UPDATE' END), NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
 	"   FROM pg_catalog.pg_rewrite r"
 	"  WHERE r.ev_class = $1::oid AND r.ev_type = CASE WHEN $8 = 'delete' THEN '4' ELSE '2' END"
 	" UNION ALL"
 	" SELECT 'warning', 0, 'row-level security is on: records the role may not see are never purged',"
-	"        NULL, NULL, NULL, NULL, NULL, NULL"
+	"        NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
 	"   FROM pg_catalog.pg_class c WHERE c.oid = $1::oid AND c.relrowsecurity"
 	" UNION ALL"
 	" SELECT 'warning', 0, pg_catalog.format('deleting a record also %s rows of %s (foreign key %I): no policy governs"
 	" them, so they are not audited', CASE g.confdeltype WHEN 'c' THEN 'deletes' ELSE 'changes' END, g.child, g.conname),"
-	"        NULL, NULL, NULL, NULL, NULL, NULL"
+	"        NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
 	"   FROM fk g WHERE $8 = 'delete' AND NOT g.governed AND g.confdeltype IN ('c', 'n', 'd')"
 	" UNION ALL"
 	" SELECT 'warning', 0, pg_catalog.format('a record referenced by %s (foreign key %I%s) is kept until those rows"
 	" go', g.names, g.conname, CASE WHEN g.governed THEN ', whose rows a policy keeps' ELSE '' END),"
-	"        NULL, NULL, NULL, NULL, NULL, NULL"
+	"        NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
 	"   FROM guard g"
 	" UNION ALL"
 	" SELECT 'warning', 0, pg_catalog.format('foreign key %I of %s has no index on its columns: each check whether"
-	" a record is referenced scans %s', g.conname, g.target, g.target), NULL, NULL, NULL, NULL, NULL, NULL"
+	" a record is referenced scans %s', g.conname, g.target, g.target), NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
 	"   FROM guard g WHERE NOT g.indexed"
 	/* The purge reads those columns to tell whether a record is still referenced. */
 	" UNION ALL"
 	" SELECT DISTINCT 'error', 0, pg_catalog.format('role %s lacks SELECT on column %I of %s: the purge reads it to tell"
 	" whether a record is still referenced (GRANT SELECT (%I) ON %s TO %s)', pg_catalog.quote_ident(current_user),"
 	"        r.col, r.rel::regclass, r.col, r.rel::regclass, pg_catalog.quote_ident(current_user)),"
-	"        NULL, NULL, NULL, NULL, NULL, NULL"
+	"        NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
 	"   FROM guard g, ROWS FROM (pg_catalog.unnest(g.read_rels), pg_catalog.unnest(g.read_cols)) r(rel, col)"
 	"  WHERE NOT pg_catalog.has_column_privilege(r.rel, r.col, 'SELECT')"
 	" UNION ALL"
 	" SELECT 'warning', 0, pg_catalog.format('column %s is referenced by foreign key %I of %I.%I: anonymizing it"
 	" changes or breaks those references', pg_catalog.quote_ident(c.name), con.conname, n.nspname, t.relname),"
-	"        NULL, NULL, NULL, NULL, NULL, NULL"
+	"        NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
 	"   FROM col c JOIN pg_catalog.pg_constraint con ON con.contype = 'f' AND con.confrelid = $1::oid"
 	"        AND con.conparentid = 0 AND c.attnum = ANY (con.confkey)"
 	"   JOIN pg_catalog.pg_class t ON t.oid = con.conrelid JOIN pg_catalog.pg_namespace n ON n.oid = t.relnamespace"
@@ -462,11 +462,12 @@ static char *value_or_null(const PGresult *res, int row, int col)
 	return PQgetisnull(res, row, col) ? NULL : xstrdup(PQgetvalue(res, row, col));
 }
 
-static void column_set(struct policy_column *c, const PGresult *res, int row, int first)
+static void column_set(struct policy_column *c, const PGresult *res, int row, int first, int typmod)
 {
 	c->quoted = value_or_null(res, row, first);
 	c->type = value_or_null(res, row, first + 1);
 	c->eq = value_or_null(res, row, first + 2);
+	c->typmod = PQgetisnull(res, row, typmod) ? -1 : atoi(PQgetvalue(res, row, typmod));
 }
 
 static void column_free(struct policy_column *c)
@@ -492,7 +493,9 @@ enum {
 	D_C4,
 	D_C5,
 	D_C6,
-	D_C7
+	D_C7,
+	D_C8,
+	D_C9
 };
 
 void policy_shape_parse(struct policy_shape *shape, const PGresult *res, long long oid, const char *table)
@@ -514,7 +517,7 @@ void policy_shape_parse(struct policy_shape *shape, const PGresult *res, long lo
 			else if (strcmp(role, "exempt") == 0)
 				c = &shape->exempt;
 			if (c) {
-				column_set(c, res, r, D_C2);
+				column_set(c, res, r, D_C2, D_C8);
 				if (c == &shape->clock)
 					shape->clock_without_zone =
 						strcmp(PQgetvalue(res, r, D_C5), "timestamp without time zone") == 0;
@@ -523,15 +526,15 @@ void policy_shape_parse(struct policy_shape *shape, const PGresult *res, long lo
 				struct policy_column **list = is_set ? &shape->set : &shape->set_null;
 				size_t *n = is_set ? &shape->n_set : &shape->n_set_null;
 				*list = xrealloc(*list, (*n + 1) * sizeof(**list));
-				column_set(&(*list)[(*n)++], res, r, D_C2);
+				column_set(&(*list)[(*n)++], res, r, D_C2, D_C8);
 			}
 		} else if (strcmp(kind, "sibling") == 0) {
 			struct policy_sibling *s;
 			shape->siblings = xrealloc(shape->siblings, (shape->n_siblings + 1) * sizeof(*s));
 			s = &shape->siblings[shape->n_siblings++];
 			s->name = xstrdup(PQgetvalue(res, r, D_C1));
-			column_set(&s->key, res, r, D_C2);
-			column_set(&s->subject, res, r, D_C5);
+			column_set(&s->key, res, r, D_C2, D_C8);
+			column_set(&s->subject, res, r, D_C5, D_C9);
 		} else if (strcmp(kind, "guard") == 0) {
 			struct policy_guard *g;
 			shape->guards = xrealloc(shape->guards, (shape->n_guards + 1) * sizeof(*g));
@@ -641,9 +644,9 @@ static void sb_not_exempt(struct sbuf *b, const struct frame *f)
 static void sb_hold_values(struct sbuf *b, size_t i, const char *hold_column, const struct policy_column *col)
 {
 	sb_add(b,
-	       "(SELECT pg_catalog.unnest(retention.cast_valid(pg_catalog.array_agg(h.%s), NULL::%s))"
+	       "(SELECT pg_catalog.unnest(retention.cast_valid(pg_catalog.array_agg(h.%s), NULL::%s, %d))"
 	       " FROM retention.active_holds(ARRAY[($11::text[])[%zu]]) h WHERE h.%s IS NOT NULL)",
-	       hold_column, col->type, i + 1, hold_column);
+	       hold_column, col->type, col->typmod, i + 1, hold_column);
 }
 
 /*
@@ -889,8 +892,8 @@ static char *build_explain(const struct frame *f)
 /* One hold's value matches row t in COL's type. */
 static void sb_hold_matches(struct sbuf *b, const char *hold_column, const struct policy_column *col)
 {
-	sb_add(b, "coalesce(t.%s %s ANY (retention.cast_valid(ARRAY[h.%s], NULL::%s)), false)", col->quoted, col->eq,
-	       hold_column, col->type);
+	sb_add(b, "coalesce(t.%s %s ANY (retention.cast_valid(ARRAY[h.%s], NULL::%s, %d)), false)", col->quoted,
+	       col->eq, hold_column, col->type, col->typmod);
 }
 
 static char *build_explain_holds(const struct frame *f)

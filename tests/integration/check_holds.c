@@ -42,7 +42,10 @@ static void expect_state(PGconn *conn, const char *role, const char *sql, const 
 /*
  * D5: holds were matched by their text form: a numeric(10,2) key held as
  * 42, a citext subject in another case, an upper-case uuid placed through
- * place_hold() were all purged while explain said "held".
+ * place_hold() were all purged while explain said "held". A type's modifier
+ * counts too: cast as plain char (char(1)) or bit (bit(1)), a hold on a
+ * char(5) or bit(3) key named another record or none. A value the column
+ * would round names the record it rounds to: a hold errs toward keeping.
  */
 START_TEST(test_holds_match_in_the_columns_type)
 {
@@ -50,19 +53,30 @@ START_TEST(test_holds_match_in_the_columns_type)
 	char *num = fx_policy("num", "app.num", "id", "c", "1 day", "");
 	char *people = fx_policy("people", "app.people", "id", "c", "1 day", "subject = \"email\";");
 	char *uuids = fx_policy("uuids", "app.uuids", "id", "c", "1 day", "");
-	char *policies = xasprintf("%s, %s, %s", num, people, uuids);
+	char *codes = fx_policy("codes", "app.codes", "id", "c", "1 day", "");
+	char *bits = fx_policy("bits", "app.bits", "id", "c", "1 day", "");
+	char *policies = xasprintf("%s, %s, %s, %s, %s", num, people, uuids, codes, bits);
 	char *conf = fx_config("typedholds", NULL, policies);
 	char *out, *err;
-	test_exec(conn,
-		  "CREATE EXTENSION citext; CREATE SCHEMA app;"
-		  "CREATE TABLE app.num (id numeric(10,2) PRIMARY KEY, c timestamptz);"
-		  "CREATE TABLE app.people (id int PRIMARY KEY, c timestamptz, email citext);"
-		  "CREATE TABLE app.uuids (id uuid PRIMARY KEY, c timestamptz);"
-		  "INSERT INTO app.num VALUES (42, now() - interval '2 days'), (43, now() - interval '2 days');"
-		  "INSERT INTO app.people VALUES (1, now() - interval '2 days', 'Alice@Example.COM'),"
-		  " (2, now() - interval '2 days', 'bob@example.com');"
-		  "INSERT INTO app.uuids VALUES ('6f9619ff-8b86-d011-b42d-00c04fc964ff', now() - interval '2 days');"
-		  "SELECT retention.place_hold('uuids', '6F9619FF-8B86-D011-B42D-00C04FC964FF', NULL, 'case 1', NULL)");
+	test_exec(
+		conn,
+		"CREATE EXTENSION citext; CREATE SCHEMA app;"
+		"CREATE TABLE app.num (id numeric(10,2) PRIMARY KEY, c timestamptz);"
+		"CREATE TABLE app.people (id int PRIMARY KEY, c timestamptz, email citext);"
+		"CREATE TABLE app.uuids (id uuid PRIMARY KEY, c timestamptz);"
+		"INSERT INTO app.num VALUES (42, now() - interval '2 days'), (43, now() - interval '2 days'),"
+		" (44, now() - interval '2 days');"
+		"SELECT retention.place_hold('num', '44.001', NULL, 'case 4', NULL);"
+		"INSERT INTO app.people VALUES (1, now() - interval '2 days', 'Alice@Example.COM'),"
+		" (2, now() - interval '2 days', 'bob@example.com');"
+		"INSERT INTO app.uuids VALUES ('6f9619ff-8b86-d011-b42d-00c04fc964ff', now() - interval '2 days');"
+		"SELECT retention.place_hold('uuids', '6F9619FF-8B86-D011-B42D-00C04FC964FF', NULL, 'case 1', NULL);"
+		"CREATE TABLE app.codes (id char(5) PRIMARY KEY, c timestamptz);"
+		"CREATE TABLE app.bits (id bit(3) PRIMARY KEY, c timestamptz);"
+		"INSERT INTO app.codes VALUES ('abc', now() - interval '2 days'), ('xyz', now() - interval '2 days');"
+		"INSERT INTO app.bits VALUES (B'101', now() - interval '2 days'), (B'011', now() - interval '2 days');"
+		"SELECT retention.place_hold('codes', 'abc', NULL, 'case 2', NULL);"
+		"SELECT retention.place_hold('bits', '101', NULL, 'case 3', NULL)");
 	fx_grant(conn, "app");
 	ck_assert_int_eq(fx_ctl(conf, "typedholds", &out, &err, "hold", "add", "--policy", "num", "--key", "42",
 				"--reason", "r", NULL),
@@ -91,12 +105,19 @@ START_TEST(test_holds_match_in_the_columns_type)
 	ck_assert_msg(fx_run_once(conf, &out, &err) == 0, "%s%s", out, err);
 	ck_assert_msg(fx_row_exists(conn, "app.num", "42.00"), "numeric key held as 42 was purged");
 	ck_assert(!fx_row_exists(conn, "app.num", "43.00"));
+	ck_assert_msg(fx_row_exists(conn, "app.num", "44.00"), "numeric(10,2) key held as 44.001 was purged");
 	ck_assert_msg(fx_row_exists(conn, "app.people", "1"), "citext subject held in another case was purged");
 	ck_assert(!fx_row_exists(conn, "app.people", "2"));
 	ck_assert_msg(fx_row_exists(conn, "app.uuids", "6f9619ff-8b86-d011-b42d-00c04fc964ff"),
 		      "upper-case uuid held through place_hold() was purged");
+	ck_assert_msg(fx_row_exists(conn, "app.codes", "abc"), "char(5) key held as abc was purged");
+	ck_assert(!fx_row_exists(conn, "app.codes", "xyz"));
+	ck_assert_msg(fx_row_exists(conn, "app.bits", "101"), "bit(3) key held as 101 was purged");
+	ck_assert(!fx_row_exists(conn, "app.bits", "011"));
 	free(out);
 	free(err);
+	free(codes);
+	free(bits);
 	free(num);
 	free(people);
 	free(uuids);

@@ -34,6 +34,7 @@ static void column(struct policy_column *c, const char *quoted, const char *type
 	c->quoted = xstrdup(quoted);
 	c->type = xstrdup(type);
 	c->eq = xstrdup(eq);
+	c->typmod = -1;
 }
 
 /* The description of public.t the server would give for the policy above. */
@@ -113,13 +114,13 @@ START_TEST(test_one_predicate_everywhere)
 	const char *exempt = "(t.purpose IS NULL OR NOT t.purpose OPERATOR(pg_catalog.=) ANY ($4::text[]::boolean[]))";
 	const char *held_key =
 		"coalesce(t.\"Id\" OPERATOR(pg_catalog.=) ANY (SELECT pg_catalog.unnest(retention.cast_valid("
-		"pg_catalog.array_agg(h.record_key), NULL::numeric(10,2))) FROM retention.active_holds(ARRAY[($11::text[])[1]]) h";
+		"pg_catalog.array_agg(h.record_key), NULL::numeric(10,2), -1)) FROM retention.active_holds(ARRAY[($11::text[])[1]]) h";
 	const char *held_other =
 		"coalesce(t.email OPERATOR(public.=) ANY (SELECT pg_catalog.unnest(retention.cast_valid("
-		"pg_catalog.array_agg(h.record_key), NULL::public.citext)) FROM retention.active_holds(ARRAY[($11::text[])[2]]) h";
+		"pg_catalog.array_agg(h.record_key), NULL::public.citext, -1)) FROM retention.active_holds(ARRAY[($11::text[])[2]]) h";
 	const char *held_subject =
 		"coalesce(t.account_id OPERATOR(public.=) ANY (SELECT pg_catalog.unnest(retention.cast_valid("
-		"pg_catalog.array_agg(h.subject), NULL::public.citext))";
+		"pg_catalog.array_agg(h.subject), NULL::public.citext, -1))";
 	const char *guard = "NOT EXISTS (SELECT 1 FROM shop.lines c WHERE t.\"Id\" OPERATOR(pg_catalog.=) c.order_id)";
 	const char *statements[4];
 
