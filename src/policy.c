@@ -727,6 +727,17 @@ static char *build_next_wake(const struct frame *f)
 	return b.s;
 }
 
+/*
+ * The first statement of a batch. A hold placed under any policy of the
+ * table protects the record (sb_held), and place_hold() serialises on that
+ * policy's lock only: the batch takes every sibling's lock, or none.
+ */
+static char *build_take_locks(void)
+{
+	return xstrdup("SELECT coalesce(pg_catalog.bool_and(retention.try_lock_policy(s.name)), false)"
+		       " FROM pg_catalog.unnest($11::text[]) s(name)");
+}
+
 static char *build_lock(const struct frame *f)
 {
 	struct sbuf b = {NULL, 0};
@@ -977,6 +988,7 @@ bool policy_sql_build(struct policy_sql *sql, const struct policy *p, const stru
 	sql->table = xstrdup(shape->table);
 	sql->validate = build_validate(&f);
 	sql->next_wake = build_next_wake(&f);
+	sql->take_locks = build_take_locks();
 	sql->lock = build_lock(&f);
 	sql->purge = build_purge(&f);
 	sql->pending = build_pending(&f);
@@ -1058,6 +1070,7 @@ void policy_sql_free(struct policy_sql *sql)
 	free(sql->table);
 	free(sql->validate);
 	free(sql->next_wake);
+	free(sql->take_locks);
 	free(sql->lock);
 	free(sql->purge);
 	free(sql->pending);

@@ -265,7 +265,8 @@ static void on_lock_policy(PGresult *res, void *arg)
 		return;
 	}
 	if (strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
-		log_debug("policy %s: lock held elsewhere (another instance, or a hold being placed)",
+		log_debug("policy %s: lock held elsewhere (another instance, or a hold being placed, on it or on"
+			  " another policy of its table)",
 			  ps->policy->name);
 		rollback(ps);
 		finish(ps, PURGE_LOCKED);
@@ -280,6 +281,10 @@ static void on_lock_policy(PGresult *res, void *arg)
 static void on_begin(PGresult *res, void *arg)
 {
 	struct policy_state *ps = arg;
+	const char *params[POLICY_N_BASE_PARAMS];
+	Oid types[POLICY_N_BASE_PARAMS];
+	char limit[16];
+
 	if (res == NULL || PQresultStatus(res) != PGRES_COMMAND_OK) {
 		log_failure(ps, "BEGIN", res);
 		if (res)
@@ -287,7 +292,8 @@ static void on_begin(PGresult *res, void *arg)
 		finish(ps, PURGE_FAILED);
 		return;
 	}
-	if (!pgconn_query(ps->d->pg, ps, PGCONN_PLAIN, "SELECT retention.try_lock_policy($1)", 1, NULL, ps->sql.params,
+	scheduler_params(ps, params, types, limit);
+	if (!pgconn_query(ps->d->pg, ps, PGCONN_PLAIN, ps->sql.take_locks, POLICY_N_BASE_PARAMS, types, params,
 			  on_lock_policy, ps))
 		finish(ps, PURGE_FAILED);
 }

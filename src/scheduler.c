@@ -232,8 +232,10 @@ static void note_locked_elsewhere(struct policy_state *ps, const char *what, boo
 	if (ask_holder) {
 		/* Owned by the daemon, not the policy: a reload may free the policy before the answer. */
 		char *policy = xstrdup(ps->policy->name);
-		if (!pgconn_query(ps->d->pg, ps->d, PGCONN_PLAIN, "SELECT * FROM retention.policy_lock_holder($1)", 1,
-				  NULL, ps->sql.params, on_lock_holder, policy))
+		if (!pgconn_query(ps->d->pg, ps->d, PGCONN_PLAIN,
+				  "SELECT h.* FROM pg_catalog.unnest($1::text[]) s(name),"
+				  " retention.policy_lock_holder(s.name) h WHERE h.pid IS NOT NULL LIMIT 1",
+				  1, NULL, &ps->sql.params[POLICY_PARAM_SIBLINGS], on_lock_holder, policy))
 			free(policy);
 	}
 }

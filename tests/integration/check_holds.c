@@ -282,6 +282,54 @@ START_TEST(test_hold_add_says_when_the_batch_in_flight_took_the_record)
 }
 END_TEST
 
+/*
+ * A hold under one policy of a table protects the record from the others,
+ * but place_hold() takes only its own policy's lock: a batch of a sibling
+ * that locked only itself picked the record before the hold committed,
+ * deleted it after, and `hold add` said the hold stood on a record.
+ */
+START_TEST(test_a_hold_under_a_sibling_waits_for_the_batch_in_flight)
+{
+	PGconn *conn = fx_database("siblingrace");
+	char *shortp = fx_policy("msgs-short", "app.msgs", "id", "c", "1 day", "");
+	char *legal = fx_policy("msgs-legal", "app.msgs", "id", "c", "10 years", "");
+	char *policies = xasprintf("%s, %s", shortp, legal);
+	char *conf = fx_config("siblingrace", NULL, policies);
+	PGconn *purger = test_connect_db("siblingrace");
+	char *ctl = xasprintf("%s/src/retentionctl", test_builddir());
+	char *argv[] = {ctl,        "-c",         conf,    "-d", "dbname=siblingrace", "hold",       "add",
+			"--policy", "msgs-legal", "--key", "1",  "--reason",           "litigation", NULL};
+	char *log = fx_log_path("siblingrace-ctl");
+	struct fx_policy fp;
+	int status;
+	pid_t pid;
+	test_exec(conn, "CREATE SCHEMA app; CREATE TABLE app.msgs (id int PRIMARY KEY, c timestamptz);"
+			"INSERT INTO app.msgs VALUES (1, now() - interval '2 days')");
+	fx_grant(conn, "app");
+	fx_policy_prepare(&fp, purger, conf, "msgs-short");
+	ck_assert_int_eq(fx_purge_uncommitted(purger, &fp), 1);
+	pid = test_spawn(argv, log);
+	ck_assert_msg(fx_poll_true(conn,
+				   "SELECT count(*) = 1 FROM pg_stat_activity WHERE application_name = 'retentionctl'"
+				   " AND wait_event_type = 'Lock'",
+				   10),
+		      "place_hold() under the sibling did not wait for the batch in flight");
+	test_exec(purger, "COMMIT");
+	status = test_wait_exit(pid, 10);
+	ck_assert_msg(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 1, "hold add exit status %d", status);
+	ck_assert(test_file_contains(log, "record 1 was purged by the batch in flight before the hold took effect"));
+	fx_policy_free(&fp);
+	PQfinish(purger);
+	free(ctl);
+	free(shortp);
+	free(legal);
+	free(policies);
+	free(conf);
+	free(log);
+	PQfinish(conn);
+}
+END_TEST
+
 /* The GRANT statements of the code block that follows HEADING in docs/operations.md, as one SQL text. */
 static char *guide_grants(const char *heading)
 {
@@ -406,6 +454,7 @@ int main(void)
 	tcase_add_test(tc, test_a_hold_protects_from_every_policy_of_the_table);
 	tcase_add_test(tc, test_no_stranger_can_take_a_policys_lock);
 	tcase_add_test(tc, test_hold_add_says_when_the_batch_in_flight_took_the_record);
+	tcase_add_test(tc, test_a_hold_under_a_sibling_waits_for_the_batch_in_flight);
 	tcase_add_test(tc, test_holds_only_through_the_functions);
 	tcase_add_test(tc, test_upgrade_from_version_1_keeps_enforcing);
 	suite_add_tcase(s, tc);

@@ -379,7 +379,7 @@ long long fx_purge_uncommitted(PGconn *conn, struct fx_policy *fp)
 	int n;
 	test_exec(conn, "BEGIN ISOLATION LEVEL READ COMMITTED");
 	n = policy_params(&fp->sql, params, types, NULL, 0, false);
-	res = PQexecParams(conn, "SELECT retention.try_lock_policy($1)", 1, NULL, params, NULL, NULL, 0);
+	res = PQexecParams(conn, fp->sql.take_locks, n, types, params, NULL, NULL, 0);
 	ck_assert_msg(PQresultStatus(res) == PGRES_TUPLES_OK && strcmp(PQgetvalue(res, 0, 0), "t") == 0, "lock: %s",
 		      PQresultErrorMessage(res));
 	PQclear(res);
