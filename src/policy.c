@@ -253,9 +253,26 @@ const char policy_describe_sql[] =
 	"   FROM pg_catalog.pg_rewrite r"
 	"  WHERE r.ev_class = $1::oid AND r.ev_type = CASE WHEN $8 = 'delete' THEN '4' ELSE '2' END"
 	" UNION ALL"
-	" SELECT 'warning', 0, 'row-level security is on: records the role may not see are never purged',"
+	/*
+	 * Every table a purge reads must show the daemon's role all its rows: a
+	 * record it may not see is never purged, a referencing row or a hold it
+	 * may not see does not keep the record.
+	 */
+	" SELECT 'error', 0, pg_catalog.format('row-level security applies to role %s on the table: records it may not see"
+	" are never purged (ALTER TABLE ... DISABLE ROW LEVEL SECURITY)', pg_catalog.quote_ident(current_user)),"
 	"        NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
-	"   FROM pg_catalog.pg_class c WHERE c.oid = $1::oid AND c.relrowsecurity"
+	"  WHERE pg_catalog.row_security_active($1::oid)"
+	" UNION ALL"
+	" SELECT DISTINCT 'error', 0, pg_catalog.format('row-level security applies to role %s on %s, which the purge"
+	" reads to tell whether a record is still referenced: rows it may not see would not keep their records',"
+	"        pg_catalog.quote_ident(current_user), r.rel::regclass), NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
+	"   FROM guard g, pg_catalog.unnest(g.read_rels) r(rel)"
+	"  WHERE r.rel <> $1::oid AND pg_catalog.row_security_active(r.rel)"
+	" UNION ALL"
+	" SELECT 'error', 0, pg_catalog.format('row-level security applies to role %s on retention.holds: holds it may"
+	" not see would not protect their records', pg_catalog.quote_ident(current_user)),"
+	"        NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
+	"  WHERE pg_catalog.row_security_active(pg_catalog.to_regclass('retention.holds'))"
 	" UNION ALL"
 	" SELECT 'warning', 0, pg_catalog.format('deleting a record also %s rows of %s (foreign key %I): no policy governs"
 	" them, so they are not audited', CASE g.confdeltype WHEN 'c' THEN 'deletes' ELSE 'changes' END, g.child, g.conname),"
