@@ -119,6 +119,7 @@ bool scheduler_may_start(const struct policy_state *ps)
 static void start_purge(struct policy_state *ps)
 {
 	ps->purge_wanted = false;
+	ps->purged_before_run = ps->purged;
 	purge_start(ps);
 }
 
@@ -454,7 +455,11 @@ void scheduler_purge_finished(struct policy_state *ps, enum purge_outcome outcom
 	switch (outcome) {
 	case PURGE_DONE:
 		if (d->once) {
-			ps->once_done = true;
+			/* What was purged may have kept other due records (a thread of replies): go on until a run purges nothing. */
+			if (ps->purged > ps->purged_before_run)
+				ps->purge_wanted = true;
+			else
+				ps->once_done = true;
 			break;
 		}
 		if (scheduler_may_start(ps)) {

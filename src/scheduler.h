@@ -57,7 +57,8 @@ struct policy_state {
 	char **quarantined; /* keys whose purge failed on its own: skipped until a reload or restart */
 	size_t n_quarantined;
 	char *quarantined_param;
-	long long purged; /* records purged by this process */
+	long long purged;            /* records purged by this process */
+	long long purged_before_run; /* `purged` when the current purge run started */
 	long long batches;
 	bool failed;              /* --once: something was not purged, exit 1 */
 	bool once_done;           /* --once: this policy's backlog is done */

@@ -158,6 +158,164 @@ START_TEST(test_cascade_within_one_table_keeps_the_reply)
 END_TEST
 
 /*
+ * A message that answers itself (parent = id) was "referenced" by itself
+ * and kept forever: a row never keeps itself.
+ */
+START_TEST(test_a_row_that_references_itself_is_purged)
+{
+	PGconn *conn = fx_database("selfloop");
+	char *policy = fx_policy("chat", "chat.msg", "id", "sent_at", "30 days", "");
+	char *conf = fx_config("selfloop", NULL, policy);
+	char *out, *err;
+	test_exec(conn,
+		  "CREATE SCHEMA chat;"
+		  "CREATE TABLE chat.msg (id int PRIMARY KEY, parent int REFERENCES chat.msg ON DELETE CASCADE,"
+		  " sent_at timestamptz);"
+		  "CREATE INDEX ON chat.msg (parent);"
+		  "INSERT INTO chat.msg VALUES (5, 5, now() - interval '40 days'), (6, 5, now() - interval '40 days'),"
+		  " (7, 7, now() - interval '1 day')");
+	fx_grant(conn, "chat");
+	ck_assert_msg(fx_run_once(conf, &out, &err) == 0, "%s%s", out, err);
+	ck_assert_msg(!fx_row_exists(conn, "chat.msg", "5"), "a due row that references itself was kept");
+	ck_assert(!fx_row_exists(conn, "chat.msg", "6"));
+	ck_assert(fx_row_exists(conn, "chat.msg", "7"));
+	ck_assert_int_eq(count(conn, "SELECT count(*) FROM retention.audit_log"), 2);
+	free(out);
+	free(err);
+	free(policy);
+	free(conf);
+	PQfinish(conn);
+}
+END_TEST
+
+/*
+ * Cascades that lead back into the policy's own table: deleting a due
+ * account took its sessions, whose cascade took the account that a session
+ * had spawned, months before that one was due. Rows of the policy's table
+ * at a path's end keep the record as governed rows do.
+ */
+START_TEST(test_a_cascade_back_into_the_table_keeps_the_record)
+{
+	PGconn *conn = fx_database("cycle");
+	char *policy = fx_policy("accounts", "app.accounts", "id", "closed_at", "1 day", "");
+	char *conf = fx_config("cycle", NULL, policy);
+	char *out, *err;
+	test_exec(
+		conn,
+		"CREATE SCHEMA app;"
+		"CREATE TABLE app.accounts (id int PRIMARY KEY, closed_at timestamptz, spawned_by int);"
+		"CREATE TABLE app.sessions (id int PRIMARY KEY, account int REFERENCES app.accounts ON DELETE CASCADE);"
+		"ALTER TABLE app.accounts ADD FOREIGN KEY (spawned_by) REFERENCES app.sessions ON DELETE CASCADE;"
+		"CREATE INDEX ON app.sessions (account); CREATE INDEX ON app.accounts (spawned_by);"
+		"INSERT INTO app.accounts VALUES (1, now() - interval '2 days', NULL), (3, now() - interval '2 days', NULL);"
+		"INSERT INTO app.sessions VALUES (10, 1);"
+		"INSERT INTO app.accounts VALUES (2, now(), 10)");
+	fx_grant(conn, "app");
+	ck_assert_msg(fx_run_once(conf, &out, &err) == 0, "%s%s", out, err);
+	ck_assert_msg(fx_row_exists(conn, "app.accounts", "2"), "an account not yet due went by a cascade cycle");
+	ck_assert(fx_row_exists(conn, "app.accounts", "1"));
+	ck_assert(!fx_row_exists(conn, "app.accounts", "3"));
+	free(out);
+	free(err);
+	free(policy);
+	free(conf);
+	PQfinish(conn);
+}
+END_TEST
+
+/*
+ * A cascade longer than the guards follow reached a governed table
+ * unguarded. The policy does not run, and --check says why.
+ */
+START_TEST(test_cascades_deeper_than_followed_keep_the_policy_off)
+{
+	PGconn *conn = fx_database("toodeep");
+	char *a = fx_policy("top", "app.t0", "id", "c", "1 day", "");
+	char *b = fx_policy("bottom", "app.t7", "id", "c", "10 years", "");
+	char *policies = xasprintf("%s, %s", a, b);
+	char *conf = fx_config("toodeep", NULL, policies);
+	char *out, *err;
+	test_exec(conn, "CREATE SCHEMA app; CREATE TABLE app.t0 (id int PRIMARY KEY, c timestamptz);"
+			"INSERT INTO app.t0 VALUES (1, now() - interval '2 days');");
+	for (int i = 1; i <= 7; i++) {
+		char *sql = xasprintf("CREATE TABLE app.t%d (id int PRIMARY KEY, up int REFERENCES app.t%d ON DELETE"
+				      " CASCADE, c timestamptz); CREATE INDEX ON app.t%d (up);"
+				      "INSERT INTO app.t%d VALUES (1, 1, now())",
+				      i, i - 1, i, i);
+		test_exec(conn, sql);
+		free(sql);
+	}
+	fx_grant(conn, "app");
+	fx_run_once(conf, &out, &err);
+	ck_assert_msg(fx_row_exists(conn, "app.t7", "1"), "a governed row seven cascades away was deleted");
+	ck_assert(fx_row_exists(conn, "app.t0", "1"));
+	free(out);
+	free(err);
+	ck_assert_int_eq(fx_run_check(conf, &out, &err), 1);
+	ck_assert_msg(strstr(out, "policy top: error: deleting a record cascades through more than 6 tables"), "%s",
+		      out);
+	free(out);
+	free(err);
+	free(a);
+	free(b);
+	free(policies);
+	free(conf);
+	PQfinish(conn);
+}
+END_TEST
+
+/*
+ * Foreign keys are declared on partitioned tables: a policy on one
+ * partition was not seen as referenced through its parent, and a policy on
+ * a partition was not seen as governing rows its parent's key reaches.
+ */
+START_TEST(test_partitions_are_governed_with_their_table)
+{
+	PGconn *conn = fx_database("partitions");
+	char *a = fx_policy("events", "app.events_2026", "id", "at", "1 day", "");
+	char *b = fx_policy("notes", "app.notes", "id", "at", "10 years", "");
+	char *c = fx_policy("orders", "app.orders", "id", "at", "1 day", "");
+	char *d = fx_policy("lines", "app.lines_2026", "id", "at", "10 years", "");
+	char *policies = xasprintf("%s, %s, %s, %s", a, b, c, d);
+	char *conf = fx_config("partitions", NULL, policies);
+	char *out, *err;
+	test_exec(conn,
+		  "CREATE SCHEMA app;"
+		  "CREATE TABLE app.events (id int PRIMARY KEY, at timestamptz) PARTITION BY RANGE (id);"
+		  "CREATE TABLE app.events_2026 PARTITION OF app.events FOR VALUES FROM (0) TO (1000);"
+		  "CREATE TABLE app.notes (id int PRIMARY KEY, event int REFERENCES app.events ON DELETE CASCADE,"
+		  " at timestamptz);"
+		  "CREATE INDEX ON app.notes (event);"
+		  "INSERT INTO app.events VALUES (1, now() - interval '2 days'), (2, now() - interval '2 days');"
+		  "INSERT INTO app.notes VALUES (10, 1, now());"
+		  "CREATE TABLE app.orders (id int PRIMARY KEY, at timestamptz);"
+		  "CREATE TABLE app.lines (id int, ord int REFERENCES app.orders ON DELETE CASCADE, at timestamptz,"
+		  " PRIMARY KEY (id)) PARTITION BY RANGE (id);"
+		  "CREATE TABLE app.lines_2026 PARTITION OF app.lines FOR VALUES FROM (0) TO (1000);"
+		  "CREATE INDEX ON app.lines (ord);"
+		  "INSERT INTO app.orders VALUES (1, now() - interval '2 days'), (2, now() - interval '2 days');"
+		  "INSERT INTO app.lines VALUES (20, 1, now())");
+	fx_grant(conn, "app");
+	ck_assert_msg(fx_run_once(conf, &out, &err) == 0, "%s%s", out, err);
+	ck_assert_msg(fx_row_exists(conn, "app.notes", "10"), "a governed note went with its event's partition row");
+	ck_assert(fx_row_exists(conn, "app.events", "1"));
+	ck_assert(!fx_row_exists(conn, "app.events", "2"));
+	ck_assert_msg(fx_row_exists(conn, "app.lines", "20"), "a governed partition's line went with its order");
+	ck_assert(fx_row_exists(conn, "app.orders", "1"));
+	ck_assert(!fx_row_exists(conn, "app.orders", "2"));
+	free(out);
+	free(err);
+	free(a);
+	free(b);
+	free(c);
+	free(d);
+	free(policies);
+	free(conf);
+	PQfinish(conn);
+}
+END_TEST
+
+/*
  * D2: a cascade that reaches a governed table through one no policy governs:
  * the record is kept while the governed row exists, and purged once that
  * row has gone by its own policy (audited, its hold respected).
@@ -633,6 +791,10 @@ int main(void)
 	tcase_add_test(kept, test_cascade_never_takes_another_policys_records);
 	tcase_add_test(kept, test_cascade_within_one_table_keeps_the_reply);
 	tcase_add_test(kept, test_cascade_through_an_ungoverned_table_keeps_the_record);
+	tcase_add_test(kept, test_a_row_that_references_itself_is_purged);
+	tcase_add_test(kept, test_a_cascade_back_into_the_table_keeps_the_record);
+	tcase_add_test(kept, test_cascades_deeper_than_followed_keep_the_policy_off);
+	tcase_add_test(kept, test_partitions_are_governed_with_their_table);
 	tcase_add_test(kept, test_rows_hidden_by_row_level_security_keep_the_policy_off);
 	tcase_add_test(kept, test_exempt_values_compare_in_the_columns_type);
 	tcase_add_test(kept, test_undeletable_records_do_not_block_the_rest);
