@@ -179,14 +179,16 @@ static void fail_all(struct pgconn *conn)
 	if (conn->current) {
 		q = conn->current;
 		conn->current = NULL;
-		q->cb(NULL, q->arg);
+		if (q->cb)
+			q->cb(NULL, q->arg);
 		item_free(q);
 	}
 	while ((q = conn->head) != NULL) {
 		conn->head = q->next;
 		if (conn->head == NULL)
 			conn->tail = NULL;
-		q->cb(NULL, q->arg);
+		if (q->cb)
+			q->cb(NULL, q->arg);
 		item_free(q);
 	}
 }
@@ -235,7 +237,8 @@ static void finish_current(struct pgconn *conn)
 	conn->current_result = NULL;
 	if (q->flags & PGCONN_TXN_END)
 		conn->txn_owner = NULL;
-	q->cb(res, q->arg);
+	if (q->cb)
+		q->cb(res, q->arg);
 	PQclear(res);
 	item_free(q);
 }
@@ -631,9 +634,9 @@ int pgconn_pending(const struct pgconn *conn)
 
 int pgconn_pending_for(const struct pgconn *conn, const void *owner)
 {
-	int n = conn->current && conn->current->owner == owner ? 1 : 0;
+	int n = conn->current && conn->current->owner == owner && conn->current->cb ? 1 : 0;
 	for (const struct pgconn_query_item *q = conn->head; q; q = q->next)
-		n += q->owner == owner;
+		n += q->owner == owner && q->cb;
 	return n;
 }
 

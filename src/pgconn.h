@@ -54,13 +54,14 @@ PGconn *pgconn_raw(struct pgconn *conn);
 
 /*
  * Queues SQL with text PARAMS (TYPES may be NULL: all inferred). OWNER ties
- * statements of one transaction together (see enum pgconn_flags). Returns
- * false, without calling CB, if the connection is not ready.
+ * statements of one transaction together (see enum pgconn_flags). CB NULL:
+ * nobody waits for the result (a ROLLBACK after a failure). Returns false,
+ * without calling CB, if the connection is not ready.
  */
 bool pgconn_query(struct pgconn *conn, const void *owner, int flags, const char *sql, int n_params, const Oid *types,
 		  const char *const *params, pgconn_result_fn cb, void *arg) __attribute__((warn_unused_result));
 
-/* Statements queued or in flight on behalf of OWNER. */
+/* Statements queued or in flight on behalf of OWNER whose result someone waits for. */
 int pgconn_pending_for(const struct pgconn *conn, const void *owner);
 
 /*

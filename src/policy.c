@@ -30,6 +30,33 @@
 	"SELECT " rel " UNION SELECT a.relid FROM pg_catalog.pg_partition_ancestors(" rel ") a"                        \
 	" UNION SELECT d.relid FROM pg_catalog.pg_partition_tree(" rel ") d"
 
+/*
+ * What a policy's statements were built from, as one text: the foreign keys
+ * to the watched tables W (the policy's table and every table its cascades
+ * pass, with their partition families), their partitions and row-level
+ * security switches, and table T's columns, triggers and rules. The purge
+ * compares it with what it was when the policy was described, under the
+ * table's lock: DDL that changes any of it cannot commit while the purge
+ * runs, and DDL committed before is seen.
+ */
+#define FINGERPRINT(w, t)                                                                                                  \
+	"pg_catalog.md5(pg_catalog.concat("                                                                                \
+	"(SELECT pg_catalog.string_agg(con.oid::text || ':' || con.confdeltype::text || ':' || con.conrelid::text, ','"    \
+	" ORDER BY con.oid) FROM pg_catalog.pg_constraint con WHERE con.contype = 'f' AND con.confrelid = ANY (" w         \
+	")),"                                                                                                              \
+	" '|', (SELECT pg_catalog.string_agg(i.inhrelid::text || '<' || i.inhparent::text, ',' ORDER BY i.inhrelid,"       \
+	" i.inhparent) FROM pg_catalog.pg_inherits i WHERE i.inhparent = ANY (" w ") OR i.inhrelid = ANY (" w ")),"        \
+	" '|', (SELECT pg_catalog.string_agg(c.oid::text || ':' || c.relrowsecurity::text || c.relforcerowsecurity::text," \
+	" ',' ORDER BY c.oid) FROM pg_catalog.pg_class c"                                                                  \
+	" WHERE c.oid = ANY (" w ") OR c.oid = pg_catalog.to_regclass('retention.holds')),"                                \
+	" '|', (SELECT pg_catalog.string_agg(g.oid::text || ':' || g.tgenabled::text, ',' ORDER BY g.oid)"                 \
+	" FROM pg_catalog.pg_trigger g WHERE g.tgrelid = " t " AND NOT g.tgisinternal),"                                   \
+	" '|', (SELECT pg_catalog.string_agg(r.oid::text, ',' ORDER BY r.oid) FROM pg_catalog.pg_rewrite r"                \
+	" WHERE r.ev_class = " t "),"                                                                                      \
+	" '|', (SELECT pg_catalog.string_agg(a.attnum::text || ':' || a.attname::text || ':' || a.atttypid::text || ':'"   \
+	" || a.atttypmod::text || ':' || a.attnotnull::text, ',' ORDER BY a.attnum) FROM pg_catalog.pg_attribute a"        \
+	" WHERE a.attrelid = " t " AND a.attnum > 0 AND NOT a.attisdropped)))"
+
 /* How many tables deep cascades are followed; a longer one is an error. */
 #define GUARD_DEPTH_S "6"
 
@@ -42,7 +69,7 @@ const char policy_resolve_table_sql[] =
  * $1 table oid, $2 key, $3 clock, $4 subject, $5 exempt column, $6 set_null
  * columns, $7 set columns, $8 action, $9-$13 every configured policy's name,
  * schema, relation, key and subject, $14 this policy's name.
- * -> (kind, sort, c1 .. c9); kinds: column, sibling, guard, error, warning.
+ * -> (kind, sort, c1 .. c9); kinds: watch, column, sibling, guard, error, warning.
  */
 /* The statement is laid out as SQL, not as C. */
 /* clang-format off */
@@ -172,7 +199,13 @@ const char policy_describe_sql[] =
 	"                      AND (i.indkey::int2[])[0:pg_catalog.cardinality(con.conkey) - 1] @> con.conkey"
 	"                      AND (i.indkey::int2[])[0:pg_catalog.cardinality(con.conkey) - 1] <@ con.conkey) AS indexed"
 	"      FROM path p WHERE (p.governed OR p.action IN ('a', 'r')) AND p.cond IS NOT NULL"
+	"), watched AS ("
+	"    SELECT pg_catalog.array_agg(DISTINCT f.oid ORDER BY f.oid) AS w"
+	"      FROM (SELECT $1::oid AS rel UNION SELECT rel FROM path) r, LATERAL (" FAMILY("r.rel") ") f(oid)"
 	")"
+	" SELECT 'watch', 0, " FINGERPRINT("(SELECT w FROM watched)::pg_catalog.oid[]", "$1::oid") ", (SELECT w FROM watched)::text,"
+	"        NULL, NULL, NULL, NULL, NULL, NULL, NULL"
+	" UNION ALL"
 	" SELECT 'column', c.ord, c.role, pg_catalog.quote_ident(c.name), pg_catalog.format_type(c.atttypid, c.atttypmod),"
 	"        e.eq, pg_catalog.format_type(c.atttypid, NULL), NULL, NULL, c.atttypmod::text, NULL"
 	"   FROM col c LEFT JOIN eq e ON e.typ = c.atttypid WHERE c.attnum IS NOT NULL"
@@ -602,6 +635,9 @@ void policy_shape_parse(struct policy_shape *shape, const PGresult *res, long lo
 			g->sql = xstrdup(PQgetvalue(res, r, D_C1));
 			g->what = xstrdup(PQgetvalue(res, r, D_C2));
 			g->table = xstrdup(PQgetvalue(res, r, D_C3));
+		} else if (strcmp(kind, "watch") == 0) {
+			shape->fingerprint = xstrdup(PQgetvalue(res, r, D_C1));
+			shape->watched = xstrdup(PQgetvalue(res, r, D_C2));
 		} else if (strcmp(kind, "error") == 0) {
 			push(&shape->errors, &shape->n_errors, xstrdup(PQgetvalue(res, r, D_C1)));
 		} else if (strcmp(kind, "warning") == 0) {
@@ -613,6 +649,8 @@ void policy_shape_parse(struct policy_shape *shape, const PGresult *res, long lo
 void policy_shape_free(struct policy_shape *shape)
 {
 	free(shape->table);
+	free(shape->fingerprint);
+	free(shape->watched);
 	column_free(&shape->key);
 	column_free(&shape->clock);
 	column_free(&shape->subject);
@@ -776,11 +814,28 @@ static void sb_next_due(struct sbuf *b, const struct frame *f)
 	sb_add(b, ")");
 }
 
+/*
+ * "WITH watched AS (...), unchanged AS (...)": unchanged.ok is whether the
+ * catalog still says what the statements were built from (FINGERPRINT).
+ */
+static void sb_unchanged(struct sbuf *b, const struct frame *f)
+{
+	sb_add(b,
+	       "WITH watched AS (SELECT '%s'::pg_catalog.oid[] AS w, %lld::pg_catalog.oid AS t"
+	       "), unchanged AS (SELECT %s = '%s' AS ok)",
+	       f->shape->watched, f->shape->oid,
+	       FINGERPRINT("(SELECT w FROM watched)::pg_catalog.oid[]", "(SELECT t FROM watched)"),
+	       f->shape->fingerprint);
+}
+
 static char *build_next_wake(const struct frame *f)
 {
 	struct sbuf b = {NULL, 0};
-	sb_add(&b, "SELECT pg_catalog.min(at), (extract(epoch FROM pg_catalog.min(at))"
-		   " - extract(epoch FROM statement_timestamp()))::float8 FROM (SELECT ");
+	/* Asked at every resync too: a change that hides every row (row-level security) is found here. */
+	sb_unchanged(&b, f);
+	sb_add(&b, " SELECT pg_catalog.min(at), (extract(epoch FROM pg_catalog.min(at))"
+		   " - extract(epoch FROM statement_timestamp()))::float8,"
+		   " NOT (SELECT ok FROM unchanged) AS catalog_changed FROM (SELECT ");
 	sb_next_due(&b, f);
 	/* A hold that ends may leave its record due: wake then too. */
 	sb_add(&b, " AS at UNION ALL SELECT pg_catalog.min(h.until) FROM retention.active_holds($11::text[]) h) w");
@@ -801,12 +856,14 @@ static char *build_take_locks(void)
 static char *build_lock(const struct frame *f)
 {
 	struct sbuf b = {NULL, 0};
+	sb_unchanged(&b, f);
 	sb_add(&b,
-	       "SELECT pg_catalog.count(*)::bigint AS locked, coalesce(pg_catalog.array_agg(l.toid), '{}') AS table_oids,"
+	       " SELECT pg_catalog.count(*)::bigint AS locked, coalesce(pg_catalog.array_agg(l.toid), '{}') AS table_oids,"
 	       " coalesce(pg_catalog.array_agg(l.tid), '{}') AS tids,"
-	       " coalesce(pg_catalog.array_agg(l.record_key), '{}') AS keys"
+	       " coalesce(pg_catalog.array_agg(l.record_key), '{}') AS keys,"
+	       " NOT (SELECT ok FROM unchanged) AS catalog_changed"
 	       " FROM (SELECT t.tableoid AS toid, t.ctid AS tid,"
-	       " t.%s::text AS record_key FROM %s t WHERE ",
+	       " t.%s::text AS record_key FROM %s t WHERE (SELECT ok FROM unchanged) AND ",
 	       f->shape->key.quoted, f->shape->table);
 	sb_due_by(&b, f, "statement_timestamp()");
 	sb_purgeable(&b, f);
@@ -829,12 +886,13 @@ static char *build_purge(const struct frame *f)
 	 * newer than the locks, so it sees every reference committed before
 	 * them, and a later one waits for this transaction's row locks.
 	 */
+	sb_unchanged(&b, f);
+	sb_add(&b, ", head AS ("
+		   "SELECT seq, hash FROM retention.chain_heads WHERE policy = $1"
+		   "), due AS MATERIALIZED (");
 	sb_add(&b,
-	       "WITH head AS ("
-	       "SELECT seq, hash FROM retention.chain_heads WHERE policy = $1"
-	       "), due AS MATERIALIZED ("
 	       "SELECT t.tableoid AS toid, t.ctid AS tid, t.%s::text AS record_key, %s AS clock_at,"
-	       " %s%s::text AS subject FROM %s t WHERE t.ctid = ANY ($14::tid[])"
+	       " %s%s::text AS subject FROM %s t WHERE (SELECT ok FROM unchanged) AND t.ctid = ANY ($14::tid[])"
 	       " AND (t.tableoid, t.ctid) IN (SELECT * FROM ROWS FROM (pg_catalog.unnest($13::oid[]),"
 	       " pg_catalog.unnest($14::tid[])))",
 	       s->key.quoted, f->clock_at, p->subject ? "t." : "", p->subject ? s->subject.quoted : "NULL", s->table);
@@ -887,7 +945,8 @@ static char *build_purge(const struct frame *f)
 		   " coalesce(extract(epoch FROM pg_catalog.max(statement_timestamp() - due_at)"
 		   " FILTER (WHERE pg_catalog.isfinite(due_at))), 0)::float8 AS max_late_seconds,"
 		   " (SELECT pg_catalog.array_agg(d.record_key) FROM due d WHERE NOT EXISTS"
-		   " (SELECT 1 FROM purged x WHERE x.toid = d.toid AND x.tid = d.tid)) AS unpurged"
+		   " (SELECT 1 FROM purged x WHERE x.toid = d.toid AND x.tid = d.tid)) AS unpurged,"
+		   " NOT (SELECT ok FROM unchanged) AS catalog_changed"
 		   " FROM linked");
 	return b.s;
 }
@@ -1012,7 +1071,9 @@ static char *build_validate(const struct frame *f)
 static bool shape_complete(const struct policy *p, const struct policy_shape *s, const char **why)
 {
 	*why = NULL;
-	if (s->key.quoted == NULL || s->key.eq == NULL)
+	if (s->fingerprint == NULL || s->watched == NULL)
+		*why = "its table's description is incomplete";
+	else if (s->key.quoted == NULL || s->key.eq == NULL)
 		*why = "its key column does not exist or has no equality operator";
 	else if (s->clock.quoted == NULL)
 		*why = "its clock column does not exist";

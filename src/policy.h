@@ -59,6 +59,7 @@ enum policy_lock_column {
 	LOCK_TABLE_OIDS,
 	LOCK_TIDS,
 	LOCK_KEYS,
+	LOCK_CATALOG_CHANGED, /* the table changed since it was described: nothing was locked */
 };
 
 /* Columns of policy_sql.purge. */
@@ -67,7 +68,8 @@ enum policy_purge_column {
 	PURGE_HEAD_SEQ,
 	PURGE_HEAD_HASH,
 	PURGE_MAX_LATE,
-	PURGE_UNPURGED, /* keys of locked rows the DELETE or UPDATE did not touch (a trigger or a rule) */
+	PURGE_UNPURGED,        /* keys of locked rows the DELETE or UPDATE did not touch (a trigger or a rule) */
+	PURGE_CATALOG_CHANGED, /* the table changed since it was described: nothing was purged */
 };
 
 /* One column as the catalog describes it. */
@@ -100,7 +102,9 @@ struct policy_guard {
 /* What the catalog says about a policy's table, from policy_describe_sql. */
 struct policy_shape {
 	long long oid;
-	char *table; /* schema-qualified and quoted, as the catalog spells it */
+	char *table;       /* schema-qualified and quoted, as the catalog spells it */
+	char *watched;     /* the oids whose foreign keys, partitions and security the statements depend on */
+	char *fingerprint; /* what they were when described (FINGERPRINT in policy.c) */
 	struct policy_column key, clock, subject, exempt;
 	bool clock_without_zone;        /* timestamp: read in the session's (database.time_zone) zone */
 	struct policy_column *set_null; /* the anonymized columns, in configuration order */

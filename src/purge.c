@@ -41,16 +41,10 @@ static void finish(struct policy_state *ps, enum purge_outcome outcome)
 	scheduler_purge_finished(ps, outcome);
 }
 
-static void on_rollback(PGresult *res, void *arg)
-{
-	(void)res;
-	(void)arg;
-}
-
 /* Ends the transaction after a failure; the connection may already be gone. */
 static void rollback(struct policy_state *ps)
 {
-	if (!pgconn_query(ps->d->pg, ps, PGCONN_TXN_END, "ROLLBACK", 0, NULL, NULL, on_rollback, ps))
+	if (!pgconn_query(ps->d->pg, ps, PGCONN_TXN_END, "ROLLBACK", 0, NULL, NULL, NULL, NULL))
 		log_debug("policy %s: no connection to roll back on (the server rolls back)", ps->policy->name);
 }
 
@@ -199,6 +193,12 @@ static void on_purge(PGresult *res, void *arg)
 		batch_failed(ps, "purge statement", res);
 		return;
 	}
+	if (strcmp(PQgetvalue(res, 0, PURGE_CATALOG_CHANGED), "t") == 0) {
+		/* Its guards, holds or columns may be stale: nothing was purged; describe the table again. */
+		rollback(ps);
+		finish(ps, PURGE_STALE);
+		return;
+	}
 	b->purged = atoll(PQgetvalue(res, 0, PURGE_PURGED));
 	if (b->purged > 0) {
 		b->head.seq = atoll(PQgetvalue(res, 0, PURGE_HEAD_SEQ));
@@ -224,6 +224,11 @@ static void on_locked(PGresult *res, void *arg)
 		if (res)
 			rollback(ps);
 		finish(ps, PURGE_FAILED);
+		return;
+	}
+	if (strcmp(PQgetvalue(res, 0, LOCK_CATALOG_CHANGED), "t") == 0) {
+		rollback(ps);
+		finish(ps, PURGE_STALE);
 		return;
 	}
 	b->locked = atoll(PQgetvalue(res, 0, LOCK_COUNT));

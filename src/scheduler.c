@@ -241,6 +241,21 @@ static void note_locked_elsewhere(struct policy_state *ps, const char *what, boo
 	}
 }
 
+/*
+ * The catalog no longer says what PS's statements were built from (a
+ * foreign key, a partition, a trigger, row-level security): nothing was
+ * purged from it; the next step describes the table again, and logs its
+ * warnings again.
+ */
+static void describe_again(struct policy_state *ps)
+{
+	log_info("policy %s: table %s or a table its purge reads changed since it was described (foreign keys,"
+		 " partitions, triggers, rules, columns or row-level security); describing it again",
+		 ps->policy->name, ps->sql.table);
+	ps->resolved = false;
+	ps->warned = false;
+}
+
 static void on_next_due(PGresult *res, void *arg)
 {
 	struct policy_state *ps = arg;
@@ -252,6 +267,12 @@ static void on_next_due(PGresult *res, void *arg)
 			pgconn_error_text(res, buf, sizeof(buf)));
 		if (res)
 			arm(ps->due_timer, next_retry_ms(ps) / 1000.0);
+		become_idle(ps);
+		return;
+	}
+	if (PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 2), "t") == 0) {
+		describe_again(ps);
+		ps->ask_wanted = true;
 		become_idle(ps);
 		return;
 	}
@@ -493,6 +514,10 @@ void scheduler_purge_finished(struct policy_state *ps, enum purge_outcome outcom
 		break;
 	case PURGE_STOPPED:
 		/* A reload or stop is waiting; the new configuration asks again. */
+		break;
+	case PURGE_STALE:
+		describe_again(ps);
+		ps->purge_wanted = true;
 		break;
 	}
 	become_idle(ps);

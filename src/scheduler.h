@@ -89,6 +89,7 @@ enum purge_outcome {
 	PURGE_LOCKED,  /* another instance or a hold placement holds the policy's lock */
 	PURGE_FAILED,  /* rolled back; retried with backoff */
 	PURGE_STOPPED, /* stopping or reloading: the batch in flight ended, no new one started */
+	PURGE_STALE,   /* the table changed since it was described: describe it again, then purge */
 };
 void scheduler_purge_finished(struct policy_state *ps, enum purge_outcome outcome);
 

@@ -48,7 +48,10 @@ static int remove_entry(const char *path, const struct stat *st, int flag, struc
 static void tmpdir_teardown(void)
 {
 	const char *dir = getenv(TMPDIR_ENV);
-	if (dir != NULL && strncmp(dir, "/tmp/retention-test.", 20) == 0)
+	/* RETENTION_TEST_KEEP=1 leaves the logs and configurations for reading. */
+	if (getenv("RETENTION_TEST_KEEP") != NULL)
+		fprintf(stderr, "kept %s\n", dir ? dir : "(none)");
+	else if (dir != NULL && strncmp(dir, "/tmp/retention-test.", 20) == 0)
 		nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 	unsetenv(TMPDIR_ENV);
 }

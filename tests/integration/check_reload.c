@@ -144,6 +144,52 @@ START_TEST(test_a_table_that_appears_later_is_purged)
 }
 END_TEST
 
+/*
+ * The daemon described a table once, when it connected. A foreign key
+ * added later (a governed line now referring to a due order), or
+ * row-level security switched on, went unseen: the order was purged and
+ * its line went by cascade. The purge checks the catalog under the table's
+ * lock and describes the table again when it changed.
+ */
+START_TEST(test_a_table_changed_while_running_is_described_again)
+{
+	PGconn *conn = fx_database("ddl");
+	char *orders = fx_policy("orders", "shop.orders", "id", "closed_at", "1 day", "");
+	char *lines = fx_policy("lines", "shop.lines", "id", "shipped_at", "10 years", "");
+	char *policies = xasprintf("%s, %s", orders, lines);
+	char *conf = fx_config("ddl", "resync_interval = \"1 second\";", policies);
+	char *log = fx_log_path("ddl");
+	long mark;
+	pid_t pid;
+	test_exec(conn, "CREATE SCHEMA shop; CREATE TABLE shop.orders (id int PRIMARY KEY, closed_at timestamptz);"
+			"CREATE TABLE shop.lines (id int PRIMARY KEY, order_id int, shipped_at timestamptz);"
+			"CREATE INDEX ON shop.lines (order_id)");
+	fx_grant(conn, "shop");
+	pid = fx_start_daemon(conf, log);
+	fx_wait_for_log(log, "policy orders: nothing pending", 10);
+	mark = fx_log_mark(log);
+	test_exec(conn, "ALTER TABLE shop.lines ADD FOREIGN KEY (order_id) REFERENCES shop.orders ON DELETE CASCADE;"
+			"INSERT INTO shop.orders VALUES (1, now() - interval '2 days');"
+			"INSERT INTO shop.lines VALUES (10, 1, now())");
+	fx_wait_for_log_after(log, mark, "policy orders: table shop.orders or a table its purge reads changed", 10);
+	fx_wait_for_log_after(log, mark, "policy orders: a record referenced by shop.lines", 10);
+	ck_assert_msg(fx_row_exists(conn, "shop.lines", "10"), "a governed line went with an order by a new cascade");
+	ck_assert(fx_row_exists(conn, "shop.orders", "1"));
+	mark = fx_log_mark(log);
+	test_exec(conn, "ALTER TABLE shop.orders ENABLE ROW LEVEL SECURITY;"
+			"INSERT INTO shop.orders VALUES (2, now() - interval '2 days')");
+	fx_wait_for_log_after(log, mark, "policy orders: not purging: row-level security applies", 10);
+	ck_assert_msg(fx_row_exists(conn, "shop.orders", "2"), "purged while row-level security hid rows");
+	fx_stop_daemon(pid);
+	free(orders);
+	free(lines);
+	free(policies);
+	free(conf);
+	free(log);
+	PQfinish(conn);
+}
+END_TEST
+
 /* D8, second variant: the connection lost while a lookup waits; after reconnecting the policy must purge. */
 START_TEST(test_a_lookup_lost_with_the_connection_is_retried)
 {
@@ -265,6 +311,7 @@ int main(void)
 	tcase_add_test(tc, test_reload_takes_effect_at_the_next_batch);
 	tcase_add_test(tc, test_reload_with_an_unknown_zone_is_refused);
 	tcase_add_test(tc, test_a_table_that_appears_later_is_purged);
+	tcase_add_test(tc, test_a_table_changed_while_running_is_described_again);
 	tcase_add_test(tc, test_a_lookup_lost_with_the_connection_is_retried);
 	tcase_add_test(tc, test_resolving_a_host_name_never_blocks_the_loop);
 	suite_add_tcase(s, tc);

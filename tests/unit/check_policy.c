@@ -43,6 +43,8 @@ static void describe(struct policy_shape *s, const struct policy *p)
 	memset(s, 0, sizeof(*s));
 	s->oid = 16384;
 	s->table = xstrdup("public.t");
+	s->watched = xstrdup("{16384}");
+	s->fingerprint = xstrdup("0123456789abcdef0123456789abcdef");
 	column(&s->key, "\"Id\"", "numeric(10,2)", "OPERATOR(pg_catalog.=)");
 	column(&s->clock, CLOCK, "timestamp with time zone", "OPERATOR(pg_catalog.=)");
 	if (p->subject)
@@ -85,7 +87,10 @@ START_TEST(test_identifiers_are_quoted_values_are_parameters)
 	ck_assert_ptr_nonnull(strstr(sql.purge, "t.account_id::text AS subject"));
 	ck_assert_ptr_nonnull(strstr(sql.purge, "DELETE FROM public.t t USING due"));
 	/* The purge touches exactly the rows the lock statement locked, by address. */
-	ck_assert_ptr_nonnull(strstr(sql.purge, "WHERE t.ctid = ANY ($14::tid[])"));
+	ck_assert_ptr_nonnull(strstr(sql.purge, "WHERE (SELECT ok FROM unchanged) AND t.ctid = ANY ($14::tid[])"));
+	/* ...and only if the table is still as it was described. */
+	ck_assert_ptr_nonnull(strstr(sql.purge, "WITH watched AS (SELECT '{16384}'::pg_catalog.oid[] AS w, 16384::"));
+	ck_assert_ptr_nonnull(strstr(sql.purge, " = '0123456789abcdef0123456789abcdef' AS ok"));
 	ck_assert_ptr_nonnull(strstr(sql.purge, "t.ctid = ANY (ARRAY(SELECT tid FROM due)) AND t.tableoid = due.toid"));
 	/* Values are parameters, never text in a statement. */
 	ck_assert_ptr_null(strstr(sql.purge, "month"));
