@@ -30,14 +30,24 @@ struct daemon {
 	struct event *resync_timer;
 	/* The connection's role, schema version and LISTEN are checked: policies may run statements. */
 	bool session_ready;
-	bool reload_scheduled; /* apply_pending_config is queued on the loop */
-	bool once;             /* --once: purge what is due, then exit */
-	bool stopping;         /* SIGTERM: finish the batch in flight, start nothing new */
+	char *session_settings; /* session_settings_sql as the session check read it */
+	bool reload_scheduled;  /* apply_pending_config is queued on the loop */
+	bool once;              /* --once: purge what is due, then exit */
+	bool stopping;          /* SIGTERM: finish the batch in flight, start nothing new */
 	int exit_status;
 	time_t started_at;
 	long long purged_total;
 	time_t last_purge_at;
 };
+
+/*
+ * Whether column COL of RES (session_settings_sql, read after a statement
+ * that may have run code of a table's owner) still says what the session
+ * check read. If not, logs which setting a statement of POLICY changed
+ * (IN_BATCH: inside a batch, which the caller rolls back) and drops the
+ * session (from the loop, after the caller returns) for a clean one.
+ */
+bool daemon_session_intact(struct daemon *d, const PGresult *res, int col, const char *policy, bool in_batch);
 
 /* Called whenever a policy goes idle: applies a pending reload, or finishes a stop or --once run. */
 void daemon_policy_idle(struct daemon *d);

@@ -105,6 +105,34 @@ static void send_heartbeat(struct daemon *d)
 	free(names);
 }
 
+static void reset_session(evutil_socket_t fd, short what, void *arg)
+{
+	struct daemon *d = arg;
+	(void)fd;
+	(void)what;
+	pgconn_reset(d->pg, "dropping the session, whose settings were changed");
+}
+
+bool daemon_session_intact(struct daemon *d, const PGresult *res, int col, const char *policy, bool in_batch)
+{
+	static const struct timeval now = {0, 0};
+	const char *changed;
+	if (d->session_settings == NULL || col < 0 || col >= PQnfields(res) || PQntuples(res) != 1)
+		changed = "a session setting";
+	else
+		changed = session_settings_changed(d->session_settings,
+						   PQgetisnull(res, 0, col) ? "" : PQgetvalue(res, 0, col));
+	if (changed == NULL)
+		return true;
+	log_err("policy %s: code its statement ran with the daemon's role (a trigger, or a function of a table's"
+		" owner) changed the session's %s; %s, a new session replaces this one, and the policy does not run"
+		" again until the daemon is reloaded or restarted",
+		policy, changed, in_batch ? "the batch is rolled back" : "nothing more runs on it");
+	d->session_ready = false;
+	event_base_once(d->base, -1, EV_TIMEOUT, reset_session, d, &now);
+	return false;
+}
+
 static void session_unusable(struct daemon *d)
 {
 	if (d->once) {
@@ -164,6 +192,8 @@ static void on_session_checked(PGresult *res, void *arg)
 		session_unusable(d);
 		return;
 	}
+	free(d->session_settings);
+	d->session_settings = xstrdup(PQgetvalue(res, 0, 4));
 	if (!pgconn_query(d->pg, d, PGCONN_PLAIN, "LISTEN retentiond", 0, NULL, NULL, on_listen, d))
 		log_debug("connection gone before LISTEN");
 }
@@ -651,9 +681,9 @@ int main(int argc, char **argv)
 	if (d->cfg == NULL)
 		fatal("configuration %s is not usable", d->config_path);
 	log_set_level(d->cfg->log_level);
-	session_check_sql = xasprintf("SELECT (%s), r.rolsuper, r.rolbypassrls, current_user"
+	session_check_sql = xasprintf("SELECT (%s), r.rolsuper, r.rolbypassrls, current_user, %s"
 				      " FROM pg_catalog.pg_roles r WHERE r.rolname = current_user",
-				      schema_version_sql);
+				      schema_version_sql, SESSION_SETTINGS_SQL);
 	if (check) {
 		int status = check_policies(d->cfg);
 		free(session_check_sql);
@@ -717,6 +747,7 @@ int main(int argc, char **argv)
 	scheduler_free(d);
 	config_free(d->cfg);
 	config_free(d->pending_cfg);
+	free(d->session_settings);
 	event_free(sighup);
 	event_free(sigterm);
 	event_free(sigint);

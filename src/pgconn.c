@@ -624,6 +624,12 @@ void pgconn_free(struct pgconn *conn)
 
 bool pgconn_is_ready(const struct pgconn *conn) { return conn->state == PGCONN_READY; }
 
+void pgconn_reset(struct pgconn *conn, const char *why)
+{
+	if (conn->state == PGCONN_READY || conn->state == PGCONN_CONNECTING)
+		connection_lost(conn, why);
+}
+
 int pgconn_pending(const struct pgconn *conn)
 {
 	int n = conn->current ? 1 : 0;

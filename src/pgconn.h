@@ -47,6 +47,8 @@ struct pgconn *pgconn_new(struct event_base *base, const char *conninfo, const c
 void pgconn_free(struct pgconn *conn);
 /* Starts connecting now; later failures reconnect by themselves. */
 void pgconn_start(struct pgconn *conn);
+/* Drops the connection as if it had broken (WHY is logged): queued statements fail, a reconnect follows. */
+void pgconn_reset(struct pgconn *conn, const char *why);
 bool pgconn_is_ready(const struct pgconn *conn);
 /* Statements queued or in flight. */
 int pgconn_pending(const struct pgconn *conn);

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "session.h"
 #include "util.h"
 
 /*
@@ -835,7 +836,8 @@ static char *build_next_wake(const struct frame *f)
 	sb_unchanged(&b, f);
 	sb_add(&b, " SELECT pg_catalog.min(at), (extract(epoch FROM pg_catalog.min(at))"
 		   " - extract(epoch FROM statement_timestamp()))::float8,"
-		   " NOT (SELECT ok FROM unchanged) AS catalog_changed FROM (SELECT ");
+		   " NOT (SELECT ok FROM unchanged) AS catalog_changed, " SESSION_SETTINGS_SQL
+		   " AS settings FROM (SELECT ");
 	sb_next_due(&b, f);
 	/* A hold that ends may leave its record due: wake then too. */
 	sb_add(&b, " AS at UNION ALL SELECT pg_catalog.min(h.until) FROM retention.active_holds($11::text[]) h) w");
@@ -1065,6 +1067,8 @@ static char *build_validate(const struct frame *f)
 	       f->policy->exempt_column ? s->exempt.type : "", f->policy->exempt_column ? "[] IS NOT NULL" : "");
 	for (size_t i = 0; i < s->n_set; i++)
 		sb_add(&b, ", $%d::%s IS NULL", POLICY_PARAM_EXTRA + 1 + (int)i, s->set[i].type);
+	/* Last, after the casts: a domain's check is code of its owner. */
+	sb_add(&b, ", %s", SESSION_SETTINGS_SQL);
 	return b.s;
 }
 

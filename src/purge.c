@@ -19,6 +19,7 @@
 #include "invariant.h"
 #include "log.h"
 #include "sdnotify.h"
+#include "session.h"
 #include "util.h"
 
 /* Records one policy may skip before its failures are treated as the policy's, not its records'. */
@@ -178,9 +179,37 @@ static void on_commit(PGresult *res, void *arg)
 		begin_batch(ps);
 }
 
+static void on_settings_read(PGresult *res, void *arg)
+{
+	struct policy_state *ps = arg;
+	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
+		log_failure(ps, "reading the session's settings", res);
+		if (res)
+			rollback(ps);
+		finish(ps, PURGE_FAILED);
+		return;
+	}
+	if (!daemon_session_intact(ps->d, res, 0, ps->policy->name, true)) {
+		/* Whatever the batch did ran on a changed session: none of it is committed. */
+		ps->changed_session = true;
+		rollback(ps);
+		ps->failed = true;
+		finish(ps, PURGE_FAILED);
+		return;
+	}
+	if (!pgconn_query(ps->d->pg, ps, PGCONN_TXN_END, "COMMIT", 0, NULL, NULL, on_commit, ps))
+		finish(ps, PURGE_FAILED);
+}
+
+/*
+ * Commits once the session is found as it was: a trigger the purge fired
+ * runs with the daemon's role and may have changed search_path, the zone or
+ * the role for everything after it, this batch's statements included.
+ */
 static void commit(struct policy_state *ps)
 {
-	if (!pgconn_query(ps->d->pg, ps, PGCONN_TXN_END, "COMMIT", 0, NULL, NULL, on_commit, ps))
+	if (!pgconn_query(ps->d->pg, ps, PGCONN_PLAIN, "SELECT " SESSION_SETTINGS_SQL, 0, NULL, NULL, on_settings_read,
+			  ps))
 		finish(ps, PURGE_FAILED);
 }
 

@@ -113,7 +113,7 @@ bool scheduler_may_start(const struct policy_state *ps)
 {
 	const struct daemon *d = ps->d;
 	return !d->stopping && d->pending_cfg == NULL && d->session_ready && pgconn_is_ready(d->pg) &&
-	       !(d->once && ps->once_done);
+	       !(d->once && ps->once_done) && !ps->changed_session;
 }
 
 static void start_purge(struct policy_state *ps)
@@ -270,6 +270,11 @@ static void on_next_due(PGresult *res, void *arg)
 		become_idle(ps);
 		return;
 	}
+	if (!daemon_session_intact(ps->d, res, 3, ps->policy->name, false)) {
+		ps->changed_session = true;
+		become_idle(ps);
+		return;
+	}
 	if (PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 2), "t") == 0) {
 		describe_again(ps);
 		ps->ask_wanted = true;
@@ -355,6 +360,11 @@ static void on_validated(PGresult *res, void *arg)
 		log_err("policy %s: not purging: an exempt or set value is not of its column's type,"
 			" or the policy's lock cannot be taken: %s; looking again at the next resync",
 			ps->policy->name, pgconn_error_text(res, buf, sizeof(buf)));
+		not_resolved(ps);
+		return;
+	}
+	if (!daemon_session_intact(ps->d, res, PQnfields(res) - 1, ps->policy->name, false)) {
+		ps->changed_session = true;
 		not_resolved(ps);
 		return;
 	}

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "policy.h"
 #include "util.h"
 
 /* A value inside libpq `options`: backslash escapes a space or a backslash. */
@@ -36,9 +37,43 @@ char *session_options_for(const char *time_zone, long long statement_timeout_ms,
 	snprintf(ms, sizeof(ms), "%lld", lock_timeout_ms);
 	append_option(&out, "lock_timeout", ms);
 	append_option(&out, "search_path", "pg_catalog,pg_temp");
+	/* Hold values and keys are typed by people and read here and by the daemon alike. */
+	append_option(&out, "DateStyle", "ISO,MDY");
+	append_option(&out, "IntervalStyle", "postgres");
 	/* Audit payloads are hashed as UTF-8; text arrives in it whatever the database's encoding. */
 	append_option(&out, "client_encoding", "UTF8");
 	return out;
+}
+
+/* In the order of SESSION_SETTINGS_SQL's elements. */
+static const char *const settings_names[] = {"role",
+					     "search_path",
+					     "TimeZone",
+					     "DateStyle",
+					     "IntervalStyle",
+					     "client_encoding",
+					     "statement_timeout",
+					     "lock_timeout",
+					     "standard_conforming_strings",
+					     "row_security",
+					     NULL};
+
+const char *session_settings_changed(const char *baseline, const char *now)
+{
+	size_t n_base, n_now;
+	char **base, **cur;
+	const char *changed = NULL;
+	if (strcmp(baseline, now) == 0)
+		return NULL;
+	base = policy_text_array_parse(baseline, &n_base);
+	cur = policy_text_array_parse(now, &n_now);
+	for (size_t i = 0; changed == NULL && settings_names[i]; i++)
+		if (i >= n_base || i >= n_now || strcmp(base[i], cur[i]) != 0)
+			changed = settings_names[i];
+	policy_text_array_free(base);
+	policy_text_array_free(cur);
+	/* Texts differ, elements agree: an element became NULL. */
+	return changed ? changed : "a session setting";
 }
 
 char *session_merged_options(const char *conninfo, const char *session_options, char **err)

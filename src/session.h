@@ -20,6 +20,23 @@ char *session_options_for(const char *time_zone, long long statement_timeout_ms,
 char *session_options(const struct config *cfg);
 /* CONNINFO's own `options`, if any, then SESSION_OPTIONS (later ones win). NULL with *ERR if CONNINFO does not parse. */
 char *session_merged_options(const char *conninfo, const char *session_options, char **err);
+/*
+ * An SQL expression, every part qualified or a keyword so that it means the
+ * same under any search_path: the role and the settings statements rely on, as a
+ * text array. The daemon reads it when it connects and again after every
+ * statement that may run code of a table's owner (a trigger, a domain's
+ * check): code that runs with the daemon's rights can change them for the
+ * rest of the session.
+ */
+#define SESSION_SETTINGS_SQL                                                                                           \
+	"ARRAY[CAST(current_user AS pg_catalog.text), pg_catalog.current_setting('search_path'),"                      \
+	" pg_catalog.current_setting('TimeZone'), pg_catalog.current_setting('DateStyle'),"                            \
+	" pg_catalog.current_setting('IntervalStyle'), pg_catalog.current_setting('client_encoding'),"                 \
+	" pg_catalog.current_setting('statement_timeout'), pg_catalog.current_setting('lock_timeout'),"                \
+	" pg_catalog.current_setting('standard_conforming_strings'), pg_catalog.current_setting('row_security')]"
+/* The name of the first setting that differs between two values of session_settings_sql, NULL if none. */
+const char *session_settings_changed(const char *baseline, const char *now);
+
 /* Connects, blocking, with SESSION_OPTIONS; NULL with *ERR (one line, malloc'd) on failure. */
 PGconn *session_connect(const char *conninfo, const char *session_options, char **err);
 

@@ -513,6 +513,69 @@ START_TEST(test_daemon_refuses_superuser_and_bypassrls)
 }
 END_TEST
 
+/* Two outcomes in a log, either of which ends a wait. */
+struct either {
+	const char *log, *a, *b;
+};
+
+static bool log_has_either(void *arg)
+{
+	struct either *e = arg;
+	return fx_log_find(e->log, 0, e->a) >= 0 || fx_log_find(e->log, 0, e->b) >= 0;
+}
+
+/*
+ * A trigger on one policy's table set the session's TimeZone with
+ * set_config(..., false): every later statement of the session read
+ * another policy's zone-less clocks fourteen hours off, and purged a record
+ * ten hours before it was due. A batch whose statements changed the session
+ * is rolled back and the session replaced.
+ */
+START_TEST(test_a_trigger_cannot_change_the_session)
+{
+	PGconn *conn = fx_database("poison");
+	char *a = fx_policy("a", "app.a", "id", "c", "1 day", "");
+	char *b = fx_policy("b", "app.b", "id", "c", "1 day", "");
+	char *policies = xasprintf("%s, %s", a, b);
+	char *conf = fx_config("poison", "resync_interval = \"1 second\";", policies);
+	char *log = fx_log_path("poison");
+	struct either outcome = {
+		log, "policy a: purged 1 record",
+		"policy a: code its statement ran with the daemon's role (a trigger, or a function of a"
+		" table's owner) changed the session's TimeZone; the batch is rolled back"};
+	pid_t pid;
+	test_exec(conn, "CREATE SCHEMA app;"
+			"CREATE TABLE app.a (id int PRIMARY KEY, c timestamptz);"
+			"CREATE TABLE app.b (id int PRIMARY KEY, c timestamp);"
+			"CREATE FUNCTION app.shift() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+			"  PERFORM set_config('TimeZone', 'Pacific/Kiritimati', false); RETURN OLD; END $$;"
+			"CREATE TRIGGER shift BEFORE DELETE ON app.a FOR EACH ROW EXECUTE FUNCTION app.shift();"
+			"INSERT INTO app.a VALUES (1, now() - interval '2 days')");
+	fx_grant(conn, "app");
+	pid = fx_start_daemon(conf, log);
+	ck_assert_msg(test_poll(log_has_either, &outcome, 10), "policy a neither purged nor refused");
+	test_exec(conn,
+		  "INSERT INTO app.b VALUES (1, (now() AT TIME ZONE 'UTC') - interval '1 day' + interval '10 hours')");
+	{
+		struct either asked = {log, "policy b: next record due", "policy b: purged"};
+		ck_assert(test_poll(log_has_either, &asked, 10));
+	}
+	ck_assert_msg(fx_row_exists(conn, "app.b", "1"), "a record was purged ten hours early on a poisoned session");
+	ck_assert_msg(fx_log_has_after(log, 0, outcome.b), "the changed session was not noticed");
+	/* Once: the policy stays off, no reconnect storm. */
+	ck_assert_int_eq(fx_log_count_after(log, 0, outcome.b), 1);
+	ck_assert(fx_row_exists(conn, "app.a", "1"));
+	ck_assert_int_eq(count(conn, "SELECT count(*) FROM retention.audit_log"), 0);
+	fx_stop_daemon(pid);
+	free(a);
+	free(b);
+	free(policies);
+	free(conf);
+	free(log);
+	PQfinish(conn);
+}
+END_TEST
+
 /*
  * D7: a trigger on a policy table runs with the daemon's rights; its owner,
  * with no privilege in retention, forged a correctly chained audit row that
@@ -805,6 +868,7 @@ int main(void)
 	tcase_add_test(trail, test_search_path_cannot_replace_built_ins);
 	tcase_add_test(trail, test_daemon_refuses_superuser_and_bypassrls);
 	tcase_add_test(trail, test_trigger_cannot_forge_audit_rows);
+	tcase_add_test(trail, test_a_trigger_cannot_change_the_session);
 	tcase_add_test(trail, test_log_carries_no_row_data);
 	suite_add_tcase(s, trail);
 	return test_run_suite(s);
