@@ -913,8 +913,20 @@ static char *build_purge(const struct frame *f)
 	}
 	/* Everything audited comes from `due`: an anonymising UPDATE returns the new values, the audit wants the old. */
 	sb_add(&b, " WHERE t.ctid = ANY (ARRAY(SELECT tid FROM due)) AND t.tableoid = due.toid AND t.ctid = due.tid"
-		   " RETURNING due.toid, due.tid, due.record_key, due.subject, due.clock_at"
-		   "), numbered AS ("
+		   " RETURNING due.toid, due.tid, due.record_key, due.subject, due.clock_at, ");
+	if (p->action == POLICY_ACTION_DELETE) {
+		sb_add(&b, "true AS took");
+	} else {
+		/* The row as stored: a BEFORE trigger may have put back what the UPDATE cleared. */
+		sb_add(&b, "(t.%s IS NULL", s->clock.quoted);
+		for (size_t i = 0; i < s->n_set_null; i++)
+			sb_add(&b, " AND t.%s IS NULL", s->set_null[i].quoted);
+		for (size_t i = 0; i < s->n_set; i++)
+			sb_add(&b, " AND t.%s IS NOT DISTINCT FROM $%d", s->set[i].quoted,
+			       POLICY_PARAM_EXTRA + 3 + (int)i);
+		sb_add(&b, ") AS took");
+	}
+	sb_add(&b, "), numbered AS ("
 		   "SELECT p.*, p.clock_at + $2::interval AS due_at,"
 		   " coalesce((SELECT seq FROM head), 0)"
 		   " + pg_catalog.row_number() OVER (ORDER BY p.clock_at, p.record_key) AS seq"
@@ -948,7 +960,8 @@ static char *build_purge(const struct frame *f)
 		   " FILTER (WHERE pg_catalog.isfinite(due_at))), 0)::float8 AS max_late_seconds,"
 		   " (SELECT pg_catalog.array_agg(d.record_key) FROM due d WHERE NOT EXISTS"
 		   " (SELECT 1 FROM purged x WHERE x.toid = d.toid AND x.tid = d.tid)) AS unpurged,"
-		   " NOT (SELECT ok FROM unchanged) AS catalog_changed"
+		   " NOT (SELECT ok FROM unchanged) AS catalog_changed,"
+		   " (SELECT pg_catalog.array_agg(x.record_key) FROM purged x WHERE NOT x.took) AS not_taken"
 		   " FROM linked");
 	return b.s;
 }

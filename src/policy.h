@@ -70,6 +70,7 @@ enum policy_purge_column {
 	PURGE_MAX_LATE,
 	PURGE_UNPURGED,        /* keys of locked rows the DELETE or UPDATE did not touch (a trigger or a rule) */
 	PURGE_CATALOG_CHANGED, /* the table changed since it was described: nothing was purged */
+	PURGE_NOT_TAKEN,       /* keys of anonymised rows whose stored values are not what the UPDATE set */
 };
 
 /* One column as the catalog describes it. */

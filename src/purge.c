@@ -228,6 +228,23 @@ static void on_purge(PGresult *res, void *arg)
 		finish(ps, PURGE_STALE);
 		return;
 	}
+	if (!PQgetisnull(res, 0, PURGE_NOT_TAKEN)) {
+		/* Their audit rows would claim what the table does not show: none of the batch stays. */
+		size_t n = 0;
+		char **keys = policy_text_array_parse(PQgetvalue(res, 0, PURGE_NOT_TAKEN), &n);
+		rollback(ps);
+		for (size_t i = 0; i < n; i++)
+			quarantine(ps, keys[i],
+				   "anonymizing it did not take: after the UPDATE its clock or an anonymized column"
+				   " still held a value (a trigger that puts them back?)");
+		policy_text_array_free(keys);
+		if (ps->n_quarantined >= QUARANTINE_MAX || !may_go_on(ps)) {
+			finish(ps, ps->n_quarantined >= QUARANTINE_MAX ? PURGE_FAILED : PURGE_STOPPED);
+			return;
+		}
+		begin_batch(ps);
+		return;
+	}
 	b->purged = atoll(PQgetvalue(res, 0, PURGE_PURGED));
 	if (b->purged > 0) {
 		b->head.seq = atoll(PQgetvalue(res, 0, PURGE_HEAD_SEQ));

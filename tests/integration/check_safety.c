@@ -762,6 +762,45 @@ START_TEST(test_infinite_clocks)
 END_TEST
 
 /*
+ * A BEFORE UPDATE trigger that put the old values back: the audit said
+ * "anonymized" while the e-mail address stayed, and a clock put back made
+ * the record due again at every batch, audited each time. The purge reads
+ * back what the UPDATE stored; a record whose anonymisation did not take
+ * is rolled back, skipped and logged.
+ */
+START_TEST(test_an_anonymisation_that_does_not_take_is_not_audited)
+{
+	PGconn *conn = fx_database("restore");
+	char *policy = fx_policy("anon", "app.people", "id", "closed_at", "1 day",
+				 "action = \"anonymize\"; set_null = [ \"email\" ];");
+	char *conf = fx_config("restore", NULL, policy);
+	char *out, *err;
+	test_exec(conn,
+		  "CREATE SCHEMA app;"
+		  "CREATE TABLE app.people (id int PRIMARY KEY, closed_at timestamptz, email text);"
+		  "INSERT INTO app.people VALUES (1, now() - interval '2 days', 'a@example.org'),"
+		  " (2, now() - interval '2 days', 'b@example.org'), (3, now() - interval '2 days', 'c@example.org');"
+		  "CREATE FUNCTION app.keep() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+		  "  IF OLD.id = 1 THEN NEW.email := OLD.email; END IF;"
+		  "  IF OLD.id = 2 THEN NEW.closed_at := OLD.closed_at; END IF; RETURN NEW; END $$;"
+		  "CREATE TRIGGER keep BEFORE UPDATE ON app.people FOR EACH ROW EXECUTE FUNCTION app.keep()");
+	fx_grant(conn, "app");
+	ck_assert_int_eq(fx_run_once(conf, &out, &err), 1);
+	ck_assert_int_eq(count(conn, "SELECT count(*) FROM retention.audit_log WHERE record_key IN ('1', '2')"), 0);
+	ck_assert_int_eq(count(conn, "SELECT count(*) FROM retention.audit_log WHERE record_key = '3'"), 1);
+	ck_assert(fx_poll_true(conn, "SELECT email IS NULL AND closed_at IS NULL FROM app.people WHERE id = 3", 0));
+	ck_assert(fx_poll_true(conn, "SELECT email IS NOT NULL FROM app.people WHERE id = 1", 0));
+	ck_assert_msg(strstr(err, "policy anon: record 1 cannot be purged: anonymizing it did not take"), "%s", err);
+	ck_assert_msg(strstr(err, "policy anon: record 2 cannot be purged: anonymizing it did not take"), "%s", err);
+	free(out);
+	free(err);
+	free(policy);
+	free(conf);
+	PQfinish(conn);
+}
+END_TEST
+
+/*
  * D13, D26: server DETAIL lines ("Failing row contains (...)") copied the
  * very personal data a policy erases into the journal, as extra lines
  * without a priority. Log lines are single lines with the primary message
@@ -862,6 +901,7 @@ int main(void)
 	tcase_add_test(kept, test_exempt_values_compare_in_the_columns_type);
 	tcase_add_test(kept, test_undeletable_records_do_not_block_the_rest);
 	tcase_add_test(kept, test_failed_commit_is_not_a_purge);
+	tcase_add_test(kept, test_an_anonymisation_that_does_not_take_is_not_audited);
 	tcase_add_test(kept, test_infinite_clocks);
 	tcase_add_test(kept, test_check_reports_what_endangers_a_purge);
 	suite_add_tcase(s, kept);
