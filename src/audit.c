@@ -202,16 +202,47 @@ void audit_chain_broken(struct audit_chain *c, long long seq, char *problem)
 	}
 }
 
+/*
+ * The columns the schema declares NOT NULL and the chain is built on: NULL
+ * in one means the table itself was altered.
+ */
+static const char *missing_column(const char *const f[AUDIT_N_COLUMNS])
+{
+	static const struct {
+		enum audit_row_column column;
+		const char *name;
+	} required[] = {{AUDIT_POLICY, "policy"},
+			{AUDIT_ID, "id"},
+			{AUDIT_SEQ, "seq"},
+			{AUDIT_PREV_HASH, "prev_hash"},
+			{AUDIT_HASH, "hash"}};
+	for (size_t i = 0; i < sizeof(required) / sizeof(required[0]); i++)
+		if (f[required[i].column] == NULL)
+			return required[i].name;
+	return NULL;
+}
+
 void audit_verify_row(struct audit_verify *v, const char *const f[AUDIT_N_COLUMNS])
 {
-	struct audit_chain *c = audit_verify_chain(v, f[AUDIT_POLICY]);
-	long long seq = atoll(f[AUDIT_SEQ]);
+	const char *missing = missing_column(f);
+	struct audit_chain *c = audit_verify_chain(v, f[AUDIT_POLICY] ? f[AUDIT_POLICY] : "(no policy)");
+	long long seq;
 	const char *id = f[AUDIT_ID];
 	char computed[AUDIT_HASH_HEX_LEN + 1];
-	char *payload = audit_payload_v1(f);
-	bool hashed = audit_chain_hash(f[AUDIT_PREV_HASH], payload, computed);
-	free(payload);
+	char *payload;
+	bool hashed;
 	c->records++;
+	if (missing) {
+		audit_chain_broken(c, f[AUDIT_SEQ] ? atoll(f[AUDIT_SEQ]) : c->last_seq + 1,
+				   xasprintf("record id %s has no %s: retention.audit_log was altered (its NOT NULL"
+					     " dropped) and the record written outside the daemon",
+					     id ? id : "(none)", missing));
+		return;
+	}
+	seq = atoll(f[AUDIT_SEQ]);
+	payload = audit_payload_v1(f);
+	hashed = audit_chain_hash(f[AUDIT_PREV_HASH], payload, computed);
+	free(payload);
 	if (seq != c->last_seq + 1)
 		audit_chain_broken(
 			c, seq,

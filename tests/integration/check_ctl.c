@@ -442,6 +442,19 @@ START_TEST(test_verify_edit)
 }
 END_TEST
 
+/* A NULL where the schema says NOT NULL crashed the verifier; it is tampering like any other. */
+START_TEST(test_verify_nulls_in_an_altered_table)
+{
+	PGconn *conn = chain_of_twelve("verify_nulls");
+	test_exec(conn, "ALTER TABLE retention.audit_log ALTER prev_hash DROP NOT NULL, ALTER hash DROP NOT NULL,"
+			" ALTER seq DROP NOT NULL;"
+			"UPDATE retention.audit_log SET prev_hash = NULL WHERE seq = 7;"
+			"UPDATE retention.audit_log SET hash = NULL, seq = NULL WHERE seq = 9");
+	expect_verify(3, "record id 7 has no prev_hash: retention.audit_log was altered", NULL);
+	PQfinish(conn);
+}
+END_TEST
+
 START_TEST(test_verify_delete_middle)
 {
 	PGconn *conn = chain_of_twelve("verify_delete");
@@ -667,6 +680,7 @@ int main(void)
 	tcase_set_timeout(verify, 60);
 	tcase_add_test(verify, test_verify_intact);
 	tcase_add_test(verify, test_verify_edit);
+	tcase_add_test(verify, test_verify_nulls_in_an_altered_table);
 	tcase_add_test(verify, test_verify_delete_middle);
 	tcase_add_test(verify, test_verify_reorder);
 	tcase_add_test(verify, test_verify_truncate_tail);
