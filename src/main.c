@@ -598,12 +598,34 @@ static void check_policy(PGconn *conn, const struct config *cfg, const struct po
 	policy_shape_free(&shape);
 }
 
+/*
+ * A zone the server accepts but does not list is read as a POSIX rule,
+ * whose offset has the opposite sign to ISO 8601's: "UTC-3" is three hours
+ * ahead of UTC, and every due time would be six hours off from the intent.
+ */
+static void check_zone_is_named(PGconn *conn, const struct config *cfg)
+{
+	const char *params[1] = {cfg->time_zone};
+	PGresult *res =
+		PQexecParams(conn,
+			     "SELECT pg_catalog.textregexeq($1, '[0-9]') AND NOT EXISTS (SELECT 1 FROM"
+			     " pg_catalog.pg_timezone_names z WHERE pg_catalog.lower(z.name) = pg_catalog.lower($1))",
+			     1, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "t") == 0)
+		printf("%s: database.time_zone: warning: \"%s\" is not a named zone; the server reads it as a POSIX"
+		       " rule, whose offset counts the other way (UTC-3 is three hours ahead of UTC): name the zone,"
+		       " as in \"America/Sao_Paulo\"\n",
+		       cfg->path, cfg->time_zone);
+	PQclear(res);
+}
+
 static int check_policies(const struct config *cfg)
 {
 	int problems = 0;
 	PGconn *conn = check_connect(cfg, &problems);
 	if (conn == NULL)
 		return 1;
+	check_zone_is_named(conn, cfg);
 	check_session_role(conn, cfg, &problems);
 	for (size_t i = 0; i < cfg->n_policies; i++)
 		check_policy(conn, cfg, &cfg->policies[i], &problems);

@@ -630,6 +630,40 @@ START_TEST(test_unknown_time_zone_purges_nothing)
 }
 END_TEST
 
+/* "UTC-3" is a zone the server accepts, as a POSIX rule three hours ahead of UTC: --check says so. */
+START_TEST(test_check_warns_of_a_posix_zone)
+{
+	PGconn *conn = fx_uploads_db("posixzone");
+	char *bin = daemon_path();
+	const char *zones[] = {"America/Sao_Paulo", "UTC-3"};
+	for (int i = 0; i < 2; i++) {
+		char *text = xasprintf("database = { conninfo = \"user=" TEST_DAEMON_ROLE " dbname=posixzone\";"
+				       " time_zone = \"%s\"; };\n"
+				       "policies = ( { name = \"virusdesk-scan-uploads\"; service = \"VirusDesk\";"
+				       " source = \"s\"; table = \"virusdesk.uploads\"; key = \"id\";"
+				       " clock = \"scan_completed_at\"; retain = \"15 minutes\"; } );\n",
+				       zones[i]);
+		char *conf = test_write_file(text);
+		char *check[] = {bin, "-c", conf, "--check", NULL};
+		char *out, *err;
+		ck_assert_int_eq(test_run(check, &out, &err), 0);
+		if (i == 0)
+			ck_assert_msg(strstr(out, "database.time_zone: warning") == NULL, "%s", out);
+		else
+			ck_assert_msg(strstr(out,
+					     "database.time_zone: warning: \"UTC-3\" is not a named zone; the server"
+					     " reads it as a POSIX rule"),
+				      "%s", out);
+		free(out);
+		free(err);
+		free(conf);
+		free(text);
+	}
+	free(bin);
+	PQfinish(conn);
+}
+END_TEST
+
 /* The purge removes the rows it locked: not a child table's row with the same key, and a NULL key blocks nothing. */
 START_TEST(test_purge_removes_exactly_the_locked_rows)
 {
@@ -783,6 +817,7 @@ int main(void)
 	tcase_add_test(faults, test_server_restart_resumes_purging);
 	tcase_add_test(faults, test_lock_timeout_rolls_back_and_retries);
 	tcase_add_test(faults, test_unknown_time_zone_purges_nothing);
+	tcase_add_test(faults, test_check_warns_of_a_posix_zone);
 	tcase_add_test(faults, test_purge_removes_exactly_the_locked_rows);
 	tcase_add_test(faults, test_reload_adds_policy_and_survives_broken_file);
 	tcase_add_test(faults, test_two_daemons_one_backlog);
