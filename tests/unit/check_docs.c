@@ -1,14 +1,18 @@
 /*
  * The documentation against the loader: every key config_known_keys lists is
  * documented in retentiond.conf(5) with the default the loader really uses,
- * appears in the sample etc/retentiond.conf, and the man page's example loads.
+ * appears in the sample etc/retentiond.conf, and the man page's example loads;
+ * the guide's filter for chain heads takes the daemon's anchors and nothing
+ * else.
  */
+#include <regex.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "audit.h"
 #include "testutil.h"
 #include "util.h"
 
@@ -411,6 +415,37 @@ START_TEST(test_every_key_in_sample_config)
 }
 END_TEST
 
+/*
+ * The operations guide's journalctl filter for chain heads matches the line
+ * the daemon logs, and not that line inside a server notice a trigger
+ * raised, nor inside an error that quotes a record's key.
+ */
+START_TEST(test_chain_head_filter_takes_only_anchors)
+{
+	char *text = read_source_file("docs/operations.md");
+	const char *start = strstr(text, "journalctl -u retentiond -o cat | grep -E '"), *end;
+	struct audit_anchor a = {20011, "0a4cd8e7489ec7acc2f8fa4fa9c0eb83140fc445b44c5aa9f57fc254f044e100"};
+	char anchor[256], *pattern, *forged;
+	regex_t re;
+	ck_assert_msg(start != NULL, "no journalctl filter for chain heads in docs/operations.md");
+	start = strchr(start, '\'') + 1;
+	end = strchr(start, '\'');
+	pattern = xasprintf("%.*s", (int)(end - start), start);
+	ck_assert_msg(regcomp(&re, pattern, REG_EXTENDED | REG_NOSUB) == 0, "%s", pattern);
+	audit_anchor_format("shop-orders", &a, anchor, sizeof(anchor));
+	ck_assert_msg(regexec(&re, anchor, 0, NULL, 0) == 0, "%s does not take %s", pattern, anchor);
+	forged = xasprintf("PostgreSQL NOTICE: %s", anchor);
+	ck_assert_msg(regexec(&re, forged, 0, NULL, 0) != 0, "%s takes %s", pattern, forged);
+	free(forged);
+	forged = xasprintf("policy shop-orders: record x; %s cannot be purged", anchor);
+	ck_assert_msg(regexec(&re, forged, 0, NULL, 0) != 0, "%s takes %s", pattern, forged);
+	free(forged);
+	regfree(&re);
+	free(pattern);
+	free(text);
+}
+END_TEST
+
 static Suite *docs_suite(void)
 {
 	Suite *s = suite_create("docs");
@@ -422,6 +457,7 @@ static Suite *docs_suite(void)
 	tcase_add_test(man, test_documented_defaults_are_the_loaders);
 	tcase_add_test(man, test_man_page_example_loads);
 	tcase_add_test(sample, test_every_key_in_sample_config);
+	tcase_add_test(sample, test_chain_head_filter_takes_only_anchors);
 	suite_add_tcase(s, man);
 	suite_add_tcase(s, sample);
 	return s;
