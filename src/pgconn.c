@@ -20,6 +20,8 @@
 #define RECONNECT_FIRST_MS 250
 #define RECONNECT_MAX_MS   10000
 #define CONNECT_TIMEOUT_S  10
+/* Statements kept prepared per session; past this, DEALLOCATE ALL starts over. */
+#define PREPARED_MAX 128
 
 enum pgconn_state {
 	PGCONN_IDLE,
@@ -28,10 +30,25 @@ enum pgconn_state {
 	PGCONN_WAITING, /* backing off before the next attempt */
 };
 
+/* What the statement in flight is waiting for: its own result, or a step before it. */
+enum query_step {
+	STEP_RUN,
+	STEP_PREPARE,    /* PGCONN_PREPARED: the server parses and remembers it first */
+	STEP_DEALLOCATE, /* the session's prepared statements are many: forget them first */
+};
+
+/* A statement the session has prepared, by its text. */
+struct prepared {
+	char *sql;
+	char name[32];
+};
+
 struct pgconn_query_item {
 	struct pgconn_query_item *next;
 	const void *owner;
 	int flags;
+	enum query_step step;
+	char name[32]; /* the prepared statement's name, "" for an unnamed one */
 	char *sql;
 	int n_params;
 	Oid *types;
@@ -74,6 +91,9 @@ struct pgconn {
 	struct pgconn_query_item *current;
 	PGresult *current_result;
 	const void *txn_owner;
+	struct prepared *prepared; /* of this session: a reconnect forgets them */
+	size_t n_prepared;
+	unsigned long prepared_serial;
 };
 
 static void connect_step(struct pgconn *conn);
@@ -150,8 +170,18 @@ static void cancel_lookups(struct pgconn *conn)
 	conn->n_lookups = conn->lookups_left = 0;
 }
 
+static void forget_prepared(struct pgconn *conn)
+{
+	for (size_t i = 0; i < conn->n_prepared; i++)
+		free(conn->prepared[i].sql);
+	free(conn->prepared);
+	conn->prepared = NULL;
+	conn->n_prepared = 0;
+}
+
 static void close_pg(struct pgconn *conn)
 {
+	forget_prepared(conn);
 	cancel_lookups(conn);
 	if (conn->io) {
 		event_free(conn->io);
@@ -226,11 +256,29 @@ static void lost_with_pg_message(struct pgconn *conn)
 	connection_lost(conn, buf[0] ? buf : "server closed the connection");
 }
 
+static bool send_current(struct pgconn *conn);
+
 static void finish_current(struct pgconn *conn)
 {
 	struct pgconn_query_item *q = conn->current;
 	PGresult *res = conn->current_result;
 	INVARIANT(q != NULL);
+	if (q->step != STEP_RUN && res && PQresultStatus(res) == PGRES_COMMAND_OK) {
+		/* A step before the statement succeeded: run the statement; its result is the one reported. */
+		if (q->step == STEP_DEALLOCATE) {
+			forget_prepared(conn);
+		} else {
+			conn->prepared = xrealloc(conn->prepared, (conn->n_prepared + 1) * sizeof(*conn->prepared));
+			conn->prepared[conn->n_prepared].sql = xstrdup(q->sql);
+			memcpy(conn->prepared[conn->n_prepared].name, q->name, sizeof(q->name));
+			conn->n_prepared++;
+		}
+		PQclear(res);
+		conn->current_result = NULL;
+		if (!send_current(conn))
+			lost_with_pg_message(conn);
+		return;
+	}
 	/* Inside a transaction only its owner's statements are sent. */
 	INVARIANT(conn->txn_owner == NULL || q->owner == conn->txn_owner);
 	conn->current = NULL;
@@ -326,12 +374,41 @@ static void dispatch(struct pgconn *conn)
 	INVARIANT(!(q->flags & PGCONN_TXN_BEGIN) || conn->txn_owner == NULL);
 	if (q->flags & PGCONN_TXN_BEGIN)
 		conn->txn_owner = q->owner;
-	if (!PQsendQueryParams(conn->pg, q->sql, q->n_params, q->types, (const char *const *)q->params, NULL, NULL,
-			       0)) {
+	if (!send_current(conn))
 		lost_with_pg_message(conn);
-		return;
+}
+
+/*
+ * Sends the statement in flight, or the step it needs first. A statement
+ * planned once per session instead of once per run: the policies' large
+ * statements cost more to plan than to run.
+ */
+static bool send_current(struct pgconn *conn)
+{
+	struct pgconn_query_item *q = conn->current;
+	const char *const *params = (const char *const *)q->params;
+	bool sent;
+	q->step = STEP_RUN;
+	if (q->flags & PGCONN_PREPARED) {
+		for (size_t i = 0; q->name[0] == '\0' && i < conn->n_prepared; i++)
+			if (strcmp(conn->prepared[i].sql, q->sql) == 0)
+				memcpy(q->name, conn->prepared[i].name, sizeof(q->name));
+		if (q->name[0] == '\0' && conn->n_prepared >= PREPARED_MAX) {
+			q->step = STEP_DEALLOCATE;
+			sent = PQsendQuery(conn->pg, "DEALLOCATE ALL");
+		} else if (q->name[0] == '\0') {
+			q->step = STEP_PREPARE;
+			snprintf(q->name, sizeof(q->name), "retentiond_%lu", ++conn->prepared_serial);
+			sent = PQsendPrepare(conn->pg, q->name, q->sql, q->n_params, q->types);
+		} else {
+			sent = PQsendQueryPrepared(conn->pg, q->name, q->n_params, params, NULL, NULL, 0);
+		}
+	} else {
+		sent = PQsendQueryParams(conn->pg, q->sql, q->n_params, q->types, params, NULL, NULL, 0);
 	}
-	update_write_interest(conn);
+	if (sent)
+		update_write_interest(conn);
+	return sent;
 }
 
 bool pgconn_query(struct pgconn *conn, const void *owner, int flags, const char *sql, int n_params, const Oid *types,

@@ -34,6 +34,8 @@ enum pgconn_flags {
 	/* This statement opens a transaction: until one flagged END completes, only its owner's statements run. */
 	PGCONN_TXN_BEGIN = 1,
 	PGCONN_TXN_END = 2,
+	/* Prepared once per session (by its text) and run by name after: for statements run often. */
+	PGCONN_PREPARED = 4,
 };
 
 /*

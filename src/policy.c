@@ -32,26 +32,27 @@
 	" UNION SELECT d.relid FROM pg_catalog.pg_partition_tree(" rel ") d"
 
 /*
- * What a policy's statements were built from, as one text: the foreign keys
- * to the watched tables W (the policy's table and every table its cascades
- * pass, with their partition families), their partitions and row-level
- * security switches, and table T's columns, triggers and rules. The purge
+ * What a policy's statements were built from, as one text: the triggers of
+ * the watched tables W (the policy's table and every table its cascades
+ * pass, with their partition families, and retention.holds), which include
+ * one for every foreign key that refers to them; their partitions and
+ * row-level security switches; table T's columns and rules. The purge
  * compares it with what it was when the policy was described, under the
  * table's lock: DDL that changes any of it cannot commit while the purge
- * runs, and DDL committed before is seen.
+ * runs, and DDL committed before is seen. Every lookup can use an index of
+ * the catalog.
  */
 #define FINGERPRINT(w, t)                                                                                                  \
 	"pg_catalog.md5(pg_catalog.concat("                                                                                \
-	"(SELECT pg_catalog.string_agg(con.oid::text || ':' || con.confdeltype::text || ':' || con.conrelid::text, ','"    \
-	" ORDER BY con.oid) FROM pg_catalog.pg_constraint con WHERE con.contype = 'f' AND con.confrelid = ANY (" w         \
-	")),"                                                                                                              \
+	"(SELECT pg_catalog.string_agg(g.oid::text || ':' || g.tgrelid::text || ':' || g.tgenabled::text, ','"             \
+	" ORDER BY g.oid) FROM pg_catalog.pg_trigger g WHERE g.tgrelid = ANY (" w ")),"                                    \
 	" '|', (SELECT pg_catalog.string_agg(i.inhrelid::text || '<' || i.inhparent::text, ',' ORDER BY i.inhrelid,"       \
-	" i.inhparent) FROM pg_catalog.pg_inherits i WHERE i.inhparent = ANY (" w ") OR i.inhrelid = ANY (" w ")),"        \
+	" i.inhparent) FROM pg_catalog.pg_inherits i WHERE i.inhparent = ANY (" w ")),"                                    \
+	" '|', (SELECT pg_catalog.string_agg(i.inhrelid::text || '<' || i.inhparent::text, ',' ORDER BY i.inhrelid,"       \
+	" i.inhparent) FROM pg_catalog.pg_inherits i WHERE i.inhrelid = ANY (" w ")),"                                     \
 	" '|', (SELECT pg_catalog.string_agg(c.oid::text || ':' || c.relrowsecurity::text || c.relforcerowsecurity::text," \
 	" ',' ORDER BY c.oid) FROM pg_catalog.pg_class c"                                                                  \
-	" WHERE c.oid = ANY (" w ") OR c.oid = pg_catalog.to_regclass('retention.holds')),"                                \
-	" '|', (SELECT pg_catalog.string_agg(g.oid::text || ':' || g.tgenabled::text, ',' ORDER BY g.oid)"                 \
-	" FROM pg_catalog.pg_trigger g WHERE g.tgrelid = " t " AND NOT g.tgisinternal),"                                   \
+	" WHERE c.oid = ANY (" w ")),"                                                                                     \
 	" '|', (SELECT pg_catalog.string_agg(r.oid::text, ',' ORDER BY r.oid) FROM pg_catalog.pg_rewrite r"                \
 	" WHERE r.ev_class = " t "),"                                                                                      \
 	" '|', (SELECT pg_catalog.string_agg(a.attnum::text || ':' || a.attname::text || ':' || a.atttypid::text || ':'"   \
@@ -202,10 +203,21 @@ const char policy_describe_sql[] =
 	"      FROM path p WHERE (p.governed OR p.action IN ('a', 'r')) AND p.cond IS NOT NULL"
 	"), watched AS ("
 	"    SELECT pg_catalog.array_agg(DISTINCT f.oid ORDER BY f.oid) AS w"
-	"      FROM (SELECT $1::oid AS rel UNION SELECT rel FROM path) r, LATERAL (" FAMILY("r.rel") ") f(oid)"
+	"      FROM (SELECT $1::oid AS rel UNION SELECT rel FROM path) r, LATERAL (" FAMILY("r.rel") ""
+	"           UNION SELECT pg_catalog.to_regclass('retention.holds')::oid) f(oid)"
 	")"
+	/*
+	 * Quiet: a purge runs no code of a table's owner (no trigger of theirs on
+	 * the tables a delete reaches, no SET NULL or SET DEFAULT, whose UPDATE
+	 * may run index expressions and checks), so it cannot change the session.
+	 */
 	" SELECT 'watch', 0, " FINGERPRINT("(SELECT w FROM watched)::pg_catalog.oid[]", "$1::oid") ", (SELECT w FROM watched)::text,"
-	"        NULL, NULL, NULL, NULL, NULL, NULL, NULL"
+	"        ($8 = 'delete' AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g"
+	"          WHERE g.tgrelid = ANY ((SELECT w FROM watched)::pg_catalog.oid[]) AND NOT g.tgisinternal"
+	"            AND g.tgfoid IS DISTINCT FROM pg_catalog.to_regproc('retention.notify_clock'))"
+	"         AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint con WHERE con.contype = 'f'"
+	"          AND con.confrelid = ANY ((SELECT w FROM watched)::pg_catalog.oid[]) AND con.confdeltype IN ('n', 'd')))::text,"
+	"        NULL, NULL, NULL, NULL, NULL, NULL"
 	" UNION ALL"
 	" SELECT 'column', c.ord, c.role, pg_catalog.quote_ident(c.name), pg_catalog.format_type(c.atttypid, c.atttypmod),"
 	"        e.eq, pg_catalog.format_type(c.atttypid, NULL), NULL, NULL, c.atttypmod::text, NULL"
@@ -639,6 +651,7 @@ void policy_shape_parse(struct policy_shape *shape, const PGresult *res, long lo
 		} else if (strcmp(kind, "watch") == 0) {
 			shape->fingerprint = xstrdup(PQgetvalue(res, r, D_C1));
 			shape->watched = xstrdup(PQgetvalue(res, r, D_C2));
+			shape->quiet = strcmp(PQgetvalue(res, r, D_C3), "true") == 0;
 		} else if (strcmp(kind, "error") == 0) {
 			push(&shape->errors, &shape->n_errors, xstrdup(PQgetvalue(res, r, D_C1)));
 		} else if (strcmp(kind, "warning") == 0) {
@@ -739,13 +752,15 @@ static void sb_not_exempt(struct sbuf *b, const struct frame *f)
  * The values of HOLD_COLUMN (record_key or subject) of sibling I's active
  * holds, cast to COL's type. An uncorrelated subquery: the planner hashes it
  * once per statement instead of probing the holds for every row scanned.
+ * Without holds the cast (dynamic SQL) is not called at all.
  */
 static void sb_hold_values(struct sbuf *b, size_t i, const char *hold_column, const struct policy_column *col)
 {
 	sb_add(b,
-	       "(SELECT pg_catalog.unnest(retention.cast_valid(pg_catalog.array_agg(h.%s), NULL::%s, %d))"
-	       " FROM retention.active_holds(ARRAY[($11::text[])[%zu]]) h WHERE h.%s IS NOT NULL)",
-	       hold_column, col->type, col->typmod, i + 1, hold_column);
+	       "(SELECT pg_catalog.unnest(retention.cast_valid(a.v, NULL::%s, %d)) FROM (SELECT pg_catalog.array_agg(h.%s)"
+	       " AS v FROM retention.active_holds(ARRAY[($11::text[])[%zu]]) h WHERE h.%s IS NOT NULL) a"
+	       " WHERE a.v IS NOT NULL)",
+	       col->type, col->typmod, hold_column, i + 1, hold_column);
 }
 
 /*
@@ -858,14 +873,13 @@ static char *build_take_locks(void)
 static char *build_lock(const struct frame *f)
 {
 	struct sbuf b = {NULL, 0};
-	sb_unchanged(&b, f);
+	/* Built from a description that may be stale: the purge statement checks it, under the table's lock. */
 	sb_add(&b,
-	       " SELECT pg_catalog.count(*)::bigint AS locked, coalesce(pg_catalog.array_agg(l.toid), '{}') AS table_oids,"
+	       "SELECT pg_catalog.count(*)::bigint AS locked, coalesce(pg_catalog.array_agg(l.toid), '{}') AS table_oids,"
 	       " coalesce(pg_catalog.array_agg(l.tid), '{}') AS tids,"
-	       " coalesce(pg_catalog.array_agg(l.record_key), '{}') AS keys,"
-	       " NOT (SELECT ok FROM unchanged) AS catalog_changed"
+	       " coalesce(pg_catalog.array_agg(l.record_key), '{}') AS keys"
 	       " FROM (SELECT t.tableoid AS toid, t.ctid AS tid,"
-	       " t.%s::text AS record_key FROM %s t WHERE (SELECT ok FROM unchanged) AND ",
+	       " t.%s::text AS record_key FROM %s t WHERE ",
 	       f->shape->key.quoted, f->shape->table);
 	sb_due_by(&b, f, "statement_timestamp()");
 	sb_purgeable(&b, f);
@@ -881,12 +895,14 @@ static char *build_purge(const struct frame *f)
 	struct sbuf b = {NULL, 0};
 
 	/*
-	 * The rows the lock statement locked, by their physical address: ctid =
-	 * ANY is a TID scan, and unlike the key it cannot match a child table's
-	 * row or miss a row whose key is NULL; tableoid tells partitions apart.
-	 * Rows referenced meanwhile are skipped: this statement's snapshot is
-	 * newer than the locks, so it sees every reference committed before
-	 * them, and a later one waits for this transaction's row locks.
+	 * The rows the lock statement locked, by their physical address: unlike
+	 * the key it cannot match a child table's row or miss a row whose key is
+	 * NULL; tableoid tells partitions apart. Each is fetched by a TID scan
+	 * from the list, a plan that stays linear when the statement runs with a
+	 * generic plan (prepared). Rows referenced meanwhile are skipped: this
+	 * statement's snapshot is newer than the locks, so it sees every
+	 * reference committed before them, and a later one waits for this
+	 * transaction's row locks.
 	 */
 	sb_unchanged(&b, f);
 	sb_add(&b, ", head AS ("
@@ -894,9 +910,8 @@ static char *build_purge(const struct frame *f)
 		   "), due AS MATERIALIZED (");
 	sb_add(&b,
 	       "SELECT t.tableoid AS toid, t.ctid AS tid, t.%s::text AS record_key, %s AS clock_at,"
-	       " %s%s::text AS subject FROM %s t WHERE (SELECT ok FROM unchanged) AND t.ctid = ANY ($14::tid[])"
-	       " AND (t.tableoid, t.ctid) IN (SELECT * FROM ROWS FROM (pg_catalog.unnest($13::oid[]),"
-	       " pg_catalog.unnest($14::tid[])))",
+	       " %s%s::text AS subject FROM ROWS FROM (pg_catalog.unnest($13::oid[]), pg_catalog.unnest($14::tid[]))"
+	       " l(toid, tid) JOIN %s t ON t.ctid = l.tid AND t.tableoid = l.toid WHERE (SELECT ok FROM unchanged)",
 	       s->key.quoted, f->clock_at, p->subject ? "t." : "", p->subject ? s->subject.quoted : "NULL", s->table);
 	sb_not_referenced(&b, f);
 	sb_add(&b, "), purged AS (");
@@ -912,7 +927,7 @@ static char *build_purge(const struct frame *f)
 		sb_add(&b, "%s = NULL FROM due", s->clock.quoted);
 	}
 	/* Everything audited comes from `due`: an anonymising UPDATE returns the new values, the audit wants the old. */
-	sb_add(&b, " WHERE t.ctid = ANY (ARRAY(SELECT tid FROM due)) AND t.tableoid = due.toid AND t.ctid = due.tid"
+	sb_add(&b, " WHERE t.ctid = due.tid AND t.tableoid = due.toid"
 		   " RETURNING due.toid, due.tid, due.record_key, due.subject, due.clock_at, ");
 	if (p->action == POLICY_ACTION_DELETE) {
 		sb_add(&b, "true AS took");
@@ -958,8 +973,8 @@ static char *build_purge(const struct frame *f)
 		   " pg_catalog.encode((pg_catalog.array_agg(hash ORDER BY seq DESC))[1], 'hex') AS head_hash,"
 		   " coalesce(extract(epoch FROM pg_catalog.max(statement_timestamp() - due_at)"
 		   " FILTER (WHERE pg_catalog.isfinite(due_at))), 0)::float8 AS max_late_seconds,"
-		   " (SELECT pg_catalog.array_agg(d.record_key) FROM due d WHERE NOT EXISTS"
-		   " (SELECT 1 FROM purged x WHERE x.toid = d.toid AND x.tid = d.tid)) AS unpurged,"
+		   " (SELECT pg_catalog.array_agg(u.record_key) FROM (SELECT toid, tid, record_key FROM due"
+		   " EXCEPT ALL SELECT toid, tid, record_key FROM purged) u) AS unpurged,"
 		   " NOT (SELECT ok FROM unchanged) AS catalog_changed,"
 		   " (SELECT pg_catalog.array_agg(x.record_key) FROM purged x WHERE NOT x.took) AS not_taken"
 		   " FROM linked");

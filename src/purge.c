@@ -204,12 +204,19 @@ static void on_settings_read(PGresult *res, void *arg)
 /*
  * Commits once the session is found as it was: a trigger the purge fired
  * runs with the daemon's role and may have changed search_path, the zone or
- * the role for everything after it, this batch's statements included.
+ * the role for everything after it, this batch's statements included. A
+ * batch that purged nothing, or whose table is quiet (policy_shape), ran
+ * none and commits at once.
  */
 static void commit(struct policy_state *ps)
 {
-	if (!pgconn_query(ps->d->pg, ps, PGCONN_PLAIN, "SELECT " SESSION_SETTINGS_SQL, 0, NULL, NULL, on_settings_read,
-			  ps))
+	if (ps->batch.locked == 0 || ps->shape.quiet) {
+		if (!pgconn_query(ps->d->pg, ps, PGCONN_TXN_END, "COMMIT", 0, NULL, NULL, on_commit, ps))
+			finish(ps, PURGE_FAILED);
+		return;
+	}
+	if (!pgconn_query(ps->d->pg, ps, PGCONN_PREPARED, "SELECT " SESSION_SETTINGS_SQL, 0, NULL, NULL,
+			  on_settings_read, ps))
 		finish(ps, PURGE_FAILED);
 }
 
@@ -272,11 +279,6 @@ static void on_locked(PGresult *res, void *arg)
 		finish(ps, PURGE_FAILED);
 		return;
 	}
-	if (strcmp(PQgetvalue(res, 0, LOCK_CATALOG_CHANGED), "t") == 0) {
-		rollback(ps);
-		finish(ps, PURGE_STALE);
-		return;
-	}
 	b->locked = atoll(PQgetvalue(res, 0, LOCK_COUNT));
 	if (b->locked == 0) {
 		/* Nothing to purge: end the transaction, which releases the policy's lock. */
@@ -296,7 +298,7 @@ static void on_locked(PGresult *res, void *arg)
 	}
 	n = policy_params(&ps->sql, params, types, extra, 2, true);
 	params[POLICY_PARAM_QUARANTINED] = ps->quarantined_param;
-	if (!pgconn_query(ps->d->pg, ps, PGCONN_PLAIN, ps->sql.purge, n, types, params, on_purge, ps)) {
+	if (!pgconn_query(ps->d->pg, ps, PGCONN_PREPARED, ps->sql.purge, n, types, params, on_purge, ps)) {
 		finish(ps, PURGE_FAILED);
 	}
 }
@@ -324,7 +326,7 @@ static void on_lock_policy(PGresult *res, void *arg)
 		return;
 	}
 	scheduler_params(ps, params, types, limit);
-	if (!pgconn_query(ps->d->pg, ps, PGCONN_PLAIN, ps->sql.lock, POLICY_N_BASE_PARAMS, types, params, on_locked,
+	if (!pgconn_query(ps->d->pg, ps, PGCONN_PREPARED, ps->sql.lock, POLICY_N_BASE_PARAMS, types, params, on_locked,
 			  ps))
 		finish(ps, PURGE_FAILED);
 }
@@ -344,7 +346,7 @@ static void on_begin(PGresult *res, void *arg)
 		return;
 	}
 	scheduler_params(ps, params, types, limit);
-	if (!pgconn_query(ps->d->pg, ps, PGCONN_PLAIN, ps->sql.take_locks, POLICY_N_BASE_PARAMS, types, params,
+	if (!pgconn_query(ps->d->pg, ps, PGCONN_PREPARED, ps->sql.take_locks, POLICY_N_BASE_PARAMS, types, params,
 			  on_lock_policy, ps))
 		finish(ps, PURGE_FAILED);
 }

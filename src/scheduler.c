@@ -332,7 +332,7 @@ static void ask_next_due(struct policy_state *ps)
 	/* The answer re-arms the due timer; until then an old due moment may still fire and purge. */
 	scheduler_enter(ps, POLICY_ASKING);
 	scheduler_params(ps, params, types, limit);
-	if (!pgconn_query(ps->d->pg, ps, PGCONN_PLAIN, ps->sql.next_wake, POLICY_N_BASE_PARAMS, types, params,
+	if (!pgconn_query(ps->d->pg, ps, PGCONN_PREPARED, ps->sql.next_wake, POLICY_N_BASE_PARAMS, types, params,
 			  on_next_due, ps))
 		become_idle(ps);
 }

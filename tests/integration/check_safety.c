@@ -536,7 +536,8 @@ START_TEST(test_a_trigger_cannot_change_the_session)
 	PGconn *conn = fx_database("poison");
 	char *a = fx_policy("a", "app.a", "id", "c", "1 day", "");
 	char *b = fx_policy("b", "app.b", "id", "c", "1 day", "");
-	char *policies = xasprintf("%s, %s", a, b);
+	char *c = fx_policy("c", "app.c", "id", "c", "1 day", "");
+	char *policies = xasprintf("%s, %s, %s", a, b, c);
 	char *conf = fx_config("poison", "resync_interval = \"1 second\";", policies);
 	char *log = fx_log_path("poison");
 	struct either outcome = {
@@ -544,13 +545,20 @@ START_TEST(test_a_trigger_cannot_change_the_session)
 		"policy a: code its statement ran with the daemon's role (a trigger, or a function of a"
 		" table's owner) changed the session's TimeZone; the batch is rolled back"};
 	pid_t pid;
-	test_exec(conn, "CREATE SCHEMA app;"
-			"CREATE TABLE app.a (id int PRIMARY KEY, c timestamptz);"
-			"CREATE TABLE app.b (id int PRIMARY KEY, c timestamp);"
-			"CREATE FUNCTION app.shift() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
-			"  PERFORM set_config('TimeZone', 'Pacific/Kiritimati', false); RETURN OLD; END $$;"
-			"CREATE TRIGGER shift BEFORE DELETE ON app.a FOR EACH ROW EXECUTE FUNCTION app.shift();"
-			"INSERT INTO app.a VALUES (1, now() - interval '2 days')");
+	test_exec(conn,
+		  "CREATE SCHEMA app;"
+		  "CREATE TABLE app.a (id int PRIMARY KEY, c timestamptz);"
+		  "CREATE TABLE app.b (id int PRIMARY KEY, c timestamp);"
+		  "CREATE FUNCTION app.shift() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+		  "  PERFORM set_config('TimeZone', 'Pacific/Kiritimati', false); RETURN OLD; END $$;"
+		  "CREATE TRIGGER shift BEFORE DELETE ON app.a FOR EACH ROW EXECUTE FUNCTION app.shift();"
+		  "INSERT INTO app.a VALUES (1, now() - interval '2 days');"
+		  /* The same two tables away: a row its cascade deletes has the trigger. */
+		  "CREATE TABLE app.c (id int PRIMARY KEY, c timestamptz);"
+		  "CREATE TABLE app.c_notes (id int PRIMARY KEY, c_id int REFERENCES app.c ON DELETE CASCADE);"
+		  "CREATE INDEX ON app.c_notes (c_id);"
+		  "CREATE TRIGGER shift BEFORE DELETE ON app.c_notes FOR EACH ROW EXECUTE FUNCTION app.shift();"
+		  "INSERT INTO app.c VALUES (1, now() - interval '2 days'); INSERT INTO app.c_notes VALUES (1, 1)");
 	fx_grant(conn, "app");
 	pid = fx_start_daemon(conf, log);
 	ck_assert_msg(test_poll(log_has_either, &outcome, 10), "policy a neither purged nor refused");
@@ -565,10 +573,16 @@ START_TEST(test_a_trigger_cannot_change_the_session)
 	/* Once: the policy stays off, no reconnect storm. */
 	ck_assert_int_eq(fx_log_count_after(log, 0, outcome.b), 1);
 	ck_assert(fx_row_exists(conn, "app.a", "1"));
+	fx_wait_for_log(log,
+			"policy c: code its statement ran with the daemon's role (a trigger, or a function of a table's"
+			" owner) changed the session's TimeZone; the batch is rolled back",
+			10);
+	ck_assert(fx_row_exists(conn, "app.c", "1"));
 	ck_assert_int_eq(count(conn, "SELECT count(*) FROM retention.audit_log"), 0);
 	fx_stop_daemon(pid);
 	free(a);
 	free(b);
+	free(c);
 	free(policies);
 	free(conf);
 	free(log);

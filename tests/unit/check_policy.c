@@ -87,11 +87,14 @@ START_TEST(test_identifiers_are_quoted_values_are_parameters)
 	ck_assert_ptr_nonnull(strstr(sql.purge, "t.account_id::text AS subject"));
 	ck_assert_ptr_nonnull(strstr(sql.purge, "DELETE FROM public.t t USING due"));
 	/* The purge touches exactly the rows the lock statement locked, by address. */
-	ck_assert_ptr_nonnull(strstr(sql.purge, "WHERE (SELECT ok FROM unchanged) AND t.ctid = ANY ($14::tid[])"));
+	ck_assert_ptr_nonnull(strstr(sql.purge,
+				     "FROM ROWS FROM (pg_catalog.unnest($13::oid[]), pg_catalog.unnest($14::tid[]))"
+				     " l(toid, tid) JOIN public.t t ON t.ctid = l.tid AND t.tableoid = l.toid"
+				     " WHERE (SELECT ok FROM unchanged)"));
 	/* ...and only if the table is still as it was described. */
 	ck_assert_ptr_nonnull(strstr(sql.purge, "WITH watched AS (SELECT '{16384}'::pg_catalog.oid[] AS w, 16384::"));
 	ck_assert_ptr_nonnull(strstr(sql.purge, " = '0123456789abcdef0123456789abcdef' AS ok"));
-	ck_assert_ptr_nonnull(strstr(sql.purge, "t.ctid = ANY (ARRAY(SELECT tid FROM due)) AND t.tableoid = due.toid"));
+	ck_assert_ptr_nonnull(strstr(sql.purge, "WHERE t.ctid = due.tid AND t.tableoid = due.toid RETURNING"));
 	/* Values are parameters, never text in a statement. */
 	ck_assert_ptr_null(strstr(sql.purge, "month"));
 	ck_assert_ptr_null(strstr(sql.purge, "src"));
@@ -118,14 +121,16 @@ START_TEST(test_one_predicate_everywhere)
 			  " AND t." CLOCK " + $2::interval <= (statement_timestamp())";
 	const char *exempt = "(t.purpose IS NULL OR NOT t.purpose OPERATOR(pg_catalog.=) ANY ($4::text[]::boolean[]))";
 	const char *held_key =
-		"coalesce(t.\"Id\" OPERATOR(pg_catalog.=) ANY (SELECT pg_catalog.unnest(retention.cast_valid("
-		"pg_catalog.array_agg(h.record_key), NULL::numeric(10,2), -1)) FROM retention.active_holds(ARRAY[($11::text[])[1]]) h";
+		"coalesce(t.\"Id\" OPERATOR(pg_catalog.=) ANY (SELECT pg_catalog.unnest(retention.cast_valid(a.v,"
+		" NULL::numeric(10,2), -1)) FROM (SELECT pg_catalog.array_agg(h.record_key) AS v"
+		" FROM retention.active_holds(ARRAY[($11::text[])[1]]) h";
 	const char *held_other =
-		"coalesce(t.email OPERATOR(public.=) ANY (SELECT pg_catalog.unnest(retention.cast_valid("
-		"pg_catalog.array_agg(h.record_key), NULL::public.citext, -1)) FROM retention.active_holds(ARRAY[($11::text[])[2]]) h";
+		"coalesce(t.email OPERATOR(public.=) ANY (SELECT pg_catalog.unnest(retention.cast_valid(a.v,"
+		" NULL::public.citext, -1)) FROM (SELECT pg_catalog.array_agg(h.record_key) AS v"
+		" FROM retention.active_holds(ARRAY[($11::text[])[2]]) h";
 	const char *held_subject =
-		"coalesce(t.account_id OPERATOR(public.=) ANY (SELECT pg_catalog.unnest(retention.cast_valid("
-		"pg_catalog.array_agg(h.subject), NULL::public.citext, -1))";
+		"coalesce(t.account_id OPERATOR(public.=) ANY (SELECT pg_catalog.unnest(retention.cast_valid(a.v,"
+		" NULL::public.citext, -1)) FROM (SELECT pg_catalog.array_agg(h.subject) AS v";
 	const char *guard = "NOT EXISTS (SELECT 1 FROM shop.lines c WHERE t.\"Id\" OPERATOR(pg_catalog.=) c.order_id)";
 	const char *statements[4];
 
