@@ -4,7 +4,7 @@
  * with the daemon's exact text (built by the daemon's own policy_prepare), and
  * :args, the policy's parameters, so that
  *     EXECUTE lock(:args) \gset  EXECUTE purge(:args, :'table_oids', :'tids');
- *     EXECUTE next_wake(:args);  EXECUTE pending(:args, '24 hours');
+ *     EXECUTE next_wake(:args, false);  EXECUTE pending(:args, '24 hours');
  * run what the daemon and retentionctl pending run. bench/run uses it to
  * replay the daemon's purge without the daemon and to time the due queries.
  *
@@ -107,7 +107,7 @@ int main(int argc, char **argv)
 	printf("SET search_path = pg_catalog, pg_temp;\n");
 	print_prepare(&sql, "lock", sql.lock, POLICY_N_BASE_PARAMS);
 	print_prepare(&sql, "purge", sql.purge, POLICY_N_BASE_PARAMS + 2);
-	print_prepare(&sql, "next_wake", sql.next_wake, POLICY_N_BASE_PARAMS);
+	print_prepare(&sql, "next_wake", sql.next_wake, POLICY_N_BASE_PARAMS + 1);
 	print_prepare(&sql, "pending", sql.pending, POLICY_N_BASE_PARAMS + 1);
 	print_args(conn, &sql, POLICY_N_BASE_PARAMS);
 	policy_sql_free(&sql);

@@ -847,12 +847,17 @@ static void sb_unchanged(struct sbuf *b, const struct frame *f)
 static char *build_next_wake(const struct frame *f)
 {
 	struct sbuf b = {NULL, 0};
-	/* Asked at every resync too: a change that hides every row (row-level security) is found here. */
+	/*
+	 * With $13 true (at a resync) it checks the catalog too: a change that
+	 * hides every row (row-level security) leaves no purge to find it. The
+	 * check runs only then: an InitPlan is evaluated when first needed.
+	 */
 	sb_unchanged(&b, f);
-	sb_add(&b, " SELECT pg_catalog.min(at), (extract(epoch FROM pg_catalog.min(at))"
-		   " - extract(epoch FROM statement_timestamp()))::float8,"
-		   " NOT (SELECT ok FROM unchanged) AS catalog_changed, " SESSION_SETTINGS_SQL
-		   " AS settings FROM (SELECT ");
+	sb_add(&b,
+	       " SELECT pg_catalog.min(at), (extract(epoch FROM pg_catalog.min(at))"
+	       " - extract(epoch FROM statement_timestamp()))::float8,"
+	       " CASE WHEN $13::boolean THEN NOT (SELECT ok FROM unchanged) ELSE false END AS catalog_changed, " SESSION_SETTINGS_SQL
+	       " AS settings FROM (SELECT ");
 	sb_next_due(&b, f);
 	/* A hold that ends may leave its record due: wake then too. */
 	sb_add(&b, " AS at UNION ALL SELECT pg_catalog.min(h.until) FROM retention.active_holds($11::text[]) h) w");

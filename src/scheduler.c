@@ -324,15 +324,18 @@ void scheduler_params(const struct policy_state *ps, const char **params, Oid *t
 
 static void ask_next_due(struct policy_state *ps)
 {
-	const char *params[POLICY_N_BASE_PARAMS];
-	Oid types[POLICY_N_BASE_PARAMS];
+	const char *params[POLICY_N_BASE_PARAMS + 1];
+	Oid types[POLICY_N_BASE_PARAMS + 1];
 	char limit[16];
 	ps->last_ask_at = monotonic_now();
 	evtimer_del(ps->ask_timer);
 	/* The answer re-arms the due timer; until then an old due moment may still fire and purge. */
 	scheduler_enter(ps, POLICY_ASKING);
 	scheduler_params(ps, params, types, limit);
-	if (!pgconn_query(ps->d->pg, ps, PGCONN_PREPARED, ps->sql.next_wake, POLICY_N_BASE_PARAMS, types, params,
+	params[POLICY_PARAM_EXTRA] = ps->check_catalog ? "true" : "false";
+	types[POLICY_PARAM_EXTRA] = 16; /* boolean */
+	ps->check_catalog = false;
+	if (!pgconn_query(ps->d->pg, ps, PGCONN_PREPARED, ps->sql.next_wake, POLICY_N_BASE_PARAMS + 1, types, params,
 			  on_next_due, ps))
 		become_idle(ps);
 }
@@ -570,8 +573,10 @@ void scheduler_free(struct daemon *d)
 
 void scheduler_wake_all(struct daemon *d)
 {
-	for (size_t i = 0; i < d->n_policies; i++)
+	for (size_t i = 0; i < d->n_policies; i++) {
+		d->policies[i].check_catalog = true;
 		wake(&d->policies[i]);
+	}
 }
 
 void scheduler_policy_changed(struct daemon *d, const char *policy)

@@ -47,6 +47,7 @@ struct policy_state {
 	struct event *ask_timer; /* a wake-up, debounced to one ask per SCHEDULER_ASK_INTERVAL */
 	double last_ask_at;      /* monotonic seconds */
 	bool ask_wanted;         /* woken while busy: ask again when idle */
+	bool check_catalog;      /* the next ask checks the table is as described (each resync) */
 	bool purge_wanted;       /* the due timer fired while busy: purge when idle */
 	int retry_ms;            /* backoff after an error, a busy lock or a purge that found nothing */
 	bool last_purge_empty;

@@ -27,7 +27,7 @@ time_next_wake() {
 	local db=$1 count=$2 i
 	{
 		cat "$WORK/due.sql"
-		for ((i = 0; i < count; i++)); do echo "EXECUTE next_wake(:args);"; done
+		for ((i = 0; i < count; i++)); do echo "EXECUTE next_wake(:args, false);"; done
 	} | timed_statements "$db" | tail -n "$count"
 }
 
