@@ -72,6 +72,75 @@ START_TEST(test_reload_takes_effect_at_the_next_batch)
 END_TEST
 
 /*
+ * D1, second half: while a reload waits for another policy's batch, a
+ * policy whose record falls due meanwhile must not start a batch under the
+ * old rule. Policy "quick" has a record due in eight seconds, which the new
+ * rule keeps for a century; policy "slow" gets records two and a half
+ * seconds before that, and its batch takes four, the SIGHUP coming as it
+ * starts.
+ */
+START_TEST(test_nothing_starts_while_a_reload_waits)
+{
+	PGconn *conn = fx_database("reloadwaits");
+	char *slow = fx_policy("slow", "app.slow", "id", "c", "1 day", "");
+	char *quick_old = fx_policy("quick", "app.quick", "id", "c", "1 day", "");
+	char *quick_new = fx_policy("quick", "app.quick", "id", "c", "100 years", "");
+	char *policies = xasprintf("%s, %s", slow, quick_old);
+	char *conf = fx_config("reloadwaits", NULL, policies);
+	char *log = fx_log_path("reloadwaits");
+	char *reloaded;
+	long mark;
+	pid_t pid;
+	test_exec(conn,
+		  "CREATE SCHEMA app;"
+		  "CREATE TABLE app.slow (id int PRIMARY KEY, c timestamptz);"
+		  "CREATE FUNCTION app.pause() RETURNS trigger LANGUAGE plpgsql AS"
+		  " $$ BEGIN PERFORM pg_sleep(4); RETURN NULL; END $$;"
+		  "CREATE TRIGGER pause BEFORE DELETE ON app.slow FOR EACH STATEMENT EXECUTE FUNCTION app.pause();"
+		  "CREATE TRIGGER wake AFTER INSERT ON app.slow FOR EACH STATEMENT"
+		  " EXECUTE FUNCTION retention.notify_clock();"
+		  "CREATE TABLE app.quick (id int PRIMARY KEY, c timestamptz);"
+		  "INSERT INTO app.quick VALUES (1, now() - interval '1 day' + interval '8 seconds')");
+	fx_grant(conn, "app");
+	pid = fx_start_daemon(conf, log);
+	fx_wait_for_log(log, "policy quick: next record due", 10);
+	ck_assert(fx_poll_true(
+		conn, "SELECT now() >= c + interval '1 day' - interval '2.5 seconds' FROM app.quick WHERE id = 1", 15));
+	free(policies);
+	policies = xasprintf("%s, %s", slow, quick_new);
+	reloaded = fx_config("reloadwaits", NULL, policies);
+	{
+		FILE *f = fopen(reloaded, "r");
+		char text[8192];
+		text[fread(text, 1, sizeof(text) - 1, f)] = '\0';
+		fclose(f);
+		fx_rewrite(conf, text);
+	}
+	mark = fx_log_mark(log);
+	test_exec(conn, "INSERT INTO app.slow VALUES (1, now() - interval '2 days')");
+	fx_wait_for_log_after(log, mark, "policy slow: asking -> purging", 5);
+	ck_assert_int_eq(kill(pid, SIGHUP), 0);
+	ck_assert_msg(fx_poll_true(conn, "SELECT now() < c + interval '1 day' FROM app.quick WHERE id = 1", 0),
+		      "too slow to set the test up: the record fell due before the SIGHUP");
+	fx_wait_for_log_after(log, mark, "configuration reloaded", 15);
+	/* The first answer under the new rule. */
+	ck_assert(fx_wait_for_either_after(log, fx_log_find(log, mark, "configuration reloaded"),
+					   "policy quick: next record due", "policy quick: nothing pending", 10));
+	ck_assert_msg(fx_row_exists(conn, "app.quick", "1"),
+		      "a batch started under the old rule while a reload waited");
+	fx_stop_daemon(pid);
+	free(slow);
+	free(quick_old);
+	free(quick_new);
+	free(policies);
+	free(reloaded);
+	free(conf);
+	free(log);
+	PQfinish(conn);
+}
+END_TEST
+
+/*
  * D3: a reload whose zone the server did not know purged anyway, in the
  * server's zone and without timeouts: a record went 2 h early. Such a reload
  * is now refused and the old configuration goes on in its own zone.
@@ -309,6 +378,7 @@ int main(void)
 	Suite *s = suite_create("reload");
 	TCase *tc = test_tcase("reload", 120);
 	tcase_add_test(tc, test_reload_takes_effect_at_the_next_batch);
+	tcase_add_test(tc, test_nothing_starts_while_a_reload_waits);
 	tcase_add_test(tc, test_reload_with_an_unknown_zone_is_refused);
 	tcase_add_test(tc, test_a_table_that_appears_later_is_purged);
 	tcase_add_test(tc, test_a_table_changed_while_running_is_described_again);

@@ -227,6 +227,24 @@ void fx_wait_for_log_after(const char *log, long mark, const char *needle, doubl
 	}
 }
 
+struct log_either {
+	const char *path;
+	long mark;
+	const char *a, *b;
+};
+
+static bool log_has_either(void *arg)
+{
+	struct log_either *e = arg;
+	return fx_log_has_after(e->path, e->mark, e->a) || fx_log_has_after(e->path, e->mark, e->b);
+}
+
+bool fx_wait_for_either_after(const char *log, long mark, const char *a, const char *b, double seconds)
+{
+	struct log_either e = {log, mark, a, b};
+	return test_poll(log_has_either, &e, seconds);
+}
+
 struct log_count {
 	const char *path, *needle;
 	int n;

@@ -41,6 +41,8 @@ long fx_log_mark(const char *log);
 void fx_wait_for_log(const char *log, const char *needle, double seconds);
 void fx_wait_for_log_after(const char *log, long mark, const char *needle, double seconds);
 bool fx_log_has_after(const char *log, long mark, const char *needle);
+/* Polls until A or B is logged after MARK (one of two outcomes); false after SECONDS. */
+bool fx_wait_for_either_after(const char *log, long mark, const char *a, const char *b, double seconds);
 /* Polls until NEEDLE occurs at least N times in the whole log; false after SECONDS. */
 bool fx_wait_log_count(const char *log, const char *needle, int n, double seconds);
 /* Polls until SQL (one boolean) is true; false after SECONDS. */
