@@ -206,18 +206,8 @@ const char policy_describe_sql[] =
 	"      FROM (SELECT $1::oid AS rel UNION SELECT rel FROM path) r, LATERAL (" FAMILY("r.rel") ""
 	"           UNION SELECT pg_catalog.to_regclass('retention.holds')::oid) f(oid)"
 	")"
-	/*
-	 * Quiet: a purge runs no code of a table's owner (no trigger of theirs on
-	 * the tables a delete reaches, no SET NULL or SET DEFAULT, whose UPDATE
-	 * may run index expressions and checks), so it cannot change the session.
-	 */
 	" SELECT 'watch', 0, " FINGERPRINT("(SELECT w FROM watched)::pg_catalog.oid[]", "$1::oid") ", (SELECT w FROM watched)::text,"
-	"        ($8 = 'delete' AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g"
-	"          WHERE g.tgrelid = ANY ((SELECT w FROM watched)::pg_catalog.oid[]) AND NOT g.tgisinternal"
-	"            AND g.tgfoid IS DISTINCT FROM pg_catalog.to_regproc('retention.notify_clock'))"
-	"         AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint con WHERE con.contype = 'f'"
-	"          AND con.confrelid = ANY ((SELECT w FROM watched)::pg_catalog.oid[]) AND con.confdeltype IN ('n', 'd')))::text,"
-	"        NULL, NULL, NULL, NULL, NULL, NULL"
+	"        NULL, NULL, NULL, NULL, NULL, NULL, NULL"
 	" UNION ALL"
 	" SELECT 'column', c.ord, c.role, pg_catalog.quote_ident(c.name), pg_catalog.format_type(c.atttypid, c.atttypmod),"
 	"        e.eq, pg_catalog.format_type(c.atttypid, NULL), NULL, NULL, c.atttypmod::text, NULL"
@@ -651,7 +641,6 @@ void policy_shape_parse(struct policy_shape *shape, const PGresult *res, long lo
 		} else if (strcmp(kind, "watch") == 0) {
 			shape->fingerprint = xstrdup(PQgetvalue(res, r, D_C1));
 			shape->watched = xstrdup(PQgetvalue(res, r, D_C2));
-			shape->quiet = strcmp(PQgetvalue(res, r, D_C3), "true") == 0;
 		} else if (strcmp(kind, "error") == 0) {
 			push(&shape->errors, &shape->n_errors, xstrdup(PQgetvalue(res, r, D_C1)));
 		} else if (strcmp(kind, "warning") == 0) {
@@ -855,7 +844,7 @@ static char *build_next_wake(const struct frame *f)
 	sb_unchanged(&b, f);
 	sb_add(&b,
 	       " SELECT pg_catalog.min(at), (extract(epoch FROM pg_catalog.min(at))"
-	       " - extract(epoch FROM statement_timestamp()))::float8,"
+	       " - extract(epoch FROM pg_catalog.statement_timestamp()))::float8,"
 	       " CASE WHEN $13::boolean THEN NOT (SELECT ok FROM unchanged) ELSE false END AS catalog_changed, " SESSION_SETTINGS_SQL
 	       " AS settings FROM (SELECT ");
 	sb_next_due(&b, f);
@@ -886,7 +875,7 @@ static char *build_lock(const struct frame *f)
 	       " FROM (SELECT t.tableoid AS toid, t.ctid AS tid,"
 	       " t.%s::text AS record_key FROM %s t WHERE ",
 	       f->shape->key.quoted, f->shape->table);
-	sb_due_by(&b, f, "statement_timestamp()");
+	sb_due_by(&b, f, "pg_catalog.statement_timestamp()");
 	sb_purgeable(&b, f);
 	sb_add(&b, " ORDER BY t.%s LIMIT $5::integer FOR UPDATE OF t SKIP LOCKED) l", f->shape->clock.quoted);
 	return b.s;
@@ -946,43 +935,44 @@ static char *build_purge(const struct frame *f)
 			       POLICY_PARAM_EXTRA + 3 + (int)i);
 		sb_add(&b, ") AS took");
 	}
-	sb_add(&b, "), numbered AS ("
-		   "SELECT p.*, p.clock_at + $2::interval AS due_at,"
-		   " coalesce((SELECT seq FROM head), 0)"
-		   " + pg_catalog.row_number() OVER (ORDER BY p.clock_at, p.record_key) AS seq"
-		   " FROM purged p"
-		   "), payloads AS ("
-		   "SELECT n.*, retention.audit_payload($1, n.seq, $6, $7, $8, n.record_key, n.subject,"
-		   " n.clock_at, n.due_at, statement_timestamp(), $9, $10, pg_catalog.txid_current()) AS payload"
-		   " FROM numbered n"
-		   "), chained AS ("
-		   "SELECT c.*, retention.chain(coalesce((SELECT hash FROM head), retention.genesis_hash()),"
-		   " c.payload) OVER (ORDER BY c.seq ROWS UNBOUNDED PRECEDING) AS hash"
-		   " FROM payloads c"
-		   "), linked AS ("
-		   "SELECT c.*, coalesce(pg_catalog.lag(c.hash) OVER (ORDER BY c.seq), (SELECT hash FROM head),"
-		   " retention.genesis_hash()) AS prev_hash"
-		   " FROM chained c"
-		   "), audited AS ("
-		   "INSERT INTO retention.audit_log (policy, seq, service, source, table_name, record_key,"
-		   " subject, clock_at, due_at, purged_at, action, instance, txid, prev_hash, hash)"
-		   " SELECT $1, seq, $6, $7, $8, record_key, subject, clock_at, due_at,"
-		   " statement_timestamp(), $9, $10, pg_catalog.txid_current(), prev_hash, hash FROM linked"
-		   "), moved AS ("
-		   "INSERT INTO retention.chain_heads (policy, seq, hash, updated_at)"
-		   " SELECT $1, seq, hash, statement_timestamp() FROM linked ORDER BY seq DESC LIMIT 1"
-		   " ON CONFLICT (policy) DO UPDATE"
-		   " SET seq = EXCLUDED.seq, hash = EXCLUDED.hash, updated_at = EXCLUDED.updated_at"
-		   ")"
-		   " SELECT pg_catalog.count(*)::bigint AS purged, pg_catalog.max(seq) AS head_seq,"
-		   " pg_catalog.encode((pg_catalog.array_agg(hash ORDER BY seq DESC))[1], 'hex') AS head_hash,"
-		   " coalesce(extract(epoch FROM pg_catalog.max(statement_timestamp() - due_at)"
-		   " FILTER (WHERE pg_catalog.isfinite(due_at))), 0)::float8 AS max_late_seconds,"
-		   " (SELECT pg_catalog.array_agg(u.record_key) FROM (SELECT toid, tid, record_key FROM due"
-		   " EXCEPT ALL SELECT toid, tid, record_key FROM purged) u) AS unpurged,"
-		   " NOT (SELECT ok FROM unchanged) AS catalog_changed,"
-		   " (SELECT pg_catalog.array_agg(x.record_key) FROM purged x WHERE NOT x.took) AS not_taken"
-		   " FROM linked");
+	sb_add(&b,
+	       "), numbered AS ("
+	       "SELECT p.*, p.clock_at + $2::interval AS due_at,"
+	       " coalesce((SELECT seq FROM head), 0)"
+	       " + pg_catalog.row_number() OVER (ORDER BY p.clock_at, p.record_key) AS seq"
+	       " FROM purged p"
+	       "), payloads AS ("
+	       "SELECT n.*, retention.audit_payload($1, n.seq, $6, $7, $8, n.record_key, n.subject,"
+	       " n.clock_at, n.due_at, pg_catalog.statement_timestamp(), $9, $10, pg_catalog.txid_current()) AS payload"
+	       " FROM numbered n"
+	       "), chained AS ("
+	       "SELECT c.*, retention.chain(coalesce((SELECT hash FROM head), retention.genesis_hash()),"
+	       " c.payload) OVER (ORDER BY c.seq ROWS UNBOUNDED PRECEDING) AS hash"
+	       " FROM payloads c"
+	       "), linked AS ("
+	       "SELECT c.*, coalesce(pg_catalog.lag(c.hash) OVER (ORDER BY c.seq), (SELECT hash FROM head),"
+	       " retention.genesis_hash()) AS prev_hash"
+	       " FROM chained c"
+	       "), audited AS ("
+	       "INSERT INTO retention.audit_log (policy, seq, service, source, table_name, record_key,"
+	       " subject, clock_at, due_at, purged_at, action, instance, txid, prev_hash, hash)"
+	       " SELECT $1, seq, $6, $7, $8, record_key, subject, clock_at, due_at,"
+	       " pg_catalog.statement_timestamp(), $9, $10, pg_catalog.txid_current(), prev_hash, hash FROM linked"
+	       "), moved AS ("
+	       "INSERT INTO retention.chain_heads (policy, seq, hash, updated_at)"
+	       " SELECT $1, seq, hash, pg_catalog.statement_timestamp() FROM linked ORDER BY seq DESC LIMIT 1"
+	       " ON CONFLICT (policy) DO UPDATE"
+	       " SET seq = EXCLUDED.seq, hash = EXCLUDED.hash, updated_at = EXCLUDED.updated_at"
+	       ")"
+	       " SELECT pg_catalog.count(*)::bigint AS purged, pg_catalog.max(seq) AS head_seq,"
+	       " pg_catalog.encode((pg_catalog.array_agg(hash ORDER BY seq DESC))[1], 'hex') AS head_hash,"
+	       " coalesce(extract(epoch FROM pg_catalog.max(pg_catalog.statement_timestamp() - due_at)"
+	       " FILTER (WHERE pg_catalog.isfinite(due_at))), 0)::float8 AS max_late_seconds,"
+	       " (SELECT pg_catalog.array_agg(u.record_key) FROM (SELECT toid, tid, record_key FROM due"
+	       " EXCEPT ALL SELECT toid, tid, record_key FROM purged) u) AS unpurged,"
+	       " NOT (SELECT ok FROM unchanged) AS catalog_changed,"
+	       " (SELECT pg_catalog.array_agg(x.record_key) FROM purged x WHERE NOT x.took) AS not_taken"
+	       " FROM linked");
 	return b.s;
 }
 
@@ -993,11 +983,11 @@ static char *build_pending(const struct frame *f)
 		   " pg_catalog.count(*) FILTER (WHERE NOT is_due AND NOT held) AS due_within, ");
 	sb_next_due(&b, f);
 	sb_add(&b, " AS next_due_at, pg_catalog.count(*) FILTER (WHERE held) AS held FROM (SELECT ");
-	sb_due_by(&b, f, "statement_timestamp()");
+	sb_due_by(&b, f, "pg_catalog.statement_timestamp()");
 	sb_add(&b, " AS is_due, ");
 	sb_held(&b, f);
 	sb_add(&b, " AS held FROM %s t WHERE ", f->shape->table);
-	sb_due_by(&b, f, "statement_timestamp() + $13::interval");
+	sb_due_by(&b, f, "pg_catalog.statement_timestamp() + $13::interval");
 	sb_not_exempt(&b, f);
 	sb_add(&b, ") w");
 	return b.s;
@@ -1010,7 +1000,7 @@ static char *build_pending_records(const struct frame *f)
 	       f->shape->key.quoted, f->clock_at, f->clock_at);
 	sb_held(&b, f);
 	sb_add(&b, " AS held FROM %s t WHERE ", f->shape->table);
-	sb_due_by(&b, f, "statement_timestamp() + $13::interval");
+	sb_due_by(&b, f, "pg_catalog.statement_timestamp() + $13::interval");
 	sb_not_exempt(&b, f);
 	sb_add(&b, " ORDER BY t.%s LIMIT $14::bigint", f->shape->clock.quoted);
 	return b.s;
@@ -1035,7 +1025,7 @@ static char *build_explain(const struct frame *f)
 	else
 		sb_add(&b, "false AS exempt, NULL::text AS exempt_value, ");
 	sb_add(&b, "coalesce(");
-	sb_due_by(&b, f, "statement_timestamp()");
+	sb_due_by(&b, f, "pg_catalog.statement_timestamp()");
 	sb_add(&b, ", false) AS is_due, %s%s::text AS subject, ", f->policy->subject ? "t." : "",
 	       f->policy->subject ? s->subject.quoted : "NULL");
 	sb_held(&b, f);

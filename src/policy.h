@@ -105,7 +105,6 @@ struct policy_shape {
 	char *table;       /* schema-qualified and quoted, as the catalog spells it */
 	char *watched;     /* the oids whose foreign keys, partitions and security the statements depend on */
 	char *fingerprint; /* what they were when described (FINGERPRINT in policy.c) */
-	bool quiet;        /* a purge runs no code of a table's owner: no trigger, no SET NULL cascade */
 	struct policy_column key, clock, subject, exempt;
 	bool clock_without_zone;        /* timestamp: read in the session's (database.time_zone) zone */
 	struct policy_column *set_null; /* the anonymized columns, in configuration order */

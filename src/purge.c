@@ -202,19 +202,15 @@ static void on_settings_read(PGresult *res, void *arg)
 }
 
 /*
- * Commits once the session is found as it was: a trigger the purge fired
+ * Commits once the session is found as it was: code of a table's owner the
+ * batch ran (a trigger, a domain's check on a value the statements cast)
  * runs with the daemon's role and may have changed search_path, the zone or
- * the role for everything after it, this batch's statements included. A
- * batch that purged nothing, or whose table is quiet (policy_shape), ran
- * none and commits at once.
+ * the role for everything after it, this batch's statements included.
+ * Every batch is checked, an empty one too: which code a statement runs is
+ * for the catalog to say, not for the daemon to guess.
  */
 static void commit(struct policy_state *ps)
 {
-	if (ps->batch.locked == 0 || ps->shape.quiet) {
-		if (!pgconn_query(ps->d->pg, ps, PGCONN_TXN_END, "COMMIT", 0, NULL, NULL, on_commit, ps))
-			finish(ps, PURGE_FAILED);
-		return;
-	}
 	if (!pgconn_query(ps->d->pg, ps, PGCONN_PREPARED, "SELECT " SESSION_SETTINGS_SQL, 0, NULL, NULL,
 			  on_settings_read, ps))
 		finish(ps, PURGE_FAILED);
