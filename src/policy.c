@@ -35,28 +35,30 @@
  * What a policy's statements were built from, as one text: the triggers of
  * the watched tables W (the policy's table and every table its cascades
  * pass, with their partition families, and retention.holds), which include
- * one for every foreign key that refers to them; their partitions and
- * row-level security switches; table T's columns and rules. The purge
- * compares it with what it was when the policy was described, under the
- * table's lock: DDL that changes any of it cannot commit while the purge
- * runs, and DDL committed before is seen. Every lookup can use an index of
- * the catalog.
+ * one for every foreign key that refers to them; their partitions, names
+ * (the statements name them, so a table renamed into place is another
+ * table) and row-level security switches; table T's columns and rules. The
+ * purge compares it with what it was when the policy was described, under
+ * the table's lock: DDL that changes any of it cannot commit while the
+ * purge runs, and DDL committed before is seen. Every lookup can use an
+ * index of the catalog.
  */
-#define FINGERPRINT(w, t)                                                                                                  \
-	"pg_catalog.md5(pg_catalog.concat("                                                                                \
-	"(SELECT pg_catalog.string_agg(g.oid::text || ':' || g.tgrelid::text || ':' || g.tgenabled::text, ','"             \
-	" ORDER BY g.oid) FROM pg_catalog.pg_trigger g WHERE g.tgrelid = ANY (" w ")),"                                    \
-	" '|', (SELECT pg_catalog.string_agg(i.inhrelid::text || '<' || i.inhparent::text, ',' ORDER BY i.inhrelid,"       \
-	" i.inhparent) FROM pg_catalog.pg_inherits i WHERE i.inhparent = ANY (" w ")),"                                    \
-	" '|', (SELECT pg_catalog.string_agg(i.inhrelid::text || '<' || i.inhparent::text, ',' ORDER BY i.inhrelid,"       \
-	" i.inhparent) FROM pg_catalog.pg_inherits i WHERE i.inhrelid = ANY (" w ")),"                                     \
-	" '|', (SELECT pg_catalog.string_agg(c.oid::text || ':' || c.relrowsecurity::text || c.relforcerowsecurity::text," \
-	" ',' ORDER BY c.oid) FROM pg_catalog.pg_class c"                                                                  \
-	" WHERE c.oid = ANY (" w ")),"                                                                                     \
-	" '|', (SELECT pg_catalog.string_agg(r.oid::text, ',' ORDER BY r.oid) FROM pg_catalog.pg_rewrite r"                \
-	" WHERE r.ev_class = " t "),"                                                                                      \
-	" '|', (SELECT pg_catalog.string_agg(a.attnum::text || ':' || a.attname::text || ':' || a.atttypid::text || ':'"   \
-	" || a.atttypmod::text || ':' || a.attnotnull::text, ',' ORDER BY a.attnum) FROM pg_catalog.pg_attribute a"        \
+#define FINGERPRINT(w, t)                                                                                                \
+	"pg_catalog.md5(pg_catalog.concat("                                                                              \
+	"(SELECT pg_catalog.string_agg(g.oid::text || ':' || g.tgrelid::text || ':' || g.tgenabled::text, ','"           \
+	" ORDER BY g.oid) FROM pg_catalog.pg_trigger g WHERE g.tgrelid = ANY (" w ")),"                                  \
+	" '|', (SELECT pg_catalog.string_agg(i.inhrelid::text || '<' || i.inhparent::text, ',' ORDER BY i.inhrelid,"     \
+	" i.inhparent) FROM pg_catalog.pg_inherits i WHERE i.inhparent = ANY (" w ")),"                                  \
+	" '|', (SELECT pg_catalog.string_agg(i.inhrelid::text || '<' || i.inhparent::text, ',' ORDER BY i.inhrelid,"     \
+	" i.inhparent) FROM pg_catalog.pg_inherits i WHERE i.inhrelid = ANY (" w ")),"                                   \
+	" '|', (SELECT pg_catalog.string_agg(c.oid::text || ':' || c.relnamespace::text || ':' || c.relname::text"       \
+	" || ':' || c.relrowsecurity::text || c.relforcerowsecurity::text,"                                              \
+	" ',' ORDER BY c.oid) FROM pg_catalog.pg_class c"                                                                \
+	" WHERE c.oid = ANY (" w ")),"                                                                                   \
+	" '|', (SELECT pg_catalog.string_agg(r.oid::text, ',' ORDER BY r.oid) FROM pg_catalog.pg_rewrite r"              \
+	" WHERE r.ev_class = " t "),"                                                                                    \
+	" '|', (SELECT pg_catalog.string_agg(a.attnum::text || ':' || a.attname::text || ':' || a.atttypid::text || ':'" \
+	" || a.atttypmod::text || ':' || a.attnotnull::text, ',' ORDER BY a.attnum) FROM pg_catalog.pg_attribute a"      \
 	" WHERE a.attrelid = " t " AND a.attnum > 0 AND NOT a.attisdropped)))"
 
 /* How many tables deep cascades are followed; a longer one is an error. */

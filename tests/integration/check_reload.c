@@ -259,6 +259,52 @@ START_TEST(test_a_table_changed_while_running_is_described_again)
 }
 END_TEST
 
+/*
+ * A table swapped in under the policy's table name (built beside it, given
+ * a foreign key from a governed table, renamed into place): the statements
+ * name the table, so they read the new one with the old one's description,
+ * and a held line went by cascade with its order, unaudited.
+ */
+START_TEST(test_a_table_renamed_into_place_is_described_again)
+{
+	PGconn *conn = fx_database("swap");
+	char *orders = fx_policy("orders", "shop.orders", "id", "closed_at", "1 year", "");
+	char *lines = fx_policy("lines", "shop.lines", "id", "closed_at", "1 year", "");
+	char *policies = xasprintf("%s, %s", orders, lines);
+	char *conf = fx_config("swap", "resync_interval = \"1 second\";", policies);
+	char *log = fx_log_path("swap");
+	long mark;
+	pid_t pid;
+	test_exec(conn, "CREATE SCHEMA shop; CREATE TABLE shop.orders (id int PRIMARY KEY, closed_at timestamptz);"
+			"CREATE TABLE shop.lines (id int PRIMARY KEY, order_id int, closed_at timestamptz);"
+			"CREATE INDEX ON shop.lines (order_id);"
+			"INSERT INTO shop.lines VALUES (1, 7, now() - interval '3 years');"
+			"SELECT retention.place_hold('lines', '1', NULL, 'legal case', NULL)");
+	fx_grant(conn, "shop");
+	pid = fx_start_daemon(conf, log);
+	fx_wait_for_log(log, "policy orders: nothing pending", 10);
+	mark = fx_log_mark(log);
+	test_exec(conn,
+		  "CREATE TABLE shop.orders_new (LIKE shop.orders INCLUDING ALL);"
+		  "INSERT INTO shop.orders_new VALUES (7, now() - interval '3 years');"
+		  "ALTER TABLE shop.lines ADD FOREIGN KEY (order_id) REFERENCES shop.orders_new ON DELETE CASCADE;");
+	fx_grant(conn, "shop");
+	test_exec(conn, "BEGIN; ALTER TABLE shop.orders RENAME TO orders_old;"
+			"ALTER TABLE shop.orders_new RENAME TO orders; COMMIT");
+	ck_assert(fx_wait_for_either_after(log, mark, "policy orders: a record referenced by shop.lines",
+					   "policy orders: purged", 10));
+	ck_assert_msg(fx_row_exists(conn, "shop.lines", "1"), "a held line went by cascade with its swapped-in order");
+	ck_assert(fx_row_exists(conn, "shop.orders", "7"));
+	fx_stop_daemon(pid);
+	free(orders);
+	free(lines);
+	free(policies);
+	free(conf);
+	free(log);
+	PQfinish(conn);
+}
+END_TEST
+
 /* D8, second variant: the connection lost while a lookup waits; after reconnecting the policy must purge. */
 START_TEST(test_a_lookup_lost_with_the_connection_is_retried)
 {
@@ -382,6 +428,7 @@ int main(void)
 	tcase_add_test(tc, test_reload_with_an_unknown_zone_is_refused);
 	tcase_add_test(tc, test_a_table_that_appears_later_is_purged);
 	tcase_add_test(tc, test_a_table_changed_while_running_is_described_again);
+	tcase_add_test(tc, test_a_table_renamed_into_place_is_described_again);
 	tcase_add_test(tc, test_a_lookup_lost_with_the_connection_is_retried);
 	tcase_add_test(tc, test_resolving_a_host_name_never_blocks_the_loop);
 	suite_add_tcase(s, tc);
