@@ -104,7 +104,7 @@ const char policy_describe_sql[] =
 	"        ON ka.attrelid = $1::oid AND ka.attname = p.key AND ka.attnum > 0 AND NOT ka.attisdropped"
 	"      LEFT JOIN pg_catalog.pg_attribute sa"
 	"        ON sa.attrelid = $1::oid AND sa.attname = p.subject AND sa.attnum > 0 AND NOT sa.attisdropped"
-	"     WHERE p.oid = $1::oid"
+	"     WHERE p.oid IN (" FAMILY("$1::oid") ")"
 	"), types(typ) AS ("
 	"    SELECT atttypid FROM col WHERE atttypid IS NOT NULL"
 	"    UNION SELECT ktyp FROM sib WHERE ktyp IS NOT NULL UNION SELECT styp FROM sib WHERE styp IS NOT NULL"

@@ -330,6 +330,51 @@ START_TEST(test_a_hold_under_a_sibling_waits_for_the_batch_in_flight)
 }
 END_TEST
 
+/*
+ * A policy on a partitioned table and one on its partition govern the same
+ * rows: a hold under either protects the record from both. A hold under the
+ * partition's policy did not stop the parent's from purging the record.
+ */
+START_TEST(test_a_hold_protects_across_a_partition_tree)
+{
+	PGconn *conn = fx_database("partholds");
+	char *part = fx_policy("a-events", "shop.events_a", "id", "c", "1 day", "");
+	char *all = fx_policy("all-events", "shop.events", "id", "c", "1 day", "");
+	char *policies = xasprintf("%s, %s", part, all);
+	char *conf = fx_config("partholds", NULL, policies);
+	char *out, *err;
+	test_exec(conn, "CREATE SCHEMA shop;"
+			"CREATE TABLE shop.events (id int PRIMARY KEY, c timestamptz) PARTITION BY RANGE (id);"
+			"CREATE TABLE shop.events_a PARTITION OF shop.events FOR VALUES FROM (0) TO (100);"
+			"CREATE TABLE shop.events_b PARTITION OF shop.events FOR VALUES FROM (100) TO (200);"
+			"INSERT INTO shop.events VALUES (1, now() - interval '2 days'), (2, now() - interval '2 days'),"
+			" (3, now() - interval '2 days'), (101, now() - interval '2 days');"
+			"SELECT retention.place_hold('a-events', '1', NULL, 'case a', NULL);"
+			"SELECT retention.place_hold('all-events', '2', NULL, 'case all', NULL)");
+	fx_grant(conn, "shop");
+	ck_assert_int_eq(fx_ctl(conf, "partholds", &out, &err, "--format", "json", "explain", "--policy", "all-events",
+				"--key", "1", NULL),
+			 0);
+	ck_assert_msg(strstr(out, "\"status\":\"held\""), "%s", out);
+	free(out);
+	free(err);
+	ck_assert_msg(fx_run_once(conf, &out, &err) == 0, "%s%s", out, err);
+	ck_assert_msg(fx_row_exists(conn, "shop.events", "1"),
+		      "held under the partition's policy, purged by the parent's");
+	ck_assert_msg(fx_row_exists(conn, "shop.events", "2"),
+		      "held under the parent's policy, purged by the partition's");
+	ck_assert(!fx_row_exists(conn, "shop.events", "3"));
+	ck_assert(!fx_row_exists(conn, "shop.events", "101"));
+	free(out);
+	free(err);
+	free(part);
+	free(all);
+	free(policies);
+	free(conf);
+	PQfinish(conn);
+}
+END_TEST
+
 /* The GRANT statements of the code block that follows HEADING in docs/operations.md, as one SQL text. */
 static char *guide_grants(const char *heading)
 {
@@ -455,6 +500,7 @@ int main(void)
 	tcase_add_test(tc, test_no_stranger_can_take_a_policys_lock);
 	tcase_add_test(tc, test_hold_add_says_when_the_batch_in_flight_took_the_record);
 	tcase_add_test(tc, test_a_hold_under_a_sibling_waits_for_the_batch_in_flight);
+	tcase_add_test(tc, test_a_hold_protects_across_a_partition_tree);
 	tcase_add_test(tc, test_holds_only_through_the_functions);
 	tcase_add_test(tc, test_upgrade_from_version_1_keeps_enforcing);
 	suite_add_tcase(s, tc);
