@@ -5,9 +5,10 @@
  * review of 78f4ad6, or the mutant of the mutation run, it pins.
  *
  * Where "now" must be a chosen instant, the test runs the daemon's own
- * statements (built by the same code) on a connection whose search_path puts
- * a fixed fake.statement_timestamp() before pg_catalog's; the daemon's own
- * sessions pin search_path, so nothing but such a test can do that.
+ * statements (built by the same code) with their one clock,
+ * pg_catalog.statement_timestamp(), swapped for a fixed
+ * fake.statement_timestamp(); the daemon's statements name the built-in by
+ * schema, so nothing but such a test can change what "now" is.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -18,7 +19,10 @@
 #include "fixture.h"
 #include "util.h"
 
-/* A connection to DB on which statement_timestamp() is NOW, in zone ZONE. */
+#define REAL_NOW   "pg_catalog.statement_timestamp()"
+#define FROZEN_NOW "fake.statement_timestamp()"
+
+/* A connection to DB on which fake.statement_timestamp() is NOW, in zone ZONE. */
 static PGconn *frozen_at(PGconn *admin, const char *db, const char *now, const char *zone)
 {
 	PGconn *conn = test_connect_db(db);
@@ -28,10 +32,32 @@ static PGconn *frozen_at(PGconn *admin, const char *db, const char *now, const c
 			      now);
 	test_exec(admin, sql);
 	free(sql);
-	sql = xasprintf("SET search_path = fake, pg_catalog; SET TimeZone = '%s'", zone);
+	sql = xasprintf("SET TimeZone = '%s'", zone);
 	test_exec(conn, sql);
 	free(sql);
 	return conn;
+}
+
+/* SQL with every reading of the real clock replaced by the frozen one; a statement without one fails the test. */
+static char *frozen_statement(const char *sql)
+{
+	size_t n = 0, len = strlen(REAL_NOW);
+	char *out = xstrdup("");
+	const char *at;
+	while ((at = strstr(sql, REAL_NOW)) != NULL) {
+		char *next = xasprintf("%s%.*s%s", out, (int)(at - sql), sql, FROZEN_NOW);
+		free(out);
+		out = next;
+		sql = at + len;
+		n++;
+	}
+	ck_assert_msg(n > 0, "the statement does not read %s", REAL_NOW);
+	{
+		char *next = xasprintf("%s%s", out, sql);
+		free(out);
+		out = next;
+	}
+	return out;
 }
 
 /* The keys the policy's lock statement picks as due on CONN, in its order, comma-separated. */
@@ -40,7 +66,8 @@ static char *due_keys(PGconn *conn, struct fx_policy *fp)
 	const char *params[POLICY_N_BASE_PARAMS];
 	Oid types[POLICY_N_BASE_PARAMS];
 	int n = policy_params(&fp->sql, params, types, NULL, 0, false);
-	PGresult *res = PQexecParams(conn, fp->sql.lock, n, types, params, NULL, NULL, 0);
+	char *lock = frozen_statement(fp->sql.lock);
+	PGresult *res = PQexecParams(conn, lock, n, types, params, NULL, NULL, 0);
 	char **keys = NULL, *joined = xstrdup("");
 	size_t nk = 0;
 	ck_assert_msg(PQresultStatus(res) == PGRES_TUPLES_OK, "%s", PQresultErrorMessage(res));
@@ -53,6 +80,7 @@ static char *due_keys(PGconn *conn, struct fx_policy *fp)
 	}
 	policy_text_array_free(keys);
 	PQclear(res);
+	free(lock);
 	return joined;
 }
 
