@@ -42,6 +42,17 @@ char *session_options_for(const char *time_zone, long long statement_timeout_ms,
 	append_option(&out, "IntervalStyle", "postgres");
 	/* Audit payloads are hashed as UTF-8; text arrives in it whatever the database's encoding. */
 	append_option(&out, "client_encoding", "UTF8");
+	/* Times and key lists travel as text: read back exactly, NULL elements and comparisons as written. */
+	append_option(&out, "extra_float_digits", "1");
+	append_option(&out, "array_nulls", "on");
+	append_option(&out, "transform_null_equals", "off");
+	append_option(&out, "timezone_abbreviations", "Default");
+	/*
+	 * Every statement here is short, and most run with a generic plan whose
+	 * estimate a large table inflates: JIT compiling them cost seconds per
+	 * statement and minutes per resync with a few hundred policies.
+	 */
+	append_option(&out, "jit", "off");
 	return out;
 }
 
@@ -56,6 +67,13 @@ static const char *const settings_names[] = {"role",
 					     "lock_timeout",
 					     "standard_conforming_strings",
 					     "row_security",
+					     "extra_float_digits",
+					     "array_nulls",
+					     "transform_null_equals",
+					     "timezone_abbreviations",
+					     "jit",
+					     "synchronous_commit",
+					     "idle_in_transaction_session_timeout",
 					     NULL};
 
 const char *session_settings_changed(const char *baseline, const char *now)

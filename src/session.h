@@ -12,8 +12,9 @@
 /*
  * libpq `options` that pin what every statement relies on: the zone calendar
  * arithmetic runs in, the statement and lock timeouts (milliseconds, 0 =
- * none), and a search_path of pg_catalog only, so that no role's function,
- * operator or type can stand in for a built-in. Malloc'd.
+ * none), a search_path of pg_catalog only, so that no role's function,
+ * operator or type can stand in for a built-in, how text and times are read
+ * and written, and no JIT. Malloc'd.
  */
 char *session_options_for(const char *time_zone, long long statement_timeout_ms, long long lock_timeout_ms);
 /* The same for CFG's database settings. */
@@ -33,7 +34,11 @@ char *session_merged_options(const char *conninfo, const char *session_options, 
 	" pg_catalog.current_setting('TimeZone'), pg_catalog.current_setting('DateStyle'),"                            \
 	" pg_catalog.current_setting('IntervalStyle'), pg_catalog.current_setting('client_encoding'),"                 \
 	" pg_catalog.current_setting('statement_timeout'), pg_catalog.current_setting('lock_timeout'),"                \
-	" pg_catalog.current_setting('standard_conforming_strings'), pg_catalog.current_setting('row_security')]"
+	" pg_catalog.current_setting('standard_conforming_strings'), pg_catalog.current_setting('row_security'),"      \
+	" pg_catalog.current_setting('extra_float_digits'), pg_catalog.current_setting('array_nulls'),"                \
+	" pg_catalog.current_setting('transform_null_equals'), pg_catalog.current_setting('timezone_abbreviations'),"  \
+	" pg_catalog.current_setting('jit'), pg_catalog.current_setting('synchronous_commit'),"                        \
+	" pg_catalog.current_setting('idle_in_transaction_session_timeout')]"
 /* The name of the first setting that differs between two values of session_settings_sql, NULL if none. */
 const char *session_settings_changed(const char *baseline, const char *now);
 

@@ -592,6 +592,89 @@ START_TEST(test_a_trigger_cannot_change_the_session)
 END_TEST
 
 /*
+ * Every setting the daemon's statements read their input or write their
+ * output by, and those that decide whether a COMMIT is durable or a session
+ * survives a slow batch: changed by a trigger for the rest of the session,
+ * each is noticed before COMMIT and the batch rolled back.
+ */
+START_TEST(test_every_watched_setting_is_read_back)
+{
+	static const char *const changes[][2] = {
+		{"extra_float_digits", "-15"},
+		{"array_nulls", "off"},
+		{"transform_null_equals", "on"},
+		{"timezone_abbreviations", "India"},
+		{"jit", "on"},
+		{"synchronous_commit", "off"},
+		{"idle_in_transaction_session_timeout", "1h"},
+	};
+	PGconn *conn = fx_database("settings");
+	char *policy = fx_policy("p", "app.t", "id", "c", "1 day", "");
+	char *conf = fx_config("settings", NULL, policy);
+	test_exec(conn, "CREATE SCHEMA app;"
+			"CREATE TABLE app.t (id int PRIMARY KEY, c timestamptz);"
+			"CREATE TABLE app.poison (name text, value text);"
+			"CREATE FUNCTION app.change() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+			"  PERFORM set_config(name, value, false) FROM app.poison; RETURN OLD; END $$;"
+			"CREATE TRIGGER change BEFORE DELETE ON app.t FOR EACH ROW EXECUTE FUNCTION app.change();"
+			"INSERT INTO app.t VALUES (1, now() - interval '2 days')");
+	fx_grant(conn, "app");
+	test_exec(conn, "GRANT SELECT ON app.poison TO " TEST_DAEMON_ROLE);
+	for (size_t i = 0; i < sizeof(changes) / sizeof(changes[0]); i++) {
+		char *sql = xasprintf("TRUNCATE app.poison; INSERT INTO app.poison VALUES ('%s', '%s')", changes[i][0],
+				      changes[i][1]);
+		char *want = xasprintf("changed the session's %s; the batch is rolled back", changes[i][0]);
+		char *out, *err;
+		test_exec(conn, sql);
+		ck_assert_int_eq(fx_run_once(conf, &out, &err), 1);
+		ck_assert_msg(strstr(err, want), "%s was changed unnoticed: %s", changes[i][0], err);
+		ck_assert(fx_row_exists(conn, "app.t", "1"));
+		free(sql);
+		free(want);
+		free(out);
+		free(err);
+	}
+	ck_assert_int_eq(count(conn, "SELECT count(*) FROM retention.audit_log"), 0);
+	free(policy);
+	free(conf);
+	PQfinish(conn);
+}
+END_TEST
+
+/*
+ * With JIT on, the server compiled the daemon's short statements whenever a
+ * generic plan's estimate over a large table passed jit_above_cost: seconds
+ * each, minutes per resync with a few hundred policies. The daemon's
+ * sessions run without it whatever the server's default.
+ */
+START_TEST(test_sessions_run_without_jit)
+{
+	PGconn *conn = fx_database("nojit");
+	char *policy = fx_policy("p", "app.t", "id", "c", "1 day", "");
+	char *conf = fx_config("nojit", NULL, policy);
+	char *out, *err;
+	test_exec(
+		conn,
+		"ALTER DATABASE nojit SET jit = on;"
+		"CREATE SCHEMA app;"
+		"CREATE TABLE app.t (id int PRIMARY KEY, c timestamptz);"
+		"CREATE FUNCTION app.no_jit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+		"  IF current_setting('jit') <> 'off' THEN RAISE EXCEPTION 'jit is %', current_setting('jit'); END IF;"
+		"  RETURN OLD; END $$;"
+		"CREATE TRIGGER no_jit BEFORE DELETE ON app.t FOR EACH ROW EXECUTE FUNCTION app.no_jit();"
+		"INSERT INTO app.t VALUES (1, now() - interval '2 days')");
+	fx_grant(conn, "app");
+	ck_assert_msg(fx_run_once(conf, &out, &err) == 0, "%s%s", out, err);
+	ck_assert(!fx_row_exists(conn, "app.t", "1"));
+	free(out);
+	free(err);
+	free(policy);
+	free(conf);
+	PQfinish(conn);
+}
+END_TEST
+
+/*
  * D7: a trigger on a policy table runs with the daemon's rights; its owner,
  * with no privilege in retention, forged a correctly chained audit row that
  * verify accepted. Writes to the audit tables from inside a trigger are refused.
@@ -924,6 +1007,8 @@ int main(void)
 	tcase_add_test(trail, test_daemon_refuses_superuser_and_bypassrls);
 	tcase_add_test(trail, test_trigger_cannot_forge_audit_rows);
 	tcase_add_test(trail, test_a_trigger_cannot_change_the_session);
+	tcase_add_test(trail, test_every_watched_setting_is_read_back);
+	tcase_add_test(trail, test_sessions_run_without_jit);
 	tcase_add_test(trail, test_log_carries_no_row_data);
 	suite_add_tcase(s, trail);
 	return test_run_suite(s);
