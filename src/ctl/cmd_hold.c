@@ -115,17 +115,15 @@ static int hold_add(struct ctl *ctl, int argc, char **argv)
 		policy_sql_free(&sql);
 		return CTL_ERROR;
 	}
-	if (!force) {
-		before = records_of(ctl, &sql, canonical, subject != NULL);
-		if (before <= 0) {
-			if (before == 0)
-				ctl_error(
-					"policy %s has no record with %s %s (use --force to hold it before it exists)",
-					p->name, key ? "key" : "subject", canonical);
-			free(canonical);
-			policy_sql_free(&sql);
-			return CTL_ERROR;
-		}
+	/* Counted with --force too: a batch in flight may take what exists, and the warning below needs the count. */
+	before = records_of(ctl, &sql, canonical, subject != NULL);
+	if (before < 0 || (before == 0 && !force)) {
+		if (before == 0)
+			ctl_error("policy %s has no record with %s %s (use --force to hold it before it exists)",
+				  p->name, key ? "key" : "subject", canonical);
+		free(canonical);
+		policy_sql_free(&sql);
+		return CTL_ERROR;
 	}
 	params[0] = p->name;
 	params[1] = key ? canonical : NULL;

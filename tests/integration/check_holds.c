@@ -232,17 +232,18 @@ END_TEST
  * D20: `hold add` checked the record before place_hold() waited for the
  * batch in flight, which then took the record, and still reported success.
  */
-START_TEST(test_hold_add_says_when_the_batch_in_flight_took_the_record)
+static void hold_add_while_a_batch_is_in_flight(const char *db, bool force)
 {
-	PGconn *conn = fx_uploads_db("inflight");
-	char *conf = fx_uploads_config("inflight", "15 minutes", "");
-	PGconn *purger = test_connect_db("inflight");
+	PGconn *conn = fx_uploads_db(db);
+	char *conf = fx_uploads_config(db, "15 minutes", "");
+	char *dbname = xasprintf("dbname=%s", db);
+	PGconn *purger = test_connect_db(db);
 	char *ctl = xasprintf("%s/src/retentionctl", test_builddir());
 	char *argv[] = {ctl,
 			"-c",
 			conf,
 			"-d",
-			"dbname=inflight",
+			dbname,
 			"hold",
 			"add",
 			"--policy",
@@ -251,8 +252,9 @@ START_TEST(test_hold_add_says_when_the_batch_in_flight_took_the_record)
 			"1",
 			"--reason",
 			"subpoena",
+			force ? "--force" : NULL,
 			NULL};
-	char *log = fx_log_path("inflight-ctl");
+	char *log = fx_log_path(db);
 	struct fx_policy fp;
 	int status;
 	pid_t pid;
@@ -276,9 +278,22 @@ START_TEST(test_hold_add_says_when_the_batch_in_flight_took_the_record)
 	fx_policy_free(&fp);
 	PQfinish(purger);
 	free(ctl);
+	free(dbname);
 	free(conf);
 	free(log);
 	PQfinish(conn);
+}
+
+START_TEST(test_hold_add_says_when_the_batch_in_flight_took_the_record)
+{
+	hold_add_while_a_batch_is_in_flight("inflight", false);
+}
+END_TEST
+
+/* With --force, which holds a key whether or not a record has it, the warning was lost. */
+START_TEST(test_hold_add_force_says_when_the_batch_in_flight_took_the_record)
+{
+	hold_add_while_a_batch_is_in_flight("inflightforce", true);
 }
 END_TEST
 
@@ -499,6 +514,7 @@ int main(void)
 	tcase_add_test(tc, test_a_hold_protects_from_every_policy_of_the_table);
 	tcase_add_test(tc, test_no_stranger_can_take_a_policys_lock);
 	tcase_add_test(tc, test_hold_add_says_when_the_batch_in_flight_took_the_record);
+	tcase_add_test(tc, test_hold_add_force_says_when_the_batch_in_flight_took_the_record);
 	tcase_add_test(tc, test_a_hold_under_a_sibling_waits_for_the_batch_in_flight);
 	tcase_add_test(tc, test_a_hold_protects_across_a_partition_tree);
 	tcase_add_test(tc, test_holds_only_through_the_functions);
