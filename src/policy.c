@@ -77,6 +77,9 @@ const char policy_resolve_table_sql[] =
  */
 /* The statement is laid out as SQL, not as C. */
 /* clang-format off */
+/* A column's type modifier, or for a domain column (which has none) the domain's own. */
+#define EFFECTIVE_TYPMOD(atttypmod, bottom) "CASE WHEN " atttypmod " <> -1 THEN " atttypmod " ELSE " bottom ".mod END"
+
 const char policy_describe_sql[] =
 	"WITH RECURSIVE wanted(role, name, ord) AS ("
 	"    VALUES ('key', $2::text, 0::bigint), ('clock', $3::text, 0), ('subject', $4::text, 0),"
@@ -108,10 +111,19 @@ const char policy_describe_sql[] =
 	"), types(typ) AS ("
 	"    SELECT atttypid FROM col WHERE atttypid IS NOT NULL"
 	"    UNION SELECT ktyp FROM sib WHERE ktyp IS NOT NULL UNION SELECT styp FROM sib WHERE styp IS NOT NULL"
-	"), base(typ, cur) AS ("
-	"    SELECT typ, typ FROM types"
-	"    UNION ALL SELECT b.typ, t.typbasetype FROM base b JOIN pg_catalog.pg_type t ON t.oid = b.cur"
-	"     WHERE t.typbasetype <> 0"
+	"), base(typ, cur, mod) AS ("
+	"    SELECT typ, typ, -1 FROM types"
+	"    UNION ALL SELECT b.typ, t.typbasetype, CASE WHEN b.mod <> -1 THEN b.mod ELSE t.typtypmod END"
+	"      FROM base b JOIN pg_catalog.pg_type t ON t.oid = b.cur WHERE t.typbasetype <> 0"
+	/*
+	 * Values given as text are cast to a domain's base type, never to the
+	 * domain: a domain's check is code of its owner, and would run with the
+	 * daemon's role in statements outside any batch. The equality compares
+	 * in the base type anyway.
+	 */
+	"), bottom AS ("
+	"    SELECT b.typ, b.cur AS base_typ, b.mod FROM base b JOIN pg_catalog.pg_type ty"
+	"        ON ty.oid = b.cur AND ty.typbasetype = 0"
 	/* The equality of the type's default btree operator class, as the typcache would find it. */
 	"), eq AS ("
 	"    SELECT DISTINCT ON (b.typ) b.typ, pg_catalog.format('OPERATOR(%I.%s)', ns.nspname, op.oprname) AS eq"
@@ -211,14 +223,18 @@ const char policy_describe_sql[] =
 	" SELECT 'watch', 0, " FINGERPRINT("(SELECT w FROM watched)::pg_catalog.oid[]", "$1::oid") ", (SELECT w FROM watched)::text,"
 	"        NULL, NULL, NULL, NULL, NULL, NULL, NULL"
 	" UNION ALL"
-	" SELECT 'column', c.ord, c.role, pg_catalog.quote_ident(c.name), pg_catalog.format_type(c.atttypid, c.atttypmod),"
-	"        e.eq, pg_catalog.format_type(c.atttypid, NULL), NULL, NULL, c.atttypmod::text, NULL"
-	"   FROM col c LEFT JOIN eq e ON e.typ = c.atttypid WHERE c.attnum IS NOT NULL"
+	" SELECT 'column', c.ord, c.role, pg_catalog.quote_ident(c.name),"
+	"        pg_catalog.format_type(bc.base_typ, " EFFECTIVE_TYPMOD("c.atttypmod", "bc") "),"
+	"        e.eq, pg_catalog.format_type(c.atttypid, NULL), NULL, NULL, " EFFECTIVE_TYPMOD("c.atttypmod", "bc") "::text, NULL"
+	"   FROM col c LEFT JOIN eq e ON e.typ = c.atttypid LEFT JOIN bottom bc ON bc.typ = c.atttypid"
+	"  WHERE c.attnum IS NOT NULL"
 	" UNION ALL"
 	" SELECT 'sibling', (s.name <> $14)::int * 1000000 + s.ord, s.name, pg_catalog.quote_ident(s.kname),"
-	"        pg_catalog.format_type(s.ktyp, s.kmod), ek.eq, pg_catalog.quote_ident(s.sname),"
-	"        pg_catalog.format_type(s.styp, s.smod), es.eq, s.kmod::text, s.smod::text"
+	"        pg_catalog.format_type(bk.base_typ, " EFFECTIVE_TYPMOD("s.kmod", "bk") "), ek.eq,"
+	"        pg_catalog.quote_ident(s.sname), pg_catalog.format_type(bs.base_typ, " EFFECTIVE_TYPMOD("s.smod", "bs") "),"
+	"        es.eq, " EFFECTIVE_TYPMOD("s.kmod", "bk") "::text, " EFFECTIVE_TYPMOD("s.smod", "bs") "::text"
 	"   FROM sib s LEFT JOIN eq ek ON ek.typ = s.ktyp LEFT JOIN eq es ON es.typ = s.styp"
+	"   LEFT JOIN bottom bk ON bk.typ = s.ktyp LEFT JOIN bottom bs ON bs.typ = s.styp"
 	" UNION ALL"
 					    /* A row of the policy's own table at a path's end keeps others, never itself. */
 	" SELECT 'guard', 0, pg_catalog.format('NOT EXISTS (SELECT 1 FROM %s WHERE %s%s)', g.joins, g.cond,"
@@ -862,8 +878,10 @@ static char *build_next_wake(const struct frame *f)
  */
 static char *build_take_locks(void)
 {
-	return xstrdup("SELECT coalesce(pg_catalog.bool_and(retention.try_lock_policy(s.name)), false)"
-		       " FROM pg_catalog.unnest($11::text[]) s(name)");
+	/* A statement that runs no code but the schema's: the audit writes before it are the transaction's baseline. */
+	return xstrdup(
+		"SELECT coalesce(pg_catalog.bool_and(retention.try_lock_policy(s.name)), false), (SELECT " AUDIT_WRITES_SQL
+		") FROM pg_catalog.unnest($11::text[]) s(name)");
 }
 
 static char *build_lock(const struct frame *f)

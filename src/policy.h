@@ -75,9 +75,9 @@ enum policy_purge_column {
 /* One column as the catalog describes it. */
 struct policy_column {
 	char *quoted; /* the name as an SQL identifier */
-	char *type;   /* format_type(), typmod included: what values given as text are cast to */
-	char *eq;     /* "OPERATOR(schema.=)": the type's own equality, NULL if it has none */
-	int typmod;   /* the type's modifier (char(n), bit(n)), -1 if none: casts inside functions need it */
+	char *type; /* format_type(), typmod included, of a domain's base type: what values given as text are cast to */
+	char *eq;   /* "OPERATOR(schema.=)": the type's own equality, NULL if it has none */
+	int typmod; /* the type's modifier (char(n), bit(n)), -1 if none: casts inside functions need it */
 };
 
 /* A policy on the same table (this one included): its holds protect the table's records. */

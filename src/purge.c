@@ -179,6 +179,29 @@ static void on_commit(PGresult *res, void *arg)
 		begin_batch(ps);
 }
 
+/*
+ * Whether the transaction wrote to the audit tables exactly what its purge
+ * statement did: one row per record purged and the chain's head. Code of a
+ * table's owner that runs with the daemon's role outside a trigger (a
+ * domain's check on an anonymized value, a generated column) could
+ * otherwise add a correctly chained row of its own.
+ */
+static bool audit_writes_are_the_batchs(struct policy_state *ps, const PGresult *res, int col)
+{
+	const struct batch *b = &ps->batch;
+	long long written, expected = b->purged + (b->purged > 0 ? 1 : 0);
+	if (b->audit_writes_before < 0 || PQgetisnull(res, 0, col))
+		return true;
+	written = atoll(PQgetvalue(res, 0, col)) - b->audit_writes_before;
+	if (written == expected)
+		return true;
+	log_err("policy %s: code its statements ran with the daemon's role (a trigger, or a function of a table's owner)"
+		" wrote to the audit trail: %lld rows written where the batch wrote %lld; the batch is rolled back, and"
+		" the policy does not run again until the daemon is reloaded or restarted",
+		ps->policy->name, written, expected);
+	return false;
+}
+
 static void on_settings_read(PGresult *res, void *arg)
 {
 	struct policy_state *ps = arg;
@@ -191,6 +214,13 @@ static void on_settings_read(PGresult *res, void *arg)
 	}
 	if (!daemon_session_intact(ps->d, res, 0, ps->policy->name, true)) {
 		/* Whatever the batch did ran on a changed session: none of it is committed. */
+		ps->changed_session = true;
+		rollback(ps);
+		ps->failed = true;
+		finish(ps, PURGE_FAILED);
+		return;
+	}
+	if (!audit_writes_are_the_batchs(ps, res, 1)) {
 		ps->changed_session = true;
 		rollback(ps);
 		ps->failed = true;
@@ -211,8 +241,8 @@ static void on_settings_read(PGresult *res, void *arg)
  */
 static void commit(struct policy_state *ps)
 {
-	if (!pgconn_query(ps->d->pg, ps, PGCONN_PREPARED, "SELECT " SESSION_SETTINGS_SQL, 0, NULL, NULL,
-			  on_settings_read, ps))
+	if (!pgconn_query(ps->d->pg, ps, PGCONN_PREPARED, "SELECT " SESSION_SETTINGS_SQL ", " AUDIT_WRITES_SQL, 0, NULL,
+			  NULL, on_settings_read, ps))
 		finish(ps, PURGE_FAILED);
 }
 
@@ -306,13 +336,14 @@ static void on_lock_policy(PGresult *res, void *arg)
 	Oid types[POLICY_N_BASE_PARAMS];
 	char limit[16];
 
-	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 || PQnfields(res) != 2) {
 		log_failure(ps, "taking the policy lock", res);
 		if (res)
 			rollback(ps);
 		finish(ps, PURGE_FAILED);
 		return;
 	}
+	ps->batch.audit_writes_before = PQgetisnull(res, 0, 1) ? -1 : atoll(PQgetvalue(res, 0, 1));
 	if (strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
 		log_debug("policy %s: lock held elsewhere (another instance, or a hold being placed, on it or on"
 			  " another policy of its table)",

@@ -33,6 +33,7 @@ struct batch {
 	double max_late_seconds;
 	char **unpurged; /* locked keys the DELETE or UPDATE did not touch */
 	size_t n_unpurged;
+	long long audit_writes_before; /* AUDIT_WRITES_SQL at the transaction's start, -1 if not counted */
 };
 
 struct policy_state {

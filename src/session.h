@@ -39,6 +39,22 @@ char *session_merged_options(const char *conninfo, const char *session_options, 
 	" pg_catalog.current_setting('transform_null_equals'), pg_catalog.current_setting('timezone_abbreviations'),"  \
 	" pg_catalog.current_setting('jit'), pg_catalog.current_setting('synchronous_commit'),"                        \
 	" pg_catalog.current_setting('idle_in_transaction_session_timeout')]"
+/*
+ * Rows of the audit log and the chain heads written (inserted, updated or
+ * deleted, rolled-back subtransactions included) by the current backend
+ * since its counters were last flushed, which happens only between
+ * transactions: read at a transaction's start and before its COMMIT, the
+ * difference is what the transaction wrote, whoever's code did it. NULL
+ * when the server does not count (track_counts off, settable only by a
+ * superuser). Every part qualified.
+ */
+#define AUDIT_WRITES_SQL                                                                                               \
+	"CASE WHEN pg_catalog.current_setting('track_counts')::pg_catalog.bool THEN"                                   \
+	" (SELECT pg_catalog.sum(pg_catalog.pg_stat_get_xact_tuples_inserted(r.oid)"                                   \
+	" OPERATOR(pg_catalog.+) pg_catalog.pg_stat_get_xact_tuples_updated(r.oid)"                                    \
+	" OPERATOR(pg_catalog.+) pg_catalog.pg_stat_get_xact_tuples_deleted(r.oid))::pg_catalog.int8"                  \
+	" FROM pg_catalog.unnest(ARRAY[pg_catalog.to_regclass('retention.audit_log'),"                                 \
+	" pg_catalog.to_regclass('retention.chain_heads')]::pg_catalog.oid[]) r(oid)) END"
 /* The name of the first setting that differs between two values of session_settings_sql, NULL if none. */
 const char *session_settings_changed(const char *baseline, const char *now);
 

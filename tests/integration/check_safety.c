@@ -554,7 +554,7 @@ START_TEST(test_a_trigger_cannot_change_the_session)
 		  "CREATE INDEX ON app.c_notes (c_id);"
 		  "CREATE TRIGGER shift BEFORE DELETE ON app.c_notes FOR EACH ROW EXECUTE FUNCTION app.shift();"
 		  "INSERT INTO app.c VALUES (1, now() - interval '2 days'); INSERT INTO app.c_notes VALUES (1, 1);"
-		  /* No trigger at all: a domain's check runs when the exempt values are cast to it. */
+		  /* No trigger at all: a domain's check would run if the exempt values were cast to it. */
 		  "CREATE FUNCTION app.purpose_ok(v text) RETURNS boolean LANGUAGE plpgsql AS $$ BEGIN"
 		  "  PERFORM set_config('TimeZone', 'Pacific/Kiritimati', false); RETURN true; END $$;"
 		  "CREATE DOMAIN app.purpose AS text CHECK (app.purpose_ok(VALUE));"
@@ -576,9 +576,10 @@ START_TEST(test_a_trigger_cannot_change_the_session)
 			" owner) changed the session's TimeZone; the batch is rolled back",
 			10);
 	ck_assert(fx_row_exists(conn, "app.c", "1"));
-	fx_wait_for_log(log, "policy d: code its statement ran with the daemon's role", 10);
-	ck_assert(fx_row_exists(conn, "app.d", "1"));
-	ck_assert_int_eq(count(conn, "SELECT count(*) FROM retention.audit_log"), 0);
+	/* The exempt values are compared in the domain's base type: its check never runs with the daemon's role. */
+	fx_wait_for_log(log, "policy d: purged 1 record", 10);
+	ck_assert(!fx_log_has_after(log, 0, "policy d: code its statement ran with the daemon's role"));
+	ck_assert_int_eq(count(conn, "SELECT count(*) FROM retention.audit_log"), 1);
 	fx_stop_daemon(pid);
 	free(a);
 	free(b);
@@ -722,6 +723,62 @@ START_TEST(test_trigger_cannot_forge_audit_rows)
 	ck_assert_int_eq(count(conn, "SELECT seq FROM retention.chain_heads WHERE policy = 'orders'"), 1);
 	/* The record whose purge the trigger spoiled stays, with no audit row. */
 	ck_assert(fx_row_exists(conn, "r12.t", "1"));
+	fx_assert_chain_intact(conn);
+	free(out);
+	free(err);
+	free(policies);
+	free(conf);
+	PQfinish(conn);
+}
+END_TEST
+
+/*
+ * Owner code that runs outside any trigger, at trigger depth 0, where the
+ * schema's refusal of nested writes cannot tell it from the daemon: the
+ * check of a domain an anonymized value is cast to forged a chained audit
+ * row for another policy, in the batch's own transaction. A batch whose
+ * transaction wrote other audit rows than its purge statement did is rolled
+ * back, and its policy stops until a reload.
+ */
+START_TEST(test_code_outside_triggers_cannot_forge_audit_rows)
+{
+	PGconn *conn = fx_uploads_db("forgedomain");
+	char *policies =
+		xasprintf("{ name = \"orders\"; service = \"s\"; source = \"s\"; table = \"virusdesk.uploads\";"
+			  " key = \"id\"; clock = \"scan_completed_at\"; retain = \"15 minutes\"; },"
+			  " { name = \"victim\"; service = \"s\"; source = \"s\"; table = \"r12.t\"; key = \"id\";"
+			  " clock = \"c\"; retain = \"15 minutes\"; action = \"anonymize\";"
+			  " set = ( { column = \"note\"; value = \"gone\"; } ); }");
+	char *conf = fx_config("forgedomain", NULL, policies);
+	char *out, *err;
+	test_exec(conn, "INSERT INTO virusdesk.uploads (id, scan_completed_at) VALUES (1, now() - interval '1 hour')");
+	test_exec(
+		conn,
+		"CREATE ROLE svc2 LOGIN; CREATE SCHEMA r12 AUTHORIZATION svc2; SET ROLE svc2;"
+		"CREATE FUNCTION r12.forge(v text) RETURNS boolean LANGUAGE plpgsql AS $$ BEGIN"
+		"  IF current_user <> '" TEST_DAEMON_ROLE "' THEN RETURN true; END IF;"
+		"  INSERT INTO retention.audit_log (policy, seq, service, source, table_name, record_key, clock_at,"
+		"   due_at, purged_at, action, instance, txid, prev_hash, hash)"
+		"  SELECT 'orders', h.seq + 1, 's', 's', 't', '31337', now(), now(), now(), 'delete', 'r6', 1,"
+		"   h.hash, sha256(h.hash || retention.audit_payload('orders', h.seq + 1, 's', 's', 't', '31337', NULL,"
+		"   now(), now(), now(), 'delete', 'r6', 1)) FROM retention.chain_heads h WHERE h.policy = 'orders';"
+		"  UPDATE retention.chain_heads SET seq = seq + 1 WHERE policy = 'orders';"
+		"  RETURN true; END $$;"
+		"CREATE DOMAIN r12.note AS text CHECK (r12.forge(VALUE));"
+		"CREATE TABLE r12.t (id int PRIMARY KEY, c timestamptz, note r12.note);"
+		"INSERT INTO r12.t VALUES (1, now() - interval '1 hour', NULL);"
+		"GRANT USAGE ON SCHEMA r12 TO " TEST_DAEMON_ROLE ";"
+		"GRANT SELECT, UPDATE ON r12.t TO " TEST_DAEMON_ROLE ";"
+		"RESET ROLE");
+	ck_assert_int_eq(fx_run_once(conf, &out, &err), 1);
+	ck_assert_msg(strstr(err, "policy victim: code its statements ran with the daemon's role (a trigger, or a"
+				  " function of a table's owner) wrote to the audit trail"),
+		      "%s", err);
+	ck_assert_int_eq(count(conn, "SELECT count(*) FROM retention.audit_log WHERE record_key = '31337'"), 0);
+	ck_assert_int_eq(count(conn, "SELECT count(*) FROM retention.audit_log WHERE policy = 'victim'"), 0);
+	ck_assert(fx_poll_true(conn, "SELECT c IS NOT NULL FROM r12.t WHERE id = 1", 0));
+	/* The other policy's purge stands. */
+	ck_assert_int_eq(count(conn, "SELECT count(*) FROM retention.audit_log WHERE policy = 'orders'"), 1);
 	fx_assert_chain_intact(conn);
 	free(out);
 	free(err);
@@ -1006,6 +1063,7 @@ int main(void)
 	tcase_add_test(trail, test_search_path_cannot_replace_built_ins);
 	tcase_add_test(trail, test_daemon_refuses_superuser_and_bypassrls);
 	tcase_add_test(trail, test_trigger_cannot_forge_audit_rows);
+	tcase_add_test(trail, test_code_outside_triggers_cannot_forge_audit_rows);
 	tcase_add_test(trail, test_a_trigger_cannot_change_the_session);
 	tcase_add_test(trail, test_every_watched_setting_is_read_back);
 	tcase_add_test(trail, test_sessions_run_without_jit);
