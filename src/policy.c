@@ -902,6 +902,22 @@ static char *build_lock(const struct frame *f)
 }
 
 
+/* The purge's `set` values follow its two extra params, $13 oids and $14 tids; the rewritten check's, three. */
+#define PURGE_FIRST_SET_PARAM     (POLICY_PARAM_EXTRA + 3)
+#define REWRITTEN_FIRST_SET_PARAM (POLICY_PARAM_EXTRA + 4)
+
+/* Row t holds what anonymizing it stores: the clock and set_null columns NULL, each `set` column its value. */
+static void sb_anonymized(struct sbuf *b, const struct frame *f, int first_set_param)
+{
+	const struct policy_shape *s = f->shape;
+	sb_add(b, "(t.%s IS NULL", s->clock.quoted);
+	for (size_t i = 0; i < s->n_set_null; i++)
+		sb_add(b, " AND t.%s IS NULL", s->set_null[i].quoted);
+	for (size_t i = 0; i < s->n_set; i++)
+		sb_add(b, " AND t.%s IS NOT DISTINCT FROM $%d", s->set[i].quoted, first_set_param + (int)i);
+	sb_add(b, ")");
+}
+
 static char *build_purge(const struct frame *f)
 {
 	const struct policy *p = f->policy;
@@ -947,13 +963,8 @@ static char *build_purge(const struct frame *f)
 		sb_add(&b, "true AS took");
 	} else {
 		/* The row as stored: a BEFORE trigger may have put back what the UPDATE cleared. */
-		sb_add(&b, "(t.%s IS NULL", s->clock.quoted);
-		for (size_t i = 0; i < s->n_set_null; i++)
-			sb_add(&b, " AND t.%s IS NULL", s->set_null[i].quoted);
-		for (size_t i = 0; i < s->n_set; i++)
-			sb_add(&b, " AND t.%s IS NOT DISTINCT FROM $%d", s->set[i].quoted,
-			       POLICY_PARAM_EXTRA + 3 + (int)i);
-		sb_add(&b, ") AS took");
+		sb_anonymized(&b, f, PURGE_FIRST_SET_PARAM);
+		sb_add(&b, " AS took");
 	}
 	sb_add(&b,
 	       "), numbered AS ("
@@ -991,8 +1002,31 @@ static char *build_purge(const struct frame *f)
 	       " (SELECT pg_catalog.array_agg(u.record_key) FROM (SELECT toid, tid, record_key FROM due"
 	       " EXCEPT ALL SELECT toid, tid, record_key FROM purged) u) AS unpurged,"
 	       " NOT (SELECT ok FROM unchanged) AS catalog_changed,"
-	       " (SELECT pg_catalog.array_agg(x.record_key) FROM purged x WHERE NOT x.took) AS not_taken"
-	       " FROM linked");
+	       " (SELECT pg_catalog.array_agg(x.record_key) FROM purged x WHERE NOT x.took) AS not_taken, ");
+	if (p->action == POLICY_ACTION_DELETE)
+		sb_add(&b, "NULL AS anonymized_keys");
+	else
+		sb_add(&b, "(SELECT pg_catalog.array_agg(x.record_key) FROM purged x) AS anonymized_keys");
+	sb_add(&b, " FROM linked");
+	return b.s;
+}
+
+/*
+ * Of the keys ($13) an anonymising UPDATE took, those with no row that
+ * still stands anonymized: an AFTER or deferred trigger wrote the values or
+ * the clock back. By key, not by the row's address: a trigger that writes
+ * the row again and leaves it anonymized (a touched timestamp) does no harm.
+ */
+static char *build_rewritten(const struct frame *f)
+{
+	const struct policy_column *k = &f->shape->key;
+	struct sbuf b = {NULL, 0};
+	sb_add(&b,
+	       "SELECT pg_catalog.array_agg(l.record_key) FROM pg_catalog.unnest($13::text[]) l(record_key)"
+	       " WHERE NOT EXISTS (SELECT 1 FROM %s t WHERE t.%s %s l.record_key::%s AND ",
+	       f->shape->table, k->quoted, k->eq, k->type);
+	sb_anonymized(&b, f, REWRITTEN_FIRST_SET_PARAM);
+	sb_add(&b, ")");
 	return b.s;
 }
 
@@ -1159,6 +1193,8 @@ bool policy_sql_build(struct policy_sql *sql, const struct policy *p, const stru
 	sql->take_locks = build_take_locks();
 	sql->lock = build_lock(&f);
 	sql->purge = build_purge(&f);
+	if (p->action == POLICY_ACTION_ANONYMIZE)
+		sql->rewritten = build_rewritten(&f);
 	sql->pending = build_pending(&f);
 	sql->pending_records = build_pending_records(&f);
 	sql->explain = build_explain(&f);
@@ -1241,6 +1277,7 @@ void policy_sql_free(struct policy_sql *sql)
 	free(sql->take_locks);
 	free(sql->lock);
 	free(sql->purge);
+	free(sql->rewritten);
 	free(sql->pending);
 	free(sql->pending_records);
 	free(sql->explain);

@@ -70,6 +70,7 @@ enum policy_purge_column {
 	PURGE_UNPURGED,        /* keys of locked rows the DELETE or UPDATE did not touch (a trigger or a rule) */
 	PURGE_CATALOG_CHANGED, /* the table changed since it was described: nothing was purged */
 	PURGE_NOT_TAKEN,       /* keys of anonymised rows whose stored values are not what the UPDATE set */
+	PURGE_ANONYMIZED_KEYS, /* keys the anonymising UPDATE took, for the rewritten check; NULL for a delete */
 };
 
 /* One column as the catalog describes it. */
@@ -130,6 +131,7 @@ struct policy_sql {
 	char *take_locks; /* -> true if this transaction now holds the lock of every policy of the table */
 	char *lock;       /* enum policy_lock_column: locks the next batch of due records */
 	char *purge;      /* enum policy_purge_column: purges the locked rows ($13 oids, $14 tids) */
+	char *rewritten;  /* anonymize only: which of the keys $13 no longer stand anonymized */
 	char *pending;    /* -> overdue, due_within, next_due_at, held ($13 window) */
 	char *pending_records;   /* -> policy, key, clock_at, due_at, held ($13 window, $14 limit) */
 	char *explain;           /* enum policy_explain_column ($13 key); no row if there is no such record */

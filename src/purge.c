@@ -32,6 +32,7 @@ void purge_batch_clear(struct batch *b)
 	free(b->table_oids);
 	free(b->tids);
 	free(b->keys);
+	free(b->anonymized_keys);
 	policy_text_array_free(b->unpurged);
 	memset(b, 0, sizeof(*b));
 }
@@ -246,6 +247,63 @@ static void commit(struct policy_state *ps)
 		finish(ps, PURGE_FAILED);
 }
 
+/* Rolls back and skips KEYS (an array literal), each for WHY; then the next batch, or the end. */
+static void skip_records(struct policy_state *ps, const char *keys_literal, const char *why)
+{
+	size_t n = 0;
+	char **keys = policy_text_array_parse(keys_literal, &n);
+	rollback(ps);
+	for (size_t i = 0; i < n; i++)
+		quarantine(ps, keys[i], why);
+	policy_text_array_free(keys);
+	if (ps->n_quarantined >= QUARANTINE_MAX || !may_go_on(ps)) {
+		finish(ps, ps->n_quarantined >= QUARANTINE_MAX ? PURGE_FAILED : PURGE_STOPPED);
+		return;
+	}
+	begin_batch(ps);
+}
+
+static void on_rewritten(PGresult *res, void *arg)
+{
+	struct policy_state *ps = arg;
+	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+		log_failure(ps, "reading the anonymized rows back", res);
+		if (res)
+			rollback(ps);
+		finish(ps, PURGE_FAILED);
+		return;
+	}
+	if (!PQgetisnull(res, 0, 0)) {
+		/* Their audit rows would claim what the table no longer shows. */
+		skip_records(ps, PQgetvalue(res, 0, 0),
+			     "anonymizing it was undone after the UPDATE: the row was written again (an AFTER or"
+			     " deferred trigger?)");
+		return;
+	}
+	commit(ps);
+}
+
+/* The AFTER and deferred triggers of the anonymising UPDATE have run: does every record still stand anonymized? */
+static void on_constraints_immediate(PGresult *res, void *arg)
+{
+	struct policy_state *ps = arg;
+	struct batch *b = &ps->batch;
+	const char *params[POLICY_N_BASE_PARAMS + 1 + 64];
+	Oid types[POLICY_N_BASE_PARAMS + 1 + 64];
+	const char *extra[1] = {b->anonymized_keys};
+	int n;
+	if (res == NULL || PQresultStatus(res) != PGRES_COMMAND_OK) {
+		/* A deferred check that fails: as at COMMIT, the transaction is over. */
+		if (res)
+			rollback(ps);
+		batch_failed(ps, "deferred checks", res);
+		return;
+	}
+	n = policy_params(&ps->sql, params, types, extra, 1, true);
+	if (!pgconn_query(ps->d->pg, ps, PGCONN_PREPARED, ps->sql.rewritten, n, types, params, on_rewritten, ps))
+		finish(ps, PURGE_FAILED);
+}
+
 static void on_purge(PGresult *res, void *arg)
 {
 	struct policy_state *ps = arg;
@@ -263,19 +321,9 @@ static void on_purge(PGresult *res, void *arg)
 	}
 	if (!PQgetisnull(res, 0, PURGE_NOT_TAKEN)) {
 		/* Their audit rows would claim what the table does not show: none of the batch stays. */
-		size_t n = 0;
-		char **keys = policy_text_array_parse(PQgetvalue(res, 0, PURGE_NOT_TAKEN), &n);
-		rollback(ps);
-		for (size_t i = 0; i < n; i++)
-			quarantine(ps, keys[i],
-				   "anonymizing it did not take: after the UPDATE its clock or an anonymized column"
-				   " still held a value (a trigger that puts them back?)");
-		policy_text_array_free(keys);
-		if (ps->n_quarantined >= QUARANTINE_MAX || !may_go_on(ps)) {
-			finish(ps, ps->n_quarantined >= QUARANTINE_MAX ? PURGE_FAILED : PURGE_STOPPED);
-			return;
-		}
-		begin_batch(ps);
+		skip_records(ps, PQgetvalue(res, 0, PURGE_NOT_TAKEN),
+			     "anonymizing it did not take: after the UPDATE its clock or an anonymized column"
+			     " still held a value (a trigger that puts them back?)");
 		return;
 	}
 	b->purged = atoll(PQgetvalue(res, 0, PURGE_PURGED));
@@ -286,6 +334,18 @@ static void on_purge(PGresult *res, void *arg)
 	}
 	if (!PQgetisnull(res, 0, PURGE_UNPURGED))
 		b->unpurged = policy_text_array_parse(PQgetvalue(res, 0, PURGE_UNPURGED), &b->n_unpurged);
+	if (ps->sql.rewritten && !PQgetisnull(res, 0, PURGE_ANONYMIZED_KEYS)) {
+		/*
+		 * AFTER triggers ran at the statement's end, after its RETURNING;
+		 * deferred ones would run at COMMIT: run those now, then read the
+		 * records back.
+		 */
+		b->anonymized_keys = xstrdup(PQgetvalue(res, 0, PURGE_ANONYMIZED_KEYS));
+		if (!pgconn_query(ps->d->pg, ps, PGCONN_PREPARED, "SET CONSTRAINTS ALL IMMEDIATE", 0, NULL, NULL,
+				  on_constraints_immediate, ps))
+			finish(ps, PURGE_FAILED);
+		return;
+	}
 	commit(ps);
 }
 

@@ -34,6 +34,7 @@ struct batch {
 	char **unpurged; /* locked keys the DELETE or UPDATE did not touch */
 	size_t n_unpurged;
 	long long audit_writes_before; /* AUDIT_WRITES_SQL at the transaction's start, -1 if not counted */
+	char *anonymized_keys;         /* PURGE_ANONYMIZED_KEYS, for the check after the AFTER and deferred triggers */
 };
 
 struct policy_state {

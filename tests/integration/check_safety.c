@@ -956,6 +956,60 @@ START_TEST(test_an_anonymisation_that_does_not_take_is_not_audited)
 END_TEST
 
 /*
+ * The same undone later: an AFTER trigger, which runs after the statement's
+ * RETURNING, or a deferred one, which runs at COMMIT, wrote the old values
+ * back, and the record was "anonymized" again, with a new audit row, at
+ * every batch. The batch runs the deferred triggers before it reads the
+ * rows back where its UPDATE left them.
+ */
+START_TEST(test_an_anonymisation_undone_later_is_not_audited)
+{
+	PGconn *conn = fx_database("undone");
+	char *policy = fx_policy("anon", "app.people", "id", "closed_at", "1 day",
+				 "action = \"anonymize\"; set_null = [ \"email\" ];");
+	char *conf = fx_config("undone", NULL, policy);
+	char *out, *err;
+	test_exec(conn,
+		  "CREATE SCHEMA app;"
+		  "CREATE TABLE app.people (id int PRIMARY KEY, closed_at timestamptz, email text, touched int);"
+		  "INSERT INTO app.people VALUES (1, now() - interval '2 days', 'a@example.org'),"
+		  " (2, now() - interval '2 days', 'b@example.org'), (3, now() - interval '2 days', 'c@example.org'),"
+		  " (4, now() - interval '2 days', 'd@example.org');"
+		  "CREATE FUNCTION app.restore() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+		  "  IF OLD.id IN (1, 2) AND pg_trigger_depth() = 1 THEN"
+		  "    UPDATE app.people SET email = OLD.email, closed_at = OLD.closed_at WHERE id = OLD.id;"
+		  "  END IF; RETURN NULL; END $$;"
+		  /* Writes the row again, anonymized still: no harm done. */
+		  "CREATE FUNCTION app.touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+		  "  IF pg_trigger_depth() = 1 THEN UPDATE app.people SET touched = 1 WHERE id = OLD.id; END IF;"
+		  "  RETURN NULL; END $$;"
+		  "CREATE TRIGGER touch AFTER UPDATE ON app.people FOR EACH ROW WHEN (OLD.id = 4)"
+		  " EXECUTE FUNCTION app.touch();"
+		  "CREATE TRIGGER restore_after AFTER UPDATE ON app.people FOR EACH ROW WHEN (OLD.id = 1)"
+		  " EXECUTE FUNCTION app.restore();"
+		  "CREATE CONSTRAINT TRIGGER restore_deferred AFTER UPDATE ON app.people DEFERRABLE INITIALLY DEFERRED"
+		  " FOR EACH ROW WHEN (OLD.id = 2) EXECUTE FUNCTION app.restore()");
+	fx_grant(conn, "app");
+	ck_assert_int_eq(fx_run_once(conf, &out, &err), 1);
+	ck_assert_int_eq(count(conn, "SELECT count(*) FROM retention.audit_log WHERE record_key IN ('1', '2')"), 0);
+	ck_assert_int_eq(count(conn, "SELECT count(*) FROM retention.audit_log WHERE record_key IN ('3', '4')"), 2);
+	ck_assert(fx_poll_true(conn, "SELECT email IS NULL AND closed_at IS NULL FROM app.people WHERE id = 3", 0));
+	ck_assert(fx_poll_true(conn, "SELECT email IS NULL AND touched = 1 FROM app.people WHERE id = 4", 0));
+	ck_assert(fx_poll_true(conn, "SELECT count(*) = 2 FROM app.people WHERE email IS NOT NULL", 0));
+	ck_assert_msg(strstr(err, "policy anon: record 1 cannot be purged: anonymizing it was undone after the UPDATE"),
+		      "%s", err);
+	ck_assert_msg(strstr(err, "policy anon: record 2 cannot be purged: anonymizing it was undone after the UPDATE"),
+		      "%s", err);
+	fx_assert_chain_intact(conn);
+	free(out);
+	free(err);
+	free(policy);
+	free(conf);
+	PQfinish(conn);
+}
+END_TEST
+
+/*
  * D13, D26: server DETAIL lines ("Failing row contains (...)") copied the
  * very personal data a policy erases into the journal, as extra lines
  * without a priority. Log lines are single lines with the primary message
@@ -1057,6 +1111,7 @@ int main(void)
 	tcase_add_test(kept, test_undeletable_records_do_not_block_the_rest);
 	tcase_add_test(kept, test_failed_commit_is_not_a_purge);
 	tcase_add_test(kept, test_an_anonymisation_that_does_not_take_is_not_audited);
+	tcase_add_test(kept, test_an_anonymisation_undone_later_is_not_audited);
 	tcase_add_test(kept, test_infinite_clocks);
 	tcase_add_test(kept, test_check_reports_what_endangers_a_purge);
 	suite_add_tcase(s, kept);
