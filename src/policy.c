@@ -902,19 +902,24 @@ static char *build_lock(const struct frame *f)
 }
 
 
-/* The purge's `set` values follow its two extra params, $13 oids and $14 tids; the rewritten check's, three. */
+/* The purge's `set` values follow its two extra params, $13 oids and $14 tids; the rewritten check's, its one. */
 #define PURGE_FIRST_SET_PARAM     (POLICY_PARAM_EXTRA + 3)
-#define REWRITTEN_FIRST_SET_PARAM (POLICY_PARAM_EXTRA + 4)
+#define REWRITTEN_FIRST_SET_PARAM (POLICY_PARAM_EXTRA + 2)
 
-/* Row t holds what anonymizing it stores: the clock and set_null columns NULL, each `set` column its value. */
-static void sb_anonymized(struct sbuf *b, const struct frame *f, int first_set_param)
+/*
+ * Row t holds what anonymizing it stores: the clock and set_null columns
+ * NULL, each `set` column its value. CAST types the values where no
+ * assignment in the same statement does.
+ */
+static void sb_anonymized(struct sbuf *b, const struct frame *f, int first_set_param, bool cast)
 {
 	const struct policy_shape *s = f->shape;
 	sb_add(b, "(t.%s IS NULL", s->clock.quoted);
 	for (size_t i = 0; i < s->n_set_null; i++)
 		sb_add(b, " AND t.%s IS NULL", s->set_null[i].quoted);
 	for (size_t i = 0; i < s->n_set; i++)
-		sb_add(b, " AND t.%s IS NOT DISTINCT FROM $%d", s->set[i].quoted, first_set_param + (int)i);
+		sb_add(b, " AND t.%s IS NOT DISTINCT FROM $%d%s%s", s->set[i].quoted, first_set_param + (int)i,
+		       cast ? "::" : "", cast ? s->set[i].type : "");
 	sb_add(b, ")");
 }
 
@@ -963,7 +968,7 @@ static char *build_purge(const struct frame *f)
 		sb_add(&b, "true AS took");
 	} else {
 		/* The row as stored: a BEFORE trigger may have put back what the UPDATE cleared. */
-		sb_anonymized(&b, f, PURGE_FIRST_SET_PARAM);
+		sb_anonymized(&b, f, PURGE_FIRST_SET_PARAM, false);
 		sb_add(&b, " AS took");
 	}
 	sb_add(&b,
@@ -1025,7 +1030,7 @@ static char *build_rewritten(const struct frame *f)
 	       "SELECT pg_catalog.array_agg(l.record_key) FROM pg_catalog.unnest($13::text[]) l(record_key)"
 	       " WHERE NOT EXISTS (SELECT 1 FROM %s t WHERE t.%s %s l.record_key::%s AND ",
 	       f->shape->table, k->quoted, k->eq, k->type);
-	sb_anonymized(&b, f, REWRITTEN_FIRST_SET_PARAM);
+	sb_anonymized(&b, f, REWRITTEN_FIRST_SET_PARAM, true);
 	sb_add(&b, ")");
 	return b.s;
 }

@@ -966,40 +966,51 @@ START_TEST(test_an_anonymisation_undone_later_is_not_audited)
 {
 	PGconn *conn = fx_database("undone");
 	char *policy = fx_policy("anon", "app.people", "id", "closed_at", "1 day",
-				 "action = \"anonymize\"; set_null = [ \"email\" ];");
+				 "action = \"anonymize\"; set_null = [ \"email\" ];"
+				 " set = ( { column = \"name\"; value = \"(gone)\"; } );");
 	char *conf = fx_config("undone", NULL, policy);
 	char *out, *err;
-	test_exec(conn,
-		  "CREATE SCHEMA app;"
-		  "CREATE TABLE app.people (id int PRIMARY KEY, closed_at timestamptz, email text, touched int);"
-		  "INSERT INTO app.people VALUES (1, now() - interval '2 days', 'a@example.org'),"
-		  " (2, now() - interval '2 days', 'b@example.org'), (3, now() - interval '2 days', 'c@example.org'),"
-		  " (4, now() - interval '2 days', 'd@example.org');"
-		  "CREATE FUNCTION app.restore() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
-		  "  IF OLD.id IN (1, 2) AND pg_trigger_depth() = 1 THEN"
-		  "    UPDATE app.people SET email = OLD.email, closed_at = OLD.closed_at WHERE id = OLD.id;"
-		  "  END IF; RETURN NULL; END $$;"
-		  /* Writes the row again, anonymized still: no harm done. */
-		  "CREATE FUNCTION app.touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
-		  "  IF pg_trigger_depth() = 1 THEN UPDATE app.people SET touched = 1 WHERE id = OLD.id; END IF;"
-		  "  RETURN NULL; END $$;"
-		  "CREATE TRIGGER touch AFTER UPDATE ON app.people FOR EACH ROW WHEN (OLD.id = 4)"
-		  " EXECUTE FUNCTION app.touch();"
-		  "CREATE TRIGGER restore_after AFTER UPDATE ON app.people FOR EACH ROW WHEN (OLD.id = 1)"
-		  " EXECUTE FUNCTION app.restore();"
-		  "CREATE CONSTRAINT TRIGGER restore_deferred AFTER UPDATE ON app.people DEFERRABLE INITIALLY DEFERRED"
-		  " FOR EACH ROW WHEN (OLD.id = 2) EXECUTE FUNCTION app.restore()");
+	test_exec(
+		conn,
+		"CREATE SCHEMA app;"
+		"CREATE TABLE app.people (id int PRIMARY KEY, closed_at timestamptz, email text, touched int, name text);"
+		"INSERT INTO app.people VALUES (1, now() - interval '2 days', 'a@example.org'),"
+		" (2, now() - interval '2 days', 'b@example.org'), (3, now() - interval '2 days', 'c@example.org'),"
+		" (4, now() - interval '2 days', 'd@example.org'), (5, now() - interval '2 days', 'e@example.org');"
+		"UPDATE app.people SET name = 'N' || id;"
+		"CREATE FUNCTION app.restore() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+		"  IF OLD.id IN (1, 2) AND pg_trigger_depth() = 1 THEN"
+		"    UPDATE app.people SET email = OLD.email, closed_at = OLD.closed_at WHERE id = OLD.id;"
+		"  END IF;"
+		/* Only the value of a `set` column put back. */
+		"  IF OLD.id = 5 AND pg_trigger_depth() = 1 THEN"
+		"    UPDATE app.people SET name = OLD.name WHERE id = OLD.id;"
+		"  END IF; RETURN NULL; END $$;"
+		/* Writes the row again, anonymized still: no harm done. */
+		"CREATE FUNCTION app.touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+		"  IF pg_trigger_depth() = 1 THEN UPDATE app.people SET touched = 1 WHERE id = OLD.id; END IF;"
+		"  RETURN NULL; END $$;"
+		"CREATE TRIGGER touch AFTER UPDATE ON app.people FOR EACH ROW WHEN (OLD.id = 4)"
+		" EXECUTE FUNCTION app.touch();"
+		"CREATE TRIGGER restore_after AFTER UPDATE ON app.people FOR EACH ROW WHEN (OLD.id IN (1, 5))"
+		" EXECUTE FUNCTION app.restore();"
+		"CREATE CONSTRAINT TRIGGER restore_deferred AFTER UPDATE ON app.people DEFERRABLE INITIALLY DEFERRED"
+		" FOR EACH ROW WHEN (OLD.id = 2) EXECUTE FUNCTION app.restore()");
 	fx_grant(conn, "app");
 	ck_assert_int_eq(fx_run_once(conf, &out, &err), 1);
-	ck_assert_int_eq(count(conn, "SELECT count(*) FROM retention.audit_log WHERE record_key IN ('1', '2')"), 0);
+	ck_assert_int_eq(count(conn, "SELECT count(*) FROM retention.audit_log WHERE record_key IN ('1', '2', '5')"),
+			 0);
 	ck_assert_int_eq(count(conn, "SELECT count(*) FROM retention.audit_log WHERE record_key IN ('3', '4')"), 2);
 	ck_assert(fx_poll_true(conn, "SELECT email IS NULL AND closed_at IS NULL FROM app.people WHERE id = 3", 0));
 	ck_assert(fx_poll_true(conn, "SELECT email IS NULL AND touched = 1 FROM app.people WHERE id = 4", 0));
-	ck_assert(fx_poll_true(conn, "SELECT count(*) = 2 FROM app.people WHERE email IS NOT NULL", 0));
+	ck_assert(fx_poll_true(conn, "SELECT count(*) = 3 FROM app.people WHERE email IS NOT NULL", 0));
 	ck_assert_msg(strstr(err, "policy anon: record 1 cannot be purged: anonymizing it was undone after the UPDATE"),
 		      "%s", err);
 	ck_assert_msg(strstr(err, "policy anon: record 2 cannot be purged: anonymizing it was undone after the UPDATE"),
 		      "%s", err);
+	ck_assert_msg(strstr(err, "policy anon: record 5 cannot be purged: anonymizing it was undone after the UPDATE"),
+		      "%s", err);
+	ck_assert(fx_poll_true(conn, "SELECT name = 'N5' FROM app.people WHERE id = 5", 0));
 	fx_assert_chain_intact(conn);
 	free(out);
 	free(err);
