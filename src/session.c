@@ -53,6 +53,12 @@ char *session_options_for(const char *time_zone, long long statement_timeout_ms,
 	 * statement and minutes per resync with a few hundred policies.
 	 */
 	append_option(&out, "jit", "off");
+	/*
+	 * A row-level security policy is code of the table's owner, and would
+	 * run with the caller's role in every statement that reads the table:
+	 * with row_security off a table that has one is an error instead.
+	 */
+	append_option(&out, "row_security", "off");
 	return out;
 }
 

@@ -643,34 +643,91 @@ START_TEST(test_every_watched_setting_is_read_back)
 END_TEST
 
 /*
- * With JIT on, the server compiled the daemon's short statements whenever a
- * generic plan's estimate over a large table passed jit_above_cost: seconds
- * each, minutes per resync with a few hundred policies. The daemon's
- * sessions run without it whatever the server's default.
+ * What the daemon's sessions pin, whatever the database's and the role's
+ * defaults, as code that runs in them sees it: JIT off (it compiled the
+ * daemon's short statements whenever a generic plan's estimate over a
+ * large table passed jit_above_cost: seconds each, minutes per resync with
+ * a few hundred policies), search_path pg_catalog (nothing of a role's
+ * schemas stands in for a built-in), row_security off (an owner's policy
+ * function never runs: the statement fails instead).
  */
-START_TEST(test_sessions_run_without_jit)
+START_TEST(test_sessions_pin_their_settings)
 {
-	PGconn *conn = fx_database("nojit");
+	PGconn *conn = fx_database("pinned");
 	char *policy = fx_policy("p", "app.t", "id", "c", "1 day", "");
-	char *conf = fx_config("nojit", NULL, policy);
+	char *conf = fx_config("pinned", NULL, policy);
 	char *out, *err;
-	test_exec(
-		conn,
-		"ALTER DATABASE nojit SET jit = on;"
-		"CREATE SCHEMA app;"
-		"CREATE TABLE app.t (id int PRIMARY KEY, c timestamptz);"
-		"CREATE FUNCTION app.no_jit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
-		"  IF current_setting('jit') <> 'off' THEN RAISE EXCEPTION 'jit is %', current_setting('jit'); END IF;"
-		"  RETURN OLD; END $$;"
-		"CREATE TRIGGER no_jit BEFORE DELETE ON app.t FOR EACH ROW EXECUTE FUNCTION app.no_jit();"
-		"INSERT INTO app.t VALUES (1, now() - interval '2 days')");
+	test_exec(conn, "ALTER DATABASE pinned SET jit = on;"
+			"ALTER ROLE " TEST_DAEMON_ROLE " IN DATABASE pinned SET search_path = public, pg_catalog;"
+			"ALTER ROLE " TEST_DAEMON_ROLE " IN DATABASE pinned SET row_security = on;"
+			"CREATE SCHEMA app;"
+			"CREATE TABLE app.t (id int PRIMARY KEY, c timestamptz);"
+			"CREATE FUNCTION app.pinned() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+			"  IF current_setting('jit') <> 'off' OR current_setting('search_path') <> 'pg_catalog,pg_temp'"
+			"     OR current_setting('row_security') <> 'off' THEN"
+			"    RAISE EXCEPTION 'jit %, search_path %, row_security %', current_setting('jit'),"
+			"      current_setting('search_path'), current_setting('row_security');"
+			"  END IF; RETURN OLD; END $$;"
+			"CREATE TRIGGER pinned BEFORE DELETE ON app.t FOR EACH ROW EXECUTE FUNCTION app.pinned();"
+			"INSERT INTO app.t VALUES (1, now() - interval '2 days')");
 	fx_grant(conn, "app");
 	ck_assert_msg(fx_run_once(conf, &out, &err) == 0, "%s%s", out, err);
 	ck_assert(!fx_row_exists(conn, "app.t", "1"));
 	free(out);
 	free(err);
+	test_exec(conn,
+		  "ALTER DATABASE pinned RESET jit; ALTER ROLE " TEST_DAEMON_ROLE " IN DATABASE pinned RESET ALL");
 	free(policy);
 	free(conf);
+	PQfinish(conn);
+}
+END_TEST
+
+/*
+ * Row-level security enabled on a policy's table after the daemon described
+ * it: the next-due statement, outside any batch, ran the owner's policy
+ * function with the daemon's role in autocommit, where it appended a chained
+ * audit row of its own, and retentionctl pending ran it with the rights of
+ * whoever ran it. With row_security off the statements fail instead, and
+ * the function never runs.
+ */
+START_TEST(test_a_row_security_policy_added_later_never_runs)
+{
+	PGconn *conn = fx_database("rlslater");
+	char *policy = fx_policy("p", "app.t", "id", "c", "1 day", "");
+	char *conf = fx_config("rlslater", "resync_interval = \"1 hour\";", policy);
+	char *log = fx_log_path("rlslater");
+	char *out, *err;
+	long mark;
+	pid_t pid;
+	test_exec(conn, "CREATE SCHEMA app;"
+			"CREATE TABLE app.t (id int PRIMARY KEY, c timestamptz);"
+			"CREATE TABLE app.ran (who text); GRANT INSERT ON app.ran TO PUBLIC;"
+			"CREATE FUNCTION app.visible(id int) RETURNS boolean LANGUAGE plpgsql AS $$ BEGIN"
+			"  INSERT INTO app.ran VALUES (current_user); RETURN true; END $$;"
+			"CREATE TRIGGER retention_notify AFTER INSERT OR UPDATE OF c ON app.t"
+			" FOR EACH STATEMENT EXECUTE FUNCTION retention.notify_clock()");
+	fx_grant(conn, "app");
+	pid = fx_start_daemon(conf, log);
+	fx_wait_for_log(log, "policy p: nothing pending", 10);
+	mark = fx_log_mark(log);
+	test_exec(conn, "ALTER TABLE app.t ENABLE ROW LEVEL SECURITY;"
+			"CREATE POLICY visible ON app.t USING (app.visible(id));"
+			"INSERT INTO app.t VALUES (1, now() + interval '1 day')");
+	/* Woken by the NOTIFY, the policy asks again: that statement fails. */
+	fx_wait_for_log_after(log, mark, "policy p: clocks changed in app.t", 10);
+	fx_wait_for_log_after(log, mark, "row-level security", 10);
+	/* retentionctl, as a role the policy applies to. */
+	ck_assert_int_eq(fx_ctl(conf, "rlslater user=" TEST_DAEMON_ROLE, &out, &err, "pending", NULL), 1);
+	ck_assert_msg(strstr(err, "row-level security"), "%s", err);
+	free(out);
+	free(err);
+	fx_stop_daemon(pid);
+	ck_assert_int_eq(count(conn, "SELECT count(*) FROM app.ran"), 0);
+	ck_assert_int_eq(count(conn, "SELECT count(*) FROM retention.audit_log"), 0);
+	free(policy);
+	free(conf);
+	free(log);
 	PQfinish(conn);
 }
 END_TEST
@@ -1132,7 +1189,8 @@ int main(void)
 	tcase_add_test(trail, test_code_outside_triggers_cannot_forge_audit_rows);
 	tcase_add_test(trail, test_a_trigger_cannot_change_the_session);
 	tcase_add_test(trail, test_every_watched_setting_is_read_back);
-	tcase_add_test(trail, test_sessions_run_without_jit);
+	tcase_add_test(trail, test_sessions_pin_their_settings);
+	tcase_add_test(trail, test_a_row_security_policy_added_later_never_runs);
 	tcase_add_test(trail, test_log_carries_no_row_data);
 	suite_add_tcase(s, trail);
 	return test_run_suite(s);
