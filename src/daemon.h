@@ -48,6 +48,8 @@ struct daemon {
  * session (from the loop, after the caller returns) for a clean one.
  */
 bool daemon_session_intact(struct daemon *d, const PGresult *res, int col, const char *policy, bool in_batch);
+/* Sends nothing more on the session and replaces it: code of a table's owner changed it. */
+void daemon_drop_session(struct daemon *d);
 
 /* Called whenever a policy goes idle: applies a pending reload, or finishes a stop or --once run. */
 void daemon_policy_idle(struct daemon *d);

@@ -110,12 +110,11 @@ static void reset_session(evutil_socket_t fd, short what, void *arg)
 	struct daemon *d = arg;
 	(void)fd;
 	(void)what;
-	pgconn_reset(d->pg, "dropping the session, whose settings were changed");
+	pgconn_reset(d->pg, "dropping the session, which code of a table's owner changed");
 }
 
 bool daemon_session_intact(struct daemon *d, const PGresult *res, int col, const char *policy, bool in_batch)
 {
-	static const struct timeval now = {0, 0};
 	const char *changed;
 	if (d->session_settings == NULL || col < 0 || col >= PQnfields(res) || PQntuples(res) != 1)
 		changed = "a session setting";
@@ -128,9 +127,17 @@ bool daemon_session_intact(struct daemon *d, const PGresult *res, int col, const
 		" owner) changed the session's %s; %s, a new session replaces this one, and the policy does not run"
 		" again until the daemon is reloaded or restarted",
 		policy, changed, in_batch ? "the batch is rolled back" : "nothing more runs on it");
+	daemon_drop_session(d);
+	return false;
+}
+
+void daemon_drop_session(struct daemon *d)
+{
+	static const struct timeval now = {0, 0};
+	/* Not one more statement on it, queued ones included: they could run what that code left in it. */
+	pgconn_hold(d->pg);
 	d->session_ready = false;
 	event_base_once(d->base, -1, EV_TIMEOUT, reset_session, d, &now);
-	return false;
 }
 
 static void session_unusable(struct daemon *d)
@@ -139,23 +146,6 @@ static void session_unusable(struct daemon *d)
 		d->exit_status = 1;
 		event_base_loopexit(d->base, NULL);
 	}
-}
-
-static void on_listen(PGresult *res, void *arg)
-{
-	struct daemon *d = arg;
-	char buf[512];
-	if (res == NULL || PQresultStatus(res) != PGRES_COMMAND_OK) {
-		log_err("LISTEN retentiond failed: %s", pgconn_error_text(res, buf, sizeof(buf)));
-		session_unusable(d);
-		return;
-	}
-	d->session_ready = true;
-	if (!d->once)
-		send_heartbeat(d);
-	scheduler_wake_all(d);
-	if (!d->once)
-		sdnotify_status("enforcing %zu policies", d->n_policies);
 }
 
 static void on_session_checked(PGresult *res, void *arg)
@@ -192,16 +182,34 @@ static void on_session_checked(PGresult *res, void *arg)
 		session_unusable(d);
 		return;
 	}
+	/* Read after LISTEN: the channel is part of what the session must keep. */
 	free(d->session_settings);
 	d->session_settings = xstrdup(PQgetvalue(res, 0, 4));
-	if (!pgconn_query(d->pg, d, PGCONN_PLAIN, "LISTEN retentiond", 0, NULL, NULL, on_listen, d))
-		log_debug("connection gone before LISTEN");
+	d->session_ready = true;
+	if (!d->once)
+		send_heartbeat(d);
+	scheduler_wake_all(d);
+	if (!d->once)
+		sdnotify_status("enforcing %zu policies", d->n_policies);
+}
+
+static void on_listen(PGresult *res, void *arg)
+{
+	struct daemon *d = arg;
+	char buf[512];
+	if (res == NULL || PQresultStatus(res) != PGRES_COMMAND_OK) {
+		log_err("LISTEN retentiond failed: %s", pgconn_error_text(res, buf, sizeof(buf)));
+		session_unusable(d);
+		return;
+	}
+	if (!pgconn_query(d->pg, d, PGCONN_PLAIN, session_check_sql, 0, NULL, NULL, on_session_checked, d))
+		log_debug("connection gone before the session check");
 }
 
 static void check_session(struct daemon *d)
 {
-	if (!pgconn_query(d->pg, d, PGCONN_PLAIN, session_check_sql, 0, NULL, NULL, on_session_checked, d))
-		log_debug("connection gone before the session check");
+	if (!pgconn_query(d->pg, d, PGCONN_PLAIN, "LISTEN retentiond", 0, NULL, NULL, on_listen, d))
+		log_debug("connection gone before LISTEN");
 }
 
 static void on_ready(struct pgconn *conn, void *arg)

@@ -94,6 +94,7 @@ struct pgconn {
 	struct prepared *prepared; /* of this session: a reconnect forgets them */
 	size_t n_prepared;
 	unsigned long prepared_serial;
+	bool held; /* pgconn_hold: nothing is sent until the session is replaced */
 };
 
 static void connect_step(struct pgconn *conn);
@@ -182,6 +183,7 @@ static void forget_prepared(struct pgconn *conn)
 static void close_pg(struct pgconn *conn)
 {
 	forget_prepared(conn);
+	conn->held = false;
 	cancel_lookups(conn);
 	if (conn->io) {
 		event_free(conn->io);
@@ -279,6 +281,14 @@ static void finish_current(struct pgconn *conn)
 			lost_with_pg_message(conn);
 		return;
 	}
+	/*
+	 * The statement this session prepared is gone (code of a table's owner
+	 * ran DEALLOCATE in it): forget them all, so that the next run prepares
+	 * again instead of failing for as long as the session lasts.
+	 */
+	if ((q->flags & PGCONN_PREPARED) && res && PQresultStatus(res) == PGRES_FATAL_ERROR &&
+	    strcmp(pgconn_sqlstate(res), "26000") == 0)
+		forget_prepared(conn);
 	/* Inside a transaction only its owner's statements are sent. */
 	INVARIANT(conn->txn_owner == NULL || q->owner == conn->txn_owner);
 	conn->current = NULL;
@@ -355,7 +365,7 @@ static void on_io(evutil_socket_t fd, short what, void *arg)
 static void dispatch(struct pgconn *conn)
 {
 	struct pgconn_query_item **link, *q;
-	if (conn->current || conn->state != PGCONN_READY)
+	if (conn->current || conn->state != PGCONN_READY || conn->held)
 		return;
 	for (link = &conn->head; (q = *link) != NULL; link = &q->next)
 		if (conn->txn_owner == NULL || q->owner == conn->txn_owner)
@@ -403,6 +413,9 @@ static bool send_current(struct pgconn *conn)
 		} else {
 			sent = PQsendQueryPrepared(conn->pg, q->name, q->n_params, params, NULL, NULL, 0);
 		}
+	} else if (q->flags & PGCONN_SIMPLE) {
+		INVARIANT(q->n_params == 0);
+		sent = PQsendQuery(conn->pg, q->sql);
 	} else {
 		sent = PQsendQueryParams(conn->pg, q->sql, q->n_params, q->types, params, NULL, NULL, 0);
 	}
@@ -700,6 +713,8 @@ void pgconn_free(struct pgconn *conn)
 }
 
 bool pgconn_is_ready(const struct pgconn *conn) { return conn->state == PGCONN_READY; }
+
+void pgconn_hold(struct pgconn *conn) { conn->held = true; }
 
 void pgconn_reset(struct pgconn *conn, const char *why)
 {

@@ -36,6 +36,12 @@ enum pgconn_flags {
 	PGCONN_TXN_END = 2,
 	/* Prepared once per session (by its text) and run by name after: for statements run often. */
 	PGCONN_PREPARED = 4,
+	/*
+	 * Sent as a simple query, which may hold several statements ("COMMIT;
+	 * SELECT ..."); no parameters. The result is the first error, else the
+	 * last statement's.
+	 */
+	PGCONN_SIMPLE = 8,
 };
 
 /*
@@ -51,6 +57,12 @@ void pgconn_free(struct pgconn *conn);
 void pgconn_start(struct pgconn *conn);
 /* Drops the connection as if it had broken (WHY is logged): queued statements fail, a reconnect follows. */
 void pgconn_reset(struct pgconn *conn, const char *why);
+/*
+ * Sends nothing more on this session, not even what is queued, until
+ * pgconn_reset replaces it: for a session that code of a table's owner may
+ * have changed, from inside a result callback (which cannot reset).
+ */
+void pgconn_hold(struct pgconn *conn);
 bool pgconn_is_ready(const struct pgconn *conn);
 /* Statements queued or in flight. */
 int pgconn_pending(const struct pgconn *conn);

@@ -163,12 +163,19 @@ static void on_commit(PGresult *res, void *arg)
 		finish(ps, PURGE_FAILED);
 		return;
 	}
-	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		/* A deferred constraint, checked now: the transaction is over, nothing of it stays. */
 		batch_failed(ps, "COMMIT", res);
 		return;
 	}
 	report(ps);
+	if (!daemon_session_intact(ps->d, res, 0, ps->policy->name, false)) {
+		/* Committed: the purge stands, and its audit rows prove it; the session goes. */
+		ps->changed_session = true;
+		ps->failed = true;
+		finish(ps, PURGE_FAILED);
+		return;
+	}
 	ps->last_purge_empty = b->locked == 0;
 	if (ps->limit < ps->policy->batch)
 		ps->limit = ps->limit * 2 > ps->policy->batch ? ps->policy->batch : ps->limit * 2;
@@ -223,12 +230,19 @@ static void on_settings_read(PGresult *res, void *arg)
 	}
 	if (!audit_writes_are_the_batchs(ps, res, 1)) {
 		ps->changed_session = true;
+		daemon_drop_session(ps->d);
 		rollback(ps);
 		ps->failed = true;
 		finish(ps, PURGE_FAILED);
 		return;
 	}
-	if (!pgconn_query(ps->d->pg, ps, PGCONN_TXN_END, "COMMIT", 0, NULL, NULL, on_commit, ps))
+	/*
+	 * A deferred trigger runs at COMMIT, after the check above: the session
+	 * is read again in the same simple query, before any statement of the
+	 * daemon can run on what such code left in it.
+	 */
+	if (!pgconn_query(ps->d->pg, ps, PGCONN_TXN_END | PGCONN_SIMPLE, "COMMIT; SELECT " SESSION_SETTINGS_SQL, 0,
+			  NULL, NULL, on_commit, ps))
 		finish(ps, PURGE_FAILED);
 }
 
@@ -242,7 +256,8 @@ static void on_settings_read(PGresult *res, void *arg)
  */
 static void commit(struct policy_state *ps)
 {
-	if (!pgconn_query(ps->d->pg, ps, PGCONN_PREPARED, "SELECT " SESSION_SETTINGS_SQL ", " AUDIT_WRITES_SQL, 0, NULL,
+	/* Unnamed: a prepared statement is what such code could have replaced. */
+	if (!pgconn_query(ps->d->pg, ps, PGCONN_PLAIN, "SELECT " SESSION_SETTINGS_SQL ", " AUDIT_WRITES_SQL, 0, NULL,
 			  NULL, on_settings_read, ps))
 		finish(ps, PURGE_FAILED);
 }
@@ -448,8 +463,8 @@ static void begin_batch(struct policy_state *ps)
 	 * every hold committed before the policy's lock was granted, and the
 	 * purge sees every reference committed before its rows were locked.
 	 */
-	if (!pgconn_query(ps->d->pg, ps, PGCONN_TXN_BEGIN, "BEGIN ISOLATION LEVEL READ COMMITTED", 0, NULL, NULL,
-			  on_begin, ps))
+	if (!pgconn_query(ps->d->pg, ps, PGCONN_TXN_BEGIN, "BEGIN ISOLATION LEVEL READ COMMITTED READ WRITE", 0, NULL,
+			  NULL, on_begin, ps))
 		finish(ps, PURGE_FAILED);
 }
 

@@ -265,8 +265,15 @@ static void on_next_due(PGresult *res, void *arg)
 	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
 		log_err("policy %s: asking for the next due record failed: %s", ps->policy->name,
 			pgconn_error_text(res, buf, sizeof(buf)));
-		if (res)
+		if (res) {
+			/*
+			 * The table may have changed under it (row-level security, which
+			 * makes the statement fail, a column): the next try describes it
+			 * again, and says what is wrong.
+			 */
+			ps->resolved = false;
 			arm(ps->due_timer, next_retry_ms(ps) / 1000.0);
+		}
 		become_idle(ps);
 		return;
 	}

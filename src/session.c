@@ -80,6 +80,9 @@ static const char *const settings_names[] = {"role",
 					     "jit",
 					     "synchronous_commit",
 					     "idle_in_transaction_session_timeout",
+					     "default_transaction_read_only",
+					     "LISTEN channels",
+					     "prepared statements",
 					     NULL};
 
 const char *session_settings_changed(const char *baseline, const char *now)

@@ -23,8 +23,11 @@ char *session_options(const struct config *cfg);
 char *session_merged_options(const char *conninfo, const char *session_options, char **err);
 /*
  * An SQL expression, every part qualified or a keyword so that it means the
- * same under any search_path: the role and the settings statements rely on, as a
- * text array. The daemon reads it when it connects and again after every
+ * same under any search_path: the role and the settings statements rely on,
+ * the channels the session listens to, and how many prepared statements it
+ * has that SQL made (the daemon prepares through the protocol only: one
+ * made by PREPARE could stand in for one of its own under the same name), as
+ * a text array. The daemon reads it when it connects and again after every
  * statement that may run code of a table's owner (a trigger, a domain's
  * check): code that runs with the daemon's rights can change them for the
  * rest of the session.
@@ -38,7 +41,10 @@ char *session_merged_options(const char *conninfo, const char *session_options, 
 	" pg_catalog.current_setting('extra_float_digits'), pg_catalog.current_setting('array_nulls'),"                \
 	" pg_catalog.current_setting('transform_null_equals'), pg_catalog.current_setting('timezone_abbreviations'),"  \
 	" pg_catalog.current_setting('jit'), pg_catalog.current_setting('synchronous_commit'),"                        \
-	" pg_catalog.current_setting('idle_in_transaction_session_timeout')]"
+	" pg_catalog.current_setting('idle_in_transaction_session_timeout'),"                                          \
+	" pg_catalog.current_setting('default_transaction_read_only'),"                                                \
+	" pg_catalog.array_to_string(ARRAY(SELECT c FROM pg_catalog.pg_listening_channels() c ORDER BY c), ','),"      \
+	" (SELECT pg_catalog.count(*) FROM pg_catalog.pg_prepared_statements p WHERE p.from_sql)::pg_catalog.text]"
 /*
  * Rows of the audit log and the chain heads written (inserted, updated or
  * deleted, rolled-back subtransactions included) by the current backend

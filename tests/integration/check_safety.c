@@ -608,6 +608,8 @@ START_TEST(test_every_watched_setting_is_read_back)
 		{"jit", "on"},
 		{"synchronous_commit", "off"},
 		{"idle_in_transaction_session_timeout", "1h"},
+		{"default_transaction_read_only", "on"},
+		{"LISTEN channels", "UNLISTEN"},
 	};
 	PGconn *conn = fx_database("settings");
 	char *policy = fx_policy("p", "app.t", "id", "c", "1 day", "");
@@ -616,7 +618,8 @@ START_TEST(test_every_watched_setting_is_read_back)
 			"CREATE TABLE app.t (id int PRIMARY KEY, c timestamptz);"
 			"CREATE TABLE app.poison (name text, value text);"
 			"CREATE FUNCTION app.change() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
-			"  PERFORM set_config(name, value, false) FROM app.poison; RETURN OLD; END $$;"
+			"  IF (SELECT value FROM app.poison) = 'UNLISTEN' THEN UNLISTEN *;"
+			"  ELSE PERFORM set_config(name, value, false) FROM app.poison; END IF; RETURN OLD; END $$;"
 			"CREATE TRIGGER change BEFORE DELETE ON app.t FOR EACH ROW EXECUTE FUNCTION app.change();"
 			"INSERT INTO app.t VALUES (1, now() - interval '2 days')");
 	fx_grant(conn, "app");
@@ -624,18 +627,21 @@ START_TEST(test_every_watched_setting_is_read_back)
 	for (size_t i = 0; i < sizeof(changes) / sizeof(changes[0]); i++) {
 		char *sql = xasprintf("TRUNCATE app.poison; INSERT INTO app.poison VALUES ('%s', '%s')", changes[i][0],
 				      changes[i][1]);
-		char *want = xasprintf("changed the session's %s; the batch is rolled back", changes[i][0]);
+		/* UNLISTEN takes effect at COMMIT: the purge stands, the session read after it goes. */
+		bool at_commit = strcmp(changes[i][1], "UNLISTEN") == 0;
+		char *want = xasprintf("changed the session's %s; %s", changes[i][0],
+				       at_commit ? "nothing more runs on it" : "the batch is rolled back");
 		char *out, *err;
 		test_exec(conn, sql);
 		ck_assert_int_eq(fx_run_once(conf, &out, &err), 1);
 		ck_assert_msg(strstr(err, want), "%s was changed unnoticed: %s", changes[i][0], err);
-		ck_assert(fx_row_exists(conn, "app.t", "1"));
+		ck_assert(fx_row_exists(conn, "app.t", "1") != at_commit);
 		free(sql);
 		free(want);
 		free(out);
 		free(err);
 	}
-	ck_assert_int_eq(count(conn, "SELECT count(*) FROM retention.audit_log"), 0);
+	ck_assert_int_eq(count(conn, "SELECT count(*) FROM retention.audit_log"), 1);
 	free(policy);
 	free(conf);
 	PQfinish(conn);
@@ -726,6 +732,82 @@ START_TEST(test_a_row_security_policy_added_later_never_runs)
 	ck_assert_int_eq(count(conn, "SELECT count(*) FROM app.ran"), 0);
 	ck_assert_int_eq(count(conn, "SELECT count(*) FROM retention.audit_log"), 0);
 	free(policy);
+	free(conf);
+	free(log);
+	PQfinish(conn);
+}
+END_TEST
+
+/*
+ * A trigger on one table replaced, under the same name, the daemon's
+ * prepared lock statement of another policy with one that locks every row:
+ * that policy then purged a held record and one not due for a month, each
+ * with a correctly chained audit row. Code that runs in the session can make
+ * prepared statements only with PREPARE, the daemon only through the
+ * protocol: a session with one PREPARE made is dropped before anything
+ * else runs on it, whether the trigger ran in the batch or at its COMMIT.
+ */
+START_TEST(test_a_trigger_cannot_replace_the_daemons_statements)
+{
+	PGconn *conn = fx_database("swap");
+	char *notes = fx_policy("crm-notes", "crm.notes", "id", "closed_at", "30 days", "");
+	char *logs = fx_policy("app-logs", "app.logs", "id", "at", "1 day", "");
+	char *later = fx_policy("app-later", "app.later", "id", "at", "1 day", "");
+	char *policies = xasprintf("%s, %s, %s", notes, logs, later);
+	char *conf = fx_config("swap", NULL, policies);
+	char *log = fx_log_path("swap");
+	pid_t pid;
+	test_exec(
+		conn,
+		"CREATE SCHEMA crm; CREATE SCHEMA app;"
+		"CREATE TABLE crm.notes (id int PRIMARY KEY, closed_at timestamptz);"
+		"CREATE TRIGGER retention_notify AFTER INSERT OR UPDATE OF closed_at ON crm.notes"
+		" FOR EACH STATEMENT EXECUTE FUNCTION retention.notify_clock();"
+		"INSERT INTO crm.notes VALUES (1, now() - interval '40 days'), (2, now() - interval '40 days'),"
+		" (3, now() - interval '1 hour');"
+		"SELECT retention.place_hold('crm-notes', '2', NULL, 'litigation', NULL);"
+		"CREATE FUNCTION app.swap() RETURNS trigger LANGUAGE plpgsql AS $f$ DECLARE s record; BEGIN"
+		"  FOR s IN SELECT name, parameter_types FROM pg_prepared_statements"
+		"           WHERE statement LIKE '%FROM crm.notes t WHERE%FOR UPDATE OF t SKIP LOCKED%' LOOP"
+		"    EXECUTE format('DEALLOCATE %I', s.name);"
+		"    EXECUTE format('PREPARE %I (%s) AS SELECT pg_catalog.count(*)::bigint,"
+		"      coalesce(pg_catalog.array_agg(l.toid), ''{}''), coalesce(pg_catalog.array_agg(l.tid), ''{}''),"
+		"      coalesce(pg_catalog.array_agg(l.record_key), ''{}'') FROM (SELECT t.tableoid AS toid,"
+		"      t.ctid AS tid, t.id::text AS record_key FROM crm.notes t ORDER BY t.id LIMIT $5"
+		"      FOR UPDATE OF t SKIP LOCKED) l', s.name, pg_catalog.array_to_string(s.parameter_types::text[], ','));"
+		"  END LOOP; RETURN NULL; END $f$;"
+		"CREATE TABLE app.logs (id int PRIMARY KEY, at timestamptz);"
+		"CREATE TRIGGER swap AFTER DELETE ON app.logs FOR EACH STATEMENT EXECUTE FUNCTION app.swap();"
+		/* The same at COMMIT, after the batch's last check. */
+		"CREATE TABLE app.later (id int PRIMARY KEY, at timestamptz);"
+		"CREATE CONSTRAINT TRIGGER swap AFTER DELETE ON app.later DEFERRABLE INITIALLY DEFERRED"
+		" FOR EACH ROW EXECUTE FUNCTION app.swap();"
+		"CREATE TRIGGER retention_notify AFTER INSERT OR UPDATE OF at ON app.logs"
+		" FOR EACH STATEMENT EXECUTE FUNCTION retention.notify_clock();"
+		"CREATE TRIGGER retention_notify AFTER INSERT OR UPDATE OF at ON app.later"
+		" FOR EACH STATEMENT EXECUTE FUNCTION retention.notify_clock()");
+	fx_grant(conn, "crm, app");
+	pid = fx_start_daemon(conf, log);
+	fx_wait_for_log(log, "policy crm-notes: purged 1 record", 10);
+	test_exec(conn, "INSERT INTO app.logs VALUES (1, now() - interval '2 days')");
+	fx_wait_for_log(log, "policy app-logs: code its statement ran with the daemon's role", 10);
+	ck_assert(fx_log_has_after(log, 0, "changed the session's prepared statements; the batch is rolled back"));
+	test_exec(conn, "INSERT INTO crm.notes VALUES (4, now() - interval '31 days')");
+	ck_assert(fx_wait_log_count(log, "policy crm-notes: purged 1 record", 2, 10));
+	test_exec(conn, "INSERT INTO app.later VALUES (1, now() - interval '2 days')");
+	fx_wait_for_log(log, "policy app-later: code its statement ran with the daemon's role", 10);
+	ck_assert(fx_log_has_after(log, 0, "changed the session's prepared statements; nothing more runs on it"));
+	test_exec(conn, "INSERT INTO crm.notes VALUES (5, now() - interval '31 days')");
+	ck_assert(fx_wait_log_count(log, "policy crm-notes: purged 1 record", 3, 10));
+	fx_stop_daemon(pid);
+	ck_assert_msg(fx_row_exists(conn, "crm.notes", "2"), "a held record was purged");
+	ck_assert_msg(fx_row_exists(conn, "crm.notes", "3"), "a record not due for a month was purged");
+	ck_assert_int_eq(count(conn, "SELECT count(*) FROM retention.audit_log WHERE policy = 'crm-notes'"), 3);
+	fx_assert_chain_intact(conn);
+	free(notes);
+	free(logs);
+	free(later);
+	free(policies);
 	free(conf);
 	free(log);
 	PQfinish(conn);
@@ -1188,6 +1270,7 @@ int main(void)
 	tcase_add_test(trail, test_trigger_cannot_forge_audit_rows);
 	tcase_add_test(trail, test_code_outside_triggers_cannot_forge_audit_rows);
 	tcase_add_test(trail, test_a_trigger_cannot_change_the_session);
+	tcase_add_test(trail, test_a_trigger_cannot_replace_the_daemons_statements);
 	tcase_add_test(trail, test_every_watched_setting_is_read_back);
 	tcase_add_test(trail, test_sessions_pin_their_settings);
 	tcase_add_test(trail, test_a_row_security_policy_added_later_never_runs);
