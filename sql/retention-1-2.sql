@@ -241,6 +241,9 @@ CREATE TRIGGER refuse_nested_write BEFORE INSERT OR UPDATE OR DELETE ON retentio
     FOR EACH STATEMENT EXECUTE FUNCTION retention.refuse_nested_write();
 CREATE TRIGGER refuse_nested_write BEFORE INSERT OR UPDATE OR DELETE ON retention.chain_heads
     FOR EACH STATEMENT EXECUTE FUNCTION retention.refuse_nested_write();
+-- What `retentionctl status` reports of each daemon: not a trigger's to fake.
+CREATE TRIGGER refuse_nested_write BEFORE INSERT OR UPDATE OR DELETE ON retention.instances
+    FOR EACH STATEMENT EXECUTE FUNCTION retention.refuse_nested_write();
 
 -- The daemon's role (whoever may write audit rows) keeps purging across the
 -- upgrade: it now needs EXECUTE on try_lock_policy, which sql/daemon-role.sql

@@ -858,6 +858,14 @@ START_TEST(test_trigger_cannot_forge_audit_rows)
 	free(err);
 	ck_assert_int_eq(fx_run_once(conf, &out, &err), 1);
 	ck_assert_msg(strstr(err, "retention.audit_log may not be written from inside a trigger"), "%s", err);
+	free(out);
+	free(err);
+	/* Nor a daemon's heartbeat, which retentionctl status shows. */
+	test_exec(conn, "CREATE OR REPLACE FUNCTION r12.forge() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+			"  UPDATE retention.instances SET heartbeat_at = now() + interval '10 years', purged_total = 0;"
+			"  RETURN NULL; END $$");
+	ck_assert_int_eq(fx_run_once(conf, &out, &err), 1);
+	ck_assert_msg(strstr(err, "retention.instances may not be written from inside a trigger"), "%s", err);
 	ck_assert_int_eq(count(conn, "SELECT count(*) FROM retention.audit_log WHERE record_key = '31337'"), 0);
 	ck_assert_int_eq(count(conn, "SELECT seq FROM retention.chain_heads WHERE policy = 'orders'"), 1);
 	/* The record whose purge the trigger spoiled stays, with no audit row. */
