@@ -258,6 +258,13 @@ const char policy_describe_sql[] =
 	"   FROM col c LEFT JOIN eq e ON e.typ = c.atttypid"
 	"  WHERE c.attnum IS NOT NULL AND e.eq IS NULL AND c.role IN ('key', 'subject', 'exempt')"
 	" UNION ALL"
+	/* Values given as text are cast to the base type: an array's would be an array of arrays. */
+	" SELECT 'error', 0, pg_catalog.format('%s column %s is of type %s, an array, which a held or exempt value"
+	" cannot be compared with', c.role, pg_catalog.quote_ident(c.name), pg_catalog.format_type(c.atttypid, NULL)),"
+	"        NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
+	"   FROM col c JOIN bottom bc ON bc.typ = c.atttypid JOIN pg_catalog.pg_type bt ON bt.oid = bc.base_typ"
+	"  WHERE c.attnum IS NOT NULL AND c.role IN ('key', 'subject', 'exempt') AND bt.typcategory = 'A'"
+	" UNION ALL"
 	" SELECT 'error', 0, pg_catalog.format('clock column %s is %s, not timestamp with time zone',"
 	"        pg_catalog.quote_ident(c.name), pg_catalog.format_type(c.atttypid, NULL)),"
 	"        NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"

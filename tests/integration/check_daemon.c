@@ -762,7 +762,9 @@ START_TEST(test_check_reports_catalog_problems)
 	free(out);
 	free(err);
 	test_exec(conn, "CREATE TABLE public.noindex (id int, closed text);"
-			"CREATE TABLE public.noindex2 (id int PRIMARY KEY, closed timestamptz)");
+			"CREATE TABLE public.noindex2 (id int PRIMARY KEY, closed timestamptz);"
+			"CREATE DOMAIN public.owners AS text[];"
+			"CREATE TABLE public.arrays (id int PRIMARY KEY, closed timestamptz, tags text[], who public.owners)");
 	fx_grant(conn, "public");
 	text = xasprintf("database = { conninfo = \"user=" TEST_DAEMON_ROLE " dbname=checkcat\"; };\n"
 			 "policies = ( { name = \"missing\"; service = \"s\"; source = \"s\"; table = \"nope.t\";"
@@ -770,7 +772,10 @@ START_TEST(test_check_reports_catalog_problems)
 			 " { name = \"wrong-types\"; service = \"s\"; source = \"s\"; table = \"noindex\";"
 			 " key = \"id\"; clock = \"closed\"; subject = \"who\"; retain = \"1 day\"; },\n"
 			 " { name = \"no-clock-index\"; service = \"s\"; source = \"s\"; table = \"noindex2\";"
-			 " key = \"id\"; clock = \"closed\"; retain = \"1 day\"; } );\n");
+			 " key = \"id\"; clock = \"closed\"; retain = \"1 day\"; },\n"
+			 " { name = \"arrays\"; service = \"s\"; source = \"s\"; table = \"arrays\"; key = \"id\";"
+			 " clock = \"closed\"; subject = \"who\"; retain = \"1 day\";"
+			 " exempt = { column = \"tags\"; values = [ \"{legal}\" ]; }; } );\n");
 	bad = test_write_file(text);
 	argv[2] = bad;
 	ck_assert_int_eq(test_run(argv, &out, &err), 1);
@@ -781,6 +786,9 @@ START_TEST(test_check_reports_catalog_problems)
 	ck_assert_msg(strstr(out, "policy no-clock-index: warning: no index leads with clock column closed"), "%s",
 		      out);
 	ck_assert_msg(strstr(out, "no-clock-index: error") == NULL, "%s", out);
+	/* An array, or a domain over one, as subject or exempt column: refused, not failed at every batch. */
+	ck_assert_msg(strstr(out, "policy arrays: error: subject column who is of type public.owners, an array"), "%s", out);
+	ck_assert_msg(strstr(out, "policy arrays: error: exempt column tags is of type text[], an array"), "%s", out);
 	free(out);
 	free(err);
 	unlink(bad);
