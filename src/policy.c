@@ -1186,7 +1186,7 @@ bool policy_sql_build(struct policy_sql *sql, const struct policy *p, const stru
 {
 	struct frame f = {shape, p, NULL, ""};
 	char retain[96], slack[32];
-	char **siblings;
+	char **siblings, *anonymized;
 
 	memset(sql, 0, sizeof(*sql));
 	if (!shape_complete(p, shape, why))
@@ -1212,12 +1212,18 @@ bool policy_sql_build(struct policy_sql *sql, const struct policy *p, const stru
 	sql->explain = build_explain(&f);
 	sql->explain_holds = build_explain_holds(&f);
 	sql->canonical_key = xasprintf("SELECT $13::text::%s::text", shape->key.type);
+	/* An anonymized record stays as a row, with its clock cleared: it is no longer one to hold. */
+	anonymized = p->action == POLICY_ACTION_ANONYMIZE ? xasprintf(" AND t.%s IS NOT NULL", shape->clock.quoted)
+							  : xstrdup("");
+	sql->key_records = xasprintf("SELECT pg_catalog.count(*) FROM %s t WHERE t.%s %s ($13::text::%s)%s",
+				     shape->table, shape->key.quoted, shape->key.eq, shape->key.type, anonymized);
 	if (p->subject) {
 		sql->subject_records =
-			xasprintf("SELECT pg_catalog.count(*) FROM %s t WHERE t.%s %s ($13::text::%s)", shape->table,
-				  shape->subject.quoted, shape->subject.eq, shape->subject.type);
+			xasprintf("SELECT pg_catalog.count(*) FROM %s t WHERE t.%s %s ($13::text::%s)%s", shape->table,
+				  shape->subject.quoted, shape->subject.eq, shape->subject.type, anonymized);
 		sql->canonical_subject = xasprintf("SELECT $13::text::%s::text", shape->subject.type);
 	}
+	free(anonymized);
 	sql->n_guards = shape->n_guards;
 	sql->guard_what = xcalloc(shape->n_guards + 1, sizeof(char *));
 	for (size_t i = 0; i < shape->n_guards; i++)
@@ -1295,6 +1301,7 @@ void policy_sql_free(struct policy_sql *sql)
 	free(sql->explain);
 	free(sql->explain_holds);
 	free(sql->subject_records);
+	free(sql->key_records);
 	free(sql->canonical_key);
 	free(sql->canonical_subject);
 	for (size_t i = 0; i < sql->n_guards; i++)

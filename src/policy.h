@@ -136,7 +136,8 @@ struct policy_sql {
 	char *pending_records;   /* -> policy, key, clock_at, due_at, held ($13 window, $14 limit) */
 	char *explain;           /* enum policy_explain_column ($13 key); no row if there is no such record */
 	char *explain_holds;     /* -> JSON array of the active holds that protect record $13 */
-	char *subject_records;   /* -> how many records of data subject $13 exist */
+	char *subject_records;   /* -> how many records of data subject $13 exist (not yet anonymized) */
+	char *key_records;       /* -> the same for key $13: 0 or 1 */
 	char *canonical_key;     /* -> $13 read as the key column's type, as text */
 	char *canonical_subject; /* the same for the subject column (NULL without one) */
 	char **guard_what;       /* policy_guard.what, for explain */

@@ -36,10 +36,10 @@ static long long records_of(struct ctl *ctl, const struct policy_sql *sql, const
 	PGresult *res;
 	long long found = -1;
 	ctl_policy_params(sql, params, types, value, NULL);
-	res = PQexecParams(ctl->conn, by_subject ? sql->subject_records : sql->explain, POLICY_N_BASE_PARAMS + 1, types,
-			   params, NULL, NULL, 0);
+	res = PQexecParams(ctl->conn, by_subject ? sql->subject_records : sql->key_records, POLICY_N_BASE_PARAMS + 1,
+			   types, params, NULL, NULL, 0);
 	if (PQresultStatus(res) == PGRES_TUPLES_OK)
-		found = by_subject ? atoll(PQgetvalue(res, 0, 0)) : PQntuples(res);
+		found = atoll(PQgetvalue(res, 0, 0));
 	else
 		ctl_error("%s", PQresultErrorMessage(res));
 	PQclear(res);

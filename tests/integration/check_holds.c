@@ -232,10 +232,10 @@ END_TEST
  * D20: `hold add` checked the record before place_hold() waited for the
  * batch in flight, which then took the record, and still reported success.
  */
-static void hold_add_while_a_batch_is_in_flight(const char *db, bool force)
+static void hold_add_while_a_batch_is_in_flight(const char *db, bool force, const char *policy_extra)
 {
 	PGconn *conn = fx_uploads_db(db);
-	char *conf = fx_uploads_config(db, "15 minutes", "");
+	char *conf = fx_uploads_config(db, "15 minutes", policy_extra);
 	char *dbname = xasprintf("dbname=%s", db);
 	PGconn *purger = test_connect_db(db);
 	char *ctl = xasprintf("%s/src/retentionctl", test_builddir());
@@ -286,14 +286,21 @@ static void hold_add_while_a_batch_is_in_flight(const char *db, bool force)
 
 START_TEST(test_hold_add_says_when_the_batch_in_flight_took_the_record)
 {
-	hold_add_while_a_batch_is_in_flight("inflight", false);
+	hold_add_while_a_batch_is_in_flight("inflight", false, "");
 }
 END_TEST
 
 /* With --force, which holds a key whether or not a record has it, the warning was lost. */
 START_TEST(test_hold_add_force_says_when_the_batch_in_flight_took_the_record)
 {
-	hold_add_while_a_batch_is_in_flight("inflightforce", true);
+	hold_add_while_a_batch_is_in_flight("inflightforce", true, "");
+}
+END_TEST
+
+/* An anonymized record stays as a row: counting rows, hold add saw it still there and said nothing. */
+START_TEST(test_hold_add_says_when_the_batch_in_flight_anonymized_the_record)
+{
+	hold_add_while_a_batch_is_in_flight("inflightanon", true, "action = \"anonymize\"; set_null = [ \"email\" ];");
 }
 END_TEST
 
@@ -515,6 +522,7 @@ int main(void)
 	tcase_add_test(tc, test_no_stranger_can_take_a_policys_lock);
 	tcase_add_test(tc, test_hold_add_says_when_the_batch_in_flight_took_the_record);
 	tcase_add_test(tc, test_hold_add_force_says_when_the_batch_in_flight_took_the_record);
+	tcase_add_test(tc, test_hold_add_says_when_the_batch_in_flight_anonymized_the_record);
 	tcase_add_test(tc, test_a_hold_under_a_sibling_waits_for_the_batch_in_flight);
 	tcase_add_test(tc, test_a_hold_protects_across_a_partition_tree);
 	tcase_add_test(tc, test_holds_only_through_the_functions);
