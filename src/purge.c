@@ -91,11 +91,36 @@ static bool may_go_on(struct policy_state *ps)
 	return !ps->d->stopping && ps->d->pending_cfg == NULL && pgconn_is_ready(ps->d->pg);
 }
 
+/*
+ * A value the batch stores breaks a domain of its column: with anonymize,
+ * almost always a `set` value of the configuration (or NULL for a domain
+ * that is NOT NULL), which every record would fail alike. The domain's check
+ * is code of its owner, so it runs only inside a batch, not when the policy
+ * is validated.
+ */
+static bool error_is_the_configurations(const struct policy_state *ps, const PGresult *res)
+{
+	const char *state = pgconn_sqlstate(res), *domain;
+	if (ps->policy->action != POLICY_ACTION_ANONYMIZE || res == NULL)
+		return false;
+	domain = PQresultErrorField(res, PG_DIAG_DATATYPE_NAME);
+	return domain && *domain && (strcmp(state, "23514") == 0 || strcmp(state, "23502") == 0);
+}
+
 /* The batch failed and its transaction is over (or its ROLLBACK queued). */
 static void batch_failed(struct policy_state *ps, const char *step, PGresult *res)
 {
 	char buf[512];
 	const char *state = pgconn_sqlstate(res);
+	if (error_is_the_configurations(ps, res)) {
+		log_err("policy %s: %s failed: %s: a value it anonymizes with breaks the domain of its column, for every"
+			" record alike; the policy does not run again until the daemon is reloaded or restarted",
+			ps->policy->name, step, pgconn_error_text(res, buf, sizeof(buf)));
+		ps->off_until_reload = true;
+		ps->failed = true;
+		finish(ps, PURGE_FAILED);
+		return;
+	}
 	if (res == NULL || !error_is_a_records(state) || ps->n_quarantined >= QUARANTINE_MAX) {
 		log_failure(ps, step, res);
 		finish(ps, PURGE_FAILED);
@@ -171,7 +196,7 @@ static void on_commit(PGresult *res, void *arg)
 	report(ps);
 	if (!daemon_session_intact(ps->d, res, 0, ps->policy->name, false)) {
 		/* Committed: the purge stands, and its audit rows prove it; the session goes. */
-		ps->changed_session = true;
+		ps->off_until_reload = true;
 		ps->failed = true;
 		finish(ps, PURGE_FAILED);
 		return;
@@ -222,14 +247,14 @@ static void on_settings_read(PGresult *res, void *arg)
 	}
 	if (!daemon_session_intact(ps->d, res, 0, ps->policy->name, true)) {
 		/* Whatever the batch did ran on a changed session: none of it is committed. */
-		ps->changed_session = true;
+		ps->off_until_reload = true;
 		rollback(ps);
 		ps->failed = true;
 		finish(ps, PURGE_FAILED);
 		return;
 	}
 	if (!audit_writes_are_the_batchs(ps, res, 1)) {
-		ps->changed_session = true;
+		ps->off_until_reload = true;
 		daemon_drop_session(ps->d);
 		rollback(ps);
 		ps->failed = true;

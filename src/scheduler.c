@@ -113,7 +113,7 @@ bool scheduler_may_start(const struct policy_state *ps)
 {
 	const struct daemon *d = ps->d;
 	return !d->stopping && d->pending_cfg == NULL && d->session_ready && pgconn_is_ready(d->pg) &&
-	       !(d->once && ps->once_done) && !ps->changed_session;
+	       !(d->once && ps->once_done) && !ps->off_until_reload;
 }
 
 static void start_purge(struct policy_state *ps)
@@ -278,7 +278,7 @@ static void on_next_due(PGresult *res, void *arg)
 		return;
 	}
 	if (!daemon_session_intact(ps->d, res, 3, ps->policy->name, false)) {
-		ps->changed_session = true;
+		ps->off_until_reload = true;
 		become_idle(ps);
 		return;
 	}
@@ -374,7 +374,7 @@ static void on_validated(PGresult *res, void *arg)
 		return;
 	}
 	if (!daemon_session_intact(ps->d, res, PQnfields(res) - 1, ps->policy->name, false)) {
-		ps->changed_session = true;
+		ps->off_until_reload = true;
 		not_resolved(ps);
 		return;
 	}

@@ -63,9 +63,9 @@ struct policy_state {
 	long long purged;            /* records purged by this process */
 	long long purged_before_run; /* `purged` when the current purge run started */
 	long long batches;
-	bool changed_session;     /* its statements changed the session's settings: it runs no more until a reload */
-	bool failed;              /* --once: something was not purged, exit 1 */
-	bool once_done;           /* --once: this policy's backlog is done */
+	bool off_until_reload; /* its statements changed the session, or its configuration cannot work: until a reload */
+	bool failed;           /* --once: something was not purged, exit 1 */
+	bool once_done;        /* --once: this policy's backlog is done */
 	double once_locked_since; /* --once: when its lock was first found held elsewhere */
 };
 

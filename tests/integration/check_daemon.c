@@ -761,10 +761,12 @@ START_TEST(test_check_reports_catalog_problems)
 	ck_assert_msg(strstr(out, "1 policies usable") != NULL, "%s%s", out, err);
 	free(out);
 	free(err);
-	test_exec(conn, "CREATE TABLE public.noindex (id int, closed text);"
-			"CREATE TABLE public.noindex2 (id int PRIMARY KEY, closed timestamptz);"
-			"CREATE DOMAIN public.owners AS text[];"
-			"CREATE TABLE public.arrays (id int PRIMARY KEY, closed timestamptz, tags text[], who public.owners)");
+	test_exec(
+		conn,
+		"CREATE TABLE public.noindex (id int, closed text);"
+		"CREATE TABLE public.noindex2 (id int PRIMARY KEY, closed timestamptz);"
+		"CREATE DOMAIN public.owners AS text[];"
+		"CREATE TABLE public.arrays (id int PRIMARY KEY, closed timestamptz, tags text[], who public.owners)");
 	fx_grant(conn, "public");
 	text = xasprintf("database = { conninfo = \"user=" TEST_DAEMON_ROLE " dbname=checkcat\"; };\n"
 			 "policies = ( { name = \"missing\"; service = \"s\"; source = \"s\"; table = \"nope.t\";"
@@ -787,7 +789,8 @@ START_TEST(test_check_reports_catalog_problems)
 		      out);
 	ck_assert_msg(strstr(out, "no-clock-index: error") == NULL, "%s", out);
 	/* An array, or a domain over one, as subject or exempt column: refused, not failed at every batch. */
-	ck_assert_msg(strstr(out, "policy arrays: error: subject column who is of type public.owners, an array"), "%s", out);
+	ck_assert_msg(strstr(out, "policy arrays: error: subject column who is of type public.owners, an array"), "%s",
+		      out);
 	ck_assert_msg(strstr(out, "policy arrays: error: exempt column tags is of type text[], an array"), "%s", out);
 	free(out);
 	free(err);

@@ -1168,6 +1168,42 @@ START_TEST(test_an_anonymisation_undone_later_is_not_audited)
 END_TEST
 
 /*
+ * A `set` value its column's domain rejects: validation casts to the base
+ * type, so the domain's check (code of its owner) first runs in a batch,
+ * where every record failed alike and was skipped one by one, each logged
+ * with its key. It is the configuration's fault: one line, and the policy
+ * stops until a reload.
+ */
+START_TEST(test_a_set_value_its_domain_rejects_stops_the_policy)
+{
+	PGconn *conn = fx_database("domainset");
+	char *policy = fx_policy("users", "app.users", "id", "closed_at", "1 day",
+				 "action = \"anonymize\"; set = ( { column = \"name\"; value = \"-\"; } );");
+	char *conf = fx_config("domainset", NULL, policy);
+	char *out, *err;
+	test_exec(conn, "CREATE SCHEMA app;"
+			"CREATE DOMAIN app.display_name AS text CHECK (length(VALUE) >= 3);"
+			"CREATE TABLE app.users (id int PRIMARY KEY, closed_at timestamptz, name app.display_name);"
+			"INSERT INTO app.users SELECT g, now() - interval '2 days', 'User ' || g"
+			" FROM generate_series(1, 8) g");
+	fx_grant(conn, "app");
+	ck_assert_int_eq(fx_run_once(conf, &out, &err), 1);
+	ck_assert_msg(strstr(err, "policy users: purge statement failed: value for domain app.display_name violates"
+				  " check constraint"),
+		      "%s", err);
+	ck_assert_msg(strstr(err, "a value it anonymizes with breaks the domain of its column"), "%s", err);
+	ck_assert_msg(strstr(err, "cannot be purged") == NULL, "records were skipped one by one: %s", err);
+	ck_assert_int_eq(count(conn, "SELECT count(*) FROM app.users WHERE closed_at IS NOT NULL"), 8);
+	ck_assert_int_eq(count(conn, "SELECT count(*) FROM retention.audit_log"), 0);
+	free(out);
+	free(err);
+	free(policy);
+	free(conf);
+	PQfinish(conn);
+}
+END_TEST
+
+/*
  * D13, D26: server DETAIL lines ("Failing row contains (...)") copied the
  * very personal data a policy erases into the journal, as extra lines
  * without a priority. Log lines are single lines with the primary message
@@ -1270,6 +1306,7 @@ int main(void)
 	tcase_add_test(kept, test_failed_commit_is_not_a_purge);
 	tcase_add_test(kept, test_an_anonymisation_that_does_not_take_is_not_audited);
 	tcase_add_test(kept, test_an_anonymisation_undone_later_is_not_audited);
+	tcase_add_test(kept, test_a_set_value_its_domain_rejects_stops_the_policy);
 	tcase_add_test(kept, test_infinite_clocks);
 	tcase_add_test(kept, test_check_reports_what_endangers_a_purge);
 	suite_add_tcase(s, kept);
