@@ -48,6 +48,12 @@ struct daemon {
  * session (from the loop, after the caller returns) for a clean one.
  */
 bool daemon_session_intact(struct daemon *d, const PGresult *res, int col, const char *policy, bool in_batch);
+/*
+ * daemon_session_intact for column COL, then PREPARED_STATEMENTS_SQL in
+ * COL + 1 (SESSION_CHECK_SQL), which must say none made by PREPARE and every
+ * one the daemon made.
+ */
+bool daemon_session_checked(struct daemon *d, const PGresult *res, int col, const char *policy, bool in_batch);
 /* Sends nothing more on the session and replaces it: code of a table's owner changed it. */
 void daemon_drop_session(struct daemon *d);
 

@@ -131,6 +131,27 @@ bool daemon_session_intact(struct daemon *d, const PGresult *res, int col, const
 	return false;
 }
 
+bool daemon_session_checked(struct daemon *d, const PGresult *res, int col, const char *policy, bool in_batch)
+{
+	char want[48];
+	const char *got = "";
+	if (!daemon_session_intact(d, res, col, policy, in_batch))
+		return false;
+	snprintf(want, sizeof(want), "0 %zu", pgconn_prepared_count(d->pg));
+	if (col + 1 < PQnfields(res) && PQntuples(res) == 1 && !PQgetisnull(res, 0, col + 1))
+		got = PQgetvalue(res, 0, col + 1);
+	if (strcmp(got, want) == 0)
+		return true;
+	log_err("policy %s: code its statement ran with the daemon's role (a trigger, or a function of a table's"
+		" owner) changed the session's prepared statements (made by PREPARE and by the daemon: %s, where the"
+		" daemon made %zu); %s, a new session replaces this one, and the policy does not run again until the"
+		" daemon is reloaded or restarted",
+		policy, got, pgconn_prepared_count(d->pg),
+		in_batch ? "the batch is rolled back" : "nothing more runs on it");
+	daemon_drop_session(d);
+	return false;
+}
+
 void daemon_drop_session(struct daemon *d)
 {
 	static const struct timeval now = {0, 0};

@@ -446,11 +446,18 @@ bool pgconn_query(struct pgconn *conn, const void *owner, int flags, const char 
 	}
 	q->cb = cb;
 	q->arg = arg;
-	if (conn->tail)
-		conn->tail->next = q;
-	else
+	if (flags & PGCONN_FIRST) {
+		q->next = conn->head;
 		conn->head = q;
-	conn->tail = q;
+		if (conn->tail == NULL)
+			conn->tail = q;
+	} else {
+		if (conn->tail)
+			conn->tail->next = q;
+		else
+			conn->head = q;
+		conn->tail = q;
+	}
 	dispatch(conn);
 	return true;
 }
@@ -715,6 +722,8 @@ void pgconn_free(struct pgconn *conn)
 bool pgconn_is_ready(const struct pgconn *conn) { return conn->state == PGCONN_READY; }
 
 void pgconn_hold(struct pgconn *conn) { conn->held = true; }
+
+size_t pgconn_prepared_count(const struct pgconn *conn) { return conn->n_prepared; }
 
 void pgconn_reset(struct pgconn *conn, const char *why)
 {

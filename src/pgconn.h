@@ -42,6 +42,8 @@ enum pgconn_flags {
 	 * last statement's.
 	 */
 	PGCONN_SIMPLE = 8,
+	/* Queued ahead of everything else: a check that must run before any other statement. */
+	PGCONN_FIRST = 16,
 };
 
 /*
@@ -63,6 +65,8 @@ void pgconn_reset(struct pgconn *conn, const char *why);
  * have changed, from inside a result callback (which cannot reset).
  */
 void pgconn_hold(struct pgconn *conn);
+/* How many statements this session has prepared (PGCONN_PREPARED), as the server should list them. */
+size_t pgconn_prepared_count(const struct pgconn *conn);
 bool pgconn_is_ready(const struct pgconn *conn);
 /* Statements queued or in flight. */
 int pgconn_pending(const struct pgconn *conn);

@@ -43,10 +43,34 @@ static void finish(struct policy_state *ps, enum purge_outcome outcome)
 	scheduler_purge_finished(ps, outcome);
 }
 
-/* Ends the transaction after a failure; the connection may already be gone. */
+/*
+ * After a batch that failed, and so was not checked before COMMIT: what its
+ * statements may have left in the session (a prepared statement replaced, a
+ * setting) outlives the rollback, so it is read before anything else runs.
+ */
+static void on_rolled_back(PGresult *res, void *arg)
+{
+	struct policy_state *ps = arg;
+	char buf[512];
+	if (res == NULL)
+		return;
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		log_err("policy %s: reading the session after a failed batch failed: %s; replacing the session",
+			ps->policy->name, pgconn_error_text(res, buf, sizeof(buf)));
+		daemon_drop_session(ps->d);
+		return;
+	}
+	if (!daemon_session_checked(ps->d, res, 0, ps->policy->name, true)) {
+		ps->off_until_reload = true;
+		ps->failed = true;
+	}
+}
+
+/* Ends the transaction after a failure, and reads the session in the same round trip. */
 static void rollback(struct policy_state *ps)
 {
-	if (!pgconn_query(ps->d->pg, ps, PGCONN_TXN_END, "ROLLBACK", 0, NULL, NULL, NULL, NULL))
+	if (!pgconn_query(ps->d->pg, ps, PGCONN_TXN_END | PGCONN_SIMPLE, "ROLLBACK; SELECT " SESSION_CHECK_SQL, 0, NULL,
+			  NULL, on_rolled_back, ps))
 		log_debug("policy %s: no connection to roll back on (the server rolls back)", ps->policy->name);
 }
 
@@ -189,12 +213,19 @@ static void on_commit(PGresult *res, void *arg)
 		return;
 	}
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		/* A deferred constraint, checked now: the transaction is over, nothing of it stays. */
+		/*
+		 * A deferred constraint, checked now: the transaction is over, nothing
+		 * of it stays, and the read of the session after it did not run: it
+		 * goes ahead of every statement queued.
+		 */
+		if (!pgconn_query(ps->d->pg, ps, PGCONN_FIRST, "SELECT " SESSION_CHECK_SQL, 0, NULL, NULL,
+				  on_rolled_back, ps))
+			log_debug("policy %s: no connection to read the session on", ps->policy->name);
 		batch_failed(ps, "COMMIT", res);
 		return;
 	}
 	report(ps);
-	if (!daemon_session_intact(ps->d, res, 0, ps->policy->name, false)) {
+	if (!daemon_session_checked(ps->d, res, 0, ps->policy->name, false)) {
 		/* Committed: the purge stands, and its audit rows prove it; the session goes. */
 		ps->off_until_reload = true;
 		ps->failed = true;
@@ -245,7 +276,7 @@ static void on_settings_read(PGresult *res, void *arg)
 		finish(ps, PURGE_FAILED);
 		return;
 	}
-	if (!daemon_session_intact(ps->d, res, 0, ps->policy->name, true)) {
+	if (!daemon_session_checked(ps->d, res, 0, ps->policy->name, true)) {
 		/* Whatever the batch did ran on a changed session: none of it is committed. */
 		ps->off_until_reload = true;
 		rollback(ps);
@@ -253,7 +284,7 @@ static void on_settings_read(PGresult *res, void *arg)
 		finish(ps, PURGE_FAILED);
 		return;
 	}
-	if (!audit_writes_are_the_batchs(ps, res, 1)) {
+	if (!audit_writes_are_the_batchs(ps, res, 2)) {
 		ps->off_until_reload = true;
 		daemon_drop_session(ps->d);
 		rollback(ps);
@@ -266,8 +297,8 @@ static void on_settings_read(PGresult *res, void *arg)
 	 * is read again in the same simple query, before any statement of the
 	 * daemon can run on what such code left in it.
 	 */
-	if (!pgconn_query(ps->d->pg, ps, PGCONN_TXN_END | PGCONN_SIMPLE, "COMMIT; SELECT " SESSION_SETTINGS_SQL, 0,
-			  NULL, NULL, on_commit, ps))
+	if (!pgconn_query(ps->d->pg, ps, PGCONN_TXN_END | PGCONN_SIMPLE, "COMMIT; SELECT " SESSION_CHECK_SQL, 0, NULL,
+			  NULL, on_commit, ps))
 		finish(ps, PURGE_FAILED);
 }
 
@@ -282,8 +313,8 @@ static void on_settings_read(PGresult *res, void *arg)
 static void commit(struct policy_state *ps)
 {
 	/* Unnamed: a prepared statement is what such code could have replaced. */
-	if (!pgconn_query(ps->d->pg, ps, PGCONN_PLAIN, "SELECT " SESSION_SETTINGS_SQL ", " AUDIT_WRITES_SQL, 0, NULL,
-			  NULL, on_settings_read, ps))
+	if (!pgconn_query(ps->d->pg, ps, PGCONN_PLAIN, "SELECT " SESSION_CHECK_SQL ", " AUDIT_WRITES_SQL, 0, NULL, NULL,
+			  on_settings_read, ps))
 		finish(ps, PURGE_FAILED);
 }
 

@@ -82,7 +82,6 @@ static const char *const settings_names[] = {"role",
 					     "idle_in_transaction_session_timeout",
 					     "default_transaction_read_only",
 					     "LISTEN channels",
-					     "prepared statements",
 					     NULL};
 
 const char *session_settings_changed(const char *baseline, const char *now)

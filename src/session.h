@@ -24,10 +24,7 @@ char *session_merged_options(const char *conninfo, const char *session_options, 
 /*
  * An SQL expression, every part qualified or a keyword so that it means the
  * same under any search_path: the role and the settings statements rely on,
- * the channels the session listens to, and how many prepared statements it
- * has that SQL made (the daemon prepares through the protocol only: one
- * made by PREPARE could stand in for one of its own under the same name), as
- * a text array. The daemon reads it when it connects and again after every
+ * and the channels the session listens to, as a text array. The daemon reads it when it connects and again after every
  * statement that may run code of a table's owner (a trigger, a domain's
  * check): code that runs with the daemon's rights can change them for the
  * rest of the session.
@@ -43,8 +40,7 @@ char *session_merged_options(const char *conninfo, const char *session_options, 
 	" pg_catalog.current_setting('jit'), pg_catalog.current_setting('synchronous_commit'),"                        \
 	" pg_catalog.current_setting('idle_in_transaction_session_timeout'),"                                          \
 	" pg_catalog.current_setting('default_transaction_read_only'),"                                                \
-	" pg_catalog.array_to_string(ARRAY(SELECT c FROM pg_catalog.pg_listening_channels() c ORDER BY c), ','),"      \
-	" (SELECT pg_catalog.count(*) FROM pg_catalog.pg_prepared_statements p WHERE p.from_sql)::pg_catalog.text]"
+	" pg_catalog.array_to_string(ARRAY(SELECT c FROM pg_catalog.pg_listening_channels() c ORDER BY c), ',')]"
 /*
  * Rows of the audit log and the chain heads written (inserted, updated or
  * deleted, rolled-back subtransactions included) by the current backend
@@ -61,6 +57,19 @@ char *session_merged_options(const char *conninfo, const char *session_options, 
 	" OPERATOR(pg_catalog.+) pg_catalog.pg_stat_get_xact_tuples_deleted(r.oid))::pg_catalog.int8"                  \
 	" FROM pg_catalog.unnest(ARRAY[pg_catalog.to_regclass('retention.audit_log'),"                                 \
 	" pg_catalog.to_regclass('retention.chain_heads')]::pg_catalog.oid[]) r(oid)) END"
+/*
+ * The session's prepared statements as "M N": M made by SQL PREPARE, N
+ * through the protocol. The daemon prepares through the protocol only, so M
+ * must be 0 (one made by PREPARE could stand in for one of the daemon's,
+ * under its name) and N what it prepared (code that runs in the session can
+ * DEALLOCATE them). Read only by unnamed statements: a prepared statement
+ * could be one replaced.
+ */
+#define PREPARED_STATEMENTS_SQL                                                                                        \
+	"(SELECT pg_catalog.count(*) FILTER (WHERE p.from_sql)::pg_catalog.text || ' ' ||"                             \
+	" pg_catalog.count(*) FILTER (WHERE NOT p.from_sql)::pg_catalog.text FROM pg_catalog.pg_prepared_statements p)"
+/* SESSION_SETTINGS_SQL, PREPARED_STATEMENTS_SQL: what a check after code of a table's owner may have run reads. */
+#define SESSION_CHECK_SQL SESSION_SETTINGS_SQL ", " PREPARED_STATEMENTS_SQL
 /* The name of the first setting that differs between two values of session_settings_sql, NULL if none. */
 const char *session_settings_changed(const char *baseline, const char *now);
 

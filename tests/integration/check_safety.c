@@ -745,7 +745,8 @@ END_TEST
  * with a correctly chained audit row. Code that runs in the session can make
  * prepared statements only with PREPARE, the daemon only through the
  * protocol: a session with one PREPARE made is dropped before anything
- * else runs on it, whether the trigger ran in the batch or at its COMMIT.
+ * else runs on it, whether the trigger ran in the batch, at its COMMIT, or
+ * in a batch that failed and was never committed.
  */
 START_TEST(test_a_trigger_cannot_replace_the_daemons_statements)
 {
@@ -753,7 +754,8 @@ START_TEST(test_a_trigger_cannot_replace_the_daemons_statements)
 	char *notes = fx_policy("crm-notes", "crm.notes", "id", "closed_at", "30 days", "");
 	char *logs = fx_policy("app-logs", "app.logs", "id", "at", "1 day", "");
 	char *later = fx_policy("app-later", "app.later", "id", "at", "1 day", "");
-	char *policies = xasprintf("%s, %s, %s", notes, logs, later);
+	char *fails = fx_policy("app-fails", "app.fails", "id", "at", "1 day", "");
+	char *policies = xasprintf("%s, %s, %s, %s", notes, logs, later, fails);
 	char *conf = fx_config("swap", NULL, policies);
 	char *log = fx_log_path("swap");
 	pid_t pid;
@@ -766,7 +768,7 @@ START_TEST(test_a_trigger_cannot_replace_the_daemons_statements)
 		"INSERT INTO crm.notes VALUES (1, now() - interval '40 days'), (2, now() - interval '40 days'),"
 		" (3, now() - interval '1 hour');"
 		"SELECT retention.place_hold('crm-notes', '2', NULL, 'litigation', NULL);"
-		"CREATE FUNCTION app.swap() RETURNS trigger LANGUAGE plpgsql AS $f$ DECLARE s record; BEGIN"
+		"CREATE FUNCTION app.swap_statements() RETURNS void LANGUAGE plpgsql AS $f$ DECLARE s record; BEGIN"
 		"  FOR s IN SELECT name, parameter_types FROM pg_prepared_statements"
 		"           WHERE statement LIKE '%FROM crm.notes t WHERE%FOR UPDATE OF t SKIP LOCKED%' LOOP"
 		"    EXECUTE format('DEALLOCATE %I', s.name);"
@@ -775,7 +777,17 @@ START_TEST(test_a_trigger_cannot_replace_the_daemons_statements)
 		"      coalesce(pg_catalog.array_agg(l.record_key), ''{}'') FROM (SELECT t.tableoid AS toid,"
 		"      t.ctid AS tid, t.id::text AS record_key FROM crm.notes t ORDER BY t.id LIMIT $5"
 		"      FOR UPDATE OF t SKIP LOCKED) l', s.name, pg_catalog.array_to_string(s.parameter_types::text[], ','));"
-		"  END LOOP; RETURN NULL; END $f$;"
+		"  END LOOP; END $f$;"
+		"CREATE FUNCTION app.swap() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN"
+		"  PERFORM app.swap_statements(); RETURN NULL; END $f$;"
+		/* Then fails, with an error that says nothing about a record: its batch is never committed. */
+		"CREATE FUNCTION app.swap_and_fail() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN"
+		"  PERFORM app.swap_statements();"
+		"  RAISE EXCEPTION 'could not serialize access' USING ERRCODE = '40001'; END $f$;"
+		"CREATE TABLE app.fails (id int PRIMARY KEY, at timestamptz);"
+		"CREATE TRIGGER swap AFTER DELETE ON app.fails FOR EACH STATEMENT EXECUTE FUNCTION app.swap_and_fail();"
+		"CREATE TRIGGER retention_notify AFTER INSERT OR UPDATE OF at ON app.fails"
+		" FOR EACH STATEMENT EXECUTE FUNCTION retention.notify_clock();"
 		"CREATE TABLE app.logs (id int PRIMARY KEY, at timestamptz);"
 		"CREATE TRIGGER swap AFTER DELETE ON app.logs FOR EACH STATEMENT EXECUTE FUNCTION app.swap();"
 		/* The same at COMMIT, after the batch's last check. */
@@ -791,22 +803,29 @@ START_TEST(test_a_trigger_cannot_replace_the_daemons_statements)
 	fx_wait_for_log(log, "policy crm-notes: purged 1 record", 10);
 	test_exec(conn, "INSERT INTO app.logs VALUES (1, now() - interval '2 days')");
 	fx_wait_for_log(log, "policy app-logs: code its statement ran with the daemon's role", 10);
-	ck_assert(fx_log_has_after(log, 0, "changed the session's prepared statements; the batch is rolled back"));
+	ck_assert(fx_log_has_after(log, 0,
+				   "changed the session's prepared statements (made by PREPARE and by the daemon: 1 "));
 	test_exec(conn, "INSERT INTO crm.notes VALUES (4, now() - interval '31 days')");
 	ck_assert(fx_wait_log_count(log, "policy crm-notes: purged 1 record", 2, 10));
 	test_exec(conn, "INSERT INTO app.later VALUES (1, now() - interval '2 days')");
 	fx_wait_for_log(log, "policy app-later: code its statement ran with the daemon's role", 10);
-	ck_assert(fx_log_has_after(log, 0, "changed the session's prepared statements; nothing more runs on it"));
+	ck_assert(fx_log_has_after(log, 0,
+				   "changed the session's prepared statements (made by PREPARE and by the daemon: 1 "));
 	test_exec(conn, "INSERT INTO crm.notes VALUES (5, now() - interval '31 days')");
 	ck_assert(fx_wait_log_count(log, "policy crm-notes: purged 1 record", 3, 10));
+	test_exec(conn, "INSERT INTO app.fails VALUES (1, now() - interval '2 days')");
+	fx_wait_for_log(log, "policy app-fails: code its statement ran with the daemon's role", 10);
+	test_exec(conn, "INSERT INTO crm.notes VALUES (6, now() - interval '31 days')");
+	ck_assert(fx_wait_log_count(log, "policy crm-notes: purged 1 record", 4, 10));
 	fx_stop_daemon(pid);
 	ck_assert_msg(fx_row_exists(conn, "crm.notes", "2"), "a held record was purged");
 	ck_assert_msg(fx_row_exists(conn, "crm.notes", "3"), "a record not due for a month was purged");
-	ck_assert_int_eq(count(conn, "SELECT count(*) FROM retention.audit_log WHERE policy = 'crm-notes'"), 3);
+	ck_assert_int_eq(count(conn, "SELECT count(*) FROM retention.audit_log WHERE policy = 'crm-notes'"), 4);
 	fx_assert_chain_intact(conn);
 	free(notes);
 	free(logs);
 	free(later);
+	free(fails);
 	free(policies);
 	free(conf);
 	free(log);
