@@ -245,6 +245,50 @@ CREATE TRIGGER refuse_nested_write BEFORE INSERT OR UPDATE OR DELETE ON retentio
 CREATE TRIGGER refuse_nested_write BEFORE INSERT OR UPDATE OR DELETE ON retention.instances
     FOR EACH STATEMENT EXECUTE FUNCTION retention.refuse_nested_write();
 
+-- ---- what the daemon reads of its own session ----
+--
+-- Code of a table's owner runs in the daemon's session with its role (a
+-- trigger, a domain's check) and could change, for everything after it, a
+-- setting the daemon's statements rely on, the channels it listens to, or a
+-- prepared statement. The daemon reads these after every statement that may
+-- run such code, and compares them with what it read when it connected.
+-- PL/pgSQL, so that each session plans them once; every name is qualified,
+-- and no SET clause: search_path is one of the settings read. The order of
+-- session_settings() is that of settings_names in src/session.c.
+CREATE FUNCTION retention.session_settings() RETURNS text
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    RETURN (ARRAY[CAST(current_user AS pg_catalog.text), pg_catalog.current_setting('search_path'), pg_catalog.current_setting('TimeZone'), pg_catalog.current_setting('DateStyle'), pg_catalog.current_setting('IntervalStyle'), pg_catalog.current_setting('client_encoding'), pg_catalog.current_setting('statement_timeout'), pg_catalog.current_setting('lock_timeout'), pg_catalog.current_setting('standard_conforming_strings'), pg_catalog.current_setting('row_security'), pg_catalog.current_setting('extra_float_digits'), pg_catalog.current_setting('array_nulls'), pg_catalog.current_setting('transform_null_equals'), pg_catalog.current_setting('timezone_abbreviations'), pg_catalog.current_setting('jit'), pg_catalog.current_setting('synchronous_commit'), pg_catalog.current_setting('idle_in_transaction_session_timeout'), pg_catalog.current_setting('default_transaction_read_only'), pg_catalog.array_to_string(ARRAY(SELECT c FROM pg_catalog.pg_listening_channels() c ORDER BY c), ',')])::pg_catalog.text;
+END
+$$;
+
+-- "M N": prepared statements made by SQL PREPARE, and through the protocol.
+-- The daemon prepares through the protocol only: M must stay 0 (one made by
+-- PREPARE could stand in for one of the daemon's, under its name), and N is
+-- what the daemon prepared (code can DEALLOCATE them, not remake them).
+CREATE FUNCTION retention.prepared_statements() RETURNS text
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    RETURN (SELECT pg_catalog.count(*) FILTER (WHERE p.from_sql)::pg_catalog.text || ' ' || pg_catalog.count(*) FILTER (WHERE NOT p.from_sql)::pg_catalog.text FROM pg_catalog.pg_prepared_statements p);
+END
+$$;
+
+-- Rows of the audit log and the chain heads this backend wrote (inserted,
+-- updated or deleted, rolled-back subtransactions included) since its
+-- counters were last flushed, which happens only between transactions:
+-- read at a transaction's start and before its COMMIT, the difference is
+-- what the transaction wrote, whoever's code did it. NULL when the server
+-- does not count (track_counts off, which only a superuser can set).
+CREATE FUNCTION retention.audit_writes() RETURNS bigint
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    RETURN CASE WHEN pg_catalog.current_setting('track_counts')::pg_catalog.bool THEN (SELECT pg_catalog.sum(pg_catalog.pg_stat_get_xact_tuples_inserted(r.oid) OPERATOR(pg_catalog.+) pg_catalog.pg_stat_get_xact_tuples_updated(r.oid) OPERATOR(pg_catalog.+) pg_catalog.pg_stat_get_xact_tuples_deleted(r.oid))::pg_catalog.int8 FROM pg_catalog.unnest(ARRAY[pg_catalog.to_regclass('retention.audit_log'), pg_catalog.to_regclass('retention.chain_heads')]::pg_catalog.oid[]) r(oid)) END;
+END
+$$;
+
 -- The daemon's role (whoever may write audit rows) keeps purging across the
 -- upgrade: it now needs EXECUTE on try_lock_policy, which sql/daemon-role.sql
 -- grants from this version on.

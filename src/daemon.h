@@ -47,6 +47,12 @@ struct daemon {
  * (IN_BATCH: inside a batch, which the caller rolls back) and drops the
  * session (from the loop, after the caller returns) for a clean one.
  */
+/*
+ * The same for SETTINGS (a value of SESSION_SETTINGS_SQL, NULL if unread)
+ * and STATEMENTS (of PREPARED_STATEMENTS_SQL, NULL to skip).
+ */
+bool daemon_session_as_set_up(struct daemon *d, const char *settings, const char *statements, const char *policy,
+			      bool in_batch);
 bool daemon_session_intact(struct daemon *d, const PGresult *res, int col, const char *policy, bool in_batch);
 /*
  * daemon_session_intact for column COL, then PREPARED_STATEMENTS_SQL in

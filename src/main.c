@@ -113,14 +113,23 @@ static void reset_session(evutil_socket_t fd, short what, void *arg)
 	pgconn_reset(d->pg, "dropping the session, which code of a table's owner changed");
 }
 
-bool daemon_session_intact(struct daemon *d, const PGresult *res, int col, const char *policy, bool in_batch)
+bool daemon_session_as_set_up(struct daemon *d, const char *settings, const char *statements, const char *policy,
+			      bool in_batch)
 {
 	const char *changed;
-	if (d->session_settings == NULL || col < 0 || col >= PQnfields(res) || PQntuples(res) != 1)
+	char want[48], what[96];
+	snprintf(want, sizeof(want), "0 %zu", pgconn_prepared_count(d->pg));
+	if (d->session_settings == NULL || settings == NULL)
 		changed = "a session setting";
 	else
-		changed = session_settings_changed(d->session_settings,
-						   PQgetisnull(res, 0, col) ? "" : PQgetvalue(res, 0, col));
+		changed = session_settings_changed(d->session_settings, settings);
+	if (changed == NULL && statements && strcmp(statements, want) != 0) {
+		snprintf(what, sizeof(what),
+			 "prepared statements (made by PREPARE and by the daemon: %s, where the daemon"
+			 " made %zu)",
+			 statements, pgconn_prepared_count(d->pg));
+		changed = what;
+	}
 	if (changed == NULL)
 		return true;
 	log_err("policy %s: code its statement ran with the daemon's role (a trigger, or a function of a table's"
@@ -131,25 +140,22 @@ bool daemon_session_intact(struct daemon *d, const PGresult *res, int col, const
 	return false;
 }
 
+static const char *value_at(const PGresult *res, int col)
+{
+	if (col < 0 || col >= PQnfields(res) || PQntuples(res) != 1 || PQgetisnull(res, 0, col))
+		return NULL;
+	return PQgetvalue(res, 0, col);
+}
+
+bool daemon_session_intact(struct daemon *d, const PGresult *res, int col, const char *policy, bool in_batch)
+{
+	return daemon_session_as_set_up(d, value_at(res, col), NULL, policy, in_batch);
+}
+
 bool daemon_session_checked(struct daemon *d, const PGresult *res, int col, const char *policy, bool in_batch)
 {
-	char want[48];
-	const char *got = "";
-	if (!daemon_session_intact(d, res, col, policy, in_batch))
-		return false;
-	snprintf(want, sizeof(want), "0 %zu", pgconn_prepared_count(d->pg));
-	if (col + 1 < PQnfields(res) && PQntuples(res) == 1 && !PQgetisnull(res, 0, col + 1))
-		got = PQgetvalue(res, 0, col + 1);
-	if (strcmp(got, want) == 0)
-		return true;
-	log_err("policy %s: code its statement ran with the daemon's role (a trigger, or a function of a table's"
-		" owner) changed the session's prepared statements (made by PREPARE and by the daemon: %s, where the"
-		" daemon made %zu); %s, a new session replaces this one, and the policy does not run again until the"
-		" daemon is reloaded or restarted",
-		policy, got, pgconn_prepared_count(d->pg),
-		in_batch ? "the batch is rolled back" : "nothing more runs on it");
-	daemon_drop_session(d);
-	return false;
+	const char *statements = value_at(res, col + 1);
+	return daemon_session_as_set_up(d, value_at(res, col), statements ? statements : "", policy, in_batch);
 }
 
 void daemon_drop_session(struct daemon *d)
@@ -168,6 +174,8 @@ static void session_unusable(struct daemon *d)
 		event_base_loopexit(d->base, NULL);
 	}
 }
+
+static void on_settings_read(PGresult *res, void *arg);
 
 static void on_session_checked(PGresult *res, void *arg)
 {
@@ -204,8 +212,22 @@ static void on_session_checked(PGresult *res, void *arg)
 		return;
 	}
 	/* Read after LISTEN: the channel is part of what the session must keep. */
+	if (!pgconn_query(d->pg, d, PGCONN_PLAIN, "SELECT " SESSION_SETTINGS_SQL, 0, NULL, NULL, on_settings_read, d))
+		log_debug("connection gone before reading the session's settings");
+}
+
+static void on_settings_read(PGresult *res, void *arg)
+{
+	struct daemon *d = arg;
+	char buf[512];
+	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+		log_err("reading the session's settings failed: %s; trying again at the next resync",
+			pgconn_error_text(res, buf, sizeof(buf)));
+		session_unusable(d);
+		return;
+	}
 	free(d->session_settings);
-	d->session_settings = xstrdup(PQgetvalue(res, 0, 4));
+	d->session_settings = xstrdup(PQgetvalue(res, 0, 0));
 	d->session_ready = true;
 	if (!d->once)
 		send_heartbeat(d);
@@ -732,9 +754,9 @@ int main(int argc, char **argv)
 	if (d->cfg == NULL)
 		fatal("configuration %s is not usable", d->config_path);
 	log_set_level(d->cfg->log_level);
-	session_check_sql = xasprintf("SELECT (%s), r.rolsuper, r.rolbypassrls, current_user, %s"
+	session_check_sql = xasprintf("SELECT (%s), r.rolsuper, r.rolbypassrls, current_user"
 				      " FROM pg_catalog.pg_roles r WHERE r.rolname = current_user",
-				      schema_version_sql, SESSION_SETTINGS_SQL);
+				      schema_version_sql);
 	if (check) {
 		int status = check_policies(d->cfg);
 		free(session_check_sql);

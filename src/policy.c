@@ -883,12 +883,23 @@ static char *build_next_wake(const struct frame *f)
  * table protects the record (sb_held), and place_hold() serialises on that
  * policy's lock only: the batch takes every sibling's lock, or none.
  */
-static char *build_take_locks(void)
+static char *build_begin(const char *siblings)
 {
-	/* A statement that runs no code but the schema's: the audit writes before it are the transaction's baseline. */
-	return xstrdup(
-		"SELECT coalesce(pg_catalog.bool_and(retention.try_lock_policy(s.name)), false), (SELECT " AUDIT_WRITES_SQL
-		") FROM pg_catalog.unnest($11::text[]) s(name)");
+	/*
+	 * One simple query, one round trip: BEGIN, READ COMMITTED whatever the
+	 * database's default (each statement must take its snapshot after the
+	 * lock before it, so the rows it picks see every hold committed before
+	 * the policy's lock was granted, and the purge sees every reference
+	 * committed before its rows were locked), then the locks, in a statement
+	 * that runs no code but the schema's: the audit writes before it are the
+	 * transaction's baseline. The names are of [a-z0-9-] (the configuration
+	 * allows no other), so they go in a literal as they are.
+	 */
+	return xasprintf(
+		"BEGIN ISOLATION LEVEL READ COMMITTED READ WRITE;"
+		" SELECT coalesce(pg_catalog.bool_and(retention.try_lock_policy(s.name)), false), (SELECT " AUDIT_WRITES_SQL
+		") FROM pg_catalog.unnest('%s'::pg_catalog.text[]) s(name)",
+		siblings);
 }
 
 static char *build_lock(const struct frame *f)
@@ -1202,7 +1213,6 @@ bool policy_sql_build(struct policy_sql *sql, const struct policy *p, const stru
 	sql->table = xstrdup(shape->table);
 	sql->validate = build_validate(&f);
 	sql->next_wake = build_next_wake(&f);
-	sql->take_locks = build_take_locks();
 	sql->lock = build_lock(&f);
 	sql->purge = build_purge(&f);
 	if (p->action == POLICY_ACTION_ANONYMIZE)
@@ -1245,6 +1255,7 @@ bool policy_sql_build(struct policy_sql *sql, const struct policy *p, const stru
 	sql->params_storage[POLICY_PARAM_ACTION] = xstrdup(p->action == POLICY_ACTION_DELETE ? "delete" : "anonymize");
 	sql->params_storage[POLICY_PARAM_INSTANCE] = xstrdup(instance);
 	sql->params_storage[POLICY_PARAM_SIBLINGS] = policy_text_array(siblings, shape->n_siblings);
+	sql->begin = build_begin(sql->params_storage[POLICY_PARAM_SIBLINGS]);
 	sql->params_storage[POLICY_PARAM_QUARANTINED] = xstrdup("{}");
 	free(siblings);
 	free(f.clock_at);
@@ -1292,7 +1303,7 @@ void policy_sql_free(struct policy_sql *sql)
 	free(sql->table);
 	free(sql->validate);
 	free(sql->next_wake);
-	free(sql->take_locks);
+	free(sql->begin);
 	free(sql->lock);
 	free(sql->purge);
 	free(sql->rewritten);

@@ -126,13 +126,13 @@ struct policy_shape {
 struct policy_sql {
 	char *table;    /* as in policy_shape */
 	char *validate; /* makes the lock row; fails unless exempt and `set` values fit their columns; -> ..., settings */
-	char *next_wake;  /* -> at, seconds_left (NULLs if nothing is due nor a hold ends), catalog_changed ($13 ask),
+	char *next_wake; /* -> at, seconds_left (NULLs if nothing is due nor a hold ends), catalog_changed ($13 ask),
 			     settings */
-	char *take_locks; /* -> true if this transaction now holds the lock of every policy of the table */
-	char *lock;       /* enum policy_lock_column: locks the next batch of due records */
-	char *purge;      /* enum policy_purge_column: purges the locked rows ($13 oids, $14 tids) */
-	char *rewritten;  /* anonymize only: which of the keys $13 no longer stand anonymized */
-	char *pending;    /* -> overdue, due_within, next_due_at, held ($13 window) */
+	char *begin; /* simple query: BEGIN; -> whether it holds the lock of every policy of the table, audit writes */
+	char *lock;  /* enum policy_lock_column: locks the next batch of due records */
+	char *purge; /* enum policy_purge_column: purges the locked rows ($13 oids, $14 tids) */
+	char *rewritten;         /* anonymize only: which of the keys $13 no longer stand anonymized */
+	char *pending;           /* -> overdue, due_within, next_due_at, held ($13 window) */
 	char *pending_records;   /* -> policy, key, clock_at, due_at, held ($13 window, $14 limit) */
 	char *explain;           /* enum policy_explain_column ($13 key); no row if there is no such record */
 	char *explain_holds;     /* -> JSON array of the active holds that protect record $13 */

@@ -26,6 +26,7 @@
 #define QUARANTINE_MAX 1000
 
 static void begin_batch(struct policy_state *ps);
+static void guard_failed(struct policy_state *ps, const PGresult *res);
 
 void purge_batch_clear(struct batch *b)
 {
@@ -66,15 +67,24 @@ static void on_rolled_back(PGresult *res, void *arg)
 	}
 }
 
-/* Ends the transaction after a failure, and reads the session in the same round trip. */
-static void rollback(struct policy_state *ps)
+static void send_rollback(struct policy_state *ps, int flags)
 {
-	if (!pgconn_query(ps->d->pg, ps, PGCONN_TXN_END | PGCONN_SIMPLE, "ROLLBACK; SELECT " SESSION_CHECK_SQL, 0, NULL,
-			  NULL, on_rolled_back, ps))
+	if (!pgconn_query(ps->d->pg, ps, PGCONN_TXN_END | PGCONN_SIMPLE | flags, "ROLLBACK; SELECT " SESSION_CHECK_SQL,
+			  0, NULL, NULL, on_rolled_back, ps))
 		log_debug("policy %s: no connection to roll back on (the server rolls back)", ps->policy->name);
 }
 
-static void log_failure(struct policy_state *ps, const char *step, PGresult *res)
+/* Ends the transaction after a failure, and reads the session in the same round trip. */
+static void rollback(struct policy_state *ps) { send_rollback(ps, 0); }
+
+/*
+ * The same once the statement that ended the transaction's ownership (the
+ * one with COMMIT) found it aborted: ahead of every other statement queued,
+ * which would otherwise run inside it.
+ */
+static void rollback_first(struct policy_state *ps) { send_rollback(ps, PGCONN_FIRST); }
+
+static void log_failure(struct policy_state *ps, const char *step, const PGresult *res)
 {
 	char buf[512];
 	log_err("policy %s: %s failed, batch rolled back: %s", ps->policy->name, step,
@@ -212,6 +222,11 @@ static void on_commit(PGresult *res, void *arg)
 		finish(ps, PURGE_FAILED);
 		return;
 	}
+	if (PQresultStatus(res) != PGRES_TUPLES_OK && PQtransactionStatus(pgconn_raw(ps->d->pg)) == PQTRANS_INERROR) {
+		/* The guard failed, or a statement before COMMIT: the transaction is open, and aborted. */
+		guard_failed(ps, res);
+		return;
+	}
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		/*
 		 * A deferred constraint, checked now: the transaction is over, nothing
@@ -243,79 +258,109 @@ static void on_commit(PGresult *res, void *arg)
 		begin_batch(ps);
 }
 
+/* Markers the guard before COMMIT fails with, in its error's primary message. */
+#define GUARD_SESSION "retentiond: the session changed"
+#define GUARD_AUDIT   "retentiond: audit rows written "
+
 /*
- * Whether the transaction wrote to the audit tables exactly what its purge
- * statement did: one row per record purged and the chain's head. Code of a
- * table's owner that runs with the daemon's role outside a trigger (a
- * domain's check on an anonymized value, a generated column) could
- * otherwise add a correctly chained row of its own.
+ * The guard before COMMIT, run on the server in the same simple query as
+ * the COMMIT: it fails the transaction, so that COMMIT never runs, unless
+ * the session is as the daemon set it up (settings, no statement made by
+ * PREPARE, every one the daemon prepared) and the transaction wrote to the
+ * audit tables exactly what the purge statement did: one row per record
+ * purged and the chain's head. Code of a table's owner runs with the
+ * daemon's role (a trigger; a domain's check on an anonymized value or a
+ * generated column, outside any trigger) and could otherwise have changed
+ * the session for everything after it, or added a correctly chained audit
+ * row of its own. Every batch is checked, an empty one too: which code a
+ * statement runs is for the catalog to say, not for the daemon to guess.
+ * The failing branches are not constant, so the planner cannot fold them.
  */
-static bool audit_writes_are_the_batchs(struct policy_state *ps, const PGresult *res, int col)
+static char *guard_sql(struct policy_state *ps)
 {
 	const struct batch *b = &ps->batch;
-	long long written, expected = b->purged + (b->purged > 0 ? 1 : 0);
-	if (b->audit_writes_before < 0 || PQgetisnull(res, 0, col))
-		return true;
-	written = atoll(PQgetvalue(res, 0, col)) - b->audit_writes_before;
-	if (written == expected)
-		return true;
-	log_err("policy %s: code its statements ran with the daemon's role (a trigger, or a function of a table's owner)"
-		" wrote to the audit trail: %lld rows written where the batch wrote %lld; the batch is rolled back, and"
-		" the policy does not run again until the daemon is reloaded or restarted",
-		ps->policy->name, written, expected);
-	return false;
-}
-
-static void on_settings_read(PGresult *res, void *arg)
-{
-	struct policy_state *ps = arg;
-	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
-		log_failure(ps, "reading the session's settings", res);
-		if (res)
-			rollback(ps);
-		finish(ps, PURGE_FAILED);
-		return;
-	}
-	if (!daemon_session_checked(ps->d, res, 0, ps->policy->name, true)) {
-		/* Whatever the batch did ran on a changed session: none of it is committed. */
-		ps->off_until_reload = true;
-		rollback(ps);
-		ps->failed = true;
-		finish(ps, PURGE_FAILED);
-		return;
-	}
-	if (!audit_writes_are_the_batchs(ps, res, 2)) {
-		ps->off_until_reload = true;
-		daemon_drop_session(ps->d);
-		rollback(ps);
-		ps->failed = true;
-		finish(ps, PURGE_FAILED);
-		return;
-	}
-	/*
-	 * A deferred trigger runs at COMMIT, after the check above: the session
-	 * is read again in the same simple query, before any statement of the
-	 * daemon can run on what such code left in it.
-	 */
-	if (!pgconn_query(ps->d->pg, ps, PGCONN_TXN_END | PGCONN_SIMPLE, "COMMIT; SELECT " SESSION_CHECK_SQL, 0, NULL,
-			  NULL, on_commit, ps))
-		finish(ps, PURGE_FAILED);
+	PGconn *pg = pgconn_raw(ps->d->pg);
+	char *settings = PQescapeLiteral(pg, ps->d->session_settings, strlen(ps->d->session_settings)), *sql;
+	long long expected = b->audit_writes_before + b->purged + (b->purged > 0 ? 1 : 0);
+	if (settings == NULL)
+		return NULL;
+	sql = xasprintf(
+		"SELECT CASE"
+		" WHEN (" SESSION_SETTINGS_SQL ")::pg_catalog.text OPERATOR(pg_catalog.<>) %s"
+		" OR " PREPARED_STATEMENTS_SQL " OPERATOR(pg_catalog.<>) '0 %zu'"
+		" THEN ('" GUARD_SESSION " ' || (" SESSION_SETTINGS_SQL ")::pg_catalog.text || ' | ' ||"
+		" " PREPARED_STATEMENTS_SQL ")::pg_catalog.int4"
+		" WHEN %s AND " AUDIT_WRITES_SQL " OPERATOR(pg_catalog.<>) %lld"
+		" THEN ('" GUARD_AUDIT "' || (" AUDIT_WRITES_SQL " OPERATOR(pg_catalog.-) %lld))::pg_catalog.int4"
+		" ELSE 0 END;"
+		/* A deferred trigger runs at COMMIT: the session is read again, before anything else runs on it. */
+		" COMMIT; SELECT " SESSION_CHECK_SQL,
+		settings, pgconn_prepared_count(ps->d->pg), b->audit_writes_before < 0 ? "false" : "true", expected,
+		b->audit_writes_before);
+	PQfreemem(settings);
+	return sql;
 }
 
 /*
- * Commits once the session is found as it was: code of a table's owner the
- * batch ran (a trigger, a domain's check on a value the statements cast)
- * runs with the daemon's role and may have changed search_path, the zone or
- * the role for everything after it, this batch's statements included.
- * Every batch is checked, an empty one too: which code a statement runs is
- * for the catalog to say, not for the daemon to guess.
+ * Logs what changed of the session as the guard saw it: TEXT is
+ * " SETTINGS | STATEMENTS" and the closing quote of the error message that
+ * quotes it. The ROLLBACK undoes a setting's change: only the guard saw it.
  */
+static void log_session_seen(struct policy_state *ps, const char *text)
+{
+	char *seen = xstrdup(text), *bar = strrchr(seen, '|'), *statements;
+	size_t len;
+	if (bar == NULL || bar - seen < 2) {
+		daemon_session_as_set_up(ps->d, NULL, NULL, ps->policy->name, true);
+		free(seen);
+		return;
+	}
+	bar[-1] = '\0';
+	statements = bar + 2;
+	len = strlen(statements);
+	if (len && statements[len - 1] == '"')
+		statements[len - 1] = '\0';
+	/* Something changed, or the guard would not have failed. */
+	if (daemon_session_as_set_up(ps->d, seen + 1, statements, ps->policy->name, true))
+		daemon_session_as_set_up(ps->d, NULL, NULL, ps->policy->name, true);
+	free(seen);
+}
+
+/* The transaction was found aborted before COMMIT: by the guard, whose failure also drops the session, or else. */
+static void guard_failed(struct policy_state *ps, const PGresult *res)
+{
+	const struct batch *b = &ps->batch;
+	const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+	const char *audit = msg ? strstr(msg, GUARD_AUDIT) : NULL;
+	if (audit == NULL && (msg == NULL || strstr(msg, GUARD_SESSION) == NULL)) {
+		/* Not the guard's own failure (a timeout): the batch is tried again. */
+		log_failure(ps, "the check before COMMIT", res);
+		rollback_first(ps);
+		finish(ps, PURGE_FAILED);
+		return;
+	}
+	ps->off_until_reload = true;
+	ps->failed = true;
+	if (audit == NULL)
+		log_session_seen(ps, strstr(msg, GUARD_SESSION) + strlen(GUARD_SESSION));
+	if (audit)
+		log_err("policy %s: code its statements ran with the daemon's role (a trigger, or a function of a table's"
+			" owner) wrote to the audit trail: %lld rows written where the batch wrote %lld; the batch is"
+			" rolled back, and the policy does not run again until the daemon is reloaded or restarted",
+			ps->policy->name, atoll(audit + strlen(GUARD_AUDIT)), b->purged + (b->purged > 0 ? 1 : 0));
+	rollback_first(ps);
+	daemon_drop_session(ps->d);
+	finish(ps, PURGE_FAILED);
+}
+
+/* Guard, COMMIT and the session read after it: one round trip. */
 static void commit(struct policy_state *ps)
 {
-	/* Unnamed: a prepared statement is what such code could have replaced. */
-	if (!pgconn_query(ps->d->pg, ps, PGCONN_PLAIN, "SELECT " SESSION_CHECK_SQL ", " AUDIT_WRITES_SQL, 0, NULL, NULL,
-			  on_settings_read, ps))
+	char *sql = guard_sql(ps);
+	if (sql == NULL ||
+	    !pgconn_query(ps->d->pg, ps, PGCONN_TXN_END | PGCONN_SIMPLE, sql, 0, NULL, NULL, on_commit, ps))
 		finish(ps, PURGE_FAILED);
+	free(sql);
 }
 
 /* Rolls back and skips KEYS (an array literal), each for WHY; then the next batch, or the end. */
@@ -489,38 +534,12 @@ static void on_lock_policy(PGresult *res, void *arg)
 		finish(ps, PURGE_FAILED);
 }
 
-static void on_begin(PGresult *res, void *arg)
-{
-	struct policy_state *ps = arg;
-	const char *params[POLICY_N_BASE_PARAMS];
-	Oid types[POLICY_N_BASE_PARAMS];
-	char limit[16];
-
-	if (res == NULL || PQresultStatus(res) != PGRES_COMMAND_OK) {
-		log_failure(ps, "BEGIN", res);
-		if (res)
-			rollback(ps);
-		finish(ps, PURGE_FAILED);
-		return;
-	}
-	scheduler_params(ps, params, types, limit);
-	if (!pgconn_query(ps->d->pg, ps, PGCONN_PREPARED, ps->sql.take_locks, POLICY_N_BASE_PARAMS, types, params,
-			  on_lock_policy, ps))
-		finish(ps, PURGE_FAILED);
-}
-
 static void begin_batch(struct policy_state *ps)
 {
 	INVARIANT(ps->phase == POLICY_PURGING);
 	purge_batch_clear(&ps->batch);
-	/*
-	 * READ COMMITTED whatever the database's default: each statement must
-	 * take its snapshot after the lock before it, so the rows it picks see
-	 * every hold committed before the policy's lock was granted, and the
-	 * purge sees every reference committed before its rows were locked.
-	 */
-	if (!pgconn_query(ps->d->pg, ps, PGCONN_TXN_BEGIN, "BEGIN ISOLATION LEVEL READ COMMITTED READ WRITE", 0, NULL,
-			  NULL, on_begin, ps))
+	if (!pgconn_query(ps->d->pg, ps, PGCONN_TXN_BEGIN | PGCONN_SIMPLE, ps->sql.begin, 0, NULL, NULL, on_lock_policy,
+			  ps))
 		finish(ps, PURGE_FAILED);
 }
 

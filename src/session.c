@@ -62,7 +62,7 @@ char *session_options_for(const char *time_zone, long long statement_timeout_ms,
 	return out;
 }
 
-/* In the order of SESSION_SETTINGS_SQL's elements. */
+/* In the order of the elements of retention.session_settings() (sql/retention-1-2.sql). */
 static const char *const settings_names[] = {"role",
 					     "search_path",
 					     "TimeZone",

@@ -395,9 +395,9 @@ long long fx_purge_uncommitted(PGconn *conn, struct fx_policy *fp)
 	PGresult *res;
 	long long purged;
 	int n;
-	test_exec(conn, "BEGIN ISOLATION LEVEL READ COMMITTED");
 	n = policy_params(&fp->sql, params, types, NULL, 0, false);
-	res = PQexecParams(conn, fp->sql.take_locks, n, types, params, NULL, NULL, 0);
+	/* The daemon's own BEGIN and locks; PQexec keeps the last result, the locks'. */
+	res = PQexec(conn, fp->sql.begin);
 	ck_assert_msg(PQresultStatus(res) == PGRES_TUPLES_OK && strcmp(PQgetvalue(res, 0, 0), "t") == 0, "lock: %s",
 		      PQresultErrorMessage(res));
 	PQclear(res);
