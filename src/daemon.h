@@ -53,6 +53,8 @@ struct daemon {
  */
 bool daemon_session_as_set_up(struct daemon *d, const char *settings, const char *statements, const char *policy,
 			      bool in_batch);
+/* What PREPARED_STATEMENTS_SQL must say of this session: none made by PREPARE, all the daemon prepared. */
+void daemon_prepared_statements_expected(struct daemon *d, char *buf, size_t size);
 bool daemon_session_intact(struct daemon *d, const PGresult *res, int col, const char *policy, bool in_batch);
 /*
  * daemon_session_intact for column COL, then PREPARED_STATEMENTS_SQL in

@@ -113,12 +113,17 @@ static void reset_session(evutil_socket_t fd, short what, void *arg)
 	pgconn_reset(d->pg, "dropping the session, which code of a table's owner changed");
 }
 
+void daemon_prepared_statements_expected(struct daemon *d, char *buf, size_t size)
+{
+	snprintf(buf, size, "0 %zu", pgconn_prepared_count(d->pg));
+}
+
 bool daemon_session_as_set_up(struct daemon *d, const char *settings, const char *statements, const char *policy,
 			      bool in_batch)
 {
 	const char *changed;
 	char want[48], what[96];
-	snprintf(want, sizeof(want), "0 %zu", pgconn_prepared_count(d->pg));
+	daemon_prepared_statements_expected(d, want, sizeof(want));
 	if (d->session_settings == NULL || settings == NULL)
 		changed = "a session setting";
 	else

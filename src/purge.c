@@ -258,6 +258,9 @@ static void on_commit(PGresult *res, void *arg)
 		begin_batch(ps);
 }
 
+/* Rows the batch's purge statement writes to the audit tables: one per record purged, and the chain's head. */
+static long long batch_audit_writes(const struct batch *b) { return b->purged + (b->purged > 0 ? 1 : 0); }
+
 /* Markers the guard before COMMIT fails with, in its error's primary message. */
 #define GUARD_SESSION "retentiond: the session changed"
 #define GUARD_AUDIT   "retentiond: audit rows written "
@@ -281,13 +284,15 @@ static char *guard_sql(struct policy_state *ps)
 	const struct batch *b = &ps->batch;
 	PGconn *pg = pgconn_raw(ps->d->pg);
 	char *settings = PQescapeLiteral(pg, ps->d->session_settings, strlen(ps->d->session_settings)), *sql;
-	long long expected = b->audit_writes_before + b->purged + (b->purged > 0 ? 1 : 0);
+	char statements[48];
+	long long expected = b->audit_writes_before + batch_audit_writes(b);
 	if (settings == NULL)
 		return NULL;
+	daemon_prepared_statements_expected(ps->d, statements, sizeof(statements));
 	sql = xasprintf(
 		"SELECT CASE"
 		" WHEN (" SESSION_SETTINGS_SQL ")::pg_catalog.text OPERATOR(pg_catalog.<>) %s"
-		" OR " PREPARED_STATEMENTS_SQL " OPERATOR(pg_catalog.<>) '0 %zu'"
+		" OR " PREPARED_STATEMENTS_SQL " OPERATOR(pg_catalog.<>) '%s'"
 		" THEN ('" GUARD_SESSION " ' || (" SESSION_SETTINGS_SQL ")::pg_catalog.text || ' | ' ||"
 		" " PREPARED_STATEMENTS_SQL ")::pg_catalog.int4"
 		" WHEN %s AND " AUDIT_WRITES_SQL " OPERATOR(pg_catalog.<>) %lld"
@@ -295,8 +300,7 @@ static char *guard_sql(struct policy_state *ps)
 		" ELSE 0 END;"
 		/* A deferred trigger runs at COMMIT: the session is read again, before anything else runs on it. */
 		" COMMIT; SELECT " SESSION_CHECK_SQL,
-		settings, pgconn_prepared_count(ps->d->pg), b->audit_writes_before < 0 ? "false" : "true", expected,
-		b->audit_writes_before);
+		settings, statements, b->audit_writes_before < 0 ? "false" : "true", expected, b->audit_writes_before);
 	PQfreemem(settings);
 	return sql;
 }
@@ -343,11 +347,11 @@ static void guard_failed(struct policy_state *ps, const PGresult *res)
 	ps->failed = true;
 	if (audit == NULL)
 		log_session_seen(ps, strstr(msg, GUARD_SESSION) + strlen(GUARD_SESSION));
-	if (audit)
+	else
 		log_err("policy %s: code its statements ran with the daemon's role (a trigger, or a function of a table's"
 			" owner) wrote to the audit trail: %lld rows written where the batch wrote %lld; the batch is"
 			" rolled back, and the policy does not run again until the daemon is reloaded or restarted",
-			ps->policy->name, atoll(audit + strlen(GUARD_AUDIT)), b->purged + (b->purged > 0 ? 1 : 0));
+			ps->policy->name, atoll(audit + strlen(GUARD_AUDIT)), batch_audit_writes(b));
 	rollback_first(ps);
 	daemon_drop_session(ps->d);
 	finish(ps, PURGE_FAILED);

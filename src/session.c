@@ -49,8 +49,9 @@ char *session_options_for(const char *time_zone, long long statement_timeout_ms,
 	append_option(&out, "timezone_abbreviations", "Default");
 	/*
 	 * Every statement here is short, and most run with a generic plan whose
-	 * estimate a large table inflates: JIT compiling them cost seconds per
-	 * statement and minutes per resync with a few hundred policies.
+	 * estimate a large table inflates past jit_above_cost: compiling them
+	 * would cost more than running them (a review saw resyncs of a few
+	 * hundred policies take minutes; not measured here).
 	 */
 	append_option(&out, "jit", "off");
 	/*

@@ -650,10 +650,9 @@ END_TEST
 
 /*
  * What the daemon's sessions pin, whatever the database's and the role's
- * defaults, as code that runs in them sees it: JIT off (it compiled the
- * daemon's short statements whenever a generic plan's estimate over a
- * large table passed jit_above_cost: seconds each, minutes per resync with
- * a few hundred policies), search_path pg_catalog (nothing of a role's
+ * defaults, as code that runs in them sees it: JIT off (the server would
+ * compile the daemon's short statements whenever a generic plan's estimate
+ * over a large table passed jit_above_cost), search_path pg_catalog (nothing of a role's
  * schemas stands in for a built-in), row_security off (an owner's policy
  * function never runs: the statement fails instead).
  */
