@@ -298,7 +298,7 @@ static const struct pgconn_callbacks pg_callbacks = {on_ready, on_lost, on_notif
 
 static void start_connection(struct daemon *d)
 {
-	char *options = session_options(d->cfg);
+	char *options = session_daemon_options(d->cfg);
 	d->session_ready = false;
 	d->pg = pgconn_new(d->base, d->cfg->conninfo, options, &pg_callbacks, d);
 	free(options);

@@ -134,6 +134,21 @@ char *session_options(const struct config *cfg)
 	return session_options_for(cfg->time_zone, statement_ms, lock_ms);
 }
 
+char *session_daemon_options(const struct config *cfg)
+{
+	char *out = session_options(cfg);
+	/*
+	 * The daemon prepares each of its statements once per session and runs
+	 * them at every batch; each is built to do bounded work with a generic
+	 * plan (TID scans, index range scans on the clock). With custom plans the
+	 * server re-planned the next-wake query at every batch, which cost more
+	 * than running it (bench/versus). A trigger's code run in this session
+	 * gets generic plans too.
+	 */
+	append_option(&out, "plan_cache_mode", "force_generic_plan");
+	return out;
+}
+
 PGconn *session_connect(const char *conninfo, const char *session_options, char **err)
 {
 	static const char *const keys[] = {"dbname", "options", "fallback_application_name", NULL};

@@ -19,6 +19,8 @@
 char *session_options_for(const char *time_zone, long long statement_timeout_ms, long long lock_timeout_ms);
 /* The same for CFG's database settings. */
 char *session_options(const struct config *cfg);
+/* The daemon's: the same, and every prepared statement with its generic plan. */
+char *session_daemon_options(const struct config *cfg);
 /* CONNINFO's own `options`, if any, then SESSION_OPTIONS (later ones win). NULL with *ERR if CONNINFO does not parse. */
 char *session_merged_options(const char *conninfo, const char *session_options, char **err);
 /*

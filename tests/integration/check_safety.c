@@ -654,7 +654,9 @@ END_TEST
  * compile the daemon's short statements whenever a generic plan's estimate
  * over a large table passed jit_above_cost), search_path pg_catalog (nothing of a role's
  * schemas stands in for a built-in), row_security off (an owner's policy
- * function never runs: the statement fails instead).
+ * function never runs: the statement fails instead), and the daemon's
+ * generic plans (its statements, prepared once, are not planned again at
+ * every batch).
  */
 START_TEST(test_sessions_pin_their_settings)
 {
@@ -665,13 +667,16 @@ START_TEST(test_sessions_pin_their_settings)
 	test_exec(conn, "ALTER DATABASE pinned SET jit = on;"
 			"ALTER ROLE " TEST_DAEMON_ROLE " IN DATABASE pinned SET search_path = public, pg_catalog;"
 			"ALTER ROLE " TEST_DAEMON_ROLE " IN DATABASE pinned SET row_security = on;"
+			"ALTER ROLE " TEST_DAEMON_ROLE " IN DATABASE pinned SET plan_cache_mode = force_custom_plan;"
 			"CREATE SCHEMA app;"
 			"CREATE TABLE app.t (id int PRIMARY KEY, c timestamptz);"
 			"CREATE FUNCTION app.pinned() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
 			"  IF current_setting('jit') <> 'off' OR current_setting('search_path') <> 'pg_catalog,pg_temp'"
-			"     OR current_setting('row_security') <> 'off' THEN"
-			"    RAISE EXCEPTION 'jit %, search_path %, row_security %', current_setting('jit'),"
-			"      current_setting('search_path'), current_setting('row_security');"
+			"     OR current_setting('row_security') <> 'off'"
+			"     OR current_setting('plan_cache_mode') <> 'force_generic_plan' THEN"
+			"    RAISE EXCEPTION 'jit %, search_path %, row_security %, plan_cache_mode %', current_setting('jit'),"
+			"      current_setting('search_path'), current_setting('row_security'),"
+			"      current_setting('plan_cache_mode');"
 			"  END IF; RETURN OLD; END $$;"
 			"CREATE TRIGGER pinned BEFORE DELETE ON app.t FOR EACH ROW EXECUTE FUNCTION app.pinned();"
 			"INSERT INTO app.t VALUES (1, now() - interval '2 days')");
