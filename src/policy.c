@@ -858,20 +858,23 @@ static void sb_unchanged(struct sbuf *b, const struct frame *f)
 	       f->shape->fingerprint);
 }
 
-static char *build_next_wake(const struct frame *f)
+/*
+ * With CHECK_CATALOG (the statement asked at a resync) it checks the catalog
+ * too: a change that hides every row (row-level security) leaves no purge to
+ * find it. The one asked after every batch does not: a generic plan sets up
+ * the check's subqueries at every run, used or not, and the purge checks the
+ * catalog itself.
+ */
+static char *build_next_wake(const struct frame *f, bool check_catalog)
 {
 	struct sbuf b = {NULL, 0};
-	/*
-	 * With $13 true (at a resync) it checks the catalog too: a change that
-	 * hides every row (row-level security) leaves no purge to find it. The
-	 * check runs only then: an InitPlan is evaluated when first needed.
-	 */
-	sb_unchanged(&b, f);
+	if (check_catalog)
+		sb_unchanged(&b, f);
 	sb_add(&b,
 	       " SELECT pg_catalog.min(at), (extract(epoch FROM pg_catalog.min(at))"
-	       " - extract(epoch FROM pg_catalog.statement_timestamp()))::float8,"
-	       " CASE WHEN $13::boolean THEN NOT (SELECT ok FROM unchanged) ELSE false END AS catalog_changed, " SESSION_SETTINGS_SQL
-	       " AS settings FROM (SELECT ");
+	       " - extract(epoch FROM pg_catalog.statement_timestamp()))::float8, %s AS catalog_changed, " SESSION_SETTINGS_SQL
+	       " AS settings FROM (SELECT ",
+	       check_catalog ? "$13::boolean AND NOT (SELECT ok FROM unchanged)" : "$13::boolean AND false");
 	sb_next_due(&b, f);
 	/* A hold that ends may leave its record due: wake then too. */
 	sb_add(&b, " AS at UNION ALL SELECT pg_catalog.min(h.until) FROM retention.active_holds($11::text[]) h) w");
@@ -1212,7 +1215,8 @@ bool policy_sql_build(struct policy_sql *sql, const struct policy *p, const stru
 
 	sql->table = xstrdup(shape->table);
 	sql->validate = build_validate(&f);
-	sql->next_wake = build_next_wake(&f);
+	sql->next_wake = build_next_wake(&f, false);
+	sql->next_wake_checked = build_next_wake(&f, true);
 	sql->lock = build_lock(&f);
 	sql->purge = build_purge(&f);
 	if (p->action == POLICY_ACTION_ANONYMIZE)
@@ -1303,6 +1307,7 @@ void policy_sql_free(struct policy_sql *sql)
 	free(sql->table);
 	free(sql->validate);
 	free(sql->next_wake);
+	free(sql->next_wake_checked);
 	free(sql->begin);
 	free(sql->lock);
 	free(sql->purge);

@@ -126,8 +126,8 @@ struct policy_shape {
 struct policy_sql {
 	char *table;    /* as in policy_shape */
 	char *validate; /* makes the lock row; fails unless exempt and `set` values fit their columns; -> ..., settings */
-	char *next_wake; /* -> at, seconds_left (NULLs if nothing is due nor a hold ends), catalog_changed ($13 ask),
-			     settings */
+	char *next_wake;         /* -> at, seconds_left (NULLs if nothing is due nor a hold ends), false, settings */
+	char *next_wake_checked; /* the same, and whether the catalog changed since the description ($13 ask) */
 	char *begin; /* simple query: BEGIN; -> whether it holds the lock of every policy of the table, audit writes */
 	char *lock;  /* enum policy_lock_column: locks the next batch of due records */
 	char *purge; /* enum policy_purge_column: purges the locked rows ($13 oids, $14 tids) */

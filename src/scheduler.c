@@ -334,16 +334,19 @@ static void ask_next_due(struct policy_state *ps)
 	const char *params[POLICY_N_BASE_PARAMS + 1];
 	Oid types[POLICY_N_BASE_PARAMS + 1];
 	char limit[16];
+	bool check_catalog = ps->check_catalog;
+	ps->check_catalog = false;
 	ps->last_ask_at = monotonic_now();
 	evtimer_del(ps->ask_timer);
 	/* The answer re-arms the due timer; until then an old due moment may still fire and purge. */
 	scheduler_enter(ps, POLICY_ASKING);
 	scheduler_params(ps, params, types, limit);
-	params[POLICY_PARAM_EXTRA] = ps->check_catalog ? "true" : "false";
+	params[POLICY_PARAM_EXTRA] = check_catalog ? "true" : "false";
 	types[POLICY_PARAM_EXTRA] = 16; /* boolean */
-	ps->check_catalog = false;
-	if (!pgconn_query(ps->d->pg, ps, PGCONN_PREPARED, ps->sql.next_wake, POLICY_N_BASE_PARAMS + 1, types, params,
-			  on_next_due, ps))
+	/* The catalog is checked at a resync only: planned then, not set up at every batch. */
+	if (!pgconn_query(ps->d->pg, ps, check_catalog ? PGCONN_PLAIN : PGCONN_PREPARED,
+			  check_catalog ? ps->sql.next_wake_checked : ps->sql.next_wake, POLICY_N_BASE_PARAMS + 1,
+			  types, params, on_next_due, ps))
 		become_idle(ps);
 }
 

@@ -214,6 +214,38 @@ START_TEST(test_a_table_that_appears_later_is_purged)
 END_TEST
 
 /*
+ * With nothing due no purge reads the catalog: the ask at each resync
+ * checks it, so a change (here a cascading foreign key from another
+ * table) is described again, and its warnings logged, before a record of
+ * the table falls due.
+ */
+START_TEST(test_a_change_with_nothing_due_is_seen_at_the_resync)
+{
+	PGconn *conn = fx_database("ddlidle");
+	char *policy = fx_policy("orders", "shop.orders", "id", "closed_at", "1 day", "");
+	char *conf = fx_config("ddlidle", "resync_interval = \"1 second\";", policy);
+	char *log = fx_log_path("ddlidle");
+	long mark;
+	pid_t pid;
+	test_exec(conn, "CREATE SCHEMA shop; CREATE TABLE shop.orders (id int PRIMARY KEY, closed_at timestamptz);"
+			"CREATE TABLE shop.lines (id int PRIMARY KEY, order_id int);"
+			"INSERT INTO shop.orders VALUES (1, now())");
+	fx_grant(conn, "shop");
+	pid = fx_start_daemon(conf, log);
+	fx_wait_for_log(log, "policy orders: next record due", 10);
+	mark = fx_log_mark(log);
+	test_exec(conn, "ALTER TABLE shop.lines ADD FOREIGN KEY (order_id) REFERENCES shop.orders ON DELETE CASCADE");
+	fx_wait_for_log_after(log, mark, "policy orders: table shop.orders or a table its purge reads changed", 10);
+	ck_assert(fx_row_exists(conn, "shop.orders", "1"));
+	fx_stop_daemon(pid);
+	free(policy);
+	free(conf);
+	free(log);
+	PQfinish(conn);
+}
+END_TEST
+
+/*
  * The daemon described a table once, when it connected. A foreign key
  * added later (a governed line now referring to a due order), or
  * row-level security switched on, went unseen: the order was purged and
@@ -427,6 +459,7 @@ int main(void)
 	tcase_add_test(tc, test_nothing_starts_while_a_reload_waits);
 	tcase_add_test(tc, test_reload_with_an_unknown_zone_is_refused);
 	tcase_add_test(tc, test_a_table_that_appears_later_is_purged);
+	tcase_add_test(tc, test_a_change_with_nothing_due_is_seen_at_the_resync);
 	tcase_add_test(tc, test_a_table_changed_while_running_is_described_again);
 	tcase_add_test(tc, test_a_table_renamed_into_place_is_described_again);
 	tcase_add_test(tc, test_a_lookup_lost_with_the_connection_is_retried);
