@@ -664,22 +664,24 @@ START_TEST(test_sessions_pin_their_settings)
 	char *policy = fx_policy("p", "app.t", "id", "c", "1 day", "");
 	char *conf = fx_config("pinned", NULL, policy);
 	char *out, *err;
-	test_exec(conn, "ALTER DATABASE pinned SET jit = on;"
-			"ALTER ROLE " TEST_DAEMON_ROLE " IN DATABASE pinned SET search_path = public, pg_catalog;"
-			"ALTER ROLE " TEST_DAEMON_ROLE " IN DATABASE pinned SET row_security = on;"
-			"ALTER ROLE " TEST_DAEMON_ROLE " IN DATABASE pinned SET plan_cache_mode = force_custom_plan;"
-			"CREATE SCHEMA app;"
-			"CREATE TABLE app.t (id int PRIMARY KEY, c timestamptz);"
-			"CREATE FUNCTION app.pinned() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
-			"  IF current_setting('jit') <> 'off' OR current_setting('search_path') <> 'pg_catalog,pg_temp'"
-			"     OR current_setting('row_security') <> 'off'"
-			"     OR current_setting('plan_cache_mode') <> 'force_generic_plan' THEN"
-			"    RAISE EXCEPTION 'jit %, search_path %, row_security %, plan_cache_mode %', current_setting('jit'),"
-			"      current_setting('search_path'), current_setting('row_security'),"
-			"      current_setting('plan_cache_mode');"
-			"  END IF; RETURN OLD; END $$;"
-			"CREATE TRIGGER pinned BEFORE DELETE ON app.t FOR EACH ROW EXECUTE FUNCTION app.pinned();"
-			"INSERT INTO app.t VALUES (1, now() - interval '2 days')");
+	test_exec(
+		conn,
+		"ALTER DATABASE pinned SET jit = on;"
+		"ALTER ROLE " TEST_DAEMON_ROLE " IN DATABASE pinned SET search_path = public, pg_catalog;"
+		"ALTER ROLE " TEST_DAEMON_ROLE " IN DATABASE pinned SET row_security = on;"
+		"ALTER ROLE " TEST_DAEMON_ROLE " IN DATABASE pinned SET plan_cache_mode = force_custom_plan;"
+		"CREATE SCHEMA app;"
+		"CREATE TABLE app.t (id int PRIMARY KEY, c timestamptz);"
+		"CREATE FUNCTION app.pinned() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+		"  IF current_setting('jit') <> 'off' OR current_setting('search_path') <> 'pg_catalog,pg_temp'"
+		"     OR current_setting('row_security') <> 'off'"
+		"     OR current_setting('plan_cache_mode') <> 'force_generic_plan' THEN"
+		"    RAISE EXCEPTION 'jit %, search_path %, row_security %, plan_cache_mode %', current_setting('jit'),"
+		"      current_setting('search_path'), current_setting('row_security'),"
+		"      current_setting('plan_cache_mode');"
+		"  END IF; RETURN OLD; END $$;"
+		"CREATE TRIGGER pinned BEFORE DELETE ON app.t FOR EACH ROW EXECUTE FUNCTION app.pinned();"
+		"INSERT INTO app.t VALUES (1, now() - interval '2 days')");
 	fx_grant(conn, "app");
 	ck_assert_msg(fx_run_once(conf, &out, &err) == 0, "%s%s", out, err);
 	ck_assert(!fx_row_exists(conn, "app.t", "1"));
