@@ -23,7 +23,9 @@ struct daemon {
 	struct config *cfg;
 	/* A reload checked and waiting: no policy starts anything new until it is swapped in. */
 	struct config *pending_cfg;
-	unsigned reload_generation; /* tells a reload's zone check from a later SIGHUP's */
+	unsigned reload_generation; /* tells a reload's checks from a later SIGHUP's */
+	/* A SIGHUP's file is being checked against the database: no policy starts anything new meanwhile. */
+	bool reload_checking;
 	struct pgconn *pg;
 	struct policy_state *policies;
 	size_t n_policies;
@@ -67,5 +69,7 @@ void daemon_drop_session(struct daemon *d);
 
 /* Called whenever a policy goes idle: applies a pending reload, or finishes a stop or --once run. */
 void daemon_policy_idle(struct daemon *d);
+/* A reload is being checked or waits to be swapped in: no policy starts a statement. */
+bool daemon_reload_waits(const struct daemon *d);
 
 #endif

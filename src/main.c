@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "autoconf.h"
@@ -420,6 +422,8 @@ static void on_apply_reload(evutil_socket_t fd, short what, void *arg)
 		apply_pending_config(d);
 }
 
+bool daemon_reload_waits(const struct daemon *d) { return d->pending_cfg != NULL || d->reload_checking; }
+
 void daemon_policy_idle(struct daemon *d)
 {
 	if (!scheduler_all_idle(d))
@@ -453,6 +457,7 @@ void daemon_policy_idle(struct daemon *d)
  */
 static void accept_reload(struct daemon *d, struct config *cfg)
 {
+	d->reload_checking = false;
 	config_free(d->pending_cfg);
 	d->pending_cfg = cfg;
 	daemon_policy_idle(d);
@@ -463,33 +468,15 @@ static void reload_rejected(struct daemon *d, const char *why)
 	log_err("configuration %s not reloaded: %s; the %zu policies loaded before stay in force", d->config_path, why,
 		d->n_policies);
 	sdnotify_ready("reload failed; previous configuration in force");
-}
-
-struct zone_check {
-	struct daemon *d;
-	struct config *cfg;
-	unsigned generation;
-};
-
-static void on_reload_zone(PGresult *res, void *arg)
-{
-	struct zone_check *zc = arg;
-	struct daemon *d = zc->d;
-	char buf[512], *why;
-	if (zc->generation != d->reload_generation) {
-		/* A later SIGHUP read the file again. */
-		config_free(zc->cfg);
-	} else if (res != NULL && PQresultStatus(res) != PGRES_TUPLES_OK) {
-		why = xasprintf("database.time_zone: %s", pgconn_error_text(res, buf, sizeof(buf)));
-		reload_rejected(d, why);
-		free(why);
-		config_free(zc->cfg);
-	} else {
-		/* Checked, or the connection went: the next one is made with the zone, or not at all. */
-		accept_reload(d, zc->cfg);
+	if (d->reload_checking) {
+		/* Due moments that came while the check ran were let pass: ask again. */
+		d->reload_checking = false;
+		if (d->session_ready)
+			scheduler_wake_all(d);
 	}
-	free(zc);
 }
+
+static void check_reload(struct daemon *d, struct config *cfg);
 
 static void on_sighup(evutil_socket_t fd, short what, void *arg)
 {
@@ -505,19 +492,9 @@ static void on_sighup(evutil_socket_t fd, short what, void *arg)
 		reload_rejected(d, "it has the problems above");
 		return;
 	}
-	if (strcmp(cfg->time_zone, d->cfg->time_zone) != 0 && pgconn_is_ready(d->pg)) {
-		/* A zone the server does not know would leave no connection at all: try it first. */
-		struct zone_check *zc = xcalloc(1, sizeof(*zc));
-		const char *params[1] = {cfg->time_zone};
-		zc->d = d;
-		zc->cfg = cfg;
-		zc->generation = d->reload_generation;
-		if (pgconn_query(d->pg, d, PGCONN_PLAIN, "SELECT pg_catalog.set_config('TimeZone', $1, true)", 1, NULL,
-				 params, on_reload_zone, zc))
-			return;
-		free(zc);
-	}
-	accept_reload(d, cfg);
+	/* From here until the file is swapped in or refused, nothing new starts under the old one. */
+	d->reload_checking = true;
+	check_reload(d, cfg);
 }
 
 static void on_sigterm(evutil_socket_t fd, short what, void *arg)
@@ -564,8 +541,11 @@ static void on_watchdog(evutil_socket_t fd, short what, void *arg)
 
 /* ---- --check ---- */
 
-/* Connects as the daemon would; a zone the server refuses is reported as the key it is. */
-static PGconn *check_connect(const struct config *cfg, int *problems)
+/*
+ * Connects as the daemon would; a zone the server refuses is reported as the
+ * key it is. *UNREACHABLE (if given) says the server took no connection at all.
+ */
+static PGconn *check_connect(const struct config *cfg, int *problems, bool *unreachable)
 {
 	char *options = session_options(cfg), *err = NULL, *utc_err = NULL;
 	PGconn *conn = session_connect(cfg->conninfo, options, &err);
@@ -582,6 +562,8 @@ static PGconn *check_connect(const struct config *cfg, int *problems)
 		printf("%s: database: cannot connect: %s\n", cfg->path, err);
 	free(err);
 	free(utc_err);
+	if (unreachable)
+		*unreachable = conn == NULL;
 	if (conn)
 		PQfinish(conn);
 	(*problems)++;
@@ -678,7 +660,7 @@ static void check_zone_is_named(PGconn *conn, const struct config *cfg)
 static int check_policies(const struct config *cfg)
 {
 	int problems = 0;
-	PGconn *conn = check_connect(cfg, &problems);
+	PGconn *conn = check_connect(cfg, &problems, NULL);
 	if (conn == NULL)
 		return 1;
 	check_zone_is_named(conn, cfg);
@@ -689,6 +671,191 @@ static int check_policies(const struct config *cfg)
 	if (problems == 0)
 		printf("%s: %zu policies usable\n", cfg->path, cfg->n_policies);
 	return problems ? 1 : 0;
+}
+
+/* ---- a reload, checked like a start ---- */
+
+/* The child's exit status: a problem found, or no server to check against. */
+enum {
+	RELOAD_CHECK_OK = 0,
+	RELOAD_CHECK_PROBLEMS = 1,
+	RELOAD_CHECK_UNREACHABLE = 3
+};
+
+/*
+ * In the child: what --check checks, for what the reload changes: the session
+ * (connection, zone, role, schema) if its settings changed, and every added
+ * or changed policy against the catalog. Unchanged policies are left out: one
+ * whose table is not there yet must not stop every later reload.
+ */
+static int reload_check_run(const struct config *old, const struct config *cfg)
+{
+	int problems = 0;
+	bool unreachable = false;
+	PGconn *conn = check_connect(cfg, &problems, &unreachable);
+	if (conn == NULL)
+		return unreachable ? RELOAD_CHECK_UNREACHABLE : RELOAD_CHECK_PROBLEMS;
+	if (session_settings_differ(old, cfg)) {
+		check_zone_is_named(conn, cfg);
+		check_session_role(conn, cfg, &problems);
+	}
+	for (size_t i = 0; i < cfg->n_policies; i++) {
+		const struct policy *before = config_find_policy(old, cfg->policies[i].name);
+		if (before == NULL || !policy_unchanged(before, &cfg->policies[i]))
+			check_policy(conn, cfg, &cfg->policies[i], &problems);
+	}
+	PQfinish(conn);
+	return problems ? RELOAD_CHECK_PROBLEMS : RELOAD_CHECK_OK;
+}
+
+struct reload_check {
+	struct daemon *d;
+	struct config *cfg;
+	unsigned generation;
+	pid_t pid;
+	int fd;
+	struct event *readable, *deadline;
+	char *out;
+	size_t len;
+};
+
+/* The check's lines, one log entry each, at their own level. */
+static void reload_check_log(const struct reload_check *rc)
+{
+	char *text = rc->out ? rc->out : "", *line, *save = NULL;
+	for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		if (strstr(line, ": warning: "))
+			log_warn("%s", line);
+		else if (strstr(line, " policies usable") == NULL)
+			log_err("%s", line);
+	}
+}
+
+static void reload_check_free(struct reload_check *rc)
+{
+	event_free(rc->readable);
+	event_free(rc->deadline);
+	close(rc->fd);
+	free(rc->out);
+	free(rc);
+}
+
+static void reload_check_done(struct reload_check *rc, bool timed_out)
+{
+	struct daemon *d = rc->d;
+	int status = 0, code = -1;
+	if (timed_out)
+		kill(rc->pid, SIGKILL);
+	while (waitpid(rc->pid, &status, 0) < 0 && errno == EINTR)
+		;
+	if (WIFEXITED(status))
+		code = WEXITSTATUS(status);
+	if (rc->generation != d->reload_generation) {
+		/* A later SIGHUP read the file again. */
+		config_free(rc->cfg);
+	} else {
+		reload_check_log(rc);
+		if (code == RELOAD_CHECK_OK || (code == RELOAD_CHECK_UNREACHABLE && !d->session_ready)) {
+			/* With no session of its own the daemon purges nothing: the file is taken as a start takes it. */
+			accept_reload(d, rc->cfg);
+		} else {
+			reload_rejected(d, timed_out ? "checking it against the database took too long"
+					   : code == RELOAD_CHECK_UNREACHABLE
+						   ? "it cannot be checked against the database"
+					   : code == RELOAD_CHECK_PROBLEMS ? "the database checks above failed"
+									   : "checking it against the database failed");
+			config_free(rc->cfg);
+		}
+	}
+	reload_check_free(rc);
+}
+
+static void on_reload_check_output(evutil_socket_t fd, short what, void *arg)
+{
+	struct reload_check *rc = arg;
+	char buf[4096];
+	ssize_t n;
+	if (what & EV_TIMEOUT) {
+		reload_check_done(rc, true);
+		return;
+	}
+	n = read(fd, buf, sizeof(buf));
+	if (n < 0 && (errno == EINTR || errno == EAGAIN))
+		return;
+	if (n <= 0) {
+		reload_check_done(rc, false);
+		return;
+	}
+	rc->out = xrealloc(rc->out, rc->len + (size_t)n + 1);
+	memcpy(rc->out + rc->len, buf, (size_t)n);
+	rc->len += (size_t)n;
+	rc->out[rc->len] = '\0';
+}
+
+/*
+ * The new configuration is resolved against the catalog before it replaces
+ * the running one, in a child process: --check's statements block, and the
+ * loop must not. A policy that would fail keeps the whole running
+ * configuration in force, as a file that does not parse does.
+ */
+static void check_reload(struct daemon *d, struct config *cfg)
+{
+	static const struct timeval deadline = {60, 0};
+	struct reload_check *rc;
+	sigset_t all, before;
+	int fds[2];
+	pid_t pid;
+
+	if (!pgconn_is_ready(d->pg)) {
+		accept_reload(d, cfg);
+		return;
+	}
+	if (pipe(fds) < 0) {
+		log_err("configuration %s: cannot check it: pipe: %s", d->config_path, strerror(errno));
+		reload_rejected(d, "it could not be checked");
+		config_free(cfg);
+		return;
+	}
+	fflush(NULL);
+	/* The child must not run the parent's signal handlers: they write into the loop's signal pipe. */
+	sigfillset(&all);
+	sigprocmask(SIG_BLOCK, &all, &before);
+	pid = fork();
+	if (pid == 0) {
+		static const int defaults[] = {SIGHUP, SIGTERM, SIGINT, SIGPIPE};
+		for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++)
+			signal(defaults[i], SIG_DFL);
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		sigprocmask(SIG_SETMASK, &before, NULL);
+		close(fds[0]);
+		if (dup2(fds[1], STDOUT_FILENO) < 0)
+			_exit(RELOAD_CHECK_PROBLEMS);
+		close(fds[1]);
+		int code = reload_check_run(d->cfg, cfg);
+		fflush(stdout);
+		/* Not exit(): the parent's connection and atexit handlers are not the child's. */
+		_exit(code);
+	}
+	sigprocmask(SIG_SETMASK, &before, NULL);
+	close(fds[1]);
+	if (pid < 0) {
+		log_err("configuration %s: cannot check it: fork: %s", d->config_path, strerror(errno));
+		close(fds[0]);
+		reload_rejected(d, "it could not be checked");
+		config_free(cfg);
+		return;
+	}
+	rc = xcalloc(1, sizeof(*rc));
+	rc->d = d;
+	rc->cfg = cfg;
+	rc->generation = d->reload_generation;
+	rc->pid = pid;
+	rc->fd = fds[0];
+	evutil_make_socket_nonblocking(rc->fd);
+	rc->readable = event_new(d->base, rc->fd, EV_READ | EV_PERSIST, on_reload_check_output, rc);
+	rc->deadline = evtimer_new(d->base, on_reload_check_output, rc);
+	event_add(rc->readable, NULL);
+	evtimer_add(rc->deadline, &deadline);
 }
 
 /* ---- main ---- */

@@ -122,7 +122,7 @@ static void quarantine(struct policy_state *ps, const char *key, const char *why
 
 static bool may_go_on(struct policy_state *ps)
 {
-	return !ps->d->stopping && ps->d->pending_cfg == NULL && pgconn_is_ready(ps->d->pg);
+	return !ps->d->stopping && !daemon_reload_waits(ps->d) && pgconn_is_ready(ps->d->pg);
 }
 
 /*

@@ -112,7 +112,7 @@ static int next_retry_ms(struct policy_state *ps)
 bool scheduler_may_start(const struct policy_state *ps)
 {
 	const struct daemon *d = ps->d;
-	return !d->stopping && d->pending_cfg == NULL && d->session_ready && pgconn_is_ready(d->pg) &&
+	return !d->stopping && !daemon_reload_waits(d) && d->session_ready && pgconn_is_ready(d->pg) &&
 	       !(d->once && ps->once_done) && !ps->off_until_reload;
 }
 

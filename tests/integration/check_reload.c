@@ -174,8 +174,9 @@ START_TEST(test_reload_with_an_unknown_zone_is_refused)
 	fx_rewrite(conf, typo);
 	mark = fx_log_mark(log);
 	ck_assert_int_eq(kill(pid, SIGHUP), 0);
-	fx_wait_for_log_after(log, mark, "not reloaded: database.time_zone: invalid value for parameter \"TimeZone\"",
-			      5);
+	fx_wait_for_log_after(log, mark,
+			      "database.time_zone: the server does not know time zone \"America/Los_Angles\"", 5);
+	fx_wait_for_log_after(log, mark, "not reloaded: the database checks above failed", 5);
 	/* A resync after the refusal asks again, in Los Angeles time: still 2 hours to go. */
 	mark = fx_log_mark(log);
 	fx_wait_for_log_after(log, mark, "policy tz: next record due", 5);
@@ -185,6 +186,54 @@ START_TEST(test_reload_with_an_unknown_zone_is_refused)
 	free(good);
 	free(typo);
 	free(conf);
+	free(log);
+	PQfinish(conn);
+}
+END_TEST
+
+/*
+ * F11 (first deployment): a reload was checked only as a file. A column typo
+ * passed SIGHUP ("configuration reloaded ...") and the policy then failed
+ * at every retry: nothing was purged any more. The reload is now resolved
+ * against the catalog first and refused; the running policy goes on as it
+ * was, and purges were held while the check ran.
+ */
+START_TEST(test_a_reload_with_a_column_typo_keeps_the_policy)
+{
+	PGconn *conn = fx_database("reloadtypo");
+	char *good_policy = fx_policy("orders", "app.orders", "id", "closed_at", "1 day", "");
+	char *typo_policy = fx_policy("orders", "app.orders", "id", "closed_on", "2 days", "");
+	char *conf = fx_config("reloadtypo", "resync_interval = \"1 hour\";", good_policy);
+	char *typo = fx_config("reloadtypo", "resync_interval = \"1 hour\";", typo_policy);
+	char *log = fx_log_path("reloadtypo");
+	long mark;
+	pid_t pid;
+	test_exec(conn, "CREATE SCHEMA app; CREATE TABLE app.orders (id int PRIMARY KEY, closed_at timestamptz);"
+			"CREATE TRIGGER retention_notify AFTER INSERT OR UPDATE OF closed_at ON app.orders"
+			"  FOR EACH STATEMENT EXECUTE FUNCTION retention.notify_clock();"
+			"INSERT INTO app.orders VALUES (1, now() - interval '3 days')");
+	fx_grant(conn, "app");
+	pid = fx_start_daemon(conf, log);
+	ck_assert(fx_wait_row_gone(conn, "app.orders", "1", 10));
+	ck_assert_int_eq(rename(typo, conf), 0);
+	mark = fx_log_mark(log);
+	ck_assert_int_eq(kill(pid, SIGHUP), 0);
+	fx_wait_for_log_after(log, mark, "policy orders: error: clock column closed_on does not exist", 10);
+	fx_wait_for_log_after(log, mark,
+			      "not reloaded: the database checks above failed; the 1 policies loaded before"
+			      " stay in force",
+			      10);
+	ck_assert(!fx_log_has_after(log, mark, "configuration reloaded"));
+	/* The old rule (1 day) still runs: a record 30 hours old goes at once, as it would not under 2 days. */
+	test_exec(conn, "INSERT INTO app.orders VALUES (2, now() - interval '30 hours')");
+	ck_assert_msg(fx_wait_row_gone(conn, "app.orders", "2", 10),
+		      "the running policy stopped after a refused reload");
+	ck_assert(!fx_log_has_after(log, mark, "does not exist (SQLSTATE"));
+	fx_stop_daemon(pid);
+	free(good_policy);
+	free(typo_policy);
+	free(conf);
+	free(typo);
 	free(log);
 	PQfinish(conn);
 }
@@ -458,6 +507,7 @@ int main(void)
 	tcase_add_test(tc, test_reload_takes_effect_at_the_next_batch);
 	tcase_add_test(tc, test_nothing_starts_while_a_reload_waits);
 	tcase_add_test(tc, test_reload_with_an_unknown_zone_is_refused);
+	tcase_add_test(tc, test_a_reload_with_a_column_typo_keeps_the_policy);
 	tcase_add_test(tc, test_a_table_that_appears_later_is_purged);
 	tcase_add_test(tc, test_a_change_with_nothing_due_is_seen_at_the_resync);
 	tcase_add_test(tc, test_a_table_changed_while_running_is_described_again);
