@@ -759,6 +759,7 @@ START_TEST(test_check_reports_catalog_problems)
 	char *argv[] = {bin, "-c", good, "--check", NULL};
 	ck_assert_int_eq(test_run(argv, &out, &err), 0);
 	ck_assert_msg(strstr(out, "1 policies usable") != NULL, "%s%s", out, err);
+	ck_assert_msg(strstr(out, "notify_clock") == NULL, "%s", out);
 	free(out);
 	free(err);
 	test_exec(
@@ -788,6 +789,13 @@ START_TEST(test_check_reports_catalog_problems)
 	ck_assert_msg(strstr(out, "policy no-clock-index: warning: no index leads with clock column closed"), "%s",
 		      out);
 	ck_assert_msg(strstr(out, "no-clock-index: error") == NULL, "%s", out);
+	/* F17: without the trigger a new record may wait up to resync_interval; --check says how to attach it. */
+	ck_assert_msg(
+		strstr(out, "policy no-clock-index: warning: no trigger calls retention.notify_clock() on INSERT") &&
+			strstr(out,
+			       "CREATE TRIGGER retention_notify AFTER INSERT OR UPDATE OF closed ON public.noindex2"
+			       " FOR EACH STATEMENT EXECUTE FUNCTION retention.notify_clock()"),
+		"%s", out);
 	/* An array, or a domain over one, as subject or exempt column: refused, not failed at every batch. */
 	ck_assert_msg(strstr(out, "policy arrays: error: subject column who is of type public.owners, an array"), "%s",
 		      out);
