@@ -186,15 +186,16 @@ static void report(struct policy_state *ps)
 {
 	struct daemon *d = ps->d;
 	struct batch *b = &ps->batch;
-	char anchor[256];
+	char anchor[256], late[48];
 	ps->batches++;
 	if (b->purged > 0) {
 		ps->purged += b->purged;
 		d->purged_total += b->purged;
 		d->last_purge_at = time(NULL);
-		log_info("policy %s: purged %lld record%s from %s (%s), at most %.3f s after due", ps->policy->name,
+		log_info("policy %s: purged %lld record%s from %s (%s), at most %s after due", ps->policy->name,
 			 b->purged, b->purged == 1 ? "" : "s", ps->sql.table,
-			 ps->policy->action == POLICY_ACTION_DELETE ? "deleted" : "anonymized", b->max_late_seconds);
+			 ps->policy->action == POLICY_ACTION_DELETE ? "deleted" : "anonymized",
+			 seconds_for_people(b->max_late_seconds, late, sizeof(late)));
 		audit_anchor_format(ps->policy->name, &b->head, anchor, sizeof(anchor));
 		log_info("%s", anchor);
 		sdnotify_status("purged %lld records in all; last: %s", d->purged_total, ps->policy->name);

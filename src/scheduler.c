@@ -315,8 +315,8 @@ static void on_next_due(PGresult *res, void *arg)
 		return;
 	}
 	seconds += TIMER_MARGIN_S;
-	log_debug("policy %s: next record due (or hold ending) at %s (in %.3f s)", ps->policy->name,
-		  PQgetvalue(res, 0, 0), seconds);
+	log_debug("policy %s: next record due (or hold ending) at %s (in %s)", ps->policy->name, PQgetvalue(res, 0, 0),
+		  seconds_for_people(seconds, buf, sizeof(buf)));
 	arm(ps->due_timer, seconds);
 	become_idle(ps);
 }

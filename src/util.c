@@ -70,3 +70,20 @@ char *xasprintf(const char *fmt, ...)
 	va_end(ap);
 	return out;
 }
+
+const char *seconds_for_people(double seconds, char *buf, size_t size)
+{
+	const char *sign = seconds < 0 ? "-" : "";
+	double s = seconds < 0 ? -seconds : seconds;
+	long long whole = (long long)s;
+	if (s < 60)
+		snprintf(buf, size, "%s%.3f s", sign, s);
+	else if (s < 3600)
+		snprintf(buf, size, "%s%lld min %lld s", sign, whole / 60, whole % 60);
+	else if (s < 86400)
+		snprintf(buf, size, "%s%lld h %lld min", sign, whole / 3600, whole % 3600 / 60);
+	else
+		snprintf(buf, size, "%s%lld day%s %lld h", sign, whole / 86400, whole / 86400 == 1 ? "" : "s",
+			 whole % 86400 / 3600);
+	return buf;
+}

@@ -15,5 +15,7 @@ char *xstrdup(const char *s);
 char *xstrndup(const char *s, size_t n);
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 char *xvasprintf(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
+/* SECONDS for people: "0.012 s", "4 min 10 s", "3 h 5 min", "120 days 2 h" (BUF is returned). */
+const char *seconds_for_people(double seconds, char *buf, size_t size);
 
 #endif

@@ -280,6 +280,20 @@ START_TEST(test_text_array_escaping)
 }
 END_TEST
 
+/* F9 (first deployment): "at most 10368055.033 s after due" needed a calculator. */
+START_TEST(test_durations_for_people)
+{
+	char buf[48];
+	ck_assert_str_eq(seconds_for_people(0.0114, buf, sizeof(buf)), "0.011 s");
+	ck_assert_str_eq(seconds_for_people(59.9994, buf, sizeof(buf)), "59.999 s");
+	ck_assert_str_eq(seconds_for_people(250.7, buf, sizeof(buf)), "4 min 10 s");
+	ck_assert_str_eq(seconds_for_people(3 * 3600 + 5 * 60 + 59, buf, sizeof(buf)), "3 h 5 min");
+	ck_assert_str_eq(seconds_for_people(86400 + 7200, buf, sizeof(buf)), "1 day 2 h");
+	ck_assert_str_eq(seconds_for_people(10368055.033, buf, sizeof(buf)), "120 days 0 h");
+	ck_assert_str_eq(seconds_for_people(-2591987.183, buf, sizeof(buf)), "-29 days 23 h");
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("policy");
@@ -288,6 +302,7 @@ int main(void)
 	tcase_add_test(tc, test_one_predicate_everywhere);
 	tcase_add_test(tc, test_anonymize);
 	tcase_add_test(tc, test_timestamp_clock);
+	tcase_add_test(tc, test_durations_for_people);
 	tcase_add_test(tc, test_incomplete_description_refused);
 	tcase_add_test(tc, test_slack);
 	tcase_add_test(tc, test_text_array_escaping);
