@@ -199,6 +199,57 @@ static int hold_list(struct ctl *ctl, int argc, char **argv)
 	return status;
 }
 
+/*
+ * After a release: a record the hold kept that is due now, and kept by
+ * nothing else, goes within moments; the person releasing must hear it
+ * (first deployment, F10). Said only when the configuration is at hand.
+ */
+static void say_what_falls_due(struct ctl *ctl, const char *hold_id)
+{
+	const char *hp[1] = {hold_id};
+	PGresult *hold =
+		PQexecParams(ctl->conn, "SELECT policy, record_key, subject FROM retention.holds WHERE id = $1::bigint",
+			     1, NULL, hp, NULL, NULL, 0);
+	const struct policy *p;
+	if (PQresultStatus(hold) != PGRES_TUPLES_OK || PQntuples(hold) != 1) {
+		PQclear(hold);
+		return;
+	}
+	p = ctl->cfg ? config_find_policy(ctl->cfg, PQgetvalue(hold, 0, 0)) : NULL;
+	if (!PQgetisnull(hold, 0, 2)) {
+		printf("records of subject %s that are due and not held otherwise are purged now\n",
+		       PQgetvalue(hold, 0, 2));
+	} else if (p == NULL) {
+		printf("record %s of policy %s is purged now if it is due and not held otherwise\n",
+		       PQgetvalue(hold, 0, 1), PQgetvalue(hold, 0, 0));
+	} else {
+		struct policy_shape shape;
+		struct policy_sql sql;
+		char *err = NULL;
+		if (policy_prepare(ctl->conn, ctl->cfg, p, &shape, &sql, &err)) {
+			const char *params[POLICY_N_BASE_PARAMS + 2];
+			Oid types[POLICY_N_BASE_PARAMS + 2];
+			PGresult *record;
+			ctl_policy_params(&sql, params, types, PQgetvalue(hold, 0, 1), NULL);
+			record = PQexecParams(ctl->conn, sql.explain, POLICY_N_BASE_PARAMS + 1, types, params, NULL,
+					      NULL, 0);
+			if (PQresultStatus(record) == PGRES_TUPLES_OK && PQntuples(record) == 1 &&
+			    strcmp(PQgetvalue(record, 0, EXPLAIN_IS_DUE), "t") == 0 &&
+			    strcmp(PQgetvalue(record, 0, EXPLAIN_HELD), "f") == 0 &&
+			    strcmp(PQgetvalue(record, 0, EXPLAIN_EXEMPT), "f") == 0 &&
+			    (PQgetisnull(record, 0, EXPLAIN_KEPT_BY) || !*PQgetvalue(record, 0, EXPLAIN_KEPT_BY)))
+				printf("record %s of policy %s has been due since %s and nothing else holds it:"
+				       " the daemon purges it now\n",
+				       PQgetvalue(hold, 0, 1), p->name, PQgetvalue(record, 0, EXPLAIN_DUE_AT));
+			PQclear(record);
+		}
+		free(err);
+		policy_sql_free(&sql);
+		policy_shape_free(&shape);
+	}
+	PQclear(hold);
+}
+
 static int hold_release(struct ctl *ctl, int argc, char **argv)
 {
 	static const struct option options[] = {
@@ -235,6 +286,7 @@ static int hold_release(struct ctl *ctl, int argc, char **argv)
 	}
 	PQclear(res);
 	printf("released hold %s\n", params[0]);
+	say_what_falls_due(ctl, params[0]);
 	return CTL_OK;
 }
 

@@ -290,6 +290,30 @@ START_TEST(test_audit_json)
 }
 END_TEST
 
+/* Holds record KEY of policy vd and releases it: whether the release says the record goes now. */
+static void release_says(const char *key, bool purged_now)
+{
+	char *out, *err, *id;
+	ck_assert_int_eq(CTL(&out, &err, "hold", "add", "--policy", "vd", "--key", key, "--reason", "r"), 0);
+	id = xstrndup(out, strcspn(out, "\n"));
+	free(out);
+	free(err);
+	ck_assert_int_eq(CTL(&out, &err, "hold", "release", id, "--reason", "done"), 0);
+	if (purged_now) {
+		char *want =
+			xasprintf("record %s of policy vd has been due since 2000-01-01 00:15:00+00 and nothing else"
+				  " holds it: the daemon purges it now",
+				  key);
+		ck_assert_msg(strstr(out, want) != NULL, "%s", out);
+		free(want);
+	} else {
+		ck_assert_msg(strstr(out, "purges it now") == NULL, "%s", out);
+	}
+	free(out);
+	free(err);
+	free(id);
+}
+
 START_TEST(test_hold_add_list_release)
 {
 	PGconn *conn = known_data("ctl_hold");
@@ -336,8 +360,13 @@ START_TEST(test_hold_add_list_release)
 	free(out);
 	free(err);
 	ck_assert_int_eq(CTL(&out, &err, "hold", "release", id, "--reason", "settled"), 0);
+	/* F10: record 1 is due, but the hold on its subject (10) still keeps it: nothing to warn of. */
+	ck_assert_msg(strstr(out, "purges it now") == NULL, "%s", out);
 	free(out);
 	free(err);
+	test_exec(conn, "INSERT INTO virusdesk.uploads VALUES (8, 80, '2000-01-01 00:00:00+00', NULL)");
+	release_says("8", true);  /* due since 2000, held by nothing else */
+	release_says("5", false); /* due in 2100 */
 	ck_assert_int_eq(CTL(&out, &err, "hold", "release", id, "--reason", "again"), 1);
 	free(out);
 	free(err);
