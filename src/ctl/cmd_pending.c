@@ -56,7 +56,9 @@ static int print_summary(struct ctl *ctl, const struct policy **policies, size_t
 	}
 	for (int c = 0; c < 5; c++)
 		arrays[c] = policy_text_array(cols[c], rows);
-	if (ctl_print_query(ctl, summary_sql, table_sql, 5, NULL, (const char *const *)arrays) != CTL_OK)
+	/* A table without the policies that failed would read as "nothing pending" for them: none at all. */
+	if (status == CTL_OK &&
+	    ctl_print_query(ctl, summary_sql, table_sql, 5, NULL, (const char *const *)arrays) != CTL_OK)
 		status = CTL_ERROR;
 	for (int c = 0; c < 5; c++) {
 		for (size_t i = 0; i < rows; i++)
@@ -78,27 +80,37 @@ static int print_records(struct ctl *ctl, const struct policy **policies, size_t
 	char *due = ctl_human_time("due_at", "overdue");
 	int status = CTL_OK;
 
-	ctl_stream_begin(&st, ctl);
-	for (size_t i = 0; i < n; i++) {
-		struct policy_sql sql;
-		char left[32], *table_sql;
-		if (limit >= 0 && (long long)st.rows >= limit)
-			break;
-		if (!ctl_policy_sql(ctl, policies[i], &sql)) {
+	struct policy_sql *sql = xcalloc(n + 1, sizeof(*sql));
+	size_t built = 0;
+
+	/* Every policy described before anything is printed: a failure then prints no partial list. */
+	for (; built < n; built++)
+		if (!ctl_policy_sql(ctl, policies[built], &sql[built])) {
 			status = CTL_ERROR;
-			continue;
+			break;
 		}
-		snprintf(left, sizeof(left), "%lld", limit - (long long)st.rows);
-		ctl_policy_params(&sql, params, types, window, limit >= 0 ? left : NULL);
-		table_sql = xasprintf("SELECT policy, key, %s AS clock_at, %s AS due_at, held FROM (%s) r", clock, due,
-				      sql.pending_records);
-		ctl_stream_query(&st, sql.pending_records, table_sql, POLICY_N_BASE_PARAMS + 2, types, params);
-		free(table_sql);
-		policy_sql_free(&sql);
+	if (status == CTL_OK) {
+		ctl_stream_begin(&st, ctl);
+		for (size_t i = 0; i < n; i++) {
+			char left[32], *table_sql;
+			if (limit >= 0 && (long long)st.rows >= limit)
+				break;
+			snprintf(left, sizeof(left), "%lld", limit - (long long)st.rows);
+			ctl_policy_params(&sql[i], params, types, window, limit >= 0 ? left : NULL);
+			table_sql = xasprintf("SELECT policy, key, %s AS clock_at, %s AS due_at, held FROM (%s) r",
+					      clock, due, sql[i].pending_records);
+			ctl_stream_query(&st, sql[i].pending_records, table_sql, POLICY_N_BASE_PARAMS + 2, types,
+					 params);
+			free(table_sql);
+		}
+		status = ctl_stream_end(&st);
 	}
+	for (size_t i = 0; i < built; i++)
+		policy_sql_free(&sql[i]);
+	free(sql);
 	free(clock);
 	free(due);
-	return ctl_stream_end(&st) == CTL_OK ? status : CTL_ERROR;
+	return status;
 }
 
 int cmd_pending(struct ctl *ctl, int argc, char **argv)

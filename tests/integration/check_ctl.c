@@ -290,6 +290,32 @@ START_TEST(test_audit_json)
 }
 END_TEST
 
+/*
+ * F12/F15 (first deployment): as a role without the grants, `pending`
+ * printed a header and "(none)", then failed: the stdout alone read as
+ * "nothing pending". A command that fails prints nothing to stdout.
+ */
+START_TEST(test_pending_prints_nothing_when_it_fails)
+{
+	PGconn *conn = known_data("ctl_stranger");
+	char *out, *err;
+	test_exec(conn,
+		  "DO $$ BEGIN CREATE ROLE ctl_stranger LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$");
+	free(ctl_conninfo);
+	ctl_conninfo = xstrdup("dbname=ctl_stranger user=ctl_stranger");
+	ck_assert_int_eq(CTL(&out, &err, "pending"), 1);
+	ck_assert_msg(strcmp(out, "") == 0, "stdout: %s", out);
+	ck_assert_msg(strstr(err, "permission denied") != NULL, "%s", err);
+	free(out);
+	free(err);
+	ck_assert_int_eq(CTL(&out, &err, "pending", "--records"), 1);
+	ck_assert_msg(strcmp(out, "") == 0, "stdout: %s", out);
+	free(out);
+	free(err);
+	PQfinish(conn);
+}
+END_TEST
+
 /* Holds record KEY of policy vd and releases it: whether the release says the record goes now. */
 static void release_says(const char *key, bool purged_now)
 {
@@ -703,6 +729,7 @@ int main(void)
 	tcase_add_test(tc, test_explain_every_case);
 	tcase_add_test(tc, test_audit_json);
 	tcase_add_test(tc, test_hold_add_list_release);
+	tcase_add_test(tc, test_pending_prints_nothing_when_it_fails);
 	tcase_add_test(tc, test_hold_key_is_canonical);
 	suite_add_tcase(s, tc);
 	tcase_add_checked_fixture(verify, NULL, teardown);
