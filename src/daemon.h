@@ -30,6 +30,7 @@ struct daemon {
 	struct policy_state *policies;
 	size_t n_policies;
 	struct event *resync_timer;
+	struct event *status_timer; /* a heartbeat soon after purges, for `retentionctl status` */
 	/* The connection's role, schema version and LISTEN are checked: policies may run statements. */
 	bool session_ready;
 	char *session_settings; /* session_settings_sql as the session check read it */
@@ -69,6 +70,8 @@ void daemon_drop_session(struct daemon *d);
 
 /* Called whenever a policy goes idle: applies a pending reload, or finishes a stop or --once run. */
 void daemon_policy_idle(struct daemon *d);
+/* A batch purged records: the instance's row says so within a second (one heartbeat for a burst of batches). */
+void daemon_purged(struct daemon *d);
 /* A reload is being checked or waits to be swapped in: no policy starts a statement. */
 bool daemon_reload_waits(const struct daemon *d);
 

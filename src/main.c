@@ -107,6 +107,23 @@ static void send_heartbeat(struct daemon *d)
 	free(names);
 }
 
+static void on_status_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct daemon *d = arg;
+	(void)fd;
+	(void)what;
+	if (d->session_ready)
+		send_heartbeat(d);
+}
+
+void daemon_purged(struct daemon *d)
+{
+	static const struct timeval soon = {0, 500000};
+	/* Waiting a moment lets a backlog's batches share one row update. */
+	if (!d->once && !evtimer_pending(d->status_timer, NULL))
+		evtimer_add(d->status_timer, &soon);
+}
+
 static void reset_session(evutil_socket_t fd, short what, void *arg)
 {
 	struct daemon *d = arg;
@@ -959,6 +976,7 @@ int main(int argc, char **argv)
 	evsignal_add(sigterm, NULL);
 	evsignal_add(sigint, NULL);
 	d->resync_timer = event_new(d->base, -1, EV_PERSIST, on_resync, d);
+	d->status_timer = evtimer_new(d->base, on_status_timer, d);
 	duration_to_seconds(&d->cfg->resync_interval, &resync);
 	tv.tv_sec = (time_t)resync;
 	tv.tv_usec = (suseconds_t)((resync - (double)tv.tv_sec) * 1e6);
@@ -997,6 +1015,7 @@ int main(int argc, char **argv)
 	event_free(sigterm);
 	event_free(sigint);
 	event_free(d->resync_timer);
+	event_free(d->status_timer);
 	if (watchdog)
 		event_free(watchdog);
 	event_base_free(d->base);

@@ -192,6 +192,7 @@ static void report(struct policy_state *ps)
 		ps->purged += b->purged;
 		d->purged_total += b->purged;
 		d->last_purge_at = time(NULL);
+		daemon_purged(d);
 		log_info("policy %s: purged %lld record%s from %s (%s), at most %s after due", ps->policy->name,
 			 b->purged, b->purged == 1 ? "" : "s", ps->sql.table,
 			 ps->policy->action == POLICY_ACTION_DELETE ? "deleted" : "anonymized",

@@ -233,6 +233,36 @@ START_TEST(test_hold_end_wakes_the_daemon)
 }
 END_TEST
 
+/*
+ * F8 (first deployment): `status` read last_purge and purged_total from the
+ * heartbeat, written at each resync: a minute after the first purges it
+ * still said none. The instance's row now follows purges within a second.
+ */
+START_TEST(test_status_follows_purges_within_a_second)
+{
+	PGconn *conn = fx_uploads_db("statusnow");
+	char *conf = fx_uploads_config("statusnow", "15 minutes", "");
+	char *log = fx_log_path("statusnow");
+	pid_t pid;
+	pid = fx_start_daemon(conf, log);
+	/* resync_interval is an hour: only the purge can have moved the row. */
+	ck_assert(fx_poll_true(conn, "SELECT EXISTS (SELECT 1 FROM retention.instances)", 10));
+	test_exec(conn, "INSERT INTO virusdesk.uploads (id, scan_completed_at) VALUES (1, now() - interval '1 hour'),"
+			" (2, now() - interval '1 hour')");
+	ck_assert(fx_wait_row_gone(conn, "virusdesk.uploads", "1", 10));
+	ck_assert_msg(fx_poll_true(conn,
+				   "SELECT purged_total = 2 AND last_purge_at IS NOT NULL FROM retention.instances",
+				   1.5),
+		      "the instance's row did not follow the purge");
+	fx_stop_daemon(pid);
+	unlink(log);
+	free(log);
+	unlink(conf);
+	free(conf);
+	PQfinish(conn);
+}
+END_TEST
+
 /* ---- the hold race, two connections driven step by step ---- */
 
 /*
@@ -827,6 +857,7 @@ int main(void)
 	tcase_add_test(exceptions, test_holds_exemptions_and_null_clocks);
 	tcase_add_test(exceptions, test_anonymize);
 	tcase_add_test(exceptions, test_hold_end_wakes_the_daemon);
+	tcase_add_test(exceptions, test_status_follows_purges_within_a_second);
 	tcase_add_test(exceptions, test_hold_waits_for_purge_in_flight);
 	tcase_add_test(exceptions, test_hold_committed_first_protects);
 	suite_add_tcase(s, exceptions);
