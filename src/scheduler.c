@@ -387,8 +387,6 @@ static void on_validated(PGresult *res, void *arg)
 		start_purge(ps);
 		return;
 	}
-	/* Described a moment ago: the purge checks the catalog, the next resync's ask too. */
-	ps->check_catalog = false;
 	ask_next_due(ps);
 }
 
