@@ -60,10 +60,17 @@ char *session_options_for(const char *time_zone, long long statement_timeout_ms,
 	 * with row_security off a table that has one is an error instead.
 	 */
 	append_option(&out, "row_security", "off");
+	/*
+	 * A view or foreign table is code of its owner too: a table renamed
+	 * away and replaced by a view between two statements would run that
+	 * code with the caller's role (a prepared statement is parsed again by
+	 * name). The statement fails instead. Needs PostgreSQL 15.8 or later.
+	 */
+	append_option(&out, "restrict_nonsystem_relation_kind", "view,foreign-table");
 	return out;
 }
 
-/* In the order of the elements of retention.session_settings() (sql/retention-1-2.sql). */
+/* In the order of the elements of retention.session_settings() (sql/retention-2-3.sql). */
 static const char *const settings_names[] = {"role",
 					     "search_path",
 					     "TimeZone",
@@ -82,6 +89,8 @@ static const char *const settings_names[] = {"role",
 					     "synchronous_commit",
 					     "idle_in_transaction_session_timeout",
 					     "default_transaction_read_only",
+					     "plan_cache_mode",
+					     "restrict_nonsystem_relation_kind",
 					     "LISTEN channels",
 					     NULL};
 

@@ -609,6 +609,8 @@ START_TEST(test_every_watched_setting_is_read_back)
 		{"synchronous_commit", "off"},
 		{"idle_in_transaction_session_timeout", "1h"},
 		{"default_transaction_read_only", "on"},
+		{"plan_cache_mode", "force_custom_plan"},
+		{"restrict_nonsystem_relation_kind", ""},
 		{"LISTEN channels", "UNLISTEN"},
 	};
 	PGconn *conn = fx_database("settings");
@@ -691,6 +693,55 @@ START_TEST(test_sessions_pin_their_settings)
 		  "ALTER DATABASE pinned RESET jit; ALTER ROLE " TEST_DAEMON_ROLE " IN DATABASE pinned RESET ALL");
 	free(policy);
 	free(conf);
+	PQfinish(conn);
+}
+END_TEST
+
+/*
+ * A policy's table renamed away and replaced by a view between two asks:
+ * the prepared next-due statement was parsed again by name, and the view's
+ * function ran with the daemon's role, in autocommit: it deleted another
+ * policy's held record, with no audit row (found by a review). Sessions
+ * refuse to read views and foreign tables: the ask fails, no owner code
+ * runs, and the table is described again.
+ */
+START_TEST(test_a_table_swapped_for_a_view_runs_no_owner_code)
+{
+	PGconn *conn = fx_database("viewswap");
+	char *p = fx_policy("p", "app.t", "id", "c", "1 day", "");
+	char *victim = fx_policy("victim", "victim.records", "id", "c", "1 day", "");
+	char *policies = xasprintf("%s, %s", p, victim);
+	char *conf = fx_config("viewswap", NULL, policies);
+	char *log = fx_log_path("viewswap");
+	long mark;
+	pid_t pid;
+	test_exec(conn, "CREATE SCHEMA app; CREATE TABLE app.t (id int PRIMARY KEY, c timestamptz);"
+			"INSERT INTO app.t VALUES (1, now());"
+			"CREATE SCHEMA victim; CREATE TABLE victim.records (id int PRIMARY KEY, c timestamptz);"
+			"INSERT INTO victim.records VALUES (1, now() - interval '2 days'), (2, now());"
+			"SELECT retention.place_hold('victim', '1', NULL, 'litigation', NULL)");
+	fx_grant(conn, "app");
+	fx_grant(conn, "victim");
+	pid = fx_start_daemon(conf, log);
+	fx_wait_for_log(log, "policy p: next record due", 10);
+	fx_wait_for_log(log, "policy victim: next record due", 10);
+	mark = fx_log_mark(log);
+	test_exec(conn, "ALTER TABLE app.t RENAME TO t_old;"
+			"CREATE FUNCTION app.spy() RETURNS boolean LANGUAGE plpgsql AS $$ BEGIN"
+			"  DELETE FROM victim.records; RETURN true; END $$;"
+			"CREATE VIEW app.t AS SELECT * FROM app.t_old WHERE app.spy();"
+			"GRANT SELECT ON app.t TO " TEST_DAEMON_ROLE ";"
+			"SELECT pg_notify('retentiond', 'app.t')");
+	fx_wait_for_log_after(log, mark, "access to non-system view", 10);
+	ck_assert_msg(fx_row_exists(conn, "victim.records", "1"), "the view's code deleted a held record");
+	ck_assert(fx_row_exists(conn, "victim.records", "2"));
+	ck_assert_int_eq(count(conn, "SELECT count(*) FROM retention.audit_log"), 0);
+	fx_stop_daemon(pid);
+	free(p);
+	free(victim);
+	free(policies);
+	free(conf);
+	free(log);
 	PQfinish(conn);
 }
 END_TEST
@@ -1344,6 +1395,7 @@ int main(void)
 	tcase_add_test(trail, test_every_watched_setting_is_read_back);
 	tcase_add_test(trail, test_sessions_pin_their_settings);
 	tcase_add_test(trail, test_a_row_security_policy_added_later_never_runs);
+	tcase_add_test(trail, test_a_table_swapped_for_a_view_runs_no_owner_code);
 	tcase_add_test(trail, test_log_carries_no_row_data);
 	suite_add_tcase(s, trail);
 	return test_run_suite(s);
