@@ -132,7 +132,7 @@ START_TEST(test_one_predicate_everywhere)
 		"coalesce(t.account_id OPERATOR(public.=) ANY (SELECT pg_catalog.unnest(retention.cast_valid(a.v,"
 		" NULL::public.citext, -1)) FROM (SELECT pg_catalog.array_agg(h.subject) AS v";
 	const char *guard = "NOT EXISTS (SELECT 1 FROM shop.lines c WHERE t.\"Id\" OPERATOR(pg_catalog.=) c.order_id)";
-	const char *statements[4];
+	const char *statements[5];
 
 	describe(&shape, &cfg->policies[0]);
 	shape.n_guards = 1;
@@ -147,7 +147,8 @@ START_TEST(test_one_predicate_everywhere)
 	statements[1] = sql.next_wake;
 	statements[2] = sql.pending;
 	statements[3] = sql.explain;
-	for (int i = 0; i < 4; i++) {
+	statements[4] = sql.next_wake_checked;
+	for (int i = 0; i < 5; i++) {
 		ck_assert_msg(strstr(statements[i], exempt) || i == 3, "statement %d lacks the exempt test", i);
 		ck_assert_msg(strstr(statements[i], held_key), "statement %d lacks the key hold test", i);
 		ck_assert_msg(strstr(statements[i], held_other), "statement %d ignores the other policy's holds", i);
