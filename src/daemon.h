@@ -17,6 +17,8 @@
 struct policy_state;
 
 /* The running daemon: one event loop, one connection, one state per policy. */
+struct reload_check;
+
 struct daemon {
 	struct event_base *base;
 	const char *config_path;
@@ -26,6 +28,7 @@ struct daemon {
 	unsigned reload_generation; /* tells a reload's checks from a later SIGHUP's */
 	/* A SIGHUP's file is being checked against the database: no policy starts anything new meanwhile. */
 	bool reload_checking;
+	struct reload_check *reload_check; /* the check's child process, while it runs */
 	struct pgconn *pg;
 	struct policy_state *policies;
 	size_t n_policies;

@@ -701,9 +701,10 @@ enum {
 
 /*
  * In the child: what --check checks, for what the reload changes: the session
- * (connection, zone, role, schema) if its settings changed, and every added
- * or changed policy against the catalog. Unchanged policies are left out: one
- * whose table is not there yet must not stop every later reload.
+ * (connection, zone, role, schema) and every policy if the session's settings
+ * changed, else every added or changed policy, against the catalog. Unchanged
+ * policies are left out then: one whose table is not there yet must not stop
+ * every later reload.
  */
 static int reload_check_run(const struct config *old, const struct config *cfg)
 {
@@ -716,9 +717,11 @@ static int reload_check_run(const struct config *old, const struct config *cfg)
 		check_zone_is_named(conn, cfg);
 		check_session_role(conn, cfg, &problems);
 	}
+	/* Another role or database may lack what the old one had: then every policy is checked. */
+	bool every = session_settings_differ(old, cfg);
 	for (size_t i = 0; i < cfg->n_policies; i++) {
 		const struct policy *before = config_find_policy(old, cfg->policies[i].name);
-		if (before == NULL || !policy_unchanged(before, &cfg->policies[i]))
+		if (every || before == NULL || !policy_unchanged(before, &cfg->policies[i]))
 			check_policy(conn, cfg, &cfg->policies[i], &problems);
 	}
 	PQfinish(conn);
@@ -750,6 +753,8 @@ static void reload_check_log(const struct reload_check *rc)
 
 static void reload_check_free(struct reload_check *rc)
 {
+	if (rc->d->reload_check == rc)
+		rc->d->reload_check = NULL;
 	event_free(rc->readable);
 	event_free(rc->deadline);
 	close(rc->fd);
@@ -757,30 +762,43 @@ static void reload_check_free(struct reload_check *rc)
 	free(rc);
 }
 
+/* The child's exit code, or -1 if it did not exit by itself (killed, or not to be found). */
+static int reload_check_reap(struct reload_check *rc)
+{
+	int status;
+	pid_t got;
+	while ((got = waitpid(rc->pid, &status, 0)) < 0 && errno == EINTR)
+		;
+	return got == rc->pid && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static const char *reload_check_failure(bool timed_out, int code)
+{
+	if (timed_out)
+		return "checking it against the database took too long";
+	if (code == RELOAD_CHECK_UNREACHABLE)
+		return "the database does not answer, so it cannot be checked (send SIGHUP again when it does)";
+	if (code == RELOAD_CHECK_PROBLEMS)
+		return "the database checks above failed";
+	return "checking it against the database failed";
+}
+
 static void reload_check_done(struct reload_check *rc, bool timed_out)
 {
 	struct daemon *d = rc->d;
-	int status = 0, code = -1;
+	int code;
 	if (timed_out)
 		kill(rc->pid, SIGKILL);
-	while (waitpid(rc->pid, &status, 0) < 0 && errno == EINTR)
-		;
-	if (WIFEXITED(status))
-		code = WEXITSTATUS(status);
-	if (rc->generation != d->reload_generation) {
-		/* A later SIGHUP read the file again. */
+	code = reload_check_reap(rc);
+	if (rc->generation != d->reload_generation || d->stopping) {
+		/* A later SIGHUP read the file again, or the daemon is stopping (the child with it). */
 		config_free(rc->cfg);
 	} else {
 		reload_check_log(rc);
-		if (code == RELOAD_CHECK_OK || (code == RELOAD_CHECK_UNREACHABLE && !d->session_ready)) {
-			/* With no session of its own the daemon purges nothing: the file is taken as a start takes it. */
+		if (code == RELOAD_CHECK_OK) {
 			accept_reload(d, rc->cfg);
 		} else {
-			reload_rejected(d, timed_out ? "checking it against the database took too long"
-					   : code == RELOAD_CHECK_UNREACHABLE
-						   ? "it cannot be checked against the database"
-					   : code == RELOAD_CHECK_PROBLEMS ? "the database checks above failed"
-									   : "checking it against the database failed");
+			reload_rejected(d, reload_check_failure(timed_out, code));
 			config_free(rc->cfg);
 		}
 	}
@@ -817,16 +835,16 @@ static void on_reload_check_output(evutil_socket_t fd, short what, void *arg)
  */
 static void check_reload(struct daemon *d, struct config *cfg)
 {
-	static const struct timeval deadline = {60, 0};
+	/* Policies wait for it: a check that hangs (a server that does not answer) is given up. */
+	static const struct timeval deadline = {15, 0};
 	struct reload_check *rc;
 	sigset_t all, before;
 	int fds[2];
 	pid_t pid;
 
-	if (!pgconn_is_ready(d->pg)) {
-		accept_reload(d, cfg);
-		return;
-	}
+	/* The check of an earlier SIGHUP is moot: its file was read again. */
+	if (d->reload_check)
+		kill(d->reload_check->pid, SIGKILL);
 	if (pipe(fds) < 0) {
 		log_err("configuration %s: cannot check it: pipe: %s", d->config_path, strerror(errno));
 		reload_rejected(d, "it could not be checked");
@@ -873,6 +891,19 @@ static void check_reload(struct daemon *d, struct config *cfg)
 	rc->deadline = evtimer_new(d->base, on_reload_check_output, rc);
 	event_add(rc->readable, NULL);
 	evtimer_add(rc->deadline, &deadline);
+	d->reload_check = rc;
+}
+
+/* At exit: a check still running is stopped, and its child reaped. */
+static void reload_check_abandon(struct daemon *d)
+{
+	struct reload_check *rc = d->reload_check;
+	if (rc == NULL)
+		return;
+	kill(rc->pid, SIGKILL);
+	reload_check_reap(rc);
+	config_free(rc->cfg);
+	reload_check_free(rc);
 }
 
 /* ---- main ---- */
@@ -954,6 +985,8 @@ int main(int argc, char **argv)
 	}
 
 	signal(SIGPIPE, SIG_IGN);
+	/* Inherited as ignored, children would be reaped unseen: a reload check's outcome must be read. */
+	signal(SIGCHLD, SIG_DFL);
 	srandom((unsigned)getpid());
 	d->started_at = time(NULL);
 	{
@@ -1005,6 +1038,7 @@ int main(int argc, char **argv)
 			if (d->policies[i].failed)
 				d->exit_status = 1;
 	}
+	reload_check_abandon(d);
 	log_info("retentiond stopped: %lld records purged by this process", d->purged_total);
 	pgconn_free(d->pg);
 	scheduler_free(d);

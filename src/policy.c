@@ -340,7 +340,8 @@ const char policy_describe_sql[] =
 	"    AND NOT pg_catalog.has_table_privilege('retention.audit_log', 'INSERT')"
 							       /* Triggers run with the daemon's privileges; rules make a data-modifying WITH fail. */
 	" UNION ALL"
-	" SELECT 'warning', 0, pg_catalog.format('trigger %I runs on every purge with the rights of role %s',"
+	" SELECT 'warning', 0, pg_catalog.format('trigger %I runs on every purge with the rights of role %s, and"
+	" may read no view or foreign table (the purge fails if it does)',"
 	"        t.tgname, pg_catalog.quote_ident(current_user)), NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
 	"   FROM pg_catalog.pg_trigger t"
 	"  WHERE t.tgrelid = $1::oid AND NOT t.tgisinternal"

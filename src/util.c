@@ -3,6 +3,7 @@
  */
 #include "util.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,7 +76,13 @@ const char *seconds_for_people(double seconds, char *buf, size_t size)
 {
 	const char *sign = seconds < 0 ? "-" : "";
 	double s = seconds < 0 ? -seconds : seconds;
-	long long whole = (long long)s;
+	long long whole;
+	if (!isfinite(s) || s >= 1e15) {
+		/* An infinite clock or hold end: no count of days means anything. */
+		snprintf(buf, size, "%sforever", sign);
+		return buf;
+	}
+	whole = (long long)s;
 	if (s < 60)
 		snprintf(buf, size, "%s%.3f s", sign, s);
 	else if (s < 3600)

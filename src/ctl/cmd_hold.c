@@ -239,7 +239,7 @@ static void say_what_falls_due(struct ctl *ctl, const char *hold_id)
 			    strcmp(PQgetvalue(record, 0, EXPLAIN_EXEMPT), "f") == 0 &&
 			    (PQgetisnull(record, 0, EXPLAIN_KEPT_BY) || !*PQgetvalue(record, 0, EXPLAIN_KEPT_BY)))
 				printf("record %s of policy %s has been due since %s and nothing else holds it:"
-				       " the daemon purges it now\n",
+				       " a running daemon purges it now\n",
 				       PQgetvalue(hold, 0, 1), p->name, PQgetvalue(record, 0, EXPLAIN_DUE_AT));
 			PQclear(record);
 		}

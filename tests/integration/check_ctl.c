@@ -328,7 +328,7 @@ static void release_says(const char *key, bool purged_now)
 	if (purged_now) {
 		char *want =
 			xasprintf("record %s of policy vd has been due since 2000-01-01 00:15:00+00 and nothing else"
-				  " holds it: the daemon purges it now",
+				  " holds it: a running daemon purges it now",
 				  key);
 		ck_assert_msg(strstr(out, want) != NULL, "%s", out);
 		free(want);

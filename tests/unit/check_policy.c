@@ -292,6 +292,8 @@ START_TEST(test_durations_for_people)
 	ck_assert_str_eq(seconds_for_people(86400 + 7200, buf, sizeof(buf)), "1 day 2 h");
 	ck_assert_str_eq(seconds_for_people(10368055.033, buf, sizeof(buf)), "120 days 0 h");
 	ck_assert_str_eq(seconds_for_people(-2591987.183, buf, sizeof(buf)), "-29 days 23 h");
+	ck_assert_str_eq(seconds_for_people(1.0 / 0.0, buf, sizeof(buf)), "forever");
+	ck_assert_str_eq(seconds_for_people(-1.0 / 0.0, buf, sizeof(buf)), "-forever");
 }
 END_TEST
 
