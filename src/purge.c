@@ -157,6 +157,10 @@ static void batch_failed(struct policy_state *ps, const char *step, PGresult *re
 	}
 	if (res == NULL || !error_is_a_records(state) || ps->n_quarantined >= QUARANTINE_MAX) {
 		log_failure(ps, step, res);
+		if (strcmp(state, "42501") == 0) {
+			/* A grant was revoked: describing the table again says which one, and the GRANT that restores it. */
+			ps->resolved = false;
+		}
 		finish(ps, PURGE_FAILED);
 		return;
 	}

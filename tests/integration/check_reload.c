@@ -242,6 +242,43 @@ START_TEST(test_a_reload_with_a_column_typo_keeps_the_policy)
 }
 END_TEST
 
+/*
+ * F12 (first deployment): a revoked grant was logged as "permission denied
+ * for table tickets" at every retry, naming no privilege. The failed batch
+ * now has the table described again, which names the missing privilege and
+ * the GRANT; once granted, the next resync purges.
+ */
+START_TEST(test_a_revoked_grant_is_named)
+{
+	PGconn *conn = fx_database("revoked");
+	char *policy = fx_policy("orders", "app.orders", "id", "closed_at", "1 day", "");
+	char *conf = fx_config("revoked", "resync_interval = \"1 second\";", policy);
+	char *log = fx_log_path("revoked");
+	long mark;
+	pid_t pid;
+	test_exec(conn, "CREATE SCHEMA app; CREATE TABLE app.orders (id int PRIMARY KEY, closed_at timestamptz);"
+			"INSERT INTO app.orders VALUES (1, now() + interval '1 hour')");
+	fx_grant(conn, "app");
+	pid = fx_start_daemon(conf, log);
+	fx_wait_for_log(log, "policy orders: next record due", 10);
+	mark = fx_log_mark(log);
+	test_exec(conn, "REVOKE DELETE ON app.orders FROM " TEST_DAEMON_ROLE ";"
+			"UPDATE app.orders SET closed_at = now() - interval '2 days';"
+			"SELECT pg_notify('retentiond', 'app.orders')");
+	fx_wait_for_log_after(log, mark, "permission denied for table orders", 10);
+	fx_wait_for_log_after(log, mark,
+			      "policy orders: not purging: role " TEST_DAEMON_ROLE " lacks DELETE on the table", 10);
+	ck_assert(fx_row_exists(conn, "app.orders", "1"));
+	test_exec(conn, "GRANT DELETE ON app.orders TO " TEST_DAEMON_ROLE);
+	ck_assert_msg(fx_wait_row_gone(conn, "app.orders", "1", 10), "not purged after the grant came back");
+	fx_stop_daemon(pid);
+	free(policy);
+	free(conf);
+	free(log);
+	PQfinish(conn);
+}
+END_TEST
+
 /* D8: one failed table lookup silenced a policy until SIGHUP ("looking again at the next resync" never happened). */
 START_TEST(test_a_table_that_appears_later_is_purged)
 {
@@ -511,6 +548,7 @@ int main(void)
 	tcase_add_test(tc, test_nothing_starts_while_a_reload_waits);
 	tcase_add_test(tc, test_reload_with_an_unknown_zone_is_refused);
 	tcase_add_test(tc, test_a_reload_with_a_column_typo_keeps_the_policy);
+	tcase_add_test(tc, test_a_revoked_grant_is_named);
 	tcase_add_test(tc, test_a_table_that_appears_later_is_purged);
 	tcase_add_test(tc, test_a_change_with_nothing_due_is_seen_at_the_resync);
 	tcase_add_test(tc, test_a_table_changed_while_running_is_described_again);
