@@ -16,9 +16,9 @@
 
 struct policy_state;
 
-/* The running daemon: one event loop, one connection, one state per policy. */
 struct reload_check;
 
+/* The running daemon: one event loop, one connection, one state per policy. */
 struct daemon {
 	struct event_base *base;
 	const char *config_path;

@@ -44,6 +44,14 @@ static char *value_or_null(PGresult *res, int row, int col)
 	return PQgetisnull(res, row, col) ? NULL : xstrdup(PQgetvalue(res, row, col));
 }
 
+bool ctl_explained_record_goes(const PGresult *record)
+{
+	return !PQgetisnull(record, 0, EXPLAIN_CLOCK_AT) && strcmp(PQgetvalue(record, 0, EXPLAIN_EXEMPT), "t") != 0 &&
+	       strcmp(PQgetvalue(record, 0, EXPLAIN_HELD), "t") != 0 &&
+	       (PQgetisnull(record, 0, EXPLAIN_KEPT_BY) || !*PQgetvalue(record, 0, EXPLAIN_KEPT_BY)) &&
+	       strcmp(PQgetvalue(record, 0, EXPLAIN_IS_DUE), "t") == 0;
+}
+
 int cmd_explain(struct ctl *ctl, int argc, char **argv)
 {
 	static const struct option options[] = {
@@ -159,7 +167,7 @@ int cmd_explain(struct ctl *ctl, int argc, char **argv)
 		a[A_STATUS] = xstrdup("referenced");
 		a[A_REASON] = xasprintf("kept: %s; it is purged once those rows are gone (due %s)",
 					i < sql.n_guards ? sql.guard_what[i] : "rows that must stay", a[A_DUE]);
-	} else if (strcmp(PQgetvalue(record, 0, EXPLAIN_IS_DUE), "t") == 0) {
+	} else if (ctl_explained_record_goes(record)) {
 		a[A_STATUS] = xstrdup("overdue");
 		a[A_REASON] =
 			xasprintf("due since %s and not purged yet: the daemon is behind or not running", a[A_DUE]);

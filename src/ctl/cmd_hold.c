@@ -223,10 +223,8 @@ static void say_what_falls_due(struct ctl *ctl, const char *hold_id)
 		printf("record %s of policy %s is purged now if it is due and not held otherwise\n",
 		       PQgetvalue(hold, 0, 1), PQgetvalue(hold, 0, 0));
 	} else {
-		struct policy_shape shape;
 		struct policy_sql sql;
-		char *err = NULL;
-		if (policy_prepare(ctl->conn, ctl->cfg, p, &shape, &sql, &err)) {
+		if (ctl_policy_sql(ctl, p, &sql)) {
 			const char *params[POLICY_N_BASE_PARAMS + 2];
 			Oid types[POLICY_N_BASE_PARAMS + 2];
 			PGresult *record;
@@ -234,18 +232,13 @@ static void say_what_falls_due(struct ctl *ctl, const char *hold_id)
 			record = PQexecParams(ctl->conn, sql.explain, POLICY_N_BASE_PARAMS + 1, types, params, NULL,
 					      NULL, 0);
 			if (PQresultStatus(record) == PGRES_TUPLES_OK && PQntuples(record) == 1 &&
-			    strcmp(PQgetvalue(record, 0, EXPLAIN_IS_DUE), "t") == 0 &&
-			    strcmp(PQgetvalue(record, 0, EXPLAIN_HELD), "f") == 0 &&
-			    strcmp(PQgetvalue(record, 0, EXPLAIN_EXEMPT), "f") == 0 &&
-			    (PQgetisnull(record, 0, EXPLAIN_KEPT_BY) || !*PQgetvalue(record, 0, EXPLAIN_KEPT_BY)))
+			    ctl_explained_record_goes(record))
 				printf("record %s of policy %s has been due since %s and nothing else holds it:"
 				       " a running daemon purges it now\n",
 				       PQgetvalue(hold, 0, 1), p->name, PQgetvalue(record, 0, EXPLAIN_DUE_AT));
 			PQclear(record);
+			policy_sql_free(&sql);
 		}
-		free(err);
-		policy_sql_free(&sql);
-		policy_shape_free(&shape);
 	}
 	PQclear(hold);
 }

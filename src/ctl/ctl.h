@@ -92,6 +92,8 @@ int cmd_migrate(struct ctl *ctl, int argc, char **argv);
 int cmd_policies(struct ctl *ctl, int argc, char **argv);
 int cmd_pending(struct ctl *ctl, int argc, char **argv);
 int cmd_explain(struct ctl *ctl, int argc, char **argv);
+/* RECORD, a row of policy_sql.explain, is due, its clock started, and nothing keeps it: the next batch takes it. */
+bool ctl_explained_record_goes(const PGresult *record);
 int cmd_audit(struct ctl *ctl, int argc, char **argv);
 int cmd_hold(struct ctl *ctl, int argc, char **argv);
 int cmd_status(struct ctl *ctl, int argc, char **argv);
