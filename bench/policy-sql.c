@@ -1,12 +1,14 @@
 /*
- * Prints the SQL retentiond runs for one delete policy of a configuration as
+ * Prints the SQL retentiond runs for one policy of a configuration as
  * a psql script: its lock, purge, next_wake and pending statements PREPAREd
  * with the daemon's exact text (built by the daemon's own policy_prepare), and
  * :args, the policy's parameters, so that
  *     EXECUTE lock(:args) \gset  EXECUTE purge(:args, :'table_oids', :'tids');
  *     EXECUTE next_wake(:args, false);  EXECUTE pending(:args, '24 hours');
- * run what the daemon and retentionctl pending run. bench/run uses it to
- * replay the daemon's purge without the daemon and to time the due queries.
+ * run what the daemon and retentionctl pending run (no purge for an
+ * anonymize policy: its UPDATE takes the `set` values too). bench/run uses
+ * it to replay the daemon's purge without the daemon and to time the due
+ * queries; bench/anonymized, to time them over anonymized rows.
  *
  *   policy-sql CONFIG POLICY
  */
@@ -88,9 +90,8 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < cfg->n_policies; i++)
 		if (strcmp(cfg->policies[i].name, argv[2]) == 0)
 			p = &cfg->policies[i];
-	/* An anonymising policy's purge takes its `set` values too: not needed here. */
-	if (p == NULL || p->action != POLICY_ACTION_DELETE) {
-		fprintf(stderr, "policy-sql: no delete policy %s in %s\n", argv[2], argv[1]);
+	if (p == NULL) {
+		fprintf(stderr, "policy-sql: no policy %s in %s\n", argv[2], argv[1]);
 		return 1;
 	}
 	conn = PQconnectdb(cfg->conninfo);
@@ -106,7 +107,8 @@ int main(int argc, char **argv)
 	}
 	printf("SET search_path = pg_catalog, pg_temp;\n");
 	print_prepare(&sql, "lock", sql.lock, POLICY_N_BASE_PARAMS);
-	print_prepare(&sql, "purge", sql.purge, POLICY_N_BASE_PARAMS + 2);
+	if (p->action == POLICY_ACTION_DELETE)
+		print_prepare(&sql, "purge", sql.purge, POLICY_N_BASE_PARAMS + 2);
 	print_prepare(&sql, "next_wake", sql.next_wake, POLICY_N_BASE_PARAMS + 1);
 	print_prepare(&sql, "pending", sql.pending, POLICY_N_BASE_PARAMS + 1);
 	print_args(conn, &sql, POLICY_N_BASE_PARAMS);

@@ -636,9 +636,9 @@ static void check_policy(PGconn *conn, const struct config *cfg, const struct po
 	free(schema);
 	free(rel);
 	if (built && shape.n_errors == 0) {
-		const char *params[POLICY_N_BASE_PARAMS + 64];
-		Oid types[POLICY_N_BASE_PARAMS + 64];
-		int n = policy_params(&sql, params, types, sql.set_values, sql.n_set_values, false);
+		const char *params[POLICY_N_BASE_PARAMS];
+		Oid types[POLICY_N_BASE_PARAMS];
+		int n = policy_params(&sql, params, types, NULL, 0, false);
 		PGresult *res = PQexecParams(conn, sql.validate, n, types, params, NULL, NULL, 0);
 		if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 			printf("%s:%d: policy %s: error: an exempt or set value is not of its column's type,"

@@ -283,10 +283,6 @@ const char policy_describe_sql[] =
 	"        pg_catalog.quote_ident(c.name)), NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
 	"   FROM col c WHERE c.role = 'set_null' AND c.attnotnull"
 	" UNION ALL"
-	" SELECT 'error', 0, pg_catalog.format('clock column %s is NOT NULL: anonymizing clears the clock',"
-	"        pg_catalog.quote_ident(c.name)), NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
-	"   FROM col c WHERE $8 = 'anonymize' AND c.role = 'clock' AND c.attnotnull"
-	" UNION ALL"
 	" SELECT 'warning', 0, 'the table has inheritance children: their rows are purged too, and the key is not"
 	" unique across them', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
 	"  WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid"
@@ -303,6 +299,17 @@ const char policy_describe_sql[] =
 	"        pg_catalog.quote_ident(c.name)), NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
 	"   FROM col c WHERE c.role = 'clock' AND c.attnum IS NOT NULL AND NOT EXISTS ("
 	"       SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = $1::oid AND i.indkey[0] = c.attnum)"
+	" UNION ALL"
+	/* With set_null columns only, the daemon's "still to anonymize" needs no parameter: a partial index serves it. */
+	" SELECT 'warning', 0, pg_catalog.format('anonymized rows keep their clock, and every due query passes over them"
+	" in clock order: an index that leaves them out keeps it short (as the table''s owner: CREATE INDEX ON %s (%I)"
+	" WHERE %s)', $1::oid::regclass, c.name, (SELECT pg_catalog.string_agg(pg_catalog.format('%I IS NOT NULL', s.n),"
+	" ' OR ' ORDER BY s.ord) FROM pg_catalog.unnest($6::text[]) WITH ORDINALITY s(n, ord))),"
+	"        NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
+	"   FROM col c WHERE $8 = 'anonymize' AND c.role = 'clock' AND c.attnum IS NOT NULL"
+	"    AND pg_catalog.cardinality($7::text[]) = 0 AND NOT EXISTS ("
+	"       SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = $1::oid AND i.indkey[0] = c.attnum"
+	"          AND i.indpred IS NOT NULL)"
 	" UNION ALL"
 	" SELECT 'warning', 0, pg_catalog.format('no trigger calls retention.notify_clock() on INSERT: a new record due"
 	" before the next one known waits up to resync_interval (as the table''s owner: CREATE TRIGGER retention_notify"
@@ -433,7 +440,15 @@ static const Oid base_param_types[POLICY_N_BASE_PARAMS] = {
 	[POLICY_PARAM_INSTANCE] = 25,
 	[POLICY_PARAM_SIBLINGS] = 1009,
 	[POLICY_PARAM_QUARANTINED] = 1009,
+	[POLICY_PARAM_SET_VALUES] = 1009,
 };
+
+/* The statement-specific parameters as the SQL names them. */
+#define EXTRA_1 "$14"
+#define EXTRA_2 "$15"
+_Static_assert(POLICY_PARAM_EXTRA == 13, "EXTRA_1 and EXTRA_2 follow the base parameters");
+#define SET_VALUES "$13"
+_Static_assert(POLICY_PARAM_SET_VALUES == 12, "SET_VALUES names POLICY_PARAM_SET_VALUES");
 
 void policy_slack(const struct duration *retain, bool clock_without_zone, char *buf, size_t size)
 {
@@ -753,6 +768,36 @@ struct frame {
 	const char *bound_cast; /* turns a timestamptz bound into the clock column's type */
 };
 
+/*
+ * Row t stands anonymized: each set_null column NULL, each `set` column its
+ * value (cast from text as the validate statement checks it can be). The row
+ * itself says it, so the clock stays as the application wrote it and a
+ * record is anonymized once. With set_null columns only, the predicate has
+ * no parameter: a partial index on the clock WHERE any of them IS NOT NULL
+ * serves the due queries of a generic plan.
+ */
+static void sb_anonymized(struct sbuf *b, const struct frame *f)
+{
+	const struct policy_shape *s = f->shape;
+	const char *and = "";
+	sb_add(b, "(");
+	for (size_t i = 0; i < s->n_set_null; i++, and = " AND ")
+		sb_add(b, "%st.%s IS NULL", and, s->set_null[i].quoted);
+	for (size_t i = 0; i < s->n_set; i++, and = " AND ")
+		sb_add(b, "%st.%s IS NOT DISTINCT FROM (" SET_VALUES "::text[])[%zu]::%s", and, s->set[i].quoted, i + 1,
+		       s->set[i].type);
+	sb_add(b, ")");
+}
+
+/* Row t still holds what the policy removes: for anonymize, it does not stand anonymized. */
+static void sb_not_anonymized(struct sbuf *b, const struct frame *f)
+{
+	if (f->policy->action != POLICY_ACTION_ANONYMIZE)
+		return;
+	sb_add(b, " AND NOT ");
+	sb_anonymized(b, f);
+}
+
 /* Rows of T due by HORIZON (an SQL timestamptz expression). */
 static void sb_due_by(struct sbuf *b, const struct frame *f, const char *horizon)
 {
@@ -762,6 +807,7 @@ static void sb_due_by(struct sbuf *b, const struct frame *f, const char *horizon
 	       " AND t.%s <= ((%s) - $2::interval + $3::interval)%s"
 	       " AND %s + $2::interval <= (%s)",
 	       c, c, horizon, f->bound_cast, f->clock_at, horizon);
+	sb_not_anonymized(b, f);
 }
 
 static void sb_not_exempt(struct sbuf *b, const struct frame *f)
@@ -848,8 +894,10 @@ static void sb_next_due(struct sbuf *b, const struct frame *f)
 	       "(SELECT pg_catalog.min(%s + $2::interval) FROM %s t, (SELECT t.%s AS c FROM %s t"
 	       " WHERE t.%s IS NOT NULL AND t.%s < 'infinity'",
 	       f->clock_at, f->shape->table, c, f->shape->table, c, c);
+	sb_not_anonymized(b, f);
 	sb_purgeable(b, f);
 	sb_add(b, " ORDER BY t.%s LIMIT 1) first WHERE t.%s >= first.c AND t.%s <= first.c + $3::interval", c, c, c);
+	sb_not_anonymized(b, f);
 	sb_purgeable(b, f);
 	sb_add(b, ")");
 }
@@ -884,7 +932,7 @@ static char *build_next_wake(const struct frame *f, bool check_catalog)
 	       " SELECT pg_catalog.min(at), (extract(epoch FROM pg_catalog.min(at))"
 	       " - extract(epoch FROM pg_catalog.statement_timestamp()))::float8, %s AS catalog_changed, " SESSION_SETTINGS_SQL
 	       " AS settings FROM (SELECT ",
-	       check_catalog ? "$13::boolean AND NOT (SELECT ok FROM unchanged)" : "$13::boolean AND false");
+	       check_catalog ? EXTRA_1 "::boolean AND NOT (SELECT ok FROM unchanged)" : EXTRA_1 "::boolean AND false");
 	sb_next_due(&b, f);
 	/* A hold that ends may leave its record due: wake then too. */
 	sb_add(&b, " AS at UNION ALL SELECT pg_catalog.min(h.until) FROM retention.active_holds($11::text[]) h) w");
@@ -933,26 +981,8 @@ static char *build_lock(const struct frame *f)
 }
 
 
-/* The purge's `set` values follow its two extra params, $13 oids and $14 tids; the rewritten check's, its one. */
-#define PURGE_FIRST_SET_PARAM     (POLICY_PARAM_EXTRA + 3)
-#define REWRITTEN_FIRST_SET_PARAM (POLICY_PARAM_EXTRA + 2)
-
-/*
- * Row t holds what anonymizing it stores: the clock and set_null columns
- * NULL, each `set` column its value. CAST types the values where no
- * assignment in the same statement does.
- */
-static void sb_anonymized(struct sbuf *b, const struct frame *f, int first_set_param, bool cast)
-{
-	const struct policy_shape *s = f->shape;
-	sb_add(b, "(t.%s IS NULL", s->clock.quoted);
-	for (size_t i = 0; i < s->n_set_null; i++)
-		sb_add(b, " AND t.%s IS NULL", s->set_null[i].quoted);
-	for (size_t i = 0; i < s->n_set; i++)
-		sb_add(b, " AND t.%s IS NOT DISTINCT FROM $%d%s%s", s->set[i].quoted, first_set_param + (int)i,
-		       cast ? "::" : "", cast ? s->set[i].type : "");
-	sb_add(b, ")");
-}
+/* The purge's `set` values, assigned untyped, follow its two extra params (the locked rows' oids and tids). */
+#define PURGE_FIRST_SET_PARAM (POLICY_PARAM_EXTRA + 3)
 
 static char *build_purge(const struct frame *f)
 {
@@ -976,7 +1006,8 @@ static char *build_purge(const struct frame *f)
 		   "), due AS MATERIALIZED (");
 	sb_add(&b,
 	       "SELECT t.tableoid AS toid, t.ctid AS tid, t.%s::text AS record_key, %s AS clock_at,"
-	       " %s%s::text AS subject FROM ROWS FROM (pg_catalog.unnest($13::oid[]), pg_catalog.unnest($14::tid[]))"
+	       " %s%s::text AS subject FROM ROWS FROM (pg_catalog.unnest(" EXTRA_1
+	       "::oid[]), pg_catalog.unnest(" EXTRA_2 "::tid[]))"
 	       " l(toid, tid) JOIN %s t ON t.ctid = l.tid AND t.tableoid = l.toid WHERE (SELECT ok FROM unchanged)",
 	       s->key.quoted, f->clock_at, p->subject ? "t." : "", p->subject ? s->subject.quoted : "NULL", s->table);
 	sb_not_referenced(&b, f);
@@ -986,11 +1017,11 @@ static char *build_purge(const struct frame *f)
 	} else {
 		sb_add(&b, "UPDATE %s t SET ", s->table);
 		for (size_t i = 0; i < s->n_set_null; i++)
-			sb_add(&b, "%s = NULL, ", s->set_null[i].quoted);
+			sb_add(&b, "%s%s = NULL", i ? ", " : "", s->set_null[i].quoted);
 		for (size_t i = 0; i < s->n_set; i++)
-			sb_add(&b, "%s = $%d, ", s->set[i].quoted, POLICY_PARAM_EXTRA + 3 + (int)i);
-		/* A cleared clock keeps the record from being anonymised twice. */
-		sb_add(&b, "%s = NULL FROM due", s->clock.quoted);
+			sb_add(&b, "%s%s = $%d", i || s->n_set_null ? ", " : "", s->set[i].quoted,
+			       PURGE_FIRST_SET_PARAM + (int)i);
+		sb_add(&b, " FROM due");
 	}
 	/* Everything audited comes from `due`: an anonymising UPDATE returns the new values, the audit wants the old. */
 	sb_add(&b, " WHERE t.ctid = due.tid AND t.tableoid = due.toid"
@@ -999,7 +1030,7 @@ static char *build_purge(const struct frame *f)
 		sb_add(&b, "true AS took");
 	} else {
 		/* The row as stored: a BEFORE trigger may have put back what the UPDATE cleared. */
-		sb_anonymized(&b, f, PURGE_FIRST_SET_PARAM, false);
+		sb_anonymized(&b, f);
 		sb_add(&b, " AS took");
 	}
 	sb_add(&b,
@@ -1048,9 +1079,9 @@ static char *build_purge(const struct frame *f)
 }
 
 /*
- * Of the keys ($13) an anonymising UPDATE took, those with no row that
- * still stands anonymized: an AFTER or deferred trigger wrote the values or
- * the clock back. By key, not by the row's address: a trigger that writes
+ * Of the keys (the first extra) an anonymising UPDATE took, those with no
+ * row that still stands anonymized: an AFTER or deferred trigger wrote the
+ * values back. By key, not by the row's address: a trigger that writes
  * the row again and leaves it anonymized (a touched timestamp) does no harm.
  */
 static char *build_rewritten(const struct frame *f)
@@ -1058,10 +1089,10 @@ static char *build_rewritten(const struct frame *f)
 	const struct policy_column *k = &f->shape->key;
 	struct sbuf b = {NULL, 0};
 	sb_add(&b,
-	       "SELECT pg_catalog.array_agg(l.record_key) FROM pg_catalog.unnest($13::text[]) l(record_key)"
+	       "SELECT pg_catalog.array_agg(l.record_key) FROM pg_catalog.unnest(" EXTRA_1 "::text[]) l(record_key)"
 	       " WHERE NOT EXISTS (SELECT 1 FROM %s t WHERE t.%s %s l.record_key::%s AND ",
 	       f->shape->table, k->quoted, k->eq, k->type);
-	sb_anonymized(&b, f, REWRITTEN_FIRST_SET_PARAM, true);
+	sb_anonymized(&b, f);
 	sb_add(&b, ")");
 	return b.s;
 }
@@ -1077,7 +1108,7 @@ static char *build_pending(const struct frame *f)
 	sb_add(&b, " AS is_due, ");
 	sb_held(&b, f);
 	sb_add(&b, " AS held FROM %s t WHERE ", f->shape->table);
-	sb_due_by(&b, f, "pg_catalog.statement_timestamp() + $13::interval");
+	sb_due_by(&b, f, "pg_catalog.statement_timestamp() + " EXTRA_1 "::interval");
 	sb_not_exempt(&b, f);
 	sb_add(&b, ") w");
 	return b.s;
@@ -1090,17 +1121,17 @@ static char *build_pending_records(const struct frame *f)
 	       f->shape->key.quoted, f->clock_at, f->clock_at);
 	sb_held(&b, f);
 	sb_add(&b, " AS held FROM %s t WHERE ", f->shape->table);
-	sb_due_by(&b, f, "pg_catalog.statement_timestamp() + $13::interval");
+	sb_due_by(&b, f, "pg_catalog.statement_timestamp() + " EXTRA_1 "::interval");
 	sb_not_exempt(&b, f);
-	sb_add(&b, " ORDER BY t.%s LIMIT $14::bigint", f->shape->clock.quoted);
+	sb_add(&b, " ORDER BY t.%s LIMIT " EXTRA_2 "::bigint", f->shape->clock.quoted);
 	return b.s;
 }
 
-/* Row t of the record named by $13 (text), compared in the key column's type. */
+/* Row t of the record named by the first extra parameter (text), compared in the key column's type. */
 static void sb_record(struct sbuf *b, const struct frame *f)
 {
 	const struct policy_column *k = &f->shape->key;
-	sb_add(b, "%s t WHERE t.%s %s ($13::text::%s)", f->shape->table, k->quoted, k->eq, k->type);
+	sb_add(b, "%s t WHERE t.%s %s (" EXTRA_1 "::text::%s)", f->shape->table, k->quoted, k->eq, k->type);
 }
 
 static char *build_explain(const struct frame *f)
@@ -1120,6 +1151,11 @@ static char *build_explain(const struct frame *f)
 	       f->policy->subject ? s->subject.quoted : "NULL");
 	sb_held(&b, f);
 	sb_add(&b, " AS held, ");
+	if (f->policy->action == POLICY_ACTION_ANONYMIZE)
+		sb_anonymized(&b, f);
+	else
+		sb_add(&b, "false");
+	sb_add(&b, " AS anonymized, ");
 	if (s->n_guards == 0) {
 		sb_add(&b, "NULL::text AS kept_by");
 	} else {
@@ -1131,6 +1167,16 @@ static char *build_explain(const struct frame *f)
 	}
 	sb_add(&b, " FROM ");
 	sb_record(&b, f);
+	return b.s;
+}
+
+/* How many records have COL equal to the first extra parameter; an anonymized one is no longer one to hold. */
+static char *build_records_of(const struct frame *f, const struct policy_column *col)
+{
+	struct sbuf b = {NULL, 0};
+	sb_add(&b, "SELECT pg_catalog.count(*) FROM %s t WHERE t.%s %s (" EXTRA_1 "::text::%s)", f->shape->table,
+	       col->quoted, col->eq, col->type);
+	sb_not_anonymized(&b, f);
 	return b.s;
 }
 
@@ -1179,7 +1225,7 @@ static char *build_validate(const struct frame *f)
 	sb_add(&b, "SELECT retention.try_lock_policy($1), %s%s%s", f->policy->exempt_column ? "$4::text[]::" : "true",
 	       f->policy->exempt_column ? s->exempt.type : "", f->policy->exempt_column ? "[] IS NOT NULL" : "");
 	for (size_t i = 0; i < s->n_set; i++)
-		sb_add(&b, ", $%d::%s IS NULL", POLICY_PARAM_EXTRA + 1 + (int)i, s->set[i].type);
+		sb_add(&b, ", (" SET_VALUES "::text[])[%zu]::%s IS NULL", i + 1, s->set[i].type);
 	/* Last, after the casts: a domain's check is code of its owner. */
 	sb_add(&b, ", %s", SESSION_SETTINGS_SQL);
 	return b.s;
@@ -1210,7 +1256,7 @@ bool policy_sql_build(struct policy_sql *sql, const struct policy *p, const stru
 {
 	struct frame f = {shape, p, NULL, ""};
 	char retain[96], slack[32];
-	char **siblings, *anonymized;
+	char **siblings;
 
 	memset(sql, 0, sizeof(*sql));
 	if (!shape_complete(p, shape, why))
@@ -1235,19 +1281,12 @@ bool policy_sql_build(struct policy_sql *sql, const struct policy *p, const stru
 	sql->pending_records = build_pending_records(&f);
 	sql->explain = build_explain(&f);
 	sql->explain_holds = build_explain_holds(&f);
-	sql->canonical_key = xasprintf("SELECT $13::text::%s::text", shape->key.type);
-	/* An anonymized record stays as a row, with its clock cleared: it is no longer one to hold. */
-	anonymized = p->action == POLICY_ACTION_ANONYMIZE ? xasprintf(" AND t.%s IS NOT NULL", shape->clock.quoted)
-							  : xstrdup("");
-	sql->key_records = xasprintf("SELECT pg_catalog.count(*) FROM %s t WHERE t.%s %s ($13::text::%s)%s",
-				     shape->table, shape->key.quoted, shape->key.eq, shape->key.type, anonymized);
+	sql->canonical_key = xasprintf("SELECT " EXTRA_1 "::text::%s::text", shape->key.type);
+	sql->key_records = build_records_of(&f, &shape->key);
 	if (p->subject) {
-		sql->subject_records =
-			xasprintf("SELECT pg_catalog.count(*) FROM %s t WHERE t.%s %s ($13::text::%s)%s", shape->table,
-				  shape->subject.quoted, shape->subject.eq, shape->subject.type, anonymized);
-		sql->canonical_subject = xasprintf("SELECT $13::text::%s::text", shape->subject.type);
+		sql->subject_records = build_records_of(&f, &shape->subject);
+		sql->canonical_subject = xasprintf("SELECT " EXTRA_1 "::text::%s::text", shape->subject.type);
 	}
-	free(anonymized);
 	sql->n_guards = shape->n_guards;
 	sql->guard_what = xcalloc(shape->n_guards + 1, sizeof(char *));
 	for (size_t i = 0; i < shape->n_guards; i++)
@@ -1271,6 +1310,13 @@ bool policy_sql_build(struct policy_sql *sql, const struct policy *p, const stru
 	sql->params_storage[POLICY_PARAM_SIBLINGS] = policy_text_array(siblings, shape->n_siblings);
 	sql->begin = build_begin(sql->params_storage[POLICY_PARAM_SIBLINGS]);
 	sql->params_storage[POLICY_PARAM_QUARANTINED] = xstrdup("{}");
+	{
+		char **values = xcalloc(p->n_set + 1, sizeof(char *));
+		for (size_t i = 0; i < p->n_set; i++)
+			values[i] = p->set[i].value;
+		sql->params_storage[POLICY_PARAM_SET_VALUES] = policy_text_array(values, p->n_set);
+		free(values);
+	}
 	free(siblings);
 	free(f.clock_at);
 

@@ -414,8 +414,8 @@ static void on_constraints_immediate(PGresult *res, void *arg)
 {
 	struct policy_state *ps = arg;
 	struct batch *b = &ps->batch;
-	const char *params[POLICY_N_BASE_PARAMS + 1 + 64];
-	Oid types[POLICY_N_BASE_PARAMS + 1 + 64];
+	const char *params[POLICY_N_BASE_PARAMS + 1];
+	Oid types[POLICY_N_BASE_PARAMS + 1];
 	const char *extra[1] = {b->anonymized_keys};
 	int n;
 	if (res == NULL || PQresultStatus(res) != PGRES_COMMAND_OK) {
@@ -425,7 +425,7 @@ static void on_constraints_immediate(PGresult *res, void *arg)
 		batch_failed(ps, "deferred checks", res);
 		return;
 	}
-	n = policy_params(&ps->sql, params, types, extra, 1, true);
+	n = policy_params(&ps->sql, params, types, extra, 1, false);
 	if (!pgconn_query(ps->d->pg, ps, PGCONN_PREPARED, ps->sql.rewritten, n, types, params, on_rewritten, ps))
 		finish(ps, PURGE_FAILED);
 }
@@ -448,8 +448,8 @@ static void on_purge(PGresult *res, void *arg)
 	if (!PQgetisnull(res, 0, PURGE_NOT_TAKEN)) {
 		/* Their audit rows would claim what the table does not show: none of the batch stays. */
 		skip_records(ps, PQgetvalue(res, 0, PURGE_NOT_TAKEN),
-			     "anonymizing it did not take: after the UPDATE its clock or an anonymized column"
-			     " still held a value (a trigger that puts them back?)");
+			     "anonymizing it did not take: after the UPDATE an anonymized column"
+			     " did not hold what it set (a trigger that puts values back?)");
 		return;
 	}
 	b->purged = atoll(PQgetvalue(res, 0, PURGE_PURGED));

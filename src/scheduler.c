@@ -396,8 +396,8 @@ static void on_described(PGresult *res, void *arg)
 	char buf[512], *table = ps->shape.table;
 	long long oid = ps->shape.oid;
 	const char *why;
-	const char *params[POLICY_N_BASE_PARAMS + 16];
-	Oid types[POLICY_N_BASE_PARAMS + 16];
+	const char *params[POLICY_N_BASE_PARAMS];
+	Oid types[POLICY_N_BASE_PARAMS];
 	int n;
 
 	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
@@ -425,7 +425,7 @@ static void on_described(PGresult *res, void *arg)
 		return;
 	}
 	scheduler_enter(ps, POLICY_VALIDATING);
-	n = policy_params(&ps->sql, params, types, ps->sql.set_values, ps->sql.n_set_values, false);
+	n = policy_params(&ps->sql, params, types, NULL, 0, false);
 	if (!pgconn_query(ps->d->pg, ps, PGCONN_PLAIN, ps->sql.validate, n, types, params, on_validated, ps))
 		not_resolved(ps);
 }

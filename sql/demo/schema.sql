@@ -514,7 +514,7 @@ CREATE TABLE web_forms.newsletter_subscriptions (
     status          text NOT NULL DEFAULT 'subscribed'
                     CHECK (status IN ('subscribed', 'unsubscribed', 'erased')),
     subscribed_at   timestamptz NOT NULL DEFAULT now(),
-    unsubscribed_at timestamptz  -- clock: unsubscribe; cleared by the anonymising update
+    unsubscribed_at timestamptz  -- clock: unsubscribe; anonymising leaves it as it is
 );
 CREATE INDEX newsletter_subscriptions_unsubscribed_at
     ON web_forms.newsletter_subscriptions (unsubscribed_at) WHERE unsubscribed_at IS NOT NULL;

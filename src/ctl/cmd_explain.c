@@ -48,6 +48,7 @@ bool ctl_explained_record_goes(const PGresult *record)
 {
 	return !PQgetisnull(record, 0, EXPLAIN_CLOCK_AT) && strcmp(PQgetvalue(record, 0, EXPLAIN_EXEMPT), "t") != 0 &&
 	       strcmp(PQgetvalue(record, 0, EXPLAIN_HELD), "t") != 0 &&
+	       strcmp(PQgetvalue(record, 0, EXPLAIN_ANONYMIZED), "t") != 0 &&
 	       (PQgetisnull(record, 0, EXPLAIN_KEPT_BY) || !*PQgetvalue(record, 0, EXPLAIN_KEPT_BY)) &&
 	       strcmp(PQgetvalue(record, 0, EXPLAIN_IS_DUE), "t") == 0;
 }
@@ -66,7 +67,7 @@ int cmd_explain(struct ctl *ctl, int argc, char **argv)
 	const char *params[POLICY_N_BASE_PARAMS + 2];
 	Oid types[POLICY_N_BASE_PARAMS + 2];
 	PGresult *audit = NULL, *record = NULL, *holds = NULL;
-	bool record_found = false, clock_null = false, invalid;
+	bool record_found = false, clock_null = false, stands_anonymized = false, invalid;
 	char *canonical = NULL;
 	int opt, status = CTL_ERROR;
 
@@ -130,6 +131,7 @@ int cmd_explain(struct ctl *ctl, int argc, char **argv)
 		a[A_CLOCK] = value_or_null(record, 0, EXPLAIN_CLOCK_AT);
 		a[A_DUE] = value_or_null(record, 0, EXPLAIN_DUE_AT);
 		clock_null = a[A_CLOCK] == NULL;
+		stands_anonymized = strcmp(PQgetvalue(record, 0, EXPLAIN_ANONYMIZED), "t") == 0;
 	}
 	if (PQntuples(audit) == 1) {
 		a[A_AUDIT_ID] = xstrdup(PQgetvalue(audit, 0, 0));
@@ -137,7 +139,8 @@ int cmd_explain(struct ctl *ctl, int argc, char **argv)
 		a[A_PURGED_BY] = xstrdup(PQgetvalue(audit, 0, 2));
 	}
 
-	if (a[A_AUDIT_ID] && (!record_found || clock_null)) {
+	/* A row that an earlier version anonymized has its clock cleared. */
+	if (a[A_AUDIT_ID] && (!record_found || clock_null || stands_anonymized)) {
 		bool anonymized = strcmp(PQgetvalue(audit, 0, 3), "anonymize") == 0;
 		a[A_STATUS] = xstrdup(anonymized ? "anonymized" : "purged");
 		a[A_REASON] =
@@ -147,6 +150,10 @@ int cmd_explain(struct ctl *ctl, int argc, char **argv)
 		a[A_STATUS] = xstrdup("not_found");
 		a[A_REASON] = xasprintf("no record with key %s in %s, and policy %s never purged one", key, sql.table,
 					p->name);
+	} else if (stands_anonymized) {
+		a[A_STATUS] = xstrdup("anonymized");
+		a[A_REASON] = xstrdup("nothing to anonymize: its anonymized columns already hold what anonymizing"
+				      " stores (no audit record: the daemon never changed it)");
 	} else if (clock_null) {
 		a[A_STATUS] = xstrdup("clock_not_started");
 		a[A_REASON] = xasprintf("its clock (%s) is not set: it falls due %s after it starts", p->clock,

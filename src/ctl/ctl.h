@@ -70,7 +70,7 @@ int ctl_print_object(struct ctl *ctl, const char *query, const char *table_query
 const struct policy *ctl_policy(struct ctl *ctl, const char *name);
 /* Resolves P's table in the catalog and builds its SQL (the daemon's); false after an error message. */
 bool ctl_policy_sql(struct ctl *ctl, const struct policy *p, struct policy_sql *sql);
-/* A policy statement's parameters: the base ones, then A and B (untyped, for $13 and $14); returns their count. */
+/* A policy statement's parameters: the base ones, then A and B (untyped, for $14 and $15); returns their count. */
 int ctl_policy_params(const struct policy_sql *sql, const char **params, Oid *types, const char *a, const char *b);
 /*
  * VALUE as the column of STATEMENT (policy_sql.canonical_key or

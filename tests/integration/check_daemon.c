@@ -163,15 +163,19 @@ START_TEST(test_anonymize)
 				       "action = \"anonymize\"; set_null = [ \"email\", \"content\" ];"
 				       " set = ( { column = \"name\"; value = \"anonymous\"; },"
 				       " { column = \"account_id\"; value = \"0\"; } );");
-	char *out, *err, *v;
+	char *out, *err, *v, *xmin;
 	test_exec(conn, "INSERT INTO virusdesk.uploads VALUES"
-			" (1, 41, now() - interval '1 hour', NULL, 'a@example.org', 'Alice', 'file'),"
-			" (2, 42, now(), NULL, 'b@example.org', 'Bob', 'file')");
+			" (1, 41, '2026-01-02 03:04:05.678901+00', NULL, 'a@example.org', 'Alice', 'file'),"
+			" (2, 42, now(), NULL, 'b@example.org', 'Bob', 'file'),"
+			/* Holds nothing anonymizing would clear: there is nothing to do, and nothing to audit. */
+			" (3, 0, '2026-01-02 00:00:00+00', NULL, NULL, 'anonymous', NULL)");
 	ck_assert_int_eq(fx_run_once(conf, &out, &err), 0);
-	v = test_query_value(conn,
-			     "SELECT format('%s|%s|%s|%s|%s', account_id, scan_completed_at IS NULL,"
-			     " email IS NULL, name, content IS NULL) FROM virusdesk.uploads WHERE id = 1",
-			     0, NULL);
+	/* The clock stays as the application wrote it: a deleted account does not look live again. */
+	v = test_query_value(
+		conn,
+		"SELECT format('%s|%s|%s|%s|%s', account_id, scan_completed_at = '2026-01-02 03:04:05.678901+00',"
+		" email IS NULL, name, content IS NULL) FROM virusdesk.uploads WHERE id = 1",
+		0, NULL);
 	ck_assert_str_eq(v, "0|t|t|anonymous|t");
 	free(v);
 	v = test_query_value(conn, "SELECT format('%s|%s', email, name) FROM virusdesk.uploads WHERE id = 2", 0, NULL);
@@ -183,11 +187,80 @@ START_TEST(test_anonymize)
 	free(v);
 	free(out);
 	free(err);
-	/* The clock was cleared: a second run does not anonymise (or audit) it again. */
-	ck_assert_int_eq(fx_run_once(conf, &out, &err), 0);
-	ck_assert_int_eq(test_query_ll(conn, "SELECT count(*) FROM retention.audit_log"), 1);
+	ck_assert_int_eq(fx_ctl(conf, "anonymize", &out, &err, "--format", "json", "explain", "--policy",
+				"virusdesk-scan-uploads", "--key", "1", NULL),
+			 0);
+	ck_assert_msg(strstr(out, "\"status\":\"anonymized\"") &&
+			      strstr(out, "\"clock_at\":\"2026-01-02T03:04:05.678901"),
+		      "%s", out);
 	free(out);
 	free(err);
+	ck_assert_int_eq(fx_ctl(conf, "anonymize", &out, &err, "explain", "--policy", "virusdesk-scan-uploads", "--key",
+				"3", NULL),
+			 0);
+	ck_assert_msg(strstr(out, "nothing to anonymize"), "%s", out);
+	free(out);
+	free(err);
+	/* The row itself says it stands anonymized: later runs leave it alone, after an unrelated write too. */
+	test_exec(conn, "UPDATE virusdesk.uploads SET purpose = 'kept' WHERE id = 1");
+	xmin = test_query_value(conn, "SELECT xmin::text FROM virusdesk.uploads WHERE id = 1", 0, NULL);
+	for (int run = 0; run < 2; run++) {
+		ck_assert_int_eq(fx_run_once(conf, &out, &err), 0);
+		free(out);
+		free(err);
+	}
+	ck_assert_int_eq(test_query_ll(conn, "SELECT count(*) FROM retention.audit_log"), 1);
+	v = test_query_value(conn, "SELECT xmin::text FROM virusdesk.uploads WHERE id = 1", 0, NULL);
+	ck_assert_str_eq(v, xmin);
+	free(v);
+	free(xmin);
+	/* Personal data written into it again is past its retention too: anonymized, and audited, once more. */
+	test_exec(conn, "UPDATE virusdesk.uploads SET email = 'new@example.org' WHERE id = 1");
+	ck_assert_int_eq(fx_run_once(conf, &out, &err), 0);
+	ck_assert_int_eq(test_query_ll(conn, "SELECT count(*) FROM retention.audit_log WHERE record_key = '1'"), 2);
+	ck_assert_int_eq(test_query_ll(conn, "SELECT count(*) FROM virusdesk.uploads WHERE email IS NOT NULL"), 1);
+	free(out);
+	free(err);
+	unlink(conf);
+	free(conf);
+	PQfinish(conn);
+}
+END_TEST
+
+/*
+ * F16: anonymized rows keep their clock, so they stay due by the clock.
+ * Counted as due, they woke the daemon at once, for a batch that found
+ * nothing, for ever; pending counted them overdue.
+ */
+START_TEST(test_anonymized_rows_leave_the_daemon_idle)
+{
+	PGconn *conn = fx_uploads_db("anonidle");
+	char *conf = fx_uploads_config("anonidle", "15 minutes", "action = \"anonymize\"; set_null = [ \"email\" ];");
+	char *log = fx_log_path("anonidle");
+	char *out, *err, *sql;
+	pid_t pid;
+	int backend;
+
+	test_exec(conn, "INSERT INTO virusdesk.uploads (id, scan_completed_at, email) VALUES"
+			" (1, now() - interval '1 hour', 'a@example.org'), (2, now() - interval '2 hours', NULL),"
+			" (3, now() + interval '1 hour', 'c@example.org')");
+	pid = fx_start_daemon(conf, log);
+	ck_assert(fx_poll_true(conn, "SELECT email IS NULL FROM virusdesk.uploads WHERE id = 1", 10));
+	backend = fx_daemon_backend(conn, 10);
+	/* Woken only by record 3, an hour from now: its session falls quiet. */
+	sql = xasprintf("SELECT state = 'idle' AND state_change < now() - interval '1 second'"
+			" FROM pg_stat_activity WHERE pid = %d",
+			backend);
+	ck_assert_msg(fx_poll_true(conn, sql, 10), "the daemon kept running statements after the anonymization");
+	ck_assert_int_eq(test_query_ll(conn, "SELECT count(*) FROM retention.audit_log"), 1);
+	ck_assert_int_eq(fx_ctl(conf, "anonidle", &out, &err, "--format", "json", "pending", NULL), 0);
+	ck_assert_msg(strstr(out, "\"overdue\":0") && strstr(out, "\"due_within\":1"), "%s", out);
+	free(out);
+	free(err);
+	fx_stop_daemon(pid);
+	free(sql);
+	unlink(log);
+	free(log);
 	unlink(conf);
 	free(conf);
 	PQfinish(conn);
@@ -856,6 +929,7 @@ int main(void)
 
 	tcase_add_test(exceptions, test_holds_exemptions_and_null_clocks);
 	tcase_add_test(exceptions, test_anonymize);
+	tcase_add_test(exceptions, test_anonymized_rows_leave_the_daemon_idle);
 	tcase_add_test(exceptions, test_hold_end_wakes_the_daemon);
 	tcase_add_test(exceptions, test_status_follows_purges_within_a_second);
 	tcase_add_test(exceptions, test_hold_waits_for_purge_in_flight);

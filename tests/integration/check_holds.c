@@ -258,7 +258,8 @@ static void hold_add_while_a_batch_is_in_flight(const char *db, bool force, cons
 	struct fx_policy fp;
 	int status;
 	pid_t pid;
-	test_exec(conn, "INSERT INTO virusdesk.uploads (id, scan_completed_at) VALUES (1, now() - interval '1 hour')");
+	test_exec(conn, "INSERT INTO virusdesk.uploads (id, scan_completed_at, email)"
+			" VALUES (1, now() - interval '1 hour', 'a@example.org')");
 	fx_policy_prepare(&fp, purger, conf, "virusdesk-scan-uploads");
 	/* The daemon's batch locked and deleted record 1 but has not committed: the record still shows. */
 	ck_assert_int_eq(fx_purge_uncommitted(purger, &fp), 1);

@@ -88,7 +88,7 @@ START_TEST(test_identifiers_are_quoted_values_are_parameters)
 	ck_assert_ptr_nonnull(strstr(sql.purge, "DELETE FROM public.t t USING due"));
 	/* The purge touches exactly the rows the lock statement locked, by address. */
 	ck_assert_ptr_nonnull(strstr(sql.purge,
-				     "FROM ROWS FROM (pg_catalog.unnest($13::oid[]), pg_catalog.unnest($14::tid[]))"
+				     "FROM ROWS FROM (pg_catalog.unnest($14::oid[]), pg_catalog.unnest($15::tid[]))"
 				     " l(toid, tid) JOIN public.t t ON t.ctid = l.tid AND t.tableoid = l.toid"
 				     " WHERE (SELECT ok FROM unchanged)"));
 	/* ...and only if the table is still as it was described. */
@@ -164,9 +164,9 @@ START_TEST(test_one_predicate_everywhere)
 	ck_assert_ptr_nonnull(
 		strstr(sql.lock, "AND NOT t.\"Id\" OPERATOR(pg_catalog.=) ANY ($12::text[]::numeric(10,2)[])"));
 	/* explain and hold placement name a record in the key column's type. */
-	ck_assert_ptr_nonnull(strstr(sql.explain, "WHERE t.\"Id\" OPERATOR(pg_catalog.=) ($13::text::numeric(10,2))"));
-	ck_assert_str_eq(sql.canonical_key, "SELECT $13::text::numeric(10,2)::text");
-	ck_assert_str_eq(sql.canonical_subject, "SELECT $13::text::public.citext::text");
+	ck_assert_ptr_nonnull(strstr(sql.explain, "WHERE t.\"Id\" OPERATOR(pg_catalog.=) ($14::text::numeric(10,2))"));
+	ck_assert_str_eq(sql.canonical_key, "SELECT $14::text::numeric(10,2)::text");
+	ck_assert_str_eq(sql.canonical_subject, "SELECT $14::text::public.citext::text");
 	ck_assert_ptr_nonnull(strstr(sql.validate, "$4::text[]::boolean[] IS NOT NULL"));
 	policy_sql_free(&sql);
 	policy_shape_free(&shape);
@@ -183,9 +183,15 @@ START_TEST(test_anonymize)
 	const char *params[POLICY_N_BASE_PARAMS + 4], *extra[2] = {"{1}", "{(0,1)}"};
 	Oid types[POLICY_N_BASE_PARAMS + 4];
 	build(&sql, &shape, cfg);
-	ck_assert_ptr_nonnull(
-		strstr(sql.purge, "UPDATE public.t t SET \"e mail\" = NULL, name = $15, " CLOCK " = NULL FROM due"));
-	ck_assert_ptr_nonnull(strstr(sql.validate, ", $13::text IS NULL"));
+	ck_assert_ptr_nonnull(strstr(sql.purge, "UPDATE public.t t SET \"e mail\" = NULL, name = $16 FROM due"));
+	ck_assert_ptr_nonnull(strstr(sql.validate, ", ($13::text[])[1]::text IS NULL"));
+	/* The clock is left as it is: the row's own values say it stands anonymized. */
+	ck_assert_ptr_null(strstr(sql.purge, CLOCK " = NULL"));
+	ck_assert_ptr_nonnull(strstr(sql.lock, " AND NOT (t.\"e mail\" IS NULL AND t.name IS NOT DISTINCT FROM"
+					       " ($13::text[])[1]::text)"));
+	ck_assert_ptr_nonnull(strstr(sql.next_wake, " AND NOT (t.\"e mail\" IS NULL AND"));
+	ck_assert_ptr_nonnull(strstr(sql.pending, " AND NOT (t.\"e mail\" IS NULL AND"));
+	ck_assert_str_eq(sql.params[POLICY_PARAM_SET_VALUES], "{\"anonymous\"}");
 	/* The purge's parameters: the base ones, the locked rows, then the set values. */
 	ck_assert_int_eq(policy_params(&sql, params, types, extra, 2, true), POLICY_N_BASE_PARAMS + 3);
 	ck_assert_str_eq(params[POLICY_N_BASE_PARAMS + 2], "anonymous");
