@@ -1395,6 +1395,12 @@ static char *primary_message(const PGresult *res)
 	return xstrdup(msg ? msg : "unexpected result");
 }
 
+static void failed_sqlstate(struct policy_shape *shape, const PGresult *res)
+{
+	const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+	snprintf(shape->sqlstate, sizeof(shape->sqlstate), "%s", state ? state : "");
+}
+
 bool policy_prepare(PGconn *conn, const struct config *cfg, const struct policy *p, struct policy_shape *shape,
 		    struct policy_sql *sql, char **err)
 {
@@ -1418,6 +1424,7 @@ bool policy_prepare(PGconn *conn, const struct config *cfg, const struct policy 
 	free(rel);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		*err = primary_message(res);
+		failed_sqlstate(shape, res);
 	} else if (PQntuples(res) == 0) {
 		*err = xasprintf("table %s does not exist", p->table);
 	} else {
@@ -1429,6 +1436,7 @@ bool policy_prepare(PGconn *conn, const struct config *cfg, const struct policy 
 		policy_params_free(params, n);
 		if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 			*err = primary_message(res);
+			failed_sqlstate(shape, res);
 		} else {
 			policy_shape_parse(shape, res, oid, table);
 			if (!policy_sql_build(sql, p, shape, cfg->instance, &why))

@@ -122,6 +122,7 @@ struct policy_shape {
 	size_t n_errors;
 	char **warnings;
 	size_t n_warnings;
+	char sqlstate[6]; /* policy_prepare: the SQLSTATE of the statement that failed, "" if none did */
 };
 
 /* A policy's SQL, built once from its shape. */

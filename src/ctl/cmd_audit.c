@@ -44,7 +44,7 @@ static bool check_anchor(struct ctl *ctl, const char *policy, const struct audit
 			   " WHERE policy OPERATOR(pg_catalog.=) $1 AND seq OPERATOR(pg_catalog.=) $2::pg_catalog.int8",
 			   2, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		ctl_error("%s", PQresultErrorMessage(res));
+		ctl_result_error(ctl, NULL, res);
 		PQclear(res);
 		return false;
 	}
@@ -132,7 +132,7 @@ static int cmd_verify(struct ctl *ctl, int argc, char **argv)
 	res = PQexec(ctl->conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
 	ok = PQresultStatus(res) == PGRES_COMMAND_OK;
 	if (!ok)
-		ctl_error("%s", PQresultErrorMessage(res));
+		ctl_result_error(ctl, NULL, res);
 	PQclear(res);
 	if (ok && !audit_verify_stream(ctl->conn, policy, &v, &err)) {
 		ctl_error("%s", err);

@@ -98,7 +98,7 @@ int cmd_explain(struct ctl *ctl, int argc, char **argv)
 		const char *ap[2] = {p->name, key};
 		audit = PQexecParams(ctl->conn, last_audit_sql, 2, NULL, ap, NULL, NULL, 0);
 		if (PQresultStatus(audit) != PGRES_TUPLES_OK) {
-			ctl_error("%s", PQresultErrorMessage(audit));
+			ctl_result_error(ctl, NULL, audit);
 			goto out;
 		}
 	}
@@ -110,7 +110,7 @@ int cmd_explain(struct ctl *ctl, int argc, char **argv)
 		const char *state = PQresultErrorField(record, PG_DIAG_SQLSTATE);
 		/* A key that is not even of the key column's type names no record. */
 		if (state == NULL || strncmp(state, "22", 2) != 0) {
-			ctl_error("%s", PQresultErrorMessage(record));
+			ctl_result_error(ctl, NULL, record);
 			goto out;
 		}
 	}
@@ -119,7 +119,7 @@ int cmd_explain(struct ctl *ctl, int argc, char **argv)
 		holds = PQexecParams(ctl->conn, sql.explain_holds, POLICY_N_BASE_PARAMS + 1, types, params, NULL, NULL,
 				     0);
 		if (PQresultStatus(holds) != PGRES_TUPLES_OK) {
-			ctl_error("%s", PQresultErrorMessage(holds));
+			ctl_result_error(ctl, NULL, holds);
 			goto out;
 		}
 	}

@@ -41,7 +41,7 @@ static long long records_of(struct ctl *ctl, const struct policy_sql *sql, const
 	if (PQresultStatus(res) == PGRES_TUPLES_OK)
 		found = atoll(PQgetvalue(res, 0, 0));
 	else
-		ctl_error("%s", PQresultErrorMessage(res));
+		ctl_result_error(ctl, NULL, res);
 	PQclear(res);
 	return found;
 }
@@ -133,7 +133,7 @@ static int hold_add(struct ctl *ctl, int argc, char **argv)
 	res = PQexecParams(ctl->conn, "SELECT retention.place_hold($1, $2, $3, $4, $5::timestamptz)", 5, NULL, params,
 			   NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		ctl_error("hold add: %s", PQresultErrorMessage(res));
+		ctl_result_error(ctl, "hold add", res);
 		PQclear(res);
 		free(canonical);
 		policy_sql_free(&sql);
@@ -268,7 +268,7 @@ static int hold_release(struct ctl *ctl, int argc, char **argv)
 		return CTL_ERROR;
 	res = PQexecParams(ctl->conn, "SELECT retention.release_hold($1::bigint, $2)", 2, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		ctl_error("hold release: %s", PQresultErrorMessage(res));
+		ctl_result_error(ctl, "hold release", res);
 		PQclear(res);
 		return CTL_ERROR;
 	}

@@ -43,7 +43,9 @@ static int print_summary(struct ctl *ctl, const struct policy **policies, size_t
 		ctl_policy_params(&sql, params, types, window, NULL);
 		res = PQexecParams(ctl->conn, sql.pending, POLICY_N_BASE_PARAMS + 1, types, params, NULL, NULL, 0);
 		if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-			ctl_error("policy %s: %s", policies[i]->name, PQresultErrorMessage(res));
+			char *context = xasprintf("policy %s", policies[i]->name);
+			ctl_result_error(ctl, context, res);
+			free(context);
 			status = CTL_ERROR;
 		} else {
 			cols[0][rows] = xstrdup(policies[i]->name);

@@ -24,6 +24,7 @@ enum ctl_format {
 };
 
 struct ctl {
+	const char *command; /* the command running, as typed */
 	const char *config_path;
 	bool config_path_given;
 	const char *conninfo;
@@ -43,6 +44,11 @@ PGconn *ctl_connect(struct ctl *ctl);
 
 /* Prints "retentionctl: MESSAGE" on stderr. */
 void ctl_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/*
+ * Prints the server's error in RES, after CONTEXT (may be NULL); a missing
+ * privilege also gets a line naming the role and what prints the grants.
+ */
+void ctl_result_error(const struct ctl *ctl, const char *context, const PGresult *res);
 
 /*
  * Printing results. QUERY's column names are the JSON and CSV field names;
@@ -97,5 +103,6 @@ bool ctl_explained_record_goes(const PGresult *record);
 int cmd_audit(struct ctl *ctl, int argc, char **argv);
 int cmd_hold(struct ctl *ctl, int argc, char **argv);
 int cmd_status(struct ctl *ctl, int argc, char **argv);
+int cmd_grants(struct ctl *ctl, int argc, char **argv);
 
 #endif

@@ -27,6 +27,7 @@ static const struct command {
 	{"hold", cmd_hold, "hold add | list | release"},
 	{"status", cmd_status, "every daemon instance seen"},
 	{"migrate", cmd_migrate, "install or upgrade the retention schema"},
+	{"grants", cmd_grants, "the GRANT statements a documented role needs"},
 };
 
 static void usage(FILE *out)
@@ -54,6 +55,43 @@ void ctl_error(const char *fmt, ...)
 	va_start(ap, fmt);
 	verror(fmt, ap);
 	va_end(ap);
+}
+
+/* What grants the privileges a command needs, for people who lack one. */
+static const char *privilege_remedy(const char *command)
+{
+	if (command == NULL)
+		return "see docs/operations.md section 3";
+	if (strcmp(command, "migrate") == 0)
+		return "migrate runs as the retention schema's owner or a superuser";
+	if (strcmp(command, "audit") == 0 || strcmp(command, "status") == 0)
+		return "'retentionctl grants --for audit' prints the GRANTs reviewers need, for a group role of theirs"
+		       " (docs/operations.md section 3)";
+	return "'retentionctl grants --for holds' prints the GRANTs people who place holds need, for a group role"
+	       " of theirs (docs/operations.md section 3)";
+}
+
+/* After an error of SQLSTATE: a missing privilege gets a line naming the role and what prints the grants. */
+static void privilege_hint(const struct ctl *ctl, const char *state)
+{
+	if (state && strcmp(state, "42501") == 0)
+		ctl_error("role %s lacks a privilege that %s needs: %s", ctl->conn ? PQuser(ctl->conn) : "?",
+			  ctl->command ? ctl->command : "this", privilege_remedy(ctl->command));
+}
+
+void ctl_result_error(const struct ctl *ctl, const char *context, const PGresult *res)
+{
+	const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+	char *message = xstrdup(res ? PQresultErrorMessage(res) : "no result");
+	size_t n = strlen(message);
+	while (n > 0 && message[n - 1] == '\n')
+		message[--n] = '\0';
+	if (context)
+		ctl_error("%s: %s", context, message);
+	else
+		ctl_error("%s", message);
+	privilege_hint(ctl, state);
+	free(message);
 }
 
 struct config *ctl_config(struct ctl *ctl)
@@ -114,6 +152,7 @@ bool ctl_policy_sql(struct ctl *ctl, const struct policy *p, struct policy_sql *
 	bool ok = policy_prepare(ctl->conn, ctl->cfg, p, &shape, sql, &err);
 	if (!ok) {
 		ctl_error("policy %s: %s", p->name, err);
+		privilege_hint(ctl, shape.sqlstate);
 		policy_sql_free(sql);
 	}
 	free(err);
@@ -145,7 +184,7 @@ char *ctl_canonical(struct ctl *ctl, const struct policy_sql *sql, const char *s
 		if (state && (strncmp(state, "22", 2) == 0 || strncmp(state, "23", 2) == 0))
 			*invalid = true;
 		else
-			ctl_error("%s", PQresultErrorMessage(res));
+			ctl_result_error(ctl, NULL, res);
 	}
 	PQclear(res);
 	return out;
@@ -254,6 +293,7 @@ int main(int argc, char **argv)
 			int sub_argc = argc - optind;
 			char **sub_argv = argv + optind;
 			optind = 0;
+			ctl.command = commands[i].name;
 			status = commands[i].run(&ctl, sub_argc, sub_argv);
 			goto done;
 		}

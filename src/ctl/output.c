@@ -147,7 +147,7 @@ static bool stream_lines(struct ctl_stream *st, const char *sql, int n_params, c
 		case PGRES_TUPLES_OK:
 			break;
 		default:
-			ctl_error("%s", PQresultErrorMessage(res));
+			ctl_result_error(st->ctl, NULL, res);
 			ok = false;
 		}
 		PQclear(res);
@@ -161,7 +161,7 @@ static bool print_csv_header(struct ctl_stream *st, const char *query, int n_par
 	/* Described, not run: an empty result still gets its header. */
 	res = PQprepare(st->ctl->conn, "", query, n_params, types);
 	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-		ctl_error("%s", PQresultErrorMessage(res));
+		ctl_result_error(st->ctl, NULL, res);
 		PQclear(res);
 		return false;
 	}
@@ -182,7 +182,7 @@ static bool print_table_rows(struct ctl_stream *st, const char *query, int n_par
 	size_t *width;
 	struct cell *cells;
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		ctl_error("%s", PQresultErrorMessage(res));
+		ctl_result_error(st->ctl, NULL, res);
 		PQclear(res);
 		return false;
 	}
@@ -289,7 +289,10 @@ int ctl_print_object(struct ctl *ctl, const char *query, const char *table_query
 				   0);
 	}
 	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
-		ctl_error("%s", PQresultStatus(res) == PGRES_TUPLES_OK ? "no result" : PQresultErrorMessage(res));
+		if (PQresultStatus(res) == PGRES_TUPLES_OK)
+			ctl_error("no result");
+		else
+			ctl_result_error(ctl, NULL, res);
 		status = CTL_ERROR;
 	} else if (ctl->format == CTL_FORMAT_JSON) {
 		printf("%s\n", PQgetvalue(res, 0, 0));

@@ -267,6 +267,187 @@ START_TEST(test_anonymized_rows_leave_the_daemon_idle)
 }
 END_TEST
 
+/* Runs what `retentionctl grants ARGS...` prints on CONN (a superuser's session). */
+static void apply_grants(PGconn *conn, const char *conf, const char *db, const char *what, const char *role)
+{
+	char *out, *err;
+	ck_assert_msg(fx_ctl(conf, db, &out, &err, "grants", "--for", what, "--role", role, NULL) == 0, "%s", err);
+	ck_assert_msg(strstr(out, "GRANT "), "%s", out);
+	test_exec(conn, out);
+	free(out);
+	free(err);
+}
+
+/* A session as ROLE on DB. */
+static PGconn *connect_as(const char *db, const char *role)
+{
+	char *conninfo = xasprintf("dbname=%s user=%s", db, role);
+	PGconn *conn = PQconnectdb(conninfo);
+	ck_assert_msg(PQstatus(conn) == CONNECTION_OK, "%s", PQerrorMessage(conn));
+	free(conninfo);
+	return conn;
+}
+
+/* SQL run by CONN fails for want of a privilege. */
+static void assert_denied(PGconn *conn, const char *sql)
+{
+	PGresult *res = PQexec(conn, sql);
+	const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+	ck_assert_msg(state && strcmp(state, "42501") == 0, "%s: %s", sql, PQresultErrorMessage(res));
+	PQclear(res);
+}
+
+/*
+ * F4, F5, F12 (first deployment): the guide's roles could not do what it
+ * said. Each documented role now does its documented tasks as itself, with
+ * exactly the grants `retentionctl grants` prints: the table owner attaches
+ * the notify trigger, the daemon purges, a member of the legal group places,
+ * lists and releases holds and explains and lists what is pending, a member
+ * of the auditors' group reads and verifies the trail. Without its grants,
+ * retentionctl says which role lacks a privilege and what prints the grants;
+ * with them, no role can do another's job.
+ */
+START_TEST(test_every_documented_role_does_its_tasks_as_itself)
+{
+	PGconn *conn = fx_database("roles");
+	char *policy =
+		fx_policy("tickets", "support.tickets", "id", "closed_at", "1 day",
+			  "subject = \"customer_id\"; exempt = { column = \"purpose\"; values = [ \"legal\" ]; };");
+	/* The policies in a file everyone may read, included (relative: its directory) by the daemon's private one. */
+	char *policies = xasprintf("policies = ( %s );\n", policy);
+	char *people = test_write_file(policies);
+	char *text = xasprintf("database = { conninfo = \"dbname=roles user=" TEST_DAEMON_ROLE "\"; };\n"
+			       "daemon = { instance = \"roles-1\"; resync_interval = \"1 hour\"; };\n"
+			       "@include \"%s\"\n",
+			       strrchr(people, '/') + 1);
+	char *conf = test_write_file(text);
+	PGconn *owner, *alice, *bob;
+	char *out, *err, *hold;
+
+	test_exec(conn, "DO $$ BEGIN"
+			"  CREATE ROLE roles_helpdesk LOGIN; CREATE ROLE roles_legal NOLOGIN;"
+			"  CREATE ROLE roles_alice LOGIN IN ROLE roles_legal; CREATE ROLE roles_auditor NOLOGIN;"
+			"  CREATE ROLE roles_bob LOGIN IN ROLE roles_auditor;"
+			" EXCEPTION WHEN duplicate_object THEN NULL; END $$;"
+			"CREATE SCHEMA support AUTHORIZATION roles_helpdesk");
+	owner = connect_as("roles", "roles_helpdesk");
+	test_exec(owner, "CREATE TABLE support.tickets (id int PRIMARY KEY, customer_id int, closed_at timestamptz,"
+			 " purpose text);"
+			 "CREATE INDEX ON support.tickets (closed_at);"
+			 "INSERT INTO support.tickets VALUES (1, 41, now() - interval '2 days', NULL),"
+			 " (2, 42, now() - interval '2 days', NULL), (3, 43, now(), NULL),"
+			 " (4, 44, now() - interval '2 days', 'legal')");
+	/* The table owner: attaching the trigger needs USAGE on schema retention. */
+	assert_denied(owner, "CREATE TRIGGER retention_notify AFTER INSERT OR UPDATE OF closed_at ON support.tickets"
+			     " FOR EACH STATEMENT EXECUTE FUNCTION retention.notify_clock()");
+	apply_grants(conn, conf, "roles", "owner", "roles_helpdesk");
+	test_exec(owner, "CREATE TRIGGER retention_notify AFTER INSERT OR UPDATE OF closed_at ON support.tickets"
+			 " FOR EACH STATEMENT EXECUTE FUNCTION retention.notify_clock()");
+
+	/* Legal, before its grants: one line says whose privilege is missing and what prints the grants. */
+	ck_assert_int_eq(fx_ctl(people, "roles user=roles_alice", &out, &err, "explain", "--policy", "tickets", "--key",
+				"2", NULL),
+			 1);
+	ck_assert_msg(strcmp(out, "") == 0, "%s", out);
+	ck_assert_msg(strstr(err, "role roles_alice lacks a privilege that explain needs: 'retentionctl grants --for"
+				  " holds' prints the GRANTs"),
+		      "%s", err);
+	free(out);
+	free(err);
+
+	apply_grants(conn, conf, "roles", "daemon", TEST_DAEMON_ROLE);
+	apply_grants(conn, conf, "roles", "holds", "roles_legal");
+	apply_grants(conn, conf, "roles", "audit", "roles_auditor");
+
+	/* The daemon's role: --check finds nothing missing, and it purges. */
+	ck_assert_int_eq(fx_run_check(conf, &out, &err), 0);
+	free(out);
+	free(err);
+	/* Legal: holds record 2 before the daemon gets to it, and sees why it stays. */
+	ck_assert_int_eq(fx_ctl(people, "roles user=roles_alice", &out, &err, "hold", "add", "--policy", "tickets",
+				"--key", "2", "--reason", "subpoena 7", NULL),
+			 0);
+	hold = xstrndup(out, strcspn(out, "\n"));
+	free(out);
+	free(err);
+	ck_assert_int_eq(fx_ctl(people, "roles user=roles_alice", &out, &err, "hold", "add", "--policy", "tickets",
+				"--subject", "43", "--reason", "subpoena 8", NULL),
+			 0);
+	free(out);
+	free(err);
+	ck_assert_int_eq(fx_run_once(conf, &out, &err), 0);
+	free(out);
+	free(err);
+	ck_assert(!fx_row_exists(conn, "support.tickets", "1"));
+	ck_assert(fx_row_exists(conn, "support.tickets", "2"));
+	ck_assert_int_eq(fx_ctl(people, "roles user=roles_alice", &out, &err, "--format", "json", "explain", "--policy",
+				"tickets", "--key", "2", NULL),
+			 0);
+	ck_assert_msg(strstr(out, "\"status\":\"held\""), "%s", out);
+	free(out);
+	free(err);
+	ck_assert_int_eq(fx_ctl(people, "roles user=roles_alice", &out, &err, "--format", "json", "explain", "--policy",
+				"tickets", "--key", "1", NULL),
+			 0);
+	ck_assert_msg(strstr(out, "\"status\":\"purged\""), "%s", out);
+	free(out);
+	free(err);
+	ck_assert_int_eq(fx_ctl(people, "roles user=roles_alice", &out, &err, "--format", "json", "pending", NULL), 0);
+	/* Record 2 by key, and record 3 (due within the day) by its subject. */
+	ck_assert_msg(strstr(out, "\"overdue\":0") && strstr(out, "\"held\":2"), "%s", out);
+	free(out);
+	free(err);
+	ck_assert_int_eq(fx_ctl(people, "roles user=roles_alice", &out, &err, "hold", "list", NULL), 0);
+	ck_assert_msg(strstr(out, "subpoena 7") && strstr(out, "subpoena 8"), "%s", out);
+	free(out);
+	free(err);
+	ck_assert_int_eq(fx_ctl(people, "roles user=roles_alice", &out, &err, "hold", "release", hold, "--reason",
+				"closed", NULL),
+			 0);
+	ck_assert_msg(strstr(out, "purges it now"), "%s", out);
+	free(out);
+	free(err);
+	ck_assert_int_eq(fx_run_once(conf, &out, &err), 0);
+	free(out);
+	free(err);
+	ck_assert(!fx_row_exists(conn, "support.tickets", "2"));
+	ck_assert(fx_row_exists(conn, "support.tickets", "4"));
+
+	/* The auditor: reads and verifies the trail, and sees the instance. */
+	ck_assert_int_eq(fx_ctl(people, "roles user=roles_bob", &out, &err, "--format", "json", "audit", NULL), 0);
+	ck_assert_msg(strstr(out, "\"record_key\":\"1\"") && strstr(out, "\"record_key\":\"2\""), "%s", out);
+	free(out);
+	free(err);
+	ck_assert_int_eq(fx_ctl(people, "roles user=roles_bob", &out, &err, "audit", "verify", NULL), 0);
+	free(out);
+	free(err);
+	ck_assert_int_eq(fx_ctl(people, "roles user=roles_bob", &out, &err, "status", NULL), 0);
+	free(out);
+	free(err);
+
+	/* No role can do another's job. */
+	alice = connect_as("roles", "roles_alice");
+	bob = connect_as("roles", "roles_bob");
+	assert_denied(alice, "DELETE FROM support.tickets");
+	assert_denied(alice, "UPDATE retention.holds SET released_at = now()");
+	assert_denied(alice, "SELECT * FROM retention.chain_heads");
+	assert_denied(bob, "SELECT retention.place_hold('tickets', '3', NULL, 'r', NULL)");
+	assert_denied(bob, "SELECT id FROM support.tickets");
+	assert_denied(owner, "INSERT INTO retention.audit_log (policy) VALUES ('tickets')");
+
+	PQfinish(alice);
+	PQfinish(bob);
+	PQfinish(owner);
+	free(hold);
+	free(policy);
+	free(policies);
+	free(people);
+	free(text);
+	free(conf);
+	PQfinish(conn);
+}
+END_TEST
+
 /* A hold that ends, by its until or by release, lets its due record go at once, not at the next resync. */
 START_TEST(test_hold_end_wakes_the_daemon)
 {
@@ -930,6 +1111,7 @@ int main(void)
 	tcase_add_test(exceptions, test_holds_exemptions_and_null_clocks);
 	tcase_add_test(exceptions, test_anonymize);
 	tcase_add_test(exceptions, test_anonymized_rows_leave_the_daemon_idle);
+	tcase_add_test(exceptions, test_every_documented_role_does_its_tasks_as_itself);
 	tcase_add_test(exceptions, test_hold_end_wakes_the_daemon);
 	tcase_add_test(exceptions, test_status_follows_purges_within_a_second);
 	tcase_add_test(exceptions, test_hold_waits_for_purge_in_flight);

@@ -398,64 +398,24 @@ START_TEST(test_a_hold_protects_across_a_partition_tree)
 }
 END_TEST
 
-/* The GRANT statements of the code block that follows HEADING in docs/operations.md, as one SQL text. */
-static char *guide_grants(const char *heading)
-{
-	char *path = xasprintf("%s/docs/operations.md", test_srcdir());
-	FILE *f = fopen(path, "r");
-	char line[1024], *sql = xstrdup(""), *stmt = NULL;
-	bool after = false, in_block = false;
-	ck_assert_msg(f != NULL, "%s", path);
-	while (fgets(line, sizeof(line), f)) {
-		if (!after) {
-			after = strstr(line, heading) != NULL;
-			continue;
-		}
-		if (strncmp(line, "```", 3) == 0) {
-			if (in_block)
-				break;
-			in_block = true;
-			continue;
-		}
-		if (!in_block)
-			continue;
-		/* A statement may run over several lines; it ends with a semicolon. */
-		if (stmt == NULL && strncmp(line, "GRANT", 5) != 0)
-			continue;
-		{
-			char *next = xasprintf("%s%s", stmt ? stmt : "", line);
-			free(stmt);
-			stmt = next;
-		}
-		if (strchr(line, ';')) {
-			char *next = xasprintf("%s%s", sql, stmt);
-			free(sql);
-			sql = next;
-			free(stmt);
-			stmt = NULL;
-		}
-	}
-	fclose(f);
-	free(path);
-	free(stmt);
-	ck_assert_msg(strstr(sql, "GRANT") != NULL, "no GRANT block after \"%s\" in the guide", heading);
-	return sql;
-}
-
 /*
  * D27: the guide granted people INSERT and UPDATE on retention.holds, which
  * skips the lock and lets anyone write placed_by. With exactly the grants
- * the guide gives them now, people get EXECUTE on the functions and no
- * direct writes; the functions record the login role.
+ * the guide has people run (`retentionctl grants --for holds`), they get
+ * EXECUTE on the functions and no direct writes; the functions record the
+ * login role.
  */
 START_TEST(test_holds_only_through_the_functions)
 {
 	PGconn *conn = fx_uploads_db("legal");
+	char *conf = fx_uploads_config("legal", "15 minutes", "");
 	PGconn *alice;
-	char *who, *grants = guide_grants("People who place holds or review the audit trail");
+	char *who, *grants, *err;
 	test_exec(conn, "CREATE ROLE legal NOLOGIN; CREATE ROLE alice LOGIN IN ROLE legal");
+	ck_assert_int_eq(fx_ctl(conf, "legal", &grants, &err, "grants", "--for", "holds", "--role", "legal", NULL), 0);
 	test_exec(conn, grants);
 	free(grants);
+	free(err);
 	expect_state(conn, "legal", "INSERT INTO retention.holds (policy, record_key, reason) VALUES ('p', 'k', 'r')",
 		     "42501");
 	expect_state(conn, "legal", "UPDATE retention.holds SET placed_by = 'someone else'", "42501");
@@ -468,6 +428,8 @@ START_TEST(test_holds_only_through_the_functions)
 	ck_assert_str_eq(who, "alice alice");
 	free(who);
 	PQfinish(alice);
+	unlink(conf);
+	free(conf);
 	PQfinish(conn);
 }
 END_TEST

@@ -1,0 +1,287 @@
+/*
+ * cmd_grants.c -- retentionctl grants: the GRANT statements one documented
+ * role needs for the configured policies, printed, never run. Who runs them
+ * (a superuser, or the owners of the schemas and tables) decides; the
+ * statements come from the configuration alone, so they can be reviewed
+ * before anything connects.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctl.h"
+#include "util.h"
+
+static const char usage[] =
+	"usage: retentionctl grants --for daemon|holds|audit|owner [--role ROLE]\n\n"
+	"Prints the GRANT statements ROLE needs for the configured policies, to be run by a\n"
+	"superuser (or the owners of the schemas and tables):\n"
+	"  daemon  the daemon's role (default retentiond): each policy's table, after daemon-role.sql\n"
+	"  holds   people who place and release holds (default legal): the hold functions, and\n"
+	"          SELECT on the columns hold add, explain and pending read\n"
+	"  audit   people who review the audit trail (default auditor)\n"
+	"  owner   a service table's owner: USAGE on schema retention, to attach the notify trigger\n";
+
+enum grants_for {
+	FOR_DAEMON,
+	FOR_HOLDS,
+	FOR_AUDIT,
+	FOR_OWNER,
+};
+
+/* NAME as an SQL identifier: always quoted, so that no keyword or case can change what it names. */
+static char *ident(const char *name)
+{
+	size_t n = strlen(name), j = 0;
+	char *out = xcalloc(2 * n + 3, 1);
+	out[j++] = '"';
+	for (size_t i = 0; i < n; i++) {
+		if (name[i] == '"')
+			out[j++] = '"';
+		out[j++] = name[i];
+	}
+	out[j++] = '"';
+	return out;
+}
+
+/* The policy's table as "schema"."relation"; *SCHEMA gets the quoted schema, NULL when the name has none. */
+static char *table_ident(const struct policy *p, char **schema)
+{
+	char *s = NULL, *rel = NULL, *qualified;
+	*schema = NULL;
+	if (!policy_resolve_params(p, &s, &rel)) {
+		free(s);
+		free(rel);
+		return xstrdup(p->table);
+	}
+	qualified = ident(rel);
+	if (s) {
+		char *q = ident(s);
+		char *both = xasprintf("%s.%s", q, qualified);
+		free(qualified);
+		qualified = both;
+		*schema = q;
+	}
+	free(s);
+	free(rel);
+	return qualified;
+}
+
+/* A list of distinct strings, in the order first seen. */
+struct names {
+	char **v;
+	size_t n;
+};
+
+static void names_add(struct names *l, const char *s)
+{
+	for (size_t i = 0; i < l->n; i++)
+		if (strcmp(l->v[i], s) == 0)
+			return;
+	l->v = xrealloc(l->v, (l->n + 1) * sizeof(char *));
+	l->v[l->n++] = xstrdup(s);
+}
+
+static void names_free(struct names *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		free(l->v[i]);
+	free(l->v);
+}
+
+/* The quoted names of L joined by ", ". */
+static char *names_joined(const struct names *l)
+{
+	char *out = xstrdup("");
+	for (size_t i = 0; i < l->n; i++) {
+		char *q = ident(l->v[i]);
+		char *next = xasprintf("%s%s%s", out, i ? ", " : "", q);
+		free(q);
+		free(out);
+		out = next;
+	}
+	return out;
+}
+
+/* What the role needs on one service table, gathered over the policies on it. */
+struct table_grant {
+	char *table;  /* quoted */
+	char *schema; /* quoted, or NULL */
+	struct names read;
+	struct names keys;   /* locked FOR UPDATE by a delete policy */
+	struct names clocks; /* for the notify trigger */
+	bool deletes, anonymizes;
+};
+
+static struct table_grant *table_of(struct table_grant **tables, size_t *n, const struct policy *p)
+{
+	char *schema, *table = table_ident(p, &schema);
+	struct table_grant *t;
+	for (size_t i = 0; i < *n; i++)
+		if (strcmp((*tables)[i].table, table) == 0) {
+			free(table);
+			free(schema);
+			return &(*tables)[i];
+		}
+	*tables = xrealloc(*tables, (*n + 1) * sizeof(**tables));
+	t = &(*tables)[(*n)++];
+	memset(t, 0, sizeof(*t));
+	t->table = table;
+	t->schema = schema;
+	return t;
+}
+
+static void print_table_grants(const struct table_grant *t, const char *role, enum grants_for what)
+{
+	if (t->schema == NULL)
+		printf("-- %s is not schema-qualified: qualify it in the configuration (retentiond --check says where it"
+		       " resolves)\n",
+		       t->table);
+	else
+		printf("GRANT USAGE ON SCHEMA %s TO %s;\n", t->schema, role);
+	if (what == FOR_HOLDS) {
+		char *cols = names_joined(&t->read);
+		printf("GRANT SELECT (%s) ON %s TO %s;\n", cols, t->table, role);
+		free(cols);
+		return;
+	}
+	if (t->anonymizes) {
+		/* The anonymizing UPDATE writes its columns; FOR UPDATE needs UPDATE on some column anyway. */
+		printf("GRANT SELECT, UPDATE%s ON %s TO %s;\n", t->deletes ? ", DELETE" : "", t->table, role);
+	} else {
+		char *keys = names_joined(&t->keys);
+		/* FOR UPDATE SKIP LOCKED is allowed only with UPDATE on some column: the key is the narrowest. */
+		printf("GRANT SELECT, DELETE, UPDATE (%s) ON %s TO %s;\n", keys, t->table, role);
+		free(keys);
+	}
+}
+
+int cmd_grants(struct ctl *ctl, int argc, char **argv)
+{
+	static const struct option options[] = {
+		{"for", required_argument, NULL, 'f'},
+		{"role", required_argument, NULL, 'r'},
+		{NULL, 0, NULL, 0},
+	};
+	static const char *const default_role[] = {"retentiond", "legal", "auditor", NULL};
+	const char *for_arg = NULL, *role_arg = NULL;
+	struct table_grant *tables = NULL;
+	size_t n_tables = 0;
+	enum grants_for what;
+	struct config *cfg;
+	char *role;
+	int opt;
+
+	if (ctl_wants_help(argc, argv, usage))
+		return CTL_OK;
+	while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
+		if (opt == 'f')
+			for_arg = optarg;
+		else if (opt == 'r')
+			role_arg = optarg;
+		else
+			return ctl_usage_error(usage, "grants: unknown option");
+	}
+	if (optind < argc)
+		return ctl_usage_error(usage, "grants: unexpected argument \"%s\"", argv[optind]);
+	if (for_arg == NULL)
+		return ctl_usage_error(usage, "grants needs --for daemon, holds, audit or owner");
+	if (strcmp(for_arg, "daemon") == 0)
+		what = FOR_DAEMON;
+	else if (strcmp(for_arg, "holds") == 0)
+		what = FOR_HOLDS;
+	else if (strcmp(for_arg, "audit") == 0)
+		what = FOR_AUDIT;
+	else if (strcmp(for_arg, "owner") == 0)
+		what = FOR_OWNER;
+	else
+		return ctl_usage_error(usage, "grants: --for must be daemon, holds, audit or owner, not \"%s\"", for_arg);
+	if (role_arg == NULL && default_role[what] == NULL)
+		return ctl_usage_error(usage, "grants --for owner needs --role (the owner of the tables)");
+	if (role_arg != NULL && role_arg[0] == '\0')
+		return ctl_usage_error(usage, "grants: --role must not be empty");
+	if ((cfg = ctl_config(ctl)) == NULL)
+		return CTL_ERROR;
+
+	role = ident(role_arg ? role_arg : default_role[what]);
+	for (size_t i = 0; i < cfg->n_policies; i++) {
+		const struct policy *p = &cfg->policies[i];
+		struct table_grant *t = table_of(&tables, &n_tables, p);
+		names_add(&t->read, p->key);
+		names_add(&t->read, p->clock);
+		if (p->subject)
+			names_add(&t->read, p->subject);
+		if (p->exempt_column)
+			names_add(&t->read, p->exempt_column);
+		/* Whether a record still stands to be anonymized is read from these. */
+		for (size_t c = 0; c < p->n_set_null; c++)
+			names_add(&t->read, p->set_null[c]);
+		for (size_t c = 0; c < p->n_set; c++)
+			names_add(&t->read, p->set[c].column);
+		names_add(&t->clocks, p->clock);
+		if (p->action == POLICY_ACTION_DELETE) {
+			t->deletes = true;
+			names_add(&t->keys, p->key);
+		} else {
+			t->anonymizes = true;
+		}
+	}
+
+	printf("-- retentionctl grants --for %s: for role %s, from %s\n", for_arg, role, cfg->path);
+	switch (what) {
+	case FOR_DAEMON:
+		printf("-- First, as a superuser: psql -v role=%s -f daemon-role.sql (the retention schema's grants).\n"
+		       "-- Rows that must stay and refer to a policy's records need SELECT on their referencing\n"
+		       "-- columns too: retentiond --check names each.\n",
+		       role_arg ? role_arg : default_role[what]);
+		for (size_t i = 0; i < n_tables; i++)
+			print_table_grants(&tables[i], role, what);
+		break;
+	case FOR_HOLDS:
+		/*
+		 * The functions take the policy's lock and record the login role: no
+		 * INSERT or UPDATE on holds. explain reads the audit trail for
+		 * records already purged.
+		 */
+		printf("-- Rows that must stay and refer to a policy's records are read by explain and pending too:\n"
+		       "-- grant SELECT on their referencing columns where retentiond --check names them.\n"
+		       "GRANT USAGE ON SCHEMA retention TO %s;\n"
+		       "GRANT SELECT ON retention.holds, retention.audit_log TO %s;\n"
+		       "GRANT EXECUTE ON FUNCTION retention.place_hold(text, text, text, text, timestamptz),"
+		       " retention.release_hold(bigint, text) TO %s;\n",
+		       role, role, role);
+		for (size_t i = 0; i < n_tables; i++)
+			print_table_grants(&tables[i], role, what);
+		break;
+	case FOR_AUDIT:
+		printf("GRANT USAGE ON SCHEMA retention TO %s;\n"
+		       "GRANT SELECT ON retention.audit_log, retention.chain_heads, retention.instances,"
+		       " retention.holds TO %s;\n",
+		       role, role);
+		break;
+	case FOR_OWNER:
+		printf("GRANT USAGE ON SCHEMA retention TO %s;\n"
+		       "-- Then, as the owner, the notify trigger on each table (retentiond --check warns where it is "
+		       "missing):\n",
+		       role);
+		for (size_t i = 0; i < n_tables; i++) {
+			char *clocks = names_joined(&tables[i].clocks);
+			printf("--   CREATE TRIGGER retention_notify AFTER INSERT OR UPDATE OF %s ON %s"
+			       " FOR EACH STATEMENT EXECUTE FUNCTION retention.notify_clock();\n",
+			       clocks, tables[i].table);
+			free(clocks);
+		}
+		break;
+	}
+	for (size_t i = 0; i < n_tables; i++) {
+		free(tables[i].table);
+		free(tables[i].schema);
+		names_free(&tables[i].read);
+		names_free(&tables[i].keys);
+		names_free(&tables[i].clocks);
+	}
+	free(tables);
+	free(role);
+	return CTL_OK;
+}
