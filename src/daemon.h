@@ -73,8 +73,11 @@ void daemon_drop_session(struct daemon *d);
 
 /* Called whenever a policy goes idle: applies a pending reload, or finishes a stop or --once run. */
 void daemon_policy_idle(struct daemon *d);
-/* A batch purged records: the instance's row says so within a second (one heartbeat for a burst of batches). */
-void daemon_purged(struct daemon *d);
+/*
+ * A batch purged records, or a policy's state changed: the instance's row
+ * says so within a second (one heartbeat for a burst of changes).
+ */
+void daemon_status_changed(struct daemon *d);
 /* A reload is being checked or waits to be swapped in: no policy starts a statement. */
 bool daemon_reload_waits(const struct daemon *d);
 

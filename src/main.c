@@ -36,12 +36,13 @@ static char *session_check_sql;
 
 static const char heartbeat_sql[] =
 	"INSERT INTO retention.instances AS i (instance, host, pid, version, started_at, heartbeat_at,"
-	" policies, last_purge_at, purged_total)"
+	" policies, last_purge_at, purged_total, policy_states, policy_problems)"
 	" VALUES ($1, $2, $3::integer, $4, to_timestamp($5::float8), statement_timestamp(), $6::text[],"
-	" to_timestamp(nullif($7, '0')::float8), $8::bigint)"
+	" to_timestamp(nullif($7, '0')::float8), $8::bigint, $9::text[], $10::text[])"
 	" ON CONFLICT (instance) DO UPDATE SET host = EXCLUDED.host, pid = EXCLUDED.pid,"
 	" version = EXCLUDED.version, started_at = EXCLUDED.started_at,"
 	" heartbeat_at = EXCLUDED.heartbeat_at, policies = EXCLUDED.policies,"
+	" policy_states = EXCLUDED.policy_states, policy_problems = EXCLUDED.policy_problems,"
 	" last_purge_at = coalesce(EXCLUDED.last_purge_at, i.last_purge_at),"
 	" purged_total = EXCLUDED.purged_total";
 
@@ -83,12 +84,19 @@ static void send_heartbeat(struct daemon *d)
 {
 	char host[256] = "", pid[16], started[32], last[32], total[32];
 	char **names = xcalloc(d->n_policies + 1, sizeof(*names));
-	char *policies;
-	const char *params[8];
+	char **states = xcalloc(d->n_policies + 1, sizeof(*states));
+	char **problems = xcalloc(d->n_policies + 1, sizeof(*problems));
+	char *policies, *states_param, *problems_param;
+	const char *params[10];
 	gethostname(host, sizeof(host) - 1);
-	for (size_t i = 0; i < d->n_policies; i++)
+	for (size_t i = 0; i < d->n_policies; i++) {
 		names[i] = d->cfg->policies[i].name;
+		states[i] = (char *)scheduler_state_name(&d->policies[i]);
+		problems[i] = (char *)scheduler_problem_text(&d->policies[i]);
+	}
 	policies = policy_text_array(names, d->n_policies);
+	states_param = policy_text_array(states, d->n_policies);
+	problems_param = policy_text_array(problems, d->n_policies);
 	snprintf(pid, sizeof(pid), "%ld", (long)getpid());
 	snprintf(started, sizeof(started), "%lld", (long long)d->started_at);
 	snprintf(last, sizeof(last), "%lld", (long long)d->last_purge_at);
@@ -101,10 +109,16 @@ static void send_heartbeat(struct daemon *d)
 	params[5] = policies;
 	params[6] = last;
 	params[7] = total;
-	if (!pgconn_query(d->pg, d, PGCONN_PLAIN, heartbeat_sql, 8, NULL, params, on_ignored, d))
+	params[8] = states_param;
+	params[9] = problems_param;
+	if (!pgconn_query(d->pg, d, PGCONN_PLAIN, heartbeat_sql, 10, NULL, params, on_ignored, d))
 		log_debug("no connection for the heartbeat");
 	free(policies);
+	free(states_param);
+	free(problems_param);
 	free(names);
+	free(states);
+	free(problems);
 }
 
 static void on_status_timer(evutil_socket_t fd, short what, void *arg)
@@ -116,11 +130,11 @@ static void on_status_timer(evutil_socket_t fd, short what, void *arg)
 		send_heartbeat(d);
 }
 
-void daemon_purged(struct daemon *d)
+void daemon_status_changed(struct daemon *d)
 {
 	static const struct timeval soon = {0, 500000};
 	/* Waiting a moment lets a backlog's batches share one row update. */
-	if (!d->once && !evtimer_pending(d->status_timer, NULL))
+	if (!d->once && d->status_timer && !evtimer_pending(d->status_timer, NULL))
 		evtimer_add(d->status_timer, &soon);
 }
 

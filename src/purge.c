@@ -87,8 +87,7 @@ static void rollback_first(struct policy_state *ps) { send_rollback(ps, PGCONN_F
 static void log_failure(struct policy_state *ps, const char *step, const PGresult *res)
 {
 	char buf[512];
-	log_err("policy %s: %s failed, batch rolled back: %s", ps->policy->name, step,
-		pgconn_error_text(res, buf, sizeof(buf)));
+	scheduler_problem(ps, "%s failed, batch rolled back: %s", step, pgconn_error_text(res, buf, sizeof(buf)));
 }
 
 /*
@@ -147,9 +146,11 @@ static void batch_failed(struct policy_state *ps, const char *step, PGresult *re
 	char buf[512];
 	const char *state = pgconn_sqlstate(res);
 	if (error_is_the_configurations(ps, res)) {
-		log_err("policy %s: %s failed: %s: a value it anonymizes with breaks the domain of its column, for every"
+		scheduler_problem(
+			ps,
+			"%s failed: %s: a value it anonymizes with breaks the domain of its column, for every"
 			" record alike; the policy does not run again until the daemon is reloaded or restarted",
-			ps->policy->name, step, pgconn_error_text(res, buf, sizeof(buf)));
+			step, pgconn_error_text(res, buf, sizeof(buf)));
 		ps->off_until_reload = true;
 		ps->failed = true;
 		finish(ps, PURGE_FAILED);
@@ -196,7 +197,7 @@ static void report(struct policy_state *ps)
 		ps->purged += b->purged;
 		d->purged_total += b->purged;
 		d->last_purge_at = time(NULL);
-		daemon_purged(d);
+		daemon_status_changed(d);
 		log_info("policy %s: purged %lld record%s from %s (%s), at most %s after due", ps->policy->name,
 			 b->purged, b->purged == 1 ? "" : "s", ps->sql.table,
 			 ps->policy->action == POLICY_ACTION_DELETE ? "deleted" : "anonymized",
@@ -221,9 +222,8 @@ static void on_commit(PGresult *res, void *arg)
 
 	if (res == NULL) {
 		/* The server may have committed before the connection went: the audit log tells. */
-		log_err("policy %s: connection lost during COMMIT: the batch may or may not have committed;"
-			" its audit rows, if any, are the record",
-			ps->policy->name);
+		scheduler_problem(ps, "connection lost during COMMIT: the batch may or may not have committed;"
+				      " its audit rows, if any, are the record");
 		ps->failed = true;
 		finish(ps, PURGE_FAILED);
 		return;
@@ -354,10 +354,13 @@ static void guard_failed(struct policy_state *ps, const PGresult *res)
 	if (audit == NULL)
 		log_session_seen(ps, strstr(msg, GUARD_SESSION) + strlen(GUARD_SESSION));
 	else
-		log_err("policy %s: code its statements ran with the daemon's role (a trigger, or a function of a table's"
-			" owner) wrote to the audit trail: %lld rows written where the batch wrote %lld; the batch is"
-			" rolled back, and the policy does not run again until the daemon is reloaded or restarted",
-			ps->policy->name, atoll(audit + strlen(GUARD_AUDIT)), batch_audit_writes(b));
+		scheduler_problem(
+			ps,
+			"code its statements ran with the daemon's role (a trigger, or a function of a table's"
+			" owner) wrote to the audit trail: %lld rows written where the batch wrote %lld; the batch"
+			" is rolled back, and the policy does not run again until the daemon is reloaded or"
+			" restarted",
+			atoll(audit + strlen(GUARD_AUDIT)), batch_audit_writes(b));
 	rollback_first(ps);
 	daemon_drop_session(ps->d);
 	finish(ps, PURGE_FAILED);
@@ -503,7 +506,7 @@ static void on_locked(PGresult *res, void *arg)
 	extra[0] = b->table_oids;
 	extra[1] = b->tids;
 	if (ps->sql.n_set_values > 64) {
-		log_err("policy %s: more than 64 set values", ps->policy->name);
+		scheduler_problem(ps, "more than 64 set values");
 		rollback(ps);
 		finish(ps, PURGE_FAILED);
 		return;

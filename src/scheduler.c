@@ -11,6 +11,7 @@
 #include "invariant.h"
 
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -223,8 +224,10 @@ static void on_lock_holder(PGresult *res, void *arg)
 static void note_locked_elsewhere(struct policy_state *ps, const char *what, bool ask_holder)
 {
 	double now = monotonic_now();
-	if (ps->locked_elsewhere_since == 0)
+	if (ps->locked_elsewhere_since == 0) {
 		ps->locked_elsewhere_since = now;
+		daemon_status_changed(ps->d);
+	}
 	if (ps->locked_elsewhere_warned || now - ps->locked_elsewhere_since <= 60)
 		return;
 	log_warn("policy %s: %s for over a minute; retrying every %d s at most", ps->policy->name, what,
@@ -256,6 +259,47 @@ static void describe_again(struct policy_state *ps)
 	ps->warned = false;
 }
 
+void scheduler_problem(struct policy_state *ps, const char *fmt, ...)
+{
+	va_list ap;
+	char *text;
+	va_start(ap, fmt);
+	text = xvasprintf(fmt, ap);
+	va_end(ap);
+	log_err("policy %s: %s", ps->policy->name, text);
+	free(ps->problem);
+	ps->problem = text;
+	daemon_status_changed(ps->d);
+}
+
+/* PS purged, or the server answered when it is next due: what kept it from purging is over. */
+static void problem_over(struct policy_state *ps)
+{
+	if (ps->problem == NULL)
+		return;
+	free(ps->problem);
+	ps->problem = NULL;
+	daemon_status_changed(ps->d);
+}
+
+const char *scheduler_problem_text(const struct policy_state *ps)
+{
+	if (ps->problem)
+		return ps->problem;
+	if (ps->off_until_reload)
+		return "stopped until the daemon is reloaded or restarted (the log says why)";
+	return NULL;
+}
+
+const char *scheduler_state_name(const struct policy_state *ps)
+{
+	if (ps->problem || ps->off_until_reload)
+		return "failing";
+	if (!ps->resolved || ps->locked_elsewhere_since != 0)
+		return "waiting";
+	return "enforcing";
+}
+
 static void on_next_due(PGresult *res, void *arg)
 {
 	struct policy_state *ps = arg;
@@ -263,8 +307,8 @@ static void on_next_due(PGresult *res, void *arg)
 	double seconds;
 
 	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
-		log_err("policy %s: asking for the next due record failed: %s", ps->policy->name,
-			pgconn_error_text(res, buf, sizeof(buf)));
+		scheduler_problem(ps, "asking for the next due record failed: %s",
+				  pgconn_error_text(res, buf, sizeof(buf)));
 		if (res) {
 			/*
 			 * The table may have changed under it (row-level security, which
@@ -288,6 +332,7 @@ static void on_next_due(PGresult *res, void *arg)
 		become_idle(ps);
 		return;
 	}
+	problem_over(ps);
 	if (PQntuples(res) == 0 || PQgetisnull(res, 0, 0)) {
 		log_debug("policy %s: nothing pending", ps->policy->name);
 		ps->retry_ms = 0;
@@ -370,9 +415,10 @@ static void on_validated(PGresult *res, void *arg)
 	struct policy_state *ps = arg;
 	char buf[512];
 	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
-		log_err("policy %s: not purging: an exempt or set value is not of its column's type,"
-			" or the policy's lock cannot be taken: %s; looking again at the next resync",
-			ps->policy->name, pgconn_error_text(res, buf, sizeof(buf)));
+		scheduler_problem(ps,
+				  "not purging: an exempt or set value is not of its column's type,"
+				  " or the policy's lock cannot be taken: %s; looking again at the next resync",
+				  pgconn_error_text(res, buf, sizeof(buf)));
 		not_resolved(ps);
 		return;
 	}
@@ -401,8 +447,8 @@ static void on_described(PGresult *res, void *arg)
 	int n;
 
 	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
-		log_err("policy %s: describing table %s failed: %s", ps->policy->name, ps->policy->table,
-			pgconn_error_text(res, buf, sizeof(buf)));
+		scheduler_problem(ps, "describing table %s failed: %s", ps->policy->table,
+				  pgconn_error_text(res, buf, sizeof(buf)));
 		not_resolved(ps);
 		return;
 	}
@@ -415,12 +461,12 @@ static void on_described(PGresult *res, void *arg)
 	ps->warned = true;
 	if (ps->shape.n_errors > 0) {
 		for (size_t i = 0; i < ps->shape.n_errors; i++)
-			log_err("policy %s: not purging: %s", ps->policy->name, ps->shape.errors[i]);
+			scheduler_problem(ps, "not purging: %s", ps->shape.errors[i]);
 		not_resolved(ps);
 		return;
 	}
 	if (!policy_sql_build(&ps->sql, ps->policy, &ps->shape, ps->d->cfg->instance, &why)) {
-		log_err("policy %s: not purging: %s", ps->policy->name, why);
+		scheduler_problem(ps, "not purging: %s", why);
 		not_resolved(ps);
 		return;
 	}
@@ -437,14 +483,13 @@ static void on_resolved(PGresult *res, void *arg)
 	int n;
 
 	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
-		log_err("policy %s: looking up table %s failed: %s", ps->policy->name, ps->policy->table,
-			pgconn_error_text(res, buf, sizeof(buf)));
+		scheduler_problem(ps, "looking up table %s failed: %s", ps->policy->table,
+				  pgconn_error_text(res, buf, sizeof(buf)));
 		not_resolved(ps);
 		return;
 	}
 	if (PQntuples(res) == 0) {
-		log_err("policy %s: table %s does not exist; looking again at the next resync", ps->policy->name,
-			ps->policy->table);
+		scheduler_problem(ps, "table %s does not exist; looking again at the next resync", ps->policy->table);
 		not_resolved(ps);
 		return;
 	}
@@ -493,11 +538,14 @@ void scheduler_purge_finished(struct policy_state *ps, enum purge_outcome outcom
 {
 	struct daemon *d = ps->d;
 	if (outcome != PURGE_LOCKED && !ps->last_purge_empty) {
+		if (ps->locked_elsewhere_since != 0)
+			daemon_status_changed(d);
 		ps->locked_elsewhere_since = 0;
 		ps->locked_elsewhere_warned = false;
 	}
 	switch (outcome) {
 	case PURGE_DONE:
+		problem_over(ps);
 		if (d->once) {
 			/* What was purged may have kept other due records (a thread of replies): go on until a run purges nothing. */
 			if (ps->purged > ps->purged_before_run)
@@ -575,6 +623,7 @@ void scheduler_free(struct daemon *d)
 			free(ps->quarantined[k]);
 		free(ps->quarantined);
 		free(ps->quarantined_param);
+		free(ps->problem);
 	}
 	free(d->policies);
 	d->policies = NULL;

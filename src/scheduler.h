@@ -64,6 +64,7 @@ struct policy_state {
 	long long purged_before_run; /* `purged` when the current purge run started */
 	long long batches;
 	bool off_until_reload; /* its statements changed the session, or its configuration cannot work: until a reload */
+	char *problem;         /* what keeps it from purging, as logged; NULL once it purges or is asked again */
 	bool failed;           /* --once: something was not purged, exit 1 */
 	bool once_done;        /* --once: this policy's backlog is done */
 	double once_locked_since; /* --once: when its lock was first found held elsewhere */
@@ -83,6 +84,16 @@ void scheduler_rows_purged(struct daemon *d, const char *table);
 /* The connection broke: every policy is idle again; the reconnect wakes them. */
 void scheduler_connection_lost(struct daemon *d);
 bool scheduler_all_idle(const struct daemon *d);
+
+/*
+ * Logs, as an error of policy PS, what keeps it from purging, and keeps the
+ * text for `retentionctl status` until a purge run or an ask succeeds.
+ */
+void scheduler_problem(struct policy_state *ps, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* What keeps PS from purging, for `retentionctl status`; NULL if nothing does. */
+const char *scheduler_problem_text(const struct policy_state *ps);
+/* What `retentionctl status` says of PS: enforcing, failing (see the problem) or waiting. */
+const char *scheduler_state_name(const struct policy_state *ps);
 
 /* Moves PS to PHASE: the one place a phase changes, traced at debug as "old -> new". */
 void scheduler_enter(struct policy_state *ps, enum policy_phase phase);

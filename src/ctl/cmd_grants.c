@@ -196,7 +196,8 @@ int cmd_grants(struct ctl *ctl, int argc, char **argv)
 	else if (strcmp(for_arg, "owner") == 0)
 		what = FOR_OWNER;
 	else
-		return ctl_usage_error(usage, "grants: --for must be daemon, holds, audit or owner, not \"%s\"", for_arg);
+		return ctl_usage_error(usage, "grants: --for must be daemon, holds, audit or owner, not \"%s\"",
+				       for_arg);
 	if (role_arg == NULL && default_role[what] == NULL)
 		return ctl_usage_error(usage, "grants --for owner needs --role (the owner of the tables)");
 	if (role_arg != NULL && role_arg[0] == '\0')

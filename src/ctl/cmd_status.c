@@ -10,12 +10,24 @@
 
 static const char usage[] = "usage: retentionctl status\n\n"
 			    "Every daemon instance seen: instance, host, pid, started, last heartbeat, the\n"
-			    "policies it enforces, last purge and records purged since it started.\n";
+			    "policies it enforces, last purge and records purged since it started; then each\n"
+			    "policy's state as its last heartbeat said: enforcing, failing (with what keeps it\n"
+			    "from purging) or waiting (for its table to be described, or for its lock).\n"
+			    "The heartbeat follows a purge or a change of state within a second.\n";
 
 static const char status_sql[] =
 	"SELECT instance, host, pid, started_at AS started, heartbeat_at AS last_heartbeat, policies,"
-	" last_purge_at AS last_purge, purged_total"
+	" last_purge_at AS last_purge, purged_total,"
+	" (SELECT coalesce(json_agg(json_build_object('policy', u.policy, 'state', u.state, 'problem', u.problem)"
+	" ORDER BY u.n), '[]') FROM unnest(policies, policy_states, policy_problems)"
+	" WITH ORDINALITY AS u(policy, state, problem, n)) AS policy_states"
 	" FROM retention.instances ORDER BY instance";
+
+/* One row per policy of every instance, for people. */
+static const char policy_states_sql[] =
+	"SELECT i.instance, u.policy, coalesce(u.state, '?') AS state, coalesce(u.problem, '') AS problem"
+	" FROM retention.instances i, unnest(i.policies, i.policy_states, i.policy_problems)"
+	" WITH ORDINALITY AS u(policy, state, problem, n) ORDER BY i.instance, u.n";
 
 int cmd_status(struct ctl *ctl, int argc, char **argv)
 {
@@ -34,6 +46,11 @@ int cmd_status(struct ctl *ctl, int argc, char **argv)
 			      " array_length(policies, 1) AS policies, %s AS last_purge, purged_total FROM (%s) s",
 			      started, beat, last, status_sql);
 	status = ctl_print_query(ctl, status_sql, table_sql, 0, NULL, NULL);
+	/* JSON and CSV carry the states in the instance's row; people get a table of them. */
+	if (status == CTL_OK && ctl->format == CTL_FORMAT_TABLE) {
+		printf("\n");
+		status = ctl_print_query(ctl, policy_states_sql, NULL, 0, NULL, NULL);
+	}
 	free(table_sql);
 	free(started);
 	free(beat);

@@ -517,6 +517,71 @@ START_TEST(test_status_follows_purges_within_a_second)
 }
 END_TEST
 
+/*
+ * F8 (first deployment): status showed nothing wrong while a policy failed
+ * every batch. Each policy's state is in the instance's row within a second
+ * of a change: enforcing, failing with what keeps it from purging, and
+ * enforcing again once that is fixed.
+ */
+START_TEST(test_status_says_which_policy_fails_and_why)
+{
+	PGconn *conn = fx_uploads_db("statefail");
+	char *ok = fx_policy("uploads", "virusdesk.uploads", "id", "scan_completed_at", "15 minutes", "");
+	char *missing = fx_policy("gone", "virusdesk.nothing_here", "id", "c", "1 day", "");
+	char *refused = fx_policy("refused", "virusdesk.refused", "id", "c", "1 day", "");
+	char *policies = xasprintf("%s, %s, %s", ok, missing, refused);
+	char *conf = fx_config("statefail", "resync_interval = \"2 seconds\";", policies);
+	char *log = fx_log_path("statefail");
+	char *out, *err;
+	pid_t pid;
+	test_exec(conn, "CREATE TABLE virusdesk.refused (id int PRIMARY KEY, c timestamptz);"
+			"INSERT INTO virusdesk.refused VALUES (1, now() - interval '2 days');"
+			"GRANT SELECT, UPDATE ON virusdesk.refused TO " TEST_DAEMON_ROLE);
+	pid = fx_start_daemon(conf, log);
+	ck_assert_msg(
+		fx_poll_true(conn,
+			     "SELECT policy_states = '{enforcing,failing,failing}'"
+			     " AND policy_problems[2] LIKE 'table virusdesk.nothing_here does not exist%'"
+			     " AND policy_problems[3] = 'not purging: role " TEST_DAEMON_ROLE
+			     " lacks DELETE on the table'"
+			     " AND policy_problems[1] IS NULL"
+			     " FROM retention.instances",
+			     10),
+		"the instance's row does not say which policy fails and why: %s",
+		test_query_value(conn,
+				 "SELECT policy_states::text || ' ' || policy_problems::text FROM retention.instances",
+				 0, NULL));
+	ck_assert_int_eq(fx_ctl(conf, "statefail", &out, &err, "status", NULL), 0);
+	ck_assert_msg(strstr(out, "refused") && strstr(out, "failing") && strstr(out, "lacks DELETE on the table"),
+		      "%s", out);
+	free(out);
+	free(err);
+	ck_assert_int_eq(fx_ctl(conf, "statefail", &out, &err, "--format", "json", "status", NULL), 0);
+	ck_assert_msg(strstr(out, "{\"policy\" : \"uploads\", \"state\" : \"enforcing\", \"problem\" : null}"), "%s",
+		      out);
+	free(out);
+	free(err);
+	/* Fixed: the next resync describes the table again and purges, and the row says so. */
+	test_exec(conn, "GRANT DELETE ON virusdesk.refused TO " TEST_DAEMON_ROLE);
+	ck_assert(fx_wait_row_gone(conn, "virusdesk.refused", "1", 30));
+	ck_assert_msg(fx_poll_true(conn,
+				   "SELECT policy_states[3] = 'enforcing' AND policy_problems[3] IS NULL"
+				   " FROM retention.instances",
+				   1.5),
+		      "the instance's row did not follow the fix within a second");
+	fx_stop_daemon(pid);
+	unlink(log);
+	free(log);
+	unlink(conf);
+	free(conf);
+	free(policies);
+	free(ok);
+	free(missing);
+	free(refused);
+	PQfinish(conn);
+}
+END_TEST
+
 /* ---- the hold race, two connections driven step by step ---- */
 
 /*
@@ -1114,6 +1179,7 @@ int main(void)
 	tcase_add_test(exceptions, test_every_documented_role_does_its_tasks_as_itself);
 	tcase_add_test(exceptions, test_hold_end_wakes_the_daemon);
 	tcase_add_test(exceptions, test_status_follows_purges_within_a_second);
+	tcase_add_test(exceptions, test_status_says_which_policy_fails_and_why);
 	tcase_add_test(exceptions, test_hold_waits_for_purge_in_flight);
 	tcase_add_test(exceptions, test_hold_committed_first_protects);
 	suite_add_tcase(s, exceptions);

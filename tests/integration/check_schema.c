@@ -32,7 +32,7 @@ START_TEST(test_migrate_twice_is_idempotent)
 	PGconn *conn = test_fresh_database("migrate_twice");
 	char *out, *err, *before, *after, *tables;
 	ck_assert_int_eq(run_migrate("migrate_twice", &out, &err), 0);
-	ck_assert_msg(strstr(out, "upgraded to version 3 (3 steps)") != NULL, "out=%s err=%s", out, err);
+	ck_assert_msg(strstr(out, "upgraded to version 4 (4 steps)") != NULL, "out=%s err=%s", out, err);
 	free(out);
 	free(err);
 	before = test_query_value(conn, snapshot_sql, 0, NULL);
