@@ -85,7 +85,7 @@ int ctl_policy_params(const struct policy_sql *sql, const char **params, Oid *ty
  */
 char *ctl_canonical(struct ctl *ctl, const struct policy_sql *sql, const char *statement, const char *value,
 		    bool *invalid);
-/* An SQL expression showing timestamptz EXPR for people: "2026-11-26 15:20:00 (in 14 min)". */
+/* An SQL expression showing timestamptz EXPR for people, with its offset: "2026-11-26 15:20:00 +01 (in 14 min)". */
 char *ctl_human_time(const char *expr, const char *past_word);
 /* An SQL expression for an interval EXPR in people's units: "3 h", "14 min". */
 char *ctl_human_interval(const char *expr);

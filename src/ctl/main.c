@@ -205,7 +205,7 @@ char *ctl_human_time(const char *expr, const char *past_word)
 	char *delta = xasprintf("(%s) - statement_timestamp()", expr);
 	char *human = ctl_human_interval(delta);
 	char *out = xasprintf("CASE WHEN (%s) IS NULL THEN NULL"
-			      " ELSE to_char((%s), 'YYYY-MM-DD HH24:MI:SS') || ' ('"
+			      " ELSE to_char((%s), 'YYYY-MM-DD HH24:MI:SS OF') || ' ('"
 			      " || CASE WHEN (%s) > statement_timestamp() THEN 'in ' || %s"
 			      " ELSE %s || ' %s' END || ')' END",
 			      expr, expr, expr, human, human, past_word);

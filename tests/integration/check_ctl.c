@@ -666,6 +666,11 @@ START_TEST(test_times_in_the_configured_zone_with_d)
 	ck_assert_msg(strstr(out, "\"clock_at\":\"2000-01-01T05:30:00+05:30\""), "%s", out);
 	free(out);
 	free(err);
+	/* F7: people's tables say which zone their times are in. */
+	ck_assert_int_eq(fx_ctl(conf, "ctl_zone", &out, &err, "audit", NULL), 0);
+	ck_assert_msg(strstr(out, " +05:30 ("), "%s", out);
+	free(out);
+	free(err);
 	free(text);
 	free(conf);
 	PQfinish(conn);
