@@ -545,6 +545,96 @@ static void parse_exempt(struct parse_ctx *ctx, const config_setting_t *s, const
 	free(full);
 }
 
+/* A and B name the same table as PostgreSQL reads them ("App.T" is app.t); an unqualified name only itself. */
+static bool same_table(const char *a, const char *b)
+{
+	char *as = NULL, *ar = NULL, *bs = NULL, *br = NULL;
+	const char *why;
+	bool same = config_split_table_name(a, &as, &ar, &why) && config_split_table_name(b, &bs, &br, &why) &&
+		    strcmp(ar, br) == 0 && ((as == NULL && bs == NULL) || (as && bs && strcmp(as, bs) == 0));
+	free(as);
+	free(ar);
+	free(bs);
+	free(br);
+	return same;
+}
+
+/* The value policy P stores in COLUMN when it anonymizes: *VALUE NULL for set_null. False if it leaves COLUMN. */
+static bool anonymized_value(const struct policy *p, const char *column, const char **value)
+{
+	for (size_t i = 0; i < p->n_set_null; i++)
+		if (strcmp(p->set_null[i], column) == 0) {
+			*value = NULL;
+			return true;
+		}
+	for (size_t i = 0; i < p->n_set; i++)
+		if (strcmp(p->set[i].column, column) == 0) {
+			*value = p->set[i].value;
+			return true;
+		}
+	return false;
+}
+
+/*
+ * Each anonymized column once, and never the key: an UPDATE cannot assign a
+ * column twice, and a record whose key changes is no longer the record its
+ * audit row names.
+ */
+static void check_anonymized_columns(struct parse_ctx *ctx, const config_setting_t *s, const char *path,
+				     const struct policy *p)
+{
+	size_t n = p->n_set_null + p->n_set;
+	for (size_t i = 0; i < n; i++) {
+		const char *column = i < p->n_set_null ? p->set_null[i] : p->set[i - p->n_set_null].column;
+		const char *key = i < p->n_set_null ? "set_null" : "set";
+		char *full = xasprintf("%s.%s", path, key);
+		bool twice = false;
+		for (size_t j = 0; j < i; j++)
+			twice |= strcmp(column,
+					j < p->n_set_null ? p->set_null[j] : p->set[j - p->n_set_null].column) == 0;
+		if (twice)
+			report(ctx, config_setting_get_member(s, key), full, "column \"%s\" is anonymized twice",
+			       column);
+		else if (p->key && strcmp(column, p->key) == 0)
+			report(ctx, config_setting_get_member(s, key), full,
+			       "column \"%s\" is the key: the record would no longer be the one its audit row names",
+			       column);
+		free(full);
+	}
+}
+
+/*
+ * Two anonymize policies on one table that store different things in one
+ * column would each make the other's rows stand un-anonymized, and rewrite
+ * and audit them at every batch.
+ */
+static void check_anonymize_conflicts(struct parse_ctx *ctx, const config_setting_t *s, int index,
+				      const struct config *cfg, const struct policy *p)
+{
+	if (p->action != POLICY_ACTION_ANONYMIZE)
+		return;
+	for (size_t i = 0; i < cfg->n_policies; i++) {
+		const struct policy *o = &cfg->policies[i];
+		if (o->action != POLICY_ACTION_ANONYMIZE || !same_table(o->table, p->table))
+			continue;
+		for (size_t c = 0; c < p->n_set_null + p->n_set; c++) {
+			const char *column = c < p->n_set_null ? p->set_null[c] : p->set[c - p->n_set_null].column;
+			const char *mine = c < p->n_set_null ? NULL : p->set[c - p->n_set_null].value, *theirs;
+			if (anonymized_value(o, column, &theirs) &&
+			    ((mine == NULL) != (theirs == NULL) || (mine && strcmp(mine, theirs) != 0))) {
+				const char *key = c < p->n_set_null ? "set_null" : "set";
+				char *full = xasprintf("policies[%d] (%s).%s", index, p->name, key);
+				report(ctx, config_setting_get_member(s, key), full,
+				       "policy %s anonymizes column \"%s\" of %s otherwise than policy %s: each would"
+				       " undo the other at every batch",
+				       p->name, column, p->table, o->name);
+				free(full);
+				return;
+			}
+		}
+	}
+}
+
 static void parse_set(struct parse_ctx *ctx, const config_setting_t *s, const char *path, struct policy *p)
 {
 	static const char *const keys[] = {"column", "value", NULL};
@@ -674,6 +764,7 @@ static bool parse_policy(struct parse_ctx *ctx, const config_setting_t *s, int i
 	}
 	if ((m = config_setting_get_member(s, "set")) != NULL)
 		parse_set(ctx, m, path, p);
+	check_anonymized_columns(ctx, s, path, p);
 
 	if (p->action == POLICY_ACTION_ANONYMIZE && p->n_set_null == 0 && p->n_set == 0 &&
 	    ctx->errs->n == errors_before) {
@@ -740,6 +831,7 @@ static void parse_database(struct parse_ctx *ctx, const config_setting_t *root, 
 		check_keys(ctx, g, "database", keys);
 	cfg->conninfo = lookup_string(ctx, g, "conninfo", "database", false, "");
 	cfg->time_zone = lookup_string(ctx, g, "time_zone", "database", false, "UTC");
+	cfg->time_zone_given = g && config_setting_get_member(g, "time_zone") != NULL;
 	if (cfg->time_zone && (cfg->time_zone[0] == '\0' || strlen(cfg->time_zone) > 63)) {
 		report(ctx, config_setting_get_member(g, "time_zone"), "database.time_zone",
 		       "must name a time zone, as in \"UTC\" or \"Europe/Berlin\"");
@@ -820,6 +912,7 @@ struct config *config_parse(const char *text, const char *filename, const char *
 				policy_clear(p);
 				continue;
 			}
+			check_anonymize_conflicts(&ctx, s, i, cfg, p);
 			cfg->n_policies++;
 		}
 	}

@@ -58,6 +58,7 @@ struct config {
 	char *path;
 	char *conninfo;
 	char *time_zone;
+	bool time_zone_given; /* database.time_zone is in the file (else UTC) */
 	struct duration statement_timeout;
 	struct duration lock_timeout;
 	char *instance;

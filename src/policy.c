@@ -72,7 +72,7 @@ const char policy_resolve_table_sql[] =
 /*
  * $1 table oid, $2 key, $3 clock, $4 subject, $5 exempt column, $6 set_null
  * columns, $7 set columns, $8 action, $9-$13 every configured policy's name,
- * schema, relation, key and subject, $14 this policy's name.
+ * schema, relation, key and subject, $14 this policy's name, $15 its set values.
  * -> (kind, sort, c1 .. c9); kinds: watch, column, sibling, guard, error, warning.
  */
 /* The statement is laid out as SQL, not as C. */
@@ -252,11 +252,55 @@ const char policy_describe_sql[] =
 	"        NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
 	"   FROM col c WHERE c.attnum IS NULL"
 	" UNION ALL"
-	" SELECT 'error', 0, pg_catalog.format('%s column %s is of type %s, which has no equality operator',"
-	"        c.role, pg_catalog.quote_ident(c.name), pg_catalog.format_type(c.atttypid, NULL)),"
+	" SELECT 'error', 0, pg_catalog.format('%s column %s is of type %s, which has no equality operator%s',"
+	"        CASE c.role WHEN 'set' THEN 'anonymized' ELSE c.role END, pg_catalog.quote_ident(c.name),"
+	"        pg_catalog.format_type(c.atttypid, NULL), CASE c.role WHEN 'set' THEN ' of a btree operator class: a"
+	" row anonymized with its value cannot be told from one still to anonymize (set_null it instead)' ELSE '' END),"
 	"        NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
 	"   FROM col c LEFT JOIN eq e ON e.typ = c.atttypid"
-	"  WHERE c.attnum IS NOT NULL AND e.eq IS NULL AND c.role IN ('key', 'subject', 'exempt')"
+	"  WHERE c.attnum IS NOT NULL AND e.eq IS NULL AND c.role IN ('key', 'subject', 'exempt', 'set')"
+	" UNION ALL"
+	/*
+	 * Values given as text are cast to a column's (base) type in the
+	 * statements: a cast from text that a user defined would run that
+	 * user's code with the daemon's role, and with the role of whoever runs
+	 * retentionctl.
+	 */
+	" SELECT 'unsafe', 0, pg_catalog.format('%s column %s is of type %s, whose cast from %s runs %s, a function a user"
+	" defined: the daemon and retentionctl would run it with their own roles (DROP CAST, or use a type without one)',"
+	"        u.role, u.name, pg_catalog.format_type(u.typ, NULL), pg_catalog.format_type(k.castsource, NULL),"
+	"        k.castfunc::pg_catalog.regprocedure), NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
+	"   FROM (SELECT CASE c.role WHEN 'set' THEN 'anonymized' ELSE c.role END, pg_catalog.quote_ident(c.name), bc.base_typ"
+	"           FROM col c JOIN bottom bc ON bc.typ = c.atttypid WHERE c.role IN ('key', 'subject', 'exempt', 'set')"
+	"         UNION SELECT 'key', pg_catalog.quote_ident(s.kname), bk.base_typ FROM sib s JOIN bottom bk ON bk.typ = s.ktyp"
+	"         UNION SELECT 'subject', pg_catalog.quote_ident(s.sname), bs.base_typ FROM sib s"
+	"           JOIN bottom bs ON bs.typ = s.styp) u(role, name, typ)"
+	"   JOIN pg_catalog.pg_cast k ON k.casttarget = u.typ AND k.castfunc <> 0"
+	"    AND k.castsource = 'text'::pg_catalog.regtype"
+	"   JOIN pg_catalog.pg_proc f ON f.oid = k.castfunc"
+	/* An extension's casts are its script's, installed as it was written (citext's, say). */
+	"  WHERE f.pronamespace <> 'pg_catalog'::pg_catalog.regnamespace AND NOT EXISTS ("
+	"        SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass"
+	"           AND d.objid = f.oid AND d.deptype = 'e')"
+	" UNION ALL"
+	" SELECT 'error', 0, pg_catalog.format('anonymized column %s is set to %L, which changes with time: a row"
+	" anonymized with it would never match it again, and be anonymized at every batch', pg_catalog.quote_ident(c.name),"
+	"        v.value), NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
+	"   FROM col c JOIN bottom bc ON bc.typ = c.atttypid"
+	"   JOIN ROWS FROM (pg_catalog.unnest($7::text[]), pg_catalog.unnest($15::text[])) WITH ORDINALITY v(name, value, ord)"
+	"     ON c.role = 'set' AND c.ord = v.ord"
+	"  WHERE bc.base_typ IN ('date'::pg_catalog.regtype, 'timestamp'::pg_catalog.regtype,"
+	"                        'timestamptz'::pg_catalog.regtype, 'time'::pg_catalog.regtype, 'timetz'::pg_catalog.regtype)"
+	"    AND pg_catalog.lower(pg_catalog.btrim(v.value)) IN ('now', 'today', 'tomorrow', 'yesterday')"
+	" UNION ALL"
+	" SELECT 'warning', 0, pg_catalog.format('anonymized column %s is set to %L, which has no UTC offset: it is read"
+	" in database.time_zone, and a change of zone makes every row anonymized with it due again (write the offset)',"
+	"        pg_catalog.quote_ident(c.name), v.value), NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
+	"   FROM col c JOIN bottom bc ON bc.typ = c.atttypid"
+	"   JOIN ROWS FROM (pg_catalog.unnest($7::text[]), pg_catalog.unnest($15::text[])) WITH ORDINALITY v(name, value, ord)"
+	"     ON c.role = 'set' AND c.ord = v.ord"
+	"  WHERE bc.base_typ IN ('timestamptz'::pg_catalog.regtype, 'timetz'::pg_catalog.regtype)"
+	"    AND v.value !~* '(z|utc|gmt|[+-][0-9]{1,2}(:?[0-9]{2})?|infinity|epoch|[a-z]+/[a-z_]+)[[:space:]]*$'"
 	" UNION ALL"
 	/* Values given as text are cast to the base type: an array's would be an array of arrays. */
 	" SELECT 'error', 0, pg_catalog.format('%s column %s is of type %s, an array, which a held or exempt value"
@@ -309,12 +353,19 @@ const char policy_describe_sql[] =
 	"   FROM col c WHERE $8 = 'anonymize' AND c.role = 'clock' AND c.attnum IS NOT NULL"
 	"    AND pg_catalog.cardinality($7::text[]) = 0 AND NOT EXISTS ("
 	"       SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = $1::oid AND i.indkey[0] = c.attnum"
-	"          AND i.indpred IS NOT NULL)"
+	"          AND i.indpred IS NOT NULL AND NOT EXISTS (SELECT 1 FROM pg_catalog.unnest($6::text[]) s(n)"
+	"              WHERE pg_catalog.strpos(pg_catalog.pg_get_expr(i.indpred, i.indrelid),"
+	"                                      pg_catalog.quote_ident(s.n) || ' IS NOT NULL') = 0))"
+	"    AND NOT c.name = ANY ($6::text[])"
 	" UNION ALL"
 	" SELECT 'warning', 0, pg_catalog.format('no trigger calls retention.notify_clock() on INSERT: a new record due"
 	" before the next one known waits up to resync_interval (as the table''s owner: CREATE TRIGGER retention_notify"
 	" AFTER INSERT OR UPDATE OF %1$s ON %2$s FOR EACH STATEMENT EXECUTE FUNCTION retention.notify_clock())',"
-	"        pg_catalog.quote_ident(c.name), $1::oid::regclass), NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
+	/* Anonymized columns too: personal data written back into an anonymized row makes it due again. */
+	"        (SELECT pg_catalog.string_agg(pg_catalog.quote_ident(a.name), ', ' ORDER BY a.role <> 'clock', a.ord)"
+	"           FROM col a WHERE a.attnum IS NOT NULL AND (a.role = 'clock'"
+	"             OR ($8 = 'anonymize' AND a.role IN ('set_null', 'set')))),"
+	"        $1::oid::regclass), NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
 	"   FROM col c WHERE c.role = 'clock' AND c.attnum IS NOT NULL"
 	"    AND pg_catalog.to_regproc('retention.notify_clock') IS NOT NULL AND NOT EXISTS ("
 	"       SELECT 1 FROM pg_catalog.pg_trigger t WHERE t.tgrelid = $1::oid AND t.tgenabled <> 'D'"
@@ -560,6 +611,7 @@ int policy_describe_params(const struct config *cfg, const struct policy *p, lon
 	char **names = xcalloc(n + 1, sizeof(char *)), **schemas = xcalloc(n + 1, sizeof(char *));
 	char **rels = xcalloc(n + 1, sizeof(char *)), **keys = xcalloc(n + 1, sizeof(char *));
 	char **subjects = xcalloc(n + 1, sizeof(char *)), **set_columns = xcalloc(p->n_set + 1, sizeof(char *));
+	char **set_values = xcalloc(p->n_set + 1, sizeof(char *));
 	for (size_t i = 0; i < n; i++) {
 		const struct policy *o = &cfg->policies[i];
 		names[i] = o->name;
@@ -568,8 +620,10 @@ int policy_describe_params(const struct config *cfg, const struct policy *p, lon
 		/* The loader accepted the name, so this splits. */
 		policy_resolve_params(o, &schemas[i], &rels[i]);
 	}
-	for (size_t i = 0; i < p->n_set; i++)
+	for (size_t i = 0; i < p->n_set; i++) {
 		set_columns[i] = p->set[i].column;
+		set_values[i] = p->set[i].value;
+	}
 	params[0] = xasprintf("%lld", oid);
 	params[1] = xstrdup(p->key);
 	params[2] = xstrdup(p->clock);
@@ -584,6 +638,7 @@ int policy_describe_params(const struct config *cfg, const struct policy *p, lon
 	params[11] = policy_text_array(keys, n);
 	params[12] = policy_text_array(subjects, n);
 	params[13] = xstrdup(p->name);
+	params[14] = policy_text_array(set_values, p->n_set);
 	for (size_t i = 0; i < n; i++) {
 		free(schemas[i]);
 		free(rels[i]);
@@ -594,7 +649,8 @@ int policy_describe_params(const struct config *cfg, const struct policy *p, lon
 	free(keys);
 	free(subjects);
 	free(set_columns);
-	return 14;
+	free(set_values);
+	return POLICY_DESCRIBE_N_PARAMS;
 }
 
 void policy_params_free(char **params, int n)
@@ -691,6 +747,11 @@ void policy_shape_parse(struct policy_shape *shape, const PGresult *res, long lo
 		} else if (strcmp(kind, "watch") == 0) {
 			shape->fingerprint = xstrdup(PQgetvalue(res, r, D_C1));
 			shape->watched = xstrdup(PQgetvalue(res, r, D_C2));
+		} else if (strcmp(kind, "unsafe") == 0) {
+			/* Refused by retentionctl too: the cast would run in every statement of the policy. */
+			if (shape->unsafe == NULL)
+				shape->unsafe = xstrdup(PQgetvalue(res, r, D_C1));
+			push(&shape->errors, &shape->n_errors, xstrdup(PQgetvalue(res, r, D_C1)));
 		} else if (strcmp(kind, "error") == 0) {
 			push(&shape->errors, &shape->n_errors, xstrdup(PQgetvalue(res, r, D_C1)));
 		} else if (strcmp(kind, "warning") == 0) {
@@ -704,6 +765,7 @@ void policy_shape_free(struct policy_shape *shape)
 	free(shape->table);
 	free(shape->fingerprint);
 	free(shape->watched);
+	free(shape->unsafe);
 	column_free(&shape->key);
 	column_free(&shape->clock);
 	column_free(&shape->subject);
@@ -783,9 +845,10 @@ static void sb_anonymized(struct sbuf *b, const struct frame *f)
 	sb_add(b, "(");
 	for (size_t i = 0; i < s->n_set_null; i++, and = " AND ")
 		sb_add(b, "%st.%s IS NULL", and, s->set_null[i].quoted);
+	/* In the type's own btree equality: box's `=`, say, compares areas, and would call any box anonymized. */
 	for (size_t i = 0; i < s->n_set; i++, and = " AND ")
-		sb_add(b, "%st.%s IS NOT DISTINCT FROM (" SET_VALUES "::text[])[%zu]::%s", and, s->set[i].quoted, i + 1,
-		       s->set[i].type);
+		sb_add(b, "%scoalesce(t.%s %s (" SET_VALUES "::text[])[%zu]::%s, false)", and, s->set[i].quoted,
+		       s->set[i].eq, i + 1, s->set[i].type);
 	sb_add(b, ")");
 }
 
@@ -1231,10 +1294,20 @@ static char *build_validate(const struct frame *f)
 	return b.s;
 }
 
+static bool set_columns_compare(const struct policy_shape *s)
+{
+	for (size_t i = 0; i < s->n_set; i++)
+		if (s->set[i].eq == NULL)
+			return false;
+	return true;
+}
+
 static bool shape_complete(const struct policy *p, const struct policy_shape *s, const char **why)
 {
 	*why = NULL;
-	if (s->fingerprint == NULL || s->watched == NULL)
+	if (s->unsafe)
+		*why = s->unsafe;
+	else if (s->fingerprint == NULL || s->watched == NULL)
 		*why = "its table's description is incomplete";
 	else if (s->key.quoted == NULL || s->key.eq == NULL)
 		*why = "its key column does not exist or has no equality operator";
@@ -1246,6 +1319,8 @@ static bool shape_complete(const struct policy *p, const struct policy_shape *s,
 		*why = "its exempt column does not exist or has no equality operator";
 	else if (s->n_set_null != p->n_set_null || s->n_set != p->n_set)
 		*why = "an anonymized column does not exist";
+	else if (!set_columns_compare(s))
+		*why = "an anonymized column has no equality operator";
 	else if (s->n_siblings == 0 || strcmp(s->siblings[0].name, p->name) != 0)
 		*why = "its table could not be matched to the configuration";
 	return *why == NULL;
@@ -1404,7 +1479,7 @@ static void failed_sqlstate(struct policy_shape *shape, const PGresult *res)
 bool policy_prepare(PGconn *conn, const struct config *cfg, const struct policy *p, struct policy_shape *shape,
 		    struct policy_sql *sql, char **err)
 {
-	char *schema, *rel, *params[14];
+	char *schema, *rel, *params[POLICY_DESCRIBE_N_PARAMS];
 	const char *resolve[2], *why;
 	PGresult *res;
 	long long oid;

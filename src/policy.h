@@ -122,6 +122,7 @@ struct policy_shape {
 	size_t n_errors;
 	char **warnings;
 	size_t n_warnings;
+	char *unsafe;     /* why no statement of the policy may run at all (its errors say it too), or NULL */
 	char sqlstate[6]; /* policy_prepare: the SQLSTATE of the statement that failed, "" if none did */
 };
 
@@ -165,6 +166,7 @@ int policy_params(const struct policy_sql *sql, const char **params, Oid *types,
 /* Looks a policy's table up in the catalog: $1 schema or NULL, $2 relation -> oid, qualified name. */
 extern const char policy_resolve_table_sql[];
 /* Rows (kind, c1 .. c7) describing a policy's table; parameters from policy_describe_params. */
+#define POLICY_DESCRIBE_N_PARAMS 15
 extern const char policy_describe_sql[];
 
 /* The parameters of policy_resolve_table_sql for P; free both after. False if the name is invalid. */

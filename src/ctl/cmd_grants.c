@@ -30,6 +30,15 @@ enum grants_for {
 	FOR_OWNER,
 };
 
+/* The output is piped to psql: a newline in a name would end the comment it is printed in. */
+static bool has_control_character(const char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			return true;
+	return false;
+}
+
 /* NAME as an SQL identifier: always quoted, so that no keyword or case can change what it names. */
 static char *ident(const char *name)
 {
@@ -135,9 +144,8 @@ static struct table_grant *table_of(struct table_grant **tables, size_t *n, cons
 static void print_table_grants(const struct table_grant *t, const char *role, enum grants_for what)
 {
 	if (t->schema == NULL)
-		printf("-- %s is not schema-qualified: qualify it in the configuration (retentiond --check says where it"
-		       " resolves)\n",
-		       t->table);
+		printf("-- a table is not schema-qualified: qualify it in the configuration (retentiond --check says"
+		       " where it resolves)\n");
 	else
 		printf("GRANT USAGE ON SCHEMA %s TO %s;\n", t->schema, role);
 	if (what == FOR_HOLDS) {
@@ -200,8 +208,8 @@ int cmd_grants(struct ctl *ctl, int argc, char **argv)
 				       for_arg);
 	if (role_arg == NULL && default_role[what] == NULL)
 		return ctl_usage_error(usage, "grants --for owner needs --role (the owner of the tables)");
-	if (role_arg != NULL && role_arg[0] == '\0')
-		return ctl_usage_error(usage, "grants: --role must not be empty");
+	if (role_arg != NULL && (role_arg[0] == '\0' || has_control_character(role_arg)))
+		return ctl_usage_error(usage, "grants: --role must be a role name, without control characters");
 	if ((cfg = ctl_config(ctl)) == NULL)
 		return CTL_ERROR;
 
@@ -221,6 +229,13 @@ int cmd_grants(struct ctl *ctl, int argc, char **argv)
 		for (size_t c = 0; c < p->n_set; c++)
 			names_add(&t->read, p->set[c].column);
 		names_add(&t->clocks, p->clock);
+		if (p->action == POLICY_ACTION_ANONYMIZE) {
+			/* Personal data written back into an anonymized row makes it due again: wake the daemon then too. */
+			for (size_t c = 0; c < p->n_set_null; c++)
+				names_add(&t->clocks, p->set_null[c]);
+			for (size_t c = 0; c < p->n_set; c++)
+				names_add(&t->clocks, p->set[c].column);
+		}
 		if (p->action == POLICY_ACTION_DELETE) {
 			t->deletes = true;
 			names_add(&t->keys, p->key);
@@ -229,7 +244,8 @@ int cmd_grants(struct ctl *ctl, int argc, char **argv)
 		}
 	}
 
-	printf("-- retentionctl grants --for %s: for role %s, from %s\n", for_arg, role, cfg->path);
+	printf("-- retentionctl grants --for %s: for role %s, from %s\n", for_arg, role,
+	       has_control_character(cfg->path) ? "the configuration" : cfg->path);
 	switch (what) {
 	case FOR_DAEMON:
 		printf("-- First, as a superuser: psql -v role=%s -f daemon-role.sql (the retention schema's grants).\n"
@@ -268,6 +284,11 @@ int cmd_grants(struct ctl *ctl, int argc, char **argv)
 		       role);
 		for (size_t i = 0; i < n_tables; i++) {
 			char *clocks = names_joined(&tables[i].clocks);
+			if (has_control_character(clocks) || has_control_character(tables[i].table)) {
+				printf("--   (a name with control characters: retentiond --check prints its statement)\n");
+				free(clocks);
+				continue;
+			}
 			printf("--   CREATE TRIGGER retention_notify AFTER INSERT OR UPDATE OF %s ON %s"
 			       " FOR EACH STATEMENT EXECUTE FUNCTION retention.notify_clock();\n",
 			       clocks, tables[i].table);

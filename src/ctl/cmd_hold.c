@@ -119,8 +119,9 @@ static int hold_add(struct ctl *ctl, int argc, char **argv)
 	before = records_of(ctl, &sql, canonical, subject != NULL);
 	if (before < 0 || (before == 0 && !force)) {
 		if (before == 0)
-			ctl_error("policy %s has no record with %s %s (use --force to hold it before it exists)",
-				  p->name, key ? "key" : "subject", canonical);
+			ctl_error("policy %s has no record with %s %s%s (use --force to hold it before it exists)",
+				  p->name, key ? "key" : "subject", canonical,
+				  p->action == POLICY_ACTION_ANONYMIZE ? " that is not anonymized yet" : "");
 		free(canonical);
 		policy_sql_free(&sql);
 		return CTL_ERROR;

@@ -74,9 +74,18 @@ static const char *privilege_remedy(const char *command)
 /* After an error of SQLSTATE: a missing privilege gets a line naming the role and what prints the grants. */
 static void privilege_hint(const struct ctl *ctl, const char *state)
 {
-	if (state && strcmp(state, "42501") == 0)
-		ctl_error("role %s lacks a privilege that %s needs: %s", ctl->conn ? PQuser(ctl->conn) : "?",
-			  ctl->command ? ctl->command : "this", privilege_remedy(ctl->command));
+	if (state == NULL || strcmp(state, "42501") != 0)
+		return;
+	if (ctl->conninfo == NULL && ctl->cfg && ctl->cfg->conninfo && ctl->cfg->conninfo[0])
+		/* Without -d it logged in as the configuration says: most likely the daemon's role. */
+		ctl_error("role %s, the configuration's conninfo, lacks a privilege that retentionctl %s needs: people"
+			  " connect as themselves, with -d 'dbname=... user=...'; %s",
+			  ctl->conn ? PQuser(ctl->conn) : "?", ctl->command ? ctl->command : "",
+			  privilege_remedy(ctl->command));
+	else
+		ctl_error("role %s lacks a privilege that retentionctl %s needs: %s",
+			  ctl->conn ? PQuser(ctl->conn) : "?", ctl->command ? ctl->command : "",
+			  privilege_remedy(ctl->command));
 }
 
 void ctl_result_error(const struct ctl *ctl, const char *context, const PGresult *res)
@@ -103,6 +112,11 @@ struct config *ctl_config(struct ctl *ctl)
 	for (size_t i = 0; i < errs.n; i++)
 		fprintf(stderr, "retentionctl: %s\n", errs.lines[i]);
 	config_errors_clear(&errs);
+	/* A file of policies alone (docs/operations.md section 3) does not say the daemon's zone. */
+	if (ctl->cfg && !ctl->cfg->time_zone_given && ctl->cfg->conninfo[0] == '\0' && ctl->cfg->n_policies > 0)
+		ctl_error("warning: %s sets no database.time_zone: due times are computed, and times shown, in UTC,"
+			  " which is not the daemon's if its configuration names another zone",
+			  ctl->cfg->path);
 	return ctl->cfg;
 }
 

@@ -349,9 +349,11 @@ START_TEST(test_every_documented_role_does_its_tasks_as_itself)
 				"2", NULL),
 			 1);
 	ck_assert_msg(strcmp(out, "") == 0, "%s", out);
-	ck_assert_msg(strstr(err, "role roles_alice lacks a privilege that explain needs: 'retentionctl grants --for"
-				  " holds' prints the GRANTs"),
-		      "%s", err);
+	ck_assert_msg(
+		strstr(err,
+		       "role roles_alice lacks a privilege that retentionctl explain needs: 'retentionctl grants --for"
+		       " holds' prints the GRANTs"),
+		"%s", err);
 	free(out);
 	free(err);
 

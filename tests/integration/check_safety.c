@@ -1321,6 +1321,74 @@ START_TEST(test_log_carries_no_row_data)
 }
 END_TEST
 
+/*
+ * Review of F16: comparing a `set` column with its value brought three ways
+ * to break the promise. A cast from text that the table's owner defined ran
+ * the owner's code with the daemon's role (it forged an audit row) and with
+ * the role of whoever ran retentionctl (it released every hold); a value that
+ * changes with time never matched again, so the same rows were anonymized
+ * and audited at every batch; a type whose `=` is not exact (box compares
+ * areas) called personal data anonymized. Each is refused before any
+ * statement runs.
+ */
+START_TEST(test_anonymized_values_compare_exactly_and_run_no_users_code)
+{
+	PGconn *conn = fx_database("setvalues");
+	char *cast = fx_policy(
+		"cast", "app.cast", "id", "c", "1 day",
+		"action = \"anonymize\"; set_null = [ \"email\" ]; set = ( { column = \"st\"; value = \"gone\"; } );");
+	char *now = fx_policy("now", "app.now", "id", "c", "1 day",
+			      "action = \"anonymize\"; set = ( { column = \"at\"; value = \" Now\"; } );");
+	char *box = fx_policy("box", "app.box", "id", "c", "1 day",
+			      "action = \"anonymize\"; set = ( { column = \"area\"; value = \"(0,0),(1,1)\"; } );");
+	char *policies = xasprintf("%s, %s, %s", cast, now, box);
+	char *conf = fx_config("setvalues", NULL, policies);
+	char *out, *err;
+	test_exec(conn, "CREATE SCHEMA app; CREATE SEQUENCE app.ran; GRANT USAGE ON SCHEMA app TO PUBLIC;"
+			"GRANT USAGE ON SEQUENCE app.ran TO PUBLIC;"
+			"CREATE TYPE app.st AS ENUM ('live', 'gone');"
+			"CREATE FUNCTION app.st_of(text) RETURNS app.st LANGUAGE plpgsql AS $$ BEGIN"
+			"  PERFORM nextval('app.ran'); RETURN CAST(CAST($1 AS name) AS text)::app.st; END $$;"
+			"CREATE CAST (text AS app.st) WITH FUNCTION app.st_of(text);"
+			"CREATE TABLE app.cast (id int PRIMARY KEY, c timestamptz, email text, st app.st);"
+			"INSERT INTO app.cast VALUES (1, now() - interval '2 days', NULL, 'live');"
+			"CREATE TABLE app.now (id int PRIMARY KEY, c timestamptz, at timestamptz);"
+			"INSERT INTO app.now VALUES (1, now() - interval '2 days', now());"
+			"CREATE TABLE app.box (id int PRIMARY KEY, c timestamptz, area box);"
+			"INSERT INTO app.box VALUES (1, now() - interval '2 days', '(52.52,13.40),(53.52,14.40)')");
+	fx_grant(conn, "app");
+	ck_assert_int_eq(fx_run_check(conf, &out, &err), 1);
+	ck_assert_msg(strstr(out,
+			     "policy cast: error: anonymized column st is of type app.st, whose cast from text runs"
+			     " app.st_of(text), a function a user defined"),
+		      "%s", out);
+	ck_assert_msg(strstr(out, "policy now: error: anonymized column at is set to ' Now', which changes with time"),
+		      "%s", out);
+	ck_assert_msg(strstr(out, "policy box: error: anonymized column area is of type box, which has no equality"
+				  " operator of a btree operator class"),
+		      "%s", out);
+	free(out);
+	free(err);
+	ck_assert_int_eq(fx_run_once(conf, &out, &err), 1);
+	free(out);
+	free(err);
+	ck_assert_int_eq(fx_ctl(conf, "setvalues", &out, &err, "pending", "--policy", "cast", NULL), 1);
+	ck_assert_msg(strstr(err, "whose cast from text runs app.st_of(text)"), "%s", err);
+	free(out);
+	free(err);
+	ck_assert_int_eq(count(conn, "SELECT count(*) FROM retention.audit_log"), 0);
+	/* Neither the daemon, nor --check, nor retentionctl ran the owner's cast. */
+	ck_assert_int_eq(count(conn, "SELECT count(*) FROM app.cast WHERE st = 'live' AND c < now()"), 1);
+	ck_assert_int_eq(count(conn, "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM app.ran"), 0);
+	free(cast);
+	free(now);
+	free(box);
+	free(policies);
+	free(conf);
+	PQfinish(conn);
+}
+END_TEST
+
 /* --check tells the truth about what would stop or endanger a purge. */
 START_TEST(test_check_reports_what_endangers_a_purge)
 {
@@ -1386,6 +1454,7 @@ int main(void)
 	tcase_add_test(kept, test_undeletable_records_do_not_block_the_rest);
 	tcase_add_test(kept, test_failed_commit_is_not_a_purge);
 	tcase_add_test(kept, test_an_anonymisation_that_does_not_take_is_not_audited);
+	tcase_add_test(kept, test_anonymized_values_compare_exactly_and_run_no_users_code);
 	tcase_add_test(kept, test_an_anonymisation_undone_later_is_not_audited);
 	tcase_add_test(kept, test_a_set_value_its_domain_rejects_stops_the_policy);
 	tcase_add_test(kept, test_infinite_clocks);

@@ -143,7 +143,7 @@ START_TEST(test_a_partial_index_serves_an_anonymize_policy)
 				 "action = \"anonymize\"; set_null = [ \"email\", \"name\" ];");
 	char *conf = fx_config("anonindex", NULL, policy);
 	struct fx_policy fp;
-	char *plan;
+	char *plan, *out, *err;
 	test_exec(conn,
 		  "CREATE SCHEMA app; CREATE TABLE app.t (id int PRIMARY KEY, c timestamptz, email text, name text);"
 		  "INSERT INTO app.t SELECT g, now() - interval '30 days' + g * interval '1 second', NULL, NULL"
@@ -161,6 +161,16 @@ START_TEST(test_a_partial_index_serves_an_anonymize_policy)
 	plan = generic_plan(conn, &fp, fp.sql.next_wake, "true");
 	ck_assert_msg(strstr(plan, "t_c_to_anonymize") && !strstr(plan, "t_c_all"), "%s", plan);
 	free(plan);
+	/* --check asks for that index, and only while the table lacks it: one partial on the clock alone is not it. */
+	ck_assert_int_eq(fx_run_check(conf, &out, &err), 0);
+	ck_assert_msg(strstr(out, "anonymized rows keep their clock") == NULL, "%s", out);
+	free(out);
+	free(err);
+	test_exec(conn, "DROP INDEX app.t_c_to_anonymize; CREATE INDEX t_c_started ON app.t (c) WHERE c IS NOT NULL");
+	ck_assert_int_eq(fx_run_check(conf, &out, &err), 0);
+	ck_assert_msg(strstr(out, "CREATE INDEX ON app.t (c) WHERE email IS NOT NULL OR name IS NOT NULL"), "%s", out);
+	free(out);
+	free(err);
 	fx_policy_free(&fp);
 	free(policy);
 	free(conf);

@@ -211,6 +211,35 @@ START_TEST(test_anonymize_without_columns)
 }
 END_TEST
 
+/* Review of F16: an UPDATE cannot assign a column twice; a changed key is another record. */
+START_TEST(test_anonymized_columns_once_and_never_the_key)
+{
+	expect_one_error(ONE_POLICY("action = \"anonymize\"; set_null = [ \"email\" ];"
+				    " set = ( { column = \"email\"; value = \"x\"; } );"),
+			 ".set:", "column \"email\" is anonymized twice", NULL);
+	config_errors_clear(&errs);
+	expect_one_error(ONE_POLICY("action = \"anonymize\"; set_null = [ \"id\" ];"),
+			 ".set_null:", "column \"id\" is the key", NULL);
+}
+END_TEST
+
+/* Two anonymize policies storing different things in one column undid each other at every batch. */
+START_TEST(test_anonymize_policies_on_one_table_agree)
+{
+	expect_one_error(
+		"policies = (\n" POLICY_BODY(
+			"action = \"anonymize\"; set = ( { column = \"email\"; value ="
+			" \"redacted\"; } );") ",\n"
+					       "  { name = \"second\"; service = \"s\"; source = \"s\"; table = \"VirusDesk.uploads\";"
+					       " key = \"id\"; clock = \"deleted_at\"; retain = \"1 day\"; action = \"anonymize\";"
+					       " set_null = [ \"email\", \"name\" ]; } );\n",
+		"policies[1] (second).set_null",
+		"anonymizes column \"email\" of VirusDesk.uploads otherwise than"
+		" policy virusdesk-scan-uploads",
+		NULL);
+}
+END_TEST
+
 START_TEST(test_several_problems_all_reported)
 {
 	struct config *cfg = test_load_config(ONE_POLICY("batch = 0; subject = \"\"; action = \"x\";"), &errs);
@@ -394,6 +423,8 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_batch_out_of_range);
 	tcase_add_test(tc, test_exempt_without_values);
 	tcase_add_test(tc, test_anonymize_without_columns);
+	tcase_add_test(tc, test_anonymized_columns_once_and_never_the_key);
+	tcase_add_test(tc, test_anonymize_policies_on_one_table_agree);
 	tcase_add_test(tc, test_several_problems_all_reported);
 	tcase_add_test(tc, test_syntax_error_names_line);
 	tcase_add_test(tc, test_include_of_directory_is_contained);

@@ -187,8 +187,10 @@ START_TEST(test_anonymize)
 	ck_assert_ptr_nonnull(strstr(sql.validate, ", ($13::text[])[1]::text IS NULL"));
 	/* The clock is left as it is: the row's own values say it stands anonymized. */
 	ck_assert_ptr_null(strstr(sql.purge, CLOCK " = NULL"));
-	ck_assert_ptr_nonnull(strstr(sql.lock, " AND NOT (t.\"e mail\" IS NULL AND t.name IS NOT DISTINCT FROM"
-					       " ($13::text[])[1]::text)"));
+	/* A set column compares in its type's btree equality, never with a bare `=`. */
+	ck_assert_ptr_nonnull(strstr(sql.lock,
+				     " AND NOT (t.\"e mail\" IS NULL AND coalesce(t.name OPERATOR(pg_catalog.=)"
+				     " ($13::text[])[1]::text, false))"));
 	ck_assert_ptr_nonnull(strstr(sql.next_wake, " AND NOT (t.\"e mail\" IS NULL AND"));
 	ck_assert_ptr_nonnull(strstr(sql.pending, " AND NOT (t.\"e mail\" IS NULL AND"));
 	ck_assert_str_eq(sql.params[POLICY_PARAM_SET_VALUES], "{\"anonymous\"}");
