@@ -78,6 +78,13 @@ const char policy_resolve_table_sql[] =
 /* The statement is laid out as SQL, not as C. */
 /* clang-format off */
 /* A column's type modifier, or for a domain column (which has none) the domain's own. */
+/* The base types of the columns whose values statements read from text, or show as text. */
+#define UNSAFE_TYPES                                                                                                   \
+	"(SELECT CASE c.role WHEN 'set' THEN 'anonymized' ELSE c.role END, pg_catalog.quote_ident(c.name), bc.base_typ"    \
+	"   FROM col c JOIN bottom bc ON bc.typ = c.atttypid WHERE c.role IN ('key', 'subject', 'exempt', 'set')"         \
+	" UNION SELECT 'key', pg_catalog.quote_ident(s.kname), bk.base_typ FROM sib s JOIN bottom bk ON bk.typ = s.ktyp"  \
+	" UNION SELECT 'subject', pg_catalog.quote_ident(s.sname), bs.base_typ FROM sib s"                                \
+	"   JOIN bottom bs ON bs.typ = s.styp) u(role, name, typ)"
 #define EFFECTIVE_TYPMOD(atttypmod, bottom) "CASE WHEN " atttypmod " <> -1 THEN " atttypmod " ELSE " bottom ".mod END"
 
 const char policy_describe_sql[] =
@@ -266,22 +273,24 @@ const char policy_describe_sql[] =
 	 * user's code with the daemon's role, and with the role of whoever runs
 	 * retentionctl.
 	 */
-	" SELECT 'unsafe', 0, pg_catalog.format('%s column %s is of type %s, whose cast from %s runs %s, a function a user"
+	" SELECT 'unsafe', 0, pg_catalog.format('%s column %s is of type %s, whose cast %s %s runs %s, a function a user"
 	" defined: the daemon and retentionctl would run it with their own roles (DROP CAST, or use a type without one)',"
-	"        u.role, u.name, pg_catalog.format_type(u.typ, NULL), pg_catalog.format_type(k.castsource, NULL),"
+	"        u.role, u.name, pg_catalog.format_type(u.typ, NULL),"
+	"        CASE WHEN k.casttarget = u.typ THEN 'from' ELSE 'to' END, 'text',"
 	"        k.castfunc::pg_catalog.regprocedure), NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
-	"   FROM (SELECT CASE c.role WHEN 'set' THEN 'anonymized' ELSE c.role END, pg_catalog.quote_ident(c.name), bc.base_typ"
-	"           FROM col c JOIN bottom bc ON bc.typ = c.atttypid WHERE c.role IN ('key', 'subject', 'exempt', 'set')"
-	"         UNION SELECT 'key', pg_catalog.quote_ident(s.kname), bk.base_typ FROM sib s JOIN bottom bk ON bk.typ = s.ktyp"
-	"         UNION SELECT 'subject', pg_catalog.quote_ident(s.sname), bs.base_typ FROM sib s"
-	"           JOIN bottom bs ON bs.typ = s.styp) u(role, name, typ)"
-	"   JOIN pg_catalog.pg_cast k ON k.casttarget = u.typ AND k.castfunc <> 0"
-	"    AND k.castsource = 'text'::pg_catalog.regtype"
+	"   FROM " UNSAFE_TYPES " JOIN pg_catalog.pg_cast k ON k.castfunc <> 0"
+	"    AND ((k.casttarget = u.typ AND k.castsource = 'text'::pg_catalog.regtype)"
+	"      OR (k.castsource = u.typ AND k.casttarget = 'text'::pg_catalog.regtype))"
 	"   JOIN pg_catalog.pg_proc f ON f.oid = k.castfunc"
-	/* An extension's casts are its script's, installed as it was written (citext's, say). */
-	"  WHERE f.pronamespace <> 'pg_catalog'::pg_catalog.regnamespace AND NOT EXISTS ("
-	"        SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass"
-	"           AND d.objid = f.oid AND d.deptype = 'e')"
+	"  WHERE f.pronamespace <> 'pg_catalog'::pg_catalog.regnamespace"
+	" UNION ALL"
+	/* An array's input reads each element as its type: a domain's, with the domain's checks. */
+	" SELECT 'unsafe', 0, pg_catalog.format('%s column %s is of type %s, an array of domain %s, whose checks are code of"
+	" its owner: the daemon and retentionctl would run them with their own roles (use the domain''s base type)',"
+	"        u.role, u.name, pg_catalog.format_type(u.typ, NULL), pg_catalog.format_type(at.typelem, NULL)),"
+	"        NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
+	"   FROM " UNSAFE_TYPES " JOIN pg_catalog.pg_type at ON at.oid = u.typ AND at.typelem <> 0"
+	"   JOIN pg_catalog.pg_type et ON et.oid = at.typelem AND et.typtype = 'd'"
 	" UNION ALL"
 	" SELECT 'error', 0, pg_catalog.format('anonymized column %s is set to %L, which changes with time: a row"
 	" anonymized with it would never match it again, and be anonymized at every batch', pg_catalog.quote_ident(c.name),"
@@ -289,9 +298,11 @@ const char policy_describe_sql[] =
 	"   FROM col c JOIN bottom bc ON bc.typ = c.atttypid"
 	"   JOIN ROWS FROM (pg_catalog.unnest($7::text[]), pg_catalog.unnest($15::text[])) WITH ORDINALITY v(name, value, ord)"
 	"     ON c.role = 'set' AND c.ord = v.ord"
-	"  WHERE bc.base_typ IN ('date'::pg_catalog.regtype, 'timestamp'::pg_catalog.regtype,"
-	"                        'timestamptz'::pg_catalog.regtype, 'time'::pg_catalog.regtype, 'timetz'::pg_catalog.regtype)"
-	"    AND pg_catalog.lower(pg_catalog.btrim(v.value)) IN ('now', 'today', 'tomorrow', 'yesterday')"
+	"   JOIN pg_catalog.pg_type bt ON bt.oid = bc.base_typ"
+	"  WHERE (CASE WHEN bt.typelem <> 0 AND bt.typcategory = 'A' THEN bt.typelem ELSE bt.oid END)"
+	"        IN ('date'::pg_catalog.regtype, 'timestamp'::pg_catalog.regtype, 'timestamptz'::pg_catalog.regtype,"
+	"            'time'::pg_catalog.regtype, 'timetz'::pg_catalog.regtype)"
+	"    AND v.value ~* '(^|[^a-z])(now|today|tomorrow|yesterday)([^a-z]|$)'"
 	" UNION ALL"
 	" SELECT 'warning', 0, pg_catalog.format('anonymized column %s is set to %L, which has no UTC offset: it is read"
 	" in database.time_zone, and a change of zone makes every row anonymized with it due again (write the offset)',"

@@ -1341,7 +1341,14 @@ START_TEST(test_anonymized_values_compare_exactly_and_run_no_users_code)
 			      "action = \"anonymize\"; set = ( { column = \"at\"; value = \" Now\"; } );");
 	char *box = fx_policy("box", "app.box", "id", "c", "1 day",
 			      "action = \"anonymize\"; set = ( { column = \"area\"; value = \"(0,0),(1,1)\"; } );");
-	char *policies = xasprintf("%s, %s, %s", cast, now, box);
+	/* The re-check of the fix: an array of a domain, a cast to text, a time-dependent array. */
+	char *tags = fx_policy("tags", "app.tags", "id", "c", "1 day",
+			       "action = \"anonymize\"; set = ( { column = \"tags\"; value = \"{q}\"; } );");
+	char *keyed = fx_policy("keyed", "app.keyed", "id", "c", "1 day",
+				"action = \"anonymize\"; set_null = [ \"email\" ];");
+	char *ats = fx_policy("ats", "app.ats", "id", "c", "1 day",
+			      "action = \"anonymize\"; set = ( { column = \"ats\"; value = \"{today,x}\"; } );");
+	char *policies = xasprintf("%s, %s, %s, %s, %s, %s", cast, now, box, tags, keyed, ats);
 	char *conf = fx_config("setvalues", NULL, policies);
 	char *out, *err;
 	test_exec(conn, "CREATE SCHEMA app; CREATE SEQUENCE app.ran; GRANT USAGE ON SCHEMA app TO PUBLIC;"
@@ -1355,7 +1362,22 @@ START_TEST(test_anonymized_values_compare_exactly_and_run_no_users_code)
 			"CREATE TABLE app.now (id int PRIMARY KEY, c timestamptz, at timestamptz);"
 			"INSERT INTO app.now VALUES (1, now() - interval '2 days', now());"
 			"CREATE TABLE app.box (id int PRIMARY KEY, c timestamptz, area box);"
-			"INSERT INTO app.box VALUES (1, now() - interval '2 days', '(52.52,13.40),(53.52,14.40)')");
+			"INSERT INTO app.box VALUES (1, now() - interval '2 days', '(52.52,13.40),(53.52,14.40)');"
+			"CREATE FUNCTION app.spy(text) RETURNS boolean LANGUAGE plpgsql AS $$ BEGIN"
+			"  PERFORM nextval('app.ran'); RETURN true; END $$;"
+			"CREATE DOMAIN app.tag AS text CHECK (app.spy(VALUE));"
+			"CREATE TABLE app.tags (id int PRIMARY KEY, c timestamptz, tags app.tag[]);"
+			"CREATE TYPE app.k AS ENUM ('a', 'b');"
+			"CREATE FUNCTION app.k_text(app.k) RETURNS text LANGUAGE plpgsql AS $$ BEGIN"
+			"  PERFORM nextval('app.ran'); RETURN CAST(CAST($1 AS name) AS text); END $$;"
+			"CREATE CAST (app.k AS text) WITH FUNCTION app.k_text(app.k);"
+			"CREATE TABLE app.keyed (id app.k PRIMARY KEY, c timestamptz, email text);"
+			"CREATE TABLE app.ats (id int PRIMARY KEY, c timestamptz, ats date[]);"
+			"INSERT INTO app.ats VALUES (1, now() - interval '2 days', NULL)");
+	/* Rows the cast and the domain would see; inserted as the superuser, whose own casts are not in question. */
+	test_exec(conn, "INSERT INTO app.tags VALUES (1, now() - interval '2 days', NULL);"
+			"INSERT INTO app.keyed VALUES ('a', now() - interval '2 days', 'a@example.org');"
+			"SELECT setval('app.ran', 1, false)");
 	fx_grant(conn, "app");
 	ck_assert_int_eq(fx_run_check(conf, &out, &err), 1);
 	ck_assert_msg(strstr(out,
@@ -1367,6 +1389,15 @@ START_TEST(test_anonymized_values_compare_exactly_and_run_no_users_code)
 	ck_assert_msg(strstr(out, "policy box: error: anonymized column area is of type box, which has no equality"
 				  " operator of a btree operator class"),
 		      "%s", out);
+	ck_assert_msg(strstr(out, "policy tags: error: anonymized column tags is of type app.tag[], an array of domain"
+				  " app.tag, whose checks are code of its owner"),
+		      "%s", out);
+	ck_assert_msg(strstr(out, "policy keyed: error: key column id is of type app.k, whose cast to text runs"
+				  " app.k_text(app.k)"),
+		      "%s", out);
+	ck_assert_msg(
+		strstr(out, "policy ats: error: anonymized column ats is set to '{today,x}', which changes with time"),
+		"%s", out);
 	free(out);
 	free(err);
 	ck_assert_int_eq(fx_run_once(conf, &out, &err), 1);
@@ -1376,6 +1407,9 @@ START_TEST(test_anonymized_values_compare_exactly_and_run_no_users_code)
 	ck_assert_msg(strstr(err, "whose cast from text runs app.st_of(text)"), "%s", err);
 	free(out);
 	free(err);
+	ck_assert_int_eq(fx_ctl(conf, "setvalues", &out, &err, "explain", "--policy", "keyed", "--key", "a", NULL), 1);
+	free(out);
+	free(err);
 	ck_assert_int_eq(count(conn, "SELECT count(*) FROM retention.audit_log"), 0);
 	/* Neither the daemon, nor --check, nor retentionctl ran the owner's cast. */
 	ck_assert_int_eq(count(conn, "SELECT count(*) FROM app.cast WHERE st = 'live' AND c < now()"), 1);
@@ -1383,6 +1417,9 @@ START_TEST(test_anonymized_values_compare_exactly_and_run_no_users_code)
 	free(cast);
 	free(now);
 	free(box);
+	free(tags);
+	free(keyed);
+	free(ats);
 	free(policies);
 	free(conf);
 	PQfinish(conn);
