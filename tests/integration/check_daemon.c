@@ -678,8 +678,22 @@ START_TEST(test_kill_9_never_splits_a_batch)
 		before = test_query_ll(conn, "SELECT count(*) FROM virusdesk.uploads");
 		unlink(log);
 		pid = fx_start_daemon(conf, log);
-		/* Once purging: the table is looked up first, which is not what this test is about. */
-		fx_wait_for_log(log, "purged 200 records", 10);
+		/*
+		 * Once purging: the table is looked up first, which is not what this
+		 * test is about. Twice, under the load of parallel suites, a
+		 * restarted daemon logged nothing after "starting" for 10 s (it did
+		 * not connect): the wait is longer, and says what the server's
+		 * sessions were doing should it run out.
+		 */
+		if (!fx_wait_for_either_after(log, 0, "purged 200 records", "purged 200 records", 30)) {
+			char *sessions = test_query_value(
+				conn,
+				"SELECT coalesce(string_agg(format('%s %s %s/%s %s', pid, state, wait_event_type, wait_event,"
+				" left(query, 80)), '; '), '') FROM pg_stat_activity WHERE pid <> pg_backend_pid()",
+				0, NULL);
+			fx_wait_for_log(log, "purged 200 records", 0);
+			ck_abort_msg("sessions: %s", sessions);
+		}
 		/* A random moment within the purge: this sleep is the kill point, not a wait. */
 		usleep((useconds_t)(random() % 150000));
 		ck_assert_int_eq(kill(pid, SIGKILL), 0);
