@@ -76,16 +76,12 @@ static void privilege_hint(const struct ctl *ctl, const char *state)
 {
 	if (state == NULL || strcmp(state, "42501") != 0)
 		return;
-	if (ctl->conninfo == NULL && ctl->cfg && ctl->cfg->conninfo && ctl->cfg->conninfo[0])
-		/* Without -d it logged in as the configuration says: most likely the daemon's role. */
-		ctl_error("role %s, the configuration's conninfo, lacks a privilege that retentionctl %s needs: people"
-			  " connect as themselves, with -d 'dbname=... user=...'; %s",
-			  ctl->conn ? PQuser(ctl->conn) : "?", ctl->command ? ctl->command : "",
-			  privilege_remedy(ctl->command));
-	else
-		ctl_error("role %s lacks a privilege that retentionctl %s needs: %s",
-			  ctl->conn ? PQuser(ctl->conn) : "?", ctl->command ? ctl->command : "",
-			  privilege_remedy(ctl->command));
+	/* Without -d it logged in as the configuration says: most likely the daemon's role. */
+	bool as_configured = ctl->conninfo == NULL && ctl->cfg && ctl->cfg->conninfo && ctl->cfg->conninfo[0];
+	ctl_error("role %s%s lacks a privilege that retentionctl %s needs: %s%s", ctl->conn ? PQuser(ctl->conn) : "?",
+		  as_configured ? ", the configuration's conninfo," : "", ctl->command ? ctl->command : "",
+		  as_configured ? "people connect as themselves, with -d 'dbname=... user=...'; " : "",
+		  privilege_remedy(ctl->command));
 }
 
 void ctl_result_error(const struct ctl *ctl, const char *context, const PGresult *res)
