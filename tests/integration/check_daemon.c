@@ -676,6 +676,9 @@ START_TEST(test_kill_9_never_splits_a_batch)
 		pid_t pid;
 		int status;
 		before = test_query_ll(conn, "SELECT count(*) FROM virusdesk.uploads");
+		/* A daemon with nothing due never logs a purge: the backlog is done, and so are the kills. */
+		if (before == 0)
+			break;
 		unlink(log);
 		pid = fx_start_daemon(conf, log);
 		/*
@@ -701,9 +704,10 @@ START_TEST(test_kill_9_never_splits_a_batch)
 				fclose(f);
 			}
 			fprintf(stderr,
-				"test_kill_9_never_splits_a_batch: no purge within 30 s of a restart; daemon %s"
-				" (wchan %s); sessions: %s\n",
-				alive ? "alive" : "gone", wchan, sessions);
+				"test_kill_9_never_splits_a_batch: no purge within 30 s of a restart, %lld records left;"
+				" daemon %s (wchan %s); sessions: %s\n",
+				test_query_ll(conn, "SELECT count(*) FROM virusdesk.uploads"), alive ? "alive" : "gone",
+				wchan, sessions);
 			free(proc);
 			free(sessions);
 			if (alive) {
