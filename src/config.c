@@ -28,31 +28,15 @@
 #define CONFIG_CHILD_DEADLINE_MS 10000
 
 const char *const config_known_keys[] = {
-	"database.conninfo",
-	"database.time_zone",
-	"database.statement_timeout",
-	"database.lock_timeout",
-	"daemon.instance",
-	"daemon.resync_interval",
-	"daemon.log_level",
-	"policies.name",
-	"policies.service",
-	"policies.source",
-	"policies.table",
-	"policies.key",
-	"policies.clock",
-	"policies.retain",
-	"policies.action",
-	"policies.subject",
-	"policies.batch",
-	"policies.exempt",
-	"policies.exempt.column",
-	"policies.exempt.values",
-	"policies.set_null",
-	"policies.set",
-	"policies.set.column",
-	"policies.set.value",
-	NULL,
+	"database.conninfo",      "database.time_zone", "database.statement_timeout",
+	"database.lock_timeout",  "daemon.instance",    "daemon.resync_interval",
+	"daemon.log_level",       "audit.key_file",     "audit.pseudonymize",
+	"policies.name",          "policies.service",   "policies.source",
+	"policies.table",         "policies.key",       "policies.clock",
+	"policies.retain",        "policies.action",    "policies.subject",
+	"policies.batch",         "policies.exempt",    "policies.exempt.column",
+	"policies.exempt.values", "policies.set_null",  "policies.set",
+	"policies.set.column",    "policies.set.value", NULL,
 };
 
 struct parse_ctx {
@@ -867,9 +851,74 @@ static void parse_daemon(struct parse_ctx *ctx, const config_setting_t *root, st
 	free(level);
 }
 
+static void parse_audit(struct parse_ctx *ctx, const config_setting_t *root, const char *include_dir,
+			struct config *cfg)
+{
+	static const char *const keys[] = {"key_file", "pseudonymize", NULL};
+	const config_setting_t *g = config_setting_get_member(root, "audit"), *list;
+	char *key_file;
+	if (g == NULL)
+		return;
+	if (!config_setting_is_group(g)) {
+		report(ctx, g, "audit", "must be a group { ... }");
+		return;
+	}
+	check_keys(ctx, g, "audit", keys);
+	cfg->audit.configured = true;
+	list = config_setting_get_member(g, "pseudonymize");
+	if (list == NULL) {
+		cfg->audit.pseudonymize_subject = true;
+	} else {
+		size_t n = 0;
+		char **fields = lookup_string_list(ctx, list, "audit.pseudonymize", &n, NULL);
+		for (size_t i = 0; fields && i < n; i++) {
+			bool *flag = strcmp(fields[i], "subject") == 0 ? &cfg->audit.pseudonymize_subject
+				     : strcmp(fields[i], "key") == 0   ? &cfg->audit.pseudonymize_key
+								       : NULL;
+			if (flag == NULL)
+				report(ctx, config_setting_get_elem(list, (unsigned)i), "audit.pseudonymize",
+				       "\"%s\" is not a field the trail can pseudonymize: \"subject\" or \"key\"",
+				       fields[i]);
+			else if (*flag)
+				report(ctx, config_setting_get_elem(list, (unsigned)i), "audit.pseudonymize",
+				       "\"%s\" is listed twice", fields[i]);
+			else
+				*flag = true;
+			free(fields[i]);
+		}
+		free(fields);
+	}
+	key_file = lookup_string(ctx, g, "key_file", "audit", false, NULL);
+	if (key_file && key_file[0] == '\0') {
+		report(ctx, config_setting_get_member(g, "key_file"), "audit.key_file", "must name a file");
+	} else if (key_file) {
+		cfg->audit.key_file =
+			key_file[0] == '/' ? xstrdup(key_file) : xasprintf("%s/%s", include_dir, key_file);
+		cfg->audit.key_file_line = config_setting_source_line(config_setting_get_member(g, "key_file"));
+	} else if (cfg->audit.pseudonymize_subject || cfg->audit.pseudonymize_key) {
+		report(ctx, g, "audit.key_file",
+		       "missing required key: pseudonyms need a key outside the database (retentionctl audit keygen"
+		       " FILE makes one)");
+	}
+	free(key_file);
+}
+
+bool config_read_audit_key(struct config *cfg, struct config_errors *errs)
+{
+	char *why;
+	if (cfg->audit.key_file == NULL || cfg->audit.key.bytes)
+		return true;
+	why = audit_key_read(cfg->audit.key_file, &cfg->audit.key);
+	if (why == NULL)
+		return true;
+	errs_add(errs, "%s:%d: audit.key_file: %s", cfg->path, cfg->audit.key_file_line, why);
+	free(why);
+	return false;
+}
+
 struct config *config_parse(const char *text, const char *filename, const char *include_dir, struct config_errors *errs)
 {
-	static const char *const top_keys[] = {"database", "daemon", "policies", NULL};
+	static const char *const top_keys[] = {"database", "daemon", "audit", "policies", NULL};
 	struct parse_ctx ctx = {filename, errs};
 	struct config *cfg = xcalloc(1, sizeof(*cfg));
 	const config_setting_t *root, *list;
@@ -888,6 +937,7 @@ struct config *config_parse(const char *text, const char *filename, const char *
 	check_keys(&ctx, root, "(top level)", top_keys);
 	parse_database(&ctx, root, cfg);
 	parse_daemon(&ctx, root, cfg);
+	parse_audit(&ctx, root, include_dir, cfg);
 
 	list = config_setting_get_member(root, "policies");
 	if (list == NULL) {
@@ -944,6 +994,8 @@ void config_free(struct config *cfg)
 	free(cfg->conninfo);
 	free(cfg->time_zone);
 	free(cfg->instance);
+	free(cfg->audit.key_file);
+	audit_key_clear(&cfg->audit.key);
 	free(cfg);
 }
 

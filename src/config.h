@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "audit.h"
 #include "log.h"
 
 /* Identifiers longer than this are truncated by PostgreSQL (NAMEDATALEN - 1). */
@@ -54,6 +55,16 @@ struct policy {
 	int line;
 };
 
+/* The audit group: which identifiers the trail stores as keyed pseudonyms. */
+struct config_audit {
+	bool configured;   /* the file has an audit group; without one (version 1) identifiers stay in clear */
+	char *key_file;    /* as an absolute path (relative ones are taken from the file's directory), or NULL */
+	int key_file_line; /* for messages */
+	bool pseudonymize_subject;
+	bool pseudonymize_key;
+	struct audit_key key; /* the key file's bytes, once config_read_audit_key has read them */
+};
+
 struct config {
 	char *path;
 	char *conninfo;
@@ -64,6 +75,7 @@ struct config {
 	char *instance;
 	struct duration resync_interval;
 	enum log_level log_level;
+	struct config_audit audit;
 	struct policy *policies;
 	size_t n_policies;
 };
@@ -90,6 +102,16 @@ struct config *config_load(const char *path, struct config_errors *errs);
  */
 struct config *config_parse(const char *text, const char *filename, const char *include_dir,
 			    struct config_errors *errs);
+
+/*
+ * Reads audit.key_file into cfg->audit.key, if the configuration names one.
+ * The daemon does it at start and on reload (a key it cannot read is a
+ * configuration error); retentionctl only when a lookup needs a pseudonym.
+ */
+bool config_read_audit_key(struct config *cfg, struct config_errors *errs);
+/* Whether the trail stores this configuration's subjects / keys as pseudonyms. */
+#define config_pseudonymizes_subject(cfg) ((cfg)->audit.pseudonymize_subject)
+#define config_pseudonymizes_key(cfg)     ((cfg)->audit.pseudonymize_key)
 
 void config_free(struct config *cfg);
 void config_errors_clear(struct config_errors *errs);

@@ -66,9 +66,19 @@ static struct config *load_config_or_report(const char *path)
 {
 	struct config_errors errs = {NULL, 0};
 	struct config *cfg = config_load(path, &errs);
+	if (cfg && !config_read_audit_key(cfg, &errs)) {
+		/* Rows written without it would not be found by the lookups that compute pseudonyms. */
+		config_free(cfg);
+		cfg = NULL;
+	}
 	for (size_t i = 0; i < errs.n; i++)
 		log_err("%s", errs.lines[i]);
 	config_errors_clear(&errs);
+	if (cfg && !cfg->audit.configured)
+		log_warn("%s: no audit group: the audit trail stores data subjects and record keys in clear, as"
+			 " version 1 did; add audit = { key_file = \"...\"; } to store them as keyed pseudonyms"
+			 " (retentiond.conf(5))",
+			 path);
 	return cfg;
 }
 

@@ -552,7 +552,8 @@ char *policy_text_array(char *const *values, size_t n)
 	return out;
 }
 
-char **policy_text_array_parse(const char *literal, size_t *n)
+/* Every element of LITERAL; SQL NULLs as NULL pointers unless SKIP_NULLS. The array is NULL-terminated too. */
+static char **text_array_parse(const char *literal, size_t *n, bool skip_nulls)
 {
 	size_t cap = 8;
 	char **out = xcalloc(cap + 1, sizeof(char *));
@@ -580,7 +581,9 @@ char **policy_text_array_parse(const char *literal, size_t *n)
 			p++;
 		if (!quoted && strcmp(v, "NULL") == 0) {
 			free(v);
-		} else {
+			v = NULL;
+		}
+		if (v || !skip_nulls) {
 			if (*n == cap) {
 				cap *= 2;
 				out = xrealloc(out, (cap + 1) * sizeof(char *));
@@ -592,6 +595,19 @@ char **policy_text_array_parse(const char *literal, size_t *n)
 			p++;
 	}
 	return out;
+}
+
+char **policy_text_array_parse(const char *literal, size_t *n) { return text_array_parse(literal, n, true); }
+
+char **policy_text_array_parse_all(const char *literal, size_t *n) { return text_array_parse(literal, n, false); }
+
+void policy_text_array_free_n(char **values, size_t n)
+{
+	if (values == NULL)
+		return;
+	for (size_t i = 0; i < n; i++)
+		free(values[i]);
+	free(values);
 }
 
 void policy_text_array_free(char **values)
@@ -1103,48 +1119,36 @@ static char *build_purge(const struct frame *f)
 		sb_anonymized(&b, f);
 		sb_add(&b, " AS took");
 	}
-	sb_add(&b,
-	       "), numbered AS ("
-	       "SELECT p.*, p.clock_at + $2::interval AS due_at,"
-	       " coalesce((SELECT seq FROM head), 0)"
-	       " + pg_catalog.row_number() OVER (ORDER BY p.clock_at, p.record_key) AS seq"
-	       " FROM purged p"
-	       "), payloads AS ("
-	       "SELECT n.*, retention.audit_payload($1, n.seq, $6, $7, $8, n.record_key, n.subject,"
-	       " n.clock_at, n.due_at, pg_catalog.statement_timestamp(), $9, $10, pg_catalog.txid_current()) AS payload"
-	       " FROM numbered n"
-	       "), chained AS ("
-	       "SELECT c.*, retention.chain(coalesce((SELECT hash FROM head), retention.genesis_hash()),"
-	       " c.payload) OVER (ORDER BY c.seq ROWS UNBOUNDED PRECEDING) AS hash"
-	       " FROM payloads c"
-	       "), linked AS ("
-	       "SELECT c.*, coalesce(pg_catalog.lag(c.hash) OVER (ORDER BY c.seq), (SELECT hash FROM head),"
-	       " retention.genesis_hash()) AS prev_hash"
-	       " FROM chained c"
-	       "), audited AS ("
-	       "INSERT INTO retention.audit_log (policy, seq, service, source, table_name, record_key,"
-	       " subject, clock_at, due_at, purged_at, action, instance, txid, prev_hash, hash)"
-	       " SELECT $1, seq, $6, $7, $8, record_key, subject, clock_at, due_at,"
-	       " pg_catalog.statement_timestamp(), $9, $10, pg_catalog.txid_current(), prev_hash, hash FROM linked"
-	       "), moved AS ("
-	       "INSERT INTO retention.chain_heads (policy, seq, hash, updated_at)"
-	       " SELECT $1, seq, hash, pg_catalog.statement_timestamp() FROM linked ORDER BY seq DESC LIMIT 1"
-	       " ON CONFLICT (policy) DO UPDATE"
-	       " SET seq = EXCLUDED.seq, hash = EXCLUDED.hash, updated_at = EXCLUDED.updated_at"
-	       ")"
-	       " SELECT pg_catalog.count(*)::bigint AS purged, pg_catalog.max(seq) AS head_seq,"
-	       " pg_catalog.encode((pg_catalog.array_agg(hash ORDER BY seq DESC))[1], 'hex') AS head_hash,"
-	       " coalesce(extract(epoch FROM pg_catalog.max(pg_catalog.statement_timestamp() - due_at)"
-	       " FILTER (WHERE pg_catalog.isfinite(due_at))), 0)::float8 AS max_late_seconds,"
-	       " (SELECT pg_catalog.array_agg(u.record_key) FROM (SELECT toid, tid, record_key FROM due"
-	       " EXCEPT ALL SELECT toid, tid, record_key FROM purged) u) AS unpurged,"
-	       " NOT (SELECT ok FROM unchanged) AS catalog_changed,"
-	       " (SELECT pg_catalog.array_agg(x.record_key) FROM purged x WHERE NOT x.took) AS not_taken, ");
+	/*
+	 * The audit rows are the daemon's to write (audit_insert_sql): it hashes
+	 * them, and pseudonymizes what the trail must not keep, in the same
+	 * transaction. This statement returns what they are made of, in chain
+	 * order, with the head they continue.
+	 */
+	sb_add(&b, "), done AS (SELECT p.*, p.clock_at + $2::interval AS due_at FROM purged p)"
+		   " SELECT pg_catalog.count(*)::bigint AS purged, (SELECT seq FROM head) AS head_seq,"
+		   " pg_catalog.encode((SELECT hash FROM head), 'hex') AS head_hash,"
+		   " coalesce(extract(epoch FROM pg_catalog.max(pg_catalog.statement_timestamp() - due_at)"
+		   " FILTER (WHERE pg_catalog.isfinite(due_at))), 0)::float8 AS max_late_seconds,"
+		   " (SELECT pg_catalog.array_agg(u.record_key) FROM (SELECT toid, tid, record_key FROM due"
+		   " EXCEPT ALL SELECT toid, tid, record_key FROM purged) u) AS unpurged,"
+		   " NOT (SELECT ok FROM unchanged) AS catalog_changed,"
+		   " (SELECT pg_catalog.array_agg(x.record_key) FROM purged x WHERE NOT x.took) AS not_taken, ");
 	if (p->action == POLICY_ACTION_DELETE)
-		sb_add(&b, "NULL AS anonymized_keys");
+		sb_add(&b, "NULL AS anonymized_keys, ");
 	else
-		sb_add(&b, "(SELECT pg_catalog.array_agg(x.record_key) FROM purged x) AS anonymized_keys");
-	sb_add(&b, " FROM linked");
+		sb_add(&b, "(SELECT pg_catalog.array_agg(x.record_key) FROM purged x) AS anonymized_keys, ");
+	sb_add(&b,
+	       "pg_catalog.array_agg(record_key ORDER BY clock_at, record_key) AS keys,"
+	       " pg_catalog.array_agg(subject ORDER BY clock_at, record_key) AS subjects,"
+	       " pg_catalog.array_agg(" AUDIT_TIME_TEXT(
+		       "clock_at") " ORDER BY clock_at, record_key) AS clock_ats,"
+				   " pg_catalog.array_agg(" AUDIT_TIME_TEXT(
+					   "due_at") " ORDER BY clock_at, record_key) AS due_ats,"
+						     " " AUDIT_TIME_TEXT(
+							     "pg_catalog.statement_timestamp()") " AS purged_at,"
+												 " CASE WHEN pg_catalog.count(*) > 0 THEN pg_catalog.txid_current() END AS txid");
+	sb_add(&b, " FROM done");
 	return b.s;
 }
 

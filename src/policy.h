@@ -66,13 +66,21 @@ enum policy_lock_column {
 /* Columns of policy_sql.purge. */
 enum policy_purge_column {
 	PURGE_PURGED,
-	PURGE_HEAD_SEQ,
+	PURGE_HEAD_SEQ, /* the chain's head before the batch: NULL for a chain not started */
 	PURGE_HEAD_HASH,
 	PURGE_MAX_LATE,
 	PURGE_UNPURGED,        /* keys of locked rows the DELETE or UPDATE did not touch (a trigger or a rule) */
 	PURGE_CATALOG_CHANGED, /* the table changed since it was described: nothing was purged */
 	PURGE_NOT_TAKEN,       /* keys of anonymised rows whose stored values are not what the UPDATE set */
 	PURGE_ANONYMIZED_KEYS, /* keys the anonymising UPDATE took, for the rewritten check; NULL for a delete */
+	/* What the audit rows are made of, as parallel arrays in chain order (audit_insert_sql). */
+	PURGE_KEYS,
+	PURGE_SUBJECTS,
+	PURGE_CLOCK_ATS,
+	PURGE_DUE_ATS,
+	PURGE_PURGED_AT,
+	PURGE_TXID,
+	PURGE_N_COLUMNS,
 };
 
 /* One column as the catalog describes it. */
@@ -203,6 +211,9 @@ void policy_slack(const struct duration *retain, bool clock_without_zone, char *
 char *policy_text_array(char *const *values, size_t n);
 /* The non-NULL elements of a one-dimensional array as PostgreSQL prints it ("{a,\"b c\"}"); NULL-terminated. */
 char **policy_text_array_parse(const char *literal, size_t *n);
+/* Every element, an SQL NULL as a NULL pointer: *N of them (free with policy_text_array_free_n). */
+char **policy_text_array_parse_all(const char *literal, size_t *n);
+void policy_text_array_free_n(char **values, size_t n);
 void policy_text_array_free(char **values);
 
 #endif

@@ -34,6 +34,8 @@ void purge_batch_clear(struct batch *b)
 	free(b->tids);
 	free(b->keys);
 	free(b->anonymized_keys);
+	for (int i = 0; i < AUDIT_INSERT_N_PARAMS; i++)
+		free(b->audit[i]);
 	policy_text_array_free(b->unpurged);
 	memset(b, 0, sizeof(*b));
 }
@@ -376,6 +378,54 @@ static void commit(struct policy_state *ps)
 	free(sql);
 }
 
+/* The batch's audit rows, hashed, from the purge statement's result: false if it does not add up. */
+static bool hash_audit_rows(struct policy_state *ps, const PGresult *res)
+{
+	const struct config *cfg = ps->d->cfg;
+	const struct policy_sql *sql = &ps->sql;
+	/* The key was read with the configuration: a daemon that cannot read it does not run. */
+	struct audit_batch ab = {
+		.policy = sql->params[POLICY_PARAM_NAME],
+		.service = sql->params[POLICY_PARAM_SERVICE],
+		.source = sql->params[POLICY_PARAM_SOURCE],
+		.table = sql->params[POLICY_PARAM_TABLE],
+		.action = sql->params[POLICY_PARAM_ACTION],
+		.instance = sql->params[POLICY_PARAM_INSTANCE],
+		.cause = "schedule",
+		.request_id = NULL,
+		.key_key = config_pseudonymizes_key(cfg) ? &cfg->audit.key : NULL,
+		.subject_key = config_pseudonymizes_subject(cfg) ? &cfg->audit.key : NULL,
+	};
+	INVARIANT((ab.key_key == NULL && ab.subject_key == NULL) || cfg->audit.key.bytes != NULL);
+	return audit_batch_params(&ab, res, ps->batch.purged, ps->batch.audit, &ps->batch.head);
+}
+
+static void on_audited(PGresult *res, void *arg)
+{
+	struct policy_state *ps = arg;
+	if (res == NULL || PQresultStatus(res) != PGRES_COMMAND_OK) {
+		/* Nothing in it depends on one record: the batch is tried again as a whole. */
+		log_failure(ps, "writing the audit rows", res);
+		if (res)
+			rollback(ps);
+		finish(ps, PURGE_FAILED);
+		return;
+	}
+	commit(ps);
+}
+
+/* The batch's audit rows and chain head, in its transaction; then COMMIT. */
+static void write_audit(struct policy_state *ps)
+{
+	if (ps->batch.purged == 0) {
+		commit(ps);
+		return;
+	}
+	if (!pgconn_query(ps->d->pg, ps, PGCONN_PREPARED, audit_insert_sql, AUDIT_INSERT_N_PARAMS, NULL,
+			  (const char *const *)ps->batch.audit, on_audited, ps))
+		finish(ps, PURGE_FAILED);
+}
+
 /* Rolls back and skips KEYS (an array literal), each for WHY; then the next batch, or the end. */
 static void skip_records(struct policy_state *ps, const char *keys_literal, const char *why)
 {
@@ -409,7 +459,7 @@ static void on_rewritten(PGresult *res, void *arg)
 			     " deferred trigger?)");
 		return;
 	}
-	commit(ps);
+	write_audit(ps);
 }
 
 /* The AFTER and deferred triggers of the anonymising UPDATE have run: does every record still stand anonymized? */
@@ -457,9 +507,14 @@ static void on_purge(PGresult *res, void *arg)
 	}
 	b->purged = atoll(PQgetvalue(res, 0, PURGE_PURGED));
 	if (b->purged > 0) {
-		b->head.seq = atoll(PQgetvalue(res, 0, PURGE_HEAD_SEQ));
-		snprintf(b->head.hash, sizeof(b->head.hash), "%s", PQgetvalue(res, 0, PURGE_HEAD_HASH));
 		b->max_late_seconds = atof(PQgetvalue(res, 0, PURGE_MAX_LATE));
+		if (!hash_audit_rows(ps, res)) {
+			scheduler_problem(ps, "the purge statement returned audit fields that do not add up; batch"
+					      " rolled back");
+			rollback(ps);
+			finish(ps, PURGE_FAILED);
+			return;
+		}
 	}
 	if (!PQgetisnull(res, 0, PURGE_UNPURGED))
 		b->unpurged = policy_text_array_parse(PQgetvalue(res, 0, PURGE_UNPURGED), &b->n_unpurged);
@@ -475,7 +530,7 @@ static void on_purge(PGresult *res, void *arg)
 			finish(ps, PURGE_FAILED);
 		return;
 	}
-	commit(ps);
+	write_audit(ps);
 }
 
 static void on_locked(PGresult *res, void *arg)

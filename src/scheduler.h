@@ -35,6 +35,7 @@ struct batch {
 	size_t n_unpurged;
 	long long audit_writes_before; /* AUDIT_WRITES_SQL at the transaction's start, -1 if not counted */
 	char *anonymized_keys;         /* PURGE_ANONYMIZED_KEYS, for the check after the AFTER and deferred triggers */
+	char *audit[AUDIT_INSERT_N_PARAMS]; /* the audit rows, hashed, as audit_insert_sql's parameters */
 };
 
 struct policy_state {

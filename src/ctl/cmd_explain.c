@@ -16,7 +16,7 @@ static const char usage[] = "usage: retentionctl explain --policy P --key K\n\n"
 			    "it), overdue (due, the daemon has not purged it yet), pending (falls due later).\n";
 
 static const char last_audit_sql[] = "SELECT id, purged_at, instance, action FROM retention.audit_log"
-				     " WHERE policy = $1 AND record_key = $2 ORDER BY seq DESC LIMIT 1";
+				     " WHERE policy = $1 AND record_key = ANY ($2::text[]) ORDER BY seq DESC LIMIT 1";
 
 static const char answer_sql[] = "SELECT $1::text AS policy, $2::text AS key, $3::text AS status, $4::text AS reason,"
 				 " $5::timestamptz AS clock_at, $6::timestamptz AS due_at, $7::text AS exempt_column,"
@@ -95,8 +95,12 @@ int cmd_explain(struct ctl *ctl, int argc, char **argv)
 		key = canonical;
 
 	{
-		const char *ap[2] = {p->name, key};
+		char *forms = ctl_audit_forms(ctl, config_pseudonymizes_key(ctl->cfg), key);
+		const char *ap[2] = {p->name, forms};
+		if (forms == NULL)
+			goto out;
 		audit = PQexecParams(ctl->conn, last_audit_sql, 2, NULL, ap, NULL, NULL, 0);
+		free(forms);
 		if (PQresultStatus(audit) != PGRES_TUPLES_OK) {
 			ctl_result_error(ctl, NULL, audit);
 			goto out;

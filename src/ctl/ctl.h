@@ -72,6 +72,18 @@ int ctl_print_query(struct ctl *ctl, const char *query, const char *table_query,
 int ctl_print_object(struct ctl *ctl, const char *query, const char *table_query, int n_params, const Oid *types,
 		     const char *const *params);
 
+/* A column of ctl_print_rows: BARE values (numbers, booleans) are written unquoted in JSON. */
+struct ctl_field {
+	const char *name;
+	bool bare;
+};
+/*
+ * Prints NT rows of NF fields held in memory (VALUES row by row, NULL for
+ * null), in the chosen format, as ctl_print_query would print them: for
+ * reports made without a database.
+ */
+int ctl_print_rows(struct ctl *ctl, const struct ctl_field *fields, int nf, char *const *values, size_t nt);
+
 /* The configured policy NAME, or NULL after saying it is unknown. */
 const struct policy *ctl_policy(struct ctl *ctl, const char *name);
 /* Resolves P's table in the catalog and builds its SQL (the daemon's); false after an error message. */
@@ -85,6 +97,14 @@ int ctl_policy_params(const struct policy_sql *sql, const char **params, Oid *ty
  */
 char *ctl_canonical(struct ctl *ctl, const struct policy_sql *sql, const char *statement, const char *value,
 		    bool *invalid);
+/*
+ * The forms in which the trail may store VALUE, a canonical key or subject,
+ * as an array literal for "= ANY": VALUE in clear (rows written without
+ * pseudonyms, before an upgrade) and, if the configuration pseudonymizes
+ * it, its pseudonym. NULL after a one-line error if the key file cannot be
+ * read.
+ */
+char *ctl_audit_forms(struct ctl *ctl, bool pseudonymized, const char *value);
 /* An SQL expression showing timestamptz EXPR for people, with its offset: "2026-11-26 15:20:00 +01 (in 14 min)". */
 char *ctl_human_time(const char *expr, const char *past_word);
 /* An SQL expression for an interval EXPR in people's units: "3 h", "14 min". */

@@ -200,6 +200,22 @@ char *ctl_canonical(struct ctl *ctl, const struct policy_sql *sql, const char *s
 	return out;
 }
 
+char *ctl_audit_forms(struct ctl *ctl, bool pseudonymized, const char *value)
+{
+	struct config_errors errs = {NULL, 0};
+	char *forms[2] = {(char *)value, NULL}, *out;
+	if (pseudonymized && !config_read_audit_key(ctl->cfg, &errs)) {
+		ctl_error("%s: looking it up needs its pseudonym, made with this key", errs.lines[0]);
+		config_errors_clear(&errs);
+		return NULL;
+	}
+	if (pseudonymized)
+		forms[1] = audit_stored_value(&ctl->cfg->audit.key, value);
+	out = policy_text_array(forms, pseudonymized ? 2 : 1);
+	free(forms[1]);
+	return out;
+}
+
 char *ctl_human_interval(const char *expr)
 {
 	return xasprintf("(SELECT CASE WHEN s < 60 THEN round(s)::int || ' s'"

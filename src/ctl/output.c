@@ -11,6 +11,7 @@
 #include <wchar.h>
 
 #include "ctl.h"
+#include "json.h"
 #include "util.h"
 
 /*
@@ -316,4 +317,72 @@ int ctl_print_object(struct ctl *ctl, const char *query, const char *table_query
 	}
 	PQclear(res);
 	return status;
+}
+
+int ctl_print_rows(struct ctl *ctl, const struct ctl_field *fields, int nf, char *const *values, size_t nt)
+{
+	if (ctl->format == CTL_FORMAT_TABLE) {
+		size_t *width = xcalloc((size_t)nf, sizeof(*width));
+		struct cell *cells = xcalloc((nt + 1) * (size_t)nf + 1, sizeof(*cells));
+		for (int f = 0; f < nf; f++) {
+			cells[f] = cell_of(fields[f].name, false);
+			width[f] = (size_t)cells[f].width;
+			for (size_t t = 0; t < nt; t++) {
+				const char *v = values[t * (size_t)nf + (size_t)f];
+				struct cell *c = &cells[(t + 1) * (size_t)nf + (size_t)f];
+				*c = cell_of(v ? v : "", v == NULL);
+				if ((size_t)c->width > width[f])
+					width[f] = (size_t)c->width;
+			}
+		}
+		for (size_t t = 0; t <= nt; t++)
+			for (int f = 0; f < nf; f++) {
+				print_padded(&cells[t * (size_t)nf + (size_t)f], f + 1 < nf ? (int)width[f] : 0);
+				fputs(f + 1 < nf ? "  " : "\n", stdout);
+			}
+		if (nt == 0)
+			printf("(none)\n");
+		for (size_t i = 0; i < (nt + 1) * (size_t)nf; i++)
+			free(cells[i].text);
+		free(cells);
+		free(width);
+		return CTL_OK;
+	}
+	/* As row_to_json and the CSV wrapper write what PostgreSQL returns, so both paths read alike. */
+	if (ctl->format == CTL_FORMAT_CSV)
+		for (int f = 0; f < nf; f++)
+			printf("%s%s", f ? "," : "", fields[f].name);
+	printf(ctl->format == CTL_FORMAT_JSON ? "[" : "\n");
+	for (size_t t = 0; t < nt; t++) {
+		struct json_buf b = {NULL, 0, 0};
+		json_buf_str(&b, ctl->format == CTL_FORMAT_JSON ? "{" : "");
+		for (int f = 0; f < nf; f++) {
+			const char *v = values[t * (size_t)nf + (size_t)f];
+			if (f)
+				json_buf_str(&b, ",");
+			if (ctl->format == CTL_FORMAT_JSON) {
+				json_buf_string(&b, fields[f].name);
+				json_buf_str(&b, ":");
+				if (v == NULL)
+					json_buf_str(&b, "null");
+				else if (fields[f].bare)
+					json_buf_str(&b, v);
+				else
+					json_buf_string(&b, v);
+			} else if (v) {
+				json_buf_str(&b, "\"");
+				for (const char *p = v; *p; p++)
+					json_buf_add(&b, *p == '"' ? "\"\"" : p, *p == '"' ? 2 : 1);
+				json_buf_str(&b, "\"");
+			}
+		}
+		if (ctl->format == CTL_FORMAT_JSON)
+			printf("%s\n  %s}", t ? "," : "", b.s);
+		else
+			printf("%s\n", b.s);
+		free(b.s);
+	}
+	if (ctl->format == CTL_FORMAT_JSON)
+		printf("\n]\n");
+	return CTL_OK;
 }

@@ -271,8 +271,8 @@ START_TEST(test_audit_json)
 		"SELECT format('{\"id\":%s,\"policy\":\"vd\",\"seq\":1,\"service\":\"VirusDesk\",\"source\":\"rule 5\","
 		"\"table_name\":\"virusdesk.uploads\",\"record_key\":\"6\",\"subject\":\"60\","
 		"\"clock_at\":\"2000-01-01T00:00:00+00:00\",\"due_at\":\"2000-01-01T00:15:00+00:00\","
-		"\"purged_at\":%s,\"late_seconds\":%s,\"action\":\"delete\",\"instance\":\"ctl-test\","
-		"\"txid\":%s,\"hash\":\"%s\"}', id, to_json(purged_at), to_json(extract(epoch FROM purged_at - due_at)::float8),"
+		"\"purged_at\":%s,\"late_seconds\":%s,\"action\":\"delete\",\"cause\":\"schedule\","
+		"\"request_id\":null,\"instance\":\"ctl-test\",\"txid\":%s,\"format\":2,\"hash\":\"%s\"}', id, to_json(purged_at), to_json(extract(epoch FROM purged_at - due_at)::float8),"
 		" txid, encode(hash, 'hex')) FROM retention.audit_log",
 		0, NULL);
 	want = xasprintf("[\n  %s\n]\n", row);
@@ -468,6 +468,27 @@ static PGconn *chain_of_twelve(const char *db)
 	return conn;
 }
 
+/*
+ * What an insider with the database would write to rechain rows: format 2's
+ * payload (docs/audit-format.md) in SQL, as pg_temp.payload2(row), in this
+ * session.
+ */
+static void define_payload2(PGconn *conn)
+{
+	test_exec(conn,
+		  "CREATE FUNCTION pg_temp.ns(v text) RETURNS text LANGUAGE sql IMMUTABLE AS"
+		  " $$ SELECT CASE WHEN v IS NULL THEN '-,' ELSE octet_length(v) || ':' || v || ',' END $$;"
+		  "CREATE FUNCTION pg_temp.t(x timestamptz) RETURNS text LANGUAGE sql STABLE AS"
+		  " $$ SELECT to_char(x AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') $$;"
+		  "CREATE FUNCTION pg_temp.payload2(a retention.audit_log) RETURNS bytea LANGUAGE sql STABLE AS"
+		  " $$ SELECT convert_to(pg_temp.ns(a.format::text) || pg_temp.ns(a.policy) || pg_temp.ns(a.seq::text)"
+		  " || pg_temp.ns(a.service) || pg_temp.ns(a.source) || pg_temp.ns(a.table_name)"
+		  " || pg_temp.ns(a.record_key) || pg_temp.ns(a.subject) || pg_temp.ns(pg_temp.t(a.clock_at))"
+		  " || pg_temp.ns(pg_temp.t(a.due_at)) || pg_temp.ns(pg_temp.t(a.purged_at)) || pg_temp.ns(a.action)"
+		  " || pg_temp.ns(a.cause) || pg_temp.ns(a.request_id::text) || pg_temp.ns(a.instance)"
+		  " || pg_temp.ns(a.txid::text), 'UTF8') $$");
+}
+
 static void expect_verify(int want_status, const char *want_problem, const char *head)
 {
 	char *out, *err;
@@ -505,7 +526,7 @@ START_TEST(test_verify_nulls_in_an_altered_table)
 			" ALTER seq DROP NOT NULL;"
 			"UPDATE retention.audit_log SET prev_hash = NULL WHERE seq = 7;"
 			"UPDATE retention.audit_log SET hash = NULL, seq = NULL WHERE seq = 9");
-	expect_verify(3, "record id 7 has no prev_hash: retention.audit_log was altered", NULL);
+	expect_verify(3, "record id 7 has no prev_hash: it was written outside the daemon", NULL);
 	PQfinish(conn);
 }
 END_TEST
@@ -546,19 +567,17 @@ START_TEST(test_verify_wholesale_rewrite_needs_anchor)
 	char *anchor = test_query_value(
 		conn, "SELECT seq || ':' || encode(hash, 'hex') FROM retention.audit_log WHERE seq = 12", 0, NULL);
 	/* Edit record 5, then recompute every hash from there on and the head, as an insider could. */
-	test_exec(
-		conn,
-		"UPDATE retention.audit_log SET subject = 'someone else' WHERE seq = 5;"
-		"WITH RECURSIVE c(seq, prev_hash, hash) AS ("
-		"  SELECT a.seq, a.prev_hash, sha256(a.prev_hash || retention.audit_payload(a.policy, a.seq, a.service, a.source,"
-		"    a.table_name, a.record_key, a.subject, a.clock_at, a.due_at, a.purged_at, a.action, a.instance, a.txid))"
-		"  FROM retention.audit_log a WHERE a.seq = 5"
-		"  UNION ALL"
-		"  SELECT a.seq, c.hash, sha256(c.hash || retention.audit_payload(a.policy, a.seq, a.service, a.source,"
-		"    a.table_name, a.record_key, a.subject, a.clock_at, a.due_at, a.purged_at, a.action, a.instance, a.txid))"
-		"  FROM retention.audit_log a JOIN c ON a.seq = c.seq + 1)"
-		" UPDATE retention.audit_log a SET prev_hash = c.prev_hash, hash = c.hash FROM c WHERE a.seq = c.seq;"
-		"UPDATE retention.chain_heads h SET hash = a.hash FROM retention.audit_log a WHERE a.seq = h.seq");
+	define_payload2(conn);
+	test_exec(conn,
+		  "UPDATE retention.audit_log SET subject = 'someone else' WHERE seq = 5;"
+		  "WITH RECURSIVE c(seq, prev_hash, hash) AS ("
+		  "  SELECT a.seq, a.prev_hash, sha256(a.prev_hash || pg_temp.payload2(a))"
+		  "  FROM retention.audit_log a WHERE a.seq = 5"
+		  "  UNION ALL"
+		  "  SELECT a.seq, c.hash, sha256(c.hash || pg_temp.payload2(a))"
+		  "  FROM retention.audit_log a JOIN c ON a.seq = c.seq + 1)"
+		  " UPDATE retention.audit_log a SET prev_hash = c.prev_hash, hash = c.hash FROM c WHERE a.seq = c.seq;"
+		  "UPDATE retention.chain_heads h SET hash = a.hash FROM retention.audit_log a WHERE a.seq = h.seq");
 	/* Without an anchor the rewritten chain is self-consistent... */
 	expect_verify(0, NULL, NULL);
 	/* ...the anchor the daemon logged before the rewrite is not. */
@@ -576,10 +595,10 @@ END_TEST
 START_TEST(test_verify_forgery_with_recomputed_hash)
 {
 	PGconn *conn = chain_of_twelve("verify_forgery");
+	define_payload2(conn);
 	test_exec(conn,
-		  "UPDATE retention.audit_log SET subject = 'someone else',"
-		  " hash = sha256(prev_hash || retention.audit_payload(policy, seq, service, source, table_name,"
-		  " record_key, 'someone else', clock_at, due_at, purged_at, action, instance, txid)) WHERE seq = 5");
+		  "UPDATE retention.audit_log SET subject = 'someone else' WHERE seq = 5;"
+		  "UPDATE retention.audit_log a SET hash = sha256(a.prev_hash || pg_temp.payload2(a)) WHERE seq = 5");
 	expect_verify(3, "record seq 6 (id ", NULL);
 	expect_verify(3, "its prev_hash is not the hash of the record before it", NULL);
 	PQfinish(conn);
@@ -631,6 +650,174 @@ START_TEST(test_verify_of_a_missing_chain_fails)
 	free(out);
 	free(err);
 	PQfinish(conn);
+}
+END_TEST
+
+/* ---- exports, verified by retentionctl and by the independent verifier ---- */
+
+/* `audit export` of the trail as it stands, into a file of this test; its lines in *LINES. */
+static char *export_trail(char ***lines, size_t *n)
+{
+	char *out, *err, *path, *p;
+	ck_assert_int_eq(CTL(&out, &err, "audit", "export"), 0);
+	path = test_write_file(out);
+	*n = 0;
+	*lines = NULL;
+	for (p = out; *p; p = strchr(p, '\n') + 1) {
+		*lines = xrealloc(*lines, (*n + 1) * sizeof(char *));
+		(*lines)[(*n)++] = xstrndup(p, strcspn(p, "\n"));
+	}
+	free(out);
+	free(err);
+	return path;
+}
+
+/* LINES without line SKIP (-1: none) and with lines A and B swapped, as a file of this test. */
+static char *tampered(char **lines, size_t n, long skip, size_t a, size_t b)
+{
+	char *text = xstrdup(""), *path;
+	for (size_t i = 0; i < n; i++) {
+		size_t j = i == a ? b : i == b ? a : i;
+		char *next;
+		if ((long)i == skip)
+			continue;
+		next = xasprintf("%s%s\n", text, lines[j]);
+		free(text);
+		text = next;
+	}
+	path = test_write_file(text);
+	free(text);
+	return path;
+}
+
+/* Both verifiers on FILE (with HEAD for policy vd, or NULL): each one's exit status. */
+static void verify_file_both(const char *file, const char *head, int *ctl_status, int *independent_status,
+			     char **ctl_err)
+{
+	char *script = xasprintf("%s/tests/verify-export.py", test_srcdir());
+	char *py[] = {script, (char *)file, head ? "--policy" : NULL, "vd", "--head", (char *)head, NULL};
+	char *out, *err;
+	*ctl_status = head ? CTL(&out, ctl_err, "audit", "verify", "--file", file, "--policy", "vd", "--head", head)
+			   : CTL(&out, ctl_err, "audit", "verify", "--file", file);
+	free(out);
+	*independent_status = test_run(py, &out, &err);
+	free(out);
+	free(err);
+	free(script);
+}
+
+static void expect_file_verdict(const char *file, const char *head, int want, const char *want_problem)
+{
+	int by_ctl, by_script;
+	char *err;
+	verify_file_both(file, head, &by_ctl, &by_script, &err);
+	ck_assert_msg(by_ctl == want, "retentionctl audit verify --file %s: exit %d, want %d: %s", file, by_ctl, want,
+		      err);
+	ck_assert_msg(by_script == want, "tests/verify-export.py %s: exit %d, want %d", file, by_script, want);
+	if (want_problem)
+		ck_assert_msg(strstr(err, want_problem), "\"%s\" not in: %s", want_problem, err);
+	free(err);
+}
+
+/* Issue 10: an export verifies with no database, by retentionctl and by a verifier written from the doc. */
+START_TEST(test_export_verifies_offline_and_tamperings_are_caught)
+{
+	PGconn *conn = chain_of_twelve("export_tamper");
+	char **lines, *file, *bad, *anchor;
+	size_t n;
+	file = export_trail(&lines, &n);
+	/* Twelve records, then the chain head. */
+	ck_assert_int_eq((int)n, 13);
+	ck_assert_msg(strstr(lines[12], "\"chain_head\"") && strstr(lines[12], "\"seq\" : 12"), "%s", lines[12]);
+	ck_assert_msg(strstr(lines[0], "\"format\" : 2") && strstr(lines[0], "\"cause\" : \"schedule\""), "%s",
+		      lines[0]);
+	expect_file_verdict(file, NULL, 0, NULL);
+	/* No database is needed: retentionctl is pointed at a server that does not exist. */
+	PQfinish(conn);
+	free(ctl_conninfo);
+	ctl_conninfo = xstrdup("host=/nonexistent dbname=nothing connect_timeout=1");
+	anchor = xasprintf("12:%.64s", strstr(lines[11], "\"hash\" : \"") + strlen("\"hash\" : \""));
+	expect_file_verdict(file, anchor, 0, NULL);
+
+	/* Edit: record 5's key. */
+	{
+		char *edited = strstr(lines[4], "\"record_key\" : \""), *old = lines[4];
+		ck_assert(edited != NULL);
+		lines[4] = xasprintf("%.*s9%s", (int)(edited - old + strlen("\"record_key\" : \"")), old,
+				     edited + strlen("\"record_key\" : \""));
+		bad = tampered(lines, n, -1, 0, 0);
+		expect_file_verdict(bad, NULL, 3, "record seq 5 (line 5): its content does not match its hash");
+		free(lines[4]);
+		lines[4] = old;
+		free(bad);
+	}
+	/* Delete: record 6. */
+	bad = tampered(lines, n, 5, 0, 0);
+	expect_file_verdict(bad, NULL, 3, "record seq 7 (line 6) follows seq 5");
+	free(bad);
+	/* Reorder: records 3 and 4. */
+	bad = tampered(lines, n, -1, 2, 3);
+	expect_file_verdict(bad, NULL, 3, "record seq 4 (line 3) follows seq 2");
+	free(bad);
+	/* Truncate: the last record, the head line kept. */
+	bad = tampered(lines, n, 11, 0, 0);
+	expect_file_verdict(bad, NULL, 3, "the chain head is seq 12 but the log ends at seq 11");
+	free(bad);
+	/* Truncate with the head line: nothing says where the chain ended. */
+	bad = tampered(lines, n - 2, -1, 0, 0);
+	expect_file_verdict(bad, NULL, 3, "no chain head is recorded for this policy");
+	free(bad);
+	for (size_t i = 0; i < n; i++)
+		free(lines[i]);
+	free(lines);
+	free(anchor);
+	free(file);
+}
+END_TEST
+
+/* A chain rewritten wholesale, its head line too, verifies on its own; the daemon's logged anchor catches it. */
+START_TEST(test_export_rewritten_wholesale_needs_the_anchor)
+{
+	PGconn *conn = chain_of_twelve("export_rewrite");
+	char **lines, *file, *anchor;
+	size_t n;
+	anchor = test_query_value(
+		conn, "SELECT seq || ':' || encode(hash, 'hex') FROM retention.audit_log WHERE seq = 12", 0, NULL);
+	define_payload2(conn);
+	test_exec(conn,
+		  "UPDATE retention.audit_log SET subject = 'someone else' WHERE seq = 5;"
+		  "WITH RECURSIVE c(seq, prev_hash, hash) AS ("
+		  "  SELECT a.seq, a.prev_hash, sha256(a.prev_hash || pg_temp.payload2(a))"
+		  "  FROM retention.audit_log a WHERE a.seq = 5"
+		  "  UNION ALL"
+		  "  SELECT a.seq, c.hash, sha256(c.hash || pg_temp.payload2(a))"
+		  "  FROM retention.audit_log a JOIN c ON a.seq = c.seq + 1)"
+		  " UPDATE retention.audit_log a SET prev_hash = c.prev_hash, hash = c.hash FROM c WHERE a.seq = c.seq;"
+		  "UPDATE retention.chain_heads h SET hash = a.hash FROM retention.audit_log a WHERE a.seq = h.seq");
+	file = export_trail(&lines, &n);
+	expect_file_verdict(file, NULL, 0, NULL);
+	expect_file_verdict(file, anchor, 3, "does not match the anchor");
+	for (size_t i = 0; i < n; i++)
+		free(lines[i]);
+	free(lines);
+	free(anchor);
+	free(file);
+	PQfinish(conn);
+}
+END_TEST
+
+/* The worked example of docs/audit-format.md, by the independent verifier (check_docs checks it in C). */
+START_TEST(test_independent_verifier_agrees_with_the_doc)
+{
+	char *script = xasprintf("%s/tests/verify-export.py", test_srcdir());
+	char *doc = xasprintf("%s/docs/audit-format.md", test_srcdir());
+	char *argv[] = {script, "--self-test", doc, NULL};
+	char *out, *err;
+	ck_assert_msg(test_run(argv, &out, &err) == 0, "%s", err);
+	free(out);
+	free(err);
+	free(script);
+	free(doc);
 }
 END_TEST
 
@@ -749,6 +936,9 @@ int main(void)
 	tcase_add_test(verify, test_verify_forgery_with_recomputed_hash);
 	tcase_add_test(verify, test_verify_does_not_trust_the_schemas_code);
 	tcase_add_test(verify, test_verify_of_a_missing_chain_fails);
+	tcase_add_test(verify, test_export_verifies_offline_and_tamperings_are_caught);
+	tcase_add_test(verify, test_export_rewritten_wholesale_needs_the_anchor);
+	tcase_add_test(verify, test_independent_verifier_agrees_with_the_doc);
 	tcase_add_test(tc, test_audit_key_is_canonical);
 	tcase_add_test(tc, test_times_in_the_configured_zone_with_d);
 	tcase_add_test(tc, test_table_output_is_safe_for_terminals);

@@ -32,7 +32,7 @@ START_TEST(test_migrate_twice_is_idempotent)
 	PGconn *conn = test_fresh_database("migrate_twice");
 	char *out, *err, *before, *after, *tables;
 	ck_assert_int_eq(run_migrate("migrate_twice", &out, &err), 0);
-	ck_assert_msg(strstr(out, "upgraded to version 4 (4 steps)") != NULL, "out=%s err=%s", out, err);
+	ck_assert_msg(strstr(out, "upgraded to version 5 (5 steps)") != NULL, "out=%s err=%s", out, err);
 	free(out);
 	free(err);
 	before = test_query_value(conn, snapshot_sql, 0, NULL);
@@ -96,9 +96,9 @@ START_TEST(test_daemon_role_is_least_privilege)
 		const char *sql;
 		const char *state;
 	} cases[] = {
-		{"INSERT INTO retention.audit_log (policy, seq, service, source, table_name, record_key,"
-		 " clock_at, due_at, purged_at, action, instance, txid, prev_hash, hash)"
-		 " VALUES ('p', 1, 's', 's', 't', 'k', now(), now(), now(), 'delete', 'i', 1,"
+		{"INSERT INTO retention.audit_log (format, policy, seq, service, source, table_name, record_key,"
+		 " clock_at, due_at, purged_at, action, cause, instance, txid, prev_hash, hash)"
+		 " VALUES (2, 'p', 1, 's', 's', 't', 'k', now(), now(), now(), 'delete', 'schedule', 'i', 1,"
 		 " retention.genesis_hash(), retention.genesis_hash())",
 		 "00000"},
 		{"UPDATE retention.audit_log SET record_key = 'x'", "42501"},

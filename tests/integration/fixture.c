@@ -331,7 +331,7 @@ long long fx_audit_count(PGconn *conn, const char *policy, const char *key)
 
 void fx_assert_chain_intact(PGconn *conn)
 {
-	struct audit_verify v = {NULL, 0};
+	struct audit_verify v = {NULL, 0, NULL};
 	char *err = NULL;
 	ck_assert_msg(audit_verify_stream(conn, NULL, &v, &err), "verify: %s", err);
 	for (size_t i = 0; i < v.n; i++)
@@ -414,6 +414,28 @@ long long fx_purge_uncommitted(PGconn *conn, struct fx_policy *fp)
 	res = PQexecParams(conn, fp->sql.purge, n, types, params, NULL, NULL, 0);
 	ck_assert_msg(PQresultStatus(res) == PGRES_TUPLES_OK, "purge: %s", PQresultErrorMessage(res));
 	purged = atoll(PQgetvalue(res, 0, PURGE_PURGED));
+	if (purged > 0) {
+		/* And its audit rows, as the daemon writes them after the purge statement. */
+		struct audit_batch ab = {
+			.policy = fp->sql.params[POLICY_PARAM_NAME],
+			.service = fp->sql.params[POLICY_PARAM_SERVICE],
+			.source = fp->sql.params[POLICY_PARAM_SOURCE],
+			.table = fp->sql.params[POLICY_PARAM_TABLE],
+			.action = fp->sql.params[POLICY_PARAM_ACTION],
+			.instance = fp->sql.params[POLICY_PARAM_INSTANCE],
+			.cause = "schedule",
+		};
+		char *audit[AUDIT_INSERT_N_PARAMS] = {NULL};
+		struct audit_anchor head;
+		PGresult *ins;
+		ck_assert(audit_batch_params(&ab, res, purged, audit, &head));
+		ins = PQexecParams(conn, audit_insert_sql, AUDIT_INSERT_N_PARAMS, NULL, (const char *const *)audit,
+				   NULL, NULL, 0);
+		ck_assert_msg(PQresultStatus(ins) == PGRES_COMMAND_OK, "audit rows: %s", PQresultErrorMessage(ins));
+		PQclear(ins);
+		for (int i = 0; i < AUDIT_INSERT_N_PARAMS; i++)
+			free(audit[i]);
+	}
 	PQclear(res);
 	free((char *)extra[0]);
 	free((char *)extra[1]);

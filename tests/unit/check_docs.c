@@ -446,6 +446,105 @@ START_TEST(test_chain_head_filter_takes_only_anchors)
 }
 END_TEST
 
+/* The body of the fenced block ```NAME in TEXT (malloc'd), without its closing fence. */
+static char *fenced_block(const char *text, const char *name)
+{
+	char *fence = xasprintf("\n```%s\n", name), *out;
+	const char *start = strstr(text, fence), *end;
+	ck_assert_msg(start != NULL, "docs/audit-format.md has no ```%s block", name);
+	start += strlen(fence);
+	end = strstr(start, "\n```");
+	ck_assert(end != NULL);
+	out = xstrndup(start, (size_t)(end - start));
+	free(fence);
+	return out;
+}
+
+/* NAME's value in a block of "name = value" lines; "-" is NULL. */
+static char *block_value(const char *block, const char *name)
+{
+	char *prefix = xasprintf("%s = ", name), *out;
+	const char *line = block;
+	for (;;) {
+		if (strncmp(line, prefix, strlen(prefix)) == 0)
+			break;
+		line = strchr(line, '\n');
+		ck_assert_msg(line != NULL, "the example has no %s", name);
+		line++;
+	}
+	line += strlen(prefix);
+	out = xstrndup(line, strcspn(line, "\n"));
+	free(prefix);
+	if (strcmp(out, "-") == 0) {
+		free(out);
+		return NULL;
+	}
+	return out;
+}
+
+/* docs/audit-format.md's worked example is what the daemon writes and the verifier checks. */
+START_TEST(test_audit_format_worked_example)
+{
+	static const struct {
+		const char *name;
+		enum audit_row_column column;
+	} fields[] = {
+		{"format", AUDIT_FORMAT},
+		{"policy", AUDIT_POLICY},
+		{"seq", AUDIT_SEQ},
+		{"service", AUDIT_SERVICE},
+		{"source", AUDIT_SOURCE},
+		{"table_name", AUDIT_TABLE},
+		{"record_key", AUDIT_RECORD_KEY},
+		{"subject", AUDIT_SUBJECT},
+		{"clock_at", AUDIT_CLOCK_AT},
+		{"due_at", AUDIT_DUE_AT},
+		{"purged_at", AUDIT_PURGED_AT},
+		{"action", AUDIT_ACTION},
+		{"cause", AUDIT_CAUSE},
+		{"request_id", AUDIT_REQUEST_ID},
+		{"instance", AUDIT_INSTANCE},
+		{"txid", AUDIT_TXID},
+		{"prev_hash", AUDIT_PREV_HASH},
+	};
+	char *text = read_source_file("docs/audit-format.md");
+	char *pseudonym_block = fenced_block(text, "pseudonym"), *fields_block = fenced_block(text, "fields");
+	char *payload_doc = fenced_block(text, "payload"), *hash_doc = fenced_block(text, "hash");
+	char *key_hex = block_value(pseudonym_block, "key"), *value = block_value(pseudonym_block, "value");
+	char *pseudonym_doc = block_value(pseudonym_block, "pseudonym");
+	char pseudonym[AUDIT_PSEUDONYM_LEN + 1], hash[AUDIT_HASH_HEX_LEN + 1];
+	unsigned char key_bytes[64];
+	struct audit_key key = {key_bytes, strlen(key_hex) / 2};
+	char *f[AUDIT_N_COLUMNS] = {NULL}, *payload;
+	for (size_t i = 0; i < key.len; i++) {
+		unsigned v;
+		ck_assert(sscanf(key_hex + 2 * i, "%2x", &v) == 1);
+		key_bytes[i] = (unsigned char)v;
+	}
+	audit_pseudonym(&key, value, pseudonym);
+	ck_assert_str_eq(pseudonym, pseudonym_doc);
+	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
+		f[fields[i].column] = block_value(fields_block, fields[i].name);
+	ck_assert_str_eq(f[AUDIT_SUBJECT], pseudonym_doc);
+	payload = audit_payload((const char *const *)f);
+	ck_assert_str_eq(payload, payload_doc);
+	ck_assert(strstr(text, xasprintf("Its payload, %zu bytes", strlen(payload))) != NULL);
+	ck_assert(audit_chain_hash(f[AUDIT_PREV_HASH], payload, hash));
+	ck_assert_str_eq(hash, hash_doc);
+	for (size_t i = 0; i < AUDIT_N_COLUMNS; i++)
+		free(f[i]);
+	free(payload);
+	free(key_hex);
+	free(value);
+	free(pseudonym_doc);
+	free(pseudonym_block);
+	free(fields_block);
+	free(payload_doc);
+	free(hash_doc);
+	free(text);
+}
+END_TEST
+
 static Suite *docs_suite(void)
 {
 	Suite *s = suite_create("docs");
@@ -458,6 +557,7 @@ static Suite *docs_suite(void)
 	tcase_add_test(man, test_man_page_example_loads);
 	tcase_add_test(sample, test_every_key_in_sample_config);
 	tcase_add_test(sample, test_chain_head_filter_takes_only_anchors);
+	tcase_add_test(sample, test_audit_format_worked_example);
 	suite_add_tcase(s, man);
 	suite_add_tcase(s, sample);
 	return s;
