@@ -5,7 +5,7 @@
 
 BACKLOG_ROWS=1000000
 BACKLOG_DUE=$((BACKLOG_ROWS / 2))
-BACKLOG_CONTESTANTS=(bulk hand statement once daemon)
+BACKLOG_CONTESTANTS=(bulk hand once daemon)
 # Overdue rows were clocked 3 days to 2.4 days ago, the others 12 to 5 hours
 # ago: with 1 day of retention none of them falls due while the bench runs.
 BACKLOG_CLOCK="CASE WHEN g <= $BACKLOG_DUE THEN now() - interval '3 days' + g * interval '100 ms'
@@ -17,7 +17,6 @@ backlog_prepare() {
 	q -d backlog_tpl -v table=records -v rows=$BACKLOG_ROWS -v clock="$BACKLOG_CLOCK" -f bench/sql/records.sql
 	echo "backlog|records|1 day|$BATCH" | write_config backlog "$WORK/backlog.conf"
 	echo "backlog|records|1 day|$BATCH" | write_config backlog_tpl "$WORK/backlog_tpl.conf"
-	"$POLICY_SQL" "$WORK/backlog_tpl.conf" backlog >"$WORK/backlog.sql"
 }
 
 # One contestant purges the backlog; prints its peak RSS in KiB (0: not retentiond).
@@ -28,21 +27,6 @@ backlog_bulk() {
 
 backlog_hand() {
 	q -d backlog -c "CALL bench.purge('backlog', 'records', '1 day', $BATCH, 'hand-written')" >/dev/null
-	echo 0
-}
-
-# The daemon's own statements, batch after batch as the daemon sends them
-# (BEGIN, policy lock, lock the due rows, purge them, COMMIT), planned per
-# execution as the daemon's unnamed statements are, without the daemon.
-backlog_statement() {
-	{
-		echo "SET plan_cache_mode = force_custom_plan;"
-		cat "$WORK/backlog.sql"
-		for ((i = 0; i <= BACKLOG_DUE / BATCH; i++)); do
-			echo "BEGIN; SELECT retention.try_lock_policy('backlog'); EXECUTE lock(:args) \\gset"
-			echo "EXECUTE purge(:args, :'table_oids', :'tids'); COMMIT;"
-		done
-	} | q -d backlog >/dev/null
 	echo 0
 }
 
@@ -110,9 +94,8 @@ EOF
 	       fig('backlog', '', c.id, 'rss_kib', 1, 1 / 1024.0, ' MiB') AS \"peak RSS\"
 	  FROM (VALUES (1, 'bulk', 'one bulk DELETE, no audit'),
 	               (2, 'hand', 'hand-written batched DELETE + audit (plpgsql)'),
-	               (3, 'statement', 'retentiond''s purge statement, replayed by psql'),
-	               (4, 'once', 'retentiond --once'),
-	               (5, 'daemon', 'retentiond (daemon)')) AS c(n, id, label)
+	               (3, 'once', 'retentiond --once'),
+	               (4, 'daemon', 'retentiond (daemon)')) AS c(n, id, label)
 	 ORDER BY c.n"
 	cat <<EOF
 
