@@ -41,6 +41,17 @@ static const char audit_sql[] =
 
 /* ---- verify ---- */
 
+/* A read-only transaction whose reads all see one snapshot. */
+static bool begin_snapshot(struct ctl *ctl)
+{
+	PGresult *res = PQexec(ctl->conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+	bool ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+	if (!ok)
+		ctl_result_error(ctl, NULL, res);
+	PQclear(res);
+	return ok;
+}
+
 /* What the verify report shows per chain: the same fields from the database or from a file. */
 static const struct ctl_field report_fields[] = {
 	{"policy", false}, {"records", true},       {"head_seq", true}, {"head_hash", false},
@@ -124,18 +135,13 @@ static void nothing_to_verify(struct audit_verify *v, const char *policy)
 static int verify_database(struct ctl *ctl, const char *policy, const struct audit_anchor *anchor)
 {
 	struct audit_verify v = {NULL, 0, NULL};
-	PGresult *res;
 	char *err = NULL;
 	bool ok;
 	int status;
 	if (ctl_connect(ctl) == NULL)
 		return CTL_ERROR;
 	/* One snapshot for the log, the heads and the anchor: a purge committing meanwhile is not a truncation. */
-	res = PQexec(ctl->conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
-	ok = PQresultStatus(res) == PGRES_COMMAND_OK;
-	if (!ok)
-		ctl_result_error(ctl, NULL, res);
-	PQclear(res);
+	ok = begin_snapshot(ctl);
 	if (ok && !audit_verify_stream(ctl->conn, policy, &v, &err)) {
 		ctl_error("%s", err);
 		ok = false;
@@ -372,7 +378,6 @@ static int cmd_export(struct ctl *ctl, int argc, char **argv)
 	};
 	const char *params[3] = {NULL, NULL, NULL};
 	char *rows_sql;
-	PGresult *res;
 	bool ok;
 	int opt;
 	while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
@@ -390,11 +395,7 @@ static int cmd_export(struct ctl *ctl, int argc, char **argv)
 	if (ctl_connect(ctl) == NULL)
 		return CTL_ERROR;
 	/* The rows and the heads from one snapshot: a batch committing meanwhile is in both or in neither. */
-	res = PQexec(ctl->conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
-	ok = PQresultStatus(res) == PGRES_COMMAND_OK;
-	if (!ok)
-		ctl_result_error(ctl, NULL, res);
-	PQclear(res);
+	ok = begin_snapshot(ctl);
 	rows_sql = xasprintf(export_rows_sql_fmt, audit_rows_sql);
 	ok = ok && print_lines(ctl, rows_sql, params) && print_lines(ctl, export_heads_sql, params);
 	free(rows_sql);

@@ -39,11 +39,15 @@ static void add_audit_group(const char *conf, const char *group)
 /* HMAC-SHA256 of VALUE under the key file KEY, computed by Python's standard library, not by our code. */
 static char *independent_pseudonym(const char *key, const char *value)
 {
-	char *argv[] = {"/usr/bin/python3", "-c",
-			"import hashlib, hmac, sys\n"
-			"key = open(sys.argv[1], 'rb').read()\n"
-			"print('hmac-sha256:' + hmac.new(key, sys.argv[2].encode(), hashlib.sha256).hexdigest(), end='')",
-			(char *)key, (char *)value, NULL};
+	char *argv[] = {
+		"/usr/bin/python3",
+		"-c",
+		"import hashlib, hmac, sys\n"
+		"key = open(sys.argv[1], 'rb').read()\n"
+		"print('hmac-sha256:' + hmac.new(key, sys.argv[2].encode(), hashlib.sha256).hexdigest(), end='')",
+		(char *)key,
+		(char *)value,
+		NULL};
 	char *out, *err;
 	ck_assert_msg(test_run(argv, &out, &err) == 0, "%s", err);
 	free(err);
@@ -95,8 +99,9 @@ START_TEST(test_subjects_and_keys_are_stored_as_pseudonyms)
 	want_key = independent_pseudonym(key, "1");
 	{
 		const char *params[2] = {want_subject, want_key};
-		ck_assert_str_eq(test_query_value(conn, "SELECT count(*) FROM retention.audit_log WHERE subject = $1"
-							" AND record_key = $2",
+		ck_assert_str_eq(test_query_value(conn,
+						  "SELECT count(*) FROM retention.audit_log WHERE subject = $1"
+						  " AND record_key = $2",
 						  2, params),
 				 "1");
 	}
@@ -184,9 +189,9 @@ START_TEST(test_reload_with_an_unreadable_key_keeps_the_old_configuration)
 	want = independent_pseudonym(key, "4711");
 	{
 		const char *params[1] = {want};
-		ck_assert_str_eq(
-			test_query_value(conn, "SELECT count(*) FROM retention.audit_log WHERE subject = $1", 1, params),
-			"1");
+		ck_assert_str_eq(test_query_value(conn, "SELECT count(*) FROM retention.audit_log WHERE subject = $1",
+						  1, params),
+				 "1");
 	}
 	fx_stop_daemon(pid);
 	free(want);
@@ -271,6 +276,61 @@ START_TEST(test_audit_group_errors_name_the_key)
 }
 END_TEST
 
+/* ---- the batch: the deletion and its audit rows, one transaction ---- */
+
+/*
+ * The daemon now writes a batch's audit rows in a statement of their own,
+ * after the purge statement: a kill -9 between the two must leave both
+ * undone. The audit INSERT is held at that point by a lock on the chain's
+ * head, the daemon killed there, the lock released.
+ */
+START_TEST(test_kill_9_between_the_purge_and_its_audit_rows_undoes_both)
+{
+	PGconn *conn = fx_uploads_db("killaudit");
+	PGconn *locker = test_connect_db("killaudit");
+	char *conf = fx_uploads_config("killaudit", "15 minutes", "");
+	char *log = fx_log_path("killaudit"), *out, *err, *sql;
+	int backend;
+	pid_t pid;
+	test_exec(conn, "INSERT INTO virusdesk.uploads (id, account_id, scan_completed_at) VALUES"
+			" (1, 1, now() - interval '1 hour')");
+	ck_assert_msg(fx_run_once(conf, &out, &err) == 0, "%s", err);
+	free(out);
+	free(err);
+	test_exec(conn, "INSERT INTO virusdesk.uploads (id, account_id, scan_completed_at)"
+			" SELECT g, g, now() - interval '1 hour' FROM generate_series(2, 11) g");
+	test_exec(locker, "BEGIN; SELECT FROM retention.chain_heads FOR UPDATE");
+	pid = fx_start_daemon(conf, log);
+	backend = fx_daemon_backend(conn, 20);
+	ck_assert(fx_wait_backend_blocked(conn, backend, 20));
+	sql = xasprintf("SELECT query LIKE '%%INSERT INTO retention.audit_log%%' AND state = 'active'"
+			" AND backend_xid IS NOT NULL FROM pg_stat_activity WHERE pid = %d",
+			backend);
+	ck_assert_str_eq(test_query_value(conn, sql, 0, NULL), "t");
+	free(sql);
+	/* The rows are deleted in the open transaction, their audit rows not yet written. */
+	ck_assert_int_eq(kill(pid, SIGKILL), 0);
+	ck_assert_int_ne(test_wait_exit(pid, 10), -1);
+	test_exec(locker, "COMMIT");
+	sql = xasprintf("SELECT NOT EXISTS (SELECT FROM pg_stat_activity WHERE pid = %d)", backend);
+	ck_assert(fx_poll_true(conn, sql, 20));
+	free(sql);
+	ck_assert_int_eq(test_query_ll(conn, "SELECT count(*) FROM virusdesk.uploads"), 10);
+	ck_assert_int_eq(test_query_ll(conn, "SELECT count(*) FROM retention.audit_log"), 1);
+	fx_assert_purge_atomic(conn, 11);
+	/* And the next start purges them, the chain continuing from the head. */
+	ck_assert_msg(fx_run_once(conf, &out, &err) == 0, "%s", err);
+	ck_assert_int_eq(test_query_ll(conn, "SELECT count(*) FROM virusdesk.uploads"), 0);
+	fx_assert_purge_atomic(conn, 11);
+	free(out);
+	free(err);
+	free(log);
+	free(conf);
+	PQfinish(locker);
+	PQfinish(conn);
+}
+END_TEST
+
 /* ---- the demo's data ---- */
 
 static void run_psql(const char *db, const char *file, const char *var)
@@ -278,7 +338,8 @@ static void run_psql(const char *db, const char *file, const char *var)
 	const char *bindir = getenv("PG_BINDIR");
 	char *psql = xasprintf("%s/psql", bindir ? bindir : "/usr/bin");
 	char *script = xasprintf("%s/%s", test_srcdir(), file);
-	char *argv[] = {psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", (char *)db, "-v", (char *)var, "-f", script, NULL};
+	char *argv[] = {psql,        "-X", "-q",   "-v", "ON_ERROR_STOP=1", "-d", (char *)db, "-v",
+			(char *)var, "-f", script, NULL};
 	char *out, *err;
 	int status = test_run(argv, &out, &err);
 	ck_assert_msg(status == 0, "%s: exit %d: %s", file, status, err);
@@ -311,14 +372,16 @@ START_TEST(test_demo_data_leaves_no_subject_in_the_retention_schema)
 	conf_text = xstrdup("");
 	while (getline(&sample, &len, f) >= 0) {
 		char *next = strstr(sample, "conninfo = \"")
-				     ? xasprintf("%s  conninfo = \"dbname=demo_data user=" TEST_DAEMON_ROLE "\";\n", conf_text)
+				     ? xasprintf("%s  conninfo = \"dbname=demo_data user=" TEST_DAEMON_ROLE "\";\n",
+						 conf_text)
 				     : xasprintf("%s%s", conf_text, sample);
 		free(conf_text);
 		conf_text = next;
 	}
 	fclose(f);
 	free(sample);
-	ck_assert_msg(strstr(conf_text, "key_file = \"audit.key\";"), "the shipped configuration has no audit.key_file");
+	ck_assert_msg(strstr(conf_text, "key_file = \"audit.key\";"),
+		      "the shipped configuration has no audit.key_file");
 	conf = test_path("retentiond.conf");
 	fx_rewrite(conf, conf_text);
 	/* Every subject of every policy, before the purge, kept outside the retention schema. */
@@ -330,8 +393,9 @@ START_TEST(test_demo_data_leaves_no_subject_in_the_retention_schema)
 		char *sql;
 		if (p->subject == NULL)
 			continue;
-		sql = xasprintf("INSERT INTO public.subjects SELECT '%s', \"%s\"::text FROM %s WHERE \"%s\" IS NOT NULL",
-				p->name, p->subject, p->table, p->subject);
+		sql = xasprintf(
+			"INSERT INTO public.subjects SELECT '%s', \"%s\"::text FROM %s WHERE \"%s\" IS NOT NULL",
+			p->name, p->subject, p->table, p->subject);
 		test_exec(conn, sql);
 		free(sql);
 	}
@@ -339,15 +403,17 @@ START_TEST(test_demo_data_leaves_no_subject_in_the_retention_schema)
 	ck_assert_msg(fx_run_once(conf, &out, &err) == 0, "%s%s", out, err);
 	free(out);
 	free(err);
-	ck_assert_int_gt(test_query_ll(conn, "SELECT count(*) FROM retention.audit_log WHERE subject IS NOT NULL"), 100);
+	ck_assert_int_gt(test_query_ll(conn, "SELECT count(*) FROM retention.audit_log WHERE subject IS NOT NULL"),
+			 100);
 	/* No subject's value is any stored subject; no e-mail address is anywhere in any table of the schema. */
 	ck_assert_int_eq(test_query_ll(conn, "SELECT count(*) FROM retention.audit_log a JOIN public.subjects s"
 					     " ON a.subject = s.v"),
 			 0);
-	tables = test_query_value(conn,
-				  "SELECT string_agg(format('SELECT t::text FROM %s t', c.oid::regclass), ' UNION ALL ')"
-				  " FROM pg_class c WHERE c.relnamespace = 'retention'::regnamespace AND c.relkind = 'r'",
-				  0, NULL);
+	tables = test_query_value(
+		conn,
+		"SELECT string_agg(format('SELECT t::text FROM %s t', c.oid::regclass), ' UNION ALL ')"
+		" FROM pg_class c WHERE c.relnamespace = 'retention'::regnamespace AND c.relkind = 'r'",
+		0, NULL);
 	line = xasprintf("SELECT count(*) FROM (SELECT DISTINCT v FROM public.subjects WHERE v LIKE '%%@%%') s,"
 			 " (%s) r(txt) WHERE strpos(r.txt, s.v) > 0",
 			 tables);
@@ -355,13 +421,15 @@ START_TEST(test_demo_data_leaves_no_subject_in_the_retention_schema)
 	free(line);
 	free(tables);
 	/* Still found: a purged subject's rows, by computing its pseudonym. */
-	email = test_query_value(conn,
-				 "SELECT s.v FROM public.subjects s WHERE s.policy = 'virusdesk-file-uploads'"
-				 " AND s.v LIKE '%@%' AND NOT EXISTS (SELECT FROM virusdesk.uploads u WHERE u.email = s.v)"
-				 " ORDER BY s.v LIMIT 1",
-				 0, NULL);
+	email = test_query_value(
+		conn,
+		"SELECT s.v FROM public.subjects s WHERE s.policy = 'virusdesk-file-uploads'"
+		" AND s.v LIKE '%@%' AND NOT EXISTS (SELECT FROM virusdesk.uploads u WHERE u.email = s.v)"
+		" ORDER BY s.v LIMIT 1",
+		0, NULL);
 	ck_assert_ptr_nonnull(email);
-	ck_assert_int_eq(fx_ctl(conf, "demo_data", &out, &err, "--format", "csv", "audit", "--subject", email, NULL), 0);
+	ck_assert_int_eq(fx_ctl(conf, "demo_data", &out, &err, "--format", "csv", "audit", "--subject", email, NULL),
+			 0);
 	ck_assert_msg(strstr(out, "virusdesk-file-uploads"), "audit --subject %s found nothing: %s%s", email, out, err);
 	free(out);
 	free(err);
@@ -380,14 +448,17 @@ static Suite *audit_suite(void)
 {
 	Suite *s = suite_create("audit");
 	TCase *pseudonyms = test_tcase("pseudonyms", 120);
+	TCase *batch = test_tcase("batch", 120);
 	TCase *demo = test_tcase("demo data", 300);
 	tcase_add_test(pseudonyms, test_keygen_writes_a_private_key_once);
 	tcase_add_test(pseudonyms, test_subjects_and_keys_are_stored_as_pseudonyms);
 	tcase_add_test(pseudonyms, test_reload_with_an_unreadable_key_keeps_the_old_configuration);
 	tcase_add_test(pseudonyms, test_a_version_1_file_keeps_working_with_a_warning);
 	tcase_add_test(pseudonyms, test_audit_group_errors_name_the_key);
+	tcase_add_test(batch, test_kill_9_between_the_purge_and_its_audit_rows_undoes_both);
 	tcase_add_test(demo, test_demo_data_leaves_no_subject_in_the_retention_schema);
 	suite_add_tcase(s, pseudonyms);
+	suite_add_tcase(s, batch);
 	suite_add_tcase(s, demo);
 	return s;
 }

@@ -489,6 +489,22 @@ static void define_payload2(PGconn *conn)
 		  " || pg_temp.ns(a.txid::text), 'UTF8') $$");
 }
 
+/* Edits record 5, then recomputes every hash from there on and the head, as an insider could. */
+static void rewrite_chain_from_5(PGconn *conn)
+{
+	define_payload2(conn);
+	test_exec(conn,
+		  "UPDATE retention.audit_log SET subject = 'someone else' WHERE seq = 5;"
+		  "WITH RECURSIVE c(seq, prev_hash, hash) AS ("
+		  "  SELECT a.seq, a.prev_hash, sha256(a.prev_hash || pg_temp.payload2(a))"
+		  "  FROM retention.audit_log a WHERE a.seq = 5"
+		  "  UNION ALL"
+		  "  SELECT a.seq, c.hash, sha256(c.hash || pg_temp.payload2(a))"
+		  "  FROM retention.audit_log a JOIN c ON a.seq = c.seq + 1)"
+		  " UPDATE retention.audit_log a SET prev_hash = c.prev_hash, hash = c.hash FROM c WHERE a.seq = c.seq;"
+		  "UPDATE retention.chain_heads h SET hash = a.hash FROM retention.audit_log a WHERE a.seq = h.seq");
+}
+
 static void expect_verify(int want_status, const char *want_problem, const char *head)
 {
 	char *out, *err;
@@ -566,18 +582,7 @@ START_TEST(test_verify_wholesale_rewrite_needs_anchor)
 	PGconn *conn = chain_of_twelve("verify_rewrite");
 	char *anchor = test_query_value(
 		conn, "SELECT seq || ':' || encode(hash, 'hex') FROM retention.audit_log WHERE seq = 12", 0, NULL);
-	/* Edit record 5, then recompute every hash from there on and the head, as an insider could. */
-	define_payload2(conn);
-	test_exec(conn,
-		  "UPDATE retention.audit_log SET subject = 'someone else' WHERE seq = 5;"
-		  "WITH RECURSIVE c(seq, prev_hash, hash) AS ("
-		  "  SELECT a.seq, a.prev_hash, sha256(a.prev_hash || pg_temp.payload2(a))"
-		  "  FROM retention.audit_log a WHERE a.seq = 5"
-		  "  UNION ALL"
-		  "  SELECT a.seq, c.hash, sha256(c.hash || pg_temp.payload2(a))"
-		  "  FROM retention.audit_log a JOIN c ON a.seq = c.seq + 1)"
-		  " UPDATE retention.audit_log a SET prev_hash = c.prev_hash, hash = c.hash FROM c WHERE a.seq = c.seq;"
-		  "UPDATE retention.chain_heads h SET hash = a.hash FROM retention.audit_log a WHERE a.seq = h.seq");
+	rewrite_chain_from_5(conn);
 	/* Without an anchor the rewritten chain is self-consistent... */
 	expect_verify(0, NULL, NULL);
 	/* ...the anchor the daemon logged before the rewrite is not. */
@@ -783,17 +788,7 @@ START_TEST(test_export_rewritten_wholesale_needs_the_anchor)
 	size_t n;
 	anchor = test_query_value(
 		conn, "SELECT seq || ':' || encode(hash, 'hex') FROM retention.audit_log WHERE seq = 12", 0, NULL);
-	define_payload2(conn);
-	test_exec(conn,
-		  "UPDATE retention.audit_log SET subject = 'someone else' WHERE seq = 5;"
-		  "WITH RECURSIVE c(seq, prev_hash, hash) AS ("
-		  "  SELECT a.seq, a.prev_hash, sha256(a.prev_hash || pg_temp.payload2(a))"
-		  "  FROM retention.audit_log a WHERE a.seq = 5"
-		  "  UNION ALL"
-		  "  SELECT a.seq, c.hash, sha256(c.hash || pg_temp.payload2(a))"
-		  "  FROM retention.audit_log a JOIN c ON a.seq = c.seq + 1)"
-		  " UPDATE retention.audit_log a SET prev_hash = c.prev_hash, hash = c.hash FROM c WHERE a.seq = c.seq;"
-		  "UPDATE retention.chain_heads h SET hash = a.hash FROM retention.audit_log a WHERE a.seq = h.seq");
+	rewrite_chain_from_5(conn);
 	file = export_trail(&lines, &n);
 	expect_file_verdict(file, NULL, 0, NULL);
 	expect_file_verdict(file, anchor, 3, "does not match the anchor");

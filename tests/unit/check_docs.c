@@ -528,7 +528,11 @@ START_TEST(test_audit_format_worked_example)
 	ck_assert_str_eq(f[AUDIT_SUBJECT], pseudonym_doc);
 	payload = audit_payload((const char *const *)f);
 	ck_assert_str_eq(payload, payload_doc);
-	ck_assert(strstr(text, xasprintf("Its payload, %zu bytes", strlen(payload))) != NULL);
+	{
+		char *size = xasprintf("Its payload, %zu bytes", strlen(payload));
+		ck_assert_msg(strstr(text, size) != NULL, "the doc does not say \"%s\"", size);
+		free(size);
+	}
 	ck_assert(audit_chain_hash(f[AUDIT_PREV_HASH], payload, hash));
 	ck_assert_str_eq(hash, hash_doc);
 	for (size_t i = 0; i < AUDIT_N_COLUMNS; i++)
