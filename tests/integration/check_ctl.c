@@ -641,6 +641,24 @@ START_TEST(test_verify_does_not_trust_the_schemas_code)
 }
 END_TEST
 
+/*
+ * A record rewritten in format 1, whose payload leaves out cause and
+ * request_id, rechained so that every hash and link holds: the daemon never
+ * goes back to format 1, so the verifier does not take it.
+ */
+START_TEST(test_verify_refuses_format_1_after_format_2)
+{
+	PGconn *conn = chain_of_twelve("verify_downgrade");
+	test_exec(conn, "UPDATE retention.audit_log SET format = 1, cause = 'schedule',"
+			" hash = sha256(prev_hash || retention.audit_payload(policy, seq, service, source, table_name,"
+			" record_key, subject, clock_at, due_at, purged_at, action, instance, txid)) WHERE seq = 12;"
+			"UPDATE retention.chain_heads h SET hash = a.hash FROM retention.audit_log a WHERE a.seq = h.seq");
+	expect_verify(3, "record seq 12 (id ", NULL);
+	expect_verify(3, "is in format 1 after records in format 2", NULL);
+	PQfinish(conn);
+}
+END_TEST
+
 /* D24: an unknown policy, or a chain erased together with its head, "verified" with exit 0. */
 START_TEST(test_verify_of_a_missing_chain_fails)
 {
@@ -754,6 +772,16 @@ START_TEST(test_export_verifies_offline_and_tamperings_are_caught)
 		expect_file_verdict(bad, NULL, 3, "record seq 5 (line 5): its content does not match its hash");
 		free(lines[4]);
 		lines[4] = old;
+		free(bad);
+	}
+	/* A field added to a record: not what export writes, whatever it says. */
+	{
+		char *old = lines[6];
+		lines[6] = xasprintf("{\"note\" : \"fine\", %s", old + 1);
+		bad = tampered(lines, n, -1, 0, 0);
+		expect_file_verdict(bad, NULL, 3, ":7: a row has exactly the fields");
+		free(lines[6]);
+		lines[6] = old;
 		free(bad);
 	}
 	/* Delete: record 6. */
@@ -931,6 +959,7 @@ int main(void)
 	tcase_add_test(verify, test_verify_forgery_with_recomputed_hash);
 	tcase_add_test(verify, test_verify_does_not_trust_the_schemas_code);
 	tcase_add_test(verify, test_verify_of_a_missing_chain_fails);
+	tcase_add_test(verify, test_verify_refuses_format_1_after_format_2);
 	tcase_add_test(verify, test_export_verifies_offline_and_tamperings_are_caught);
 	tcase_add_test(verify, test_export_rewritten_wholesale_needs_the_anchor);
 	tcase_add_test(verify, test_independent_verifier_agrees_with_the_doc);
