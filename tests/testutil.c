@@ -152,6 +152,13 @@ char *test_query_value(PGconn *conn, const char *sql, int n_params, const char *
 	return out;
 }
 
+void test_assert_query_value(PGconn *conn, const char *sql, int n_params, const char *const *params, const char *want)
+{
+	char *got = test_query_value(conn, sql, n_params, params);
+	ck_assert_msg(got != NULL && strcmp(got, want) == 0, "%s: got %s, want %s", sql, got ? got : "no value", want);
+	free(got);
+}
+
 long long test_query_ll(PGconn *conn, const char *sql)
 {
 	char *v = test_query_value(conn, sql, 0, NULL);

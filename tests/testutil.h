@@ -42,6 +42,8 @@ void test_exec(PGconn *conn, const char *sql);
 /* Runs one query with text params and returns the first column of its first row (malloc'd, NULL if none). */
 char *test_query_value(PGconn *conn, const char *sql, int n_params, const char *const *params);
 long long test_query_ll(PGconn *conn, const char *sql);
+/* Fails the test unless the query's first value (as test_query_value) is WANT. */
+void test_assert_query_value(PGconn *conn, const char *sql, int n_params, const char *const *params, const char *want);
 /* A connection to database DB of the test's server, as its superuser. */
 PGconn *test_connect_db(const char *db);
 /* A fresh database, created from template0, and a connection to it. */

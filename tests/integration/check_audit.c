@@ -99,11 +99,9 @@ START_TEST(test_subjects_and_keys_are_stored_as_pseudonyms)
 	want_key = independent_pseudonym(key, "1");
 	{
 		const char *params[2] = {want_subject, want_key};
-		ck_assert_str_eq(test_query_value(conn,
-						  "SELECT count(*) FROM retention.audit_log WHERE subject = $1"
-						  " AND record_key = $2",
-						  2, params),
-				 "1");
+		test_assert_query_value(
+			conn, "SELECT count(*) FROM retention.audit_log WHERE subject = $1 AND record_key = $2", 2,
+			params, "1");
 	}
 	/* Nothing in clear, and no subject where there was none. */
 	ck_assert_int_eq(test_query_ll(conn, "SELECT count(*) FROM retention.audit_log WHERE subject NOT LIKE"
@@ -189,9 +187,8 @@ START_TEST(test_reload_with_an_unreadable_key_keeps_the_old_configuration)
 	want = independent_pseudonym(key, "4711");
 	{
 		const char *params[1] = {want};
-		ck_assert_str_eq(test_query_value(conn, "SELECT count(*) FROM retention.audit_log WHERE subject = $1",
-						  1, params),
-				 "1");
+		test_assert_query_value(conn, "SELECT count(*) FROM retention.audit_log WHERE subject = $1", 1, params,
+					"1");
 	}
 	fx_stop_daemon(pid);
 	free(want);
@@ -223,7 +220,7 @@ START_TEST(test_a_version_1_file_keeps_working_with_a_warning)
 	ck_assert_ptr_null(strstr(strstr(err, "no audit group") + 1, "no audit group"));
 	free(out);
 	free(err);
-	ck_assert_str_eq(test_query_value(conn, "SELECT subject FROM retention.audit_log", 0, NULL), "4711");
+	test_assert_query_value(conn, "SELECT subject FROM retention.audit_log", 0, NULL, "4711");
 	free(conf);
 	PQfinish(conn);
 }
@@ -306,7 +303,7 @@ START_TEST(test_kill_9_between_the_purge_and_its_audit_rows_undoes_both)
 	sql = xasprintf("SELECT query LIKE '%%INSERT INTO retention.audit_log%%' AND state = 'active'"
 			" AND backend_xid IS NOT NULL FROM pg_stat_activity WHERE pid = %d",
 			backend);
-	ck_assert_str_eq(test_query_value(conn, sql, 0, NULL), "t");
+	test_assert_query_value(conn, sql, 0, NULL, "t");
 	free(sql);
 	/* The rows are deleted in the open transaction, their audit rows not yet written. */
 	ck_assert_int_eq(kill(pid, SIGKILL), 0);

@@ -649,10 +649,11 @@ END_TEST
 START_TEST(test_verify_refuses_format_1_after_format_2)
 {
 	PGconn *conn = chain_of_twelve("verify_downgrade");
-	test_exec(conn, "UPDATE retention.audit_log SET format = 1, cause = 'schedule',"
-			" hash = sha256(prev_hash || retention.audit_payload(policy, seq, service, source, table_name,"
-			" record_key, subject, clock_at, due_at, purged_at, action, instance, txid)) WHERE seq = 12;"
-			"UPDATE retention.chain_heads h SET hash = a.hash FROM retention.audit_log a WHERE a.seq = h.seq");
+	test_exec(conn,
+		  "UPDATE retention.audit_log SET format = 1, cause = 'schedule',"
+		  " hash = sha256(prev_hash || retention.audit_payload(policy, seq, service, source, table_name,"
+		  " record_key, subject, clock_at, due_at, purged_at, action, instance, txid)) WHERE seq = 12;"
+		  "UPDATE retention.chain_heads h SET hash = a.hash FROM retention.audit_log a WHERE a.seq = h.seq");
 	expect_verify(3, "record seq 12 (id ", NULL);
 	expect_verify(3, "is in format 1 after records in format 2", NULL);
 	PQfinish(conn);
