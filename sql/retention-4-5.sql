@@ -15,7 +15,13 @@ ALTER TABLE retention.audit_log
 -- Existing rows keep format 1 and cause schedule; a new row says its own.
 ALTER TABLE retention.audit_log ALTER COLUMN format DROP DEFAULT, ALTER COLUMN cause DROP DEFAULT;
 
--- `retentionctl audit --subject`: a subject's rows across policies.
-CREATE INDEX audit_log_subject ON retention.audit_log (subject) WHERE subject IS NOT NULL;
+-- Lookups by key and by subject are by equality only, and a b-tree entry
+-- has a size limit (about 2.7 kB) that a clear-text key or subject from the
+-- application may pass: the INSERT of its audit row would fail, and with it
+-- every batch of the policy. A hash index stores a value's hash, whatever
+-- its size. `retentionctl audit --subject` finds a subject across policies.
+DROP INDEX retention.audit_log_record;
+CREATE INDEX audit_log_record ON retention.audit_log USING hash (record_key);
+CREATE INDEX audit_log_subject ON retention.audit_log USING hash (subject);
 
 INSERT INTO retention.schema_version (version) VALUES (5);

@@ -58,11 +58,14 @@ void audit_anchor_format(const char *policy, const struct audit_anchor *a, char 
 
 /*
  * A timestamptz expression as the payload writes it: UTC, six fraction
- * digits ("2026-12-01T09:30:00.000000Z"); infinity as "infinity".
+ * digits ("2026-12-01T09:30:00.000000Z"), " BC" after a year before 1 (the
+ * pattern has no era, and a year without one would hide an edit of it);
+ * infinity as "infinity".
  */
 #define AUDIT_TIME_TEXT(x)                                                                                             \
 	"CASE WHEN pg_catalog.isfinite(" x ") THEN pg_catalog.to_char(pg_catalog.timezone('UTC', " x                   \
-	"), 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') ELSE (" x ")::pg_catalog.text END"
+	"), 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') || CASE pg_catalog.to_char(pg_catalog.timezone('UTC', " x "), 'BC')"  \
+	" WHEN 'BC' THEN ' BC' ELSE '' END ELSE (" x ")::pg_catalog.text END"
 
 /*
  * Every stored row of the chain(s) in chain order: $1 policy or NULL, $2

@@ -328,6 +328,38 @@ START_TEST(test_kill_9_between_the_purge_and_its_audit_rows_undoes_both)
 }
 END_TEST
 
+/*
+ * A b-tree entry holds at most about 2.7 kB: a clear-text key or subject
+ * larger than that (an application's free-text field) made the audit INSERT
+ * fail for its batch, at every try, and so stopped the policy for everyone.
+ */
+START_TEST(test_a_key_and_subject_too_large_for_a_btree_are_audited)
+{
+	PGconn *conn = fx_database("bigvalues");
+	char *policy = fx_policy("big", "app.t", "id", "c", "1 day", "subject = \"who\";");
+	char *conf = fx_config("bigvalues", NULL, policy), *out, *err;
+	/* The key as large as the table's own b-tree takes it (incompressible), the subject larger. */
+	test_exec(
+		conn,
+		"CREATE SCHEMA app; CREATE TABLE app.t (id text PRIMARY KEY, c timestamptz, who text);"
+		"INSERT INTO app.t SELECT g::text, now() - interval '3 days', 'someone' FROM generate_series(1, 20) g;"
+		"INSERT INTO app.t SELECT left(string_agg(md5(g::text), ''), 2690), now() - interval '3 days',"
+		" string_agg(md5((g + 1000)::text), '') FROM generate_series(1, 150) g");
+	fx_grant(conn, "app");
+	ck_assert_msg(fx_run_once(conf, &out, &err) == 0, "%s%s", out, err);
+	free(out);
+	free(err);
+	ck_assert_int_eq(test_query_ll(conn, "SELECT count(*) FROM app.t"), 0);
+	ck_assert_int_eq(test_query_ll(conn, "SELECT count(*) FROM retention.audit_log WHERE octet_length(record_key)"
+					     " = 2690 AND octet_length(subject) = 4800"),
+			 1);
+	fx_assert_chain_intact(conn);
+	free(conf);
+	free(policy);
+	PQfinish(conn);
+}
+END_TEST
+
 /* ---- the demo's data ---- */
 
 static void run_psql(const char *db, const char *file, const char *var)
@@ -453,6 +485,7 @@ static Suite *audit_suite(void)
 	tcase_add_test(pseudonyms, test_a_version_1_file_keeps_working_with_a_warning);
 	tcase_add_test(pseudonyms, test_audit_group_errors_name_the_key);
 	tcase_add_test(batch, test_kill_9_between_the_purge_and_its_audit_rows_undoes_both);
+	tcase_add_test(batch, test_a_key_and_subject_too_large_for_a_btree_are_audited);
 	tcase_add_test(demo, test_demo_data_leaves_no_subject_in_the_retention_schema);
 	suite_add_tcase(s, pseudonyms);
 	suite_add_tcase(s, batch);

@@ -479,7 +479,8 @@ static void define_payload2(PGconn *conn)
 		  "CREATE FUNCTION pg_temp.ns(v text) RETURNS text LANGUAGE sql IMMUTABLE AS"
 		  " $$ SELECT CASE WHEN v IS NULL THEN '-,' ELSE octet_length(v) || ':' || v || ',' END $$;"
 		  "CREATE FUNCTION pg_temp.t(x timestamptz) RETURNS text LANGUAGE sql STABLE AS"
-		  " $$ SELECT to_char(x AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') $$;"
+		  " $$ SELECT to_char(x AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+		  " || CASE to_char(x AT TIME ZONE 'UTC', 'BC') WHEN 'BC' THEN ' BC' ELSE '' END $$;"
 		  "CREATE FUNCTION pg_temp.payload2(a retention.audit_log) RETURNS bytea LANGUAGE sql STABLE AS"
 		  " $$ SELECT convert_to(pg_temp.ns(a.format::text) || pg_temp.ns(a.policy) || pg_temp.ns(a.seq::text)"
 		  " || pg_temp.ns(a.service) || pg_temp.ns(a.source) || pg_temp.ns(a.table_name)"
@@ -529,6 +530,18 @@ START_TEST(test_verify_edit)
 {
 	PGconn *conn = chain_of_twelve("verify_edit");
 	test_exec(conn, "UPDATE retention.audit_log SET subject = 'someone else' WHERE seq = 5");
+	expect_verify(3, "its content does not match its hash (edited)", NULL);
+	PQfinish(conn);
+}
+END_TEST
+
+/* The time form had no era: a year moved to BC read the same, and the edit went unseen. */
+START_TEST(test_verify_edit_of_a_years_era)
+{
+	PGconn *conn = chain_of_twelve("verify_era");
+	test_exec(conn, "UPDATE retention.audit_log SET purged_at = (to_char(purged_at AT TIME ZONE 'UTC',"
+			" 'YYYY-MM-DD HH24:MI:SS.US') || '+00 BC')::timestamptz WHERE seq = 4");
+	expect_verify(3, "record seq 4 (id ", NULL);
 	expect_verify(3, "its content does not match its hash (edited)", NULL);
 	PQfinish(conn);
 }
@@ -952,6 +965,7 @@ int main(void)
 	tcase_set_timeout(verify, 60);
 	tcase_add_test(verify, test_verify_intact);
 	tcase_add_test(verify, test_verify_edit);
+	tcase_add_test(verify, test_verify_edit_of_a_years_era);
 	tcase_add_test(verify, test_verify_nulls_in_an_altered_table);
 	tcase_add_test(verify, test_verify_delete_middle);
 	tcase_add_test(verify, test_verify_reorder);
