@@ -47,6 +47,9 @@ char *session_options_for(const char *time_zone, long long statement_timeout_ms,
 	append_option(&out, "array_nulls", "on");
 	append_option(&out, "transform_null_equals", "off");
 	append_option(&out, "timezone_abbreviations", "Default");
+	/* Keys and subjects are audited, and pseudonymized, in their text form: bytea's and money's depend on these. */
+	append_option(&out, "bytea_output", "hex");
+	append_option(&out, "lc_monetary", "C");
 	/*
 	 * Every statement here is short, and most run with a generic plan whose
 	 * estimate a large table inflates past jit_above_cost: compiling them
@@ -70,7 +73,7 @@ char *session_options_for(const char *time_zone, long long statement_timeout_ms,
 	return out;
 }
 
-/* In the order of the elements of retention.session_settings() (sql/retention-2-3.sql). */
+/* In the order of the elements of retention.session_settings() (sql/retention-4-5.sql). */
 static const char *const settings_names[] = {"role",
 					     "search_path",
 					     "TimeZone",
@@ -91,6 +94,8 @@ static const char *const settings_names[] = {"role",
 					     "default_transaction_read_only",
 					     "plan_cache_mode",
 					     "restrict_nonsystem_relation_kind",
+					     "bytea_output",
+					     "lc_monetary",
 					     "LISTEN channels",
 					     NULL};
 

@@ -611,6 +611,8 @@ START_TEST(test_every_watched_setting_is_read_back)
 		{"default_transaction_read_only", "on"},
 		{"plan_cache_mode", "force_custom_plan"},
 		{"restrict_nonsystem_relation_kind", ""},
+		{"bytea_output", "escape"},
+		{"lc_monetary", "POSIX"},
 		{"LISTEN channels", "UNLISTEN"},
 	};
 	PGconn *conn = fx_database("settings");
@@ -672,15 +674,18 @@ START_TEST(test_sessions_pin_their_settings)
 		"ALTER ROLE " TEST_DAEMON_ROLE " IN DATABASE pinned SET search_path = public, pg_catalog;"
 		"ALTER ROLE " TEST_DAEMON_ROLE " IN DATABASE pinned SET row_security = on;"
 		"ALTER ROLE " TEST_DAEMON_ROLE " IN DATABASE pinned SET plan_cache_mode = force_custom_plan;"
+		"ALTER ROLE " TEST_DAEMON_ROLE " IN DATABASE pinned SET bytea_output = escape;"
+		"ALTER ROLE " TEST_DAEMON_ROLE " IN DATABASE pinned SET lc_monetary = 'POSIX';"
 		"CREATE SCHEMA app;"
 		"CREATE TABLE app.t (id int PRIMARY KEY, c timestamptz);"
 		"CREATE FUNCTION app.pinned() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
 		"  IF current_setting('jit') <> 'off' OR current_setting('search_path') <> 'pg_catalog,pg_temp'"
 		"     OR current_setting('row_security') <> 'off'"
-		"     OR current_setting('plan_cache_mode') <> 'force_generic_plan' THEN"
-		"    RAISE EXCEPTION 'jit %, search_path %, row_security %, plan_cache_mode %', current_setting('jit'),"
-		"      current_setting('search_path'), current_setting('row_security'),"
-		"      current_setting('plan_cache_mode');"
+		"     OR current_setting('plan_cache_mode') <> 'force_generic_plan'"
+		"     OR current_setting('bytea_output') <> 'hex' OR current_setting('lc_monetary') <> 'C' THEN"
+		"    RAISE EXCEPTION 'jit %, search_path %, row_security %, plan_cache_mode %, bytea_output %,"
+		" lc_monetary %', current_setting('jit'), current_setting('search_path'), current_setting('row_security'),"
+		"      current_setting('plan_cache_mode'), current_setting('bytea_output'), current_setting('lc_monetary');"
 		"  END IF; RETURN OLD; END $$;"
 		"CREATE TRIGGER pinned BEFORE DELETE ON app.t FOR EACH ROW EXECUTE FUNCTION app.pinned();"
 		"INSERT INTO app.t VALUES (1, now() - interval '2 days')");
