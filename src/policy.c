@@ -1337,6 +1337,37 @@ static bool shape_complete(const struct policy *p, const struct policy_shape *s,
 	return *why == NULL;
 }
 
+/*
+ * $14 as column C spells it, and whether that is the one spelling of the
+ * values equal to it: the audit trail keeps a key or subject in the text
+ * form the row had (or its pseudonym), so a lookup finds the equal values
+ * written otherwise (citext's ALICE, numeric's 7.50) only when there are
+ * none. The type's default b-tree class says so by an equalimage function
+ * (PostgreSQL's test for deduplication: equal means the same bytes), or a
+ * class it is binary-coercible to when it has none of its own; a numeric
+ * with a scale is written with that scale.
+ */
+static char *build_canonical(const struct policy_column *c)
+{
+	return xasprintf(
+		"SELECT " EXTRA_1 "::text::%s::text, (SELECT coalesce(pg_catalog.bool_or(ap.amproc"
+		" OPERATOR(pg_catalog.=) 'pg_catalog.btequalimage'::pg_catalog.regproc OR ap.amproc"
+		" OPERATOR(pg_catalog.=) 'pg_catalog.btvarstrequalimage'::pg_catalog.regproc"
+		" AND coalesce(co.collisdeterministic, true)), false)"
+		" OR (ty.oid OPERATOR(pg_catalog.=) 'pg_catalog.numeric'::pg_catalog.regtype AND %d >= 0)"
+		" FROM pg_catalog.pg_type ty LEFT JOIN pg_catalog.pg_collation co ON co.oid OPERATOR(pg_catalog.=)"
+		" ty.typcollation LEFT JOIN LATERAL (SELECT oc.opcfamily, oc.opcintype FROM pg_catalog.pg_opclass oc"
+		" WHERE oc.opcmethod OPERATOR(pg_catalog.=) 403 AND oc.opcdefault AND (oc.opcintype"
+		" OPERATOR(pg_catalog.=) ty.oid OR EXISTS (SELECT FROM pg_catalog.pg_cast k WHERE k.castsource"
+		" OPERATOR(pg_catalog.=) ty.oid AND k.casttarget OPERATOR(pg_catalog.=) oc.opcintype"
+		" AND k.castmethod OPERATOR(pg_catalog.=) 'b')) ORDER BY oc.opcintype OPERATOR(pg_catalog.=) ty.oid"
+		" DESC LIMIT 1) oc ON true LEFT JOIN pg_catalog.pg_amproc ap ON ap.amprocfamily"
+		" OPERATOR(pg_catalog.=) oc.opcfamily AND ap.amproclefttype OPERATOR(pg_catalog.=) oc.opcintype"
+		" AND ap.amprocrighttype OPERATOR(pg_catalog.=) oc.opcintype AND ap.amprocnum OPERATOR(pg_catalog.=) 4"
+		" WHERE ty.oid OPERATOR(pg_catalog.=) pg_catalog.pg_typeof(NULL::%s) GROUP BY ty.oid) AS one_form",
+		c->type, c->typmod, c->type);
+}
+
 bool policy_sql_build(struct policy_sql *sql, const struct policy *p, const struct policy_shape *shape,
 		      const char *instance, const char **why)
 {
@@ -1367,11 +1398,11 @@ bool policy_sql_build(struct policy_sql *sql, const struct policy *p, const stru
 	sql->pending_records = build_pending_records(&f);
 	sql->explain = build_explain(&f);
 	sql->explain_holds = build_explain_holds(&f);
-	sql->canonical_key = xasprintf("SELECT " EXTRA_1 "::text::%s::text", shape->key.type);
+	sql->canonical_key = build_canonical(&shape->key);
 	sql->key_records = build_records_of(&f, &shape->key);
 	if (p->subject) {
 		sql->subject_records = build_records_of(&f, &shape->subject);
-		sql->canonical_subject = xasprintf("SELECT " EXTRA_1 "::text::%s::text", shape->subject.type);
+		sql->canonical_subject = build_canonical(&shape->subject);
 	}
 	sql->n_guards = shape->n_guards;
 	sql->guard_what = xcalloc(shape->n_guards + 1, sizeof(char *));

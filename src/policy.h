@@ -150,7 +150,7 @@ struct policy_sql {
 	char *explain_holds;     /* -> JSON array of the active holds that protect record $14 */
 	char *subject_records;   /* -> how many records of data subject $14 exist (not yet anonymized) */
 	char *key_records;       /* -> the same for key $14: 0 or 1 */
-	char *canonical_key;     /* -> $14 read as the key column's type, as text */
+	char *canonical_key;     /* -> $14 read as the key column's type, as text; whether equal values have no other */
 	char *canonical_subject; /* the same for the subject column (NULL without one) */
 	char **guard_what;       /* policy_guard.what, for explain */
 	size_t n_guards;

@@ -436,13 +436,16 @@ static char *lookup_forms(struct ctl *ctl, const char *policy, bool key, const c
 	if (p && (key || p->subject)) {
 		/* As the column reads it, as the purge wrote it. A retired policy's value is taken as typed. */
 		struct policy_sql sql;
-		bool invalid;
+		bool invalid, one_form = true;
 		if (!ctl_policy_sql(ctl, p, &sql))
 			return NULL;
-		canonical = ctl_canonical(ctl, &sql, key ? sql.canonical_key : sql.canonical_subject, value, &invalid);
+		canonical = ctl_canonical(ctl, &sql, key ? sql.canonical_key : sql.canonical_subject, value, &invalid,
+					  &one_form);
 		policy_sql_free(&sql);
 		if (canonical == NULL && !invalid)
 			return NULL;
+		if (!one_form)
+			ctl_warn(LOOKUP_AS_WRITTEN, p->name, key ? "key" : "subject", canonical);
 	}
 	forms = ctl->cfg ? ctl_audit_forms(ctl,
 					   key ? config_pseudonymizes_key(ctl->cfg)

@@ -67,7 +67,7 @@ int cmd_explain(struct ctl *ctl, int argc, char **argv)
 	const char *params[POLICY_N_BASE_PARAMS + 2];
 	Oid types[POLICY_N_BASE_PARAMS + 2];
 	PGresult *audit = NULL, *record = NULL, *holds = NULL;
-	bool record_found = false, clock_null = false, stands_anonymized = false, invalid;
+	bool record_found = false, clock_null = false, stands_anonymized = false, invalid, one_form = true;
 	char *canonical = NULL;
 	int opt, status = CTL_ERROR;
 
@@ -88,7 +88,7 @@ int cmd_explain(struct ctl *ctl, int argc, char **argv)
 	if (!ctl_policy_sql(ctl, p, &sql))
 		return CTL_ERROR;
 	/* "042" names record 42, whose audit rows and holds say "42". An invalid key names no record. */
-	canonical = ctl_canonical(ctl, &sql, sql.canonical_key, key, &invalid);
+	canonical = ctl_canonical(ctl, &sql, sql.canonical_key, key, &invalid, &one_form);
 	if (canonical == NULL && !invalid)
 		goto out;
 	if (canonical)
@@ -152,8 +152,14 @@ int cmd_explain(struct ctl *ctl, int argc, char **argv)
 				  a[A_PURGED_AT], a[A_PURGED_BY], a[A_AUDIT_ID]);
 	} else if (!record_found) {
 		a[A_STATUS] = xstrdup("not_found");
-		a[A_REASON] = xasprintf("no record with key %s in %s, and policy %s never purged one", key, sql.table,
-					p->name);
+		a[A_REASON] =
+			one_form ? xasprintf("no record with key %s in %s, and policy %s never purged one", key,
+					     sql.table, p->name)
+				 : xasprintf("no record with key %s in %s, and no audit record of policy %s has key"
+					     " %s as written: a value equal to it may be written otherwise in its type"
+					     " (numeric 7.50 for 7.5, citext ALICE for alice); give the key as the"
+					     " record had it",
+					     key, sql.table, p->name, key);
 	} else if (stands_anonymized) {
 		a[A_STATUS] = xstrdup("anonymized");
 		a[A_REASON] = xstrdup("nothing to anonymize: its anonymized columns already hold what anonymizing"

@@ -107,7 +107,7 @@ static int hold_add(struct ctl *ctl, int argc, char **argv)
 		return CTL_ERROR;
 	/* Stored as the column spells it ("042" is 42); the purge compares holds in the column's type anyway. */
 	canonical = ctl_canonical(ctl, &sql, key ? sql.canonical_key : sql.canonical_subject, key ? key : subject,
-				  &invalid);
+				  &invalid, NULL);
 	if (canonical == NULL) {
 		if (invalid)
 			ctl_error("%s %s is not a value of policy %s's %s column %s", key ? "key" : "subject",

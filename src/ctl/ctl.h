@@ -44,6 +44,8 @@ PGconn *ctl_connect(struct ctl *ctl);
 
 /* Prints "retentionctl: MESSAGE" on stderr. */
 void ctl_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* The same for what is worth knowing but does not make the command fail. */
+void ctl_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /*
  * Prints the server's error in RES, after CONTEXT (may be NULL); a missing
  * privilege also gets a line naming the role and what prints the grants.
@@ -93,10 +95,11 @@ int ctl_policy_params(const struct policy_sql *sql, const char **params, Oid *ty
 /*
  * VALUE as the column of STATEMENT (policy_sql.canonical_key or
  * canonical_subject) spells it, malloc'd. NULL with *INVALID set if VALUE is
- * not of the column's type; NULL after an error message otherwise.
+ * not of the column's type; NULL after an error message otherwise. With
+ * ONE_FORM, whether no value equal to it is written otherwise in that type.
  */
 char *ctl_canonical(struct ctl *ctl, const struct policy_sql *sql, const char *statement, const char *value,
-		    bool *invalid);
+		    bool *invalid, bool *one_form);
 /*
  * The forms in which the trail may store VALUE, a canonical key or subject,
  * as an array literal for "= ANY": VALUE in clear (rows written without
@@ -105,6 +108,10 @@ char *ctl_canonical(struct ctl *ctl, const struct policy_sql *sql, const char *s
  * read.
  */
 char *ctl_audit_forms(struct ctl *ctl, bool pseudonymized, const char *value);
+/* ctl_warn's format for a lookup in a type whose equal values can be written apart: policy, column, value. */
+#define LOOKUP_AS_WRITTEN                                                                                              \
+	"policy %s: values equal to %s %s in its type may be written otherwise (numeric 7.50 for 7.5, citext ALICE"    \
+	" for alice): the audit trail keeps each as the record had it, and only records stored as written are found"
 /* An SQL expression showing timestamptz EXPR for people, with its offset: "2026-11-26 15:20:00 +01 (in 14 min)". */
 char *ctl_human_time(const char *expr, const char *past_word);
 /* An SQL expression for an interval EXPR in people's units: "3 h", "14 min". */

@@ -57,6 +57,16 @@ void ctl_error(const char *fmt, ...)
 	va_end(ap);
 }
 
+void ctl_warn(const char *fmt, ...)
+{
+	va_list ap;
+	fputs("retentionctl: warning: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
 /* What grants the privileges a command needs, for people who lack one. */
 static const char *privilege_remedy(const char *command)
 {
@@ -177,7 +187,7 @@ int ctl_policy_params(const struct policy_sql *sql, const char **params, Oid *ty
 }
 
 char *ctl_canonical(struct ctl *ctl, const struct policy_sql *sql, const char *statement, const char *value,
-		    bool *invalid)
+		    bool *invalid, bool *one_form)
 {
 	const char *params[POLICY_N_BASE_PARAMS + 2];
 	Oid types[POLICY_N_BASE_PARAMS + 2];
@@ -188,6 +198,8 @@ char *ctl_canonical(struct ctl *ctl, const struct policy_sql *sql, const char *s
 	res = PQexecParams(ctl->conn, statement, POLICY_N_BASE_PARAMS + 1, types, params, NULL, NULL, 0);
 	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
 		out = xstrdup(PQgetvalue(res, 0, 0));
+		if (one_form)
+			*one_form = strcmp(PQgetvalue(res, 0, 1), "t") == 0;
 	} else {
 		const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
 		/* Class 22 (data exception): "abc" for an integer key, say; 23: a domain's check. */

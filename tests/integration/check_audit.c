@@ -273,6 +273,81 @@ START_TEST(test_audit_group_errors_name_the_key)
 }
 END_TEST
 
+/*
+ * The trail keeps a key or subject as the record wrote it (or its
+ * pseudonym): in a type whose equal values are written apart (numeric 7.50
+ * and 7.5, citext's cases), a lookup finds the one spelling and says so,
+ * where explain said the policy "never purged" a record it had.
+ */
+START_TEST(test_lookups_in_a_type_with_many_spellings_say_so)
+{
+	PGconn *conn = fx_database("spellings");
+	char *key = test_path("spellings.key"), *out, *err, *group, *stored;
+	char *n = fx_policy("n", "app.n", "id", "c", "1 day", "subject = \"who\";");
+	char *i = fx_policy("i", "app.i", "id", "c", "1 day", "");
+	char *policies = xasprintf("%s, %s", n, i);
+	char *conf = fx_config("spellings", NULL, policies);
+	keygen(key);
+	group = xasprintf("key_file = \"%s\"; pseudonymize = [\"subject\", \"key\"];", key);
+	add_audit_group(conf, group);
+	test_exec(conn, "CREATE EXTENSION citext; CREATE SCHEMA app;"
+			"CREATE TABLE app.n (id numeric PRIMARY KEY, c timestamptz, who citext);"
+			"CREATE TABLE app.i (id int PRIMARY KEY, c timestamptz);"
+			"INSERT INTO app.n VALUES (7.50, now() - interval '3 days', 'Alice@Example.org');"
+			"INSERT INTO app.i VALUES (5, now() - interval '3 days')");
+	fx_grant(conn, "app");
+	ck_assert_msg(fx_run_once(conf, &out, &err) == 0, "%s%s", out, err);
+	free(out);
+	free(err);
+	stored = independent_pseudonym(key, "7.50");
+	ck_assert_int_eq(fx_ctl(conf, "spellings", &out, &err, "--format", "csv", "audit", "--policy", "n", "--key",
+				"7.50", NULL),
+			 0);
+	ck_assert_msg(strstr(out, stored), "%s", out);
+	free(out);
+	free(err);
+	ck_assert_int_eq(fx_ctl(conf, "spellings", &out, &err, "--format", "csv", "audit", "--policy", "n", "--key",
+				"7.5", NULL),
+			 0);
+	ck_assert_ptr_null(strstr(out, stored));
+	ck_assert_msg(strstr(err, "warning: policy n: values equal to key 7.5 in its type may be written otherwise"),
+		      "%s", err);
+	free(out);
+	free(err);
+	ck_assert_int_eq(fx_ctl(conf, "spellings", &out, &err, "--format", "csv", "audit", "--policy", "n", "--subject",
+				"alice@example.org", NULL),
+			 0);
+	ck_assert_msg(strstr(err, "values equal to subject alice@example.org in its type"), "%s", err);
+	free(out);
+	free(err);
+	ck_assert_int_eq(fx_ctl(conf, "spellings", &out, &err, "--format", "json", "explain", "--policy", "n", "--key",
+				"7.5", NULL),
+			 0);
+	ck_assert_msg(strstr(out, "no audit record of policy n has key 7.5 as written") && !strstr(out, "never purged"),
+		      "%s", out);
+	free(out);
+	free(err);
+	/* An integer has one spelling: "005" is found as 5, and nothing is said. */
+	free(stored);
+	stored = independent_pseudonym(key, "5");
+	ck_assert_int_eq(fx_ctl(conf, "spellings", &out, &err, "--format", "csv", "audit", "--policy", "i", "--key",
+				"005", NULL),
+			 0);
+	ck_assert_msg(strstr(out, stored), "%s", out);
+	ck_assert_msg(strstr(err, "warning") == NULL, "%s", err);
+	free(out);
+	free(err);
+	free(stored);
+	free(group);
+	free(conf);
+	free(policies);
+	free(i);
+	free(n);
+	free(key);
+	PQfinish(conn);
+}
+END_TEST
+
 /* ---- the batch: the deletion and its audit rows, one transaction ---- */
 
 /*
@@ -484,6 +559,7 @@ static Suite *audit_suite(void)
 	tcase_add_test(pseudonyms, test_reload_with_an_unreadable_key_keeps_the_old_configuration);
 	tcase_add_test(pseudonyms, test_a_version_1_file_keeps_working_with_a_warning);
 	tcase_add_test(pseudonyms, test_audit_group_errors_name_the_key);
+	tcase_add_test(pseudonyms, test_lookups_in_a_type_with_many_spellings_say_so);
 	tcase_add_test(batch, test_kill_9_between_the_purge_and_its_audit_rows_undoes_both);
 	tcase_add_test(batch, test_a_key_and_subject_too_large_for_a_btree_are_audited);
 	tcase_add_test(demo, test_demo_data_leaves_no_subject_in_the_retention_schema);

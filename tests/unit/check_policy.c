@@ -165,8 +165,9 @@ START_TEST(test_one_predicate_everywhere)
 		strstr(sql.lock, "AND NOT t.\"Id\" OPERATOR(pg_catalog.=) ANY ($12::text[]::numeric(10,2)[])"));
 	/* explain and hold placement name a record in the key column's type. */
 	ck_assert_ptr_nonnull(strstr(sql.explain, "WHERE t.\"Id\" OPERATOR(pg_catalog.=) ($14::text::numeric(10,2))"));
-	ck_assert_str_eq(sql.canonical_key, "SELECT $14::text::numeric(10,2)::text");
-	ck_assert_str_eq(sql.canonical_subject, "SELECT $14::text::public.citext::text");
+	ck_assert_ptr_eq(strstr(sql.canonical_key, "SELECT $14::text::numeric(10,2)::text, "), sql.canonical_key);
+	ck_assert_ptr_eq(strstr(sql.canonical_subject, "SELECT $14::text::public.citext::text, "),
+			 sql.canonical_subject);
 	ck_assert_ptr_nonnull(strstr(sql.validate, "$4::text[]::boolean[] IS NOT NULL"));
 	policy_sql_free(&sql);
 	policy_shape_free(&shape);
