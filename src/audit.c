@@ -437,6 +437,13 @@ void audit_verify_row(struct audit_verify *v, const char *const f[AUDIT_N_COLUMN
 	char *payload;
 	bool hashed;
 	c->records++;
+	if (c->has_head) {
+		/* A chain's head line ends it: what follows is claimed by no head. */
+		audit_chain_broken(
+			c, f[AUDIT_SEQ] ? atoll(f[AUDIT_SEQ]) : c->last_seq + 1,
+			xasprintf("record %s %s comes after the policy's chain head", row, id ? id : "(none)"));
+		return;
+	}
 	if (missing) {
 		audit_chain_broken(c, f[AUDIT_SEQ] ? atoll(f[AUDIT_SEQ]) : c->last_seq + 1,
 				   xasprintf("record %s %s has no %s: it was written outside the daemon (in the"
@@ -484,17 +491,26 @@ void audit_verify_row(struct audit_verify *v, const char *const f[AUDIT_N_COLUMN
 void audit_verify_head(struct audit_verify *v, const char *policy, long long seq, const char *hash_hex)
 {
 	struct audit_chain *c = audit_verify_chain(v, policy);
+	if (c->has_head) {
+		audit_chain_broken(c, seq, xstrdup("the policy has a second chain head"));
+		return;
+	}
 	c->has_head = true;
 	if (c->last_seq < seq)
 		audit_chain_broken(c, c->last_seq + 1,
 				   xasprintf("the chain head is seq %lld but the log ends at seq %lld: records seq"
 					     " %lld to %lld were removed",
 					     seq, c->last_seq, c->last_seq + 1, seq));
-	else if (c->last_seq > seq || strcmp(c->last_hash, hash_hex) != 0)
+	else if (c->last_seq > seq)
 		audit_chain_broken(c, seq,
 				   xasprintf("the log's last record (seq %lld) is not the recorded chain head (seq"
 					     " %lld)",
 					     c->last_seq, seq));
+	else if (strcmp(c->last_hash, hash_hex) != 0)
+		audit_chain_broken(c, seq,
+				   xasprintf("the log's last record (seq %lld) does not have the recorded chain head's"
+					     " hash: the record or the head was changed",
+					     seq));
 }
 
 void audit_verify_end(struct audit_verify *v)

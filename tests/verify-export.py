@@ -70,6 +70,30 @@ def chain_hash(prev_hex, payload):
     return hashlib.sha256(bytes.fromhex(prev_hex) + payload).hexdigest()
 
 
+INT_MAX = 2 ** 63 - 1
+
+
+def integer(literal):
+    """The format's integers: no sign, no more than a bigint holds."""
+    if literal.startswith("-") or int(literal) > INT_MAX:
+        raise ValueError("an integer from 0 to %d was expected, not %s" % (INT_MAX, literal))
+    return int(literal)
+
+
+def is_integer(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_text(value):
+    if not isinstance(value, str):
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def no_duplicates(pairs):
     keys = [k for k, _ in pairs]
     if len(keys) != len(set(keys)):
@@ -84,10 +108,10 @@ def check_row(row):
         value = row[name]
         if value is None:
             continue
-        if name in NUMBERS and (not isinstance(value, int) or isinstance(value, bool)):
+        if name in NUMBERS and not is_integer(value):
             return "%s is not an integer" % name
-        if name not in NUMBERS and not isinstance(value, str):
-            return "%s is not a string" % name
+        if name not in NUMBERS and not is_text(value):
+            return "%s is not a string of UTF-8 text" % name
     for name in ["format", "policy", "seq", "prev_hash", "hash"]:
         if row[name] is None:
             return "%s is null" % name
@@ -116,7 +140,7 @@ def verify(path, only_policy, anchor):
     with open(path, "rb") as f:
         for lineno, raw in enumerate(f, 1):
             try:
-                obj = json.loads(raw.decode("utf-8"), object_pairs_hook=no_duplicates)
+                obj = json.loads(raw.decode("utf-8"), object_pairs_hook=no_duplicates, parse_int=integer)
             except ValueError as e:
                 return fail_line(lineno, str(e))
             if not isinstance(obj, dict):
@@ -124,10 +148,20 @@ def verify(path, only_policy, anchor):
             if "chain_head" in obj:
                 head = obj["chain_head"]
                 if (len(obj) != 1 or not isinstance(head, dict) or set(head) != {"policy", "seq", "hash"}
-                        or not isinstance(head["seq"], int) or not isinstance(head["policy"], str)):
+                        or not is_integer(head["seq"]) or not is_text(head["policy"])
+                        or not is_text(head["hash"])):
                     return fail_line(lineno, "a malformed chain_head")
                 if only_policy is None or head["policy"] == only_policy:
                     chain = chains.setdefault(head["policy"], Chain())
+                    # The head line ends its chain: it names the last record before it.
+                    if chain.head is not None:
+                        chain.broken("a second chain_head line (line %d)" % lineno)
+                    elif head["seq"] != chain.last_seq:
+                        chain.broken("the chain head (line %d) is seq %d, the records before it end at seq %d"
+                                     % (lineno, head["seq"], chain.last_seq))
+                    elif head["hash"] != chain.last_hash:
+                        chain.broken("the chain head (line %d) has another hash than record seq %d"
+                                     % (lineno, chain.last_seq))
                     chain.head = (head["seq"], head["hash"])
                 continue
             why = check_row(obj)
@@ -137,6 +171,9 @@ def verify(path, only_policy, anchor):
                 continue
             chain = chains.setdefault(obj["policy"], Chain())
             chain.records += 1
+            if chain.head is not None:
+                chain.broken("record seq %d (line %d) comes after the chain_head line" % (obj["seq"], lineno))
+                continue
             if obj["format"] == 2:
                 payload = payload_v2(obj)
             elif obj["format"] == 1:
@@ -164,8 +201,6 @@ def verify(path, only_policy, anchor):
     for chain in chains.values():
         if chain.head is None:
             chain.broken("no chain_head line")
-        elif chain.head != (chain.last_seq, chain.last_hash):
-            chain.broken("the last record (seq %d) is not the chain head (seq %d)" % (chain.last_seq, chain.head[0]))
     if anchor:
         seq, want = anchor
         chain = chains[only_policy]

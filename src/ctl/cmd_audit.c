@@ -185,6 +185,16 @@ static const struct {
 };
 #define EXPORT_N_FIELDS (sizeof(export_fields) / sizeof(export_fields[0]))
 
+/* The format's integers: decimal digits, no sign, no more than a bigint holds. */
+static bool export_integer(const char *text)
+{
+	char *end;
+	errno = 0;
+	return text[0] >= '0' && text[0] <= '9' && strtoll(text, &end, 10) >= 0 && errno == 0 && *end == '\0';
+}
+
+#define NOT_AN_INTEGER "a number field holds something other than an integer from 0 to 9223372036854775807"
+
 /* One line's row into F (pointing into O); NULL, or what is wrong with the line. */
 static const char *export_row(const struct json_object *o, const char *f[AUDIT_N_COLUMNS])
 {
@@ -195,8 +205,10 @@ static const char *export_row(const struct json_object *o, const char *f[AUDIT_N
 		if (v == NULL)
 			return "a row has exactly the fields of docs/audit-format.md";
 		if (v->type != JSON_NULL && v->type != export_fields[i].type)
-			return export_fields[i].type == JSON_NUMBER ? "a number field holds something else"
+			return export_fields[i].type == JSON_NUMBER ? NOT_AN_INTEGER
 								    : "a text field holds something else";
+		if (v->type == JSON_NUMBER && !export_integer(v->text))
+			return NOT_AN_INTEGER;
 		f[export_fields[i].column] = v->type == JSON_NULL ? NULL : v->text;
 	}
 	return NULL;
@@ -213,6 +225,8 @@ static const char *export_head(const struct json_object *o, const char **policy,
 	x = json_get(h->object, "hash");
 	if (!p || !s || !x || p->type != JSON_STRING || s->type != JSON_NUMBER || x->type != JSON_STRING)
 		return "a chain_head has a policy (text), a seq (number) and a hash (text)";
+	if (!export_integer(s->text))
+		return NOT_AN_INTEGER;
 	*policy = p->text;
 	*seq = atoll(s->text);
 	*hash = x->text;

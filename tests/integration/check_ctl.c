@@ -756,6 +756,26 @@ static void expect_file_verdict(const char *file, const char *head, int want, co
 	free(err);
 }
 
+/* LINE with its first OLD replaced by NEW (malloc'd); fails the test if OLD is not in it. */
+static char *line_with(const char *line, const char *old, const char *new)
+{
+	const char *at = strstr(line, old);
+	ck_assert_msg(at != NULL, "\"%s\" not in %s", old, line);
+	return xasprintf("%.*s%s%s", (int)(at - line), line, new, at + strlen(old));
+}
+
+/* FILE's lines with line I (0-based) replaced by TEXT: both verifiers' verdict is WANT, the C one's says PROBLEM. */
+static void expect_line_verdict(char **lines, size_t n, size_t i, char *text, int want, const char *problem)
+{
+	char *old = lines[i], *bad;
+	lines[i] = text;
+	bad = tampered(lines, n, -1, 0, 0);
+	expect_file_verdict(bad, NULL, want, problem);
+	lines[i] = old;
+	free(text);
+	free(bad);
+}
+
 /* Issue 10: an export verifies with no database, by retentionctl and by a verifier written from the doc. */
 START_TEST(test_export_verifies_offline_and_tamperings_are_caught)
 {
@@ -814,6 +834,42 @@ START_TEST(test_export_verifies_offline_and_tamperings_are_caught)
 	bad = tampered(lines, n - 2, -1, 0, 0);
 	expect_file_verdict(bad, NULL, 3, "no chain head is recorded for this policy");
 	free(bad);
+	/* A head line that ends the chain at 11, then record 12, correctly chained: no head claims it. */
+	{
+		char hash11[65], hash12[65];
+		char *head11, *head;
+		snprintf(hash11, sizeof(hash11), "%.64s", strstr(lines[10], "\"hash\" : \"") + strlen("\"hash\" : \""));
+		snprintf(hash12, sizeof(hash12), "%.64s", strstr(lines[11], "\"hash\" : \"") + strlen("\"hash\" : \""));
+		head = line_with(lines[12], "\"seq\" : 12", "\"seq\" : 11");
+		head11 = line_with(head, hash12, hash11);
+		free(head);
+		head = lines[12];
+		lines[12] = lines[11];
+		lines[11] = head11;
+		bad = tampered(lines, n, -1, 0, 0);
+		expect_file_verdict(bad, NULL, 3, "record line 13 comes after the policy's chain head");
+		free(bad);
+		lines[11] = lines[12];
+		lines[12] = head;
+		free(head11);
+	}
+	/* The head line first: it names records that do not come before it. */
+	bad = tampered(lines, n, -1, 0, 12);
+	expect_file_verdict(bad, NULL, 3, "the chain head is seq 12 but the log ends at seq 0");
+	free(bad);
+	/* The head's hash changed, its seq not. */
+	expect_line_verdict(lines, n, 12,
+			    line_with(lines[12], "\"seq\" : 12, \"hash\" : \"", "\"seq\" : 12, \"hash\" : \"0"), 3,
+			    "does not have the recorded chain head's hash");
+	/* Integers have no sign and fit a bigint; a head's seq is a number; text is UTF-8. */
+	expect_line_verdict(lines, n, 2, line_with(lines[2], "\"request_id\" : null", "\"request_id\" : -0"), 3,
+			    ":3: a number field holds something other than an integer");
+	expect_line_verdict(lines, n, 12, line_with(lines[12], "\"seq\" : 12", "\"seq\" : 18446744073709551628"), 3,
+			    ":13: a number field holds something other than an integer");
+	expect_line_verdict(lines, n, 12, line_with(lines[12], "\"seq\" : 12", "\"seq\" : true"), 3,
+			    ":13: a chain_head has a policy (text), a seq (number)");
+	expect_line_verdict(lines, n, 3, line_with(lines[3], "\"instance\" : \"", "\"instance\" : \"\\ud800"), 3,
+			    ":4: ");
 	for (size_t i = 0; i < n; i++)
 		free(lines[i]);
 	free(lines);
