@@ -41,6 +41,7 @@ const char *const config_known_keys[] = {
 
 struct parse_ctx {
 	const char *filename;
+	const char *include_dir; /* where @include's relative names are taken from */
 	struct config_errors *errs;
 };
 
@@ -69,15 +70,29 @@ void config_errors_clear(struct config_errors *errs)
 static void report(struct parse_ctx *ctx, const config_setting_t *s, const char *key, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 
+/* "FILE:LINE" of setting S (malloc'd): an @include'd one names its own file. */
+static char *setting_where(const struct parse_ctx *ctx, const config_setting_t *s)
+{
+	const char *file = s ? config_setting_source_file(s) : NULL;
+	int line = s ? (int)config_setting_source_line(s) : 0;
+	if (file == NULL)
+		return xasprintf("%s:%d", ctx->filename, line);
+	if (file[0] != '/' && ctx->include_dir)
+		return xasprintf("%s/%s:%d", ctx->include_dir, file, line);
+	return xasprintf("%s:%d", file, line);
+}
+
 static void report(struct parse_ctx *ctx, const config_setting_t *s, const char *key, const char *fmt, ...)
 {
+	char *where = setting_where(ctx, s);
 	va_list ap;
 	char *msg;
 	va_start(ap, fmt);
 	msg = xvasprintf(fmt, ap);
 	va_end(ap);
-	errs_add(ctx->errs, "%s:%d: %s: %s", ctx->filename, s ? (int)config_setting_source_line(s) : 0, key, msg);
+	errs_add(ctx->errs, "%s: %s: %s", where, key, msg);
 	free(msg);
+	free(where);
 }
 
 /* ---- durations ---- */
@@ -892,10 +907,12 @@ static void parse_audit(struct parse_ctx *ctx, const config_setting_t *root, con
 	if (key_file && key_file[0] == '\0') {
 		report(ctx, config_setting_get_member(g, "key_file"), "audit.key_file", "must name a file");
 	} else if (key_file) {
+		const config_setting_t *k = config_setting_get_member(g, "key_file");
 		cfg->audit.key_file =
 			key_file[0] == '/' ? xstrdup(key_file) : xasprintf("%s/%s", include_dir, key_file);
-		cfg->audit.key_file_line = config_setting_source_line(config_setting_get_member(g, "key_file"));
-	} else if (cfg->audit.pseudonymize_subject || cfg->audit.pseudonymize_key) {
+		cfg->audit.key_file_where = setting_where(ctx, k);
+	} else if (config_setting_get_member(g, "key_file") == NULL &&
+		   (cfg->audit.pseudonymize_subject || cfg->audit.pseudonymize_key)) {
 		report(ctx, g, "audit.key_file",
 		       "missing required key: pseudonyms need a key outside the database (retentionctl audit keygen"
 		       " FILE makes one)");
@@ -911,7 +928,7 @@ bool config_read_audit_key(struct config *cfg, struct config_errors *errs)
 	why = audit_key_read(cfg->audit.key_file, &cfg->audit.key);
 	if (why == NULL)
 		return true;
-	errs_add(errs, "%s:%d: audit.key_file: %s", cfg->path, cfg->audit.key_file_line, why);
+	errs_add(errs, "%s: audit.key_file: %s", cfg->audit.key_file_where, why);
 	free(why);
 	return false;
 }
@@ -919,7 +936,7 @@ bool config_read_audit_key(struct config *cfg, struct config_errors *errs)
 struct config *config_parse(const char *text, const char *filename, const char *include_dir, struct config_errors *errs)
 {
 	static const char *const top_keys[] = {"database", "daemon", "audit", "policies", NULL};
-	struct parse_ctx ctx = {filename, errs};
+	struct parse_ctx ctx = {filename, include_dir, errs};
 	struct config *cfg = xcalloc(1, sizeof(*cfg));
 	const config_setting_t *root, *list;
 	config_t lc;
@@ -995,6 +1012,7 @@ void config_free(struct config *cfg)
 	free(cfg->time_zone);
 	free(cfg->instance);
 	free(cfg->audit.key_file);
+	free(cfg->audit.key_file_where);
 	audit_key_clear(&cfg->audit.key);
 	free(cfg);
 }

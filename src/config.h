@@ -59,7 +59,7 @@ struct policy {
 struct config_audit {
 	bool configured;   /* the file has an audit group; without one (version 1) identifiers stay in clear */
 	char *key_file;    /* as an absolute path (relative ones are taken from the file's directory), or NULL */
-	int key_file_line; /* for messages */
+	char *key_file_where; /* "FILE:LINE" of the setting, for messages */
 	bool pseudonymize_subject;
 	bool pseudonymize_key;
 	struct audit_key key; /* the key file's bytes, once config_read_audit_key has read them */

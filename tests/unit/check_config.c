@@ -317,6 +317,41 @@ START_TEST(test_include_relative_to_config_file)
 }
 END_TEST
 
+/* The error named the main file, with the included file's line number. */
+START_TEST(test_an_error_in_an_include_names_that_file)
+{
+	char *dir = xstrdup("/tmp/retention-inc.XXXXXX");
+	char *inc, *main_path, *want;
+	FILE *f;
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	inc = xasprintf("%s/policies.inc", dir);
+	f = fopen(inc, "w");
+	fputs(ONE_POLICY("batch = 0;"), f);
+	fclose(f);
+	main_path = xasprintf("%s/retentiond.conf", dir);
+	f = fopen(main_path, "w");
+	fputs("daemon = { instance = \"x\"; };\n@include \"policies.inc\"\n", f);
+	fclose(f);
+	ck_assert_ptr_null(config_load(main_path, &errs));
+	want = xasprintf("%s:", inc);
+	ck_assert_msg(test_errs_single(&errs, want, "batch", NULL), "%s", test_errs_join(&errs));
+	unlink(inc);
+	unlink(main_path);
+	rmdir(dir);
+	free(want);
+	free(inc);
+	free(main_path);
+	free(dir);
+}
+END_TEST
+
+/* A key_file that is not a string was reported twice: not a string, and missing. */
+START_TEST(test_a_key_file_of_the_wrong_type_is_one_error)
+{
+	expect_one_error("audit = {\n  key_file = 5;\n};\n" ONE_POLICY(""), ":2: audit.key_file: must be a string", NULL);
+}
+END_TEST
+
 START_TEST(test_missing_file)
 {
 	struct config *cfg = config_load("/nonexistent/retentiond.conf", &errs);
@@ -431,6 +466,8 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_include_of_fifo_is_contained);
 	tcase_add_test(tc, test_include_relative_to_config_file);
 	tcase_add_test(tc, test_missing_file);
+	tcase_add_test(tc, test_an_error_in_an_include_names_that_file);
+	tcase_add_test(tc, test_a_key_file_of_the_wrong_type_is_one_error);
 	tcase_add_test(tc, test_duration_units);
 	tcase_add_test(tc, test_table_name_split);
 	tcase_add_test(tc, test_timeouts_must_be_real_timeouts);
