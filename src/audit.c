@@ -213,6 +213,13 @@ char *audit_key_read(const char *path, struct audit_key *key)
 		close(fd);
 		return xasprintf("%s is not a regular file", path);
 	}
+	if (st.st_mode & (S_IROTH | S_IWOTH | S_IWGRP)) {
+		/* As ssh with a private key: whoever reads it can test whose records were purged. */
+		close(fd);
+		return xasprintf("%s may be read or written by other users (mode %04o): chmod 0600, or 0640 for the"
+				 " daemon's group",
+				 path, (unsigned)(st.st_mode & 07777));
+	}
 	while (len < sizeof(buf) && (got = read(fd, buf + len, sizeof(buf) - len)) != 0) {
 		if (got < 0 && errno == EINTR)
 			continue;

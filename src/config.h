@@ -57,8 +57,8 @@ struct policy {
 
 /* The audit group: which identifiers the trail stores as keyed pseudonyms. */
 struct config_audit {
-	bool configured;   /* the file has an audit group; without one (version 1) identifiers stay in clear */
-	char *key_file;    /* as an absolute path (relative ones are taken from the file's directory), or NULL */
+	bool configured;      /* the file has an audit group; without one (version 1) identifiers stay in clear */
+	char *key_file;       /* as an absolute path (relative ones are taken from the file's directory), or NULL */
 	char *key_file_where; /* "FILE:LINE" of the setting, for messages */
 	bool pseudonymize_subject;
 	bool pseudonymize_key;

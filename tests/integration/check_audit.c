@@ -266,6 +266,15 @@ START_TEST(test_audit_group_errors_name_the_key)
 				      strstr(errs.lines[0], "holds 5 bytes"),
 			      "%s", test_errs_join(&errs));
 		config_errors_clear(&errs);
+		/* A key others may read is no secret. */
+		fx_rewrite(key, "0123456789abcdef0123456789abcdef");
+		ck_assert_int_eq(chmod(key, 0644), 0);
+		ck_assert(!config_read_audit_key(cfg, &errs));
+		ck_assert_msg(errs.n == 1 && strstr(errs.lines[0], "may be read or written by other users (mode 0644)"),
+			      "%s", test_errs_join(&errs));
+		config_errors_clear(&errs);
+		ck_assert_int_eq(chmod(key, 0640), 0);
+		ck_assert_msg(config_read_audit_key(cfg, &errs), "%s", test_errs_join(&errs));
 		config_free(cfg);
 		free(text);
 		free(key);

@@ -348,7 +348,8 @@ END_TEST
 /* A key_file that is not a string was reported twice: not a string, and missing. */
 START_TEST(test_a_key_file_of_the_wrong_type_is_one_error)
 {
-	expect_one_error("audit = {\n  key_file = 5;\n};\n" ONE_POLICY(""), ":2: audit.key_file: must be a string", NULL);
+	expect_one_error("audit = {\n  key_file = 5;\n};\n" ONE_POLICY(""), ":2: audit.key_file: must be a string",
+			 NULL);
 }
 END_TEST
 
