@@ -1,7 +1,8 @@
 -- Creates (or re-grants) the least-privilege role the daemon logs in as.
 -- It owns nothing. In the retention schema it may only INSERT audit rows,
 -- read holds, move its policies' chain heads, take a policy's lock through
--- retention.try_lock_policy() and write its heartbeat. It must not be a
+-- retention.try_lock_policy() and write its heartbeat; read data subjects'
+-- requests and record what it did for them, through the functions. It must not be a
 -- superuser or have BYPASSRLS: retentiond refuses to purge as such a role.
 -- Run as a superuser or the schema's owner, after `retentionctl migrate`:
 --   psql -v role=retentiond -f daemon-role.sql
@@ -28,3 +29,8 @@ GRANT SELECT ON retention.holds TO :"role";
 GRANT SELECT, INSERT, UPDATE ON retention.instances TO :"role";
 GRANT SELECT ON retention.schema_version TO :"role";
 GRANT EXECUTE ON FUNCTION retention.try_lock_policy(text), retention.policy_lock_holder(text) TO :"role";
+-- Data subjects' requests: the daemon reads open erasure requests, records
+-- what each policy did, and closes a request once nothing erasable is left.
+GRANT SELECT ON retention.requests, retention.request_identities TO :"role";
+GRANT EXECUTE ON FUNCTION retention.request_progress(bigint, text, bigint, bigint, text, boolean),
+    retention.finish_erasure(bigint, text[]) TO :"role";

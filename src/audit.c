@@ -343,7 +343,8 @@ bool audit_batch_params(const struct audit_batch *ab, const PGresult *res, long 
 	f[AUDIT_TXID] = ok ? PQgetvalue(res, 0, PURGE_TXID) : NULL;
 	for (size_t i = 0; ok && i < n; i++) {
 		char hash[AUDIT_HASH_HEX_LEN + 1], *payload;
-		ok = keys[i] && clocks[i] && dues[i];
+		/* A record erased on request may have no clock yet; a scheduled purge always had one. */
+		ok = keys[i] && ((clocks[i] && dues[i]) || (ab->request_id && !clocks[i] && !dues[i]));
 		if (!ok)
 			break;
 		seqs[i] = xasprintf("%lld", ++seq);

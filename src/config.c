@@ -28,15 +28,36 @@
 #define CONFIG_CHILD_DEADLINE_MS 10000
 
 const char *const config_known_keys[] = {
-	"database.conninfo",      "database.time_zone", "database.statement_timeout",
-	"database.lock_timeout",  "daemon.instance",    "daemon.resync_interval",
-	"daemon.log_level",       "audit.key_file",     "audit.pseudonymize",
-	"policies.name",          "policies.service",   "policies.source",
-	"policies.table",         "policies.key",       "policies.clock",
-	"policies.retain",        "policies.action",    "policies.subject",
-	"policies.batch",         "policies.exempt",    "policies.exempt.column",
-	"policies.exempt.values", "policies.set_null",  "policies.set",
-	"policies.set.column",    "policies.set.value", NULL,
+	"database.conninfo",
+	"database.time_zone",
+	"database.statement_timeout",
+	"database.lock_timeout",
+	"daemon.instance",
+	"daemon.resync_interval",
+	"daemon.log_level",
+	"audit.key_file",
+	"audit.pseudonymize",
+	"policies.name",
+	"policies.service",
+	"policies.source",
+	"policies.table",
+	"policies.key",
+	"policies.clock",
+	"policies.retain",
+	"policies.action",
+	"policies.subject",
+	"policies.batch",
+	"policies.exempt",
+	"policies.exempt.column",
+	"policies.exempt.values",
+	"policies.set_null",
+	"policies.set",
+	"policies.set.column",
+	"policies.set.value",
+	"policies.identity",
+	"policies.on_erasure",
+	"policies.erasure_exception",
+	NULL,
 };
 
 struct parse_ctx {
@@ -501,6 +522,8 @@ static void policy_clear(struct policy *p)
 	free(p->key);
 	free(p->clock);
 	free(p->subject);
+	free(p->identity);
+	free(p->erasure_exception);
 	free(p->retain_text);
 	free(p->exempt_column);
 	for (size_t i = 0; i < p->n_exempt_values; i++)
@@ -672,10 +695,65 @@ static void parse_set(struct parse_ctx *ctx, const config_setting_t *s, const ch
 	free(full);
 }
 
+/* Identity kinds are named in `request --identity KIND=VALUE`: no "=", nothing to quote. */
+static bool identity_name_valid(const char *name)
+{
+	if (name[0] == '\0' || strlen(name) > CONFIG_IDENT_MAX)
+		return false;
+	for (const char *c = name; *c; c++)
+		if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '_' || *c == '-'))
+			return false;
+	return true;
+}
+
+/* identity, on_erasure and erasure_exception: what a data subject's request does to the policy. */
+static void parse_erasure(struct parse_ctx *ctx, const config_setting_t *s, const char *path, struct policy *p)
+{
+	char *identity = lookup_string(ctx, s, "identity", path, false, NULL);
+	char *on_erasure = lookup_string(ctx, s, "on_erasure", path, false, "purge");
+	char *full;
+	if (identity && p->subject == NULL) {
+		full = xasprintf("%s.identity", path);
+		report(ctx, config_setting_get_member(s, "identity"), full,
+		       "needs subject: the identity is the kind of value the subject column holds");
+		free(full);
+	} else if (identity && !identity_name_valid(identity)) {
+		full = xasprintf("%s.identity", path);
+		report(ctx, config_setting_get_member(s, "identity"), full,
+		       "invalid identity \"%s\": use 1 to 63 of [a-z0-9_-]", identity);
+		free(full);
+	}
+	p->identity = identity ? identity : p->subject ? xstrdup(p->subject) : NULL;
+	if (on_erasure && strcmp(on_erasure, "keep") == 0) {
+		p->on_erasure = POLICY_ERASURE_KEEP;
+	} else if (on_erasure && strcmp(on_erasure, "purge") != 0) {
+		full = xasprintf("%s.on_erasure", path);
+		report(ctx, config_setting_get_member(s, "on_erasure"), full,
+		       "must be \"purge\" or \"keep\", not \"%s\"", on_erasure);
+		free(full);
+	}
+	p->erasure_exception = lookup_string(ctx, s, "erasure_exception", path, false, NULL);
+	full = xasprintf("%s.erasure_exception", path);
+	if (on_erasure == NULL || (strcmp(on_erasure, "purge") != 0 && strcmp(on_erasure, "keep") != 0))
+		; /* reported above */
+	else if (p->on_erasure == POLICY_ERASURE_KEEP &&
+		 (p->erasure_exception == NULL || p->erasure_exception[0] == '\0'))
+		report(ctx, config_setting_get_member(s, p->erasure_exception ? "erasure_exception" : "on_erasure"),
+		       full,
+		       "on_erasure = \"keep\" needs the reason the records are kept (\"tax law: invoices 10 years\")");
+	else if (p->on_erasure != POLICY_ERASURE_KEEP && p->erasure_exception)
+		report(ctx, config_setting_get_member(s, "erasure_exception"), full,
+		       "only meaningful with on_erasure = \"keep\"");
+	free(on_erasure);
+	free(full);
+}
+
 static bool parse_policy(struct parse_ctx *ctx, const config_setting_t *s, int index, struct policy *p)
 {
-	static const char *const keys[] = {"name",   "service", "source", "table",  "key",      "clock", "retain",
-					   "action", "subject", "batch",  "exempt", "set_null", "set",   NULL};
+	static const char *const keys[] = {
+		"name",       "service",           "source", "table",  "key",      "clock", "retain",
+		"action",     "subject",           "batch",  "exempt", "set_null", "set",   "identity",
+		"on_erasure", "erasure_exception", NULL};
 	size_t errors_before = ctx->errs->n;
 	char *path = xasprintf("policies[%d]", index);
 	const config_setting_t *m;
@@ -719,6 +797,7 @@ static bool parse_policy(struct parse_ctx *ctx, const config_setting_t *s, int i
 	p->key = lookup_identifier(ctx, s, "key", path, true);
 	p->clock = lookup_identifier(ctx, s, "clock", path, true);
 	p->subject = lookup_identifier(ctx, s, "subject", path, false);
+	parse_erasure(ctx, s, path, p);
 	if (lookup_duration(ctx, s, "retain", path, true, NULL, &p->retain))
 		p->retain_text = xstrdup(config_setting_get_string(config_setting_get_member(s, "retain")));
 

@@ -28,6 +28,12 @@ enum policy_action {
 	POLICY_ACTION_ANONYMIZE,
 };
 
+/* What a data subject's erasure request does to a policy's records. */
+enum policy_on_erasure {
+	POLICY_ERASURE_PURGE, /* purged at once, by the policy's action */
+	POLICY_ERASURE_KEEP,  /* kept until due, for erasure_exception */
+};
+
 struct column_value {
 	char *column;
 	char *value;
@@ -40,7 +46,10 @@ struct policy {
 	char *table; /* as written in the configuration; resolved against the catalog */
 	char *key;
 	char *clock;
-	char *subject; /* NULL when the policy names no data subject column */
+	char *subject;  /* NULL when the policy names no data subject column */
+	char *identity; /* the kind of identity the subject column holds (requests name it); NULL without a subject */
+	enum policy_on_erasure on_erasure;
+	char *erasure_exception; /* with POLICY_ERASURE_KEEP: why, for the request's results */
 	struct duration retain;
 	char *retain_text; /* as configured, for people: "1 month" */
 	enum policy_action action;

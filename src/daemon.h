@@ -17,6 +17,7 @@
 struct policy_state;
 
 struct reload_check;
+struct requests;
 
 /* The running daemon: one event loop, one connection, one state per policy. */
 struct daemon {
@@ -32,6 +33,7 @@ struct daemon {
 	struct pgconn *pg;
 	struct policy_state *policies;
 	size_t n_policies;
+	struct requests *requests; /* data subjects' erasure requests (request.c) */
 	struct event *resync_timer;
 	struct event *status_timer; /* a heartbeat soon after purges, for `retentionctl status` */
 	/* The connection's role, schema version and LISTEN are checked: policies may run statements. */

@@ -21,6 +21,7 @@
 #include "invariant.h"
 #include "log.h"
 #include "policy.h"
+#include "request.h"
 #include "scheduler.h"
 #include "schema.h"
 #include "sdnotify.h"
@@ -331,6 +332,8 @@ static void on_notify(struct pgconn *conn, const char *channel, const char *payl
 		return;
 	if (strncmp(payload, "policy:", 7) == 0)
 		scheduler_policy_changed(arg, payload + 7);
+	else if (strncmp(payload, "request:", 8) == 0)
+		requests_wake(arg);
 	else
 		scheduler_table_changed(arg, payload);
 }
@@ -431,6 +434,8 @@ static void apply_pending_config(struct daemon *d)
 	/* Nothing of the old policies may still be in flight: their states are about to go. */
 	for (size_t i = 0; i < d->n_policies; i++)
 		INVARIANT(d->policies[i].phase == POLICY_IDLE && pgconn_pending_for(d->pg, &d->policies[i]) == 0);
+	/* A request's parts belong to the old policies: the new ones read the open requests again. */
+	requests_reset(d);
 	scheduler_free(d);
 	d->cfg = d->pending_cfg;
 	d->pending_cfg = NULL;
@@ -1048,6 +1053,7 @@ int main(int argc, char **argv)
 	}
 
 	scheduler_init(d);
+	requests_init(d);
 	log_info("retentiond %s starting: instance %s, %zu policies from %s", PACKAGE_VERSION, d->cfg->instance,
 		 d->n_policies, d->config_path);
 	start_connection(d);
@@ -1065,6 +1071,7 @@ int main(int argc, char **argv)
 	reload_check_abandon(d);
 	log_info("retentiond stopped: %lld records purged by this process", d->purged_total);
 	pgconn_free(d->pg);
+	requests_free(d);
 	scheduler_free(d);
 	config_free(d->cfg);
 	config_free(d->pending_cfg);

@@ -1254,6 +1254,60 @@ static char *build_records_of(const struct frame *f, const struct policy_column 
 	return b.s;
 }
 
+/* Row t is of one of the data subjects $14 (text[]), compared in the subject column's type. */
+static void sb_of_subjects(struct sbuf *b, const struct frame *f)
+{
+	const struct policy_column *c = &f->shape->subject;
+	sb_add(b, "t.%s %s ANY (retention.cast_valid(" EXTRA_1 "::text[], NULL::%s, %d))", c->quoted, c->eq, c->type,
+	       c->typmod);
+	sb_not_anonymized(b, f);
+}
+
+/*
+ * An erasure request's batch: the subjects' records, whatever their clocks
+ * say, that nothing keeps; locked as build_lock locks due ones, for the
+ * same purge statement.
+ */
+static char *build_erase_lock(const struct frame *f)
+{
+	struct sbuf b = {NULL, 0};
+	sb_add(&b,
+	       "SELECT pg_catalog.count(*)::bigint AS locked, coalesce(pg_catalog.array_agg(l.toid), '{}') AS table_oids,"
+	       " coalesce(pg_catalog.array_agg(l.tid), '{}') AS tids,"
+	       " coalesce(pg_catalog.array_agg(l.record_key), '{}') AS keys"
+	       " FROM (SELECT t.tableoid AS toid, t.ctid AS tid, t.%s::text AS record_key FROM %s t WHERE ",
+	       f->shape->key.quoted, f->shape->table);
+	sb_of_subjects(&b, f);
+	sb_purgeable(&b, f);
+	sb_add(&b, " ORDER BY t.%s LIMIT $5::integer FOR UPDATE OF t SKIP LOCKED) l", f->shape->key.quoted);
+	return b.s;
+}
+
+/*
+ * What is left of the subjects $14 after an erasure: -> erasable, kept (by a
+ * hold, an exemption or a reference), why (their reasons, "; "-separated),
+ * failed (records whose purge failed on their own: the daemon skips them).
+ */
+static char *build_erase_left(const struct frame *f)
+{
+	struct sbuf b = {NULL, 0};
+	sb_add(&b, "SELECT pg_catalog.count(*) FILTER (WHERE why IS NULL AND NOT failed) AS erasable,"
+		   " pg_catalog.count(*) FILTER (WHERE why IS NOT NULL) AS kept,"
+		   " pg_catalog.string_agg(DISTINCT why, '; ') AS why,"
+		   " pg_catalog.count(*) FILTER (WHERE failed AND why IS NULL) AS failed FROM (SELECT NOT (true");
+	sb_not_quarantined(&b, f);
+	sb_add(&b, ") AS failed, CASE WHEN NOT (true");
+	sb_not_exempt(&b, f);
+	sb_add(&b, ") THEN 'exempt' WHEN ");
+	sb_held(&b, f);
+	sb_add(&b, " THEN 'held' WHEN NOT (true");
+	sb_not_referenced(&b, f);
+	sb_add(&b, ") THEN 'referenced by rows that must stay' END AS why FROM %s t WHERE ", f->shape->table);
+	sb_of_subjects(&b, f);
+	sb_add(&b, ") w");
+	return b.s;
+}
+
 /* One hold's value matches row t in COL's type. */
 static void sb_hold_matches(struct sbuf *b, const char *hold_column, const struct policy_column *col)
 {
@@ -1403,6 +1457,10 @@ bool policy_sql_build(struct policy_sql *sql, const struct policy *p, const stru
 	if (p->subject) {
 		sql->subject_records = build_records_of(&f, &shape->subject);
 		sql->canonical_subject = build_canonical(&shape->subject);
+		if (shape->subject.eq) {
+			sql->erase_lock = build_erase_lock(&f);
+			sql->erase_left = build_erase_left(&f);
+		}
 	}
 	sql->n_guards = shape->n_guards;
 	sql->guard_what = xcalloc(shape->n_guards + 1, sizeof(char *));
@@ -1493,6 +1551,8 @@ void policy_sql_free(struct policy_sql *sql)
 	free(sql->key_records);
 	free(sql->canonical_key);
 	free(sql->canonical_subject);
+	free(sql->erase_lock);
+	free(sql->erase_left);
 	for (size_t i = 0; i < sql->n_guards; i++)
 		free(sql->guard_what[i]);
 	free(sql->guard_what);

@@ -18,6 +18,7 @@
 
 #include "invariant.h"
 #include "log.h"
+#include "request.h"
 #include "sdnotify.h"
 #include "session.h"
 #include "util.h"
@@ -200,10 +201,18 @@ static void report(struct policy_state *ps)
 		d->purged_total += b->purged;
 		d->last_purge_at = time(NULL);
 		daemon_status_changed(d);
-		log_info("policy %s: purged %lld record%s from %s (%s), at most %s after due", ps->policy->name,
-			 b->purged, b->purged == 1 ? "" : "s", ps->sql.table,
-			 ps->policy->action == POLICY_ACTION_DELETE ? "deleted" : "anonymized",
-			 seconds_for_people(b->max_late_seconds, late, sizeof(late)));
+		if (ps->erasing) {
+			ps->erased += b->purged;
+			log_info("policy %s: purged %lld record%s from %s (%s) for erasure request %s",
+				 ps->policy->name, b->purged, b->purged == 1 ? "" : "s", ps->sql.table,
+				 ps->policy->action == POLICY_ACTION_DELETE ? "deleted" : "anonymized",
+				 requests_current_id(d));
+		} else {
+			log_info("policy %s: purged %lld record%s from %s (%s), at most %s after due", ps->policy->name,
+				 b->purged, b->purged == 1 ? "" : "s", ps->sql.table,
+				 ps->policy->action == POLICY_ACTION_DELETE ? "deleted" : "anonymized",
+				 seconds_for_people(b->max_late_seconds, late, sizeof(late)));
+		}
 		audit_anchor_format(ps->policy->name, &b->head, anchor, sizeof(anchor));
 		log_info("%s", anchor);
 		sdnotify_status("purged %lld records in all; last: %s", d->purged_total, ps->policy->name);
@@ -391,8 +400,8 @@ static bool hash_audit_rows(struct policy_state *ps, const PGresult *res)
 		.table = sql->params[POLICY_PARAM_TABLE],
 		.action = sql->params[POLICY_PARAM_ACTION],
 		.instance = sql->params[POLICY_PARAM_INSTANCE],
-		.cause = "schedule",
-		.request_id = NULL,
+		.cause = ps->erasing ? "request" : "schedule",
+		.request_id = ps->erasing ? requests_current_id(ps->d) : NULL,
 		.key_key = config_pseudonymizes_key(cfg) ? &cfg->audit.key : NULL,
 		.subject_key = config_pseudonymizes_subject(cfg) ? &cfg->audit.key : NULL,
 	};
@@ -576,9 +585,10 @@ static void on_locked(PGresult *res, void *arg)
 static void on_lock_policy(PGresult *res, void *arg)
 {
 	struct policy_state *ps = arg;
-	const char *params[POLICY_N_BASE_PARAMS];
-	Oid types[POLICY_N_BASE_PARAMS];
+	const char *params[POLICY_N_BASE_PARAMS + 1];
+	Oid types[POLICY_N_BASE_PARAMS + 1];
 	char limit[16];
+	int n = POLICY_N_BASE_PARAMS;
 
 	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 || PQnfields(res) != 2) {
 		log_failure(ps, "taking the policy lock", res);
@@ -597,8 +607,14 @@ static void on_lock_policy(PGresult *res, void *arg)
 		return;
 	}
 	scheduler_params(ps, params, types, limit);
-	if (!pgconn_query(ps->d->pg, ps, PGCONN_PREPARED, ps->sql.lock, POLICY_N_BASE_PARAMS, types, params, on_locked,
-			  ps))
+	if (ps->erasing) {
+		/* A data subject's erasure request: the subject's records, due or not. */
+		params[POLICY_PARAM_EXTRA] = ps->erase_values;
+		types[POLICY_PARAM_EXTRA] = 0;
+		n++;
+	}
+	if (!pgconn_query(ps->d->pg, ps, PGCONN_PREPARED, ps->erasing ? ps->sql.erase_lock : ps->sql.lock, n, types,
+			  params, on_locked, ps))
 		finish(ps, PURGE_FAILED);
 }
 

@@ -18,6 +18,7 @@
 
 #include "log.h"
 #include "purge.h"
+#include "request.h"
 #include "util.h"
 
 #define RETRY_FIRST_MS 10
@@ -154,6 +155,8 @@ static void become_idle(struct policy_state *ps)
 			resolve_table(ps);
 			return;
 		}
+		if (requests_start_waiting(ps))
+			return;
 		if (ps->purge_wanted) {
 			start_purge(ps);
 			return;
@@ -543,6 +546,8 @@ void scheduler_purge_finished(struct policy_state *ps, enum purge_outcome outcom
 		ps->locked_elsewhere_since = 0;
 		ps->locked_elsewhere_warned = false;
 	}
+	if (ps->erasing)
+		requests_policy_finished(ps, outcome);
 	switch (outcome) {
 	case PURGE_DONE:
 		problem_over(ps);
@@ -624,6 +629,7 @@ void scheduler_free(struct daemon *d)
 		free(ps->quarantined);
 		free(ps->quarantined_param);
 		free(ps->problem);
+		free(ps->erase_values);
 	}
 	free(d->policies);
 	d->policies = NULL;
@@ -636,6 +642,7 @@ void scheduler_wake_all(struct daemon *d)
 		d->policies[i].check_catalog = true;
 		wake(&d->policies[i]);
 	}
+	requests_wake(d);
 }
 
 void scheduler_policy_changed(struct daemon *d, const char *policy)
@@ -682,6 +689,7 @@ void scheduler_rows_purged(struct daemon *d, const char *table)
 
 void scheduler_connection_lost(struct daemon *d)
 {
+	requests_reset(d);
 	for (size_t i = 0; i < d->n_policies; i++) {
 		struct policy_state *ps = &d->policies[i];
 		evtimer_del(ps->due_timer);
@@ -693,6 +701,8 @@ void scheduler_connection_lost(struct daemon *d)
 		ps->ask_wanted = ps->purge_wanted = false;
 		ps->limit = ps->policy->batch;
 		purge_batch_clear(&ps->batch);
+		ps->erasing = false;
+		ps->erased = 0;
 		/* The table may have been dropped or renamed while we were away. */
 		ps->resolved = false;
 		policy_sql_free(&ps->sql);
@@ -701,6 +711,8 @@ void scheduler_connection_lost(struct daemon *d)
 
 bool scheduler_all_idle(const struct daemon *d)
 {
+	if (!requests_idle(d))
+		return false;
 	for (size_t i = 0; i < d->n_policies; i++)
 		if (d->policies[i].phase != POLICY_IDLE)
 			return false;

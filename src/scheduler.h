@@ -67,7 +67,12 @@ struct policy_state {
 	bool off_until_reload; /* its statements changed the session, or its configuration cannot work: until a reload */
 	char *problem;         /* what keeps it from purging, as logged; NULL once it purges or is asked again */
 	bool failed;           /* --once: something was not purged, exit 1 */
-	bool once_done;        /* --once: this policy's backlog is done */
+	/* A data subject's erasure request (request.c): this policy's part of the one being carried out. */
+	char *erase_values;       /* the subject values (a text[] literal) it purges, or NULL */
+	bool erase_wanted;        /* its erasure run waits until the policy is idle */
+	bool erasing;             /* the purge run in flight is that erasure run */
+	long long erased;         /* records it purged */
+	bool once_done;           /* --once: this policy's backlog is done */
 	double once_locked_since; /* --once: when its lock was first found held elsewhere */
 };
 

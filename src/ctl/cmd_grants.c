@@ -14,19 +14,21 @@
 #include "util.h"
 
 static const char usage[] =
-	"usage: retentionctl grants --for daemon|holds|audit|owner [--role ROLE]\n\n"
+	"usage: retentionctl grants --for daemon|holds|audit|requests|owner [--role ROLE]\n\n"
 	"Prints the GRANT statements ROLE needs for the configured policies, to be run by a\n"
 	"superuser (or the owners of the schemas and tables):\n"
 	"  daemon  the daemon's role (default retentiond): each policy's table, after daemon-role.sql\n"
 	"  holds   people who place and release holds (default legal): the hold functions, and\n"
 	"          SELECT on the columns hold add, explain and pending read\n"
 	"  audit   people who review the audit trail (default auditor)\n"
+	"  requests  people who file and close data subjects' requests (default privacy)\n"
 	"  owner   a service table's owner: USAGE on schema retention, to attach the notify trigger\n";
 
 enum grants_for {
 	FOR_DAEMON,
 	FOR_HOLDS,
 	FOR_AUDIT,
+	FOR_REQUESTS,
 	FOR_OWNER,
 };
 
@@ -172,7 +174,7 @@ int cmd_grants(struct ctl *ctl, int argc, char **argv)
 		{"role", required_argument, NULL, 'r'},
 		{NULL, 0, NULL, 0},
 	};
-	static const char *const default_role[] = {"retentiond", "legal", "auditor", NULL};
+	static const char *const default_role[] = {"retentiond", "legal", "auditor", "privacy", NULL};
 	const char *for_arg = NULL, *role_arg = NULL;
 	struct table_grant *tables = NULL;
 	size_t n_tables = 0;
@@ -194,18 +196,20 @@ int cmd_grants(struct ctl *ctl, int argc, char **argv)
 	if (optind < argc)
 		return ctl_usage_error(usage, "grants: unexpected argument \"%s\"", argv[optind]);
 	if (for_arg == NULL)
-		return ctl_usage_error(usage, "grants needs --for daemon, holds, audit or owner");
+		return ctl_usage_error(usage, "grants needs --for daemon, holds, audit, requests or owner");
 	if (strcmp(for_arg, "daemon") == 0)
 		what = FOR_DAEMON;
 	else if (strcmp(for_arg, "holds") == 0)
 		what = FOR_HOLDS;
 	else if (strcmp(for_arg, "audit") == 0)
 		what = FOR_AUDIT;
+	else if (strcmp(for_arg, "requests") == 0)
+		what = FOR_REQUESTS;
 	else if (strcmp(for_arg, "owner") == 0)
 		what = FOR_OWNER;
 	else
-		return ctl_usage_error(usage, "grants: --for must be daemon, holds, audit or owner, not \"%s\"",
-				       for_arg);
+		return ctl_usage_error(
+			usage, "grants: --for must be daemon, holds, audit, requests or owner, not \"%s\"", for_arg);
 	if (role_arg == NULL && default_role[what] == NULL)
 		return ctl_usage_error(usage, "grants --for owner needs --role (the owner of the tables)");
 	if (role_arg != NULL && (role_arg[0] == '\0' || has_control_character(role_arg)))
@@ -276,6 +280,20 @@ int cmd_grants(struct ctl *ctl, int argc, char **argv)
 		       "GRANT SELECT ON retention.audit_log, retention.chain_heads, retention.instances,"
 		       " retention.holds TO %s;\n",
 		       role, role);
+		break;
+	case FOR_REQUESTS:
+		/*
+		 * Requests are filed and closed through the functions, which record
+		 * the login role; the tables are read. Open requests hold the
+		 * identities in clear: only this role and the daemon's read them.
+		 */
+		printf("GRANT USAGE ON SCHEMA retention TO %s;\n"
+		       "GRANT SELECT ON retention.requests, retention.request_identities, retention.request_results,"
+		       " retention.audit_log TO %s;\n"
+		       "GRANT EXECUTE ON FUNCTION retention.file_request(text, text[], text[], timestamptz, text),"
+		       " retention.extend_request(bigint, timestamptz, text), retention.reject_request(bigint, text,"
+		       " text[]) TO %s;\n",
+		       role, role, role);
 		break;
 	case FOR_OWNER:
 		printf("GRANT USAGE ON SCHEMA retention TO %s;\n"

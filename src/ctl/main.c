@@ -25,6 +25,7 @@ static const struct command {
 	{"explain", cmd_explain, "when a record falls due and why it is (not) purged"},
 	{"audit", cmd_audit, "the audit trail; 'audit verify' checks its hash chains"},
 	{"hold", cmd_hold, "hold add | list | release"},
+	{"request", cmd_request, "a data subject's request: erase | list | show | extend | reject"},
 	{"status", cmd_status, "every daemon instance seen"},
 	{"migrate", cmd_migrate, "install or upgrade the retention schema"},
 	{"grants", cmd_grants, "the GRANT statements a documented role needs"},
@@ -77,6 +78,9 @@ static const char *privilege_remedy(const char *command)
 	if (strcmp(command, "audit") == 0 || strcmp(command, "status") == 0)
 		return "'retentionctl grants --for audit' prints the GRANTs reviewers need, for a group role of theirs"
 		       " (docs/operations.md section 3)";
+	if (strcmp(command, "request") == 0)
+		return "'retentionctl grants --for requests' prints the GRANTs people who handle data subjects'"
+		       " requests need, for a group role of theirs (docs/operations.md section 3)";
 	return "'retentionctl grants --for holds' prints the GRANTs people who place holds need, for a group role"
 	       " of theirs (docs/operations.md section 3)";
 }

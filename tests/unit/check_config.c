@@ -353,6 +353,45 @@ START_TEST(test_a_key_file_of_the_wrong_type_is_one_error)
 }
 END_TEST
 
+/* Issue 11: what a data subject's request does to a policy. */
+START_TEST(test_identity_and_on_erasure)
+{
+	struct config *cfg = test_load_config(ONE_POLICY("subject = \"account_id\";"), &errs);
+	ck_assert_msg(cfg != NULL, "%s", test_errs_join(&errs));
+	ck_assert_str_eq(cfg->policies[0].identity, "account_id");
+	ck_assert_int_eq(cfg->policies[0].on_erasure, POLICY_ERASURE_PURGE);
+	ck_assert_ptr_null(cfg->policies[0].erasure_exception);
+	config_free(cfg);
+	cfg = test_load_config(ONE_POLICY("subject = \"account_id\"; identity = \"account\"; on_erasure = \"keep\";"
+					  " erasure_exception = \"tax law: invoices 10 years\";"),
+			       &errs);
+	ck_assert_msg(cfg != NULL, "%s", test_errs_join(&errs));
+	ck_assert_str_eq(cfg->policies[0].identity, "account");
+	ck_assert_int_eq(cfg->policies[0].on_erasure, POLICY_ERASURE_KEEP);
+	ck_assert_str_eq(cfg->policies[0].erasure_exception, "tax law: invoices 10 years");
+	config_free(cfg);
+	cfg = test_load_config(ONE_POLICY(""), &errs);
+	ck_assert_ptr_null(cfg->policies[0].identity);
+	config_free(cfg);
+	expect_one_error(ONE_POLICY("identity = \"account\";"), ".identity: needs subject", NULL);
+	config_errors_clear(&errs);
+	expect_one_error(ONE_POLICY("subject = \"a\"; identity = \"Account=1\";"), ".identity: invalid identity", NULL);
+	config_errors_clear(&errs);
+	expect_one_error(ONE_POLICY("subject = \"a\"; on_erasure = \"archive\";"),
+			 ".on_erasure: must be \"purge\" or \"keep\"", NULL);
+	config_errors_clear(&errs);
+	expect_one_error(ONE_POLICY("subject = \"a\"; on_erasure = \"keep\";"),
+			 ".erasure_exception: on_erasure = \"keep\" needs the reason", NULL);
+	config_errors_clear(&errs);
+	expect_one_error(ONE_POLICY("subject = \"a\"; on_erasure = \"keep\"; erasure_exception = \"\";"),
+			 ".erasure_exception: on_erasure = \"keep\" needs the reason", NULL);
+	config_errors_clear(&errs);
+	expect_one_error(ONE_POLICY("subject = \"a\"; erasure_exception = \"why\";"),
+			 ".erasure_exception: only meaningful with on_erasure = \"keep\"", NULL);
+	config_errors_clear(&errs);
+}
+END_TEST
+
 START_TEST(test_missing_file)
 {
 	struct config *cfg = config_load("/nonexistent/retentiond.conf", &errs);
@@ -468,6 +507,7 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_include_relative_to_config_file);
 	tcase_add_test(tc, test_missing_file);
 	tcase_add_test(tc, test_an_error_in_an_include_names_that_file);
+	tcase_add_test(tc, test_identity_and_on_erasure);
 	tcase_add_test(tc, test_a_key_file_of_the_wrong_type_is_one_error);
 	tcase_add_test(tc, test_duration_units);
 	tcase_add_test(tc, test_table_name_split);

@@ -1,0 +1,204 @@
+-- retention schema, version 5 -> 6. Applied by `retentionctl migrate` inside
+-- one transaction, after the earlier steps.
+--
+-- Data subjects' requests (erasure, restriction, access): each is recorded
+-- with the identities it names and its deadline, the daemon carries an
+-- erasure out through the same batches as a scheduled purge and records
+-- what each policy did, and a closed request keeps its identities only as
+-- the audit trail's pseudonyms. People file and close requests through the
+-- functions below, never by writing the tables.
+CREATE TABLE retention.requests (
+    id              bigserial PRIMARY KEY,
+    kind            text NOT NULL CHECK (kind IN ('erasure', 'restriction', 'access')),
+    received_at     timestamptz NOT NULL,
+    deadline_at     timestamptz NOT NULL,
+    status          text NOT NULL DEFAULT 'open' CHECK (status IN ('open', 'done', 'rejected', 'lifted')),
+    completed_at    timestamptz,
+    placed_by       text NOT NULL,
+    note            text,
+    extension_reason text,
+    close_reason    text,
+    -- The identities were replaced by pseudonyms when it closed (false: kept in clear, no audit key).
+    pseudonymized   boolean NOT NULL DEFAULT false,
+    CHECK ((status = 'open') = (completed_at IS NULL)),
+    CHECK (deadline_at >= received_at)
+);
+CREATE INDEX requests_open ON retention.requests (kind) WHERE status = 'open';
+
+-- What a request names: one row per identity, as typed (the daemon compares
+-- it in each policy's subject column type), or its pseudonym once closed.
+CREATE TABLE retention.request_identities (
+    request_id bigint NOT NULL REFERENCES retention.requests ON DELETE CASCADE,
+    ord        integer NOT NULL,
+    identity   text NOT NULL CHECK (identity <> ''),
+    value      text NOT NULL,
+    PRIMARY KEY (request_id, ord)
+);
+
+-- What each matching policy did for an erasure request: records purged,
+-- records kept and why, and whether nothing erasable of the subject is left.
+CREATE TABLE retention.request_results (
+    request_id bigint NOT NULL REFERENCES retention.requests ON DELETE CASCADE,
+    policy     text NOT NULL,
+    purged     bigint NOT NULL DEFAULT 0 CHECK (purged >= 0),
+    kept       bigint NOT NULL DEFAULT 0 CHECK (kept >= 0),
+    reason     text,
+    finished   boolean NOT NULL,
+    updated_at timestamptz NOT NULL,
+    PRIMARY KEY (request_id, policy)
+);
+
+REVOKE ALL ON retention.requests, retention.request_identities, retention.request_results FROM PUBLIC;
+
+-- A record erased on request may have no clock yet (an account not
+-- deleted): its audit row says so with NULL clock_at and due_at.
+ALTER TABLE retention.audit_log
+    ALTER COLUMN clock_at DROP NOT NULL,
+    ALTER COLUMN due_at DROP NOT NULL,
+    ADD CHECK (cause = 'request' OR (clock_at IS NOT NULL AND due_at IS NOT NULL));
+
+-- Records a request. IDENTITIES and VALUES are parallel. The deadline is one
+-- calendar month after RECEIVED_AT in the session's time zone (retentionctl
+-- sets database.time_zone): 31 January gives the end of February. Wakes
+-- the daemon for an erasure.
+CREATE FUNCTION retention.file_request(p_kind text, p_identities text[], p_values text[],
+                                       p_received_at timestamptz, p_note text)
+    RETURNS bigint
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    request_id bigint;
+BEGIN
+    IF pg_catalog.cardinality(p_identities) IS DISTINCT FROM pg_catalog.cardinality(p_values)
+       OR pg_catalog.cardinality(p_identities) = 0 THEN
+        RAISE EXCEPTION 'a request names one or more identities, each with a value';
+    END IF;
+    INSERT INTO retention.requests (kind, received_at, deadline_at, placed_by, note)
+    VALUES (p_kind, p_received_at, p_received_at OPERATOR(pg_catalog.+) '1 month'::pg_catalog.interval,
+            session_user, p_note)
+    RETURNING id INTO request_id;
+    INSERT INTO retention.request_identities (request_id, ord, identity, value)
+    SELECT request_id, i.ord, i.identity, i.value
+      FROM ROWS FROM (pg_catalog.unnest(p_identities), pg_catalog.unnest(p_values)) WITH ORDINALITY i(identity, value, ord);
+    IF p_kind OPERATOR(pg_catalog.=) 'erasure' THEN
+        PERFORM pg_catalog.pg_notify('retentiond', 'request:' OPERATOR(pg_catalog.||) request_id);
+    END IF;
+    RETURN request_id;
+END
+$$;
+
+-- Art. 12(3): the deadline moves to P_UNTIL, at most two months after the
+-- first one, with the reason the subject is told.
+CREATE FUNCTION retention.extend_request(p_id bigint, p_until timestamptz, p_reason text) RETURNS timestamptz
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    r retention.requests;
+BEGIN
+    SELECT * INTO r FROM retention.requests WHERE id OPERATOR(pg_catalog.=) p_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no request %', p_id;
+    ELSIF r.status OPERATOR(pg_catalog.<>) 'open' THEN
+        RAISE EXCEPTION 'request % is %, not open', p_id, r.status;
+    ELSIF p_reason IS NULL OR p_reason OPERATOR(pg_catalog.=) '' THEN
+        RAISE EXCEPTION 'an extension needs the reason the subject is told';
+    ELSIF p_until OPERATOR(pg_catalog.<=) r.deadline_at THEN
+        RAISE EXCEPTION 'request %''s deadline is already %', p_id, r.deadline_at;
+    ELSIF p_until OPERATOR(pg_catalog.>) (r.received_at OPERATOR(pg_catalog.+) '3 months'::pg_catalog.interval) THEN
+        RAISE EXCEPTION 'a deadline may be extended by at most two months: to % at the latest',
+            r.received_at OPERATOR(pg_catalog.+) '3 months'::pg_catalog.interval;
+    END IF;
+    UPDATE retention.requests SET deadline_at = p_until, extension_reason = p_reason
+     WHERE id OPERATOR(pg_catalog.=) p_id;
+    RETURN p_until;
+END
+$$;
+
+-- Closes an open request as P_STATUS. P_VALUES, when not NULL, replace the
+-- identities' values in order: the pseudonyms, computed by whoever holds
+-- the audit key (the key never reaches the server). Called by the two
+-- functions below only.
+CREATE FUNCTION retention.close_request(p_id bigint, p_status text, p_reason text, p_values text[]) RETURNS boolean
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+BEGIN
+    UPDATE retention.requests
+       SET status = p_status, completed_at = pg_catalog.now(), close_reason = p_reason,
+           pseudonymized = p_values IS NOT NULL
+     WHERE id OPERATOR(pg_catalog.=) p_id AND status OPERATOR(pg_catalog.=) 'open';
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    IF p_values IS NOT NULL THEN
+        IF pg_catalog.cardinality(p_values) OPERATOR(pg_catalog.<>)
+           (SELECT pg_catalog.count(*) FROM retention.request_identities WHERE request_id OPERATOR(pg_catalog.=) p_id) THEN
+            RAISE EXCEPTION 'request % names another number of identities', p_id;
+        END IF;
+        UPDATE retention.request_identities i SET value = v.value
+          FROM pg_catalog.unnest(p_values) WITH ORDINALITY v(value, ord)
+         WHERE i.request_id OPERATOR(pg_catalog.=) p_id AND i.ord OPERATOR(pg_catalog.=) v.ord;
+    END IF;
+    RETURN true;
+END
+$$;
+
+-- A person closes a request without carrying it out, with the reason the
+-- subject is told. False if it is not open.
+CREATE FUNCTION retention.reject_request(p_id bigint, p_reason text, p_values text[]) RETURNS boolean
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+BEGIN
+    IF p_reason IS NULL OR p_reason OPERATOR(pg_catalog.=) '' THEN
+        RAISE EXCEPTION 'a rejection needs its reason';
+    END IF;
+    RETURN retention.close_request(p_id, 'rejected', p_reason, p_values);
+END
+$$;
+
+-- The daemon closes an erasure request as done, once every policy it
+-- recorded a result for has nothing erasable of the subject left. False if
+-- that is not so, or the request is not open.
+CREATE FUNCTION retention.finish_erasure(p_id bigint, p_values text[]) RETURNS boolean
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+BEGIN
+    PERFORM 1 FROM retention.requests WHERE id OPERATOR(pg_catalog.=) p_id FOR UPDATE;
+    IF NOT EXISTS (SELECT FROM retention.requests WHERE id OPERATOR(pg_catalog.=) p_id
+                      AND kind OPERATOR(pg_catalog.=) 'erasure')
+       OR EXISTS (SELECT FROM retention.request_results WHERE request_id OPERATOR(pg_catalog.=) p_id
+                     AND NOT finished) THEN
+        RETURN false;
+    END IF;
+    RETURN retention.close_request(p_id, 'done', NULL, p_values);
+END
+$$;
+
+-- The daemon's account of one policy's part in an erasure request: PURGED
+-- is added to what earlier runs purged; KEPT, REASON and FINISHED are now.
+CREATE FUNCTION retention.request_progress(p_id bigint, p_policy text, p_purged bigint, p_kept bigint,
+                                           p_reason text, p_finished boolean) RETURNS void
+    LANGUAGE sql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+    INSERT INTO retention.request_results AS r (request_id, policy, purged, kept, reason, finished, updated_at)
+    SELECT p_id, p_policy, p_purged, p_kept, p_reason, p_finished, pg_catalog.now()
+      FROM retention.requests q
+     WHERE q.id OPERATOR(pg_catalog.=) p_id AND q.status OPERATOR(pg_catalog.=) 'open'
+    ON CONFLICT (request_id, policy) DO UPDATE
+       SET purged = r.purged OPERATOR(pg_catalog.+) excluded.purged, kept = excluded.kept,
+           reason = excluded.reason, finished = excluded.finished, updated_at = excluded.updated_at
+$$;
+
+REVOKE ALL ON FUNCTION retention.file_request(text, text[], text[], timestamptz, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION retention.extend_request(bigint, timestamptz, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION retention.close_request(bigint, text, text, text[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION retention.reject_request(bigint, text, text[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION retention.finish_erasure(bigint, text[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION retention.request_progress(bigint, text, bigint, bigint, text, boolean) FROM PUBLIC;
+
+INSERT INTO retention.schema_version (version) VALUES (6);

@@ -1,0 +1,418 @@
+/*
+ * cmd_request.c -- retentionctl request: a data subject's erasure request,
+ * its deadline, extension, rejection, and the record of what was done.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctl.h"
+#include "util.h"
+
+static const char usage[] =
+	"usage: retentionctl request erase --identity TYPE=VALUE [--identity ...] [--received T] [--note TEXT]\n"
+	"       retentionctl request list [--open] [--overdue]\n"
+	"       retentionctl request show ID\n"
+	"       retentionctl request extend ID --until T --reason TEXT\n"
+	"       retentionctl request reject ID --reason TEXT\n\n"
+	"'request erase' records a data subject's erasure request and prints its id. The\n"
+	"daemon purges the subject's records in every policy whose identity is TYPE, whatever\n"
+	"their clocks say; held and exempt records, and policies with on_erasure = \"keep\",\n"
+	"are kept and reported. The request is done once nothing erasable is left.\n"
+	"Its deadline is one calendar month after --received (default: now), in\n"
+	"database.time_zone; 'extend' moves it by at most two more months (Art. 12(3)).\n"
+	"'reject' closes a request without carrying it out, with the reason given.\n"
+	"A closed request keeps its identities only as the audit trail's pseudonyms.\n";
+
+/* One identity of a request: TYPE=VALUE as typed, and the policies that hold that type. */
+struct identity {
+	char *type;
+	char *value; /* as the first matching policy's subject column spells it */
+};
+
+static void identities_free(struct identity *ids, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(ids[i].type);
+		free(ids[i].value);
+	}
+	free(ids);
+}
+
+/* The identity types the configuration's policies declare, for a message: "account, email". */
+static char *declared_identities(const struct config *cfg)
+{
+	char *out = xstrdup("");
+	for (size_t i = 0; i < cfg->n_policies; i++) {
+		const char *t = cfg->policies[i].identity;
+		char *next;
+		bool seen = false;
+		if (t == NULL)
+			continue;
+		for (size_t j = 0; j < i && !seen; j++)
+			seen = cfg->policies[j].identity && strcmp(cfg->policies[j].identity, t) == 0;
+		if (seen)
+			continue;
+		next = xasprintf("%s%s%s", out, *out ? ", " : "", t);
+		free(out);
+		out = next;
+	}
+	return out;
+}
+
+/*
+ * Checks ID against every policy that declares its type: the value must be
+ * one of each subject column's type. Sets ID->value to the first policy's
+ * spelling of it. False after one line on stderr.
+ */
+static bool identity_check(struct ctl *ctl, struct identity *id)
+{
+	bool matched = false;
+	for (size_t i = 0; i < ctl->cfg->n_policies; i++) {
+		const struct policy *p = &ctl->cfg->policies[i];
+		struct policy_sql sql;
+		bool invalid;
+		char *canonical;
+		if (p->identity == NULL || strcmp(p->identity, id->type) != 0)
+			continue;
+		if (!ctl_policy_sql(ctl, p, &sql))
+			return false;
+		canonical = ctl_canonical(ctl, &sql, sql.canonical_subject, id->value, &invalid, NULL);
+		policy_sql_free(&sql);
+		if (canonical == NULL) {
+			if (invalid)
+				ctl_error("%s=%s: \"%s\" is not a value of policy %s's subject column %s", id->type,
+					  id->value, id->value, p->name, p->subject);
+			return false;
+		}
+		if (!matched) {
+			free(id->value);
+			id->value = canonical;
+		} else {
+			free(canonical);
+		}
+		matched = true;
+	}
+	if (!matched) {
+		char *known = declared_identities(ctl->cfg);
+		ctl_error("no policy in %s declares identity %s (%s%s)", ctl->config_path, id->type,
+			  *known ? "declared: " : "none declares any", known);
+		free(known);
+	}
+	return matched;
+}
+
+static int request_erase(struct ctl *ctl, int argc, char **argv)
+{
+	static const struct option options[] = {
+		{"identity", required_argument, NULL, 'i'},
+		{"received", required_argument, NULL, 'r'},
+		{"note", required_argument, NULL, 'n'},
+		{NULL, 0, NULL, 0},
+	};
+	struct identity *ids = NULL;
+	size_t n = 0;
+	const char *received = NULL, *note = NULL, *params[5];
+	char **types, **values, *types_param, *values_param;
+	PGresult *res;
+	int opt, status = CTL_ERROR;
+	while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
+		const char *eq;
+		switch (opt) {
+		case 'i':
+			eq = strchr(optarg, '=');
+			if (eq == NULL || eq == optarg || eq[1] == '\0') {
+				identities_free(ids, n);
+				return ctl_usage_error(usage, "--identity takes TYPE=VALUE, not \"%s\"", optarg);
+			}
+			ids = xrealloc(ids, (n + 1) * sizeof(*ids));
+			ids[n].type = xstrndup(optarg, (size_t)(eq - optarg));
+			ids[n].value = xstrdup(eq + 1);
+			n++;
+			break;
+		case 'r':
+			received = optarg;
+			break;
+		case 'n':
+			note = optarg;
+			break;
+		default:
+			identities_free(ids, n);
+			return ctl_usage_error(usage, "request erase: unknown option");
+		}
+	}
+	if (n == 0 || optind < argc) {
+		identities_free(ids, n);
+		return ctl_usage_error(usage, "request erase needs --identity TYPE=VALUE, and nothing else");
+	}
+	if (ctl_config(ctl) == NULL || ctl_connect(ctl) == NULL) {
+		identities_free(ids, n);
+		return CTL_ERROR;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (!identity_check(ctl, &ids[i])) {
+			identities_free(ids, n);
+			return CTL_ERROR;
+		}
+	types = xcalloc(n, sizeof(char *));
+	values = xcalloc(n, sizeof(char *));
+	for (size_t i = 0; i < n; i++) {
+		types[i] = ids[i].type;
+		values[i] = ids[i].value;
+	}
+	types_param = policy_text_array(types, n);
+	values_param = policy_text_array(values, n);
+	params[0] = "erasure";
+	params[1] = types_param;
+	params[2] = values_param;
+	params[3] = received;
+	params[4] = note;
+	res = PQexecParams(ctl->conn,
+			   "SELECT retention.file_request($1, $2::text[], $3::text[],"
+			   " coalesce($4::timestamptz, pg_catalog.statement_timestamp()), $5)",
+			   5, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+		ctl_result_error(ctl, "request erase", res);
+	} else {
+		const char *id[1] = {PQgetvalue(res, 0, 0)};
+		PGresult *when = PQexecParams(ctl->conn,
+					      "SELECT received_at, deadline_at FROM retention.requests WHERE id = $1::bigint",
+					      1, NULL, id, NULL, NULL, 0);
+		printf("%s\n", id[0]);
+		if (PQresultStatus(when) == PGRES_TUPLES_OK && PQntuples(when) == 1)
+			fprintf(stderr, "retentionctl: erasure request %s recorded: received %s, deadline %s\n", id[0],
+				PQgetvalue(when, 0, 0), PQgetvalue(when, 0, 1));
+		PQclear(when);
+		status = CTL_OK;
+	}
+	PQclear(res);
+	free(types_param);
+	free(values_param);
+	free(types);
+	free(values);
+	identities_free(ids, n);
+	return status;
+}
+
+/* A request's identities as "account=4711, email=a@example.org". */
+#define IDENTITIES_SQL                                                                                                 \
+	"(SELECT pg_catalog.string_agg(i.identity || '=' || i.value, ', ' ORDER BY i.ord)"                             \
+	" FROM retention.request_identities i WHERE i.request_id = r.id)"
+
+static const char list_sql[] =
+	"SELECT r.id, r.kind, r.status, " IDENTITIES_SQL " AS identities, r.received_at, r.deadline_at,"
+	" r.status = 'open' AND r.deadline_at < pg_catalog.statement_timestamp() AS overdue, r.completed_at,"
+	" r.placed_by, r.note FROM retention.requests r"
+	" WHERE (NOT $1::boolean OR r.status = 'open')"
+	" AND (NOT $2::boolean OR (r.status = 'open' AND r.deadline_at < pg_catalog.statement_timestamp()))"
+	" ORDER BY r.id";
+
+static int request_list(struct ctl *ctl, int argc, char **argv)
+{
+	static const struct option options[] = {
+		{"open", no_argument, NULL, 'o'},
+		{"overdue", no_argument, NULL, 'd'},
+		{NULL, 0, NULL, 0},
+	};
+	const char *params[2] = {"false", "false"};
+	char *deadline = ctl_human_time("deadline_at", "ago"), *table_sql;
+	int opt, status;
+	while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
+		if (opt == 'o' || opt == 'd') {
+			params[opt == 'o' ? 0 : 1] = "true";
+		} else {
+			free(deadline);
+			return ctl_usage_error(usage, "request list: unknown option");
+		}
+	}
+	if (optind < argc || ctl_connect(ctl) == NULL) {
+		free(deadline);
+		return optind < argc ? ctl_usage_error(usage, "request list takes no arguments") : CTL_ERROR;
+	}
+	table_sql = xasprintf("SELECT id, kind, CASE WHEN overdue THEN 'OVERDUE' ELSE status END AS status, identities,"
+			      " %s AS deadline FROM (%s) l",
+			      deadline, list_sql);
+	status = ctl_print_query(ctl, list_sql, table_sql, 2, NULL, params);
+	free(table_sql);
+	free(deadline);
+	return status;
+}
+
+/* The request ID's one argument, checked; NULL after a usage error. */
+static const char *request_id_arg(int argc, char **argv, const char *verb)
+{
+	char *end;
+	if (optind + 1 != argc || strtoll(argv[optind], &end, 10) <= 0 || *end) {
+		ctl_usage_error(usage, "request %s takes one request id", verb);
+		return NULL;
+	}
+	return argv[optind];
+}
+
+static int request_show(struct ctl *ctl, int argc, char **argv)
+{
+	static const struct option options[] = {{NULL, 0, NULL, 0}};
+	const char *params[1];
+	int status;
+	if (getopt_long(argc, argv, "", options, NULL) != -1)
+		return ctl_usage_error(usage, "request show: unknown option");
+	if ((params[0] = request_id_arg(argc, argv, "show")) == NULL)
+		return CTL_USAGE;
+	if (ctl_connect(ctl) == NULL)
+		return CTL_ERROR;
+	status = ctl_print_object(
+		ctl,
+		"SELECT r.id, r.kind, r.status, (SELECT pg_catalog.json_agg(pg_catalog.json_build_object('type',"
+		" i.identity, 'value', i.value) ORDER BY i.ord) FROM retention.request_identities i"
+		" WHERE i.request_id = r.id) AS identities, r.pseudonymized, r.received_at, r.deadline_at,"
+		" r.extension_reason, r.completed_at, r.close_reason, r.placed_by, r.note,"
+		" (SELECT pg_catalog.json_agg(pg_catalog.json_build_object('policy', s.policy, 'purged', s.purged,"
+		" 'kept', s.kept, 'reason', s.reason, 'finished', s.finished, 'updated_at', s.updated_at)"
+		" ORDER BY s.policy) FROM retention.request_results s WHERE s.request_id = r.id) AS results"
+		" FROM retention.requests r WHERE r.id = $1::bigint",
+		NULL, 1, NULL, params);
+	return status;
+}
+
+static int request_extend(struct ctl *ctl, int argc, char **argv)
+{
+	static const struct option options[] = {
+		{"until", required_argument, NULL, 'u'},
+		{"reason", required_argument, NULL, 'r'},
+		{NULL, 0, NULL, 0},
+	};
+	const char *params[3] = {NULL, NULL, NULL};
+	PGresult *res;
+	int opt;
+	while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
+		if (opt == 'u')
+			params[1] = optarg;
+		else if (opt == 'r')
+			params[2] = optarg;
+		else
+			return ctl_usage_error(usage, "request extend: unknown option");
+	}
+	if ((params[0] = request_id_arg(argc, argv, "extend")) == NULL)
+		return CTL_USAGE;
+	if (params[1] == NULL || params[2] == NULL || params[2][0] == '\0')
+		return ctl_usage_error(usage, "request extend needs --until and --reason");
+	if (ctl_connect(ctl) == NULL)
+		return CTL_ERROR;
+	res = PQexecParams(ctl->conn, "SELECT retention.extend_request($1::bigint, $2::timestamptz, $3)", 3, NULL,
+			   params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		ctl_result_error(ctl, "request extend", res);
+		PQclear(res);
+		return CTL_ERROR;
+	}
+	printf("request %s: deadline %s\n", params[0], PQgetvalue(res, 0, 0));
+	PQclear(res);
+	return CTL_OK;
+}
+
+/*
+ * The values request ID's identities are kept as once it is closed: their
+ * pseudonyms where the configuration's audit group pseudonymizes subjects,
+ * as an array literal; "" to keep them as they are; NULL after an error.
+ */
+static char *closing_values(struct ctl *ctl, const char *id)
+{
+	const char *params[1] = {id};
+	PGresult *res;
+	char **values, *out;
+	int n;
+	if (!config_pseudonymizes_subject(ctl->cfg))
+		return xstrdup("");
+	res = PQexecParams(ctl->conn,
+			   "SELECT i.value FROM retention.request_identities i JOIN retention.requests r"
+			   " ON r.id = i.request_id WHERE i.request_id = $1::bigint AND NOT r.pseudonymized ORDER BY i.ord",
+			   1, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		ctl_result_error(ctl, NULL, res);
+		PQclear(res);
+		return NULL;
+	}
+	n = PQntuples(res);
+	if (n == 0) {
+		PQclear(res);
+		return xstrdup("");
+	}
+	{
+		struct config_errors errs = {NULL, 0};
+		if (!config_read_audit_key(ctl->cfg, &errs)) {
+			ctl_error("%s: a closed request keeps its identities as pseudonyms, made with this key",
+				  errs.lines[0]);
+			config_errors_clear(&errs);
+			PQclear(res);
+			return NULL;
+		}
+	}
+	values = xcalloc((size_t)n, sizeof(char *));
+	for (int i = 0; i < n; i++)
+		values[i] = audit_stored_value(&ctl->cfg->audit.key, PQgetvalue(res, i, 0));
+	out = policy_text_array(values, (size_t)n);
+	for (int i = 0; i < n; i++)
+		free(values[i]);
+	free(values);
+	PQclear(res);
+	return out;
+}
+
+static int request_reject(struct ctl *ctl, int argc, char **argv)
+{
+	static const struct option options[] = {
+		{"reason", required_argument, NULL, 'r'},
+		{NULL, 0, NULL, 0},
+	};
+	const char *params[3] = {NULL, NULL, NULL};
+	char *values;
+	PGresult *res;
+	int opt, status = CTL_ERROR;
+	while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
+		if (opt == 'r')
+			params[1] = optarg;
+		else
+			return ctl_usage_error(usage, "request reject: unknown option");
+	}
+	if ((params[0] = request_id_arg(argc, argv, "reject")) == NULL)
+		return CTL_USAGE;
+	if (params[1] == NULL || params[1][0] == '\0')
+		return ctl_usage_error(usage, "request reject needs --reason");
+	/* The configuration's audit group says whether the identities are kept as pseudonyms. */
+	if (ctl_config(ctl) == NULL || ctl_connect(ctl) == NULL || (values = closing_values(ctl, params[0])) == NULL)
+		return CTL_ERROR;
+	params[2] = *values ? values : NULL;
+	res = PQexecParams(ctl->conn, "SELECT retention.reject_request($1::bigint, $2, $3::text[])", 3, NULL, params,
+			   NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		ctl_result_error(ctl, "request reject", res);
+	} else if (strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
+		ctl_error("request %s does not exist or is not open", params[0]);
+	} else {
+		printf("rejected request %s\n", params[0]);
+		status = CTL_OK;
+	}
+	PQclear(res);
+	free(values);
+	return status;
+}
+
+int cmd_request(struct ctl *ctl, int argc, char **argv)
+{
+	static const struct {
+		const char *name;
+		int (*run)(struct ctl *ctl, int argc, char **argv);
+	} verbs[] = {
+		{"erase", request_erase},   {"list", request_list},     {"show", request_show},
+		{"extend", request_extend}, {"reject", request_reject},
+	};
+	if (argc < 2)
+		return ctl_usage_error(usage, "request needs erase, list, show, extend or reject");
+	if (ctl_wants_help(argc, argv, usage))
+		return CTL_OK;
+	for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
+		if (strcmp(argv[1], verbs[i].name) == 0)
+			return verbs[i].run(ctl, argc - 1, argv + 1);
+	return ctl_usage_error(usage, "request: unknown subcommand \"%s\"", argv[1]);
+}

@@ -1,0 +1,493 @@
+/*
+ * Data subjects' requests (issue 11): recording an erasure request and its
+ * deadline, refusing bad input with nothing recorded, extending and
+ * rejecting, and the daemon carrying erasure out through its batches.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "fixture.h"
+#include "testutil.h"
+#include "util.h"
+
+/*
+ * Three policies over two identity types: accounts (an integer in two
+ * tables) and e-mail addresses (citext). EXTRA is added to the "tickets"
+ * policy's group.
+ */
+static char *three_policies(const char *db, const char *tickets_extra)
+{
+	char *a = fx_policy("accounts", "app.accounts", "id", "deleted_at", "1 month",
+			    "subject = \"id\"; identity = \"account\";");
+	char *o = fx_policy("orders", "app.orders", "id", "placed_at", "1 year",
+			    "subject = \"account_id\"; identity = \"account\";");
+	char *t = fx_policy("tickets", "app.tickets", "id", "closed_at", "90 days", tickets_extra);
+	char *policies = xasprintf("%s, %s, %s", a, o, t);
+	char *conf = fx_config(db, NULL, policies);
+	free(a);
+	free(o);
+	free(t);
+	free(policies);
+	return conf;
+}
+
+static PGconn *request_db(const char *db)
+{
+	PGconn *conn = fx_database(db);
+	test_exec(conn, "CREATE EXTENSION citext; CREATE SCHEMA app;"
+			"CREATE TABLE app.accounts (id int PRIMARY KEY, deleted_at timestamptz, email citext);"
+			"CREATE TABLE app.orders (id int PRIMARY KEY, account_id int, placed_at timestamptz);"
+			"CREATE TABLE app.tickets (id int PRIMARY KEY, email citext, closed_at timestamptz);"
+			"INSERT INTO app.accounts VALUES (4711, NULL, 'Alice@Example.org'), (4712, NULL, 'bob@example.org');"
+			"INSERT INTO app.orders VALUES (1, 4711, now()), (2, 4711, now()), (3, 4712, now());"
+			"INSERT INTO app.tickets VALUES (1, 'alice@example.org', NULL), (2, 'bob@example.org', NULL)");
+	fx_grant(conn, "app");
+	return conn;
+}
+
+#define TICKETS "subject = \"email\";"
+
+START_TEST(test_erase_records_the_request_and_its_deadline)
+{
+	PGconn *conn = request_db("req_record");
+	char *conf = three_policies("req_record", TICKETS), *out, *err;
+	ck_assert_msg(fx_ctl(conf, "req_record", &out, &err, "request", "erase", "--identity", "account=04711",
+				"--identity", "email=alice@example.org", "--received", "2026-10-31 10:00+00", "--note",
+				"ticket 99", NULL) == 0,
+		      "%s", err);
+	ck_assert_str_eq(out, "1\n");
+	ck_assert_msg(strstr(err, "erasure request 1 recorded"), "%s", err);
+	free(out);
+	free(err);
+	/* As the column spells it; one calendar month in the configuration's zone (UTC here). */
+	test_assert_query_value(conn,
+				"SELECT string_agg(identity || '=' || value, ',' ORDER BY ord) FROM"
+				" retention.request_identities WHERE request_id = 1",
+				0, NULL, "account=4711,email=alice@example.org");
+	test_assert_query_value(conn,
+				"SELECT kind || ' ' || status || ' ' || to_char(deadline_at AT TIME ZONE 'UTC',"
+				" 'YYYY-MM-DD HH24:MI') || ' ' || note FROM retention.requests WHERE id = 1",
+				0, NULL, "erasure open 2026-11-30 10:00 ticket 99");
+	ck_assert_int_eq(fx_ctl(conf, "req_record", &out, &err, "--format", "json", "request", "show", "1", NULL), 0);
+	ck_assert_msg(strstr(out, "\"identities\":[{\"type\" : \"account\", \"value\" : \"4711\"}") ||
+			      strstr(out, "\"identities\":[{\"type\":\"account\",\"value\":\"4711\"}"),
+		      "%s", out);
+	free(out);
+	free(err);
+	ck_assert_int_eq(fx_ctl(conf, "req_record", &out, &err, "--format", "csv", "request", "list", "--overdue", NULL),
+			 0);
+	ck_assert_msg(strstr(out, "\n\"1\",\"erasure\",\"open\",") != NULL, "not overdue since 30 November? %s", out);
+	free(out);
+	free(err);
+	free(conf);
+	PQfinish(conn);
+}
+END_TEST
+
+/* Refused with one line, and nothing recorded. */
+START_TEST(test_bad_requests_are_refused_with_nothing_recorded)
+{
+	static const struct {
+		const char *identity;
+		int status;
+		const char *want;
+	} cases[] = {
+		{"phone=+4930", 1, "no policy in "},
+		{"account=alice", 1, "account=alice: \"alice\" is not a value of policy accounts's subject column id"},
+		{"account", 2, "--identity takes TYPE=VALUE"},
+		{"=4711", 2, "--identity takes TYPE=VALUE"},
+		{"account=", 2, "--identity takes TYPE=VALUE"},
+	};
+	PGconn *conn = request_db("req_refused");
+	char *conf = three_policies("req_refused", TICKETS), *out, *err;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		ck_assert_int_eq(fx_ctl(conf, "req_refused", &out, &err, "request", "erase", "--identity",
+					cases[i].identity, NULL),
+				 cases[i].status);
+		ck_assert_msg(strstr(err, cases[i].want), "%s: %s", cases[i].identity, err);
+		free(out);
+		free(err);
+	}
+	ck_assert_int_eq(fx_ctl(conf, "req_refused", &out, &err, "request", "erase", NULL), 2);
+	ck_assert_msg(strstr(err, "request erase needs --identity"), "%s", err);
+	free(out);
+	free(err);
+	ck_assert_int_eq(fx_ctl(conf, "req_refused", &out, &err, "request", "erase", "--identity", "account=1",
+				"--received", "yesterday-ish", NULL),
+			 1);
+	free(out);
+	free(err);
+	ck_assert_int_eq(test_query_ll(conn, "SELECT count(*) FROM retention.requests"), 0);
+	ck_assert_int_eq(test_query_ll(conn, "SELECT count(*) FROM retention.request_identities"), 0);
+	free(conf);
+	PQfinish(conn);
+}
+END_TEST
+
+/* One calendar month in database.time_zone: month ends clamp, leap years count, DST moves the UTC hour. */
+START_TEST(test_deadlines_are_one_calendar_month)
+{
+	static const struct {
+		const char *received, *zone, *want; /* want: the deadline in that zone */
+	} cases[] = {
+		{"2027-01-31 12:00", "UTC", "2027-02-28 12:00"},
+		{"2028-01-31 12:00", "UTC", "2028-02-29 12:00"},
+		{"2028-02-29 12:00", "UTC", "2028-03-29 12:00"},
+		{"2027-03-31 12:00", "UTC", "2027-04-30 12:00"},
+		{"2027-12-31 23:30", "UTC", "2028-01-31 23:30"},
+		/* Berlin: 1 March 00:30 CET is 28 February 23:30 UTC; a month later it is 1 April 00:30 CEST. */
+		{"2027-03-01 00:30", "Europe/Berlin", "2027-04-01 00:30"},
+		/* A deadline in the hour the clocks skip lands after it. */
+		{"2027-02-28 02:30", "Europe/Berlin", "2027-03-28 03:30"},
+	};
+	PGconn *conn = request_db("req_deadline");
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *policy = fx_policy("accounts", "app.accounts", "id", "deleted_at", "1 month",
+					 "subject = \"id\"; identity = \"account\";");
+		char *text = xasprintf("database = { conninfo = \"dbname=req_deadline user=" TEST_DAEMON_ROLE "\";"
+				       " time_zone = \"%s\"; };\npolicies = ( %s );\n",
+				       cases[i].zone, policy);
+		char *conf = test_write_file(text), *out, *err, *sql, *received;
+		received = xasprintf("%s", cases[i].received);
+		ck_assert_int_eq(
+			fx_ctl(conf, "req_deadline", &out, &err, "request", "erase", "--identity", "account=4711",
+			       "--received", received, NULL),
+			0);
+		sql = xasprintf("SELECT to_char(deadline_at AT TIME ZONE '%s', 'YYYY-MM-DD HH24:MI') FROM"
+				" retention.requests WHERE id = %s",
+				cases[i].zone, out);
+		test_assert_query_value(conn, sql, 0, NULL, cases[i].want);
+		free(sql);
+		free(out);
+		free(err);
+		free(received);
+		free(conf);
+		free(text);
+		free(policy);
+	}
+	PQfinish(conn);
+}
+END_TEST
+
+/* Art. 12(3): at most two more months, with a reason; a closed request is not extended. */
+START_TEST(test_extend_and_reject)
+{
+	PGconn *conn = request_db("req_extend");
+	char *conf = three_policies("req_extend", TICKETS), *out, *err;
+	ck_assert_int_eq(fx_ctl(conf, "req_extend", &out, &err, "request", "erase", "--identity", "account=4711",
+				"--received", "2027-01-31 10:00+00", NULL),
+			 0);
+	free(out);
+	free(err);
+	ck_assert_int_eq(fx_ctl(conf, "req_extend", &out, &err, "request", "extend", "1", "--until",
+				"2027-05-01 10:00+00", "--reason", "many requests", NULL),
+			 1);
+	ck_assert_msg(strstr(err, "at most two months"), "%s", err);
+	free(out);
+	free(err);
+	ck_assert_int_eq(fx_ctl(conf, "req_extend", &out, &err, "request", "extend", "1", "--until",
+				"2027-04-30 10:00+00", NULL),
+			 2);
+	free(out);
+	free(err);
+	ck_assert_int_eq(fx_ctl(conf, "req_extend", &out, &err, "request", "extend", "1", "--until",
+				"2027-04-30 10:00+00", "--reason", "many requests", NULL),
+			 0);
+	free(out);
+	free(err);
+	test_assert_query_value(conn,
+				"SELECT to_char(deadline_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI') || ' '"
+				" || extension_reason FROM retention.requests WHERE id = 1",
+				0, NULL, "2027-04-30 10:00 many requests");
+	ck_assert_int_eq(fx_ctl(conf, "req_extend", &out, &err, "request", "reject", "1", NULL), 2);
+	free(out);
+	free(err);
+	ck_assert_int_eq(
+		fx_ctl(conf, "req_extend", &out, &err, "request", "reject", "1", "--reason", "identity not verified", NULL),
+		0);
+	free(out);
+	free(err);
+	test_assert_query_value(conn,
+				"SELECT status || ' ' || close_reason || ' ' || (completed_at IS NOT NULL)"
+				" FROM retention.requests WHERE id = 1",
+				0, NULL, "rejected identity not verified true");
+	ck_assert_int_eq(fx_ctl(conf, "req_extend", &out, &err, "request", "reject", "1", "--reason", "again", NULL),
+			 1);
+	ck_assert_msg(strstr(err, "request 1 does not exist or is not open"), "%s", err);
+	free(out);
+	free(err);
+	ck_assert_int_eq(fx_ctl(conf, "req_extend", &out, &err, "request", "extend", "1", "--until",
+				"2027-04-30 10:00+00", "--reason", "r", NULL),
+			 1);
+	ck_assert_msg(strstr(err, "request 1 is rejected, not open"), "%s", err);
+	free(out);
+	free(err);
+	free(conf);
+	PQfinish(conn);
+}
+END_TEST
+
+/* The requests role of docs/operations.md files, lists and closes requests as itself, with the grants printed. */
+START_TEST(test_the_requests_role_handles_requests_as_itself)
+{
+	PGconn *conn = request_db("req_role");
+	char *conf = three_policies("req_role", TICKETS), *out, *err;
+	test_exec(conn, "DO $$ BEGIN CREATE ROLE req_privacy NOLOGIN; CREATE ROLE req_carol LOGIN IN ROLE req_privacy;"
+			" EXCEPTION WHEN duplicate_object THEN NULL; END $$");
+	ck_assert_int_eq(fx_ctl(conf, "req_role user=req_carol", &out, &err, "request", "erase", "--identity",
+				"account=4711", NULL),
+			 1);
+	ck_assert_msg(strstr(err, "role req_carol lacks a privilege that retentionctl request needs:"
+				  " 'retentionctl grants --for requests' prints"),
+		      "%s", err);
+	free(out);
+	free(err);
+	ck_assert_int_eq(fx_ctl(conf, "req_role", &out, &err, "grants", "--for", "requests", "--role", "req_privacy",
+				NULL),
+			 0);
+	test_exec(conn, out);
+	free(out);
+	free(err);
+	ck_assert_int_eq(fx_ctl(conf, "req_role user=req_carol", &out, &err, "request", "erase", "--identity",
+				"account=4711", NULL),
+			 0);
+	free(out);
+	free(err);
+	ck_assert_int_eq(fx_ctl(conf, "req_role user=req_carol", &out, &err, "--format", "csv", "request", "list", NULL),
+			 0);
+	ck_assert_msg(strstr(out, "\"account=4711\"") && strstr(out, "\"req_carol\""), "%s", out);
+	free(out);
+	free(err);
+	{
+		char *until = test_query_value(conn, "SELECT (received_at + interval '2 months')::text FROM"
+						     " retention.requests WHERE id = 1",
+					       0, NULL);
+		ck_assert_msg(fx_ctl(conf, "req_role user=req_carol", &out, &err, "request", "extend", "1", "--until",
+				     until, "--reason", "many requests this month", NULL) == 0,
+			      "%s", err);
+		free(out);
+		free(err);
+		free(until);
+	}
+	ck_assert_int_eq(fx_ctl(conf, "req_role user=req_carol", &out, &err, "request", "reject", "1", "--reason",
+				"identity not verified", NULL),
+			 0);
+	free(out);
+	free(err);
+	/* What it may not do: write the tables, or close a request as done. */
+	{
+		PGconn *carol = test_connect_db("req_role user=req_carol");
+		PGresult *res = PQexec(carol, "SELECT retention.finish_erasure(1, NULL)");
+		ck_assert_str_eq(PQresultErrorField(res, PG_DIAG_SQLSTATE), "42501");
+		PQclear(res);
+		res = PQexec(carol, "UPDATE retention.requests SET status = 'done'");
+		ck_assert_str_eq(PQresultErrorField(res, PG_DIAG_SQLSTATE), "42501");
+		PQclear(res);
+		PQfinish(carol);
+	}
+	free(conf);
+	PQfinish(conn);
+}
+END_TEST
+
+/* ---- erasure, carried out by the daemon ---- */
+
+/* CONF (a file) with an audit group using a new key at KEY. */
+static void with_audit_key(const char *conf, const char *key)
+{
+	char *bin = xasprintf("%s/src/retentionctl", test_builddir());
+	char *argv[] = {bin, "audit", "keygen", (char *)key, NULL};
+	char *out, *err;
+	FILE *f;
+	ck_assert_msg(test_run(argv, &out, &err) == 0, "%s", err);
+	free(out);
+	free(err);
+	free(bin);
+	f = fopen(conf, "a");
+	ck_assert_ptr_nonnull(f);
+	fprintf(f, "audit = { key_file = \"%s\"; };\n", key);
+	ck_assert_int_eq(fclose(f), 0);
+}
+
+/* Files an erasure request with the given identities (NULL-terminated); returns its id. */
+static char *erase(const char *conf, const char *db, const char *a, const char *b)
+{
+	char *out, *err;
+	int status = b ? fx_ctl(conf, db, &out, &err, "request", "erase", "--identity", a, "--identity", b, NULL)
+		       : fx_ctl(conf, db, &out, &err, "request", "erase", "--identity", a, NULL);
+	ck_assert_msg(status == 0, "%s", err);
+	free(err);
+	out[strcspn(out, "\n")] = '\0';
+	return out;
+}
+
+static bool wait_status(PGconn *conn, const char *id, const char *status, double seconds)
+{
+	char *sql = xasprintf("SELECT status = '%s' FROM retention.requests WHERE id = %s", status, id);
+	bool ok = fx_poll_true(conn, sql, seconds);
+	free(sql);
+	return ok;
+}
+
+/*
+ * The acceptance case: one request, two identity types, three policies.
+ * Every record of the subject goes at once, whatever its clock (the account
+ * has none yet); a held one stays and the result says why; the audit rows
+ * say cause request; the closed request keeps only pseudonyms.
+ */
+START_TEST(test_erasure_purges_the_subject_in_every_policy)
+{
+	PGconn *conn = request_db("erase_all");
+	char *conf = three_policies("erase_all", TICKETS), *key = test_path("erase_all.key");
+	char *log = fx_log_path("erase_all"), *out, *err, *id;
+	pid_t pid;
+	with_audit_key(conf, key);
+	ck_assert_int_eq(fx_ctl(conf, "erase_all", &out, &err, "hold", "add", "--policy", "orders", "--key", "2",
+				"--reason", "litigation", NULL),
+			 0);
+	free(out);
+	free(err);
+	pid = fx_start_daemon(conf, log);
+	fx_wait_for_log(log, "policy tickets: ", 20);
+	id = erase(conf, "erase_all", "account=4711", "email=ALICE@example.org");
+	ck_assert_msg(wait_status(conn, id, "done", 20), "request %s not done", id);
+	/* The subject's records are gone, the held one and the other subject's stay. */
+	test_assert_query_value(conn,
+				"SELECT (SELECT string_agg(id::text, ',' ORDER BY id) FROM app.accounts) || ' / '"
+				" || (SELECT string_agg(id::text, ',' ORDER BY id) FROM app.orders) || ' / '"
+				" || (SELECT string_agg(id::text, ',' ORDER BY id) FROM app.tickets)",
+				0, NULL, "4712 / 2,3 / 2");
+	test_assert_query_value(conn,
+				"SELECT string_agg(policy || ':' || purged || ':' || kept || ':' || coalesce(reason, '-')"
+				" || ':' || finished, ' ' ORDER BY policy) FROM retention.request_results",
+				0, NULL, "accounts:1:0:-:true orders:1:1:kept: held:true tickets:1:0:-:true");
+	test_assert_query_value(conn,
+				"SELECT string_agg(policy || ':' || cause || ':' || request_id || ':'"
+				" || CASE WHEN clock_at IS NULL THEN 'no clock' ELSE 'clock' END, ' ' ORDER BY policy)"
+				" FROM retention.audit_log",
+				0, NULL, "accounts:request:1:no clock orders:request:1:clock tickets:request:1:no clock");
+	fx_assert_chain_intact(conn);
+	/* Closed: the identities are kept as the trail's pseudonyms only. */
+	test_assert_query_value(conn,
+				"SELECT pseudonymized AND (SELECT bool_and(value LIKE 'hmac-sha256:%') FROM"
+				" retention.request_identities) FROM retention.requests",
+				0, NULL, "t");
+	/* The account's pseudonym is its audit rows' (the e-mail, citext, was asked for in another case). */
+	ck_assert_int_eq(test_query_ll(conn, "SELECT count(*) FROM retention.request_identities i JOIN"
+					     " retention.audit_log a ON a.subject = i.value"),
+			 2);
+	fx_stop_daemon(pid);
+	free(id);
+	free(log);
+	free(key);
+	free(conf);
+	PQfinish(conn);
+}
+END_TEST
+
+/*
+ * A record the request cannot take now (another transaction has it locked)
+ * leaves the request open, and says so; a record of the subject written
+ * meanwhile (a late sync) is caught too, and the request is done once both
+ * are gone.
+ */
+START_TEST(test_a_request_stays_open_until_nothing_erasable_is_left)
+{
+	PGconn *conn = request_db("erase_open");
+	PGconn *app = test_connect_db("erase_open");
+	char *conf = three_policies("erase_open", TICKETS), *log = fx_log_path("erase_open"), *id;
+	pid_t pid = fx_start_daemon(conf, log);
+	fx_wait_for_log(log, "policy tickets: ", 20);
+	test_exec(app, "BEGIN; SELECT * FROM app.orders WHERE id = 1 FOR UPDATE");
+	id = erase(conf, "erase_open", "account=4711", NULL);
+	ck_assert(fx_poll_true(conn,
+			       "SELECT count(*) = 1 FROM retention.request_results WHERE policy = 'orders' AND NOT finished"
+			       " AND reason LIKE '1 records not purged yet%'",
+			       20));
+	ck_assert(fx_poll_true(conn, "SELECT NOT EXISTS (SELECT FROM app.accounts WHERE id = 4711)", 20));
+	test_assert_query_value(conn, "SELECT status FROM retention.requests", 0, NULL, "open");
+	test_exec(conn, "INSERT INTO app.orders VALUES (10, 4711, now())");
+	test_exec(app, "COMMIT");
+	ck_assert_msg(wait_status(conn, id, "done", 30), "request %s not done", id);
+	test_assert_query_value(conn, "SELECT string_agg(id::text, ',' ORDER BY id) FROM app.orders", 0, NULL, "3");
+	test_assert_query_value(conn, "SELECT purged::text FROM retention.request_results WHERE policy = 'orders'", 0,
+				NULL, "3");
+	fx_assert_chain_intact(conn);
+	fx_stop_daemon(pid);
+	free(id);
+	free(log);
+	free(conf);
+	PQfinish(app);
+	PQfinish(conn);
+}
+END_TEST
+
+/* A policy with on_erasure = "keep" keeps the subject's records and records why; the others purge theirs. */
+START_TEST(test_keep_and_exempt_keep_their_records_and_say_why)
+{
+	PGconn *conn = request_db("erase_keep");
+	char *conf = three_policies("erase_keep", "subject = \"email\"; on_erasure = \"keep\";"
+						  " erasure_exception = \"support law: tickets 2 years\";");
+	char *log = fx_log_path("erase_keep"), *id;
+	pid_t pid;
+	test_exec(conn, "ALTER TABLE app.orders ADD COLUMN kind text; UPDATE app.orders SET kind = 'legal' WHERE id = 2");
+	fx_rewrite(conf, "");
+	free(conf);
+	{
+		char *a = fx_policy("accounts", "app.accounts", "id", "deleted_at", "1 month",
+				    "subject = \"id\"; identity = \"account\";");
+		char *o = fx_policy("orders", "app.orders", "id", "placed_at", "1 year",
+				    "subject = \"account_id\"; identity = \"account\";"
+				    " exempt = { column = \"kind\"; values = [ \"legal\" ]; };");
+		char *t = fx_policy("tickets", "app.tickets", "id", "closed_at", "90 days",
+				    "subject = \"email\"; on_erasure = \"keep\";"
+				    " erasure_exception = \"support law: tickets 2 years\";");
+		char *policies = xasprintf("%s, %s, %s", a, o, t);
+		conf = fx_config("erase_keep", NULL, policies);
+		free(a);
+		free(o);
+		free(t);
+		free(policies);
+	}
+	pid = fx_start_daemon(conf, log);
+	fx_wait_for_log(log, "policy tickets: ", 20);
+	id = erase(conf, "erase_keep", "account=4711", "email=alice@example.org");
+	ck_assert_msg(wait_status(conn, id, "done", 20), "request %s not done", id);
+	test_assert_query_value(conn,
+				"SELECT string_agg(policy || ':' || purged || ':' || kept || ':' || coalesce(reason, '-'),"
+				" ' / ' ORDER BY policy) FROM retention.request_results",
+				0, NULL,
+				"accounts:1:0:- / orders:1:1:kept: exempt / tickets:0:1:kept (on_erasure = keep): support"
+				" law: tickets 2 years");
+	test_assert_query_value(conn, "SELECT string_agg(id::text, ',' ORDER BY id) FROM app.tickets", 0, NULL, "1,2");
+	fx_stop_daemon(pid);
+	free(id);
+	free(log);
+	free(conf);
+	PQfinish(conn);
+}
+END_TEST
+
+static Suite *requests_suite(void)
+{
+	Suite *s = suite_create("requests");
+	TCase *record = test_tcase("record", 120);
+	TCase *erasure = test_tcase("erasure", 120);
+	tcase_add_test(record, test_erase_records_the_request_and_its_deadline);
+	tcase_add_test(record, test_bad_requests_are_refused_with_nothing_recorded);
+	tcase_add_test(record, test_deadlines_are_one_calendar_month);
+	tcase_add_test(record, test_extend_and_reject);
+	tcase_add_test(record, test_the_requests_role_handles_requests_as_itself);
+	suite_add_tcase(s, record);
+	tcase_add_test(erasure, test_erasure_purges_the_subject_in_every_policy);
+	tcase_add_test(erasure, test_a_request_stays_open_until_nothing_erasable_is_left);
+	tcase_add_test(erasure, test_keep_and_exempt_keep_their_records_and_say_why);
+	suite_add_tcase(s, erasure);
+	return s;
+}
+
+int main(void) { return test_run_suite(requests_suite()); }
