@@ -194,6 +194,119 @@ CREATE FUNCTION retention.request_progress(p_id bigint, p_policy text, p_purged 
            reason = excluded.reason, finished = excluded.finished, updated_at = excluded.updated_at
 $$;
 
+-- ---- restriction of processing (Art. 18) ----
+--
+-- A restriction is a subject hold on every policy whose identity it names,
+-- placed as place_hold() places one (under the policy's lock, so a batch in
+-- flight commits first and none after it takes the records), and tied to
+-- its request: only lifting the request releases them.
+ALTER TABLE retention.holds ADD COLUMN request_id bigint REFERENCES retention.requests;
+
+-- Records a restriction request and places its holds: P_POLICIES and
+-- P_SUBJECTS are parallel, each policy's subject as its column spells it
+-- (retentionctl reads it so), in policy order (locks taken in one order
+-- never deadlock).
+CREATE FUNCTION retention.restrict_request(p_identities text[], p_values text[], p_policies text[],
+                                           p_subjects text[], p_reason text, p_received_at timestamptz,
+                                           p_note text)
+    RETURNS bigint
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    request_id bigint;
+    h record;
+BEGIN
+    IF p_reason IS NULL OR p_reason OPERATOR(pg_catalog.=) '' THEN
+        RAISE EXCEPTION 'a restriction needs its reason';
+    END IF;
+    IF pg_catalog.cardinality(p_policies) IS DISTINCT FROM pg_catalog.cardinality(p_subjects)
+       OR pg_catalog.cardinality(p_policies) = 0 THEN
+        RAISE EXCEPTION 'a restriction holds records of one or more policies';
+    END IF;
+    request_id := retention.file_request('restriction', p_identities, p_values, p_received_at, p_note);
+    FOR h IN SELECT x.policy, x.subject
+               FROM ROWS FROM (pg_catalog.unnest(p_policies), pg_catalog.unnest(p_subjects)) x(policy, subject)
+              ORDER BY x.policy, x.subject
+    LOOP
+        PERFORM retention.lock_policy(h.policy);
+        INSERT INTO retention.holds (policy, subject, reason, until, placed_by, request_id)
+        VALUES (h.policy, h.subject, p_reason, NULL, session_user, request_id);
+    END LOOP;
+    RETURN request_id;
+END
+$$;
+
+-- Ends a restriction: its holds are released (the daemon is told, as by
+-- release_hold) and the request closes as lifted, P_VALUES as in
+-- close_request. False if it is not an open restriction.
+CREATE FUNCTION retention.lift_restriction(p_id bigint, p_reason text, p_values text[]) RETURNS boolean
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    p text;
+BEGIN
+    IF p_reason IS NULL OR p_reason OPERATOR(pg_catalog.=) '' THEN
+        RAISE EXCEPTION 'lifting a restriction needs its reason';
+    END IF;
+    PERFORM 1 FROM retention.requests WHERE id OPERATOR(pg_catalog.=) p_id
+        AND kind OPERATOR(pg_catalog.=) 'restriction' AND status OPERATOR(pg_catalog.=) 'open' FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    FOR p IN UPDATE retention.holds
+                SET released_at = pg_catalog.now(), released_by = session_user, release_reason = p_reason
+              WHERE request_id OPERATOR(pg_catalog.=) p_id AND released_at IS NULL
+          RETURNING policy
+    LOOP
+        PERFORM pg_catalog.pg_notify('retentiond', 'policy:' OPERATOR(pg_catalog.||) p);
+    END LOOP;
+    RETURN retention.close_request(p_id, 'lifted', p_reason, p_values);
+END
+$$;
+
+-- A restriction's holds go with the restriction: release_hold() refuses them.
+CREATE OR REPLACE FUNCTION retention.release_hold(p_id bigint, p_reason text) RETURNS boolean
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    released_policy text;
+    restriction bigint;
+BEGIN
+    SELECT request_id INTO restriction FROM retention.holds WHERE id OPERATOR(pg_catalog.=) p_id;
+    IF restriction IS NOT NULL THEN
+        RAISE EXCEPTION 'hold % belongs to restriction request %: lift the request instead', p_id, restriction;
+    END IF;
+    UPDATE retention.holds
+       SET released_at = pg_catalog.now(), released_by = session_user, release_reason = p_reason
+     WHERE id OPERATOR(pg_catalog.=) p_id AND released_at IS NULL
+    RETURNING policy INTO released_policy;
+    IF released_policy IS NULL THEN
+        RETURN NULL;
+    END IF;
+    PERFORM pg_catalog.pg_notify('retentiond', 'policy:' OPERATOR(pg_catalog.||) released_policy);
+    RETURN true;
+END
+$$;
+
+-- Whether an open restriction names IDENTITY with VALUE (as retentionctl
+-- stored it: the subject column's text form), for services that must stop
+-- processing. Grant it to the services' roles.
+CREATE FUNCTION retention.is_restricted(p_identity text, p_value text) RETURNS boolean
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+    SELECT EXISTS (SELECT FROM retention.requests r JOIN retention.request_identities i
+                       ON i.request_id OPERATOR(pg_catalog.=) r.id
+                    WHERE r.kind OPERATOR(pg_catalog.=) 'restriction' AND r.status OPERATOR(pg_catalog.=) 'open'
+                      AND i.identity OPERATOR(pg_catalog.=) p_identity AND i.value OPERATOR(pg_catalog.=) p_value)
+$$;
+
+REVOKE ALL ON FUNCTION retention.restrict_request(text[], text[], text[], text[], text, timestamptz, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION retention.lift_restriction(bigint, text, text[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION retention.is_restricted(text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION retention.file_request(text, text[], text[], timestamptz, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION retention.extend_request(bigint, timestamptz, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION retention.close_request(bigint, text, text, text[]) FROM PUBLIC;

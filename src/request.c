@@ -112,7 +112,7 @@ static bool may_send(const struct daemon *d)
 }
 
 static bool send_statement(struct daemon *d, const char *sql, int n, const char *const *params, pgconn_result_fn cb,
-		 void *arg)
+			   void *arg)
 {
 	if (!may_send(d) || !pgconn_query(d->pg, d->requests, PGCONN_PLAIN, sql, n, NULL, params, cb, arg))
 		return false;
@@ -237,9 +237,9 @@ static void record_progress(struct policy_state *ps, long long purged, long long
 	r->purged += purged;
 	if (!finished)
 		log_warn("erasure request %s: policy %s: %s", r->id, ps->policy->name, why ? why : "not finished");
-	if (!send_statement(d,
-		  "SELECT retention.request_progress($1::bigint, $2, $3::bigint, $4::bigint, $5, $6::boolean)", 6,
-		  params, on_progress, p)) {
+	if (!send_statement(
+		    d, "SELECT retention.request_progress($1::bigint, $2, $3::bigint, $4::bigint, $5, $6::boolean)", 6,
+		    params, on_progress, p)) {
 		free(p);
 		job_over(d, false);
 	}
@@ -351,7 +351,7 @@ void requests_policy_finished(struct policy_state *ps, enum purge_outcome outcom
 	else
 		record_progress(ps, erased, 0,
 				outcome == PURGE_LOCKED ? "its lock is held elsewhere"
-				: ps->problem		? ps->problem
+				: ps->problem           ? ps->problem
 							: "its batch did not complete",
 				false);
 	free(values);
@@ -403,7 +403,8 @@ static void start_jobs(struct daemon *d)
 			free(values[i]);
 		} else if (!ps->resolved || ps->off_until_reload || ps->sql.erase_lock == NULL) {
 			record_progress(ps, 0, 0,
-					ps->problem ? ps->problem : "the policy is not running (its table is being looked up)",
+					ps->problem ? ps->problem
+						    : "the policy is not running (its table is being looked up)",
 					false);
 			free(values[i]);
 		} else {

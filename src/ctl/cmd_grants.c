@@ -292,7 +292,8 @@ int cmd_grants(struct ctl *ctl, int argc, char **argv)
 		       " retention.audit_log TO %s;\n"
 		       "GRANT EXECUTE ON FUNCTION retention.file_request(text, text[], text[], timestamptz, text),"
 		       " retention.extend_request(bigint, timestamptz, text), retention.reject_request(bigint, text,"
-		       " text[]) TO %s;\n",
+		       " text[]), retention.restrict_request(text[], text[], text[], text[], text, timestamptz, text),"
+		       " retention.lift_restriction(bigint, text, text[]), retention.is_restricted(text, text) TO %s;\n",
 		       role, role, role);
 		break;
 	case FOR_OWNER:

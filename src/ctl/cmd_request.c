@@ -12,6 +12,8 @@
 
 static const char usage[] =
 	"usage: retentionctl request erase --identity TYPE=VALUE [--identity ...] [--received T] [--note TEXT]\n"
+	"       retentionctl request restrict --identity TYPE=VALUE [...] --reason TEXT [--received T] [--note TEXT]\n"
+	"       retentionctl request lift ID --reason TEXT\n"
 	"       retentionctl request list [--open] [--overdue]\n"
 	"       retentionctl request show ID\n"
 	"       retentionctl request extend ID --until T --reason TEXT\n"
@@ -23,6 +25,8 @@ static const char usage[] =
 	"Its deadline is one calendar month after --received (default: now), in\n"
 	"database.time_zone; 'extend' moves it by at most two more months (Art. 12(3)).\n"
 	"'reject' closes a request without carrying it out, with the reason given.\n"
+	"'restrict' keeps every record of the subject in those policies from being purged\n"
+	"(Art. 18), race-free like a hold, until 'lift'.\n"
 	"A closed request keeps its identities only as the audit trail's pseudonyms.\n";
 
 /* One identity of a request: TYPE=VALUE as typed, and the policies that hold that type. */
@@ -31,13 +35,87 @@ struct identity {
 	char *value; /* as the first matching policy's subject column spells it */
 };
 
-static void identities_free(struct identity *ids, size_t n)
+/* What a request command was given. */
+struct request_args {
+	struct identity *ids;
+	size_t n;
+	const char *received, *note, *reason;
+	/* Each matching policy with the value as its subject column spells it (restrict's holds). */
+	char **policies, **subjects;
+	size_t n_pairs;
+};
+
+static void request_args_free(struct request_args *a)
 {
-	for (size_t i = 0; i < n; i++) {
-		free(ids[i].type);
-		free(ids[i].value);
+	for (size_t i = 0; i < a->n; i++) {
+		free(a->ids[i].type);
+		free(a->ids[i].value);
 	}
-	free(ids);
+	free(a->ids);
+	for (size_t i = 0; i < a->n_pairs; i++) {
+		free(a->policies[i]);
+		free(a->subjects[i]);
+	}
+	free(a->policies);
+	free(a->subjects);
+	memset(a, 0, sizeof(*a));
+}
+
+/*
+ * --identity TYPE=VALUE (one or more), --received, --note and, where VERB
+ * takes one, --reason. CTL_OK, or a usage error already reported.
+ */
+static int parse_request_args(int argc, char **argv, const char *verb, bool with_reason, struct request_args *a)
+{
+	static const struct option options[] = {
+		{"identity", required_argument, NULL, 'i'},
+		{"received", required_argument, NULL, 'r'},
+		{"note", required_argument, NULL, 'n'},
+		{"reason", required_argument, NULL, 'R'},
+		{NULL, 0, NULL, 0},
+	};
+	int opt;
+	memset(a, 0, sizeof(*a));
+	while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
+		const char *eq;
+		switch (opt) {
+		case 'i':
+			eq = strchr(optarg, '=');
+			if (eq == NULL || eq == optarg || eq[1] == '\0') {
+				request_args_free(a);
+				return ctl_usage_error(usage, "--identity takes TYPE=VALUE, not \"%s\"", optarg);
+			}
+			a->ids = xrealloc(a->ids, (a->n + 1) * sizeof(*a->ids));
+			a->ids[a->n].type = xstrndup(optarg, (size_t)(eq - optarg));
+			a->ids[a->n].value = xstrdup(eq + 1);
+			a->n++;
+			break;
+		case 'r':
+			a->received = optarg;
+			break;
+		case 'n':
+			a->note = optarg;
+			break;
+		case 'R':
+			if (with_reason) {
+				a->reason = optarg;
+				break;
+			}
+			/* fall through */
+		default:
+			request_args_free(a);
+			return ctl_usage_error(usage, "request %s: unknown option", verb);
+		}
+	}
+	if (a->n == 0 || optind < argc) {
+		request_args_free(a);
+		return ctl_usage_error(usage, "request %s needs --identity TYPE=VALUE, and no other argument", verb);
+	}
+	if (with_reason && (a->reason == NULL || a->reason[0] == '\0')) {
+		request_args_free(a);
+		return ctl_usage_error(usage, "request %s needs --reason", verb);
+	}
+	return CTL_OK;
 }
 
 /* The identity types the configuration's policies declare, for a message: "account, email". */
@@ -66,7 +144,7 @@ static char *declared_identities(const struct config *cfg)
  * one of each subject column's type. Sets ID->value to the first policy's
  * spelling of it. False after one line on stderr.
  */
-static bool identity_check(struct ctl *ctl, struct identity *id)
+static bool identity_check(struct ctl *ctl, struct identity *id, struct request_args *a)
 {
 	bool matched = false;
 	for (size_t i = 0; i < ctl->cfg->n_policies; i++) {
@@ -86,6 +164,10 @@ static bool identity_check(struct ctl *ctl, struct identity *id)
 					  id->value, id->value, p->name, p->subject);
 			return false;
 		}
+		a->policies = xrealloc(a->policies, (a->n_pairs + 1) * sizeof(char *));
+		a->subjects = xrealloc(a->subjects, (a->n_pairs + 1) * sizeof(char *));
+		a->policies[a->n_pairs] = xstrdup(p->name);
+		a->subjects[a->n_pairs++] = xstrdup(canonical);
 		if (!matched) {
 			free(id->value);
 			id->value = canonical;
@@ -103,71 +185,61 @@ static bool identity_check(struct ctl *ctl, struct identity *id)
 	return matched;
 }
 
+/* Checks every identity of A against the configuration; the request's types and values as array literals. */
+static bool check_identities(struct ctl *ctl, struct request_args *a, char **types_param, char **values_param)
+{
+	char **types, **values;
+	if (ctl_config(ctl) == NULL || ctl_connect(ctl) == NULL)
+		return false;
+	for (size_t i = 0; i < a->n; i++)
+		if (!identity_check(ctl, &a->ids[i], a))
+			return false;
+	types = xcalloc(a->n + 1, sizeof(char *));
+	values = xcalloc(a->n + 1, sizeof(char *));
+	for (size_t i = 0; i < a->n; i++) {
+		types[i] = a->ids[i].type;
+		values[i] = a->ids[i].value;
+	}
+	*types_param = policy_text_array(types, a->n);
+	*values_param = policy_text_array(values, a->n);
+	free(types);
+	free(values);
+	return true;
+}
+
+/* After a request was filed: its id on stdout, its dates on stderr. */
+static void say_filed(struct ctl *ctl, const char *kind, const char *id)
+{
+	const char *params[1] = {id};
+	PGresult *when =
+		PQexecParams(ctl->conn, "SELECT received_at, deadline_at FROM retention.requests WHERE id = $1::bigint",
+			     1, NULL, params, NULL, NULL, 0);
+	printf("%s\n", id);
+	if (PQresultStatus(when) == PGRES_TUPLES_OK && PQntuples(when) == 1)
+		fprintf(stderr, "retentionctl: %s request %s recorded: received %s, deadline %s\n", kind, id,
+			PQgetvalue(when, 0, 0), PQgetvalue(when, 0, 1));
+	PQclear(when);
+}
+
 static int request_erase(struct ctl *ctl, int argc, char **argv)
 {
-	static const struct option options[] = {
-		{"identity", required_argument, NULL, 'i'},
-		{"received", required_argument, NULL, 'r'},
-		{"note", required_argument, NULL, 'n'},
-		{NULL, 0, NULL, 0},
-	};
-	struct identity *ids = NULL;
-	size_t n = 0;
-	const char *received = NULL, *note = NULL, *params[5];
-	char **types, **values, *types_param, *values_param;
+	struct request_args a;
+	char *types = NULL, *values = NULL;
+	const char *params[5];
 	PGresult *res;
-	int opt, status = CTL_ERROR;
-	while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
-		const char *eq;
-		switch (opt) {
-		case 'i':
-			eq = strchr(optarg, '=');
-			if (eq == NULL || eq == optarg || eq[1] == '\0') {
-				identities_free(ids, n);
-				return ctl_usage_error(usage, "--identity takes TYPE=VALUE, not \"%s\"", optarg);
-			}
-			ids = xrealloc(ids, (n + 1) * sizeof(*ids));
-			ids[n].type = xstrndup(optarg, (size_t)(eq - optarg));
-			ids[n].value = xstrdup(eq + 1);
-			n++;
-			break;
-		case 'r':
-			received = optarg;
-			break;
-		case 'n':
-			note = optarg;
-			break;
-		default:
-			identities_free(ids, n);
-			return ctl_usage_error(usage, "request erase: unknown option");
-		}
-	}
-	if (n == 0 || optind < argc) {
-		identities_free(ids, n);
-		return ctl_usage_error(usage, "request erase needs --identity TYPE=VALUE, and nothing else");
-	}
-	if (ctl_config(ctl) == NULL || ctl_connect(ctl) == NULL) {
-		identities_free(ids, n);
+	int status = parse_request_args(argc, argv, "erase", false, &a);
+	if (status != CTL_OK)
+		return status;
+	status = CTL_ERROR;
+	if (!check_identities(ctl, &a, &types, &values)) {
+		request_args_free(&a);
 		return CTL_ERROR;
 	}
-	for (size_t i = 0; i < n; i++)
-		if (!identity_check(ctl, &ids[i])) {
-			identities_free(ids, n);
-			return CTL_ERROR;
-		}
-	types = xcalloc(n, sizeof(char *));
-	values = xcalloc(n, sizeof(char *));
-	for (size_t i = 0; i < n; i++) {
-		types[i] = ids[i].type;
-		values[i] = ids[i].value;
-	}
-	types_param = policy_text_array(types, n);
-	values_param = policy_text_array(values, n);
 	params[0] = "erasure";
-	params[1] = types_param;
-	params[2] = values_param;
-	params[3] = received;
-	params[4] = note;
+	params[1] = types;
+	params[2] = values;
+	params[3] = a.received;
+	params[4] = a.note;
 	res = PQexecParams(ctl->conn,
 			   "SELECT retention.file_request($1, $2::text[], $3::text[],"
 			   " coalesce($4::timestamptz, pg_catalog.statement_timestamp()), $5)",
@@ -175,23 +247,60 @@ static int request_erase(struct ctl *ctl, int argc, char **argv)
 	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
 		ctl_result_error(ctl, "request erase", res);
 	} else {
-		const char *id[1] = {PQgetvalue(res, 0, 0)};
-		PGresult *when = PQexecParams(ctl->conn,
-					      "SELECT received_at, deadline_at FROM retention.requests WHERE id = $1::bigint",
-					      1, NULL, id, NULL, NULL, 0);
-		printf("%s\n", id[0]);
-		if (PQresultStatus(when) == PGRES_TUPLES_OK && PQntuples(when) == 1)
-			fprintf(stderr, "retentionctl: erasure request %s recorded: received %s, deadline %s\n", id[0],
-				PQgetvalue(when, 0, 0), PQgetvalue(when, 0, 1));
-		PQclear(when);
+		say_filed(ctl, "erasure", PQgetvalue(res, 0, 0));
 		status = CTL_OK;
 	}
 	PQclear(res);
-	free(types_param);
-	free(values_param);
 	free(types);
 	free(values);
-	identities_free(ids, n);
+	request_args_free(&a);
+	return status;
+}
+
+/*
+ * A restriction: a subject hold on every policy whose identity it names,
+ * placed under each policy's lock, so that once this returns no batch
+ * purges the subject's records until the request is lifted.
+ */
+static int request_restrict(struct ctl *ctl, int argc, char **argv)
+{
+	struct request_args a;
+	char *types = NULL, *values = NULL, *policies, *subjects;
+	const char *params[7];
+	PGresult *res;
+	int status = parse_request_args(argc, argv, "restrict", true, &a);
+	if (status != CTL_OK)
+		return status;
+	status = CTL_ERROR;
+	if (!check_identities(ctl, &a, &types, &values)) {
+		request_args_free(&a);
+		return CTL_ERROR;
+	}
+	policies = policy_text_array(a.policies, a.n_pairs);
+	subjects = policy_text_array(a.subjects, a.n_pairs);
+	params[0] = types;
+	params[1] = values;
+	params[2] = policies;
+	params[3] = subjects;
+	params[4] = a.reason;
+	params[5] = a.received;
+	params[6] = a.note;
+	res = PQexecParams(ctl->conn,
+			   "SELECT retention.restrict_request($1::text[], $2::text[], $3::text[], $4::text[], $5,"
+			   " coalesce($6::timestamptz, pg_catalog.statement_timestamp()), $7)",
+			   7, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+		ctl_result_error(ctl, "request restrict", res);
+	} else {
+		say_filed(ctl, "restriction", PQgetvalue(res, 0, 0));
+		status = CTL_OK;
+	}
+	PQclear(res);
+	free(policies);
+	free(subjects);
+	free(types);
+	free(values);
+	request_args_free(&a);
 	return status;
 }
 
@@ -324,10 +433,11 @@ static char *closing_values(struct ctl *ctl, const char *id)
 	int n;
 	if (!config_pseudonymizes_subject(ctl->cfg))
 		return xstrdup("");
-	res = PQexecParams(ctl->conn,
-			   "SELECT i.value FROM retention.request_identities i JOIN retention.requests r"
-			   " ON r.id = i.request_id WHERE i.request_id = $1::bigint AND NOT r.pseudonymized ORDER BY i.ord",
-			   1, NULL, params, NULL, NULL, 0);
+	res = PQexecParams(
+		ctl->conn,
+		"SELECT i.value FROM retention.request_identities i JOIN retention.requests r"
+		" ON r.id = i.request_id WHERE i.request_id = $1::bigint AND NOT r.pseudonymized ORDER BY i.ord",
+		1, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		ctl_result_error(ctl, NULL, res);
 		PQclear(res);
@@ -359,7 +469,9 @@ static char *closing_values(struct ctl *ctl, const char *id)
 	return out;
 }
 
-static int request_reject(struct ctl *ctl, int argc, char **argv)
+/* reject and lift: close request ID (one argument) by SQL ($1 id, $2 reason, $3 the identities' new values). */
+static int close_request(struct ctl *ctl, int argc, char **argv, const char *verb, const char *sql, const char *done,
+			 const char *not_open)
 {
 	static const struct option options[] = {
 		{"reason", required_argument, NULL, 'r'},
@@ -373,29 +485,42 @@ static int request_reject(struct ctl *ctl, int argc, char **argv)
 		if (opt == 'r')
 			params[1] = optarg;
 		else
-			return ctl_usage_error(usage, "request reject: unknown option");
+			return ctl_usage_error(usage, "request %s: unknown option", verb);
 	}
-	if ((params[0] = request_id_arg(argc, argv, "reject")) == NULL)
+	if ((params[0] = request_id_arg(argc, argv, verb)) == NULL)
 		return CTL_USAGE;
 	if (params[1] == NULL || params[1][0] == '\0')
-		return ctl_usage_error(usage, "request reject needs --reason");
+		return ctl_usage_error(usage, "request %s needs --reason", verb);
 	/* The configuration's audit group says whether the identities are kept as pseudonyms. */
 	if (ctl_config(ctl) == NULL || ctl_connect(ctl) == NULL || (values = closing_values(ctl, params[0])) == NULL)
 		return CTL_ERROR;
 	params[2] = *values ? values : NULL;
-	res = PQexecParams(ctl->conn, "SELECT retention.reject_request($1::bigint, $2, $3::text[])", 3, NULL, params,
-			   NULL, NULL, 0);
+	res = PQexecParams(ctl->conn, sql, 3, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		ctl_result_error(ctl, "request reject", res);
+		char *context = xasprintf("request %s", verb);
+		ctl_result_error(ctl, context, res);
+		free(context);
 	} else if (strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
-		ctl_error("request %s does not exist or is not open", params[0]);
+		ctl_error("request %s does not exist or is not %s", params[0], not_open);
 	} else {
-		printf("rejected request %s\n", params[0]);
+		printf("%s request %s\n", done, params[0]);
 		status = CTL_OK;
 	}
 	PQclear(res);
 	free(values);
 	return status;
+}
+
+static int request_reject(struct ctl *ctl, int argc, char **argv)
+{
+	return close_request(ctl, argc, argv, "reject", "SELECT retention.reject_request($1::bigint, $2, $3::text[])",
+			     "rejected", "open");
+}
+
+static int request_lift(struct ctl *ctl, int argc, char **argv)
+{
+	return close_request(ctl, argc, argv, "lift", "SELECT retention.lift_restriction($1::bigint, $2, $3::text[])",
+			     "lifted", "an open restriction");
 }
 
 int cmd_request(struct ctl *ctl, int argc, char **argv)
@@ -404,11 +529,12 @@ int cmd_request(struct ctl *ctl, int argc, char **argv)
 		const char *name;
 		int (*run)(struct ctl *ctl, int argc, char **argv);
 	} verbs[] = {
-		{"erase", request_erase},   {"list", request_list},     {"show", request_show},
-		{"extend", request_extend}, {"reject", request_reject},
+		{"erase", request_erase},   {"restrict", request_restrict}, {"lift", request_lift},
+		{"list", request_list},     {"show", request_show},         {"extend", request_extend},
+		{"reject", request_reject},
 	};
 	if (argc < 2)
-		return ctl_usage_error(usage, "request needs erase, list, show, extend or reject");
+		return ctl_usage_error(usage, "request needs erase, restrict, lift, list, show, extend or reject");
 	if (ctl_wants_help(argc, argv, usage))
 		return CTL_OK;
 	for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)

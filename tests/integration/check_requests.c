@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "fixture.h"
@@ -38,13 +39,14 @@ static char *three_policies(const char *db, const char *tickets_extra)
 static PGconn *request_db(const char *db)
 {
 	PGconn *conn = fx_database(db);
-	test_exec(conn, "CREATE EXTENSION citext; CREATE SCHEMA app;"
-			"CREATE TABLE app.accounts (id int PRIMARY KEY, deleted_at timestamptz, email citext);"
-			"CREATE TABLE app.orders (id int PRIMARY KEY, account_id int, placed_at timestamptz);"
-			"CREATE TABLE app.tickets (id int PRIMARY KEY, email citext, closed_at timestamptz);"
-			"INSERT INTO app.accounts VALUES (4711, NULL, 'Alice@Example.org'), (4712, NULL, 'bob@example.org');"
-			"INSERT INTO app.orders VALUES (1, 4711, now()), (2, 4711, now()), (3, 4712, now());"
-			"INSERT INTO app.tickets VALUES (1, 'alice@example.org', NULL), (2, 'bob@example.org', NULL)");
+	test_exec(conn,
+		  "CREATE EXTENSION citext; CREATE SCHEMA app;"
+		  "CREATE TABLE app.accounts (id int PRIMARY KEY, deleted_at timestamptz, email citext);"
+		  "CREATE TABLE app.orders (id int PRIMARY KEY, account_id int, placed_at timestamptz);"
+		  "CREATE TABLE app.tickets (id int PRIMARY KEY, email citext, closed_at timestamptz);"
+		  "INSERT INTO app.accounts VALUES (4711, NULL, 'Alice@Example.org'), (4712, NULL, 'bob@example.org');"
+		  "INSERT INTO app.orders VALUES (1, 4711, now()), (2, 4711, now()), (3, 4712, now());"
+		  "INSERT INTO app.tickets VALUES (1, 'alice@example.org', NULL), (2, 'bob@example.org', NULL)");
 	fx_grant(conn, "app");
 	return conn;
 }
@@ -56,8 +58,8 @@ START_TEST(test_erase_records_the_request_and_its_deadline)
 	PGconn *conn = request_db("req_record");
 	char *conf = three_policies("req_record", TICKETS), *out, *err;
 	ck_assert_msg(fx_ctl(conf, "req_record", &out, &err, "request", "erase", "--identity", "account=04711",
-				"--identity", "email=alice@example.org", "--received", "2026-10-31 10:00+00", "--note",
-				"ticket 99", NULL) == 0,
+			     "--identity", "email=alice@example.org", "--received", "2026-10-31 10:00+00", "--note",
+			     "ticket 99", NULL) == 0,
 		      "%s", err);
 	ck_assert_str_eq(out, "1\n");
 	ck_assert_msg(strstr(err, "erasure request 1 recorded"), "%s", err);
@@ -78,8 +80,8 @@ START_TEST(test_erase_records_the_request_and_its_deadline)
 		      "%s", out);
 	free(out);
 	free(err);
-	ck_assert_int_eq(fx_ctl(conf, "req_record", &out, &err, "--format", "csv", "request", "list", "--overdue", NULL),
-			 0);
+	ck_assert_int_eq(
+		fx_ctl(conf, "req_record", &out, &err, "--format", "csv", "request", "list", "--overdue", NULL), 0);
 	ck_assert_msg(strstr(out, "\n\"1\",\"erasure\",\"open\",") != NULL, "not overdue since 30 November? %s", out);
 	free(out);
 	free(err);
@@ -153,10 +155,9 @@ START_TEST(test_deadlines_are_one_calendar_month)
 				       cases[i].zone, policy);
 		char *conf = test_write_file(text), *out, *err, *sql, *received;
 		received = xasprintf("%s", cases[i].received);
-		ck_assert_int_eq(
-			fx_ctl(conf, "req_deadline", &out, &err, "request", "erase", "--identity", "account=4711",
-			       "--received", received, NULL),
-			0);
+		ck_assert_int_eq(fx_ctl(conf, "req_deadline", &out, &err, "request", "erase", "--identity",
+					"account=4711", "--received", received, NULL),
+				 0);
 		sql = xasprintf("SELECT to_char(deadline_at AT TIME ZONE '%s', 'YYYY-MM-DD HH24:MI') FROM"
 				" retention.requests WHERE id = %s",
 				cases[i].zone, out);
@@ -206,9 +207,9 @@ START_TEST(test_extend_and_reject)
 	ck_assert_int_eq(fx_ctl(conf, "req_extend", &out, &err, "request", "reject", "1", NULL), 2);
 	free(out);
 	free(err);
-	ck_assert_int_eq(
-		fx_ctl(conf, "req_extend", &out, &err, "request", "reject", "1", "--reason", "identity not verified", NULL),
-		0);
+	ck_assert_int_eq(fx_ctl(conf, "req_extend", &out, &err, "request", "reject", "1", "--reason",
+				"identity not verified", NULL),
+			 0);
 	free(out);
 	free(err);
 	test_assert_query_value(conn,
@@ -246,9 +247,8 @@ START_TEST(test_the_requests_role_handles_requests_as_itself)
 		      "%s", err);
 	free(out);
 	free(err);
-	ck_assert_int_eq(fx_ctl(conf, "req_role", &out, &err, "grants", "--for", "requests", "--role", "req_privacy",
-				NULL),
-			 0);
+	ck_assert_int_eq(
+		fx_ctl(conf, "req_role", &out, &err, "grants", "--for", "requests", "--role", "req_privacy", NULL), 0);
 	test_exec(conn, out);
 	free(out);
 	free(err);
@@ -257,14 +257,15 @@ START_TEST(test_the_requests_role_handles_requests_as_itself)
 			 0);
 	free(out);
 	free(err);
-	ck_assert_int_eq(fx_ctl(conf, "req_role user=req_carol", &out, &err, "--format", "csv", "request", "list", NULL),
-			 0);
+	ck_assert_int_eq(
+		fx_ctl(conf, "req_role user=req_carol", &out, &err, "--format", "csv", "request", "list", NULL), 0);
 	ck_assert_msg(strstr(out, "\"account=4711\"") && strstr(out, "\"req_carol\""), "%s", out);
 	free(out);
 	free(err);
 	{
-		char *until = test_query_value(conn, "SELECT (received_at + interval '2 months')::text FROM"
-						     " retention.requests WHERE id = 1",
+		char *until = test_query_value(conn,
+					       "SELECT (received_at + interval '2 months')::text FROM"
+					       " retention.requests WHERE id = 1",
 					       0, NULL);
 		ck_assert_msg(fx_ctl(conf, "req_role user=req_carol", &out, &err, "request", "extend", "1", "--until",
 				     until, "--reason", "many requests this month", NULL) == 0,
@@ -275,6 +276,17 @@ START_TEST(test_the_requests_role_handles_requests_as_itself)
 	}
 	ck_assert_int_eq(fx_ctl(conf, "req_role user=req_carol", &out, &err, "request", "reject", "1", "--reason",
 				"identity not verified", NULL),
+			 0);
+	free(out);
+	free(err);
+	ck_assert_int_eq(fx_ctl(conf, "req_role user=req_carol", &out, &err, "request", "restrict", "--identity",
+				"account=4711", "--reason", "disputed", NULL),
+			 0);
+	ck_assert_str_eq(out, "2\n");
+	free(out);
+	free(err);
+	ck_assert_int_eq(fx_ctl(conf, "req_role user=req_carol", &out, &err, "request", "lift", "2", "--reason",
+				"resolved", NULL),
 			 0);
 	free(out);
 	free(err);
@@ -361,15 +373,17 @@ START_TEST(test_erasure_purges_the_subject_in_every_policy)
 				" || (SELECT string_agg(id::text, ',' ORDER BY id) FROM app.orders) || ' / '"
 				" || (SELECT string_agg(id::text, ',' ORDER BY id) FROM app.tickets)",
 				0, NULL, "4712 / 2,3 / 2");
-	test_assert_query_value(conn,
-				"SELECT string_agg(policy || ':' || purged || ':' || kept || ':' || coalesce(reason, '-')"
-				" || ':' || finished, ' ' ORDER BY policy) FROM retention.request_results",
-				0, NULL, "accounts:1:0:-:true orders:1:1:kept: held:true tickets:1:0:-:true");
+	test_assert_query_value(
+		conn,
+		"SELECT string_agg(policy || ':' || purged || ':' || kept || ':' || coalesce(reason, '-')"
+		" || ':' || finished, ' ' ORDER BY policy) FROM retention.request_results",
+		0, NULL, "accounts:1:0:-:true orders:1:1:kept: held:true tickets:1:0:-:true");
 	test_assert_query_value(conn,
 				"SELECT string_agg(policy || ':' || cause || ':' || request_id || ':'"
 				" || CASE WHEN clock_at IS NULL THEN 'no clock' ELSE 'clock' END, ' ' ORDER BY policy)"
 				" FROM retention.audit_log",
-				0, NULL, "accounts:request:1:no clock orders:request:1:clock tickets:request:1:no clock");
+				0, NULL,
+				"accounts:request:1:no clock orders:request:1:clock tickets:request:1:no clock");
 	fx_assert_chain_intact(conn);
 	/* Closed: the identities are kept as the trail's pseudonyms only. */
 	test_assert_query_value(conn,
@@ -404,10 +418,11 @@ START_TEST(test_a_request_stays_open_until_nothing_erasable_is_left)
 	fx_wait_for_log(log, "policy tickets: ", 20);
 	test_exec(app, "BEGIN; SELECT * FROM app.orders WHERE id = 1 FOR UPDATE");
 	id = erase(conf, "erase_open", "account=4711", NULL);
-	ck_assert(fx_poll_true(conn,
-			       "SELECT count(*) = 1 FROM retention.request_results WHERE policy = 'orders' AND NOT finished"
-			       " AND reason LIKE '1 records not purged yet%'",
-			       20));
+	ck_assert(fx_poll_true(
+		conn,
+		"SELECT count(*) = 1 FROM retention.request_results WHERE policy = 'orders' AND NOT finished"
+		" AND reason LIKE '1 records not purged yet%'",
+		20));
 	ck_assert(fx_poll_true(conn, "SELECT NOT EXISTS (SELECT FROM app.accounts WHERE id = 4711)", 20));
 	test_assert_query_value(conn, "SELECT status FROM retention.requests", 0, NULL, "open");
 	test_exec(conn, "INSERT INTO app.orders VALUES (10, 4711, now())");
@@ -434,7 +449,8 @@ START_TEST(test_keep_and_exempt_keep_their_records_and_say_why)
 						  " erasure_exception = \"support law: tickets 2 years\";");
 	char *log = fx_log_path("erase_keep"), *id;
 	pid_t pid;
-	test_exec(conn, "ALTER TABLE app.orders ADD COLUMN kind text; UPDATE app.orders SET kind = 'legal' WHERE id = 2");
+	test_exec(conn,
+		  "ALTER TABLE app.orders ADD COLUMN kind text; UPDATE app.orders SET kind = 'legal' WHERE id = 2");
 	fx_rewrite(conf, "");
 	free(conf);
 	{
@@ -457,13 +473,139 @@ START_TEST(test_keep_and_exempt_keep_their_records_and_say_why)
 	fx_wait_for_log(log, "policy tickets: ", 20);
 	id = erase(conf, "erase_keep", "account=4711", "email=alice@example.org");
 	ck_assert_msg(wait_status(conn, id, "done", 20), "request %s not done", id);
-	test_assert_query_value(conn,
-				"SELECT string_agg(policy || ':' || purged || ':' || kept || ':' || coalesce(reason, '-'),"
-				" ' / ' ORDER BY policy) FROM retention.request_results",
-				0, NULL,
-				"accounts:1:0:- / orders:1:1:kept: exempt / tickets:0:1:kept (on_erasure = keep): support"
-				" law: tickets 2 years");
+	test_assert_query_value(
+		conn,
+		"SELECT string_agg(policy || ':' || purged || ':' || kept || ':' || coalesce(reason, '-'),"
+		" ' / ' ORDER BY policy) FROM retention.request_results",
+		0, NULL,
+		"accounts:1:0:- / orders:1:1:kept: exempt / tickets:0:1:kept (on_erasure = keep): support"
+		" law: tickets 2 years");
 	test_assert_query_value(conn, "SELECT string_agg(id::text, ',' ORDER BY id) FROM app.tickets", 0, NULL, "1,2");
+	fx_stop_daemon(pid);
+	free(id);
+	free(log);
+	free(conf);
+	PQfinish(conn);
+}
+END_TEST
+
+/* ---- restriction ---- */
+
+/*
+ * Restrict and a batch, step by step: the batch in flight locked one of the
+ * subject's records; the restriction waits for it to commit, and from then
+ * on no batch takes the subject's other records, until the restriction is
+ * lifted. Its holds go only with it.
+ */
+START_TEST(test_a_restriction_waits_for_the_batch_in_flight_and_holds_after)
+{
+	PGconn *conn = fx_database("restrict");
+	PGconn *purger = test_connect_db("restrict");
+	char *policy =
+		fx_policy("tickets", "app.tickets", "id", "closed_at", "1 day", "subject = \"email\"; batch = 1;");
+	char *conf = fx_config("restrict", NULL, policy);
+	char *ctl = xasprintf("%s/src/retentionctl", test_builddir());
+	char *argv[] = {ctl,
+			"-c",
+			conf,
+			"-d",
+			"dbname=restrict",
+			"request",
+			"restrict",
+			"--identity",
+			"email=alice@example.org",
+			"--reason",
+			"accuracy disputed",
+			NULL};
+	char *log = fx_log_path("restrict-ctl"), *out, *err, *hold;
+	struct fx_policy fp;
+	int status;
+	pid_t pid;
+	test_exec(
+		conn,
+		"CREATE EXTENSION citext; CREATE SCHEMA app;"
+		"CREATE TABLE app.tickets (id int PRIMARY KEY, email citext, closed_at timestamptz);"
+		"INSERT INTO app.tickets VALUES (1, 'alice@example.org', now() - interval '3 days'),"
+		" (2, 'Alice@Example.org', now() - interval '2 days'), (3, 'bob@example.org', now() - interval '2 days')");
+	fx_grant(conn, "app");
+	fx_policy_prepare(&fp, purger, conf, "tickets");
+	ck_assert_int_eq(fx_purge_uncommitted(purger, &fp), 1);
+	pid = test_spawn(argv, log);
+	ck_assert_msg(fx_poll_true(conn,
+				   "SELECT count(*) = 1 FROM pg_stat_activity WHERE application_name = 'retentionctl'"
+				   " AND wait_event_type = 'Lock'",
+				   10),
+		      "the restriction did not wait for the batch in flight");
+	test_exec(purger, "COMMIT");
+	status = test_wait_exit(pid, 10);
+	ck_assert_msg(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0, "request restrict exit status %d",
+		      status);
+	ck_assert(!fx_row_exists(conn, "app.tickets", "1"));
+	/* From here on: the subject's other record stays, the other subject's goes. */
+	ck_assert_msg(fx_run_once(conf, &out, &err) == 0, "%s%s", out, err);
+	free(out);
+	free(err);
+	ck_assert_msg(fx_row_exists(conn, "app.tickets", "2"), "a restricted record was purged");
+	ck_assert(!fx_row_exists(conn, "app.tickets", "3"));
+	test_assert_query_value(conn, "SELECT retention.is_restricted('email', 'alice@example.org')::text", 0, NULL,
+				"true");
+	test_assert_query_value(conn, "SELECT retention.is_restricted('email', 'bob@example.org')::text", 0, NULL,
+				"false");
+	/* A restriction's hold is not released as a hold. */
+	hold = test_query_value(conn, "SELECT id FROM retention.holds WHERE request_id = 1", 0, NULL);
+	ck_assert_int_eq(fx_ctl(conf, "restrict", &out, &err, "hold", "release", hold, "--reason", "r", NULL), 1);
+	ck_assert_msg(strstr(err, "belongs to restriction request 1: lift the request instead"), "%s", err);
+	free(out);
+	free(err);
+	ck_assert_int_eq(fx_ctl(conf, "restrict", &out, &err, "request", "lift", "1", "--reason", "corrected", NULL),
+			 0);
+	free(out);
+	free(err);
+	test_assert_query_value(conn, "SELECT status || ' ' || close_reason FROM retention.requests", 0, NULL,
+				"lifted corrected");
+	test_assert_query_value(conn, "SELECT retention.is_restricted('email', 'alice@example.org')::text", 0, NULL,
+				"false");
+	ck_assert_msg(fx_run_once(conf, &out, &err) == 0, "%s%s", out, err);
+	free(out);
+	free(err);
+	ck_assert(!fx_row_exists(conn, "app.tickets", "2"));
+	ck_assert_int_eq(fx_ctl(conf, "restrict", &out, &err, "request", "lift", "1", "--reason", "again", NULL), 1);
+	ck_assert_msg(strstr(err, "request 1 does not exist or is not an open restriction"), "%s", err);
+	free(out);
+	free(err);
+	fx_assert_chain_intact(conn);
+	fx_policy_free(&fp);
+	free(hold);
+	free(log);
+	free(ctl);
+	free(conf);
+	free(policy);
+	PQfinish(purger);
+	PQfinish(conn);
+}
+END_TEST
+
+/* An erasure keeps what a restriction holds, and says so. */
+START_TEST(test_an_erasure_keeps_what_a_restriction_holds)
+{
+	PGconn *conn = request_db("erase_restricted");
+	char *conf = three_policies("erase_restricted", TICKETS), *log = fx_log_path("erase_restricted"), *out, *err,
+	     *id;
+	pid_t pid;
+	ck_assert_int_eq(fx_ctl(conf, "erase_restricted", &out, &err, "request", "restrict", "--identity",
+				"email=alice@example.org", "--reason", "disputed", NULL),
+			 0);
+	free(out);
+	free(err);
+	pid = fx_start_daemon(conf, log);
+	fx_wait_for_log(log, "policy tickets: ", 20);
+	id = erase(conf, "erase_restricted", "account=4711", "email=alice@example.org");
+	ck_assert_msg(wait_status(conn, id, "done", 20), "request %s not done", id);
+	ck_assert(fx_row_exists(conn, "app.tickets", "1"));
+	test_assert_query_value(conn,
+				"SELECT kept || ' ' || reason FROM retention.request_results WHERE policy = 'tickets'"
+				" AND request_id = 2",
+				0, NULL, "1 kept: held");
 	fx_stop_daemon(pid);
 	free(id);
 	free(log);
@@ -477,6 +619,7 @@ static Suite *requests_suite(void)
 	Suite *s = suite_create("requests");
 	TCase *record = test_tcase("record", 120);
 	TCase *erasure = test_tcase("erasure", 120);
+	TCase *restriction = test_tcase("restriction", 120);
 	tcase_add_test(record, test_erase_records_the_request_and_its_deadline);
 	tcase_add_test(record, test_bad_requests_are_refused_with_nothing_recorded);
 	tcase_add_test(record, test_deadlines_are_one_calendar_month);
@@ -486,7 +629,10 @@ static Suite *requests_suite(void)
 	tcase_add_test(erasure, test_erasure_purges_the_subject_in_every_policy);
 	tcase_add_test(erasure, test_a_request_stays_open_until_nothing_erasable_is_left);
 	tcase_add_test(erasure, test_keep_and_exempt_keep_their_records_and_say_why);
+	tcase_add_test(erasure, test_an_erasure_keeps_what_a_restriction_holds);
 	suite_add_tcase(s, erasure);
+	tcase_add_test(restriction, test_a_restriction_waits_for_the_batch_in_flight_and_holds_after);
+	suite_add_tcase(s, restriction);
 	return s;
 }
 
