@@ -304,6 +304,28 @@ CREATE FUNCTION retention.is_restricted(p_identity text, p_value text) RETURNS b
                       AND i.identity OPERATOR(pg_catalog.=) p_identity AND i.value OPERATOR(pg_catalog.=) p_value)
 $$;
 
+-- ---- access (Art. 15) ----
+--
+-- An access request is answered at once (retentionctl prints the report)
+-- and recorded as done; P_VALUES are already what a closed request keeps
+-- (the pseudonyms, P_PSEUDONYMIZED) or the values in clear.
+CREATE FUNCTION retention.record_access(p_identities text[], p_values text[], p_received_at timestamptz,
+                                        p_note text, p_pseudonymized boolean)
+    RETURNS bigint
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    request_id bigint;
+BEGIN
+    request_id := retention.file_request('access', p_identities, p_values, p_received_at, p_note);
+    UPDATE retention.requests SET status = 'done', completed_at = pg_catalog.now(), pseudonymized = p_pseudonymized
+     WHERE id OPERATOR(pg_catalog.=) request_id;
+    RETURN request_id;
+END
+$$;
+
+REVOKE ALL ON FUNCTION retention.record_access(text[], text[], timestamptz, text, boolean) FROM PUBLIC;
 REVOKE ALL ON FUNCTION retention.restrict_request(text[], text[], text[], text[], text, timestamptz, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION retention.lift_restriction(bigint, text, text[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION retention.is_restricted(text, text) FROM PUBLIC;

@@ -1255,11 +1255,17 @@ static char *build_records_of(const struct frame *f, const struct policy_column 
 }
 
 /* Row t is of one of the data subjects $14 (text[]), compared in the subject column's type. */
-static void sb_of_subjects(struct sbuf *b, const struct frame *f)
+static void sb_of_any_subject(struct sbuf *b, const struct frame *f)
 {
 	const struct policy_column *c = &f->shape->subject;
 	sb_add(b, "t.%s %s ANY (retention.cast_valid(" EXTRA_1 "::text[], NULL::%s, %d))", c->quoted, c->eq, c->type,
 	       c->typmod);
+}
+
+/* The same, and it still holds what the policy removes. */
+static void sb_of_subjects(struct sbuf *b, const struct frame *f)
+{
+	sb_of_any_subject(b, f);
 	sb_not_anonymized(b, f);
 }
 
@@ -1305,6 +1311,30 @@ static char *build_erase_left(const struct frame *f)
 	sb_add(&b, ") THEN 'referenced by rows that must stay' END AS why FROM %s t WHERE ", f->shape->table);
 	sb_of_subjects(&b, f);
 	sb_add(&b, ") w");
+	return b.s;
+}
+
+/*
+ * An access request's part (Art. 15): the policy's rule and every record of
+ * the subjects $14, each as PostgreSQL renders the row, with the moment the
+ * rule purges it (NULL while its clock has not started, or if it is
+ * exempt) and whether a hold keeps it. $15 is the retention as configured, for people.
+ */
+static char *build_access(const struct frame *f)
+{
+	struct sbuf b = {NULL, 0};
+	sb_add(&b,
+	       "SELECT pg_catalog.json_build_object('policy', $1, 'service', $6, 'source', $7, 'table', $8, 'retain', " EXTRA_2
+	       "::text, 'action', $9, 'records', (SELECT coalesce(pg_catalog.json_agg(pg_catalog.json_build_object("
+	       "'record', pg_catalog.row_to_json(t), 'due_at', CASE WHEN true");
+	sb_not_exempt(&b, f);
+	sb_add(&b, " THEN %s + $2::interval END, 'exempt', NOT (true", f->clock_at);
+	sb_not_exempt(&b, f);
+	sb_add(&b, "), 'held', ");
+	sb_held(&b, f);
+	sb_add(&b, ") ORDER BY t.%s), '[]'::pg_catalog.json) FROM %s t WHERE ", f->shape->key.quoted, f->shape->table);
+	sb_of_any_subject(&b, f);
+	sb_add(&b, "))::text");
 	return b.s;
 }
 
@@ -1460,6 +1490,7 @@ bool policy_sql_build(struct policy_sql *sql, const struct policy *p, const stru
 		if (shape->subject.eq) {
 			sql->erase_lock = build_erase_lock(&f);
 			sql->erase_left = build_erase_left(&f);
+			sql->access = build_access(&f);
 		}
 	}
 	sql->n_guards = shape->n_guards;
@@ -1553,6 +1584,7 @@ void policy_sql_free(struct policy_sql *sql)
 	free(sql->canonical_subject);
 	free(sql->erase_lock);
 	free(sql->erase_left);
+	free(sql->access);
 	for (size_t i = 0; i < sql->n_guards; i++)
 		free(sql->guard_what[i]);
 	free(sql->guard_what);

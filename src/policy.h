@@ -154,6 +154,7 @@ struct policy_sql {
 	char *canonical_subject; /* the same for the subject column (NULL without one) */
 	char *erase_lock;        /* as lock, for the records of the data subjects $14 (text[]), due or not */
 	char *erase_left;        /* -> erasable, kept, why, failed: the subjects' records after an erasure ($14) */
+	char *access;            /* -> the policy and the subjects' records, as JSON ($14 subjects, $15 retain) */
 	char **guard_what;       /* policy_guard.what, for explain */
 	size_t n_guards;
 	char *params_storage[POLICY_N_BASE_PARAMS];

@@ -123,6 +123,7 @@ struct table_grant {
 	struct names keys;   /* locked FOR UPDATE by a delete policy */
 	struct names clocks; /* for the notify trigger */
 	bool deletes, anonymizes;
+	bool has_identity; /* a policy on it has an identity: data subjects' requests read it */
 };
 
 static struct table_grant *table_of(struct table_grant **tables, size_t *n, const struct policy *p)
@@ -233,6 +234,8 @@ int cmd_grants(struct ctl *ctl, int argc, char **argv)
 		for (size_t c = 0; c < p->n_set; c++)
 			names_add(&t->read, p->set[c].column);
 		names_add(&t->clocks, p->clock);
+		if (p->identity)
+			t->has_identity = true;
 		if (p->action == POLICY_ACTION_ANONYMIZE) {
 			/* Personal data written back into an anonymized row makes it due again: wake the daemon then too. */
 			for (size_t c = 0; c < p->n_set_null; c++)
@@ -289,12 +292,21 @@ int cmd_grants(struct ctl *ctl, int argc, char **argv)
 		 */
 		printf("GRANT USAGE ON SCHEMA retention TO %s;\n"
 		       "GRANT SELECT ON retention.requests, retention.request_identities, retention.request_results,"
-		       " retention.audit_log TO %s;\n"
+		       " retention.audit_log, retention.holds TO %s;\n"
 		       "GRANT EXECUTE ON FUNCTION retention.file_request(text, text[], text[], timestamptz, text),"
 		       " retention.extend_request(bigint, timestamptz, text), retention.reject_request(bigint, text,"
 		       " text[]), retention.restrict_request(text[], text[], text[], text[], text, timestamptz, text),"
-		       " retention.lift_restriction(bigint, text, text[]), retention.is_restricted(text, text) TO %s;\n",
+		       " retention.lift_restriction(bigint, text, text[]), retention.is_restricted(text, text),"
+		       " retention.record_access(text[], text[], timestamptz, text, boolean) TO %s;\n"
+		       "-- request access reads every column of the subject's records:\n",
 		       role, role, role);
+		for (size_t i = 0; i < n_tables; i++) {
+			if (!tables[i].has_identity)
+				continue;
+			if (tables[i].schema)
+				printf("GRANT USAGE ON SCHEMA %s TO %s;\n", tables[i].schema, role);
+			printf("GRANT SELECT ON %s TO %s;\n", tables[i].table, role);
+		}
 		break;
 	case FOR_OWNER:
 		printf("GRANT USAGE ON SCHEMA retention TO %s;\n"

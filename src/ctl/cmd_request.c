@@ -14,6 +14,7 @@ static const char usage[] =
 	"usage: retentionctl request erase --identity TYPE=VALUE [--identity ...] [--received T] [--note TEXT]\n"
 	"       retentionctl request restrict --identity TYPE=VALUE [...] --reason TEXT [--received T] [--note TEXT]\n"
 	"       retentionctl request lift ID --reason TEXT\n"
+	"       retentionctl request access --identity TYPE=VALUE [...] [--received T] [--note TEXT]\n"
 	"       retentionctl request list [--open] [--overdue]\n"
 	"       retentionctl request show ID\n"
 	"       retentionctl request extend ID --until T --reason TEXT\n"
@@ -27,6 +28,8 @@ static const char usage[] =
 	"'reject' closes a request without carrying it out, with the reason given.\n"
 	"'restrict' keeps every record of the subject in those policies from being purged\n"
 	"(Art. 18), race-free like a hold, until 'lift'.\n"
+	"'access' prints one JSON document: per policy its rule and every record of the\n"
+	"subject, with when the rule purges it (Art. 15); it is recorded as done at once.\n"
 	"A closed request keeps its identities only as the audit trail's pseudonyms.\n";
 
 /* One identity of a request: TYPE=VALUE as typed, and the policies that hold that type. */
@@ -304,6 +307,146 @@ static int request_restrict(struct ctl *ctl, int argc, char **argv)
 	return status;
 }
 
+/* The values of A's identities that policy P's subject column holds, as a text[] literal; NULL if none. */
+static char *values_of(const struct request_args *a, const struct policy *p)
+{
+	char **mine = xcalloc(a->n + 1, sizeof(char *)), *out = NULL;
+	size_t n = 0;
+	for (size_t i = 0; i < a->n; i++)
+		if (p->identity && strcmp(p->identity, a->ids[i].type) == 0)
+			mine[n++] = a->ids[i].value;
+	if (n)
+		out = policy_text_array(mine, n);
+	free(mine);
+	return out;
+}
+
+/* Policy P's part of an access report (policy_sql.access), appended to *PARTS with a comma; false after an error. */
+static bool access_part(struct ctl *ctl, const struct policy *p, const char *values, char **parts)
+{
+	const char *params[POLICY_N_BASE_PARAMS + 2];
+	Oid types[POLICY_N_BASE_PARAMS + 2];
+	struct policy_sql sql;
+	PGresult *res;
+	char *next;
+	if (!ctl_policy_sql(ctl, p, &sql))
+		return false;
+	if (sql.access == NULL) {
+		ctl_error("policy %s: its subject column's type has no equality: its records cannot be looked up",
+			  p->name);
+		policy_sql_free(&sql);
+		return false;
+	}
+	ctl_policy_params(&sql, params, types, values, p->retain_text);
+	res = PQexecParams(ctl->conn, sql.access, POLICY_N_BASE_PARAMS + 2, types, params, NULL, NULL, 0);
+	policy_sql_free(&sql);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+		ctl_result_error(ctl, "request access", res);
+		PQclear(res);
+		return false;
+	}
+	next = xasprintf("%s%s%s", *parts, **parts ? ", " : "", PQgetvalue(res, 0, 0));
+	free(*parts);
+	*parts = next;
+	PQclear(res);
+	return true;
+}
+
+/*
+ * Art. 15: one JSON document with, per policy whose identity is named, its
+ * rule and every record of the subject as PostgreSQL renders it, with the
+ * moment the rule purges it. Recorded as a request, done at once, its
+ * identities kept as pseudonyms. One snapshot for the whole report.
+ */
+static int request_access(struct ctl *ctl, int argc, char **argv)
+{
+	struct request_args a;
+	char *types = NULL, *values = NULL, *parts = xstrdup(""), *policies, *kept = NULL;
+	const char *params[6];
+	PGresult *res;
+	bool ok = true, pseudonymize;
+	int status = parse_request_args(argc, argv, "access", false, &a);
+	if (status != CTL_OK) {
+		free(parts);
+		return status;
+	}
+	if (!check_identities(ctl, &a, &types, &values)) {
+		request_args_free(&a);
+		free(parts);
+		return CTL_ERROR;
+	}
+	pseudonymize = config_pseudonymizes_subject(ctl->cfg);
+	if (pseudonymize) {
+		struct config_errors errs = {NULL, 0};
+		if (!config_read_audit_key(ctl->cfg, &errs)) {
+			ctl_error("%s: the request is kept with its identities as pseudonyms, made with this key",
+				  errs.lines[0]);
+			config_errors_clear(&errs);
+			ok = false;
+		} else {
+			char **pseudonyms = xcalloc(a.n + 1, sizeof(char *));
+			for (size_t i = 0; i < a.n; i++)
+				pseudonyms[i] = audit_stored_value(&ctl->cfg->audit.key, a.ids[i].value);
+			kept = policy_text_array(pseudonyms, a.n);
+			policy_text_array_free(pseudonyms);
+		}
+	}
+	PQclear(PQexec(ctl->conn, "BEGIN ISOLATION LEVEL REPEATABLE READ"));
+	for (size_t i = 0; ok && i < ctl->cfg->n_policies; i++) {
+		const struct policy *p = &ctl->cfg->policies[i];
+		char *mine = values_of(&a, p);
+		if (mine)
+			ok = access_part(ctl, p, mine, &parts);
+		free(mine);
+	}
+	if (ok) {
+		params[0] = types;
+		params[1] = kept ? kept : values;
+		params[2] = a.received;
+		params[3] = a.note;
+		params[4] = kept ? "true" : "false";
+		res = PQexecParams(ctl->conn,
+				   "SELECT retention.record_access($1::text[], $2::text[],"
+				   " coalesce($3::timestamptz, pg_catalog.statement_timestamp()), $4, $5::boolean)",
+				   5, NULL, params, NULL, NULL, 0);
+		ok = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1;
+		if (!ok)
+			ctl_result_error(ctl, "request access", res);
+		policies = xasprintf("[%s]", parts);
+		if (ok) {
+			PGresult *doc;
+			params[0] = PQgetvalue(res, 0, 0);
+			params[1] = types;
+			params[2] = values;
+			params[3] = policies;
+			doc = PQexecParams(
+				ctl->conn,
+				"SELECT pg_catalog.json_build_object('id', $1::bigint, 'kind', 'access', 'received_at',"
+				" r.received_at, 'deadline_at', r.deadline_at, 'identities', (SELECT pg_catalog.json_agg("
+				"pg_catalog.json_build_object('type', i.t, 'value', i.v)) FROM ROWS FROM (pg_catalog.unnest("
+				"$2::text[]), pg_catalog.unnest($3::text[])) i(t, v)), 'policies', $4::pg_catalog.json)"
+				" FROM retention.requests r WHERE r.id = $1::bigint",
+				4, NULL, params, NULL, NULL, 0);
+			ok = PQresultStatus(doc) == PGRES_TUPLES_OK && PQntuples(doc) == 1;
+			if (ok)
+				printf("%s\n", PQgetvalue(doc, 0, 0));
+			else
+				ctl_result_error(ctl, "request access", doc);
+			PQclear(doc);
+		}
+		PQclear(res);
+		free(policies);
+	}
+	/* Recorded only with its report printed: a failed report leaves no request behind. */
+	PQclear(PQexec(ctl->conn, ok ? "COMMIT" : "ROLLBACK"));
+	free(parts);
+	free(kept);
+	free(types);
+	free(values);
+	request_args_free(&a);
+	return ok ? CTL_OK : CTL_ERROR;
+}
+
 /* A request's identities as "account=4711, email=a@example.org". */
 #define IDENTITIES_SQL                                                                                                 \
 	"(SELECT pg_catalog.string_agg(i.identity || '=' || i.value, ', ' ORDER BY i.ord)"                             \
@@ -530,11 +673,12 @@ int cmd_request(struct ctl *ctl, int argc, char **argv)
 		int (*run)(struct ctl *ctl, int argc, char **argv);
 	} verbs[] = {
 		{"erase", request_erase},   {"restrict", request_restrict}, {"lift", request_lift},
-		{"list", request_list},     {"show", request_show},         {"extend", request_extend},
-		{"reject", request_reject},
+		{"access", request_access}, {"list", request_list},         {"show", request_show},
+		{"extend", request_extend}, {"reject", request_reject},
 	};
 	if (argc < 2)
-		return ctl_usage_error(usage, "request needs erase, restrict, lift, list, show, extend or reject");
+		return ctl_usage_error(usage,
+				       "request needs erase, restrict, lift, access, list, show, extend or reject");
 	if (ctl_wants_help(argc, argv, usage))
 		return CTL_OK;
 	for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)

@@ -290,6 +290,12 @@ START_TEST(test_the_requests_role_handles_requests_as_itself)
 			 0);
 	free(out);
 	free(err);
+	ck_assert_msg(fx_ctl(conf, "req_role user=req_carol", &out, &err, "request", "access", "--identity",
+			     "account=4711", NULL) == 0,
+		      "%s", err);
+	ck_assert_msg(strstr(out, "\"policy\" : \"orders\"") || strstr(out, "\"policy\":\"orders\""), "%s", out);
+	free(out);
+	free(err);
 	/* What it may not do: write the tables, or close a request as done. */
 	{
 		PGconn *carol = test_connect_db("req_role user=req_carol");
@@ -489,6 +495,77 @@ START_TEST(test_keep_and_exempt_keep_their_records_and_say_why)
 }
 END_TEST
 
+/* ---- access ---- */
+
+/* What python3's json module reads in the document at PATH, summarized by EXPR (over d): an independent parse. */
+static char *json_summary(const char *path, const char *expr)
+{
+	char *code = xasprintf("import json, sys\nd = json.load(open(sys.argv[1]))\nprint(%s, end='')", expr);
+	char *argv[] = {"/usr/bin/python3", "-c", code, (char *)path, NULL};
+	char *out, *err;
+	ck_assert_msg(test_run(argv, &out, &err) == 0, "%s", err);
+	free(err);
+	free(code);
+	return out;
+}
+
+/*
+ * Art. 15: every record of the subject in every matching policy, rendered
+ * by PostgreSQL, with the moment its rule purges it, field by field; the
+ * request is recorded, done.
+ */
+START_TEST(test_access_reports_every_record_and_when_it_goes)
+{
+	PGconn *conn = request_db("access");
+	char *conf = three_policies("access", TICKETS), *out, *err, *doc, *got, *want, *due1, *due2;
+	test_exec(conn, "UPDATE app.orders SET placed_at = '2026-03-31 12:00+00' WHERE id = 1;"
+			"SELECT retention.place_hold('orders', '2', NULL, 'litigation', NULL)");
+	ck_assert_msg(fx_ctl(conf, "access", &out, &err, "request", "access", "--identity", "account=4711",
+			     "--identity", "email=alice@example.org", NULL) == 0,
+		      "%s", err);
+	doc = test_write_file(out);
+	free(out);
+	free(err);
+	got = json_summary(doc, "d['kind'], d['id'], [(i['type'], i['value']) for i in d['identities']]");
+	ck_assert_str_eq(got, "access 1 [('account', '4711'), ('email', 'alice@example.org')]");
+	free(got);
+	got = json_summary(doc, "' | '.join('%s %s %s %s: ' % (p['policy'], p['table'], p['retain'], p['action'])"
+				" + ', '.join('%s %s %s' % (r['record']['id'], r['due_at'], r['held']) for r in"
+				" p['records']) for p in d['policies'])");
+	due1 = test_query_value(
+		conn, "SELECT to_json(placed_at + interval '1 year') #>> '{}' FROM app.orders WHERE id = 1", 0, NULL);
+	due2 = test_query_value(
+		conn, "SELECT to_json(placed_at + interval '1 year') #>> '{}' FROM app.orders WHERE id = 2", 0, NULL);
+	want = xasprintf("accounts app.accounts 1 month delete: 4711 None False | orders app.orders 1 year delete: 1 %s"
+			 " False, 2 %s True | tickets app.tickets 90 days delete: 1 None False",
+			 due1, due2);
+	ck_assert_str_eq(got, want);
+	ck_assert_str_eq(due1, "2027-03-31T12:00:00+00:00");
+	free(got);
+	/* The rows as PostgreSQL renders them, every column. */
+	got = json_summary(doc, "d['policies'][0]['records'][0]['record']");
+	ck_assert_str_eq(got, "{'id': 4711, 'deleted_at': None, 'email': 'Alice@Example.org'}");
+	free(got);
+	test_assert_query_value(
+		conn, "SELECT kind || ' ' || status || ' ' || (completed_at IS NOT NULL) FROM retention.requests", 0,
+		NULL, "access done true");
+	/* Nothing of another subject. */
+	ck_assert_int_eq(fx_ctl(conf, "access", &out, &err, "request", "access", "--identity", "account=4712", NULL),
+			 0);
+	ck_assert_msg(strstr(out, "4711") == NULL && strstr(out, "\"id\" : 3") == NULL && strstr(out, "\"id\":3"), "%s",
+		      out);
+	free(out);
+	free(err);
+	unlink(doc);
+	free(doc);
+	free(want);
+	free(due1);
+	free(due2);
+	free(conf);
+	PQfinish(conn);
+}
+END_TEST
+
 /* ---- restriction ---- */
 
 /*
@@ -625,6 +702,7 @@ static Suite *requests_suite(void)
 	tcase_add_test(record, test_deadlines_are_one_calendar_month);
 	tcase_add_test(record, test_extend_and_reject);
 	tcase_add_test(record, test_the_requests_role_handles_requests_as_itself);
+	tcase_add_test(record, test_access_reports_every_record_and_when_it_goes);
 	suite_add_tcase(s, record);
 	tcase_add_test(erasure, test_erasure_purges_the_subject_in_every_policy);
 	tcase_add_test(erasure, test_a_request_stays_open_until_nothing_erasable_is_left);
