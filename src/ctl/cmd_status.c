@@ -13,7 +13,8 @@ static const char usage[] = "usage: retentionctl status\n\n"
 			    "policies it enforces, last purge and records purged since it started; then each\n"
 			    "policy's state as its last heartbeat said: enforcing, failing (with what keeps it\n"
 			    "from purging) or waiting (for its table to be described, or for its lock).\n"
-			    "The heartbeat follows a purge or a change of state within a second.\n";
+			    "The heartbeat follows a purge or a change of state within a second.\n"
+			    "Open data subjects' requests past their deadline are counted on stderr.\n";
 
 static const char status_sql[] =
 	"SELECT instance, host, pid, started_at AS started, heartbeat_at AS last_heartbeat, policies,"
@@ -28,6 +29,21 @@ static const char policy_states_sql[] =
 	"SELECT i.instance, u.policy, coalesce(u.state, '?') AS state, coalesce(u.problem, '') AS problem"
 	" FROM retention.instances i, unnest(i.policies, i.policy_states, i.policy_problems)"
 	" WITH ORDINALITY AS u(policy, state, problem, n) ORDER BY i.instance, u.n";
+
+/*
+ * Open requests past their deadline, said on stderr whatever the format. A
+ * role that may not read requests (the auditors') is told nothing.
+ */
+static void say_overdue_requests(struct ctl *ctl)
+{
+	PGresult *res = PQexec(ctl->conn, "SELECT count(*), min(deadline_at) FROM retention.requests"
+					  " WHERE status = 'open' AND deadline_at < statement_timestamp()");
+	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 && atoll(PQgetvalue(res, 0, 0)) > 0)
+		ctl_warn("%s data subjects' requests are past their deadline (the first since %s):"
+			 " retentionctl request list --overdue",
+			 PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1));
+	PQclear(res);
+}
 
 int cmd_status(struct ctl *ctl, int argc, char **argv)
 {
@@ -51,6 +67,8 @@ int cmd_status(struct ctl *ctl, int argc, char **argv)
 		printf("\n");
 		status = ctl_print_query(ctl, policy_states_sql, NULL, 0, NULL, NULL);
 	}
+	if (status == CTL_OK)
+		say_overdue_requests(ctl);
 	free(table_sql);
 	free(started);
 	free(beat);

@@ -85,6 +85,10 @@ START_TEST(test_erase_records_the_request_and_its_deadline)
 	ck_assert_msg(strstr(out, "\n\"1\",\"erasure\",\"open\",") != NULL, "not overdue since 30 November? %s", out);
 	free(out);
 	free(err);
+	ck_assert_int_eq(fx_ctl(conf, "req_record", &out, &err, "status", NULL), 0);
+	ck_assert_msg(strstr(err, "warning: 1 data subjects' requests are past their deadline"), "%s", err);
+	free(out);
+	free(err);
 	free(conf);
 	PQfinish(conn);
 }
