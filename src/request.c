@@ -29,8 +29,9 @@ struct erasure_request {
 	char *id; /* as text: it is only ever a parameter */
 	char **types, **values;
 	size_t n;
-	size_t jobs_left;
-	bool unfinished; /* some policy has erasable records left, or could not run */
+	size_t next_policy; /* the parts are carried out one policy at a time, in configuration order */
+	size_t parts;       /* policies whose identity it names, so far */
+	bool unfinished;    /* some policy has erasable records left, or could not run */
 	long long purged;
 };
 
@@ -183,15 +184,16 @@ static void request_over(struct daemon *d)
 	free(values);
 }
 
-/* One policy's part is recorded (or could not be). */
+static void start_next_part(struct daemon *d);
+
+/* One policy's part is recorded (or could not be): the next one. */
 static void job_over(struct daemon *d, bool finished)
 {
 	struct erasure_request *r = d->requests->current;
-	INVARIANT(r != NULL && r->jobs_left > 0);
+	INVARIANT(r != NULL);
 	if (!finished)
 		r->unfinished = true;
-	if (--r->jobs_left == 0)
-		request_over(d);
+	start_next_part(d);
 }
 
 struct progress {
@@ -371,52 +373,46 @@ static char *values_for(const struct erasure_request *r, const struct policy *p)
 	return out;
 }
 
-/* Hands the current request's part to every policy whose identity it names. */
-static void start_jobs(struct daemon *d)
+/*
+ * The current request's part in the next policy whose identity it names.
+ * One at a time: the parts share the daemon's one connection with the
+ * scheduled purges, whose batches then wait for one erasure batch at most,
+ * not for every policy's.
+ */
+static void start_next_part(struct daemon *d)
 {
 	struct erasure_request *r = d->requests->current;
-	struct policy_state **jobs = xcalloc(d->n_policies + 1, sizeof(*jobs));
-	char **values = xcalloc(d->n_policies + 1, sizeof(char *));
-	size_t n = 0;
-	for (size_t i = 0; i < d->n_policies; i++) {
-		char *v = values_for(r, d->policies[i].policy);
-		if (v) {
-			jobs[n] = &d->policies[i];
-			values[n++] = v;
-		}
+	struct policy_state *ps = NULL;
+	char *values = NULL;
+	while (r->next_policy < d->n_policies && values == NULL) {
+		ps = &d->policies[r->next_policy++];
+		values = values_for(r, ps->policy);
 	}
-	if (n == 0) {
-		log_warn("erasure request %s: no policy of this configuration declares its identities; it stays open",
-			 r->id);
-		r->jobs_left = 1;
-		job_over(d, false);
-		free(values);
-		free(jobs);
+	if (values == NULL) {
+		if (r->parts == 0) {
+			log_warn("erasure request %s: no policy of this configuration declares its identities; it stays"
+				 " open",
+				 r->id);
+			r->unfinished = true;
+		}
+		request_over(d);
 		return;
 	}
-	/* One more than the parts, until every part has started: one that ends at once must not end the request. */
-	r->jobs_left = n + 1;
-	for (size_t i = 0; i < n; i++) {
-		struct policy_state *ps = jobs[i];
-		if (ps->policy->on_erasure == POLICY_ERASURE_KEEP && ps->resolved && ps->sql.erase_left) {
-			read_left(ps, values[i], 0);
-			free(values[i]);
-		} else if (!ps->resolved || ps->off_until_reload || ps->sql.erase_lock == NULL) {
-			record_progress(ps, 0, 0,
-					ps->problem ? ps->problem
-						    : "the policy is not running (its table is being looked up)",
-					false);
-			free(values[i]);
-		} else {
-			free(ps->erase_values);
-			ps->erase_values = values[i];
-			ps->erase_wanted = true;
-			requests_start_waiting(ps);
-		}
+	r->parts++;
+	if (ps->policy->on_erasure == POLICY_ERASURE_KEEP && ps->resolved && ps->sql.erase_left) {
+		read_left(ps, values, 0);
+		free(values);
+	} else if (!ps->resolved || ps->off_until_reload || ps->sql.erase_lock == NULL) {
+		free(values);
+		record_progress(ps, 0, 0,
+				ps->problem ? ps->problem : "the policy is not running (its table is being looked up)",
+				false);
+	} else {
+		free(ps->erase_values);
+		ps->erase_values = values;
+		ps->erase_wanted = true;
+		requests_start_waiting(ps);
 	}
-	free(values);
-	free(jobs);
-	job_over(d, true);
 }
 
 static void start_next(struct daemon *d)
@@ -432,7 +428,7 @@ static void start_next(struct daemon *d)
 	}
 	rq->current = &rq->queue[rq->next++];
 	log_info("erasure request %s: purging the records of its subject in every matching policy", rq->current->id);
-	start_jobs(d);
+	start_next_part(d);
 }
 
 static void on_read(PGresult *res, void *arg)

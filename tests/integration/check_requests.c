@@ -451,6 +451,52 @@ START_TEST(test_a_request_stays_open_until_nothing_erasable_is_left)
 }
 END_TEST
 
+/*
+ * A batch that fails mid-request (a trigger that raises for one record):
+ * the others are purged, the request stays open and says why; once the
+ * fault is fixed and the daemon reloaded, the record goes and the request
+ * is done. A failure is never "done".
+ */
+START_TEST(test_a_failed_batch_leaves_the_request_open_until_the_fault_clears)
+{
+	PGconn *conn = request_db("erase_fault");
+	char *conf = three_policies("erase_fault", TICKETS), *log = fx_log_path("erase_fault"), *id;
+	long mark;
+	pid_t pid;
+	test_exec(conn, "CREATE TABLE app.fault (on_id int);"
+			"INSERT INTO app.fault VALUES (2);"
+			"CREATE FUNCTION app.refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+			"  IF EXISTS (SELECT FROM app.fault WHERE on_id = OLD.id) THEN"
+			"    RAISE EXCEPTION 'order % is being invoiced', OLD.id; END IF; RETURN OLD; END $$;"
+			"CREATE TRIGGER refuse BEFORE DELETE ON app.orders FOR EACH ROW EXECUTE FUNCTION app.refuse()");
+	fx_grant(conn, "app");
+	pid = fx_start_daemon(conf, log);
+	fx_wait_for_log(log, "policy tickets: ", 20);
+	id = erase(conf, "erase_fault", "account=4711", NULL);
+	ck_assert(fx_poll_true(
+		conn,
+		"SELECT count(*) = 1 FROM retention.request_results WHERE policy = 'orders' AND NOT finished"
+		" AND reason = '1 records could not be purged (the daemon''s log says why)'",
+		20));
+	ck_assert(fx_poll_true(conn, "SELECT NOT EXISTS (SELECT FROM app.orders WHERE id = 1)", 20));
+	ck_assert(fx_row_exists(conn, "app.orders", "2"));
+	test_assert_query_value(conn, "SELECT status FROM retention.requests", 0, NULL, "open");
+	/* Fixed, and reloaded: the record is tried again. */
+	test_exec(conn, "TRUNCATE app.fault");
+	mark = fx_log_mark(log);
+	ck_assert_int_eq(kill(pid, SIGHUP), 0);
+	fx_wait_for_log_after(log, mark, "configuration reloaded", 20);
+	ck_assert_msg(wait_status(conn, id, "done", 30), "request %s not done after the fault cleared", id);
+	ck_assert(!fx_row_exists(conn, "app.orders", "2"));
+	fx_assert_chain_intact(conn);
+	fx_stop_daemon(pid);
+	free(id);
+	free(log);
+	free(conf);
+	PQfinish(conn);
+}
+END_TEST
+
 /* A policy with on_erasure = "keep" keeps the subject's records and records why; the others purge theirs. */
 START_TEST(test_keep_and_exempt_keep_their_records_and_say_why)
 {
@@ -710,6 +756,7 @@ static Suite *requests_suite(void)
 	suite_add_tcase(s, record);
 	tcase_add_test(erasure, test_erasure_purges_the_subject_in_every_policy);
 	tcase_add_test(erasure, test_a_request_stays_open_until_nothing_erasable_is_left);
+	tcase_add_test(erasure, test_a_failed_batch_leaves_the_request_open_until_the_fault_clears);
 	tcase_add_test(erasure, test_keep_and_exempt_keep_their_records_and_say_why);
 	tcase_add_test(erasure, test_an_erasure_keeps_what_a_restriction_holds);
 	suite_add_tcase(s, erasure);
