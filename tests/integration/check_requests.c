@@ -53,6 +53,27 @@ static PGconn *request_db(const char *db)
 
 #define TICKETS "subject = \"email\";"
 
+/* Files an erasure request with the given identities (NULL-terminated); returns its id. */
+static char *erase(const char *conf, const char *db, const char *a, const char *b)
+{
+	char *out, *err;
+	int status = b ? fx_ctl(conf, db, &out, &err, "request", "erase", "--identity", a, "--identity", b, NULL)
+		       : fx_ctl(conf, db, &out, &err, "request", "erase", "--identity", a, NULL);
+	ck_assert_msg(status == 0, "%s", err);
+	free(err);
+	out[strcspn(out, "\n")] = '\0';
+	return out;
+}
+
+static bool wait_status(PGconn *conn, const char *id, const char *status, double seconds)
+{
+	char *sql = xasprintf("SELECT status = '%s' FROM retention.requests WHERE id = %s", status, id);
+	bool ok = fx_poll_true(conn, sql, seconds);
+	free(sql);
+	return ok;
+}
+
+
 START_TEST(test_erase_records_the_request_and_its_deadline)
 {
 	PGconn *conn = request_db("req_record");
@@ -174,6 +195,31 @@ START_TEST(test_deadlines_are_one_calendar_month)
 		free(text);
 		free(policy);
 	}
+	PQfinish(conn);
+}
+END_TEST
+
+/* The schema's own check: a request is closed as done only when every policy's result says finished. */
+START_TEST(test_finish_erasure_needs_every_policy_finished)
+{
+	PGconn *conn = request_db("req_finish");
+	char *conf = three_policies("req_finish", TICKETS), *id = erase(conf, "req_finish", "account=4711", NULL);
+	test_exec(conn, "SELECT retention.request_progress(1, 'accounts', 1, 0, NULL, true),"
+			" retention.request_progress(1, 'orders', 1, 0, 'locked', false)");
+	test_assert_query_value(conn, "SELECT retention.finish_erasure(1, NULL)::text", 0, NULL, "false");
+	test_assert_query_value(conn, "SELECT status FROM retention.requests", 0, NULL, "open");
+	test_exec(conn, "SELECT retention.request_progress(1, 'orders', 1, 0, NULL, true)");
+	test_assert_query_value(conn, "SELECT retention.finish_erasure(1, NULL)::text", 0, NULL, "true");
+	test_assert_query_value(conn,
+				"SELECT status || ' ' || (SELECT purged FROM retention.request_results"
+				" WHERE policy = 'orders') FROM retention.requests",
+				0, NULL, "done 2");
+	/* Closed: no more results are recorded. */
+	test_exec(conn, "SELECT retention.request_progress(1, 'orders', 5, 0, NULL, true)");
+	test_assert_query_value(conn, "SELECT purged::text FROM retention.request_results WHERE policy = 'orders'", 0,
+				NULL, "2");
+	free(id);
+	free(conf);
 	PQfinish(conn);
 }
 END_TEST
@@ -333,26 +379,6 @@ static void with_audit_key(const char *conf, const char *key)
 	ck_assert_ptr_nonnull(f);
 	fprintf(f, "audit = { key_file = \"%s\"; };\n", key);
 	ck_assert_int_eq(fclose(f), 0);
-}
-
-/* Files an erasure request with the given identities (NULL-terminated); returns its id. */
-static char *erase(const char *conf, const char *db, const char *a, const char *b)
-{
-	char *out, *err;
-	int status = b ? fx_ctl(conf, db, &out, &err, "request", "erase", "--identity", a, "--identity", b, NULL)
-		       : fx_ctl(conf, db, &out, &err, "request", "erase", "--identity", a, NULL);
-	ck_assert_msg(status == 0, "%s", err);
-	free(err);
-	out[strcspn(out, "\n")] = '\0';
-	return out;
-}
-
-static bool wait_status(PGconn *conn, const char *id, const char *status, double seconds)
-{
-	char *sql = xasprintf("SELECT status = '%s' FROM retention.requests WHERE id = %s", status, id);
-	bool ok = fx_poll_true(conn, sql, seconds);
-	free(sql);
-	return ok;
 }
 
 /*
@@ -751,6 +777,7 @@ static Suite *requests_suite(void)
 	tcase_add_test(record, test_bad_requests_are_refused_with_nothing_recorded);
 	tcase_add_test(record, test_deadlines_are_one_calendar_month);
 	tcase_add_test(record, test_extend_and_reject);
+	tcase_add_test(record, test_finish_erasure_needs_every_policy_finished);
 	tcase_add_test(record, test_the_requests_role_handles_requests_as_itself);
 	tcase_add_test(record, test_access_reports_every_record_and_when_it_goes);
 	suite_add_tcase(s, record);
