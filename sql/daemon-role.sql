@@ -30,7 +30,8 @@ GRANT SELECT, INSERT, UPDATE ON retention.instances TO :"role";
 GRANT SELECT ON retention.schema_version TO :"role";
 GRANT EXECUTE ON FUNCTION retention.try_lock_policy(text), retention.policy_lock_holder(text) TO :"role";
 -- Data subjects' requests: the daemon reads open erasure requests, records
--- what each policy did, and closes a request once nothing erasable is left.
+-- what each policy did, closes a request once nothing erasable is left, and
+-- replaces a closed request's identities by their pseudonyms.
 GRANT SELECT ON retention.requests, retention.request_identities TO :"role";
-GRANT EXECUTE ON FUNCTION retention.request_progress(bigint, text, bigint, bigint, text, boolean),
-    retention.finish_erasure(bigint, text[]) TO :"role";
+GRANT EXECUTE ON FUNCTION retention.request_progress(bigint, text, bigint, text, boolean),
+    retention.finish_erasure(bigint, text[]), retention.pseudonymize_request(bigint, text[]) TO :"role";

@@ -74,6 +74,10 @@ BEGIN
        OR pg_catalog.cardinality(p_identities) = 0 THEN
         RAISE EXCEPTION 'a request names one or more identities, each with a value';
     END IF;
+    IF p_received_at IS NULL OR NOT pg_catalog.isfinite(p_received_at)
+       OR p_received_at OPERATOR(pg_catalog.>) pg_catalog.clock_timestamp() THEN
+        RAISE EXCEPTION 'a request is received at a finite time, not later than now: not %', p_received_at;
+    END IF;
     INSERT INTO retention.requests (kind, received_at, deadline_at, placed_by, note)
     VALUES (p_kind, p_received_at, p_received_at OPERATOR(pg_catalog.+) '1 month'::pg_catalog.interval,
             session_user, p_note)
@@ -81,9 +85,8 @@ BEGIN
     INSERT INTO retention.request_identities (request_id, ord, identity, value)
     SELECT request_id, i.ord, i.identity, i.value
       FROM ROWS FROM (pg_catalog.unnest(p_identities), pg_catalog.unnest(p_values)) WITH ORDINALITY i(identity, value, ord);
-    IF p_kind OPERATOR(pg_catalog.=) 'erasure' THEN
-        PERFORM pg_catalog.pg_notify('retentiond', 'request:' OPERATOR(pg_catalog.||) request_id);
-    END IF;
+    -- An erasure to carry out; any other kind for its identities to be pseudonymized once closed.
+    PERFORM pg_catalog.pg_notify('retentiond', 'request:' OPERATOR(pg_catalog.||) request_id);
     RETURN request_id;
 END
 $$;
@@ -107,7 +110,7 @@ BEGIN
     ELSIF p_until OPERATOR(pg_catalog.<=) r.deadline_at THEN
         RAISE EXCEPTION 'request %''s deadline is already %', p_id, r.deadline_at;
     ELSIF p_until OPERATOR(pg_catalog.>) (r.received_at OPERATOR(pg_catalog.+) '3 months'::pg_catalog.interval) THEN
-        RAISE EXCEPTION 'a deadline may be extended by at most two months: to % at the latest',
+        RAISE EXCEPTION 'a deadline is at most three months after receipt (one month, extended by two at most): % at the latest',
             r.received_at OPERATOR(pg_catalog.+) '3 months'::pg_catalog.interval;
     END IF;
     UPDATE retention.requests SET deadline_at = p_until, extension_reason = p_reason
@@ -116,38 +119,28 @@ BEGIN
 END
 $$;
 
--- Closes an open request as P_STATUS. P_VALUES, when not NULL, replace the
--- identities' values in order: the pseudonyms, computed by whoever holds
--- the audit key (the key never reaches the server). Called by the two
--- functions below only.
-CREATE FUNCTION retention.close_request(p_id bigint, p_status text, p_reason text, p_values text[]) RETURNS boolean
+-- Closes an open request as P_STATUS; the daemon is told (it replaces the
+-- identities by their pseudonyms: the key never reaches the server, nor
+-- the people closing requests). Called by the functions below only.
+CREATE FUNCTION retention.close_request(p_id bigint, p_status text, p_reason text) RETURNS boolean
     LANGUAGE plpgsql VOLATILE
     SET search_path = pg_catalog, pg_temp
     AS $$
 BEGIN
-    UPDATE retention.requests
-       SET status = p_status, completed_at = pg_catalog.now(), close_reason = p_reason,
-           pseudonymized = p_values IS NOT NULL
+    UPDATE retention.requests SET status = p_status, completed_at = pg_catalog.now(), close_reason = p_reason
      WHERE id OPERATOR(pg_catalog.=) p_id AND status OPERATOR(pg_catalog.=) 'open';
     IF NOT FOUND THEN
         RETURN false;
     END IF;
-    IF p_values IS NOT NULL THEN
-        IF pg_catalog.cardinality(p_values) OPERATOR(pg_catalog.<>)
-           (SELECT pg_catalog.count(*) FROM retention.request_identities WHERE request_id OPERATOR(pg_catalog.=) p_id) THEN
-            RAISE EXCEPTION 'request % names another number of identities', p_id;
-        END IF;
-        UPDATE retention.request_identities i SET value = v.value
-          FROM pg_catalog.unnest(p_values) WITH ORDINALITY v(value, ord)
-         WHERE i.request_id OPERATOR(pg_catalog.=) p_id AND i.ord OPERATOR(pg_catalog.=) v.ord;
-    END IF;
+    PERFORM pg_catalog.pg_notify('retentiond', 'request:' OPERATOR(pg_catalog.||) p_id);
     RETURN true;
 END
 $$;
 
 -- A person closes a request without carrying it out, with the reason the
--- subject is told. False if it is not open.
-CREATE FUNCTION retention.reject_request(p_id bigint, p_reason text, p_values text[]) RETURNS boolean
+-- subject is told. False if it is not open. A batch of it in flight
+-- commits; no batch of it starts after.
+CREATE FUNCTION retention.reject_request(p_id bigint, p_reason text) RETURNS boolean
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
     AS $$
@@ -155,43 +148,92 @@ BEGIN
     IF p_reason IS NULL OR p_reason OPERATOR(pg_catalog.=) '' THEN
         RAISE EXCEPTION 'a rejection needs its reason';
     END IF;
-    RETURN retention.close_request(p_id, 'rejected', p_reason, p_values);
+    RETURN retention.close_request(p_id, 'rejected', p_reason);
 END
 $$;
 
--- The daemon closes an erasure request as done, once every policy it
--- recorded a result for has nothing erasable of the subject left. False if
--- that is not so, or the request is not open.
-CREATE FUNCTION retention.finish_erasure(p_id bigint, p_values text[]) RETURNS boolean
+-- The daemon closes an erasure request as done once each of P_POLICIES,
+-- the policies of its configuration whose identity the request names, has
+-- recorded that nothing erasable of the subject is left. NULL if it is
+-- closed now, else why not.
+CREATE FUNCTION retention.finish_erasure(p_id bigint, p_policies text[]) RETURNS text
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    r retention.requests;
+    unfinished text;
+BEGIN
+    SELECT * INTO r FROM retention.requests WHERE id OPERATOR(pg_catalog.=) p_id FOR UPDATE;
+    IF NOT FOUND OR r.kind OPERATOR(pg_catalog.<>) 'erasure' THEN
+        RETURN 'it is not an erasure request';
+    ELSIF r.status OPERATOR(pg_catalog.<>) 'open' THEN
+        RETURN 'it was closed meanwhile (' OPERATOR(pg_catalog.||) r.status OPERATOR(pg_catalog.||) ')';
+    END IF;
+    SELECT pg_catalog.string_agg(p.policy, ', ' ORDER BY p.policy) INTO unfinished
+      FROM pg_catalog.unnest(p_policies) p(policy)
+     WHERE NOT EXISTS (SELECT FROM retention.request_results s
+                        WHERE s.request_id OPERATOR(pg_catalog.=) p_id AND s.policy OPERATOR(pg_catalog.=) p.policy
+                          AND s.finished);
+    IF unfinished IS NOT NULL OR coalesce(pg_catalog.cardinality(p_policies), 0) OPERATOR(pg_catalog.=) 0 THEN
+        RETURN 'not finished in ' OPERATOR(pg_catalog.||) coalesce(unfinished, 'any policy');
+    END IF;
+    PERFORM retention.close_request(p_id, 'done', NULL);
+    RETURN NULL;
+END
+$$;
+
+-- The daemon replaces a closed request's identities, in order, by P_VALUES:
+-- their pseudonyms. False if the request is open or already pseudonymized.
+CREATE FUNCTION retention.pseudonymize_request(p_id bigint, p_values text[]) RETURNS boolean
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
     AS $$
 BEGIN
-    PERFORM 1 FROM retention.requests WHERE id OPERATOR(pg_catalog.=) p_id FOR UPDATE;
-    IF NOT EXISTS (SELECT FROM retention.requests WHERE id OPERATOR(pg_catalog.=) p_id
-                      AND kind OPERATOR(pg_catalog.=) 'erasure')
-       OR EXISTS (SELECT FROM retention.request_results WHERE request_id OPERATOR(pg_catalog.=) p_id
-                     AND NOT finished) THEN
+    UPDATE retention.requests SET pseudonymized = true
+     WHERE id OPERATOR(pg_catalog.=) p_id AND status OPERATOR(pg_catalog.<>) 'open' AND NOT pseudonymized;
+    IF NOT FOUND THEN
         RETURN false;
     END IF;
-    RETURN retention.close_request(p_id, 'done', NULL, p_values);
+    IF pg_catalog.cardinality(p_values) IS DISTINCT FROM
+       (SELECT pg_catalog.count(*) FROM retention.request_identities WHERE request_id OPERATOR(pg_catalog.=) p_id)::integer THEN
+        RAISE EXCEPTION 'request % names another number of identities', p_id;
+    END IF;
+    UPDATE retention.request_identities i SET value = v.value
+      FROM pg_catalog.unnest(p_values) WITH ORDINALITY v(value, ord)
+     WHERE i.request_id OPERATOR(pg_catalog.=) p_id AND i.ord OPERATOR(pg_catalog.=) v.ord;
+    RETURN true;
 END
 $$;
 
--- The daemon's account of one policy's part in an erasure request: PURGED
--- is added to what earlier runs purged; KEPT, REASON and FINISHED are now.
-CREATE FUNCTION retention.request_progress(p_id bigint, p_policy text, p_purged bigint, p_kept bigint,
-                                           p_reason text, p_finished boolean) RETURNS void
-    LANGUAGE sql VOLATILE SECURITY DEFINER
+-- The daemon's account of one policy's part in an erasure request: KEPT,
+-- REASON and FINISHED as it now stands. The records purged are counted in
+-- the audit trail, where they are written with the deletions: a pass cut
+-- short (kill -9, a lost connection) is counted all the same. False if the
+-- request is no longer open: its part stops there.
+CREATE INDEX audit_log_request ON retention.audit_log (request_id, policy) WHERE request_id IS NOT NULL;
+
+CREATE FUNCTION retention.request_progress(p_id bigint, p_policy text, p_kept bigint, p_reason text,
+                                           p_finished boolean) RETURNS boolean
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
     AS $$
+BEGIN
+    PERFORM 1 FROM retention.requests WHERE id OPERATOR(pg_catalog.=) p_id AND status OPERATOR(pg_catalog.=) 'open'
+        FOR SHARE;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
     INSERT INTO retention.request_results AS r (request_id, policy, purged, kept, reason, finished, updated_at)
-    SELECT p_id, p_policy, p_purged, p_kept, p_reason, p_finished, pg_catalog.now()
-      FROM retention.requests q
-     WHERE q.id OPERATOR(pg_catalog.=) p_id AND q.status OPERATOR(pg_catalog.=) 'open'
+    VALUES (p_id, p_policy,
+            (SELECT pg_catalog.count(*) FROM retention.audit_log a
+              WHERE a.request_id OPERATOR(pg_catalog.=) p_id AND a.policy OPERATOR(pg_catalog.=) p_policy),
+            p_kept, p_reason, p_finished, pg_catalog.now())
     ON CONFLICT (request_id, policy) DO UPDATE
-       SET purged = r.purged OPERATOR(pg_catalog.+) excluded.purged, kept = excluded.kept,
-           reason = excluded.reason, finished = excluded.finished, updated_at = excluded.updated_at
+       SET purged = excluded.purged, kept = excluded.kept, reason = excluded.reason,
+           finished = excluded.finished, updated_at = excluded.updated_at;
+    RETURN true;
+END
 $$;
 
 -- ---- restriction of processing (Art. 18) ----
@@ -238,9 +280,9 @@ END
 $$;
 
 -- Ends a restriction: its holds are released (the daemon is told, as by
--- release_hold) and the request closes as lifted, P_VALUES as in
--- close_request. False if it is not an open restriction.
-CREATE FUNCTION retention.lift_restriction(p_id bigint, p_reason text, p_values text[]) RETURNS boolean
+-- release_hold) and the request closes as lifted. False if it is not an
+-- open restriction.
+CREATE FUNCTION retention.lift_restriction(p_id bigint, p_reason text) RETURNS boolean
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
     AS $$
@@ -262,7 +304,7 @@ BEGIN
     LOOP
         PERFORM pg_catalog.pg_notify('retentiond', 'policy:' OPERATOR(pg_catalog.||) p);
     END LOOP;
-    RETURN retention.close_request(p_id, 'lifted', p_reason, p_values);
+    RETURN retention.close_request(p_id, 'lifted', p_reason);
 END
 $$;
 
@@ -307,10 +349,9 @@ $$;
 -- ---- access (Art. 15) ----
 --
 -- An access request is answered at once (retentionctl prints the report)
--- and recorded as done; P_VALUES are already what a closed request keeps
--- (the pseudonyms, P_PSEUDONYMIZED) or the values in clear.
+-- and recorded as done; the daemon then pseudonymizes its identities.
 CREATE FUNCTION retention.record_access(p_identities text[], p_values text[], p_received_at timestamptz,
-                                        p_note text, p_pseudonymized boolean)
+                                        p_note text)
     RETURNS bigint
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
@@ -319,21 +360,21 @@ DECLARE
     request_id bigint;
 BEGIN
     request_id := retention.file_request('access', p_identities, p_values, p_received_at, p_note);
-    UPDATE retention.requests SET status = 'done', completed_at = pg_catalog.now(), pseudonymized = p_pseudonymized
-     WHERE id OPERATOR(pg_catalog.=) request_id;
+    PERFORM retention.close_request(request_id, 'done', NULL);
     RETURN request_id;
 END
 $$;
 
-REVOKE ALL ON FUNCTION retention.record_access(text[], text[], timestamptz, text, boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION retention.record_access(text[], text[], timestamptz, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION retention.restrict_request(text[], text[], text[], text[], text, timestamptz, text) FROM PUBLIC;
-REVOKE ALL ON FUNCTION retention.lift_restriction(bigint, text, text[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION retention.lift_restriction(bigint, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION retention.is_restricted(text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION retention.file_request(text, text[], text[], timestamptz, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION retention.extend_request(bigint, timestamptz, text) FROM PUBLIC;
-REVOKE ALL ON FUNCTION retention.close_request(bigint, text, text, text[]) FROM PUBLIC;
-REVOKE ALL ON FUNCTION retention.reject_request(bigint, text, text[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION retention.close_request(bigint, text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION retention.reject_request(bigint, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION retention.finish_erasure(bigint, text[]) FROM PUBLIC;
-REVOKE ALL ON FUNCTION retention.request_progress(bigint, text, bigint, bigint, text, boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION retention.pseudonymize_request(bigint, text[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION retention.request_progress(bigint, text, bigint, text, boolean) FROM PUBLIC;
 
 INSERT INTO retention.schema_version (version) VALUES (6);

@@ -1272,7 +1272,8 @@ static void sb_of_subjects(struct sbuf *b, const struct frame *f)
 /*
  * An erasure request's batch: the subjects' records, whatever their clocks
  * say, that nothing keeps; locked as build_lock locks due ones, for the
- * same purge statement.
+ * same purge statement. Nothing while request $15 is not open: a request
+ * rejected meanwhile stops at the batch in flight.
  */
 static char *build_erase_lock(const struct frame *f)
 {
@@ -1284,6 +1285,8 @@ static char *build_erase_lock(const struct frame *f)
 	       " FROM (SELECT t.tableoid AS toid, t.ctid AS tid, t.%s::text AS record_key FROM %s t WHERE ",
 	       f->shape->key.quoted, f->shape->table);
 	sb_of_subjects(&b, f);
+	sb_add(&b, " AND EXISTS (SELECT FROM retention.requests q WHERE q.id OPERATOR(pg_catalog.=) " EXTRA_2
+		   "::bigint AND q.status OPERATOR(pg_catalog.=) 'open')");
 	sb_purgeable(&b, f);
 	sb_add(&b, " ORDER BY t.%s LIMIT $5::integer FOR UPDATE OF t SKIP LOCKED) l", f->shape->key.quoted);
 	return b.s;

@@ -152,10 +152,10 @@ struct policy_sql {
 	char *key_records;       /* -> the same for key $14: 0 or 1 */
 	char *canonical_key;     /* -> $14 read as the key column's type, as text; whether equal values have no other */
 	char *canonical_subject; /* the same for the subject column (NULL without one) */
-	char *erase_lock;        /* as lock, for the records of the data subjects $14 (text[]), due or not */
-	char *erase_left;        /* -> erasable, kept, why, failed: the subjects' records after an erasure ($14) */
-	char *access;            /* -> the policy and the subjects' records, as JSON ($14 subjects, $15 retain) */
-	char **guard_what;       /* policy_guard.what, for explain */
+	char *erase_lock;  /* as lock, for the records of the subjects $14 (text[]) of open request $15, due or not */
+	char *erase_left;  /* -> erasable, kept, why, failed: the subjects' records after an erasure ($14) */
+	char *access;      /* -> the policy and the subjects' records, as JSON ($14 subjects, $15 retain) */
+	char **guard_what; /* policy_guard.what, for explain */
 	size_t n_guards;
 	char *params_storage[POLICY_N_BASE_PARAMS];
 	const char **params;     /* the base params */

@@ -585,8 +585,8 @@ static void on_locked(PGresult *res, void *arg)
 static void on_lock_policy(PGresult *res, void *arg)
 {
 	struct policy_state *ps = arg;
-	const char *params[POLICY_N_BASE_PARAMS + 1];
-	Oid types[POLICY_N_BASE_PARAMS + 1];
+	const char *params[POLICY_N_BASE_PARAMS + 2];
+	Oid types[POLICY_N_BASE_PARAMS + 2];
 	char limit[16];
 	int n = POLICY_N_BASE_PARAMS;
 
@@ -610,8 +610,9 @@ static void on_lock_policy(PGresult *res, void *arg)
 	if (ps->erasing) {
 		/* A data subject's erasure request: the subject's records, due or not. */
 		params[POLICY_PARAM_EXTRA] = ps->erase_values;
-		types[POLICY_PARAM_EXTRA] = 0;
-		n++;
+		params[POLICY_PARAM_EXTRA + 1] = requests_current_id(ps->d);
+		types[POLICY_PARAM_EXTRA] = types[POLICY_PARAM_EXTRA + 1] = 0;
+		n += 2;
 	}
 	if (!pgconn_query(ps->d->pg, ps, PGCONN_PREPARED, ps->erasing ? ps->sql.erase_lock : ps->sql.lock, n, types,
 			  params, on_locked, ps))

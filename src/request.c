@@ -1,15 +1,17 @@
 /*
- * request.c -- data subjects' erasure requests in the daemon. The open ones
- * are read when the session is ready, when `retentionctl request erase`
- * notifies, at every resync, and after a pass that left one unfinished.
- * One request is carried out at a time: each policy whose identity it
- * names purges the subject's records in its own batches (purge.c: the
- * same locks, holds and audit chain, the rows marked cause "request"),
- * then reads what is left of them and records it. A policy with
- * on_erasure = "keep" only records what it keeps and why. The request is
- * closed as done, its identities replaced by their pseudonyms, once every
- * policy has nothing erasable left; anything else (a failure, a record
- * locked elsewhere, a policy not running) leaves it open, tried again.
+ * request.c -- data subjects' requests in the daemon. The open erasure
+ * requests are read when the session is ready, when retentionctl notifies
+ * (a request filed or closed), at every resync and reload, and after a pass
+ * that left one unfinished. One request is carried out at a time, one
+ * policy at a time: each policy whose identity it names purges the
+ * subject's records in its own batches (purge.c: the same locks, holds and
+ * audit chain, the rows marked cause "request"), then reads what is left of
+ * them and records it. A policy with on_erasure = "keep" only records what
+ * it keeps and why. The request is closed as done once every policy has
+ * nothing erasable left; anything else (a failure, a record locked
+ * elsewhere, a policy that cannot run, an identity no policy declares)
+ * leaves it open, tried again. A closed request's identities are replaced
+ * by their pseudonyms here, where the audit key is.
  */
 #include "request.h"
 
@@ -30,25 +32,36 @@ struct erasure_request {
 	char **types, **values;
 	size_t n;
 	size_t next_policy; /* the parts are carried out one policy at a time, in configuration order */
-	size_t parts;       /* policies whose identity it names, so far */
-	bool unfinished;    /* some policy has erasable records left, or could not run */
+	char **parts;       /* the policies whose identity it names, as far as it got */
+	size_t n_parts;
+	bool unfinished; /* some part has erasable records left, or could not run */
+	bool closed;     /* closed meanwhile (rejected): the rest is not carried out */
 	long long purged;
 };
 
-/* Every open erasure request with its identities, in id order. */
-static const char open_requests_sql[] =
-	"SELECT r.id, pg_catalog.array_agg(i.identity ORDER BY i.ord), pg_catalog.array_agg(i.value ORDER BY i.ord)"
+/*
+ * Open erasure requests (to_erase), and closed requests whose identities are
+ * still in clear ($1: this configuration pseudonymizes subjects), in id order.
+ */
+static const char requests_sql[] =
+	"SELECT r.id, r.status OPERATOR(pg_catalog.=) 'open' AS to_erase,"
+	" pg_catalog.array_agg(i.identity ORDER BY i.ord), pg_catalog.array_agg(i.value ORDER BY i.ord)"
 	" FROM retention.requests r JOIN retention.request_identities i ON i.request_id OPERATOR(pg_catalog.=) r.id"
-	" WHERE r.kind OPERATOR(pg_catalog.=) 'erasure' AND r.status OPERATOR(pg_catalog.=) 'open'"
+	" WHERE (r.kind OPERATOR(pg_catalog.=) 'erasure' AND r.status OPERATOR(pg_catalog.=) 'open')"
+	" OR ($1::boolean AND r.status OPERATOR(pg_catalog.<>) 'open' AND NOT r.pseudonymized)"
 	" GROUP BY r.id ORDER BY r.id";
 
 static void start_next(struct daemon *d);
+static void start_next_part(struct daemon *d);
 
 static void request_free(struct erasure_request *r)
 {
 	free(r->id);
 	policy_text_array_free(r->types);
 	policy_text_array_free(r->values);
+	for (size_t i = 0; i < r->n_parts; i++)
+		free(r->parts[i]);
+	free(r->parts);
 	memset(r, 0, sizeof(*r));
 }
 
@@ -104,6 +117,8 @@ void requests_reset(struct daemon *d)
 	queue_free(rq);
 	rq->reading = false;
 	rq->denied_warned = false;
+	/* A new configuration or session tries the open requests afresh. */
+	rq->retry_ms = 0;
 }
 
 /* Whether the daemon may send the module's next statement now. */
@@ -121,12 +136,30 @@ static bool send_statement(struct daemon *d, const char *sql, int n, const char 
 	return true;
 }
 
+/* A statement of the module ended: a reload or stop waiting for it may go on. */
+static void statement_over(struct daemon *d)
+{
+	INVARIANT(d->requests->in_flight > 0);
+	d->requests->in_flight--;
+}
+
 /* The current pass ends; the next request, or a new read if one was asked for meanwhile. */
 static void pass_over(struct daemon *d)
 {
-	struct requests *rq = d->requests;
-	rq->current = NULL;
+	d->requests->current = NULL;
 	start_next(d);
+}
+
+/* The request stays open: read the open requests again, later each time, up to a minute. */
+static void retry_later(struct daemon *d, const struct erasure_request *r, const char *why)
+{
+	struct requests *rq = d->requests;
+	int ms = rq->retry_ms ? rq->retry_ms : RETRY_FIRST_MS;
+	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+	rq->retry_ms = ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : ms * 2;
+	log_warn("erasure request %s: not done: %s (retentionctl request show %s); tried again in %d s", r->id, why,
+		 r->id, ms / 1000);
+	evtimer_add(rq->retry_timer, &tv);
 }
 
 static void on_finished(PGresult *res, void *arg)
@@ -134,66 +167,59 @@ static void on_finished(PGresult *res, void *arg)
 	struct daemon *d = arg;
 	struct erasure_request *r = d->requests->current;
 	char buf[512];
-	d->requests->in_flight--;
-	if (r == NULL) {
-		daemon_policy_idle(d);
-		return;
+	statement_over(d);
+	if (r != NULL) {
+		if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+			retry_later(d, r, pgconn_error_text(res, buf, sizeof(buf)));
+		} else if (PQgetisnull(res, 0, 0)) {
+			log_info("erasure request %s: done: %lld records purged by this pass, nothing erasable left",
+				 r->id, r->purged);
+			d->requests->retry_ms = 0;
+		} else if (strncmp(PQgetvalue(res, 0, 0), "it was closed", 13) == 0) {
+			log_info("erasure request %s: %s; not carried out further", r->id, PQgetvalue(res, 0, 0));
+		} else {
+			retry_later(d, r, PQgetvalue(res, 0, 0));
+		}
+		pass_over(d);
 	}
-	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK)
-		log_err("erasure request %s: closing it failed: %s; tried again", r->id,
-			pgconn_error_text(res, buf, sizeof(buf)));
-	else if (strcmp(PQgetvalue(res, 0, 0), "t") == 0)
-		log_info("erasure request %s: done: %lld records purged by this pass, nothing erasable left", r->id,
-			 r->purged);
-	else
-		log_warn("erasure request %s: a policy's result says records are left; tried again", r->id);
-	pass_over(d);
 	daemon_policy_idle(d);
 }
 
-/* Every policy of the request has recorded its part. */
+/* Every part of the request is recorded: close it, or try it again later. */
 static void request_over(struct daemon *d)
 {
-	struct requests *rq = d->requests;
-	struct erasure_request *r = rq->current;
-	const struct config *cfg = d->cfg;
+	struct erasure_request *r = d->requests->current;
 	const char *params[2] = {r->id, NULL};
-	char *values = NULL;
-	if (r->unfinished) {
-		int ms = rq->retry_ms ? rq->retry_ms : RETRY_FIRST_MS;
-		struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-		rq->retry_ms = ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : ms * 2;
-		log_warn("erasure request %s: not finished (see its results: retentionctl request show %s); tried again"
-			 " in %d s",
-			 r->id, r->id, ms / 1000);
-		evtimer_add(rq->retry_timer, &tv);
+	char *policies;
+	if (r->closed) {
+		log_info("erasure request %s: closed meanwhile; its other parts are not carried out", r->id);
 		pass_over(d);
 		return;
 	}
-	if (config_pseudonymizes_subject(cfg)) {
-		/* A closed request keeps the identities only as the trail's pseudonyms, made here. */
-		char **pseudonyms = xcalloc(r->n + 1, sizeof(char *));
-		for (size_t i = 0; i < r->n; i++)
-			pseudonyms[i] = audit_stored_value(&cfg->audit.key, r->values[i]);
-		values = policy_text_array(pseudonyms, r->n);
-		policy_text_array_free(pseudonyms);
+	if (r->unfinished) {
+		retry_later(d, r, "a part could not be finished");
+		pass_over(d);
+		return;
 	}
-	params[1] = values;
+	/* The server checks each of this configuration's parts is finished, whatever this pass saw. */
+	policies = policy_text_array(r->parts, r->n_parts);
+	params[1] = policies;
 	if (!send_statement(d, "SELECT retention.finish_erasure($1::bigint, $2::text[])", 2, params, on_finished, d))
 		pass_over(d);
-	free(values);
+	free(policies);
 }
 
-static void start_next_part(struct daemon *d);
-
 /* One policy's part is recorded (or could not be): the next one. */
-static void job_over(struct daemon *d, bool finished)
+static void part_over(struct daemon *d, bool finished)
 {
 	struct erasure_request *r = d->requests->current;
 	INVARIANT(r != NULL);
 	if (!finished)
 		r->unfinished = true;
-	start_next_part(d);
+	if (r->closed)
+		request_over(d);
+	else
+		start_next_part(d);
 }
 
 struct progress {
@@ -208,60 +234,52 @@ static void on_progress(PGresult *res, void *arg)
 	bool finished = p->finished;
 	char buf[512];
 	free(p);
-	d->requests->in_flight--;
-	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
-		log_err("recording an erasure request's result failed: %s", pgconn_error_text(res, buf, sizeof(buf)));
+	statement_over(d);
+	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+		log_err("erasure request %s: recording a policy's result failed: %s", requests_current_id(d),
+			pgconn_error_text(res, buf, sizeof(buf)));
 		finished = false;
+	} else if (strcmp(PQgetvalue(res, 0, 0), "t") != 0 && d->requests->current) {
+		d->requests->current->closed = true;
 	}
 	if (d->requests->current)
-		job_over(d, finished);
+		part_over(d, finished);
 	daemon_policy_idle(d);
 }
 
-/* Records what PS did for the current request; then its part is over. */
-static void record_progress(struct policy_state *ps, long long purged, long long kept, const char *why, bool finished)
+/* Records where PS's part of the current request stands; then the part is over. */
+static void record_progress(struct policy_state *ps, long long kept, const char *why, bool finished)
 {
 	struct daemon *d = ps->d;
 	struct erasure_request *r = d->requests->current;
 	struct progress *p = xcalloc(1, sizeof(*p));
-	char purged_text[24], kept_text[24];
-	const char *params[6];
-	snprintf(purged_text, sizeof(purged_text), "%lld", purged);
+	char kept_text[24];
+	const char *params[5];
 	snprintf(kept_text, sizeof(kept_text), "%lld", kept);
 	params[0] = r->id;
 	params[1] = ps->policy->name;
-	params[2] = purged_text;
-	params[3] = kept_text;
-	params[4] = why;
-	params[5] = finished ? "true" : "false";
+	params[2] = kept_text;
+	params[3] = why;
+	params[4] = finished ? "true" : "false";
 	p->d = d;
 	p->finished = finished;
-	r->purged += purged;
 	if (!finished)
 		log_warn("erasure request %s: policy %s: %s", r->id, ps->policy->name, why ? why : "not finished");
-	if (!send_statement(
-		    d, "SELECT retention.request_progress($1::bigint, $2, $3::bigint, $4::bigint, $5, $6::boolean)", 6,
-		    params, on_progress, p)) {
+	if (!send_statement(d, "SELECT retention.request_progress($1::bigint, $2, $3::bigint, $4, $5::boolean)", 5,
+			    params, on_progress, p)) {
 		free(p);
-		job_over(d, false);
+		part_over(d, false);
 	}
 }
-
-struct left {
-	struct policy_state *ps;
-	long long purged;
-};
 
 /* What is left of the subject's records in a policy, after its erasure run or instead of one (keep). */
 static void on_left(PGresult *res, void *arg)
 {
-	struct left *l = arg;
-	struct policy_state *ps = l->ps;
+	struct policy_state *ps = arg;
 	struct daemon *d = ps->d;
-	long long purged = l->purged, erasable, kept, failed;
-	char buf[512], *why;
-	free(l);
-	d->requests->in_flight--;
+	long long erasable, kept, failed;
+	char buf[512], *why = NULL;
+	statement_over(d);
 	if (d->requests->current == NULL) {
 		daemon_policy_idle(d);
 		return;
@@ -269,67 +287,92 @@ static void on_left(PGresult *res, void *arg)
 	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
 		why = xasprintf("reading what is left of the subject's records failed: %s",
 				pgconn_error_text(res, buf, sizeof(buf)));
-		record_progress(ps, purged, 0, why, false);
-		free(why);
-		daemon_policy_idle(d);
-		return;
-	}
-	if (!daemon_session_intact(d, res, 4, ps->policy->name, false)) {
-		record_progress(ps, purged, 0, "the session changed while reading what is left", false);
-		daemon_policy_idle(d);
-		return;
-	}
-	erasable = atoll(PQgetvalue(res, 0, 0));
-	kept = atoll(PQgetvalue(res, 0, 1));
-	failed = atoll(PQgetvalue(res, 0, 3));
-	if (ps->policy->on_erasure == POLICY_ERASURE_KEEP) {
-		why = xasprintf("kept (on_erasure = keep): %s", ps->policy->erasure_exception);
-		record_progress(ps, 0, erasable + kept + failed, why, true);
-	} else if (failed > 0) {
-		/* A failure is never "done": the record is tried again after a reload or restart. */
-		why = xasprintf("%lld records could not be purged (the daemon's log says why)", failed);
-		record_progress(ps, purged, kept, why, false);
-	} else if (erasable > 0) {
-		why = xasprintf("%lld records not purged yet (locked by another transaction?)%s%s", erasable,
-				kept ? "; kept: " : "", kept ? PQgetvalue(res, 0, 2) : "");
-		record_progress(ps, purged, kept, why, false);
+		record_progress(ps, 0, why, false);
+	} else if (!daemon_session_intact(d, res, 4, ps->policy->name, false)) {
+		record_progress(ps, 0, "the session changed while reading what is left", false);
 	} else {
-		why = kept ? xasprintf("kept: %s", PQgetvalue(res, 0, 2)) : NULL;
-		record_progress(ps, purged, kept, why, true);
+		erasable = atoll(PQgetvalue(res, 0, 0));
+		kept = atoll(PQgetvalue(res, 0, 1));
+		failed = atoll(PQgetvalue(res, 0, 3));
+		if (ps->policy->on_erasure == POLICY_ERASURE_KEEP) {
+			if (erasable + kept + failed > 0)
+				why = xasprintf("kept (on_erasure = keep): %s", ps->policy->erasure_exception);
+			record_progress(ps, erasable + kept + failed, why, true);
+		} else if (failed > 0) {
+			/* A failure is never "done": the record is tried again after a reload or restart. */
+			why = xasprintf("%lld record%s could not be purged (the daemon's log says why)", failed,
+					failed == 1 ? "" : "s");
+			record_progress(ps, kept, why, false);
+		} else if (erasable > 0) {
+			why = xasprintf("%lld record%s not purged yet (locked by another transaction?)%s%s", erasable,
+					erasable == 1 ? "" : "s", kept ? "; kept: " : "",
+					kept ? PQgetvalue(res, 0, 2) : "");
+			record_progress(ps, kept, why, false);
+		} else {
+			why = kept ? xasprintf("kept: %s", PQgetvalue(res, 0, 2)) : NULL;
+			record_progress(ps, kept, why, true);
+		}
 	}
 	free(why);
 	daemon_policy_idle(d);
 }
 
-static void read_left(struct policy_state *ps, const char *values, long long purged)
+static void read_left(struct policy_state *ps, const char *values)
 {
 	const char *params[POLICY_N_BASE_PARAMS + 1];
 	Oid types[POLICY_N_BASE_PARAMS + 1];
 	char limit[16], *sql;
-	struct left *l = xcalloc(1, sizeof(*l));
-	l->ps = ps;
-	l->purged = purged;
 	scheduler_params(ps, params, types, limit);
 	params[POLICY_PARAM_EXTRA] = values;
 	types[POLICY_PARAM_EXTRA] = 0;
 	/* The statement reads the policy's table: what its owner's code may change of the session is read too. */
 	sql = xasprintf("SELECT w.*, " SESSION_SETTINGS_SQL " FROM (%s) w", ps->sql.erase_left);
 	if (!may_send(ps->d) || !pgconn_query(ps->d->pg, ps->d->requests, PGCONN_PLAIN, sql, POLICY_N_BASE_PARAMS + 1,
-					      types, params, on_left, l)) {
-		free(l);
+					      types, params, on_left, ps)) {
 		free(sql);
-		job_over(ps->d, false);
+		part_over(ps->d, false);
 		return;
 	}
 	ps->d->requests->in_flight++;
 	free(sql);
 }
 
+/* Why PS cannot carry out its part at all now, not merely later; NULL if it can (or may, once idle). */
+static const char *part_impossible(const struct policy_state *ps)
+{
+	if (ps->off_until_reload)
+		return ps->problem ? ps->problem : "the policy is off until the daemon is reloaded";
+	if (ps->resolved && ps->sql.erase_lock == NULL)
+		return "its subject column's type has no equality operator: its records cannot be looked up";
+	/* Not looked up, and nothing will look it up before the next resync: its description failed. */
+	if (!ps->resolved && ps->phase == POLICY_IDLE && !ps->ask_wanted && !ps->purge_wanted)
+		return ps->problem ? ps->problem : "its table could not be looked up";
+	return NULL;
+}
+
 bool requests_start_waiting(struct policy_state *ps)
 {
-	if (!ps->erase_wanted || ps->phase != POLICY_IDLE || !scheduler_may_start(ps))
+	const char *why;
+	char *values;
+	if (!ps->erase_wanted || ps->d->requests->current == NULL)
 		return false;
+	if ((why = part_impossible(ps)) != NULL) {
+		ps->erase_wanted = false;
+		free(ps->erase_values);
+		ps->erase_values = NULL;
+		record_progress(ps, 0, why, false);
+		return false;
+	}
+	if (ps->phase != POLICY_IDLE || !scheduler_may_start(ps))
+		return false; /* once idle, or after the reload or reconnect that resets the pass */
 	ps->erase_wanted = false;
+	if (ps->policy->on_erasure == POLICY_ERASURE_KEEP) {
+		values = ps->erase_values;
+		ps->erase_values = NULL;
+		read_left(ps, values);
+		free(values);
+		return false;
+	}
 	ps->erasing = true;
 	ps->erased = 0;
 	ps->purged_before_run = ps->purged;
@@ -340,21 +383,22 @@ bool requests_start_waiting(struct policy_state *ps)
 void requests_policy_finished(struct policy_state *ps, enum purge_outcome outcome)
 {
 	char *values = ps->erase_values;
-	long long erased = ps->erased;
+	struct erasure_request *r = ps->d->requests->current;
 	ps->erasing = false;
 	ps->erase_values = NULL;
-	ps->erased = 0;
-	if (ps->d->requests->current == NULL) {
+	if (r == NULL) {
 		free(values);
 		return;
 	}
+	r->purged += ps->erased;
+	ps->erased = 0;
 	if (outcome == PURGE_DONE)
-		read_left(ps, values, erased);
+		read_left(ps, values);
 	else
-		record_progress(ps, erased, 0,
-				outcome == PURGE_LOCKED ? "its lock is held elsewhere"
-				: ps->problem           ? ps->problem
-							: "its batch did not complete",
+		record_progress(ps, 0,
+				outcome == PURGE_LOCKED                  ? "its lock is held elsewhere"
+				: outcome == PURGE_FAILED && ps->problem ? ps->problem
+									 : "its batches did not complete",
 				false);
 	free(values);
 }
@@ -373,6 +417,20 @@ static char *values_for(const struct erasure_request *r, const struct policy *p)
 	return out;
 }
 
+/* The first identity type of R that no policy of this configuration declares, or NULL. */
+static const char *undeclared_identity(const struct daemon *d, const struct erasure_request *r)
+{
+	for (size_t i = 0; i < r->n; i++) {
+		bool declared = false;
+		for (size_t k = 0; k < d->n_policies && !declared; k++)
+			declared = d->policies[k].policy->identity &&
+				   strcmp(d->policies[k].policy->identity, r->types[i]) == 0;
+		if (!declared)
+			return r->types[i];
+	}
+	return NULL;
+}
+
 /*
  * The current request's part in the next policy whose identity it names.
  * One at a time: the parts share the daemon's one connection with the
@@ -384,35 +442,27 @@ static void start_next_part(struct daemon *d)
 	struct erasure_request *r = d->requests->current;
 	struct policy_state *ps = NULL;
 	char *values = NULL;
+	const char *undeclared;
 	while (r->next_policy < d->n_policies && values == NULL) {
 		ps = &d->policies[r->next_policy++];
 		values = values_for(r, ps->policy);
 	}
 	if (values == NULL) {
-		if (r->parts == 0) {
-			log_warn("erasure request %s: no policy of this configuration declares its identities; it stays"
-				 " open",
-				 r->id);
+		if ((undeclared = undeclared_identity(d, r)) != NULL) {
+			/* Part of what was asked would go undone: the request is not done. */
+			log_warn("erasure request %s: no policy of this configuration declares identity %s", r->id,
+				 undeclared);
 			r->unfinished = true;
 		}
 		request_over(d);
 		return;
 	}
-	r->parts++;
-	if (ps->policy->on_erasure == POLICY_ERASURE_KEEP && ps->resolved && ps->sql.erase_left) {
-		read_left(ps, values, 0);
-		free(values);
-	} else if (!ps->resolved || ps->off_until_reload || ps->sql.erase_lock == NULL) {
-		free(values);
-		record_progress(ps, 0, 0,
-				ps->problem ? ps->problem : "the policy is not running (its table is being looked up)",
-				false);
-	} else {
-		free(ps->erase_values);
-		ps->erase_values = values;
-		ps->erase_wanted = true;
-		requests_start_waiting(ps);
-	}
+	r->parts = xrealloc(r->parts, (r->n_parts + 1) * sizeof(char *));
+	r->parts[r->n_parts++] = xstrdup(ps->policy->name);
+	free(ps->erase_values);
+	ps->erase_values = values;
+	ps->erase_wanted = true;
+	requests_start_waiting(ps);
 }
 
 static void start_next(struct daemon *d)
@@ -420,6 +470,8 @@ static void start_next(struct daemon *d)
 	struct requests *rq = d->requests;
 	if (rq->current)
 		return;
+	while (rq->next < rq->n_queue && rq->queue[rq->next].n == 0)
+		rq->next++; /* a closed request, pseudonymized when read */
 	if (rq->next >= rq->n_queue) {
 		queue_free(rq);
 		if (rq->read_wanted)
@@ -431,12 +483,41 @@ static void start_next(struct daemon *d)
 	start_next_part(d);
 }
 
+static void on_pseudonymized(PGresult *res, void *arg)
+{
+	struct daemon *d = arg;
+	char buf[512];
+	statement_over(d);
+	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK)
+		log_err("replacing a closed request's identities by their pseudonyms failed: %s; tried again at the"
+			" next resync",
+			pgconn_error_text(res, buf, sizeof(buf)));
+	daemon_policy_idle(d);
+}
+
+/* A closed request keeps its identities only as the audit trail's pseudonyms, made here with the key. */
+static void pseudonymize(struct daemon *d, const char *id, char **values, size_t n)
+{
+	char **pseudonyms = xcalloc(n + 1, sizeof(char *)), *literal;
+	const char *params[2];
+	for (size_t i = 0; i < n; i++)
+		pseudonyms[i] = audit_stored_value(&d->cfg->audit.key, values[i]);
+	literal = policy_text_array(pseudonyms, n);
+	params[0] = id;
+	params[1] = literal;
+	if (!send_statement(d, "SELECT retention.pseudonymize_request($1::bigint, $2::text[])", 2, params,
+			    on_pseudonymized, d))
+		log_debug("request %s: no connection to pseudonymize it on", id);
+	policy_text_array_free(pseudonyms);
+	free(literal);
+}
+
 static void on_read(PGresult *res, void *arg)
 {
 	struct daemon *d = arg;
 	struct requests *rq = d->requests;
 	char buf[512];
-	rq->in_flight--;
+	statement_over(d);
 	rq->reading = false;
 	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
 		if (strcmp(pgconn_sqlstate(res), "42501") == 0) {
@@ -457,12 +538,19 @@ static void on_read(PGresult *res, void *arg)
 	rq->queue = xcalloc(rq->n_queue + 1, sizeof(*rq->queue));
 	for (size_t i = 0; i < rq->n_queue; i++) {
 		struct erasure_request *r = &rq->queue[i];
-		size_t n_values;
+		size_t n_types, n_values;
+		char **types = policy_text_array_parse(PQgetvalue(res, (int)i, 2), &n_types);
+		char **values = policy_text_array_parse(PQgetvalue(res, (int)i, 3), &n_values);
 		r->id = xstrdup(PQgetvalue(res, (int)i, 0));
-		r->types = policy_text_array_parse(PQgetvalue(res, (int)i, 1), &r->n);
-		r->values = policy_text_array_parse(PQgetvalue(res, (int)i, 2), &n_values);
-		if (n_values != r->n)
-			r->n = 0; /* matches no policy: it stays open, and the log says so */
+		if (strcmp(PQgetvalue(res, (int)i, 1), "t") != 0) {
+			pseudonymize(d, r->id, values, n_values);
+			policy_text_array_free(types);
+			policy_text_array_free(values);
+			continue; /* n 0: skipped by start_next */
+		}
+		r->types = types;
+		r->values = values;
+		r->n = n_types == n_values ? n_types : 0;
 	}
 	if (rq->n_queue == 0)
 		rq->retry_ms = 0;
@@ -473,6 +561,7 @@ static void on_read(PGresult *res, void *arg)
 void requests_wake(struct daemon *d)
 {
 	struct requests *rq = d->requests;
+	const char *params[1];
 	if (rq == NULL || d->once)
 		return;
 	if (rq->reading || rq->current) {
@@ -481,6 +570,7 @@ void requests_wake(struct daemon *d)
 	}
 	rq->read_wanted = false;
 	evtimer_del(rq->retry_timer);
-	if (send_statement(d, open_requests_sql, 0, NULL, on_read, d))
+	params[0] = config_pseudonymizes_subject(d->cfg) && d->cfg->audit.key.bytes ? "true" : "false";
+	if (send_statement(d, requests_sql, 1, params, on_read, d))
 		rq->reading = true;
 }

@@ -149,14 +149,15 @@ static void request_ask(struct policy_state *ps)
 static void become_idle(struct policy_state *ps)
 {
 	scheduler_enter(ps, POLICY_IDLE);
+	/* An erasure request's part waiting for this policy starts now, or is given up if the policy cannot run. */
+	if (requests_start_waiting(ps))
+		return;
 	if (scheduler_may_start(ps)) {
 		if (!ps->resolved && (ps->ask_wanted || ps->purge_wanted)) {
 			ps->ask_wanted = ps->purge_wanted = false;
 			resolve_table(ps);
 			return;
 		}
-		if (requests_start_waiting(ps))
-			return;
 		if (ps->purge_wanted) {
 			start_purge(ps);
 			return;

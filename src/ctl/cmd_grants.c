@@ -294,10 +294,10 @@ int cmd_grants(struct ctl *ctl, int argc, char **argv)
 		       "GRANT SELECT ON retention.requests, retention.request_identities, retention.request_results,"
 		       " retention.audit_log, retention.holds TO %s;\n"
 		       "GRANT EXECUTE ON FUNCTION retention.file_request(text, text[], text[], timestamptz, text),"
-		       " retention.extend_request(bigint, timestamptz, text), retention.reject_request(bigint, text,"
-		       " text[]), retention.restrict_request(text[], text[], text[], text[], text, timestamptz, text),"
-		       " retention.lift_restriction(bigint, text, text[]), retention.is_restricted(text, text),"
-		       " retention.record_access(text[], text[], timestamptz, text, boolean) TO %s;\n"
+		       " retention.extend_request(bigint, timestamptz, text), retention.reject_request(bigint, text),"
+		       " retention.restrict_request(text[], text[], text[], text[], text, timestamptz, text),"
+		       " retention.lift_restriction(bigint, text), retention.is_restricted(text, text),"
+		       " retention.record_access(text[], text[], timestamptz, text) TO %s;\n"
 		       "-- request access reads every column of the subject's records:\n",
 		       role, role, role);
 		for (size_t i = 0; i < n_tables; i++) {

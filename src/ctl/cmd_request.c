@@ -24,18 +24,23 @@ static const char usage[] =
 	"their clocks say; held and exempt records, and policies with on_erasure = \"keep\",\n"
 	"are kept and reported. The request is done once nothing erasable is left.\n"
 	"Its deadline is one calendar month after --received (default: now), in\n"
-	"database.time_zone; 'extend' moves it by at most two more months (Art. 12(3)).\n"
+	"database.time_zone; 'extend' moves it, by two more months at most (Art. 12(3)).\n"
 	"'reject' closes a request without carrying it out, with the reason given.\n"
 	"'restrict' keeps every record of the subject in those policies from being purged\n"
 	"(Art. 18), race-free like a hold, until 'lift'.\n"
 	"'access' prints one JSON document: per policy its rule and every record of the\n"
 	"subject, with when the rule purges it (Art. 15); it is recorded as done at once.\n"
-	"A closed request keeps its identities only as the audit trail's pseudonyms.\n";
+	"A closed request keeps its identities only as the audit trail's pseudonyms (the\n"
+	"daemon replaces them). An extension reaches at most three months after receipt.\n";
 
-/* One identity of a request: TYPE=VALUE as typed, and the policies that hold that type. */
+/*
+ * One identity of a request: TYPE=VALUE as typed. It is kept so: each
+ * policy reads it in its own subject column's type (04711 is account 4711
+ * in an integer column, and 04711 in a text one).
+ */
 struct identity {
 	char *type;
-	char *value; /* as the first matching policy's subject column spells it */
+	char *value;
 };
 
 /* What a request command was given. */
@@ -144,8 +149,8 @@ static char *declared_identities(const struct config *cfg)
 
 /*
  * Checks ID against every policy that declares its type: the value must be
- * one of each subject column's type. Sets ID->value to the first policy's
- * spelling of it. False after one line on stderr.
+ * one of each subject column's type. Adds each policy with the value as its
+ * column spells it to A's pairs. False after one line on stderr.
  */
 static bool identity_check(struct ctl *ctl, struct identity *id, struct request_args *a)
 {
@@ -170,13 +175,7 @@ static bool identity_check(struct ctl *ctl, struct identity *id, struct request_
 		a->policies = xrealloc(a->policies, (a->n_pairs + 1) * sizeof(char *));
 		a->subjects = xrealloc(a->subjects, (a->n_pairs + 1) * sizeof(char *));
 		a->policies[a->n_pairs] = xstrdup(p->name);
-		a->subjects[a->n_pairs++] = xstrdup(canonical);
-		if (!matched) {
-			free(id->value);
-			id->value = canonical;
-		} else {
-			free(canonical);
-		}
+		a->subjects[a->n_pairs++] = canonical;
 		matched = true;
 	}
 	if (!matched) {
@@ -355,16 +354,16 @@ static bool access_part(struct ctl *ctl, const struct policy *p, const char *val
 /*
  * Art. 15: one JSON document with, per policy whose identity is named, its
  * rule and every record of the subject as PostgreSQL renders it, with the
- * moment the rule purges it. Recorded as a request, done at once, its
- * identities kept as pseudonyms. One snapshot for the whole report.
+ * moment the rule purges it. Recorded as a request, done at once (the
+ * daemon then pseudonymizes its identities). One snapshot for the report.
  */
 static int request_access(struct ctl *ctl, int argc, char **argv)
 {
 	struct request_args a;
-	char *types = NULL, *values = NULL, *parts = xstrdup(""), *policies, *kept = NULL;
-	const char *params[6];
+	char *types = NULL, *values = NULL, *parts = xstrdup(""), *policies;
+	const char *params[4];
 	PGresult *res;
-	bool ok = true, pseudonymize;
+	bool ok = true;
 	int status = parse_request_args(argc, argv, "access", false, &a);
 	if (status != CTL_OK) {
 		free(parts);
@@ -374,22 +373,6 @@ static int request_access(struct ctl *ctl, int argc, char **argv)
 		request_args_free(&a);
 		free(parts);
 		return CTL_ERROR;
-	}
-	pseudonymize = config_pseudonymizes_subject(ctl->cfg);
-	if (pseudonymize) {
-		struct config_errors errs = {NULL, 0};
-		if (!config_read_audit_key(ctl->cfg, &errs)) {
-			ctl_error("%s: the request is kept with its identities as pseudonyms, made with this key",
-				  errs.lines[0]);
-			config_errors_clear(&errs);
-			ok = false;
-		} else {
-			char **pseudonyms = xcalloc(a.n + 1, sizeof(char *));
-			for (size_t i = 0; i < a.n; i++)
-				pseudonyms[i] = audit_stored_value(&ctl->cfg->audit.key, a.ids[i].value);
-			kept = policy_text_array(pseudonyms, a.n);
-			policy_text_array_free(pseudonyms);
-		}
 	}
 	PQclear(PQexec(ctl->conn, "BEGIN ISOLATION LEVEL REPEATABLE READ"));
 	for (size_t i = 0; ok && i < ctl->cfg->n_policies; i++) {
@@ -401,14 +384,13 @@ static int request_access(struct ctl *ctl, int argc, char **argv)
 	}
 	if (ok) {
 		params[0] = types;
-		params[1] = kept ? kept : values;
+		params[1] = values;
 		params[2] = a.received;
 		params[3] = a.note;
-		params[4] = kept ? "true" : "false";
 		res = PQexecParams(ctl->conn,
 				   "SELECT retention.record_access($1::text[], $2::text[],"
-				   " coalesce($3::timestamptz, pg_catalog.statement_timestamp()), $4, $5::boolean)",
-				   5, NULL, params, NULL, NULL, 0);
+				   " coalesce($3::timestamptz, pg_catalog.statement_timestamp()), $4)",
+				   4, NULL, params, NULL, NULL, 0);
 		ok = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1;
 		if (!ok)
 			ctl_result_error(ctl, "request access", res);
@@ -440,7 +422,6 @@ static int request_access(struct ctl *ctl, int argc, char **argv)
 	/* Recorded only with its report printed: a failed report leaves no request behind. */
 	PQclear(PQexec(ctl->conn, ok ? "COMMIT" : "ROLLBACK"));
 	free(parts);
-	free(kept);
 	free(types);
 	free(values);
 	request_args_free(&a);
@@ -564,55 +545,10 @@ static int request_extend(struct ctl *ctl, int argc, char **argv)
 }
 
 /*
- * The values request ID's identities are kept as once it is closed: their
- * pseudonyms where the configuration's audit group pseudonymizes subjects,
- * as an array literal; "" to keep them as they are; NULL after an error.
+ * reject and lift: close request ID (one argument) by SQL ($1 id, $2
+ * reason). The daemon then replaces its identities by their pseudonyms:
+ * people closing requests need no key.
  */
-static char *closing_values(struct ctl *ctl, const char *id)
-{
-	const char *params[1] = {id};
-	PGresult *res;
-	char **values, *out;
-	int n;
-	if (!config_pseudonymizes_subject(ctl->cfg))
-		return xstrdup("");
-	res = PQexecParams(
-		ctl->conn,
-		"SELECT i.value FROM retention.request_identities i JOIN retention.requests r"
-		" ON r.id = i.request_id WHERE i.request_id = $1::bigint AND NOT r.pseudonymized ORDER BY i.ord",
-		1, NULL, params, NULL, NULL, 0);
-	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		ctl_result_error(ctl, NULL, res);
-		PQclear(res);
-		return NULL;
-	}
-	n = PQntuples(res);
-	if (n == 0) {
-		PQclear(res);
-		return xstrdup("");
-	}
-	{
-		struct config_errors errs = {NULL, 0};
-		if (!config_read_audit_key(ctl->cfg, &errs)) {
-			ctl_error("%s: a closed request keeps its identities as pseudonyms, made with this key",
-				  errs.lines[0]);
-			config_errors_clear(&errs);
-			PQclear(res);
-			return NULL;
-		}
-	}
-	values = xcalloc((size_t)n, sizeof(char *));
-	for (int i = 0; i < n; i++)
-		values[i] = audit_stored_value(&ctl->cfg->audit.key, PQgetvalue(res, i, 0));
-	out = policy_text_array(values, (size_t)n);
-	for (int i = 0; i < n; i++)
-		free(values[i]);
-	free(values);
-	PQclear(res);
-	return out;
-}
-
-/* reject and lift: close request ID (one argument) by SQL ($1 id, $2 reason, $3 the identities' new values). */
 static int close_request(struct ctl *ctl, int argc, char **argv, const char *verb, const char *sql, const char *done,
 			 const char *not_open)
 {
@@ -620,8 +556,7 @@ static int close_request(struct ctl *ctl, int argc, char **argv, const char *ver
 		{"reason", required_argument, NULL, 'r'},
 		{NULL, 0, NULL, 0},
 	};
-	const char *params[3] = {NULL, NULL, NULL};
-	char *values;
+	const char *params[2] = {NULL, NULL};
 	PGresult *res;
 	int opt, status = CTL_ERROR;
 	while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
@@ -634,11 +569,9 @@ static int close_request(struct ctl *ctl, int argc, char **argv, const char *ver
 		return CTL_USAGE;
 	if (params[1] == NULL || params[1][0] == '\0')
 		return ctl_usage_error(usage, "request %s needs --reason", verb);
-	/* The configuration's audit group says whether the identities are kept as pseudonyms. */
-	if (ctl_config(ctl) == NULL || ctl_connect(ctl) == NULL || (values = closing_values(ctl, params[0])) == NULL)
+	if (ctl_connect(ctl) == NULL)
 		return CTL_ERROR;
-	params[2] = *values ? values : NULL;
-	res = PQexecParams(ctl->conn, sql, 3, NULL, params, NULL, NULL, 0);
+	res = PQexecParams(ctl->conn, sql, 2, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		char *context = xasprintf("request %s", verb);
 		ctl_result_error(ctl, context, res);
@@ -650,20 +583,19 @@ static int close_request(struct ctl *ctl, int argc, char **argv, const char *ver
 		status = CTL_OK;
 	}
 	PQclear(res);
-	free(values);
 	return status;
 }
 
 static int request_reject(struct ctl *ctl, int argc, char **argv)
 {
-	return close_request(ctl, argc, argv, "reject", "SELECT retention.reject_request($1::bigint, $2, $3::text[])",
-			     "rejected", "open");
+	return close_request(ctl, argc, argv, "reject", "SELECT retention.reject_request($1::bigint, $2)", "rejected",
+			     "open");
 }
 
 static int request_lift(struct ctl *ctl, int argc, char **argv)
 {
-	return close_request(ctl, argc, argv, "lift", "SELECT retention.lift_restriction($1::bigint, $2, $3::text[])",
-			     "lifted", "an open restriction");
+	return close_request(ctl, argc, argv, "lift", "SELECT retention.lift_restriction($1::bigint, $2)", "lifted",
+			     "an open restriction");
 }
 
 int cmd_request(struct ctl *ctl, int argc, char **argv)
