@@ -333,9 +333,11 @@ BEGIN
 END
 $$;
 
--- Whether an open restriction names IDENTITY with VALUE (as retentionctl
--- stored it: the subject column's text form), for services that must stop
--- processing. Grant it to the services' roles.
+-- Whether an open restriction names IDENTITY with VALUE, for services that
+-- must stop processing: VALUE as it was filed, or as the subject column of
+-- a policy it holds writes it (its holds keep that form: 04711 filed is
+-- 4711 in an integer column). Compared as text. Grant it to the services'
+-- roles.
 CREATE FUNCTION retention.is_restricted(p_identity text, p_value text) RETURNS boolean
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
@@ -343,7 +345,11 @@ CREATE FUNCTION retention.is_restricted(p_identity text, p_value text) RETURNS b
     SELECT EXISTS (SELECT FROM retention.requests r JOIN retention.request_identities i
                        ON i.request_id OPERATOR(pg_catalog.=) r.id
                     WHERE r.kind OPERATOR(pg_catalog.=) 'restriction' AND r.status OPERATOR(pg_catalog.=) 'open'
-                      AND i.identity OPERATOR(pg_catalog.=) p_identity AND i.value OPERATOR(pg_catalog.=) p_value)
+                      AND i.identity OPERATOR(pg_catalog.=) p_identity
+                      AND (i.value OPERATOR(pg_catalog.=) p_value
+                           OR EXISTS (SELECT FROM retention.holds h
+                                       WHERE h.request_id OPERATOR(pg_catalog.=) r.id AND h.released_at IS NULL
+                                         AND h.subject OPERATOR(pg_catalog.=) p_value)))
 $$;
 
 -- ---- access (Art. 15) ----

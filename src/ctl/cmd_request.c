@@ -435,10 +435,12 @@ static int request_access(struct ctl *ctl, int argc, char **argv)
 
 static const char list_sql[] =
 	"SELECT r.id, r.kind, r.status, " IDENTITIES_SQL " AS identities, r.received_at, r.deadline_at,"
-	" r.status = 'open' AND r.deadline_at < pg_catalog.statement_timestamp() AS overdue, r.completed_at,"
+	" r.kind <> 'restriction' AND r.status = 'open' AND r.deadline_at < pg_catalog.statement_timestamp() AS overdue,"
+	" r.completed_at,"
 	" r.placed_by, r.note FROM retention.requests r"
 	" WHERE (NOT $1::boolean OR r.status = 'open')"
-	" AND (NOT $2::boolean OR (r.status = 'open' AND r.deadline_at < pg_catalog.statement_timestamp()))"
+	" AND (NOT $2::boolean OR (r.kind <> 'restriction' AND r.status = 'open'"
+	" AND r.deadline_at < pg_catalog.statement_timestamp()))"
 	" ORDER BY r.id";
 
 static int request_list(struct ctl *ctl, int argc, char **argv)
