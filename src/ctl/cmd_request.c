@@ -223,12 +223,29 @@ static void say_filed(struct ctl *ctl, const char *kind, const char *id)
 	PQclear(when);
 }
 
+/* `request VERB` files a request of KIND by SQL (which returns its id) and says so; CTL_OK or CTL_ERROR. */
+static int file_request(struct ctl *ctl, const char *verb, const char *kind, const char *sql, int n,
+			const char *const *params)
+{
+	PGresult *res = PQexecParams(ctl->conn, sql, n, NULL, params, NULL, NULL, 0);
+	int status = CTL_ERROR;
+	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+		char *context = xasprintf("request %s", verb);
+		ctl_result_error(ctl, context, res);
+		free(context);
+	} else {
+		say_filed(ctl, kind, PQgetvalue(res, 0, 0));
+		status = CTL_OK;
+	}
+	PQclear(res);
+	return status;
+}
+
 static int request_erase(struct ctl *ctl, int argc, char **argv)
 {
 	struct request_args a;
 	char *types = NULL, *values = NULL;
 	const char *params[5];
-	PGresult *res;
 	int status = parse_request_args(argc, argv, "erase", false, &a);
 	if (status != CTL_OK)
 		return status;
@@ -242,17 +259,10 @@ static int request_erase(struct ctl *ctl, int argc, char **argv)
 	params[2] = values;
 	params[3] = a.received;
 	params[4] = a.note;
-	res = PQexecParams(ctl->conn,
-			   "SELECT retention.file_request($1, $2::text[], $3::text[],"
-			   " coalesce($4::timestamptz, pg_catalog.statement_timestamp()), $5)",
-			   5, NULL, params, NULL, NULL, 0);
-	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
-		ctl_result_error(ctl, "request erase", res);
-	} else {
-		say_filed(ctl, "erasure", PQgetvalue(res, 0, 0));
-		status = CTL_OK;
-	}
-	PQclear(res);
+	status = file_request(ctl, "erase", "erasure",
+			      "SELECT retention.file_request($1, $2::text[], $3::text[],"
+			      " coalesce($4::timestamptz, pg_catalog.statement_timestamp()), $5)",
+			      5, params);
 	free(types);
 	free(values);
 	request_args_free(&a);
@@ -269,7 +279,6 @@ static int request_restrict(struct ctl *ctl, int argc, char **argv)
 	struct request_args a;
 	char *types = NULL, *values = NULL, *policies, *subjects;
 	const char *params[7];
-	PGresult *res;
 	int status = parse_request_args(argc, argv, "restrict", true, &a);
 	if (status != CTL_OK)
 		return status;
@@ -287,17 +296,10 @@ static int request_restrict(struct ctl *ctl, int argc, char **argv)
 	params[4] = a.reason;
 	params[5] = a.received;
 	params[6] = a.note;
-	res = PQexecParams(ctl->conn,
-			   "SELECT retention.restrict_request($1::text[], $2::text[], $3::text[], $4::text[], $5,"
-			   " coalesce($6::timestamptz, pg_catalog.statement_timestamp()), $7)",
-			   7, NULL, params, NULL, NULL, 0);
-	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
-		ctl_result_error(ctl, "request restrict", res);
-	} else {
-		say_filed(ctl, "restriction", PQgetvalue(res, 0, 0));
-		status = CTL_OK;
-	}
-	PQclear(res);
+	status = file_request(ctl, "restrict", "restriction",
+			      "SELECT retention.restrict_request($1::text[], $2::text[], $3::text[], $4::text[], $5,"
+			      " coalesce($6::timestamptz, pg_catalog.statement_timestamp()), $7)",
+			      7, params);
 	free(policies);
 	free(subjects);
 	free(types);
