@@ -249,7 +249,6 @@ static int request_erase(struct ctl *ctl, int argc, char **argv)
 	int status = parse_request_args(argc, argv, "erase", false, &a);
 	if (status != CTL_OK)
 		return status;
-	status = CTL_ERROR;
 	if (!check_identities(ctl, &a, &types, &values)) {
 		request_args_free(&a);
 		return CTL_ERROR;
@@ -282,7 +281,6 @@ static int request_restrict(struct ctl *ctl, int argc, char **argv)
 	int status = parse_request_args(argc, argv, "restrict", true, &a);
 	if (status != CTL_OK)
 		return status;
-	status = CTL_ERROR;
 	if (!check_identities(ctl, &a, &types, &values)) {
 		request_args_free(&a);
 		return CTL_ERROR;
