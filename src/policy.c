@@ -523,6 +523,19 @@ void policy_slack(const struct duration *retain, bool clock_without_zone, char *
 	snprintf(buf, size, "%d days %d hours", days, hours);
 }
 
+char *policy_identity_values(const struct policy *p, char *const *types, char *const *values, size_t n)
+{
+	char **mine = xcalloc(n + 1, sizeof(char *)), *out = NULL;
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++)
+		if (p->identity && strcmp(p->identity, types[i]) == 0)
+			mine[k++] = values[i];
+	if (k)
+		out = policy_text_array(mine, k);
+	free(mine);
+	return out;
+}
+
 char *policy_text_array(char *const *values, size_t n)
 {
 	size_t cap = 3;
@@ -1295,7 +1308,8 @@ static char *build_erase_lock(const struct frame *f)
 /*
  * What is left of the subjects $14 after an erasure: -> erasable, kept (by a
  * hold, an exemption or a reference), why (their reasons, "; "-separated),
- * failed (records whose purge failed on their own: the daemon skips them).
+ * failed (records whose purge failed on their own: the daemon skips them),
+ * settings (SESSION_SETTINGS_SQL).
  */
 static char *build_erase_left(const struct frame *f)
 {
@@ -1303,7 +1317,9 @@ static char *build_erase_left(const struct frame *f)
 	sb_add(&b, "SELECT pg_catalog.count(*) FILTER (WHERE why IS NULL AND NOT failed) AS erasable,"
 		   " pg_catalog.count(*) FILTER (WHERE why IS NOT NULL) AS kept,"
 		   " pg_catalog.string_agg(DISTINCT why, '; ') AS why,"
-		   " pg_catalog.count(*) FILTER (WHERE failed AND why IS NULL) AS failed FROM (SELECT NOT (true");
+		   " pg_catalog.count(*) FILTER (WHERE failed AND why IS NULL) AS failed,"
+		   /* It reads the policy's table: what its owner's code may change of the session is read too. */
+		   " " SESSION_SETTINGS_SQL " AS settings FROM (SELECT NOT (true");
 	sb_not_quarantined(&b, f);
 	sb_add(&b, ") AS failed, CASE WHEN NOT (true");
 	sb_not_exempt(&b, f);

@@ -153,7 +153,7 @@ struct policy_sql {
 	char *canonical_key;     /* -> $14 read as the key column's type, as text; whether equal values have no other */
 	char *canonical_subject; /* the same for the subject column (NULL without one) */
 	char *erase_lock;  /* as lock, for the records of the subjects $14 (text[]) of open request $15, due or not */
-	char *erase_left;  /* -> erasable, kept, why, failed: the subjects' records after an erasure ($14) */
+	char *erase_left;  /* -> erasable, kept, why, failed, settings: the subjects' records after an erasure ($14) */
 	char *access;      /* -> the policy and the subjects' records, as JSON ($14 subjects, $15 retain) */
 	char **guard_what; /* policy_guard.what, for explain */
 	size_t n_guards;
@@ -209,6 +209,13 @@ bool policy_prepare(PGconn *conn, const struct config *cfg, const struct policy 
 
 /* The extra interval the index range needs so calendar arithmetic never drops a due row. */
 void policy_slack(const struct duration *retain, bool clock_without_zone, char *buf, size_t size);
+
+/*
+ * The VALUES of a request's identities (parallel to TYPES, N of them) that
+ * P's subject column holds, those whose type is P's identity, as a text[]
+ * literal; NULL if none. The daemon and retentionctl pick a policy's part so.
+ */
+char *policy_identity_values(const struct policy *p, char *const *types, char *const *values, size_t n);
 
 /* A PostgreSQL array literal of VALUES, every element quoted; a NULL pointer is SQL NULL. */
 char *policy_text_array(char *const *values, size_t n);

@@ -194,7 +194,7 @@ static void report(struct policy_state *ps)
 {
 	struct daemon *d = ps->d;
 	struct batch *b = &ps->batch;
-	char anchor[256], late[48];
+	char anchor[256], late[48], why[80];
 	ps->batches++;
 	if (b->purged > 0) {
 		ps->purged += b->purged;
@@ -203,16 +203,14 @@ static void report(struct policy_state *ps)
 		daemon_status_changed(d);
 		if (ps->erasing) {
 			ps->erased += b->purged;
-			log_info("policy %s: purged %lld record%s from %s (%s) for erasure request %s",
-				 ps->policy->name, b->purged, b->purged == 1 ? "" : "s", ps->sql.table,
-				 ps->policy->action == POLICY_ACTION_DELETE ? "deleted" : "anonymized",
-				 requests_current_id(d));
+			snprintf(why, sizeof(why), " for erasure request %s", requests_current_id(d));
 		} else {
-			log_info("policy %s: purged %lld record%s from %s (%s), at most %s after due", ps->policy->name,
-				 b->purged, b->purged == 1 ? "" : "s", ps->sql.table,
-				 ps->policy->action == POLICY_ACTION_DELETE ? "deleted" : "anonymized",
+			snprintf(why, sizeof(why), ", at most %s after due",
 				 seconds_for_people(b->max_late_seconds, late, sizeof(late)));
 		}
+		log_info("policy %s: purged %lld record%s from %s (%s)%s", ps->policy->name, b->purged,
+			 b->purged == 1 ? "" : "s", ps->sql.table,
+			 ps->policy->action == POLICY_ACTION_DELETE ? "deleted" : "anonymized", why);
 		audit_anchor_format(ps->policy->name, &b->head, anchor, sizeof(anchor));
 		log_info("%s", anchor);
 		sdnotify_status("purged %lld records in all; last: %s", d->purged_total, ps->policy->name);

@@ -321,20 +321,16 @@ static void read_left(struct policy_state *ps, const char *values)
 {
 	const char *params[POLICY_N_BASE_PARAMS + 1];
 	Oid types[POLICY_N_BASE_PARAMS + 1];
-	char limit[16], *sql;
+	char limit[16];
 	scheduler_params(ps, params, types, limit);
 	params[POLICY_PARAM_EXTRA] = values;
 	types[POLICY_PARAM_EXTRA] = 0;
-	/* The statement reads the policy's table: what its owner's code may change of the session is read too. */
-	sql = xasprintf("SELECT w.*, " SESSION_SETTINGS_SQL " FROM (%s) w", ps->sql.erase_left);
-	if (!may_send(ps->d) || !pgconn_query(ps->d->pg, ps->d->requests, PGCONN_PLAIN, sql, POLICY_N_BASE_PARAMS + 1,
-					      types, params, on_left, ps)) {
-		free(sql);
+	if (!may_send(ps->d) || !pgconn_query(ps->d->pg, ps->d->requests, PGCONN_PLAIN, ps->sql.erase_left,
+					      POLICY_N_BASE_PARAMS + 1, types, params, on_left, ps)) {
 		part_over(ps->d, false);
 		return;
 	}
 	ps->d->requests->in_flight++;
-	free(sql);
 }
 
 /* Why PS cannot carry out its part at all now, not merely later; NULL if it can (or may, once idle). */
@@ -403,20 +399,6 @@ void requests_policy_finished(struct policy_state *ps, enum purge_outcome outcom
 	free(values);
 }
 
-/* The values of request R's identities that policy P's subject column holds, as a text[] literal; NULL if none. */
-static char *values_for(const struct erasure_request *r, const struct policy *p)
-{
-	char **mine = xcalloc(r->n + 1, sizeof(char *)), *out = NULL;
-	size_t n = 0;
-	for (size_t i = 0; i < r->n; i++)
-		if (p->identity && strcmp(p->identity, r->types[i]) == 0)
-			mine[n++] = r->values[i];
-	if (n)
-		out = policy_text_array(mine, n);
-	free(mine);
-	return out;
-}
-
 /* The first identity type of R that no policy of this configuration declares, or NULL. */
 static const char *undeclared_identity(const struct daemon *d, const struct erasure_request *r)
 {
@@ -445,7 +427,7 @@ static void start_next_part(struct daemon *d)
 	const char *undeclared;
 	while (r->next_policy < d->n_policies && values == NULL) {
 		ps = &d->policies[r->next_policy++];
-		values = values_for(r, ps->policy);
+		values = policy_identity_values(ps->policy, r->types, r->values, r->n);
 	}
 	if (values == NULL) {
 		if ((undeclared = undeclared_identity(d, r)) != NULL) {

@@ -306,20 +306,6 @@ static int request_restrict(struct ctl *ctl, int argc, char **argv)
 	return status;
 }
 
-/* The values of A's identities that policy P's subject column holds, as a text[] literal; NULL if none. */
-static char *values_of(const struct request_args *a, const struct policy *p)
-{
-	char **mine = xcalloc(a->n + 1, sizeof(char *)), *out = NULL;
-	size_t n = 0;
-	for (size_t i = 0; i < a->n; i++)
-		if (p->identity && strcmp(p->identity, a->ids[i].type) == 0)
-			mine[n++] = a->ids[i].value;
-	if (n)
-		out = policy_text_array(mine, n);
-	free(mine);
-	return out;
-}
-
 /* Policy P's part of an access report (policy_sql.access), appended to *PARTS with a comma; false after an error. */
 static bool access_part(struct ctl *ctl, const struct policy *p, const char *values, char **parts)
 {
@@ -360,7 +346,7 @@ static bool access_part(struct ctl *ctl, const struct policy *p, const char *val
 static int request_access(struct ctl *ctl, int argc, char **argv)
 {
 	struct request_args a;
-	char *types = NULL, *values = NULL, *parts = xstrdup(""), *policies;
+	char *types = NULL, *values = NULL, *parts = xstrdup(""), *policies, **id_types, **id_values;
 	const char *params[4];
 	PGresult *res;
 	bool ok = true;
@@ -375,9 +361,15 @@ static int request_access(struct ctl *ctl, int argc, char **argv)
 		return CTL_ERROR;
 	}
 	PQclear(PQexec(ctl->conn, "BEGIN ISOLATION LEVEL REPEATABLE READ"));
+	id_types = xcalloc(a.n + 1, sizeof(char *));
+	id_values = xcalloc(a.n + 1, sizeof(char *));
+	for (size_t i = 0; i < a.n; i++) {
+		id_types[i] = a.ids[i].type;
+		id_values[i] = a.ids[i].value;
+	}
 	for (size_t i = 0; ok && i < ctl->cfg->n_policies; i++) {
 		const struct policy *p = &ctl->cfg->policies[i];
-		char *mine = values_of(&a, p);
+		char *mine = policy_identity_values(p, id_types, id_values, a.n);
 		if (mine)
 			ok = access_part(ctl, p, mine, &parts);
 		free(mine);
@@ -421,6 +413,8 @@ static int request_access(struct ctl *ctl, int argc, char **argv)
 	}
 	/* Recorded only with its report printed: a failed report leaves no request behind. */
 	PQclear(PQexec(ctl->conn, ok ? "COMMIT" : "ROLLBACK"));
+	free(id_types);
+	free(id_values);
 	free(parts);
 	free(types);
 	free(values);
@@ -435,13 +429,11 @@ static int request_access(struct ctl *ctl, int argc, char **argv)
 
 static const char list_sql[] =
 	"SELECT r.id, r.kind, r.status, " IDENTITIES_SQL " AS identities, r.received_at, r.deadline_at,"
-	" r.kind <> 'restriction' AND r.status = 'open' AND r.deadline_at < pg_catalog.statement_timestamp() AS overdue,"
-	" r.completed_at,"
-	" r.placed_by, r.note FROM retention.requests r"
-	" WHERE (NOT $1::boolean OR r.status = 'open')"
-	" AND (NOT $2::boolean OR (r.kind <> 'restriction' AND r.status = 'open'"
-	" AND r.deadline_at < pg_catalog.statement_timestamp()))"
-	" ORDER BY r.id";
+	" " REQUEST_OVERDUE_SQL(
+		"r") " AS overdue, r.completed_at, r.placed_by, r.note FROM retention.requests r"
+		     " WHERE (NOT $1::boolean OR r.status = 'open') AND (NOT $2::boolean OR " REQUEST_OVERDUE_SQL(
+			     "r") ")"
+				  " ORDER BY r.id";
 
 static int request_list(struct ctl *ctl, int argc, char **argv)
 {

@@ -36,9 +36,8 @@ static const char policy_states_sql[] =
  */
 static void say_overdue_requests(struct ctl *ctl)
 {
-	PGresult *res = PQexec(
-		ctl->conn, "SELECT count(*), min(deadline_at) FROM retention.requests"
-			   " WHERE status = 'open' AND kind <> 'restriction' AND deadline_at < statement_timestamp()");
+	PGresult *res = PQexec(ctl->conn, "SELECT count(*), min(r.deadline_at) FROM retention.requests r"
+					  " WHERE " REQUEST_OVERDUE_SQL("r"));
 	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 && atoll(PQgetvalue(res, 0, 0)) > 0)
 		ctl_warn("%s data subjects' requests are past their deadline (the first since %s):"
 			 " retentionctl request list --overdue",

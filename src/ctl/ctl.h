@@ -108,6 +108,11 @@ char *ctl_canonical(struct ctl *ctl, const struct policy_sql *sql, const char *s
  * read.
  */
 char *ctl_audit_forms(struct ctl *ctl, bool pseudonymized, const char *value);
+/* Whether request row R is open past its deadline (a restriction is carried out when filed: never). */
+#define REQUEST_OVERDUE_SQL(r)                                                                                         \
+	"(" r ".kind <> 'restriction' AND " r ".status = 'open' AND " r                                                \
+	".deadline_at < pg_catalog.statement_timestamp())"
+
 /* ctl_warn's format for a lookup in a type whose equal values can be written apart: policy, column, value. */
 #define LOOKUP_AS_WRITTEN                                                                                              \
 	"policy %s: values equal to %s %s in its type may be written otherwise (numeric 7.50 for 7.5, citext ALICE"    \

@@ -41,11 +41,12 @@ static void usage(FILE *out)
 		     "Exit status: 0 ok, 1 error, 2 usage error, 3 audit verification failed.\n");
 }
 
-static void verror(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
+static void vsay(const char *kind, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 
-static void verror(const char *fmt, va_list ap)
+/* "retentionctl: KIND MESSAGE" on stderr, one line. */
+static void vsay(const char *kind, const char *fmt, va_list ap)
 {
-	fputs("retentionctl: ", stderr);
+	fprintf(stderr, "retentionctl: %s", kind);
 	vfprintf(stderr, fmt, ap);
 	fputc('\n', stderr);
 }
@@ -54,18 +55,16 @@ void ctl_error(const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
-	verror(fmt, ap);
+	vsay("", fmt, ap);
 	va_end(ap);
 }
 
 void ctl_warn(const char *fmt, ...)
 {
 	va_list ap;
-	fputs("retentionctl: warning: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vsay("warning: ", fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 }
 
 /* What grants the privileges a command needs, for people who lack one. */
@@ -271,7 +270,7 @@ int ctl_usage_error(const char *usage, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
-	verror(fmt, ap);
+	vsay("", fmt, ap);
 	va_end(ap);
 	fputs(usage, stderr);
 	return CTL_USAGE;

@@ -53,6 +53,14 @@ static PGconn *request_db(const char *db)
 
 #define TICKETS "subject = \"email\";"
 
+/* The daemon on CONF, once its policy "tickets" has been looked up (the three-policy configurations). */
+static pid_t start_daemon(const char *conf, const char *log)
+{
+	pid_t pid = fx_start_daemon(conf, log);
+	fx_wait_for_log(log, "policy tickets: ", 20);
+	return pid;
+}
+
 /* Files an erasure request with the given identities (NULL-terminated); returns its id. */
 static char *erase(const char *conf, const char *db, const char *a, const char *b)
 {
@@ -428,8 +436,7 @@ START_TEST(test_erasure_purges_the_subject_in_every_policy)
 			 0);
 	free(out);
 	free(err);
-	pid = fx_start_daemon(conf, log);
-	fx_wait_for_log(log, "policy tickets: ", 20);
+	pid = start_daemon(conf, log);
 	id = erase(conf, "erase_all", "account=4711", "email=ALICE@example.org");
 	ck_assert_msg(wait_status(conn, id, "done", 20), "request %s not done", id);
 	/* The subject's records are gone, the held one and the other subject's stay. */
@@ -479,8 +486,7 @@ START_TEST(test_a_request_stays_open_until_nothing_erasable_is_left)
 	PGconn *conn = request_db("erase_open");
 	PGconn *app = test_connect_db("erase_open");
 	char *conf = three_policies("erase_open", TICKETS), *log = fx_log_path("erase_open"), *id;
-	pid_t pid = fx_start_daemon(conf, log);
-	fx_wait_for_log(log, "policy tickets: ", 20);
+	pid_t pid = start_daemon(conf, log);
 	test_exec(app, "BEGIN; SELECT * FROM app.orders WHERE id = 1 FOR UPDATE");
 	id = erase(conf, "erase_open", "account=4711", NULL);
 	ck_assert(fx_poll_true(
@@ -525,8 +531,7 @@ START_TEST(test_a_failed_batch_leaves_the_request_open_until_the_fault_clears)
 			"    RAISE EXCEPTION 'order % is being invoiced', OLD.id; END IF; RETURN OLD; END $$;"
 			"CREATE TRIGGER refuse BEFORE DELETE ON app.orders FOR EACH ROW EXECUTE FUNCTION app.refuse()");
 	fx_grant(conn, "app");
-	pid = fx_start_daemon(conf, log);
-	fx_wait_for_log(log, "policy tickets: ", 20);
+	pid = start_daemon(conf, log);
 	id = erase(conf, "erase_fault", "account=4711", NULL);
 	ck_assert(fx_poll_true(
 		conn,
@@ -609,8 +614,7 @@ START_TEST(test_a_rejected_request_is_not_carried_out_further)
 	PGconn *app = test_connect_db("erase_reject");
 	char *conf = three_policies("erase_reject", TICKETS), *log = fx_log_path("erase_reject"), *out, *err, *id,
 	     *next;
-	pid_t pid = fx_start_daemon(conf, log);
-	fx_wait_for_log(log, "policy tickets: ", 20);
+	pid_t pid = start_daemon(conf, log);
 	test_exec(app, "BEGIN; SELECT * FROM app.orders WHERE id = 1 FOR UPDATE");
 	id = erase(conf, "erase_reject", "account=4711", NULL);
 	ck_assert(fx_poll_true(
@@ -719,8 +723,7 @@ START_TEST(test_keep_and_exempt_keep_their_records_and_say_why)
 		free(t);
 		free(policies);
 	}
-	pid = fx_start_daemon(conf, log);
-	fx_wait_for_log(log, "policy tickets: ", 20);
+	pid = start_daemon(conf, log);
 	id = erase(conf, "erase_keep", "account=4711", "email=alice@example.org");
 	ck_assert_msg(wait_status(conn, id, "done", 20), "request %s not done", id);
 	test_assert_query_value(
@@ -921,8 +924,7 @@ START_TEST(test_an_erasure_keeps_what_a_restriction_holds)
 			 0);
 	free(out);
 	free(err);
-	pid = fx_start_daemon(conf, log);
-	fx_wait_for_log(log, "policy tickets: ", 20);
+	pid = start_daemon(conf, log);
 	id = erase(conf, "erase_restricted", "account=4711", "email=alice@example.org");
 	ck_assert_msg(wait_status(conn, id, "done", 20), "request %s not done", id);
 	ck_assert(fx_row_exists(conn, "app.tickets", "1"));
