@@ -1,7 +1,7 @@
 -- Creates (or re-grants) the least-privilege role the daemon logs in as.
 -- It owns nothing. In the retention schema it may only INSERT audit rows,
 -- read holds, move its policies' chain heads, take a policy's lock through
--- retention.try_lock_policy() and write its heartbeat; read data subjects'
+-- retention.try_lock_policy() and write its heartbeat; record quarantined records; read data subjects'
 -- requests and record what it did for them, through the functions. It must not be a
 -- superuser or have BYPASSRLS: retentiond refuses to purge as such a role.
 -- Run as a superuser or the schema's owner, after `retentionctl migrate`:
@@ -29,6 +29,12 @@ GRANT SELECT ON retention.holds TO :"role";
 GRANT SELECT, INSERT, UPDATE ON retention.instances TO :"role";
 GRANT SELECT ON retention.schema_version TO :"role";
 GRANT EXECUTE ON FUNCTION retention.try_lock_policy(text), retention.policy_lock_holder(text) TO :"role";
+-- Quarantined records: every statement of a policy skips those whose retry
+-- is not due; the daemon records a record that fails on its own, and removes
+-- one purged on retry, through the functions.
+GRANT SELECT ON retention.quarantine TO :"role";
+GRANT EXECUTE ON FUNCTION retention.quarantine_record(text, text, text, text, interval, text),
+    retention.quarantine_clear(text, text[]) TO :"role";
 -- Data subjects' requests: the daemon reads open erasure requests, records
 -- what each policy did, closes a request once nothing erasable is left, and
 -- replaces a closed request's identities by their pseudonyms.

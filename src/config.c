@@ -35,6 +35,7 @@ const char *const config_known_keys[] = {
 	"daemon.instance",
 	"daemon.resync_interval",
 	"daemon.log_level",
+	"daemon.quarantine_retry",
 	"audit.key_file",
 	"audit.pseudonymize",
 	"policies.name",
@@ -159,7 +160,7 @@ static const struct {
 #define DURATION_MAX_DAYS   (1000 * 366)
 #define DURATION_MAX_USECS  (1000LL * 366 * 86400 * 1000000)
 
-bool duration_parse(const char *text, struct duration *out, const char **why)
+bool duration_parse_or_zero(const char *text, struct duration *out, const char **why)
 {
 	struct duration d = {0, 0, 0};
 	const char *p = text;
@@ -234,6 +235,15 @@ bool duration_parse(const char *text, struct duration *out, const char **why)
 		*why = "empty duration";
 		return false;
 	}
+	*out = d;
+	return true;
+}
+
+bool duration_parse(const char *text, struct duration *out, const char **why)
+{
+	struct duration d;
+	if (!duration_parse_or_zero(text, &d, why))
+		return false;
 	if (d.months == 0 && d.days == 0 && d.usecs == 0) {
 		*why = "duration must be longer than zero";
 		return false;
@@ -460,8 +470,9 @@ static char *lookup_identifier(struct parse_ctx *ctx, const config_setting_t *gr
 	return v;
 }
 
-static bool lookup_duration(struct parse_ctx *ctx, const config_setting_t *group, const char *name, const char *path,
-			    bool required, const char *def, struct duration *out)
+/* A duration key; ZERO_OK lets "0 seconds" through (a key for which zero means off). */
+static bool lookup_duration_as(struct parse_ctx *ctx, const config_setting_t *group, const char *name, const char *path,
+			       bool required, const char *def, struct duration *out, bool zero_ok)
 {
 	const config_setting_t *s = group ? config_setting_get_member(group, name) : NULL;
 	char *text = lookup_string(ctx, group, name, path, required, def);
@@ -469,7 +480,7 @@ static bool lookup_duration(struct parse_ctx *ctx, const config_setting_t *group
 	bool ok = false;
 	if (text == NULL)
 		return false;
-	if (duration_parse(text, out, &why)) {
+	if (zero_ok ? duration_parse_or_zero(text, out, &why) : duration_parse(text, out, &why)) {
 		ok = true;
 	} else {
 		char *full = xasprintf("%s%s%s", path, path[0] ? "." : "", name);
@@ -478,6 +489,12 @@ static bool lookup_duration(struct parse_ctx *ctx, const config_setting_t *group
 	}
 	free(text);
 	return ok;
+}
+
+static bool lookup_duration(struct parse_ctx *ctx, const config_setting_t *group, const char *name, const char *path,
+			    bool required, const char *def, struct duration *out)
+{
+	return lookup_duration_as(ctx, group, name, path, required, def, out, false);
 }
 
 /* A libconfig array or list of strings, each checked with CHECK (may be NULL). */
@@ -920,7 +937,7 @@ static void parse_database(struct parse_ctx *ctx, const config_setting_t *root, 
 
 static void parse_daemon(struct parse_ctx *ctx, const config_setting_t *root, struct config *cfg)
 {
-	static const char *const keys[] = {"instance", "resync_interval", "log_level", NULL};
+	static const char *const keys[] = {"instance", "resync_interval", "log_level", "quarantine_retry", NULL};
 	const config_setting_t *g = config_setting_get_member(root, "daemon");
 	char *level;
 	double seconds;
@@ -937,6 +954,12 @@ static void parse_daemon(struct parse_ctx *ctx, const config_setting_t *root, st
 	    (!duration_to_seconds(&cfg->resync_interval, &seconds) || seconds < 1.0)) {
 		report(ctx, g ? config_setting_get_member(g, "resync_interval") : NULL, "daemon.resync_interval",
 		       "must be between 1 second and some days (no months)");
+	}
+	if (lookup_duration_as(ctx, g, "quarantine_retry", "daemon", false, "1 hour", &cfg->quarantine_retry, true) &&
+	    (!duration_to_seconds(&cfg->quarantine_retry, &seconds) || seconds < 0)) {
+		report(ctx, g ? config_setting_get_member(g, "quarantine_retry") : NULL, "daemon.quarantine_retry",
+		       "must be \"0 seconds\" (retry only on retentionctl quarantine retry) or a duration of seconds to days (no"
+		       " months)");
 	}
 	level = lookup_string(ctx, g, "log_level", "daemon", false, "info");
 	if (level && !log_level_parse(level, &cfg->log_level))

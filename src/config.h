@@ -83,6 +83,8 @@ struct config {
 	struct duration lock_timeout;
 	char *instance;
 	struct duration resync_interval;
+	/* A quarantined record is tried again this long after it failed, doubling per failure; 0: by hand only. */
+	struct duration quarantine_retry;
 	enum log_level log_level;
 	struct config_audit audit;
 	struct policy *policies;
@@ -136,6 +138,8 @@ bool config_split_table_name(const char *text, char **schema, char **relname, co
 
 /* "15 minutes", "1 month", "24 hours", "1 year 6 months"; false with *WHY set on error. */
 bool duration_parse(const char *text, struct duration *out, const char **why);
+/* The same, and "0 seconds" too: for a key where zero means off. */
+bool duration_parse_or_zero(const char *text, struct duration *out, const char **why);
 /* PostgreSQL interval input, e.g. "1 months 0 days 0 microseconds". */
 void duration_to_sql(const struct duration *d, char *buf, size_t size);
 /* For the daemon's own timers: months are not a fixed length, so they are rejected. */

@@ -497,16 +497,15 @@ static const Oid base_param_types[POLICY_N_BASE_PARAMS] = {
 	[POLICY_PARAM_ACTION] = 25,
 	[POLICY_PARAM_INSTANCE] = 25,
 	[POLICY_PARAM_SIBLINGS] = 1009,
-	[POLICY_PARAM_QUARANTINED] = 1009,
 	[POLICY_PARAM_SET_VALUES] = 1009,
 };
 
 /* The statement-specific parameters as the SQL names them. */
-#define EXTRA_1 "$14"
-#define EXTRA_2 "$15"
-_Static_assert(POLICY_PARAM_EXTRA == 13, "EXTRA_1 and EXTRA_2 follow the base parameters");
-#define SET_VALUES "$13"
-_Static_assert(POLICY_PARAM_SET_VALUES == 12, "SET_VALUES names POLICY_PARAM_SET_VALUES");
+#define EXTRA_1 "$13"
+#define EXTRA_2 "$14"
+_Static_assert(POLICY_PARAM_EXTRA == 12, "EXTRA_1 and EXTRA_2 follow the base parameters");
+#define SET_VALUES "$12"
+_Static_assert(POLICY_PARAM_SET_VALUES == 11, "SET_VALUES names POLICY_PARAM_SET_VALUES");
 
 void policy_slack(const struct duration *retain, bool clock_without_zone, char *buf, size_t size)
 {
@@ -965,10 +964,36 @@ static void sb_not_referenced(struct sbuf *b, const struct frame *f)
 		sb_add(b, " AND %s", f->shape->guards[i].sql);
 }
 
+/* TEXT as a string literal (standard_conforming_strings, which the session pins). */
+static void sb_literal(struct sbuf *b, const char *text)
+{
+	sb_add(b, "'");
+	for (const char *p = text; *p; p++)
+		sb_add(b, "%s%c", *p == '\'' ? "'" : "", *p);
+	sb_add(b, "'");
+}
+
+/*
+ * The policy's quarantined records (retention.quarantine) whose retry is not
+ * due, as keys of the key column's type: recorded under that type, so the
+ * cast cannot fail. One uncorrelated subquery, run once per statement.
+ */
+static void sb_quarantined_keys(struct sbuf *b, const struct frame *f)
+{
+	sb_add(b, "ARRAY(SELECT q.record_key FROM retention.quarantine q WHERE q.policy OPERATOR(pg_catalog.=) $1"
+		  " AND q.key_type OPERATOR(pg_catalog.=) ");
+	sb_literal(b, f->shape->key.type);
+	sb_add(b,
+	       " AND (q.retry_at IS NULL OR q.retry_at OPERATOR(pg_catalog.>) pg_catalog.statement_timestamp()))::%s[]",
+	       f->shape->key.type);
+}
+
+/* Row t is not a quarantined record waiting for its retry. */
 static void sb_not_quarantined(struct sbuf *b, const struct frame *f)
 {
-	sb_add(b, " AND NOT t.%s %s ANY ($12::text[]::%s[])", f->shape->key.quoted, f->shape->key.eq,
-	       f->shape->key.type);
+	sb_add(b, " AND NOT coalesce(t.%s %s ANY (", f->shape->key.quoted, f->shape->key.eq);
+	sb_quarantined_keys(b, f);
+	sb_add(b, "), false)");
 }
 
 /* Everything but due-ness that makes row t purgeable now. */
@@ -1034,7 +1059,11 @@ static char *build_next_wake(const struct frame *f, bool check_catalog)
 	       check_catalog ? EXTRA_1 "::boolean AND NOT (SELECT ok FROM unchanged)" : EXTRA_1 "::boolean AND false");
 	sb_next_due(&b, f);
 	/* A hold that ends may leave its record due: wake then too. */
-	sb_add(&b, " AS at UNION ALL SELECT pg_catalog.min(h.until) FROM retention.active_holds($11::text[]) h) w");
+	sb_add(&b,
+	       " AS at UNION ALL SELECT pg_catalog.min(h.until) FROM retention.active_holds($11::text[]) h"
+	       /* A quarantined record is tried again at its retry_at. */
+	       " UNION ALL SELECT pg_catalog.min(q.retry_at) FROM retention.quarantine q"
+	       " WHERE q.policy OPERATOR(pg_catalog.=) $1 AND q.retry_at OPERATOR(pg_catalog.>) pg_catalog.statement_timestamp()) w");
 	return b.s;
 }
 
@@ -1152,6 +1181,12 @@ static char *build_purge(const struct frame *f)
 	else
 		sb_add(&b, "(SELECT pg_catalog.array_agg(x.record_key) FROM purged x) AS anonymized_keys, ");
 	sb_add(&b,
+	       "(SELECT pg_catalog.array_agg(x.record_key) FROM purged x WHERE x.record_key OPERATOR(pg_catalog.=) ANY"
+	       " (ARRAY(SELECT q.record_key FROM retention.quarantine q WHERE q.policy OPERATOR(pg_catalog.=) $1"
+	       " AND q.key_type OPERATOR(pg_catalog.=) ");
+	sb_literal(&b, s->key.type);
+	sb_add(&b, "))) AS were_quarantined, ");
+	sb_add(&b,
 	       "pg_catalog.array_agg(record_key ORDER BY clock_at, record_key) AS keys,"
 	       " pg_catalog.array_agg(subject ORDER BY clock_at, record_key) AS subjects,"
 	       " pg_catalog.array_agg(" AUDIT_TIME_TEXT(
@@ -1190,11 +1225,15 @@ static char *build_pending(const struct frame *f)
 	sb_add(&b, "SELECT pg_catalog.count(*) FILTER (WHERE is_due AND NOT held) AS overdue,"
 		   " pg_catalog.count(*) FILTER (WHERE NOT is_due AND NOT held) AS due_within, ");
 	sb_next_due(&b, f);
-	sb_add(&b, " AS next_due_at, pg_catalog.count(*) FILTER (WHERE held) AS held FROM (SELECT ");
+	sb_add(&b,
+	       " AS next_due_at, pg_catalog.count(*) FILTER (WHERE held) AS held,"
+	       " pg_catalog.count(*) FILTER (WHERE is_due AND NOT held AND NOT purgeable) AS quarantined FROM (SELECT ");
 	sb_due_by(&b, f, "pg_catalog.statement_timestamp()");
 	sb_add(&b, " AS is_due, ");
 	sb_held(&b, f);
-	sb_add(&b, " AS held FROM %s t WHERE ", f->shape->table);
+	sb_add(&b, " AS held, true");
+	sb_not_quarantined(&b, f);
+	sb_add(&b, " AS purgeable FROM %s t WHERE ", f->shape->table);
 	sb_due_by(&b, f, "pg_catalog.statement_timestamp() + " EXTRA_1 "::interval");
 	sb_not_exempt(&b, f);
 	sb_add(&b, ") w");
@@ -1252,6 +1291,18 @@ static char *build_explain(const struct frame *f)
 		/* Indexes into policy_sql.guard_what, which C turns into words. */
 		sb_add(&b, "], ',') AS kept_by");
 	}
+	/* A quarantined record, by its key as written: the daemon recorded it from this column's text form. */
+	for (int i = 0; i < 2; i++) {
+		sb_add(&b,
+		       ", (SELECT q.%s FROM retention.quarantine q WHERE q.policy OPERATOR(pg_catalog.=) $1"
+		       " AND q.key_type OPERATOR(pg_catalog.=) ",
+		       i == 0 ? "error" : "retry_at");
+		sb_literal(&b, s->key.type);
+		sb_add(&b,
+		       " AND q.record_key OPERATOR(pg_catalog.=) t.%s::text AND (q.retry_at IS NULL OR q.retry_at"
+		       " OPERATOR(pg_catalog.>) pg_catalog.statement_timestamp()) ORDER BY q.id LIMIT 1) AS %s",
+		       s->key.quoted, i == 0 ? "quarantine_error" : "quarantine_retry");
+	}
 	sb_add(&b, " FROM ");
 	sb_record(&b, f);
 	return b.s;
@@ -1267,7 +1318,7 @@ static char *build_records_of(const struct frame *f, const struct policy_column 
 	return b.s;
 }
 
-/* Row t is of one of the data subjects $14 (text[]), compared in the subject column's type. */
+/* Row t is of one of the data subjects $13 (text[]), compared in the subject column's type. */
 static void sb_of_any_subject(struct sbuf *b, const struct frame *f)
 {
 	const struct policy_column *c = &f->shape->subject;
@@ -1285,7 +1336,7 @@ static void sb_of_subjects(struct sbuf *b, const struct frame *f)
 /*
  * An erasure request's batch: the subjects' records, whatever their clocks
  * say, that nothing keeps; locked as build_lock locks due ones, for the
- * same purge statement. Nothing while request $15 is not open: a request
+ * same purge statement. Nothing while request $14 is not open: a request
  * rejected meanwhile stops at the batch in flight.
  */
 static char *build_erase_lock(const struct frame *f)
@@ -1306,7 +1357,7 @@ static char *build_erase_lock(const struct frame *f)
 }
 
 /*
- * What is left of the subjects $14 after an erasure: -> erasable, kept (by a
+ * What is left of the subjects $13 after an erasure: -> erasable, kept (by a
  * hold, an exemption or a reference), why (their reasons, "; "-separated),
  * failed (records whose purge failed on their own: the daemon skips them),
  * settings (SESSION_SETTINGS_SQL).
@@ -1335,9 +1386,9 @@ static char *build_erase_left(const struct frame *f)
 
 /*
  * An access request's part (Art. 15): the policy's rule and every record of
- * the subjects $14, each as PostgreSQL renders the row, with the moment the
+ * the subjects $13, each as PostgreSQL renders the row, with the moment the
  * rule purges it (NULL while its clock has not started, or if it is
- * exempt) and whether a hold keeps it. $15 is the retention as configured, for people.
+ * exempt) and whether a hold keeps it. $14 is the retention as configured, for people.
  */
 static char *build_access(const struct frame *f)
 {
@@ -1441,7 +1492,7 @@ static bool shape_complete(const struct policy *p, const struct policy_shape *s,
 }
 
 /*
- * $14 as column C spells it, and whether that is the one spelling of the
+ * $13 as column C spells it, and whether that is the one spelling of the
  * values equal to it: the audit trail keeps a key or subject in the text
  * form the row had (or its pseudonym), so a lookup finds the equal values
  * written otherwise (citext's ALICE, numeric's 7.50) only when there are
@@ -1534,7 +1585,6 @@ bool policy_sql_build(struct policy_sql *sql, const struct policy *p, const stru
 	sql->params_storage[POLICY_PARAM_INSTANCE] = xstrdup(instance);
 	sql->params_storage[POLICY_PARAM_SIBLINGS] = policy_text_array(siblings, shape->n_siblings);
 	sql->begin = build_begin(sql->params_storage[POLICY_PARAM_SIBLINGS]);
-	sql->params_storage[POLICY_PARAM_QUARANTINED] = xstrdup("{}");
 	{
 		char **values = xcalloc(p->n_set + 1, sizeof(char *));
 		for (size_t i = 0; i < p->n_set; i++)

@@ -32,9 +32,8 @@ enum policy_param {
 	POLICY_PARAM_TABLE,
 	POLICY_PARAM_ACTION,
 	POLICY_PARAM_INSTANCE,
-	POLICY_PARAM_SIBLINGS,    /* names of the policies on the same table, this one first: their holds count */
-	POLICY_PARAM_QUARANTINED, /* keys (text) the daemon skips because purging them failed on their own */
-	POLICY_PARAM_SET_VALUES,  /* the `set` values (text[]): what tells an anonymized row from one to anonymize */
+	POLICY_PARAM_SIBLINGS,   /* names of the policies on the same table, this one first: their holds count */
+	POLICY_PARAM_SET_VALUES, /* the `set` values (text[]): what tells an anonymized row from one to anonymize */
 	POLICY_N_BASE_PARAMS,
 };
 
@@ -51,8 +50,10 @@ enum policy_explain_column {
 	EXPLAIN_IS_DUE,
 	EXPLAIN_SUBJECT,
 	EXPLAIN_HELD,
-	EXPLAIN_ANONYMIZED, /* it stands anonymized (anonymize policies): nothing left to do */
-	EXPLAIN_KEPT_BY,    /* what references the record and must be kept, or NULL */
+	EXPLAIN_ANONYMIZED,       /* it stands anonymized (anonymize policies): nothing left to do */
+	EXPLAIN_KEPT_BY,          /* what references the record and must be kept, or NULL */
+	EXPLAIN_QUARANTINE_ERROR, /* quarantined, its retry not due: why its purge failed on its own; else NULL */
+	EXPLAIN_QUARANTINE_RETRY, /* when it is tried again: NULL for an operator's retry only */
 };
 
 /* Columns of policy_sql.lock. */
@@ -69,10 +70,11 @@ enum policy_purge_column {
 	PURGE_HEAD_SEQ, /* the chain's head before the batch: NULL for a chain not started */
 	PURGE_HEAD_HASH,
 	PURGE_MAX_LATE,
-	PURGE_UNPURGED,        /* keys of locked rows the DELETE or UPDATE did not touch (a trigger or a rule) */
-	PURGE_CATALOG_CHANGED, /* the table changed since it was described: nothing was purged */
-	PURGE_NOT_TAKEN,       /* keys of anonymised rows whose stored values are not what the UPDATE set */
-	PURGE_ANONYMIZED_KEYS, /* keys the anonymising UPDATE took, for the rewritten check; NULL for a delete */
+	PURGE_UNPURGED,         /* keys of locked rows the DELETE or UPDATE did not touch (a trigger or a rule) */
+	PURGE_CATALOG_CHANGED,  /* the table changed since it was described: nothing was purged */
+	PURGE_NOT_TAKEN,        /* keys of anonymised rows whose stored values are not what the UPDATE set */
+	PURGE_ANONYMIZED_KEYS,  /* keys the anonymising UPDATE took, for the rewritten check; NULL for a delete */
+	PURGE_WERE_QUARANTINED, /* keys purged that retention.quarantine lists (tried again): NULL if none */
 	/* What the audit rows are made of, as parallel arrays in chain order (audit_insert_sql). */
 	PURGE_KEYS,
 	PURGE_SUBJECTS,
@@ -139,22 +141,22 @@ struct policy_sql {
 	char *table;    /* as in policy_shape */
 	char *validate; /* makes the lock row; fails unless exempt and `set` values fit their columns; -> ..., settings */
 	char *next_wake;         /* -> at, seconds_left (NULLs if nothing is due nor a hold ends), false, settings */
-	char *next_wake_checked; /* the same, and whether the catalog changed since the description ($14 ask) */
+	char *next_wake_checked; /* the same, and whether the catalog changed since the description ($13 ask) */
 	char *begin; /* simple query: BEGIN; -> whether it holds the lock of every policy of the table, audit writes */
 	char *lock;  /* enum policy_lock_column: locks the next batch of due records */
-	char *purge; /* enum policy_purge_column: purges the locked rows ($14 oids, $15 tids) */
-	char *rewritten;         /* anonymize only: which of the keys $14 no longer stand anonymized */
-	char *pending;           /* -> overdue, due_within, next_due_at, held ($14 window) */
-	char *pending_records;   /* -> policy, key, clock_at, due_at, held ($14 window, $15 limit) */
-	char *explain;           /* enum policy_explain_column ($14 key); no row if there is no such record */
-	char *explain_holds;     /* -> JSON array of the active holds that protect record $14 */
-	char *subject_records;   /* -> how many records of data subject $14 exist (not yet anonymized) */
-	char *key_records;       /* -> the same for key $14: 0 or 1 */
-	char *canonical_key;     /* -> $14 read as the key column's type, as text; whether equal values have no other */
+	char *purge; /* enum policy_purge_column: purges the locked rows ($13 oids, $14 tids) */
+	char *rewritten;         /* anonymize only: which of the keys $13 no longer stand anonymized */
+	char *pending;           /* -> overdue, due_within, next_due_at, held, quarantined ($13 window) */
+	char *pending_records;   /* -> policy, key, clock_at, due_at, held ($13 window, $14 limit) */
+	char *explain;           /* enum policy_explain_column ($13 key); no row if there is no such record */
+	char *explain_holds;     /* -> JSON array of the active holds that protect record $13 */
+	char *subject_records;   /* -> how many records of data subject $13 exist (not yet anonymized) */
+	char *key_records;       /* -> the same for key $13: 0 or 1 */
+	char *canonical_key;     /* -> $13 read as the key column's type, as text; whether equal values have no other */
 	char *canonical_subject; /* the same for the subject column (NULL without one) */
-	char *erase_lock;  /* as lock, for the records of the subjects $14 (text[]) of open request $15, due or not */
-	char *erase_left;  /* -> erasable, kept, why, failed, settings: the subjects' records after an erasure ($14) */
-	char *access;      /* -> the policy and the subjects' records, as JSON ($14 subjects, $15 retain) */
+	char *erase_lock;  /* as lock, for the records of the subjects $13 (text[]) of open request $14, due or not */
+	char *erase_left;  /* -> erasable, kept, why, failed, settings: the subjects' records after an erasure ($13) */
+	char *access;      /* -> the policy and the subjects' records, as JSON ($13 subjects, $14 retain) */
 	char **guard_what; /* policy_guard.what, for explain */
 	size_t n_guards;
 	char *params_storage[POLICY_N_BASE_PARAMS];

@@ -7,9 +7,10 @@
  * deletion nor its audit rows exist.
  *
  * A batch that fails because of the data in it (a foreign key, a trigger
- * that raises, a NOT NULL column) is split in halves until the record that
- * fails on its own is found; that record is skipped from then on (until a
- * reload or restart), logged, and the others are purged.
+ * that raises, a NOT NULL column) is split in halves until each record that
+ * fails on its own is found; that record is quarantined (recorded in
+ * retention.quarantine, which every statement of the policy reads, and
+ * skipped until its retry is due), logged, and the others are purged.
  */
 #include "purge.h"
 
@@ -23,8 +24,17 @@
 #include "session.h"
 #include "util.h"
 
-/* Records one policy may skip before its failures are treated as the policy's, not its records'. */
-#define QUARANTINE_MAX 1000
+/*
+ * Records found failing on their own one after another, with no record
+ * purged in between, before the failures count as the policy's: a trigger
+ * that raises for every row must stop the policy, not quarantine its table.
+ */
+#define QUARANTINE_RUN_MAX 20
+
+/* Records the keys $2 (text[]) of policy $1 as failing on their own; -> their quarantine ids, in order. */
+static const char quarantine_sql[] =
+	"SELECT pg_catalog.array_agg(retention.quarantine_record($1, u.k, $3, $4, $5::interval, $6) ORDER BY u.o)"
+	" FROM pg_catalog.unnest($2::text[]) WITH ORDINALITY u(k, o)";
 
 static void begin_batch(struct policy_state *ps);
 static void guard_failed(struct policy_state *ps, const PGresult *res);
@@ -35,6 +45,7 @@ void purge_batch_clear(struct batch *b)
 	free(b->tids);
 	free(b->keys);
 	free(b->anonymized_keys);
+	free(b->were_quarantined);
 	for (int i = 0; i < AUDIT_INSERT_N_PARAMS; i++)
 		free(b->audit[i]);
 	policy_text_array_free(b->unpurged);
@@ -109,22 +120,126 @@ static bool error_is_a_records(const char *sqlstate)
 	return false;
 }
 
-static void quarantine(struct policy_state *ps, const char *key, const char *why)
-{
-	ps->quarantined = xrealloc(ps->quarantined, (ps->n_quarantined + 2) * sizeof(char *));
-	ps->quarantined[ps->n_quarantined++] = xstrdup(key);
-	ps->quarantined[ps->n_quarantined] = NULL;
-	free(ps->quarantined_param);
-	ps->quarantined_param = policy_text_array(ps->quarantined, ps->n_quarantined);
-	log_err("policy %s: record %s cannot be purged: %s; skipping it until the daemon is reloaded or restarted",
-		ps->policy->name, key, why);
-	/* --once: not everything due was purged. */
-	ps->failed = true;
-}
-
 static bool may_go_on(struct policy_state *ps)
 {
 	return !ps->d->stopping && !daemon_reload_waits(ps->d) && pgconn_is_ready(ps->d->pg);
+}
+
+/* The next batch, unless a stop, a reload or the connection says otherwise. */
+static void next_batch(struct policy_state *ps)
+{
+	if (!may_go_on(ps))
+		finish(ps, PURGE_STOPPED);
+	else
+		begin_batch(ps);
+}
+
+/* What is being quarantined, for the log line once the ids are known. */
+struct quarantining {
+	struct policy_state *ps;
+	char *keys; /* text[] literal */
+	char *why;
+};
+
+static void on_quarantined(PGresult *res, void *arg)
+{
+	struct quarantining *q = arg;
+	struct policy_state *ps = q->ps;
+	const struct config *cfg = ps->d->cfg;
+	char buf[512], retry[64];
+	size_t n_keys = 0, n_ids = 0;
+	char **keys, **ids;
+
+	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 || PQgetisnull(res, 0, 0)) {
+		/* Not recorded, it would not be skipped: the next batch would fail on it again. */
+		scheduler_problem(ps, "recording a record that cannot be purged in retention.quarantine failed: %s",
+				  pgconn_error_text(res, buf, sizeof(buf)));
+		finish(ps, PURGE_FAILED);
+		goto out;
+	}
+	keys = policy_text_array_parse(q->keys, &n_keys);
+	ids = policy_text_array_parse(PQgetvalue(res, 0, 0), &n_ids);
+	duration_to_sql(&cfg->quarantine_retry, retry, sizeof(retry));
+	for (size_t i = 0; i < n_keys && i < n_ids; i++) {
+		/* A key the trail keeps only as a pseudonym is not written to the log either. */
+		if (config_pseudonymizes_key(cfg))
+			log_err("policy %s: a record cannot be purged: %s; quarantined (retentionctl quarantine list: id %s)",
+				ps->policy->name, q->why, ids[i]);
+		else
+			log_err("policy %s: record %s cannot be purged: %s; quarantined (retentionctl quarantine list: id"
+				" %s)",
+				ps->policy->name, keys[i], q->why, ids[i]);
+	}
+	policy_text_array_free(keys);
+	policy_text_array_free(ids);
+	daemon_status_changed(ps->d);
+	next_batch(ps);
+out:
+	free(q->keys);
+	free(q->why);
+	free(q);
+}
+
+/*
+ * Quarantines KEYS (a text[] literal) for WHY, after the transaction that
+ * found them ended; then the next batch, which skips them. --once: not
+ * everything due was purged.
+ */
+static void quarantine(struct policy_state *ps, const char *keys, const char *why)
+{
+	struct quarantining *q;
+	char retry[64];
+	const char *params[6];
+	size_t n = 0;
+	policy_text_array_free(policy_text_array_parse(keys, &n));
+	ps->failed = true;
+	if (ps->quarantined_in_row + (long long)n > QUARANTINE_RUN_MAX) {
+		scheduler_problem(
+			ps,
+			"%s; with the records found before it, more than %d records in a row fail on their own:"
+			" taken as the policy's failure, not its records', it is retried as a whole",
+			why, QUARANTINE_RUN_MAX);
+		finish(ps, PURGE_FAILED);
+		return;
+	}
+	ps->quarantined_in_row += (long long)n;
+	q = xcalloc(1, sizeof(*q));
+	duration_to_sql(&ps->d->cfg->quarantine_retry, retry, sizeof(retry));
+	q->ps = ps;
+	q->keys = xstrdup(keys);
+	q->why = xstrdup(why);
+	params[0] = ps->policy->name;
+	params[1] = q->keys;
+	params[2] = ps->shape.key.type;
+	params[3] = why;
+	params[4] = retry;
+	params[5] = ps->d->cfg->instance;
+	if (!pgconn_query(ps->d->pg, ps, PGCONN_PLAIN, quarantine_sql, 6, NULL, params, on_quarantined, q)) {
+		free(q->keys);
+		free(q->why);
+		free(q);
+		finish(ps, PURGE_FAILED);
+	}
+}
+
+static void on_quarantine_cleared(PGresult *res, void *arg)
+{
+	char *policy = arg, buf[512];
+	if (res && PQresultStatus(res) != PGRES_TUPLES_OK)
+		log_warn("policy %s: removing purged records from retention.quarantine failed: %s", policy,
+			 pgconn_error_text(res, buf, sizeof(buf)));
+	free(policy);
+}
+
+/* Quarantined records tried again were purged: they leave the quarantine (owned by the daemon: no chain waits). */
+static void quarantine_clear(struct policy_state *ps, const char *keys)
+{
+	char *policy = xstrdup(ps->policy->name);
+	const char *params[2] = {policy, keys};
+	log_info("policy %s: quarantined record%s purged on retry", policy, strchr(keys, ',') ? "s" : "");
+	if (!pgconn_query(ps->d->pg, ps->d, PGCONN_PLAIN, "SELECT retention.quarantine_clear($1, $2::text[])", 2, NULL,
+			  params, on_quarantine_cleared, policy))
+		free(policy);
 }
 
 /*
@@ -159,7 +274,17 @@ static void batch_failed(struct policy_state *ps, const char *step, PGresult *re
 		finish(ps, PURGE_FAILED);
 		return;
 	}
-	if (res == NULL || !error_is_a_records(state) || ps->n_quarantined >= QUARANTINE_MAX) {
+	if (res != NULL && error_is_a_records(state) && ps->quarantined_in_row >= QUARANTINE_RUN_MAX) {
+		scheduler_problem(
+			ps,
+			"%s failed, batch rolled back: %s; after %lld records in a row failed on their own, more"
+			" records in a row fail on their own: taken as the policy's failure, not its records', it is"
+			" retried as a whole",
+			step, pgconn_error_text(res, buf, sizeof(buf)), ps->quarantined_in_row);
+		finish(ps, PURGE_FAILED);
+		return;
+	}
+	if (res == NULL || !error_is_a_records(state)) {
 		log_failure(ps, step, res);
 		if (strcmp(state, "42501") == 0) {
 			/* A grant was revoked: describing the table again says which one, and the GRANT that restores it. */
@@ -170,24 +295,23 @@ static void batch_failed(struct policy_state *ps, const char *step, PGresult *re
 	}
 	pgconn_error_text(res, buf, sizeof(buf));
 	if (ps->batch.locked > 1) {
+		/* Bisection: the failing record is among these; the first half is tried, then what is left of them. */
+		ps->split_left = ps->batch.locked;
 		ps->limit = (int)(ps->batch.locked / 2);
 		log_warn("policy %s: %s failed, batch of %lld records rolled back: %s; splitting it to find the record"
 			 " that cannot be purged",
 			 ps->policy->name, step, ps->batch.locked, buf);
-	} else {
+		next_batch(ps);
+	} else if (ps->batch.locked == 1) {
 		char *why = xasprintf("%s failed: %s", step, buf);
-		size_t n = 0;
-		char **keys = policy_text_array_parse(ps->batch.keys ? ps->batch.keys : "{}", &n);
-		quarantine(ps, n ? keys[0] : "?", why);
-		policy_text_array_free(keys);
-		free(why);
+		ps->split_left = 0;
 		ps->limit = ps->policy->batch;
+		quarantine(ps, ps->batch.keys, why);
+		free(why);
+	} else {
+		log_failure(ps, step, res);
+		finish(ps, PURGE_FAILED);
 	}
-	if (!may_go_on(ps)) {
-		finish(ps, PURGE_STOPPED);
-		return;
-	}
-	begin_batch(ps);
 }
 
 static void report(struct policy_state *ps)
@@ -197,6 +321,7 @@ static void report(struct policy_state *ps)
 	char anchor[256], late[48], why[80];
 	ps->batches++;
 	if (b->purged > 0) {
+		ps->quarantined_in_row = 0;
 		ps->purged += b->purged;
 		d->purged_total += b->purged;
 		d->last_purge_at = time(NULL);
@@ -217,10 +342,6 @@ static void report(struct policy_state *ps)
 		/* Records of other policies that these rows kept may be due now. */
 		scheduler_rows_purged(d, ps->sql.table);
 	}
-	for (size_t i = 0; i < b->n_unpurged && ps->n_quarantined < QUARANTINE_MAX; i++)
-		quarantine(ps, b->unpurged[i],
-			   "it was locked as due, but deleting or updating it changed nothing (a BEFORE trigger that"
-			   " returns NULL, a rule, or row-level security)");
 }
 
 static void on_commit(PGresult *res, void *arg)
@@ -263,14 +384,29 @@ static void on_commit(PGresult *res, void *arg)
 		return;
 	}
 	ps->last_purge_empty = b->locked == 0;
-	if (ps->limit < ps->policy->batch)
-		ps->limit = ps->limit * 2 > ps->policy->batch ? ps->policy->batch : ps->limit * 2;
-	if (b->locked < limit)
+	if (b->were_quarantined)
+		quarantine_clear(ps, b->were_quarantined);
+	if (ps->split_left > 0) {
+		/* This part of the failed batch purged: the failing record is in what is left of it. */
+		ps->split_left -= b->locked;
+		if (ps->split_left > 0 && b->locked == limit) {
+			ps->limit = (int)((ps->split_left + 1) / 2);
+		} else {
+			ps->split_left = 0;
+			ps->limit = ps->policy->batch;
+		}
+	}
+	if (b->n_unpurged > 0) {
+		char *keys = policy_text_array(b->unpurged, b->n_unpurged);
+		quarantine(ps, keys,
+			   "it was locked as due, but deleting or updating it changed nothing (a BEFORE trigger that"
+			   " returns NULL, a rule, or row-level security)");
+		free(keys);
+	} else if (b->locked < limit && ps->split_left == 0) {
 		finish(ps, PURGE_DONE);
-	else if (!may_go_on(ps))
-		finish(ps, PURGE_STOPPED);
-	else
-		begin_batch(ps);
+	} else {
+		next_batch(ps);
+	}
 }
 
 /* Rows the batch's purge statement writes to the audit tables: one per record purged, and the chain's head. */
@@ -366,7 +502,7 @@ static void guard_failed(struct policy_state *ps, const PGresult *res)
 		scheduler_problem(
 			ps,
 			"code its statements ran with the daemon's role (a trigger, or a function of a table's"
-			" owner) wrote to the audit trail: %lld rows written where the batch wrote %lld; the batch"
+			" owner) wrote to the audit trail or the quarantine: %lld rows written where the batch wrote %lld; the batch"
 			" is rolled back, and the policy does not run again until the daemon is reloaded or"
 			" restarted",
 			atoll(audit + strlen(GUARD_AUDIT)), batch_audit_writes(b));
@@ -433,20 +569,11 @@ static void write_audit(struct policy_state *ps)
 		finish(ps, PURGE_FAILED);
 }
 
-/* Rolls back and skips KEYS (an array literal), each for WHY; then the next batch, or the end. */
+/* Rolls back and quarantines KEYS (an array literal), each for WHY; then the next batch, which skips them. */
 static void skip_records(struct policy_state *ps, const char *keys_literal, const char *why)
 {
-	size_t n = 0;
-	char **keys = policy_text_array_parse(keys_literal, &n);
 	rollback(ps);
-	for (size_t i = 0; i < n; i++)
-		quarantine(ps, keys[i], why);
-	policy_text_array_free(keys);
-	if (ps->n_quarantined >= QUARANTINE_MAX || !may_go_on(ps)) {
-		finish(ps, ps->n_quarantined >= QUARANTINE_MAX ? PURGE_FAILED : PURGE_STOPPED);
-		return;
-	}
-	begin_batch(ps);
+	quarantine(ps, keys_literal, why);
 }
 
 static void on_rewritten(PGresult *res, void *arg)
@@ -525,6 +652,8 @@ static void on_purge(PGresult *res, void *arg)
 	}
 	if (!PQgetisnull(res, 0, PURGE_UNPURGED))
 		b->unpurged = policy_text_array_parse(PQgetvalue(res, 0, PURGE_UNPURGED), &b->n_unpurged);
+	if (!PQgetisnull(res, 0, PURGE_WERE_QUARANTINED))
+		b->were_quarantined = xstrdup(PQgetvalue(res, 0, PURGE_WERE_QUARANTINED));
 	if (ps->sql.rewritten && !PQgetisnull(res, 0, PURGE_ANONYMIZED_KEYS)) {
 		/*
 		 * AFTER triggers ran at the statement's end, after its RETURNING;
@@ -574,7 +703,6 @@ static void on_locked(PGresult *res, void *arg)
 		return;
 	}
 	n = policy_params(&ps->sql, params, types, extra, 2, true);
-	params[POLICY_PARAM_QUARANTINED] = ps->quarantined_param;
 	if (!pgconn_query(ps->d->pg, ps, PGCONN_PREPARED, ps->sql.purge, n, types, params, on_purge, ps)) {
 		finish(ps, PURGE_FAILED);
 	}

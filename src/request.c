@@ -299,9 +299,9 @@ static void on_left(PGresult *res, void *arg)
 				why = xasprintf("kept (on_erasure = keep): %s", ps->policy->erasure_exception);
 			record_progress(ps, erasable + kept + failed, why, true);
 		} else if (failed > 0) {
-			/* A failure is never "done": the record is tried again after a reload or restart. */
-			why = xasprintf("%lld record%s could not be purged (the daemon's log says why)", failed,
-					failed == 1 ? "" : "s");
+			/* A failure is never "done": the quarantined record is tried again at its retry. */
+			why = xasprintf("%lld record%s could not be purged (retentionctl quarantine list says why)",
+					failed, failed == 1 ? "" : "s");
 			record_progress(ps, kept, why, false);
 		} else if (erasable > 0) {
 			why = xasprintf("%lld record%s not purged yet (locked by another transaction?)%s%s", erasable,

@@ -364,8 +364,8 @@ static void on_next_due(PGresult *res, void *arg)
 		return;
 	}
 	seconds += TIMER_MARGIN_S;
-	log_debug("policy %s: next record due (or hold ending) at %s (in %s)", ps->policy->name, PQgetvalue(res, 0, 0),
-		  seconds_for_people(seconds, buf, sizeof(buf)));
+	log_debug("policy %s: next record due (or hold ending, or quarantined record retried) at %s (in %s)",
+		  ps->policy->name, PQgetvalue(res, 0, 0), seconds_for_people(seconds, buf, sizeof(buf)));
 	arm(ps->due_timer, seconds);
 	become_idle(ps);
 }
@@ -375,7 +375,6 @@ void scheduler_params(const struct policy_state *ps, const char **params, Oid *t
 	policy_params(&ps->sql, params, types, NULL, 0, false);
 	snprintf(limit, 16, "%d", ps->limit);
 	params[POLICY_PARAM_LIMIT] = limit;
-	params[POLICY_PARAM_QUARANTINED] = ps->quarantined_param;
 }
 
 static void ask_next_due(struct policy_state *ps)
@@ -611,8 +610,6 @@ void scheduler_init(struct daemon *d)
 		ps->limit = ps->policy->batch;
 		ps->due_timer = evtimer_new(d->base, on_due_timer, ps);
 		ps->ask_timer = evtimer_new(d->base, on_ask_timer, ps);
-		ps->quarantined = xcalloc(1, sizeof(char *));
-		ps->quarantined_param = xstrdup("{}");
 	}
 }
 
@@ -625,10 +622,6 @@ void scheduler_free(struct daemon *d)
 		policy_sql_free(&ps->sql);
 		policy_shape_free(&ps->shape);
 		purge_batch_clear(&ps->batch);
-		for (size_t k = 0; k < ps->n_quarantined; k++)
-			free(ps->quarantined[k]);
-		free(ps->quarantined);
-		free(ps->quarantined_param);
 		free(ps->problem);
 		free(ps->erase_values);
 	}
@@ -701,6 +694,7 @@ void scheduler_connection_lost(struct daemon *d)
 		ps->phase = POLICY_IDLE;
 		ps->ask_wanted = ps->purge_wanted = false;
 		ps->limit = ps->policy->batch;
+		ps->split_left = 0;
 		purge_batch_clear(&ps->batch);
 		ps->erasing = false;
 		ps->erased = 0;

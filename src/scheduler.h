@@ -35,6 +35,7 @@ struct batch {
 	size_t n_unpurged;
 	long long audit_writes_before; /* AUDIT_WRITES_SQL at the transaction's start, -1 if not counted */
 	char *anonymized_keys;         /* PURGE_ANONYMIZED_KEYS, for the check after the AFTER and deferred triggers */
+	char *were_quarantined;        /* PURGE_WERE_QUARANTINED: leave the quarantine once committed */
 	char *audit[AUDIT_INSERT_N_PARAMS]; /* the audit rows, hashed, as audit_insert_sql's parameters */
 };
 
@@ -56,13 +57,12 @@ struct policy_state {
 	bool last_purge_empty;
 	double locked_elsewhere_since; /* when its lock or its due rows were first found taken, 0 if not */
 	bool locked_elsewhere_warned;
-	int limit; /* rows per batch now: policy->batch, halved while a failing batch is split */
+	int limit; /* rows per batch now: policy->batch, smaller while a failing batch is split */
 	struct batch batch;
-	char **quarantined; /* keys whose purge failed on its own: skipped until a reload or restart */
-	size_t n_quarantined;
-	char *quarantined_param;
-	long long purged;            /* records purged by this process */
-	long long purged_before_run; /* `purged` when the current purge run started */
+	long long split_left;         /* records of a failed batch not tried since (bisection), 0 if none */
+	long long quarantined_in_row; /* records quarantined since the last batch that purged any */
+	long long purged;             /* records purged by this process */
+	long long purged_before_run;  /* `purged` when the current purge run started */
 	long long batches;
 	bool off_until_reload; /* its statements changed the session, or its configuration cannot work: until a reload */
 	char *problem;         /* what keeps it from purging, as logged; NULL once it purges or is asked again */
@@ -115,8 +115,8 @@ enum purge_outcome {
 void scheduler_purge_finished(struct policy_state *ps, enum purge_outcome outcome);
 
 /*
- * The base parameters of PS's statements as the daemon sends them: its
- * current batch limit and the keys it skips. LIMIT is storage for the text
+ * The base parameters of PS's statements as the daemon sends them, with its
+ * current batch limit. LIMIT is storage for the text
  * of the limit, kept alive as long as PARAMS is used.
  */
 void scheduler_params(const struct policy_state *ps, const char **params, Oid *types, char limit[16]);

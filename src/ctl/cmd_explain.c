@@ -13,7 +13,8 @@ static const char usage[] = "usage: retentionctl explain --policy P --key K\n\n"
 			    "When record K falls or fell due under policy P, and why it is or is not purged.\n"
 			    "status is one of: purged, anonymized, not_found, clock_not_started, exempt, held\n"
 			    "(by a hold of any policy on the table), referenced (rows that must stay refer to\n"
-			    "it), overdue (due, the daemon has not purged it yet), pending (falls due later).\n";
+			    "it), quarantined (due, but its purge failed on its own: skipped until its retry),\n"
+			    "overdue (due, the daemon has not purged it yet), pending (falls due later).\n";
 
 static const char last_audit_sql[] = "SELECT id, purged_at, instance, action FROM retention.audit_log"
 				     " WHERE policy = $1 AND record_key = ANY ($2::text[]) ORDER BY seq DESC LIMIT 1";
@@ -50,6 +51,7 @@ bool ctl_explained_record_goes(const PGresult *record)
 	       strcmp(PQgetvalue(record, 0, EXPLAIN_HELD), "t") != 0 &&
 	       strcmp(PQgetvalue(record, 0, EXPLAIN_ANONYMIZED), "t") != 0 &&
 	       (PQgetisnull(record, 0, EXPLAIN_KEPT_BY) || !*PQgetvalue(record, 0, EXPLAIN_KEPT_BY)) &&
+	       PQgetisnull(record, 0, EXPLAIN_QUARANTINE_ERROR) &&
 	       strcmp(PQgetvalue(record, 0, EXPLAIN_IS_DUE), "t") == 0;
 }
 
@@ -184,6 +186,14 @@ int cmd_explain(struct ctl *ctl, int argc, char **argv)
 		a[A_STATUS] = xstrdup("referenced");
 		a[A_REASON] = xasprintf("kept: %s; it is purged once those rows are gone (due %s)",
 					i < sql.n_guards ? sql.guard_what[i] : "rows that must stay", a[A_DUE]);
+	} else if (strcmp(PQgetvalue(record, 0, EXPLAIN_IS_DUE), "t") == 0 &&
+		   !PQgetisnull(record, 0, EXPLAIN_QUARANTINE_ERROR)) {
+		a[A_STATUS] = xstrdup("quarantined");
+		a[A_REASON] = xasprintf("quarantined: %s; due since %s, skipped until %s",
+					PQgetvalue(record, 0, EXPLAIN_QUARANTINE_ERROR), a[A_DUE],
+					PQgetisnull(record, 0, EXPLAIN_QUARANTINE_RETRY)
+						? "retentionctl quarantine retry"
+						: PQgetvalue(record, 0, EXPLAIN_QUARANTINE_RETRY));
 	} else if (ctl_explained_record_goes(record)) {
 		a[A_STATUS] = xstrdup("overdue");
 		a[A_REASON] =

@@ -19,7 +19,7 @@ static const char usage[] =
 	"superuser (or the owners of the schemas and tables):\n"
 	"  daemon  the daemon's role (default retentiond): each policy's table, after daemon-role.sql\n"
 	"  holds   people who place and release holds (default legal): the hold functions, and\n"
-	"          SELECT on the columns hold add, explain and pending read\n"
+	"          SELECT on the columns hold add, explain and pending read; quarantine list, retry\n"
 	"  audit   people who review the audit trail (default auditor)\n"
 	"  requests  people who file and close data subjects' requests (default privacy)\n"
 	"  owner   a service table's owner: USAGE on schema retention, to attach the notify trigger\n";
@@ -271,9 +271,9 @@ int cmd_grants(struct ctl *ctl, int argc, char **argv)
 		printf("-- Rows that must stay and refer to a policy's records are read by explain and pending too:\n"
 		       "-- grant SELECT on their referencing columns where retentiond --check names them.\n"
 		       "GRANT USAGE ON SCHEMA retention TO %s;\n"
-		       "GRANT SELECT ON retention.holds, retention.audit_log TO %s;\n"
+		       "GRANT SELECT ON retention.holds, retention.audit_log, retention.quarantine TO %s;\n"
 		       "GRANT EXECUTE ON FUNCTION retention.place_hold(text, text, text, text, timestamptz),"
-		       " retention.release_hold(bigint, text) TO %s;\n",
+		       " retention.release_hold(bigint, text), retention.retry_quarantined(text, bigint) TO %s;\n",
 		       role, role, role);
 		for (size_t i = 0; i < n_tables; i++)
 			print_table_grants(&tables[i], role, what);

@@ -134,6 +134,7 @@ int cmd_explain(struct ctl *ctl, int argc, char **argv);
 bool ctl_explained_record_goes(const PGresult *record);
 int cmd_audit(struct ctl *ctl, int argc, char **argv);
 int cmd_hold(struct ctl *ctl, int argc, char **argv);
+int cmd_quarantine(struct ctl *ctl, int argc, char **argv);
 int cmd_request(struct ctl *ctl, int argc, char **argv);
 int cmd_status(struct ctl *ctl, int argc, char **argv);
 int cmd_grants(struct ctl *ctl, int argc, char **argv);

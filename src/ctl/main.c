@@ -25,6 +25,7 @@ static const struct command {
 	{"explain", cmd_explain, "when a record falls due and why it is (not) purged"},
 	{"audit", cmd_audit, "the audit trail; 'audit verify' checks its hash chains"},
 	{"hold", cmd_hold, "hold add | list | release"},
+	{"quarantine", cmd_quarantine, "records whose purge failed on their own: list | retry"},
 	{"request", cmd_request, "a data subject's request: erase | restrict | lift | list | show | extend | reject"},
 	{"status", cmd_status, "every daemon instance seen"},
 	{"migrate", cmd_migrate, "install or upgrade the retention schema"},

@@ -298,7 +298,10 @@ START_TEST(test_next_due_across_the_fall_back_hour)
 	free(out);
 	free(err);
 	pid = fx_start_daemon(conf, log);
-	fx_wait_for_log(log, "policy p: next record due (or hold ending) at 2027-10-26 02:10:00+02", 10);
+	fx_wait_for_log(
+		log,
+		"policy p: next record due (or hold ending, or quarantined record retried) at 2027-10-26 02:10:00+02",
+		10);
 	fx_stop_daemon(pid);
 	free(conf);
 	free(log);
@@ -441,8 +444,14 @@ START_TEST(test_a_cancelled_delete_is_not_reported_as_locked)
 		"CREATE TRIGGER keep BEFORE DELETE ON virusdesk.uploads FOR EACH ROW EXECUTE FUNCTION virusdesk.keep();"
 		"INSERT INTO virusdesk.uploads (id, scan_completed_at) VALUES (1, now() - interval '1 hour')");
 	pid = fx_start_daemon(conf, log);
-	/* It settles, rather than retrying a record nobody holds. */
-	fx_wait_for_log(log, "policy virusdesk-scan-uploads: nothing pending", 10);
+	/* It settles until the quarantined record's retry, rather than retrying a record nobody holds. */
+	fx_wait_for_log(
+		log, "policy virusdesk-scan-uploads: next record due (or hold ending, or quarantined record retried)",
+		10);
+	test_assert_query_value(
+		conn,
+		"SELECT attempts || ' ' || (retry_at > now() + interval '59 minutes') FROM retention.quarantine WHERE record_key = '1'",
+		0, NULL, "1 true");
 	ck_assert(fx_log_has_after(log, 0, "record 1 cannot be purged: it was locked as due, but deleting"));
 	ck_assert(!fx_log_has_after(log, 0, "locked elsewhere"));
 	ck_assert(!fx_log_has_after(log, 0, "locked by other transactions"));

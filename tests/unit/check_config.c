@@ -162,6 +162,26 @@ START_TEST(test_bad_duration)
 	config_errors_clear(&errs);
 	expect_one_error("daemon = { resync_interval = \"1 month\"; };\n" ONE_POLICY(""), "daemon.resync_interval",
 			 "no months", NULL);
+	config_errors_clear(&errs);
+	expect_one_error("daemon = { quarantine_retry = \"1 month\"; };\n" ONE_POLICY(""), "daemon.quarantine_retry",
+			 "no months", NULL);
+	config_errors_clear(&errs);
+	expect_one_error("daemon = { quarantine_retry = \"-1 hour\"; };\n" ONE_POLICY(""), "daemon.quarantine_retry",
+			 "expected a number", NULL);
+}
+END_TEST
+
+/* daemon.quarantine_retry: an hour unless set; zero (by hand only) is allowed where a retain of zero is not. */
+START_TEST(test_quarantine_retry)
+{
+	struct config *cfg = test_load_config(ONE_POLICY(""), &errs);
+	ck_assert_ptr_nonnull(cfg);
+	ck_assert_int_eq(cfg->quarantine_retry.usecs, 3600LL * 1000000);
+	config_free(cfg);
+	cfg = test_load_config("daemon = { quarantine_retry = \"0 seconds\"; };\n" ONE_POLICY(""), &errs);
+	ck_assert_ptr_nonnull(cfg);
+	ck_assert_int_eq(cfg->quarantine_retry.usecs + cfg->quarantine_retry.days + cfg->quarantine_retry.months, 0);
+	config_free(cfg);
 }
 END_TEST
 
@@ -494,6 +514,7 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_duplicate_policy_name);
 	tcase_add_test(tc, test_invalid_policy_name);
 	tcase_add_test(tc, test_bad_duration);
+	tcase_add_test(tc, test_quarantine_retry);
 	tcase_add_test(tc, test_bad_identifier);
 	tcase_add_test(tc, test_batch_out_of_range);
 	tcase_add_test(tc, test_exempt_without_values);
