@@ -3,7 +3,7 @@
 # Debian packages the build, the tests and the demo need.
 PACKAGES=(build-essential autoconf automake libtool pkg-config
 	libpq-dev libssl-dev libevent-dev libconfig-dev check postgresql postgresql-client
-	python3)
+	python3 prometheus)
 
 ensure_packages() {
 	local missing=() p

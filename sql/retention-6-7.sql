@@ -109,21 +109,57 @@ REVOKE ALL ON FUNCTION retention.quarantine_record(text, text, text, text, inter
 REVOKE ALL ON FUNCTION retention.quarantine_clear(text, text[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION retention.retry_quarantined(text, bigint) FROM PUBLIC;
 
+-- Tails of audit chains lost in a failover. With asynchronous replication
+-- the last batches committed on a primary may never reach the standby that
+-- is promoted: their records come back, and their audit rows and chain head
+-- are gone, below a head the daemon already logged. A daemon that finds its
+-- chain's head behind the last head it committed records what was lost here
+-- (retentionctl audit verify reports it), and purges the records again.
+CREATE TABLE retention.chain_gaps (
+    id              bigserial PRIMARY KEY,
+    policy          text NOT NULL,
+    lost_from_seq   bigint NOT NULL,
+    lost_to_seq     bigint NOT NULL CHECK (lost_to_seq >= lost_from_seq),
+    lost_head_hash  bytea NOT NULL,
+    -- The head found instead: NULL seq and hash for a chain that is gone.
+    found_head_seq  bigint,
+    found_head_hash bytea,
+    detected_at     timestamptz NOT NULL,
+    instance        text NOT NULL
+);
+CREATE INDEX chain_gaps_policy ON retention.chain_gaps (policy, lost_from_seq);
+REVOKE ALL ON retention.chain_gaps FROM PUBLIC;
+
+CREATE FUNCTION retention.record_chain_gap(p_policy text, p_lost_from bigint, p_lost_to bigint, p_lost_hash text,
+                                           p_found_seq bigint, p_found_hash text, p_instance text)
+    RETURNS bigint
+    LANGUAGE sql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+    INSERT INTO retention.chain_gaps (policy, lost_from_seq, lost_to_seq, lost_head_hash, found_head_seq,
+                                      found_head_hash, detected_at, instance)
+    VALUES (p_policy, p_lost_from, p_lost_to, pg_catalog.decode(p_lost_hash, 'hex'), p_found_seq,
+            pg_catalog.decode(p_found_hash, 'hex'), pg_catalog.now(), p_instance)
+    RETURNING id
+$$;
+REVOKE ALL ON FUNCTION retention.record_chain_gap(text, bigint, bigint, text, bigint, text, text) FROM PUBLIC;
+
 -- The guard before a batch's COMMIT counts what the transaction wrote to the
 -- daemon's own bookkeeping: code of a table's owner running with the
 -- daemon's role must not add a quarantined record (which the daemon would
--- then skip) any more than an audit row.
+-- then skip) or a chain gap any more than an audit row.
 CREATE OR REPLACE FUNCTION retention.audit_writes() RETURNS bigint
     LANGUAGE plpgsql
     AS $$
 BEGIN
-    RETURN CASE WHEN pg_catalog.current_setting('track_counts')::pg_catalog.bool THEN (SELECT pg_catalog.sum(pg_catalog.pg_stat_get_xact_tuples_inserted(r.oid) OPERATOR(pg_catalog.+) pg_catalog.pg_stat_get_xact_tuples_updated(r.oid) OPERATOR(pg_catalog.+) pg_catalog.pg_stat_get_xact_tuples_deleted(r.oid))::pg_catalog.int8 FROM pg_catalog.unnest(ARRAY[pg_catalog.to_regclass('retention.audit_log'), pg_catalog.to_regclass('retention.chain_heads'), pg_catalog.to_regclass('retention.quarantine')]::pg_catalog.oid[]) r(oid)) END;
+    RETURN CASE WHEN pg_catalog.current_setting('track_counts')::pg_catalog.bool THEN (SELECT pg_catalog.sum(pg_catalog.pg_stat_get_xact_tuples_inserted(r.oid) OPERATOR(pg_catalog.+) pg_catalog.pg_stat_get_xact_tuples_updated(r.oid) OPERATOR(pg_catalog.+) pg_catalog.pg_stat_get_xact_tuples_deleted(r.oid))::pg_catalog.int8 FROM pg_catalog.unnest(ARRAY[pg_catalog.to_regclass('retention.audit_log'), pg_catalog.to_regclass('retention.chain_heads'), pg_catalog.to_regclass('retention.quarantine'), pg_catalog.to_regclass('retention.chain_gaps')]::pg_catalog.oid[]) r(oid)) END;
 END
 $$;
 
 -- A running daemon keeps purging across the upgrade: every role that may
 -- write audit rows (the daemon's) may read and write quarantined records,
--- which its statements read from this version on.
+-- which its statements read from this version on, and record chain gaps.
+-- Every role that may read the audit trail may read the gaps in it.
 DO $$
 DECLARE
     g record;
@@ -135,7 +171,16 @@ BEGIN
     LOOP
         EXECUTE pg_catalog.format('GRANT SELECT ON retention.quarantine TO %s', g.grantee);
         EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION retention.quarantine_record(text, text, text, text,'
-                                  ' interval, text), retention.quarantine_clear(text, text[]) TO %s', g.grantee);
+                                  ' interval, text), retention.quarantine_clear(text, text[]),'
+                                  ' retention.record_chain_gap(text, bigint, bigint, text, bigint, text, text) TO %s',
+                                  g.grantee);
+    END LOOP;
+    FOR g IN SELECT DISTINCT a.grantee::regrole AS grantee
+               FROM pg_catalog.pg_class c, pg_catalog.aclexplode(c.relacl) a
+              WHERE c.oid = 'retention.audit_log'::regclass
+                AND a.grantee <> c.relowner AND a.grantee <> 0 AND a.privilege_type = 'SELECT'
+    LOOP
+        EXECUTE pg_catalog.format('GRANT SELECT ON retention.chain_gaps TO %s', g.grantee);
     END LOOP;
 END
 $$;

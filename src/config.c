@@ -36,6 +36,7 @@ const char *const config_known_keys[] = {
 	"daemon.resync_interval",
 	"daemon.log_level",
 	"daemon.quarantine_retry",
+	"daemon.metrics_listen",
 	"audit.key_file",
 	"audit.pseudonymize",
 	"policies.name",
@@ -249,6 +250,65 @@ bool duration_parse(const char *text, struct duration *out, const char **why)
 		return false;
 	}
 	*out = d;
+	return true;
+}
+
+bool listen_address_parse(const char *listen, char **host, unsigned short *port, char **unix_path, const char **why)
+{
+	const char *colon;
+	char *end;
+	long n;
+	size_t hlen;
+	if (host)
+		*host = NULL;
+	if (unix_path)
+		*unix_path = NULL;
+	if (strncmp(listen, "unix:", 5) == 0) {
+		if (listen[5] != '/') {
+			*why = "a unix socket's path must be absolute, as in \"unix:/run/retentiond/metrics.sock\"";
+			return false;
+		}
+		if (strlen(listen + 5) >= 108) {
+			*why = "a unix socket's path must be shorter than 108 bytes";
+			return false;
+		}
+		if (unix_path)
+			*unix_path = xstrdup(listen + 5);
+		return true;
+	}
+	if (listen[0] == '[') {
+		const char *close = strchr(listen, ']');
+		if (close == NULL || close[1] != ':') {
+			*why = "an IPv6 address goes in brackets, as in \"[::1]:9752\"";
+			return false;
+		}
+		colon = close + 1;
+		hlen = (size_t)(close - listen - 1);
+		listen++;
+	} else {
+		colon = strrchr(listen, ':');
+		if (colon == NULL || colon == listen) {
+			*why = "must be \"host:port\", \"[v6]:port\" or \"unix:/path\"";
+			return false;
+		}
+		hlen = (size_t)(colon - listen);
+		if (memchr(listen, ':', hlen)) {
+			*why = "an IPv6 address goes in brackets, as in \"[::1]:9752\"";
+			return false;
+		}
+	}
+	errno = 0;
+	n = strtol(colon + 1, &end, 10);
+	if (!isdigit((unsigned char)colon[1]) || *end != '\0' || errno != 0 || n < 1 || n > 65535) {
+		*why = "the port must be a number from 1 to 65535";
+		return false;
+	}
+	if (host) {
+		*host = xcalloc(hlen + 1, 1);
+		memcpy(*host, listen, hlen);
+	}
+	if (port)
+		*port = (unsigned short)n;
 	return true;
 }
 
@@ -937,9 +997,11 @@ static void parse_database(struct parse_ctx *ctx, const config_setting_t *root, 
 
 static void parse_daemon(struct parse_ctx *ctx, const config_setting_t *root, struct config *cfg)
 {
-	static const char *const keys[] = {"instance", "resync_interval", "log_level", "quarantine_retry", NULL};
+	static const char *const keys[] = {"instance",         "resync_interval", "log_level",
+					   "quarantine_retry", "metrics_listen",  NULL};
 	const config_setting_t *g = config_setting_get_member(root, "daemon");
 	char *level;
+	const char *why;
 	double seconds;
 	if (g && !config_setting_is_group(g)) {
 		report(ctx, g, "daemon", "must be a group { ... }");
@@ -961,6 +1023,11 @@ static void parse_daemon(struct parse_ctx *ctx, const config_setting_t *root, st
 		       "must be \"0 seconds\" (retry only on retentionctl quarantine retry) or a duration of seconds to days (no"
 		       " months)");
 	}
+	cfg->metrics_listen = lookup_string(ctx, g, "metrics_listen", "daemon", false, "");
+	if (cfg->metrics_listen && cfg->metrics_listen[0] &&
+	    !listen_address_parse(cfg->metrics_listen, NULL, NULL, NULL, &why))
+		report(ctx, config_setting_get_member(g, "metrics_listen"), "daemon.metrics_listen", "%s, not \"%s\"",
+		       why, cfg->metrics_listen);
 	level = lookup_string(ctx, g, "log_level", "daemon", false, "info");
 	if (level && !log_level_parse(level, &cfg->log_level))
 		report(ctx, config_setting_get_member(g, "log_level"), "daemon.log_level",
@@ -1113,6 +1180,7 @@ void config_free(struct config *cfg)
 	free(cfg->conninfo);
 	free(cfg->time_zone);
 	free(cfg->instance);
+	free(cfg->metrics_listen);
 	free(cfg->audit.key_file);
 	free(cfg->audit.key_file_where);
 	audit_key_clear(&cfg->audit.key);

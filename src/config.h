@@ -85,6 +85,7 @@ struct config {
 	struct duration resync_interval;
 	/* A quarantined record is tried again this long after it failed, doubling per failure; 0: by hand only. */
 	struct duration quarantine_retry;
+	char *metrics_listen; /* "host:port", "[v6]:port" or "unix:PATH" for GET /metrics; "" for none */
 	enum log_level log_level;
 	struct config_audit audit;
 	struct policy *policies;
@@ -138,6 +139,12 @@ bool config_split_table_name(const char *text, char **schema, char **relname, co
 
 /* "15 minutes", "1 month", "24 hours", "1 year 6 months"; false with *WHY set on error. */
 bool duration_parse(const char *text, struct duration *out, const char **why);
+/*
+ * A listen address: "host:port", "[v6]:port" (-> *HOST, *PORT) or
+ * "unix:/absolute/path" (-> *UNIX_PATH); each malloc'd, or NULL. False with
+ * *WHY if it is none of them. HOST, PORT and UNIX_PATH may be NULL.
+ */
+bool listen_address_parse(const char *listen, char **host, unsigned short *port, char **unix_path, const char **why);
 /* The same, and "0 seconds" too: for a key where zero means off. */
 bool duration_parse_or_zero(const char *text, struct duration *out, const char **why);
 /* PostgreSQL interval input, e.g. "1 months 0 days 0 microseconds". */

@@ -18,6 +18,14 @@ struct policy_state;
 
 struct reload_check;
 struct requests;
+struct metrics;
+
+/* What the server the connection reached is, as last asked (each session and resync). */
+enum server_role {
+	SERVER_UNKNOWN,
+	SERVER_PRIMARY,
+	SERVER_STANDBY, /* in recovery: nothing is purged */
+};
 
 /* The running daemon: one event loop, one connection, one state per policy. */
 struct daemon {
@@ -34,10 +42,12 @@ struct daemon {
 	struct policy_state *policies;
 	size_t n_policies;
 	struct requests *requests; /* data subjects' erasure requests (request.c) */
+	struct metrics *metrics;   /* what GET /metrics shows (metrics.c) */
 	struct event *resync_timer;
 	struct event *status_timer; /* a heartbeat soon after purges, for `retentionctl status` */
 	/* The connection's role, schema version and LISTEN are checked: policies may run statements. */
 	bool session_ready;
+	enum server_role server_role;
 	char *session_settings; /* session_settings_sql as the session check read it */
 	bool reload_scheduled;  /* apply_pending_config is queued on the loop */
 	bool once;              /* --once: purge what is due, then exit */

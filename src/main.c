@@ -20,6 +20,7 @@
 #include "daemon.h"
 #include "invariant.h"
 #include "log.h"
+#include "metrics.h"
 #include "policy.h"
 #include "request.h"
 #include "scheduler.h"
@@ -144,6 +145,13 @@ static void on_status_timer(evutil_socket_t fd, short what, void *arg)
 void daemon_status_changed(struct daemon *d)
 {
 	static const struct timeval soon = {0, 500000};
+	for (size_t i = 0; i < d->n_policies; i++) {
+		const struct policy_state *ps = &d->policies[i];
+		metrics_policy_blocked(d->metrics, ps->policy->name,
+				       ps->off_until_reload ? METRICS_BLOCKED_STOPPED
+				       : ps->problem        ? METRICS_BLOCKED_ERROR
+							    : METRICS_NOT_BLOCKED);
+	}
 	/* Waiting a moment lets a backlog's batches share one row update. */
 	if (!d->once && d->status_timer && !evtimer_pending(d->status_timer, NULL))
 		evtimer_add(d->status_timer, &soon);
@@ -265,6 +273,26 @@ static void on_session_checked(PGresult *res, void *arg)
 		log_debug("connection gone before reading the session's settings");
 }
 
+static void on_requests_counted(PGresult *res, void *arg)
+{
+	struct daemon *d = arg;
+	if (res && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
+		metrics_requests(d->metrics, atoll(PQgetvalue(res, 0, 0)), atoll(PQgetvalue(res, 0, 1)));
+}
+
+/* Open and overdue requests for the metrics, counted at every resync (restrictions are not requests to answer). */
+static void count_requests(struct daemon *d)
+{
+	if (d->once ||
+	    !pgconn_query(
+		    d->pg, d, PGCONN_PLAIN,
+		    "SELECT pg_catalog.count(*) FILTER (WHERE r.kind OPERATOR(pg_catalog.<>) 'restriction'"
+		    " AND r.status OPERATOR(pg_catalog.=) 'open'), pg_catalog.count(*) FILTER (WHERE " REQUEST_OVERDUE_SQL(
+			    "r") ") FROM retention.requests r",
+		    0, NULL, NULL, on_requests_counted, d))
+		log_debug("no connection to count requests on");
+}
+
 static void on_settings_read(PGresult *res, void *arg)
 {
 	struct daemon *d = arg;
@@ -281,6 +309,7 @@ static void on_settings_read(PGresult *res, void *arg)
 	if (!d->once)
 		send_heartbeat(d);
 	scheduler_wake_all(d);
+	count_requests(d);
 	if (!d->once)
 		sdnotify_status("enforcing %zu policies", d->n_policies);
 }
@@ -298,10 +327,45 @@ static void on_listen(PGresult *res, void *arg)
 		log_debug("connection gone before the session check");
 }
 
-static void check_session(struct daemon *d)
+/*
+ * A server in recovery (a standby) takes no writes, nor LISTEN: the daemon
+ * purges nothing there, says so once, and asks again at every resync, so
+ * that a promotion is followed without a restart.
+ */
+static void on_recovery_read(PGresult *res, void *arg)
 {
+	struct daemon *d = arg;
+	char buf[512];
+	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+		log_err("asking the server whether it is in recovery failed: %s; trying again at the next resync",
+			pgconn_error_text(res, buf, sizeof(buf)));
+		session_unusable(d);
+		return;
+	}
+	metrics_connection(d->metrics, true, strcmp(PQgetvalue(res, 0, 0), "f") == 0);
+	if (strcmp(PQgetvalue(res, 0, 0), "t") == 0) {
+		if (d->server_role != SERVER_STANDBY)
+			log_warn("the server is a standby (in recovery): purging nothing; asking again at every resync"
+				 " (daemon.resync_interval), and purging once it is promoted");
+		d->server_role = SERVER_STANDBY;
+		sdnotify_status("connected to a standby: purging nothing");
+		if (d->once)
+			log_err("--once: the server is a standby (in recovery): nothing purged");
+		session_unusable(d);
+		return;
+	}
+	if (d->server_role == SERVER_STANDBY)
+		log_info("the server is no longer in recovery (promoted): purging");
+	d->server_role = SERVER_PRIMARY;
 	if (!pgconn_query(d->pg, d, PGCONN_PLAIN, "LISTEN retentiond", 0, NULL, NULL, on_listen, d))
 		log_debug("connection gone before LISTEN");
+}
+
+static void check_session(struct daemon *d)
+{
+	if (!pgconn_query(d->pg, d, PGCONN_PLAIN, "SELECT pg_catalog.pg_is_in_recovery()", 0, NULL, NULL,
+			  on_recovery_read, d))
+		log_debug("connection gone before asking whether the server is in recovery");
 }
 
 static void on_ready(struct pgconn *conn, void *arg)
@@ -315,6 +379,7 @@ static void on_lost(struct pgconn *conn, void *arg)
 	struct daemon *d = arg;
 	(void)conn;
 	d->session_ready = false;
+	metrics_connection(d->metrics, false, false);
 	scheduler_connection_lost(d);
 	if (d->once) {
 		d->exit_status = 1;
@@ -424,6 +489,29 @@ static void log_reload(const struct daemon *d, const struct config *old)
 	free(changed);
 }
 
+/* The registry follows the configuration's policies; the listener its daemon.metrics_listen. */
+static bool configure_metrics(struct daemon *d)
+{
+	char **names = xcalloc(d->cfg->n_policies + 1, sizeof(char *));
+	char **actions = xcalloc(d->cfg->n_policies + 1, sizeof(char *));
+	char why[256];
+	bool ok = true;
+	for (size_t i = 0; i < d->cfg->n_policies; i++) {
+		names[i] = d->cfg->policies[i].name;
+		actions[i] = d->cfg->policies[i].action == POLICY_ACTION_DELETE ? "delete" : "anonymize";
+	}
+	metrics_set_policies(d->metrics, names, actions, d->cfg->n_policies);
+	free(names);
+	free(actions);
+	if (!d->once && !metrics_listen(d->metrics, d->cfg->metrics_listen, why, sizeof(why))) {
+		log_err("daemon.metrics_listen = \"%s\": %s", d->cfg->metrics_listen, why);
+		ok = false;
+	} else if (!d->once && d->cfg->metrics_listen[0]) {
+		log_info("serving metrics on %s (GET /metrics)", d->cfg->metrics_listen);
+	}
+	return ok;
+}
+
 static void apply_pending_config(struct daemon *d)
 {
 	struct config *old = d->cfg;
@@ -441,6 +529,8 @@ static void apply_pending_config(struct daemon *d)
 	d->pending_cfg = NULL;
 	log_set_level(d->cfg->log_level);
 	scheduler_init(d);
+	/* A listener that cannot be opened keeps the one before: the daemon purges either way. */
+	configure_metrics(d);
 	duration_to_seconds(&d->cfg->resync_interval, &resync);
 	tv.tv_sec = (time_t)resync;
 	tv.tv_usec = (suseconds_t)((resync - (double)tv.tv_sec) * 1e6);
@@ -575,6 +665,7 @@ static void on_resync(evutil_socket_t fd, short what, void *arg)
 	}
 	send_heartbeat(d);
 	scheduler_wake_all(d);
+	count_requests(d);
 }
 
 static void on_watchdog(evutil_socket_t fd, short what, void *arg)
@@ -1054,6 +1145,9 @@ int main(int argc, char **argv)
 
 	scheduler_init(d);
 	requests_init(d);
+	d->metrics = metrics_new(d->base);
+	if (!configure_metrics(d))
+		fatal("cannot serve metrics: see the line before");
 	log_info("retentiond %s starting: instance %s, %zu policies from %s", PACKAGE_VERSION, d->cfg->instance,
 		 d->n_policies, d->config_path);
 	start_connection(d);
@@ -1071,6 +1165,7 @@ int main(int argc, char **argv)
 	reload_check_abandon(d);
 	log_info("retentiond stopped: %lld records purged by this process", d->purged_total);
 	pgconn_free(d->pg);
+	metrics_free(d->metrics);
 	requests_free(d);
 	scheduler_free(d);
 	config_free(d->cfg);

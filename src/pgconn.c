@@ -505,8 +505,9 @@ static void connect_step(struct pgconn *conn)
 		conn->backoff_ms = RECONNECT_FIRST_MS;
 		conn->io = event_new(conn->base, PQsocket(conn->pg), EV_READ | EV_PERSIST, on_io, conn);
 		event_add(conn->io, NULL);
-		log_info("connected to PostgreSQL (server %d, pid %d)", PQserverVersion(conn->pg),
-			 PQbackendPID(conn->pg));
+		/* With several hosts in the conninfo, which one: after a failover, the promoted standby. */
+		log_info("connected to PostgreSQL at %s port %s (server %d, pid %d)", PQhost(conn->pg),
+			 PQport(conn->pg), PQserverVersion(conn->pg), PQbackendPID(conn->pg));
 		if (conn->cb.on_ready)
 			conn->cb.on_ready(conn, conn->arg);
 		return;

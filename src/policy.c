@@ -1185,7 +1185,10 @@ static char *build_purge(const struct frame *f)
 	       " (ARRAY(SELECT q.record_key FROM retention.quarantine q WHERE q.policy OPERATOR(pg_catalog.=) $1"
 	       " AND q.key_type OPERATOR(pg_catalog.=) ");
 	sb_literal(&b, s->key.type);
-	sb_add(&b, "))) AS were_quarantined, ");
+	/* A -infinity clock is infinitely late; an erasure's record without a clock is not late at all. */
+	sb_add(&b, "))) AS were_quarantined, (SELECT pg_catalog.array_agg(CASE WHEN x.due_at IS NULL THEN 0"
+		   " WHEN NOT pg_catalog.isfinite(x.due_at) THEN 'infinity'::float8 ELSE extract(epoch FROM"
+		   " pg_catalog.statement_timestamp() - x.due_at)::float8 END) FROM done x) AS lateness, ");
 	sb_add(&b,
 	       "pg_catalog.array_agg(record_key ORDER BY clock_at, record_key) AS keys,"
 	       " pg_catalog.array_agg(subject ORDER BY clock_at, record_key) AS subjects,"
@@ -1225,11 +1228,12 @@ static char *build_pending(const struct frame *f)
 	sb_add(&b, "SELECT pg_catalog.count(*) FILTER (WHERE is_due AND NOT held) AS overdue,"
 		   " pg_catalog.count(*) FILTER (WHERE NOT is_due AND NOT held) AS due_within, ");
 	sb_next_due(&b, f);
-	sb_add(&b,
-	       " AS next_due_at, pg_catalog.count(*) FILTER (WHERE held) AS held,"
-	       " pg_catalog.count(*) FILTER (WHERE is_due AND NOT held AND NOT purgeable) AS quarantined FROM (SELECT ");
+	sb_add(&b, " AS next_due_at, pg_catalog.count(*) FILTER (WHERE held) AS held,"
+		   " pg_catalog.count(*) FILTER (WHERE is_due AND NOT held AND NOT purgeable) AS quarantined,"
+		   " extract(epoch FROM pg_catalog.min(due_at) FILTER (WHERE is_due AND NOT held))::float8 AS"
+		   " oldest_overdue_at FROM (SELECT ");
 	sb_due_by(&b, f, "pg_catalog.statement_timestamp()");
-	sb_add(&b, " AS is_due, ");
+	sb_add(&b, " AS is_due, %s + $2::interval AS due_at, ", f->clock_at);
 	sb_held(&b, f);
 	sb_add(&b, " AS held, true");
 	sb_not_quarantined(&b, f);

@@ -40,6 +40,17 @@ enum policy_param {
 /* The first statement-specific parameter: the window, key, subject or locked rows. */
 #define POLICY_PARAM_EXTRA POLICY_N_BASE_PARAMS
 
+/* Columns of policy_sql.pending, as the daemon's count for the metrics reads it, with the session's settings after. */
+enum policy_pending_column {
+	PENDING_OVERDUE,
+	PENDING_DUE_WITHIN,
+	PENDING_NEXT_DUE_AT,
+	PENDING_HELD,
+	PENDING_QUARANTINED,
+	PENDING_OLDEST_OVERDUE_AT,
+	PENDING_SETTINGS,
+};
+
 /* Columns of policy_sql.explain. */
 enum policy_explain_column {
 	EXPLAIN_KEY,
@@ -75,6 +86,7 @@ enum policy_purge_column {
 	PURGE_NOT_TAKEN,        /* keys of anonymised rows whose stored values are not what the UPDATE set */
 	PURGE_ANONYMIZED_KEYS,  /* keys the anonymising UPDATE took, for the rewritten check; NULL for a delete */
 	PURGE_WERE_QUARANTINED, /* keys purged that retention.quarantine lists (tried again): NULL if none */
+	PURGE_LATENESS,         /* float8[]: seconds after due, per record purged (a negative one: an erasure) */
 	/* What the audit rows are made of, as parallel arrays in chain order (audit_insert_sql). */
 	PURGE_KEYS,
 	PURGE_SUBJECTS,
@@ -145,8 +157,8 @@ struct policy_sql {
 	char *begin; /* simple query: BEGIN; -> whether it holds the lock of every policy of the table, audit writes */
 	char *lock;  /* enum policy_lock_column: locks the next batch of due records */
 	char *purge; /* enum policy_purge_column: purges the locked rows ($13 oids, $14 tids) */
-	char *rewritten;         /* anonymize only: which of the keys $13 no longer stand anonymized */
-	char *pending;           /* -> overdue, due_within, next_due_at, held, quarantined ($13 window) */
+	char *rewritten; /* anonymize only: which of the keys $13 no longer stand anonymized */
+	char *pending;   /* -> overdue, due_within, next_due_at, held, quarantined, oldest_overdue_at ($13 window) */
 	char *pending_records;   /* -> policy, key, clock_at, due_at, held ($13 window, $14 limit) */
 	char *explain;           /* enum policy_explain_column ($13 key); no row if there is no such record */
 	char *explain_holds;     /* -> JSON array of the active holds that protect record $13 */

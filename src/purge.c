@@ -19,6 +19,7 @@
 
 #include "invariant.h"
 #include "log.h"
+#include "metrics.h"
 #include "request.h"
 #include "sdnotify.h"
 #include "session.h"
@@ -46,14 +47,25 @@ void purge_batch_clear(struct batch *b)
 	free(b->keys);
 	free(b->anonymized_keys);
 	free(b->were_quarantined);
+	free(b->lateness);
 	for (int i = 0; i < AUDIT_INSERT_N_PARAMS; i++)
 		free(b->audit[i]);
 	policy_text_array_free(b->unpurged);
 	memset(b, 0, sizeof(*b));
 }
 
+/* The batch was rolled back because a statement failed: counted once, however the failure goes on. */
+static void count_failure(struct policy_state *ps)
+{
+	if (!ps->batch.failure_counted)
+		metrics_batch_failed(ps->d->metrics, ps->policy->name);
+	ps->batch.failure_counted = true;
+}
+
 static void finish(struct policy_state *ps, enum purge_outcome outcome)
 {
+	if (outcome == PURGE_FAILED)
+		count_failure(ps);
 	purge_batch_clear(&ps->batch);
 	scheduler_purge_finished(ps, outcome);
 }
@@ -263,6 +275,7 @@ static void batch_failed(struct policy_state *ps, const char *step, PGresult *re
 {
 	char buf[512];
 	const char *state = pgconn_sqlstate(res);
+	count_failure(ps);
 	if (error_is_the_configurations(ps, res)) {
 		scheduler_problem(
 			ps,
@@ -321,6 +334,9 @@ static void report(struct policy_state *ps)
 	char anchor[256], late[48], why[80];
 	ps->batches++;
 	if (b->purged > 0) {
+		metrics_purged(d->metrics, ps->policy->name, ps->erasing ? "request" : "schedule", b->purged,
+			       ps->erasing ? NULL : b->lateness, time(NULL));
+		ps->committed = b->head;
 		ps->quarantined_in_row = 0;
 		ps->purged += b->purged;
 		d->purged_total += b->purged;
@@ -617,6 +633,75 @@ static void on_constraints_immediate(PGresult *res, void *arg)
 		finish(ps, PURGE_FAILED);
 }
 
+/* A chain gap found by a batch, recorded before the batch runs again on top of the head found. */
+struct chain_gap {
+	struct policy_state *ps;
+	struct audit_anchor lost;
+	long long found_seq;
+};
+
+static void on_gap_recorded(PGresult *res, void *arg)
+{
+	struct chain_gap *g = arg;
+	struct policy_state *ps = g->ps;
+	char buf[512];
+	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+		scheduler_problem(ps, "recording the audit chain's lost tail in retention.chain_gaps failed: %s",
+				  pgconn_error_text(res, buf, sizeof(buf)));
+		finish(ps, PURGE_FAILED);
+	} else {
+		log_err("policy %s: the audit chain's head in the database is at seq %lld, behind seq %lld that this"
+			" daemon committed (chain head %lld:%s): the last batches were lost, as a failover to a standby"
+			" that had not received them loses them; their records are back and are purged again;"
+			" recorded as chain gap %s (retentionctl audit verify reports it)",
+			ps->policy->name, g->found_seq, g->lost.seq, g->lost.seq, g->lost.hash, PQgetvalue(res, 0, 0));
+		/* The chain goes on from the head found. */
+		ps->committed.seq = 0;
+		next_batch(ps);
+	}
+	free(g);
+}
+
+/*
+ * Whether the chain's head the purge statement read (in RES) is behind the
+ * head this process committed last: then what was committed after it is
+ * gone. Rolls the batch back, records the gap, and starts the batch again.
+ */
+static bool chain_lost_tail(struct policy_state *ps, const PGresult *res)
+{
+	const struct audit_anchor *mine = &ps->committed;
+	long long seq = PQgetisnull(res, 0, PURGE_HEAD_SEQ) ? 0 : atoll(PQgetvalue(res, 0, PURGE_HEAD_SEQ));
+	const char *hash = PQgetisnull(res, 0, PURGE_HEAD_HASH) ? "" : PQgetvalue(res, 0, PURGE_HEAD_HASH);
+	struct chain_gap *g;
+	char lost_from[32], lost_to[32], found_seq[32];
+	const char *params[7];
+	if (mine->seq == 0 || seq > mine->seq || (seq == mine->seq && strcmp(hash, mine->hash) == 0))
+		return false;
+	g = xcalloc(1, sizeof(*g));
+	g->ps = ps;
+	g->lost = *mine;
+	g->found_seq = seq;
+	/* At the same seq but another hash, the row there was written again: at least that one was lost. */
+	snprintf(lost_from, sizeof(lost_from), "%lld", seq < mine->seq ? seq + 1 : seq);
+	snprintf(lost_to, sizeof(lost_to), "%lld", mine->seq);
+	snprintf(found_seq, sizeof(found_seq), "%lld", seq);
+	params[0] = ps->policy->name;
+	params[1] = lost_from;
+	params[2] = lost_to;
+	params[3] = mine->hash;
+	params[4] = seq ? found_seq : NULL;
+	params[5] = seq ? hash : NULL;
+	params[6] = ps->d->cfg->instance;
+	rollback(ps);
+	if (!pgconn_query(ps->d->pg, ps, PGCONN_PLAIN,
+			  "SELECT retention.record_chain_gap($1, $2::bigint, $3::bigint, $4, $5::bigint, $6, $7)", 7,
+			  NULL, params, on_gap_recorded, g)) {
+		free(g);
+		finish(ps, PURGE_FAILED);
+	}
+	return true;
+}
+
 static void on_purge(PGresult *res, void *arg)
 {
 	struct policy_state *ps = arg;
@@ -632,6 +717,8 @@ static void on_purge(PGresult *res, void *arg)
 		finish(ps, PURGE_STALE);
 		return;
 	}
+	if (chain_lost_tail(ps, res))
+		return;
 	if (!PQgetisnull(res, 0, PURGE_NOT_TAKEN)) {
 		/* Their audit rows would claim what the table does not show: none of the batch stays. */
 		skip_records(ps, PQgetvalue(res, 0, PURGE_NOT_TAKEN),
@@ -641,7 +728,14 @@ static void on_purge(PGresult *res, void *arg)
 	}
 	b->purged = atoll(PQgetvalue(res, 0, PURGE_PURGED));
 	if (b->purged > 0) {
+		size_t n = 0;
+		char **late = policy_text_array_parse_all(PQgetvalue(res, 0, PURGE_LATENESS), &n);
 		b->max_late_seconds = atof(PQgetvalue(res, 0, PURGE_MAX_LATE));
+		/* One per record: what the lateness histogram counts. */
+		b->lateness = xcalloc((size_t)b->purged + 1, sizeof(double));
+		for (size_t i = 0; i < n && i < (size_t)b->purged; i++)
+			b->lateness[i] = late[i] ? atof(late[i]) : 0;
+		policy_text_array_free(late);
 		if (!hash_audit_rows(ps, res)) {
 			scheduler_problem(ps, "the purge statement returned audit fields that do not add up; batch"
 					      " rolled back");

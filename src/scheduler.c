@@ -17,8 +17,10 @@
 #include <string.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "purge.h"
 #include "request.h"
+#include "session.h"
 #include "util.h"
 
 #define RETRY_FIRST_MS 10
@@ -32,6 +34,7 @@
 
 static void ask_next_due(struct policy_state *ps);
 static void resolve_table(struct policy_state *ps);
+static void count_for_metrics(struct policy_state *ps);
 
 const char *policy_phase_name(enum policy_phase phase)
 {
@@ -337,6 +340,10 @@ static void on_next_due(PGresult *res, void *arg)
 		return;
 	}
 	problem_over(ps);
+	if (ps->count_after_ask) {
+		ps->count_after_ask = false;
+		count_for_metrics(ps);
+	}
 	if (PQntuples(res) == 0 || PQgetisnull(res, 0, 0)) {
 		log_debug("policy %s: nothing pending", ps->policy->name);
 		ps->retry_ms = 0;
@@ -383,6 +390,8 @@ static void ask_next_due(struct policy_state *ps)
 	Oid types[POLICY_N_BASE_PARAMS + 1];
 	char limit[16];
 	bool check_catalog = ps->check_catalog;
+	/* A resync's ask: the metrics' counts are read again after it. */
+	ps->count_after_ask = ps->count_after_ask || check_catalog;
 	ps->check_catalog = false;
 	ps->last_ask_at = monotonic_now();
 	evtimer_del(ps->ask_timer);
@@ -537,9 +546,69 @@ static bool once_lock_wait_over(struct policy_state *ps)
 	return now - ps->once_locked_since >= limit;
 }
 
+struct counting {
+	struct daemon *d;
+	char *policy;
+};
+
+static void on_counted(PGresult *res, void *arg)
+{
+	struct counting *c = arg;
+	char buf[512];
+	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+		if (res)
+			log_warn("policy %s: counting its overdue records for the metrics failed: %s", c->policy,
+				 pgconn_error_text(res, buf, sizeof(buf)));
+	} else if (daemon_session_intact(c->d, res, PENDING_SETTINGS, c->policy, false)) {
+		struct metrics_policy_counts counts = {
+			.overdue = atoll(PQgetvalue(res, 0, PENDING_OVERDUE)),
+			.oldest_overdue_at = PQgetisnull(res, 0, PENDING_OLDEST_OVERDUE_AT)
+						     ? 0
+						     : atof(PQgetvalue(res, 0, PENDING_OLDEST_OVERDUE_AT)),
+			.held = atoll(PQgetvalue(res, 0, PENDING_HELD)),
+			.quarantined = atoll(PQgetvalue(res, 0, PENDING_QUARANTINED)),
+		};
+		metrics_policy_counts(c->d->metrics, c->policy, &counts);
+	}
+	free(c->policy);
+	free(c);
+}
+
+/*
+ * What the metrics show of PS's records (overdue, the oldest of them, held,
+ * quarantined), counted by the server with the policy's own predicate: at a
+ * resync and after a purge run, never at a scrape. Owned by the daemon: the
+ * policy's chain does not wait for it, and a reload may free the policy first.
+ */
+static void count_for_metrics(struct policy_state *ps)
+{
+	const char *params[POLICY_N_BASE_PARAMS + 1];
+	Oid types[POLICY_N_BASE_PARAMS + 1];
+	struct counting *c;
+	char *sql;
+	if (ps->d->once || !ps->resolved || ps->sql.pending == NULL)
+		return;
+	c = xcalloc(1, sizeof(*c));
+	c->d = ps->d;
+	c->policy = xstrdup(ps->policy->name);
+	policy_params(&ps->sql, params, types, NULL, 0, false);
+	params[POLICY_PARAM_EXTRA] = "0 seconds";
+	types[POLICY_PARAM_EXTRA] = 1186; /* interval */
+	/* It reads the policy's table: what its owner's code may change of the session is read too. */
+	sql = xasprintf("SELECT p.*, " SESSION_SETTINGS_SQL " FROM (%s) p", ps->sql.pending);
+	if (!pgconn_query(ps->d->pg, ps->d, PGCONN_PLAIN, sql, POLICY_N_BASE_PARAMS + 1, types, params, on_counted,
+			  c)) {
+		free(c->policy);
+		free(c);
+	}
+	free(sql);
+}
+
 void scheduler_purge_finished(struct policy_state *ps, enum purge_outcome outcome)
 {
 	struct daemon *d = ps->d;
+	if (outcome == PURGE_DONE || outcome == PURGE_FAILED)
+		count_for_metrics(ps);
 	if (outcome != PURGE_LOCKED && !ps->last_purge_empty) {
 		if (ps->locked_elsewhere_since != 0)
 			daemon_status_changed(d);

@@ -36,6 +36,8 @@ struct batch {
 	long long audit_writes_before; /* AUDIT_WRITES_SQL at the transaction's start, -1 if not counted */
 	char *anonymized_keys;         /* PURGE_ANONYMIZED_KEYS, for the check after the AFTER and deferred triggers */
 	char *were_quarantined;        /* PURGE_WERE_QUARANTINED: leave the quarantine once committed */
+	double *lateness;              /* PURGE_LATENESS: seconds after due, per record purged */
+	bool failure_counted;          /* its failure is in the metrics */
 	char *audit[AUDIT_INSERT_N_PARAMS]; /* the audit rows, hashed, as audit_insert_sql's parameters */
 };
 
@@ -52,6 +54,7 @@ struct policy_state {
 	double last_ask_at;      /* monotonic seconds */
 	bool ask_wanted;         /* woken while busy: ask again when idle */
 	bool check_catalog;      /* the next ask checks the table is as described (each resync) */
+	bool count_after_ask;    /* a resync's ask: count its records for the metrics after the answer */
 	bool purge_wanted;       /* the due timer fired while busy: purge when idle */
 	int retry_ms;            /* backoff after an error, a busy lock or a purge that found nothing */
 	bool last_purge_empty;
@@ -59,10 +62,11 @@ struct policy_state {
 	bool locked_elsewhere_warned;
 	int limit; /* rows per batch now: policy->batch, smaller while a failing batch is split */
 	struct batch batch;
-	long long split_left;         /* records of a failed batch not tried since (bisection), 0 if none */
-	long long quarantined_in_row; /* records quarantined since the last batch that purged any */
-	long long purged;             /* records purged by this process */
-	long long purged_before_run;  /* `purged` when the current purge run started */
+	long long split_left;          /* records of a failed batch not tried since (bisection), 0 if none */
+	long long quarantined_in_row;  /* records quarantined since the last batch that purged any */
+	struct audit_anchor committed; /* the chain head its last batch committed (this process); seq 0 if none */
+	long long purged;              /* records purged by this process */
+	long long purged_before_run;   /* `purged` when the current purge run started */
 	long long batches;
 	bool off_until_reload; /* its statements changed the session, or its configuration cannot work: until a reload */
 	char *problem;         /* what keeps it from purging, as logged; NULL once it purges or is asked again */

@@ -32,4 +32,9 @@ int schema_migrate(PGconn *conn, char **err);
 /* SQL that reads the installed version; the daemon runs it asynchronously. */
 extern const char schema_version_sql[];
 
+/* Whether request row R is open past its deadline (a restriction is carried out when filed: never). */
+#define REQUEST_OVERDUE_SQL(r)                                                                                         \
+	"(" r ".kind <> 'restriction' AND " r ".status = 'open' AND " r                                                \
+	".deadline_at < pg_catalog.statement_timestamp())"
+
 #endif

@@ -132,6 +132,49 @@ static void nothing_to_verify(struct audit_verify *v, const char *policy)
 					     policy));
 }
 
+/*
+ * The tails a failover lost (retention.chain_gaps, recorded by the daemon
+ * that found its chain's head behind the head it had committed), on stderr:
+ * an anchor the log gave that is in one is explained, not excused: a gap row
+ * is the database's word, which a rewrite could also have written.
+ */
+static void say_chain_gaps(struct ctl *ctl, const char *policy, const struct audit_anchor *anchor)
+{
+	char seq[32];
+	const char *params[3] = {policy, seq, anchor ? anchor->hash : ""};
+	PGresult *res;
+	snprintf(seq, sizeof(seq), "%lld", anchor ? anchor->seq : 0);
+	/* The gap keeps the hash of its last row: an anchor at that seq must have it. */
+	res = PQexecParams(ctl->conn,
+			   "SELECT id, policy, lost_from_seq, lost_to_seq, coalesce(found_head_seq::text, 'none'),"
+			   " detected_at, instance, $2::bigint BETWEEN lost_from_seq AND lost_to_seq"
+			   " AND ($2::bigint <> lost_to_seq OR pg_catalog.encode(lost_head_hash, 'hex') = $3)"
+			   " FROM retention.chain_gaps WHERE $1::text IS NULL OR policy = $1 ORDER BY id",
+			   3, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		ctl_warn("cannot read retention.chain_gaps (the tails of chains lost in a failover): %s",
+			 PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY)
+				 ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY)
+				 : PQerrorMessage(ctl->conn));
+		PQclear(res);
+		return;
+	}
+	for (int i = 0; i < PQntuples(res); i++) {
+		ctl_warn(
+			"policy %s: audit records seq %s to %s were lost (chain gap %s, found at %s by instance %s: the"
+			" chain's head was at %s, behind the head that daemon had committed, as after a failover to a"
+			" standby that had not received the last batches; their records came back and were purged"
+			" again)",
+			PQgetvalue(res, i, 1), PQgetvalue(res, i, 2), PQgetvalue(res, i, 3), PQgetvalue(res, i, 0),
+			PQgetvalue(res, i, 5), PQgetvalue(res, i, 6), PQgetvalue(res, i, 4));
+		if (anchor && strcmp(PQgetvalue(res, i, 7), "t") == 0)
+			ctl_warn("the anchor %lld:%s is in chain gap %s: lost in that failover, not rewritten, if the"
+				 " failover happened",
+				 anchor->seq, anchor->hash, PQgetvalue(res, i, 0));
+	}
+	PQclear(res);
+}
+
 static int verify_database(struct ctl *ctl, const char *policy, const struct audit_anchor *anchor)
 {
 	struct audit_verify v = {NULL, 0, NULL};
@@ -153,6 +196,8 @@ static int verify_database(struct ctl *ctl, const char *policy, const struct aud
 	else
 		status = report(ctl, &v);
 	PQclear(PQexec(ctl->conn, "COMMIT"));
+	if (ok)
+		say_chain_gaps(ctl, policy, anchor);
 	free(err);
 	audit_verify_free(&v);
 	return status;

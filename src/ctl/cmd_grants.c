@@ -280,8 +280,8 @@ int cmd_grants(struct ctl *ctl, int argc, char **argv)
 		break;
 	case FOR_AUDIT:
 		printf("GRANT USAGE ON SCHEMA retention TO %s;\n"
-		       "GRANT SELECT ON retention.audit_log, retention.chain_heads, retention.instances,"
-		       " retention.holds TO %s;\n",
+		       "GRANT SELECT ON retention.audit_log, retention.chain_heads, retention.chain_gaps,"
+		       " retention.instances, retention.holds TO %s;\n",
 		       role, role);
 		break;
 	case FOR_REQUESTS:

@@ -10,15 +10,14 @@
 #include "ctl.h"
 #include "util.h"
 
-static const char usage[] =
-	"usage: retentionctl quarantine list [--policy P]\n"
-	"       retentionctl quarantine retry (--policy P | ID)\n\n"
-	"'quarantine list' shows the records whose purge failed on their own (a foreign key\n"
-	"that restricts, a trigger that raises): the error, how often it failed, and when the\n"
-	"daemon tries it again (daemon.quarantine_retry, doubled per failure; 'by hand' when\n"
-	"it is 0). They stay overdue, in pending and explain, until purged.\n"
-	"'quarantine retry' has the next batch try them again: every record of policy P, or\n"
-	"the one with id ID. A record that fails again is quarantined again.\n";
+static const char usage[] = "usage: retentionctl quarantine list [--policy P]\n"
+			    "       retentionctl quarantine retry (--policy P | ID)\n\n"
+			    "'quarantine list' shows the records whose purge failed on their own (a foreign key\n"
+			    "that restricts, a trigger that raises): the error, how often it failed, and when the\n"
+			    "daemon tries it again (daemon.quarantine_retry, doubled per failure; 'by hand' when\n"
+			    "it is 0). They stay overdue, in pending and explain, until purged.\n"
+			    "'quarantine retry' has the next batch try them again: every record of policy P, or\n"
+			    "the one with id ID. A record that fails again is quarantined again.\n";
 
 static const char list_sql[] = "SELECT id, policy, record_key, error, attempts, first_failed_at, last_failed_at,"
 			       " retry_at, instance FROM retention.quarantine"

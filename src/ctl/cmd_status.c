@@ -14,7 +14,8 @@ static const char usage[] = "usage: retentionctl status\n\n"
 			    "policy's state as its last heartbeat said: enforcing, failing (with what keeps it\n"
 			    "from purging) or waiting (for its table to be described, or for its lock).\n"
 			    "The heartbeat follows a purge or a change of state within a second.\n"
-			    "Open data subjects' requests past their deadline are counted on stderr.\n";
+			    "Open data subjects' requests past their deadline are counted on stderr, and\n"
+			    "so is a server in recovery (a standby), on which no daemon purges.\n";
 
 static const char status_sql[] =
 	"SELECT instance, host, pid, started_at AS started, heartbeat_at AS last_heartbeat, policies,"
@@ -45,6 +46,16 @@ static void say_overdue_requests(struct ctl *ctl)
 	PQclear(res);
 }
 
+/* On a standby the rows are the primary's, as replicated: a daemon connected here purges nothing. */
+static void say_if_standby(struct ctl *ctl)
+{
+	PGresult *res = PQexec(ctl->conn, "SELECT pg_catalog.pg_is_in_recovery()");
+	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "t") == 0)
+		ctl_warn("the server is a standby (in recovery): a daemon connected to it purges nothing; the instances"
+			 " below are as replicated from the primary");
+	PQclear(res);
+}
+
 int cmd_status(struct ctl *ctl, int argc, char **argv)
 {
 	char *started, *beat, *last, *table_sql;
@@ -55,6 +66,7 @@ int cmd_status(struct ctl *ctl, int argc, char **argv)
 		return ctl_usage_error(usage, "status takes no arguments");
 	if (ctl_connect(ctl) == NULL)
 		return CTL_ERROR;
+	say_if_standby(ctl);
 	started = ctl_human_time("started", "ago");
 	beat = ctl_human_time("last_heartbeat", "ago");
 	last = ctl_human_time("last_purge", "ago");

@@ -9,6 +9,7 @@
 
 #include "config.h"
 #include "policy.h"
+#include "schema.h"
 
 enum ctl_exit {
 	CTL_OK = 0,
@@ -108,10 +109,6 @@ char *ctl_canonical(struct ctl *ctl, const struct policy_sql *sql, const char *s
  * read.
  */
 char *ctl_audit_forms(struct ctl *ctl, bool pseudonymized, const char *value);
-/* Whether request row R is open past its deadline (a restriction is carried out when filed: never). */
-#define REQUEST_OVERDUE_SQL(r)                                                                                         \
-	"(" r ".kind <> 'restriction' AND " r ".status = 'open' AND " r                                                \
-	".deadline_at < pg_catalog.statement_timestamp())"
 
 /* ctl_warn's format for a lookup in a type whose equal values can be written apart: policy, column, value. */
 #define LOOKUP_AS_WRITTEN                                                                                              \

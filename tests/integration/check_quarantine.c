@@ -21,23 +21,23 @@
 static PGconn *poisoned_db(const char *db, int rows, int second)
 {
 	PGconn *conn = fx_database(db);
-	char *sql = xasprintf(
-		"CREATE SCHEMA app;"
-		"CREATE TABLE app.parents (id int PRIMARY KEY, closed_at timestamptz);"
-		"CREATE INDEX ON app.parents (closed_at);"
-		"CREATE TABLE app.kept (id int PRIMARY KEY);"
-		"CREATE TABLE app.vetoed (id int PRIMARY KEY);"
-		"INSERT INTO app.parents SELECT g, now() - interval '10 days' + g * interval '1 second'"
-		" FROM generate_series(1, %d) g;"
-		"INSERT INTO app.kept VALUES (3);"
-		"INSERT INTO app.vetoed VALUES (7), (%d) ON CONFLICT DO NOTHING;"
-		"CREATE FUNCTION app.guard() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
-		"  IF EXISTS (SELECT FROM app.vetoed v WHERE v.id = OLD.id) THEN"
-		"    RAISE EXCEPTION 'record %% is under audit', OLD.id; END IF;"
-		"  IF EXISTS (SELECT FROM app.kept k WHERE k.id = OLD.id) THEN RETURN NULL; END IF;"
-		"  RETURN OLD; END $$;"
-		"CREATE TRIGGER guard BEFORE DELETE ON app.parents FOR EACH ROW EXECUTE FUNCTION app.guard()",
-		rows, second);
+	char *sql =
+		xasprintf("CREATE SCHEMA app;"
+			  "CREATE TABLE app.parents (id int PRIMARY KEY, closed_at timestamptz);"
+			  "CREATE INDEX ON app.parents (closed_at);"
+			  "CREATE TABLE app.kept (id int PRIMARY KEY);"
+			  "CREATE TABLE app.vetoed (id int PRIMARY KEY);"
+			  "INSERT INTO app.parents SELECT g, now() - interval '10 days' + g * interval '1 second'"
+			  " FROM generate_series(1, %d) g;"
+			  "INSERT INTO app.kept VALUES (3);"
+			  "INSERT INTO app.vetoed VALUES (7), (%d) ON CONFLICT DO NOTHING;"
+			  "CREATE FUNCTION app.guard() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+			  "  IF EXISTS (SELECT FROM app.vetoed v WHERE v.id = OLD.id) THEN"
+			  "    RAISE EXCEPTION 'record %% is under audit', OLD.id; END IF;"
+			  "  IF EXISTS (SELECT FROM app.kept k WHERE k.id = OLD.id) THEN RETURN NULL; END IF;"
+			  "  RETURN OLD; END $$;"
+			  "CREATE TRIGGER guard BEFORE DELETE ON app.parents FOR EACH ROW EXECUTE FUNCTION app.guard()",
+			  rows, second);
 	test_exec(conn, sql);
 	free(sql);
 	fx_grant(conn, "app");
@@ -73,18 +73,24 @@ START_TEST(test_poison_records_are_quarantined_and_the_rest_purged)
 				0, NULL, "3:integer:1:true 7:integer:1:true 250:integer:1:true");
 	test_assert_query_value(conn, "SELECT error FROM retention.quarantine WHERE record_key = '7'", 0, NULL,
 				"purge statement failed: record 7 is under audit (SQLSTATE P0001)");
-	test_assert_query_value(conn, "SELECT error FROM retention.quarantine WHERE record_key = '3'", 0, NULL,
-				"it was locked as due, but deleting or updating it changed nothing (a BEFORE trigger that"
-				" returns NULL, a rule, or row-level security)");
-	fx_wait_for_log(log, "policy p: record 250 cannot be purged: purge statement failed: record 250 is under audit", 5);
+	test_assert_query_value(
+		conn, "SELECT error FROM retention.quarantine WHERE record_key = '3'", 0, NULL,
+		"it was locked as due, but deleting or updating it changed nothing (a BEFORE trigger that"
+		" returns NULL, a rule, or row-level security)");
+	fx_wait_for_log(log, "policy p: record 250 cannot be purged: purge statement failed: record 250 is under audit",
+			5);
 	/* Quarantined records stay overdue, and say why. */
 	ck_assert_int_eq(fx_ctl(conf, "poison3", &out, &err, "--format", "csv", "pending", NULL), 0);
 	/* Nothing else is due: the next due record is a quarantined one's retry, not shown as a record due. */
-	ck_assert_msg(strcmp(out, "policy,overdue,due_within,next_due_at,held,quarantined\n\"p\",\"3\",\"0\",,\"0\",\"3\"\n") == 0,
-		      "%s", out);
+	ck_assert_msg(
+		strcmp(out,
+		       "policy,overdue,due_within,next_due_at,held,quarantined\n\"p\",\"3\",\"0\",,\"0\",\"3\"\n") == 0,
+		"%s", out);
 	free(out);
 	free(err);
-	ck_assert_int_eq(fx_ctl(conf, "poison3", &out, &err, "--format", "json", "explain", "--policy", "p", "--key", "7", NULL), 0);
+	ck_assert_int_eq(
+		fx_ctl(conf, "poison3", &out, &err, "--format", "json", "explain", "--policy", "p", "--key", "7", NULL),
+		0);
 	ck_assert_msg(strstr(out, "\"status\":\"quarantined\""), "%s", out);
 	ck_assert_msg(strstr(out, "\"reason\":\"quarantined: purge statement failed: record 7 is under audit"
 				  " (SQLSTATE P0001); due since "),
@@ -92,10 +98,13 @@ START_TEST(test_poison_records_are_quarantined_and_the_rest_purged)
 	free(out);
 	free(err);
 	ck_assert_int_eq(fx_ctl(conf, "poison3", &out, &err, "--format", "csv", "quarantine", "list", NULL), 0);
-	ck_assert_msg(strstr(out, "id,policy,record_key,error,attempts,first_failed_at,last_failed_at,retry_at,instance\n"),
-		      "%s", out);
-	ck_assert_msg(strstr(out, ",\"p\",\"250\",\"purge statement failed: record 250 is under audit (SQLSTATE P0001)\",\"1\","),
-		      "%s", out);
+	ck_assert_msg(
+		strstr(out, "id,policy,record_key,error,attempts,first_failed_at,last_failed_at,retry_at,instance\n"),
+		"%s", out);
+	ck_assert_msg(
+		strstr(out,
+		       ",\"p\",\"250\",\"purge statement failed: record 250 is under audit (SQLSTATE P0001)\",\"1\","),
+		"%s", out);
 	free(out);
 	free(err);
 	fx_assert_chain_intact(conn);
@@ -221,14 +230,16 @@ START_TEST(test_retry_after_the_cause_is_removed_purges_them)
 	free(err);
 	ck_assert_msg(fx_wait_row_gone(conn, "app.parents", "3", 10), "record 3 not purged on retry");
 	ck_assert_int_eq(fx_audit_count(conn, "p", "3"), 1);
-	ck_assert(fx_poll_true(conn,
-			       "SELECT string_agg(record_key || ':' || attempts, ' ' ORDER BY record_key::int) = '7:2 12:2'"
-			       " FROM retention.quarantine",
-			       10));
+	ck_assert(fx_poll_true(
+		conn,
+		"SELECT string_agg(record_key || ':' || attempts, ' ' ORDER BY record_key::int) = '7:2 12:2'"
+		" FROM retention.quarantine",
+		10));
 	/* By id, once its cause is gone. */
 	test_exec(conn, "DELETE FROM app.vetoed WHERE id = 12");
 	{
-		char *id = test_query_value(conn, "SELECT id FROM retention.quarantine WHERE record_key = '12'", 0, NULL);
+		char *id =
+			test_query_value(conn, "SELECT id FROM retention.quarantine WHERE record_key = '12'", 0, NULL);
 		ck_assert_int_eq(fx_ctl(conf, "retry", &out, &err, "quarantine", "retry", id, NULL), 0);
 		ck_assert_msg(strstr(out, "1 quarantined record will be tried again"), "%s", out);
 		free(out);
@@ -245,10 +256,11 @@ START_TEST(test_retry_after_the_cause_is_removed_purges_them)
 	test_exec(conn, "UPDATE retention.quarantine SET retry_at = now()");
 	pid = fx_start_daemon(conf, log);
 	ck_assert(fx_poll_true(conn, "SELECT attempts = 3 FROM retention.quarantine WHERE record_key = '7'", 10));
-	test_assert_query_value(conn,
-				"SELECT retry_at - last_failed_at BETWEEN interval '7.9 seconds' AND interval '8.1 seconds'"
-				" FROM retention.quarantine WHERE record_key = '7'",
-				0, NULL, "t");
+	test_assert_query_value(
+		conn,
+		"SELECT retry_at - last_failed_at BETWEEN interval '7.9 seconds' AND interval '8.1 seconds'"
+		" FROM retention.quarantine WHERE record_key = '7'",
+		0, NULL, "t");
 	test_exec(conn, "DELETE FROM app.vetoed");
 	ck_assert_msg(fx_wait_row_gone(conn, "app.parents", "7", 15), "record 7 not purged by the automatic retry");
 	ck_assert(fx_poll_true(conn, "SELECT count(*) = 0 FROM retention.quarantine", 10));

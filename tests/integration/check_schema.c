@@ -46,7 +46,7 @@ START_TEST(test_migrate_twice_is_idempotent)
 				  0, NULL);
 	ck_assert_str_eq(
 		tables,
-		"audit_log chain_heads holds instances policy_locks quarantine request_identities request_results requests schema_version");
+		"audit_log chain_gaps chain_heads holds instances policy_locks quarantine request_identities request_results requests schema_version");
 	ck_assert_int_eq(test_query_ll(conn, "SELECT max(version) FROM retention.schema_version"),
 			 schema_latest_version());
 	free(out);

@@ -171,6 +171,41 @@ START_TEST(test_bad_duration)
 }
 END_TEST
 
+/* daemon.metrics_listen: off unless set; host:port, [v6]:port or unix:/path, each named wrong in one line. */
+START_TEST(test_metrics_listen)
+{
+	static const char *const good[] = {"127.0.0.1:9752", "[::1]:9752", "localhost:1", "unix:/run/r/metrics.sock",
+					   ""};
+	static const char *const bad[][2] = {
+		{"localhost", "must be \"host:port\""},
+		{"127.0.0.1:0", "port must be a number from 1 to 65535"},
+		{"127.0.0.1:70000", "from 1 to 65535"},
+		{"127.0.0.1:97x", "from 1 to 65535"},
+		{"::1:9752", "IPv6 address goes in brackets"},
+		{"unix:metrics.sock", "must be absolute"},
+		{":9752", "must be \"host:port\""},
+	};
+	struct config *cfg = test_load_config(ONE_POLICY(""), &errs);
+	ck_assert_ptr_nonnull(cfg);
+	ck_assert_str_eq(cfg->metrics_listen, "");
+	config_free(cfg);
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		char *text = xasprintf("daemon = { metrics_listen = \"%s\"; };\n" ONE_POLICY(""), good[i]);
+		cfg = test_load_config(text, &errs);
+		ck_assert_msg(cfg != NULL, "%s refused", good[i]);
+		ck_assert_str_eq(cfg->metrics_listen, good[i]);
+		config_free(cfg);
+		free(text);
+	}
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char *text = xasprintf("daemon = { metrics_listen = \"%s\"; };\n" ONE_POLICY(""), bad[i][0]);
+		config_errors_clear(&errs);
+		expect_one_error(text, ":1:", "daemon.metrics_listen", bad[i][1], NULL);
+		free(text);
+	}
+}
+END_TEST
+
 /* daemon.quarantine_retry: an hour unless set; zero (by hand only) is allowed where a retain of zero is not. */
 START_TEST(test_quarantine_retry)
 {
@@ -515,6 +550,7 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_invalid_policy_name);
 	tcase_add_test(tc, test_bad_duration);
 	tcase_add_test(tc, test_quarantine_retry);
+	tcase_add_test(tc, test_metrics_listen);
 	tcase_add_test(tc, test_bad_identifier);
 	tcase_add_test(tc, test_batch_out_of_range);
 	tcase_add_test(tc, test_exempt_without_values);

@@ -1,0 +1,445 @@
+/*
+ * metrics.c -- the registry of what the daemon measures, rendered in
+ * Prometheus' text exposition format (version 0.0.4), and its HTTP
+ * listener: evhttp on the daemon's event loop, one request at a time, the
+ * answer built from memory.
+ */
+#include "metrics.h"
+
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "log.h"
+#include "util.h"
+
+/* Upper bounds of the lateness histogram's buckets, in seconds: from timer precision to a day behind. */
+static const double lateness_buckets[] = {0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60, 300, 3600, 86400};
+#define N_BUCKETS (sizeof(lateness_buckets) / sizeof(lateness_buckets[0]))
+
+static const char *const causes[] = {"schedule", "request"};
+#define N_CAUSES 2
+
+struct policy_metrics {
+	char *name;
+	char *action;
+	bool configured; /* in the running configuration (kept after a reload drops it: counters do not go back) */
+	long long purged[N_CAUSES];
+	long long failures;
+	time_t last_purge_at;
+	long long late_count[N_BUCKETS + 1]; /* per bucket, not cumulative; the last is +Inf */
+	double late_sum;
+	bool counted; /* counts holds a database count */
+	struct metrics_policy_counts counts;
+	enum metrics_policy_blocked blocked;
+};
+
+struct metrics {
+	struct event_base *base;
+	struct evhttp *http;
+	char *listen;     /* what it listens on, "" if nothing */
+	char *unix_path;  /* the socket file it made, removed when it closes */
+	struct policy_metrics *policies;
+	size_t n_policies;
+	bool connected, primary;
+	bool requests_counted;
+	long long requests_open, requests_overdue;
+};
+
+struct metrics *metrics_new(struct event_base *base)
+{
+	struct metrics *m = xcalloc(1, sizeof(*m));
+	m->base = base;
+	m->listen = xstrdup("");
+	return m;
+}
+
+static void close_listener(struct metrics *m)
+{
+	if (m->http)
+		evhttp_free(m->http);
+	m->http = NULL;
+	if (m->unix_path)
+		unlink(m->unix_path);
+	free(m->unix_path);
+	m->unix_path = NULL;
+	free(m->listen);
+	m->listen = xstrdup("");
+}
+
+void metrics_free(struct metrics *m)
+{
+	if (m == NULL)
+		return;
+	close_listener(m);
+	free(m->listen);
+	for (size_t i = 0; i < m->n_policies; i++) {
+		free(m->policies[i].name);
+		free(m->policies[i].action);
+	}
+	free(m->policies);
+	free(m);
+}
+
+static struct policy_metrics *find(struct metrics *m, const char *policy)
+{
+	for (size_t i = 0; i < m->n_policies; i++)
+		if (strcmp(m->policies[i].name, policy) == 0)
+			return &m->policies[i];
+	return NULL;
+}
+
+void metrics_set_policies(struct metrics *m, char *const *names, char *const *actions, size_t n)
+{
+	for (size_t i = 0; i < m->n_policies; i++)
+		m->policies[i].configured = false;
+	for (size_t i = 0; i < n; i++) {
+		struct policy_metrics *p = find(m, names[i]);
+		if (p == NULL) {
+			m->policies = xrealloc(m->policies, (m->n_policies + 1) * sizeof(*m->policies));
+			p = &m->policies[m->n_policies++];
+			memset(p, 0, sizeof(*p));
+			p->name = xstrdup(names[i]);
+		} else {
+			free(p->action);
+			/* What it counted described the old rule. */
+			p->counted = false;
+		}
+		p->action = xstrdup(actions[i]);
+		p->configured = true;
+		p->blocked = METRICS_NOT_BLOCKED;
+	}
+}
+
+void metrics_connection(struct metrics *m, bool connected, bool primary)
+{
+	m->connected = connected;
+	m->primary = primary;
+}
+
+void metrics_purged(struct metrics *m, const char *policy, const char *cause, long long n, const double *lateness,
+		    time_t at)
+{
+	struct policy_metrics *p = find(m, policy);
+	if (p == NULL || n <= 0)
+		return;
+	p->purged[strcmp(cause, "request") == 0 ? 1 : 0] += n;
+	p->last_purge_at = at;
+	for (long long i = 0; lateness && i < n; i++) {
+		size_t b = 0;
+		while (b < N_BUCKETS && lateness[i] > lateness_buckets[b])
+			b++;
+		p->late_count[b]++;
+		/* An infinitely late record (a -infinity clock) is in the +Inf bucket, not in the sum. */
+		if (isfinite(lateness[i]))
+			p->late_sum += lateness[i];
+	}
+}
+
+void metrics_batch_failed(struct metrics *m, const char *policy)
+{
+	struct policy_metrics *p = find(m, policy);
+	if (p)
+		p->failures++;
+}
+
+void metrics_policy_counts(struct metrics *m, const char *policy, const struct metrics_policy_counts *c)
+{
+	struct policy_metrics *p = find(m, policy);
+	if (p == NULL)
+		return;
+	p->counts = *c;
+	p->counted = true;
+}
+
+void metrics_policy_blocked(struct metrics *m, const char *policy, enum metrics_policy_blocked why)
+{
+	struct policy_metrics *p = find(m, policy);
+	if (p)
+		p->blocked = why;
+}
+
+void metrics_requests(struct metrics *m, long long open, long long overdue)
+{
+	m->requests_open = open;
+	m->requests_overdue = overdue;
+	m->requests_counted = true;
+}
+
+/* ---- the text format ---- */
+
+static void family(struct evbuffer *b, const char *name, const char *type, const char *help)
+{
+	evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* A label value: backslash, double quote and newline escaped, as the format wants. */
+static void label_value(struct evbuffer *b, const char *v)
+{
+	for (; *v; v++) {
+		if (*v == '\\' || *v == '"')
+			evbuffer_add_printf(b, "\\%c", *v);
+		else if (*v == '\n')
+			evbuffer_add(b, "\\n", 2);
+		else
+			evbuffer_add(b, v, 1);
+	}
+}
+
+/* NAME{policy="P"EXTRA} followed by a space: EXTRA is further labels, already escaped, or "". */
+static void series(struct evbuffer *b, const char *name, const char *policy, const char *extra)
+{
+	evbuffer_add_printf(b, "%s{policy=\"", name);
+	label_value(b, policy);
+	evbuffer_add_printf(b, "\"%s} ", extra);
+}
+
+static void render_policies(const struct metrics *m, struct evbuffer *b, time_t now)
+{
+	family(b, "retentiond_overdue_records", "gauge",
+	       "Records due and not purged (held ones not counted, quarantined ones counted), as the database counted"
+	       " them at the last resync or purge run.");
+	for (size_t i = 0; i < m->n_policies; i++) {
+		const struct policy_metrics *p = &m->policies[i];
+		if (p->configured && p->counted) {
+			series(b, "retentiond_overdue_records", p->name, "");
+			evbuffer_add_printf(b, "%lld\n", p->counts.overdue);
+		}
+	}
+	family(b, "retentiond_oldest_overdue_seconds", "gauge",
+	       "How long ago the oldest overdue record fell due; 0 if none is.");
+	for (size_t i = 0; i < m->n_policies; i++) {
+		const struct policy_metrics *p = &m->policies[i];
+		double age = p->counts.overdue > 0 && p->counts.oldest_overdue_at > 0
+				     ? (double)now - p->counts.oldest_overdue_at
+				     : 0;
+		if (p->configured && p->counted) {
+			series(b, "retentiond_oldest_overdue_seconds", p->name, "");
+			evbuffer_add_printf(b, "%.3f\n", age < 0 ? 0 : age);
+		}
+	}
+	family(b, "retentiond_held_records", "gauge", "Records due but kept by a hold.");
+	for (size_t i = 0; i < m->n_policies; i++) {
+		const struct policy_metrics *p = &m->policies[i];
+		if (p->configured && p->counted) {
+			series(b, "retentiond_held_records", p->name, "");
+			evbuffer_add_printf(b, "%lld\n", p->counts.held);
+		}
+	}
+	family(b, "retentiond_quarantined_records", "gauge",
+	       "Overdue records skipped because their purge failed on their own (retentionctl quarantine list).");
+	for (size_t i = 0; i < m->n_policies; i++) {
+		const struct policy_metrics *p = &m->policies[i];
+		if (p->configured && p->counted) {
+			series(b, "retentiond_quarantined_records", p->name, "");
+			evbuffer_add_printf(b, "%lld\n", p->counts.quarantined);
+		}
+	}
+	family(b, "retentiond_purged_records_total", "counter", "Records purged by this process, by action and cause.");
+	for (size_t i = 0; i < m->n_policies; i++) {
+		const struct policy_metrics *p = &m->policies[i];
+		for (int c = 0; c < N_CAUSES; c++) {
+			char extra[64];
+			snprintf(extra, sizeof(extra), ",action=\"%s\",cause=\"%s\"", p->action, causes[c]);
+			series(b, "retentiond_purged_records_total", p->name, extra);
+			evbuffer_add_printf(b, "%lld\n", p->purged[c]);
+		}
+	}
+	family(b, "retentiond_purge_lateness_seconds", "histogram",
+	       "How long after it fell due each record was purged on schedule.");
+	for (size_t i = 0; i < m->n_policies; i++) {
+		const struct policy_metrics *p = &m->policies[i];
+		long long cumulative = 0;
+		for (size_t k = 0; k <= N_BUCKETS; k++) {
+			char extra[48];
+			cumulative += p->late_count[k];
+			if (k < N_BUCKETS)
+				snprintf(extra, sizeof(extra), ",le=\"%g\"", lateness_buckets[k]);
+			else
+				snprintf(extra, sizeof(extra), ",le=\"+Inf\"");
+			series(b, "retentiond_purge_lateness_seconds_bucket", p->name, extra);
+			evbuffer_add_printf(b, "%lld\n", cumulative);
+		}
+		series(b, "retentiond_purge_lateness_seconds_sum", p->name, "");
+		evbuffer_add_printf(b, "%.6f\n", p->late_sum);
+		series(b, "retentiond_purge_lateness_seconds_count", p->name, "");
+		evbuffer_add_printf(b, "%lld\n", cumulative);
+	}
+	family(b, "retentiond_batch_failures_total", "counter", "Batches rolled back because a statement failed.");
+	for (size_t i = 0; i < m->n_policies; i++) {
+		series(b, "retentiond_batch_failures_total", m->policies[i].name, "");
+		evbuffer_add_printf(b, "%lld\n", m->policies[i].failures);
+	}
+	family(b, "retentiond_last_purge_timestamp_seconds", "gauge",
+	       "When this process last purged a record of the policy (Unix time); 0 if it has not.");
+	for (size_t i = 0; i < m->n_policies; i++) {
+		series(b, "retentiond_last_purge_timestamp_seconds", m->policies[i].name, "");
+		evbuffer_add_printf(b, "%lld\n", (long long)m->policies[i].last_purge_at);
+	}
+	family(b, "retentiond_policy_blocked", "gauge",
+	       "1 if the policy purges nothing for REASON: error (its statements fail, retried with backoff),"
+	       " stopped (until a reload or restart).");
+	for (size_t i = 0; i < m->n_policies; i++) {
+		const struct policy_metrics *p = &m->policies[i];
+		if (!p->configured)
+			continue;
+		series(b, "retentiond_policy_blocked", p->name, ",reason=\"error\"");
+		evbuffer_add_printf(b, "%d\n", p->blocked == METRICS_BLOCKED_ERROR);
+		series(b, "retentiond_policy_blocked", p->name, ",reason=\"stopped\"");
+		evbuffer_add_printf(b, "%d\n", p->blocked == METRICS_BLOCKED_STOPPED);
+	}
+}
+
+char *metrics_render(const struct metrics *m, time_t now)
+{
+	struct evbuffer *b = evbuffer_new();
+	size_t len;
+	char *text;
+	family(b, "retentiond_database_connected", "gauge", "1 while the daemon's connection to PostgreSQL is up.");
+	evbuffer_add_printf(b, "retentiond_database_connected %d\n", m->connected);
+	family(b, "retentiond_database_primary", "gauge",
+	       "1 if the server takes writes; 0 on a standby (in recovery), where nothing is purged.");
+	evbuffer_add_printf(b, "retentiond_database_primary %d\n", m->connected && m->primary);
+	family(b, "retentiond_throttled", "gauge", "1 while purging is paused for REASON: standby (the server is in recovery).");
+	evbuffer_add_printf(b, "retentiond_throttled{reason=\"standby\"} %d\n", m->connected && !m->primary);
+	render_policies(m, b, now);
+	if (m->requests_counted) {
+		family(b, "retentiond_requests_open", "gauge", "Data subjects' requests open.");
+		evbuffer_add_printf(b, "retentiond_requests_open %lld\n", m->requests_open);
+		family(b, "retentiond_requests_overdue", "gauge", "Open data subjects' requests past their deadline.");
+		evbuffer_add_printf(b, "retentiond_requests_overdue %lld\n", m->requests_overdue);
+	}
+	len = evbuffer_get_length(b);
+	text = xcalloc(len + 1, 1);
+	evbuffer_remove(b, text, len);
+	evbuffer_free(b);
+	return text;
+}
+
+/* ---- the listener ---- */
+
+static void on_request(struct evhttp_request *req, void *arg)
+{
+	struct metrics *m = arg;
+	const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
+	enum evhttp_cmd_type method = evhttp_request_get_command(req);
+	struct evbuffer *body;
+	char *text;
+	if (path == NULL || strcmp(path, "/metrics") != 0) {
+		evhttp_send_error(req, HTTP_NOTFOUND, "only /metrics is served here");
+		return;
+	}
+	if (method != EVHTTP_REQ_GET && method != EVHTTP_REQ_HEAD) {
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "GET, HEAD");
+		evhttp_send_error(req, 405, "Method Not Allowed");
+		return;
+	}
+	text = metrics_render(m, time(NULL));
+	body = evbuffer_new();
+	evbuffer_add(body, text, strlen(text));
+	free(text);
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+	evhttp_send_reply(req, HTTP_OK, "OK", body);
+	evbuffer_free(body);
+}
+
+/* A listening unix socket at PATH: a stale socket there (a crash) is replaced, any other file refused. */
+static int unix_listener(const char *path, char *why, size_t why_size)
+{
+	struct sockaddr_un sa;
+	struct stat st;
+	int fd;
+	if (lstat(path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode)) {
+			snprintf(why, why_size, "%s exists and is not a socket", path);
+			return -1;
+		}
+		unlink(path);
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0) {
+		snprintf(why, why_size, "socket: %s", strerror(errno));
+		return -1;
+	}
+	memset(&sa, 0, sizeof(sa));
+	sa.sun_family = AF_UNIX;
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(fd, 16) != 0) {
+		snprintf(why, why_size, "%s: %s", path, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+bool metrics_listen(struct metrics *m, const char *listen, char *why, size_t why_size)
+{
+	struct evhttp *http;
+	const char *bad;
+	char *host = NULL, *path = NULL;
+	unsigned short port = 0;
+	if (strcmp(listen, m->listen) == 0)
+		return true;
+	if (listen[0] == '\0') {
+		close_listener(m);
+		return true;
+	}
+	if (!listen_address_parse(listen, &host, &port, &path, &bad)) {
+		snprintf(why, why_size, "%s", bad);
+		return false;
+	}
+	http = evhttp_new(m->base);
+	if (http == NULL) {
+		snprintf(why, why_size, "cannot make an HTTP server");
+		return false;
+	}
+	/* Every method reaches the handler, which answers 405 to all but GET and HEAD. */
+	evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT |
+						 EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE |
+						 EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
+	/* A scrape is small: a slow or idle client is dropped rather than kept. */
+	evhttp_set_timeout(http, 10);
+	evhttp_set_max_headers_size(http, 8192);
+	evhttp_set_max_body_size(http, 4096);
+	evhttp_set_gencb(http, on_request, m);
+	if (path) {
+		int fd = unix_listener(path, why, why_size);
+		if (fd < 0 || evhttp_accept_socket_with_handle(http, fd) == NULL) {
+			if (fd >= 0) {
+				snprintf(why, why_size, "cannot serve on %s", path);
+				close(fd);
+				unlink(path);
+			}
+			evhttp_free(http);
+			free(path);
+			return false;
+		}
+		close_listener(m);
+		m->unix_path = path;
+	} else {
+		if (evhttp_bind_socket_with_handle(http, host, port) == NULL) {
+			snprintf(why, why_size, "cannot listen on %s port %u: %s", host, port, strerror(errno));
+			free(host);
+			evhttp_free(http);
+			return false;
+		}
+		free(host);
+		close_listener(m);
+	}
+	m->http = http;
+	free(m->listen);
+	m->listen = xstrdup(listen);
+	return true;
+}

@@ -1,0 +1,348 @@
+/*
+ * check_metrics.c -- GET /metrics from a running daemon, over TCP and a
+ * unix socket: the values against what the database says, the format
+ * checked by Prometheus' own promtool, 404 and 405 for anything else, and a
+ * listen address that cannot be had.
+ */
+#include <arpa/inet.h>
+#include <check.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fixture.h"
+#include "util.h"
+
+/* A TCP port on 127.0.0.1 nobody listens on now (the kernel's pick). */
+static int free_port(void)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof(sa);
+	int fd = socket(AF_INET, SOCK_STREAM, 0), port;
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+	port = ntohs(sa.sin_port);
+	close(fd);
+	return port;
+}
+
+/* Connects to PORT on 127.0.0.1, or to the unix socket PATH (PORT 0); -1 if nobody listens. */
+static int dial(int port, const char *path)
+{
+	int fd;
+	if (port) {
+		struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((unsigned short)port),
+					 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+		fd = socket(AF_INET, SOCK_STREAM, 0);
+		if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+			close(fd);
+			return -1;
+		}
+	} else {
+		struct sockaddr_un sa = {.sun_family = AF_UNIX};
+		snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+		fd = socket(AF_UNIX, SOCK_STREAM, 0);
+		if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+			close(fd);
+			return -1;
+		}
+	}
+	return fd;
+}
+
+/* One HTTP/1.0 request; the status code, and the body in *BODY (malloc'd). */
+static int http(int port, const char *path, const char *method, const char *target, char **body)
+{
+	int fd = dial(port, path), code = 0;
+	char *request = xasprintf("%s %s HTTP/1.0\r\nHost: localhost\r\n\r\n", method, target);
+	size_t len = 0, cap = 65536;
+	char *buf = xcalloc(cap + 1, 1), *sep;
+	ssize_t n;
+	ck_assert_msg(fd >= 0, "nobody listens on port %d / %s", port, path ? path : "");
+	ck_assert_int_eq(write(fd, request, strlen(request)), (ssize_t)strlen(request));
+	while ((n = read(fd, buf + len, cap - len)) > 0) {
+		len += (size_t)n;
+		if (len == cap) {
+			cap *= 2;
+			buf = xrealloc(buf, cap + 1);
+		}
+	}
+	buf[len] = '\0';
+	close(fd);
+	free(request);
+	sscanf(buf, "HTTP/1.%*d %d", &code);
+	sep = strstr(buf, "\r\n\r\n");
+	*body = xstrdup(sep ? sep + 4 : "");
+	free(buf);
+	return code;
+}
+
+/* The value of the series NAME (with its labels, exactly as written) in TEXT, as text; fails if absent. */
+static char *value_of(const char *text, const char *name)
+{
+	char *needle = xasprintf("\n%s ", name), *at = strstr(text, needle), *v;
+	ck_assert_msg(at != NULL, "no series %s in:\n%s", name, text);
+	at += strlen(needle);
+	v = xcalloc(strcspn(at, "\n") + 1, 1);
+	memcpy(v, at, strcspn(at, "\n"));
+	free(needle);
+	return v;
+}
+
+static void assert_series(const char *text, const char *name, const char *want)
+{
+	char *v = value_of(text, name);
+	ck_assert_msg(strcmp(v, want) == 0, "%s is %s, the database says %s", name, v, want);
+	free(v);
+}
+
+/* promtool check metrics on TEXT: Prometheus' own parser and linter. */
+static void assert_promtool_accepts(const char *text)
+{
+	char *file = test_write_file(text);
+	char *cmd = xasprintf("promtool check metrics < %s 2>&1", file);
+	FILE *p = popen(cmd, "r");
+	char out[4096] = "";
+	size_t n;
+	int status;
+	ck_assert_ptr_nonnull(p);
+	n = fread(out, 1, sizeof(out) - 1, p);
+	out[n] = '\0';
+	status = pclose(p);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "promtool check metrics: %s", out);
+	free(cmd);
+	free(file);
+}
+
+/* Scrapes until the body has NEEDLE (a whole line, with its newline before); fails after SECONDS. */
+static char *scrape_until(int port, const char *needle, double seconds)
+{
+	struct timespec start, now, pause = {0, 100 * 1000 * 1000};
+	char *body;
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	for (;;) {
+		ck_assert_int_eq(http(port, NULL, "GET", "/metrics", &body), 200);
+		if (strstr(body, needle))
+			return body;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		ck_assert_msg((double)(now.tv_sec - start.tv_sec) + (double)(now.tv_nsec - start.tv_nsec) / 1e9 < seconds,
+			      "%s never appeared in:\n%s", needle, body);
+		free(body);
+		nanosleep(&pause, NULL);
+	}
+}
+
+static char *metrics_config(const char *db, const char *listen)
+{
+	char *daemon = xasprintf("resync_interval = \"1 second\"; metrics_listen = \"%s\";", listen);
+	char *p = fx_policy("p", "app.items", "id", "closed_at", "1 day", "batch = 50;");
+	char *q = fx_policy("q", "app.others", "id", "closed_at", "30 days", "");
+	char *policies = xasprintf("%s, %s", p, q);
+	char *conf = fx_config(db, daemon, policies);
+	free(daemon);
+	free(p);
+	free(q);
+	free(policies);
+	return conf;
+}
+
+/*
+ * Done when: metrics values checked against the database (overdue, held,
+ * quarantined, purged totals, histogram count), promtool check metrics
+ * passes, unknown paths and methods get 404/405.
+ */
+START_TEST(test_metrics_match_the_database)
+{
+	PGconn *conn = fx_database("metrics");
+	int port = free_port();
+	char *listen = xasprintf("127.0.0.1:%d", port);
+	char *conf = metrics_config("metrics", listen);
+	char *log = fx_log_path("metrics");
+	char *body, *want;
+	pid_t pid;
+	test_exec(conn, "CREATE SCHEMA app;"
+			"CREATE TABLE app.items (id int PRIMARY KEY, closed_at timestamptz);"
+			"CREATE TABLE app.others (id int PRIMARY KEY, closed_at timestamptz);"
+			"INSERT INTO app.items SELECT g, now() - interval '3 days' FROM generate_series(1, 120) g;"
+			"INSERT INTO app.others SELECT g, now() - interval '1 day' FROM generate_series(1, 5) g;"
+			"CREATE FUNCTION app.veto() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+			"  IF OLD.id = 77 THEN RAISE EXCEPTION 'record 77 is under audit'; END IF; RETURN OLD; END $$;"
+			"CREATE TRIGGER veto BEFORE DELETE ON app.items FOR EACH ROW EXECUTE FUNCTION app.veto();"
+			"SELECT retention.place_hold('p', '5', NULL, 'legal', NULL);"
+			"SELECT retention.place_hold('p', '6', NULL, 'legal', NULL)");
+	fx_grant(conn, "app");
+	pid = fx_start_daemon(conf, log);
+	ck_assert(fx_poll_true(conn, "SELECT count(*) = 3 FROM app.items", 15));
+	ck_assert(fx_poll_true(conn, "SELECT count(*) = 1 FROM retention.quarantine", 5));
+	fx_wait_for_log(log, "serving metrics on 127.0.0.1:", 1);
+	/* The counts follow the purge run and the next resync. */
+	body = scrape_until(port, "\nretentiond_quarantined_records{policy=\"p\"} 1\n", 10);
+	assert_series(body, "retentiond_database_connected", "1");
+	assert_series(body, "retentiond_database_primary", "1");
+	assert_series(body, "retentiond_throttled{reason=\"standby\"}", "0");
+	/* Overdue: due and not held, the quarantined one counted; held: the two held. */
+	want = test_query_value(conn, "SELECT count(*) FROM app.items WHERE id NOT IN (5, 6)", 0, NULL);
+	assert_series(body, "retentiond_overdue_records{policy=\"p\"}", want);
+	free(want);
+	assert_series(body, "retentiond_held_records{policy=\"p\"}", "2");
+	want = test_query_value(conn, "SELECT count(*) FROM retention.quarantine WHERE policy = 'p'", 0, NULL);
+	assert_series(body, "retentiond_quarantined_records{policy=\"p\"}", want);
+	free(want);
+	want = test_query_value(conn, "SELECT count(*) FROM retention.audit_log WHERE policy = 'p'", 0, NULL);
+	assert_series(body, "retentiond_purged_records_total{policy=\"p\",action=\"delete\",cause=\"schedule\"}", want);
+	assert_series(body, "retentiond_purge_lateness_seconds_count{policy=\"p\"}", want);
+	/* Every record was two days late: none in a bucket below a day, all in the one of a day. */
+	assert_series(body, "retentiond_purge_lateness_seconds_bucket{policy=\"p\",le=\"3600\"}", "0");
+	assert_series(body, "retentiond_purge_lateness_seconds_bucket{policy=\"p\",le=\"+Inf\"}", want);
+	free(want);
+	assert_series(body, "retentiond_purged_records_total{policy=\"p\",action=\"delete\",cause=\"request\"}", "0");
+	/* Policy q: nothing due yet, nothing purged. */
+	assert_series(body, "retentiond_overdue_records{policy=\"q\"}", "0");
+	assert_series(body, "retentiond_oldest_overdue_seconds{policy=\"q\"}", "0.000");
+	assert_series(body, "retentiond_purged_records_total{policy=\"q\",action=\"delete\",cause=\"schedule\"}", "0");
+	assert_series(body, "retentiond_last_purge_timestamp_seconds{policy=\"q\"}", "0");
+	{
+		/* The oldest overdue record of p fell due two days ago. */
+		char *age = value_of(body, "retentiond_oldest_overdue_seconds{policy=\"p\"}");
+		ck_assert_msg(atof(age) > 2 * 86400 - 60 && atof(age) < 2 * 86400 + 60, "oldest overdue %s", age);
+		free(age);
+	}
+	{
+		char *failures = value_of(body, "retentiond_batch_failures_total{policy=\"p\"}");
+		char *last = value_of(body, "retentiond_last_purge_timestamp_seconds{policy=\"p\"}");
+		ck_assert_msg(atoll(failures) >= 1, "the split batches failed, yet %s failures", failures);
+		ck_assert_msg(atoll(last) > 1700000000, "last purge %s", last);
+		free(failures);
+		free(last);
+	}
+	assert_series(body, "retentiond_policy_blocked{policy=\"p\",reason=\"error\"}", "0");
+	assert_series(body, "retentiond_requests_open", "0");
+	assert_series(body, "retentiond_requests_overdue", "0");
+	assert_promtool_accepts(body);
+	free(body);
+	/* Nothing else is served. */
+	ck_assert_int_eq(http(port, NULL, "GET", "/", &body), 404);
+	free(body);
+	ck_assert_int_eq(http(port, NULL, "GET", "/metrics/extra", &body), 404);
+	free(body);
+	ck_assert_int_eq(http(port, NULL, "POST", "/metrics", &body), 405);
+	free(body);
+	ck_assert_int_eq(http(port, NULL, "DELETE", "/metrics", &body), 405);
+	free(body);
+	ck_assert_int_eq(http(port, NULL, "HEAD", "/metrics", &body), 200);
+	free(body);
+	/* A request past its deadline shows at the next resync. */
+	test_exec(conn, "SELECT retention.file_request('erasure', ARRAY['account'], ARRAY['1'],"
+			" now() - interval '2 months', NULL)");
+	body = scrape_until(port, "\nretentiond_requests_overdue 1\n", 10);
+	assert_series(body, "retentiond_requests_open", "1");
+	free(body);
+	fx_stop_daemon(pid);
+	ck_assert_msg(dial(port, NULL) < 0, "the metrics port is still open after the daemon stopped");
+	free(listen);
+	free(conf);
+	free(log);
+	PQfinish(conn);
+}
+END_TEST
+
+/* A reload moves the listener to a unix socket; the TCP port closes; the socket goes when the daemon stops. */
+START_TEST(test_a_reload_moves_the_listener)
+{
+	PGconn *conn = fx_database("mreload");
+	int port = free_port();
+	char *listen = xasprintf("127.0.0.1:%d", port);
+	char *conf = metrics_config("mreload", listen);
+	char *sock = xasprintf("%s/metrics.sock", getenv("RETENTION_TEST_TMPDIR"));
+	char *unix_listen = xasprintf("unix:%s", sock);
+	char *conf2 = metrics_config("mreload", unix_listen);
+	char *log = fx_log_path("mreload");
+	char *body, *text;
+	long mark;
+	pid_t pid;
+	test_exec(conn, "CREATE SCHEMA app; CREATE TABLE app.items (id int PRIMARY KEY, closed_at timestamptz);"
+			"CREATE TABLE app.others (id int PRIMARY KEY, closed_at timestamptz)");
+	fx_grant(conn, "app");
+	pid = fx_start_daemon(conf, log);
+	fx_wait_for_log(log, "serving metrics on 127.0.0.1:", 10);
+	ck_assert_int_eq(http(port, NULL, "GET", "/metrics", &body), 200);
+	free(body);
+	{
+		FILE *f = fopen(conf2, "r");
+		char buf[8192];
+		size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+		buf[n] = '\0';
+		fclose(f);
+		text = xstrdup(buf);
+	}
+	fx_rewrite(conf, text);
+	mark = fx_log_mark(log);
+	ck_assert_int_eq(kill(pid, SIGHUP), 0);
+	fx_wait_for_log_after(log, mark, "serving metrics on unix:", 20);
+	ck_assert_int_eq(http(0, sock, "GET", "/metrics", &body), 200);
+	ck_assert_msg(strstr(body, "retentiond_database_connected 1"), "%s", body);
+	free(body);
+	ck_assert_msg(dial(port, NULL) < 0, "the old TCP listener stayed open");
+	fx_stop_daemon(pid);
+	ck_assert_msg(access(sock, F_OK) != 0, "the socket file stayed after the daemon stopped");
+	free(text);
+	free(listen);
+	free(conf);
+	free(conf2);
+	free(sock);
+	free(unix_listen);
+	free(log);
+	PQfinish(conn);
+}
+END_TEST
+
+/* A port already taken: the daemon does not start, and says which key. */
+START_TEST(test_a_taken_port_is_a_clear_error_at_start)
+{
+	PGconn *conn = fx_database("mtaken");
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof(sa);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	char *addr, *conf, *out, *err;
+	ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	ck_assert_int_eq(listen(fd, 1), 0);
+	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+	addr = xasprintf("127.0.0.1:%d", ntohs(sa.sin_port));
+	test_exec(conn, "CREATE SCHEMA app; CREATE TABLE app.items (id int PRIMARY KEY, closed_at timestamptz);"
+			"CREATE TABLE app.others (id int PRIMARY KEY, closed_at timestamptz)");
+	conf = metrics_config("mtaken", addr);
+	{
+		char *daemon = xasprintf("%s/src/retentiond", test_builddir());
+		char *argv[] = {daemon, "-c", conf, NULL};
+		ck_assert_int_eq(test_run(argv, &out, &err), 1);
+		ck_assert_msg(strstr(err, "daemon.metrics_listen = \"127.0.0.1:"), "%s", err);
+		ck_assert_msg(strstr(err, "Address already in use"), "%s", err);
+		free(daemon);
+	}
+	close(fd);
+	free(out);
+	free(err);
+	free(addr);
+	free(conf);
+	PQfinish(conn);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("metrics");
+	TCase *tc = test_tcase("metrics", 120);
+	tcase_add_test(tc, test_metrics_match_the_database);
+	tcase_add_test(tc, test_a_reload_moves_the_listener);
+	tcase_add_test(tc, test_a_taken_port_is_a_clear_error_at_start);
+	suite_add_tcase(s, tc);
+	return test_run_suite(s);
+}

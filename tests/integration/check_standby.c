@@ -1,0 +1,216 @@
+/*
+ * check_standby.c -- a real streaming standby (pg_basebackup -R) of the
+ * harness's server: a daemon connected to it purges nothing and says so
+ * once, and purges once it is promoted (pg_ctl promote); a daemon with a
+ * multi-host conninfo (target_session_attrs=read-write) follows the
+ * promoted standby after the primary crashed, without a restart.
+ *
+ * The last test crashes the primary: it stays last.
+ */
+#include <check.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fixture.h"
+#include "util.h"
+
+static void harness(const char *verb)
+{
+	char *path = xasprintf("%s/tests/pg-harness", test_srcdir());
+	char *argv[] = {path, (char *)verb, NULL};
+	char *out, *err;
+	ck_assert_msg(test_run(argv, &out, &err) == 0, "pg-harness %s: %s", verb, err);
+	free(out);
+	free(err);
+	free(path);
+}
+
+/* A connection to DB on the standby (port 5433 of the harness's socket). */
+static PGconn *standby_connect(const char *db)
+{
+	char *conninfo = xasprintf("host=%s port=5433 dbname=%s user=postgres", getenv("PGHOST"), db);
+	PGconn *conn = PQconnectdb(conninfo);
+	ck_assert_msg(PQstatus(conn) == CONNECTION_OK, "%s", PQerrorMessage(conn));
+	free(conninfo);
+	return conn;
+}
+
+/* A configuration for DB with CONNINFO_TAIL (host, port, ...), resyncing every second. */
+static char *config_at(const char *db, const char *conninfo_tail)
+{
+	char *text = xasprintf(
+		"database = { conninfo = \"dbname=%s user=" TEST_DAEMON_ROLE " %s\"; };\n"
+		"daemon = { instance = \"%s-1\"; resync_interval = \"1 second\"; log_level = \"debug\"; };\n"
+		"policies = ( { name = \"virusdesk-scan-uploads\"; service = \"VirusDesk\"; source = \"s\";"
+		" table = \"virusdesk.uploads\"; key = \"id\"; clock = \"scan_completed_at\"; retain = \"15 minutes\"; } );\n",
+		db, conninfo_tail, db);
+	char *path = test_write_file(text);
+	free(text);
+	return path;
+}
+
+START_TEST(test_a_daemon_on_a_standby_purges_nothing_until_promoted)
+{
+	PGconn *primary = fx_uploads_db("onstandby"), *standby;
+	char *tail = xasprintf("host=%s port=5433", getenv("PGHOST"));
+	char *conf = config_at("onstandby", tail);
+	char *log = fx_log_path("onstandby");
+	char *out, *err;
+	pid_t pid;
+	test_exec(primary, "INSERT INTO virusdesk.uploads (id, scan_completed_at) SELECT g, now() - interval '1 hour'"
+			   " FROM generate_series(1, 3) g");
+	harness("standby");
+	standby = standby_connect("onstandby");
+	ck_assert(fx_poll_true(standby, "SELECT count(*) = 3 FROM virusdesk.uploads", 10));
+	pid = fx_start_daemon(conf, log);
+	fx_wait_for_log(log, "the server is a standby (in recovery): purging nothing", 10);
+	/* Three resyncs later it has purged nothing, and said so once (not once a second). */
+	ck_assert_msg(!fx_poll_true(standby, "SELECT count(*) < 3 FROM virusdesk.uploads", 3.5),
+		      "a daemon purged on a standby");
+	ck_assert_int_eq(fx_log_count_after(log, 0, "the server is a standby"), 1);
+	ck_assert(!fx_log_has_after(log, 0, "read-only transaction"));
+	ck_assert(!fx_log_has_after(log, 0, "LISTEN retentiond failed"));
+	/* retentionctl status says where it is; --once refuses to pretend. */
+	{
+		char *db = xasprintf("onstandby host=%s port=5433", getenv("PGHOST"));
+		ck_assert_int_eq(fx_ctl(conf, db, &out, &err, "status", NULL), 0);
+		ck_assert_msg(strstr(err, "the server is a standby (in recovery)"), "%s", err);
+		free(out);
+		free(err);
+		free(db);
+	}
+	ck_assert_int_eq(fx_run_once(conf, &out, &err), 1);
+	ck_assert_msg(strstr(err, "--once: the server is a standby (in recovery): nothing purged"), "%s", err);
+	free(out);
+	free(err);
+	/* Promoted: the same daemon, the same connection, purges at its next resync. */
+	harness("promote");
+	ck_assert_msg(fx_poll_true(standby, "SELECT count(*) = 0 FROM virusdesk.uploads", 15),
+		      "not purged after the promotion");
+	fx_wait_for_log(log, "the server is no longer in recovery (promoted): purging", 5);
+	ck_assert_int_eq(test_query_ll(standby, "SELECT count(*) FROM retention.audit_log"), 3);
+	fx_assert_chain_intact(standby);
+	/* Nothing went to the old primary, which still runs. */
+	ck_assert_int_eq(test_query_ll(primary, "SELECT count(*) FROM virusdesk.uploads"), 3);
+	fx_stop_daemon(pid);
+	PQfinish(standby);
+	harness("standby-stop");
+	free(tail);
+	free(conf);
+	free(log);
+	PQfinish(primary);
+}
+END_TEST
+
+/* The chain head the daemon logged for seq SEQ of POLICY, as "SEQ:HASH" (malloc'd), or NULL. */
+static char *logged_head(const char *log, const char *policy, long long seq)
+{
+	FILE *f = fopen(log, "r");
+	char line[4096], *found = NULL, *needle = xasprintf("policy %s: chain head %lld:", policy, seq);
+	ck_assert_ptr_nonnull(f);
+	while (!found && fgets(line, sizeof(line), f)) {
+		char *at = strstr(line, needle);
+		if (at) {
+			at += strlen(needle) - strlen(strrchr(needle, ' ') + 1);
+			at[strcspn(at, "\n")] = '\0';
+			found = xstrdup(at);
+		}
+	}
+	fclose(f);
+	free(needle);
+	return found;
+}
+
+/*
+ * Failover with asynchronous replication: the standby stops receiving WAL
+ * (it falls behind), the daemon purges one more record on the primary, the
+ * primary crashes and the standby is promoted. The daemon follows it (a
+ * multi-host conninfo, target_session_attrs=read-write); the record is back
+ * and the chain's tail is gone below the head it committed: it records the
+ * gap, purges the record again, and audit verify explains the lost anchor.
+ */
+START_TEST(test_a_multi_host_conninfo_follows_the_promoted_standby)
+{
+	PGconn *primary = fx_uploads_db("failover"), *standby;
+	const char *sock = getenv("PGHOST");
+	char *tail = xasprintf("host=%s,%s port=5432,5433 target_session_attrs=read-write", sock, sock);
+	char *conf = config_at("failover", tail);
+	char *log = fx_log_path("failover");
+	char *lost, *out, *err;
+	pid_t pid;
+	harness("standby");
+	standby = standby_connect("failover");
+	pid = fx_start_daemon(conf, log);
+	test_exec(primary, "INSERT INTO virusdesk.uploads (id, scan_completed_at) VALUES (1, now() - interval '1 hour')");
+	ck_assert(fx_wait_row_gone(primary, "virusdesk.uploads", "1", 10));
+	/* Replayed on the standby before it falls behind. */
+	ck_assert(fx_poll_true(standby, "SELECT count(*) = 1 FROM retention.audit_log", 10));
+	/* Record 3 reaches the standby; its purge does not. */
+	ck_assert_int_eq(kill(pid, SIGSTOP), 0);
+	test_exec(primary, "INSERT INTO virusdesk.uploads (id, scan_completed_at) VALUES (3, now() - interval '1 hour')");
+	ck_assert(fx_poll_true(standby, "SELECT count(*) = 1 FROM virusdesk.uploads WHERE id = 3", 10));
+	harness("standby-detach");
+	ck_assert_int_eq(kill(pid, SIGCONT), 0);
+	ck_assert(fx_wait_row_gone(primary, "virusdesk.uploads", "3", 10));
+	fx_wait_for_log(log, "policy virusdesk-scan-uploads: chain head 2:", 5);
+	lost = logged_head(log, "virusdesk-scan-uploads", 2);
+	ck_assert_ptr_nonnull(lost);
+	PQfinish(primary);
+	harness("crash");
+	fx_wait_for_log(log, "database connection lost", 10);
+	harness("promote");
+	/* Record 3 came back with the lost transaction: purged again, on the promoted standby. */
+	ck_assert_msg(fx_wait_row_gone(standby, "virusdesk.uploads", "3", 30),
+		      "the daemon did not follow the promoted standby");
+	fx_wait_for_log(log,
+			"policy virusdesk-scan-uploads: the audit chain's head in the database is at seq 1, behind seq 2"
+			" that this daemon committed",
+			5);
+	{
+		char *want = xasprintf("2-2 1 %s", lost);
+		test_assert_query_value(standby,
+					"SELECT lost_from_seq || '-' || lost_to_seq || ' ' || found_head_seq || ' '"
+					" || '2:' || encode(lost_head_hash, 'hex') FROM retention.chain_gaps",
+					0, NULL, want);
+		free(want);
+	}
+	ck_assert_int_eq(test_query_ll(standby, "SELECT count(*) FROM retention.audit_log"), 2);
+	fx_assert_chain_intact(standby);
+	{
+		char *line = xasprintf("connected to PostgreSQL at %s port 5433", sock);
+		fx_wait_for_log(log, line, 1);
+		free(line);
+	}
+	/* The logged head of the lost batch no longer verifies; verify says why. */
+	{
+		char *db = xasprintf("failover host=%s port=5433", sock);
+		ck_assert_int_eq(fx_ctl(conf, db, &out, &err, "audit", "verify", "--policy", "virusdesk-scan-uploads",
+					"--head", lost, NULL),
+				 3);
+		ck_assert_msg(strstr(err, "audit records seq 2 to 2 were lost (chain gap 1"), "%s", err);
+		ck_assert_msg(strstr(err, "is in chain gap 1: lost in that failover"), "%s", err);
+		free(out);
+		free(err);
+		free(db);
+	}
+	ck_assert(!fx_log_has_after(log, 0, "the server is a standby"));
+	fx_stop_daemon(pid);
+	PQfinish(standby);
+	free(lost);
+	free(tail);
+	free(conf);
+	free(log);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("standby");
+	TCase *tc = test_tcase("standby", 120);
+	tcase_add_test(tc, test_a_daemon_on_a_standby_purges_nothing_until_promoted);
+	tcase_add_test(tc, test_a_multi_host_conninfo_follows_the_promoted_standby);
+	suite_add_tcase(s, tc);
+	return test_run_suite(s);
+}
