@@ -1,6 +1,8 @@
 /*
- * daemon.h -- the running daemon's state, shared by main, the scheduler
- * and the purge.
+ * daemon.h -- the running daemon's state, shared by main, the scheduler,
+ * the requests and the purge, and what every layer may ask of it
+ * (daemon.c): the session guard, and the hooks through which results flow
+ * back up to main.
  */
 #ifndef RETENTIOND_DAEMON_H
 #define RETENTIOND_DAEMON_H
@@ -19,6 +21,16 @@ struct policy_state;
 struct reload_check;
 struct requests;
 struct metrics;
+struct purge_hooks;
+struct daemon;
+
+/* What the program around the policies does when they report (main.c sets them). */
+struct daemon_hooks {
+	/* A policy went idle: a pending reload, a stop or the end of --once may go ahead. */
+	void (*policy_idle)(struct daemon *d);
+	/* A batch purged records, or a policy's state changed: the heartbeat and the metrics follow. */
+	void (*status_changed)(struct daemon *d);
+};
 
 /* What the server the connection reached is, as last asked (each session and resync). */
 enum server_role {
@@ -43,6 +55,8 @@ struct daemon {
 	size_t n_policies;
 	struct requests *requests; /* data subjects' erasure requests (request.c) */
 	struct metrics *metrics;   /* what GET /metrics shows (metrics.c) */
+	const struct daemon_hooks *hooks;
+	const struct purge_hooks *purge_hooks; /* the scheduler's, for purge runs it or a request starts */
 	struct event *resync_timer;
 	struct event *status_timer; /* a heartbeat soon after purges, for `retentionctl status` */
 	/* The connection's role, schema version and LISTEN are checked: policies may run statements. */

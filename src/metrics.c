@@ -49,8 +49,8 @@ struct policy_metrics {
 struct metrics {
 	struct event_base *base;
 	struct evhttp *http;
-	char *listen;     /* what it listens on, "" if nothing */
-	char *unix_path;  /* the socket file it made, removed when it closes */
+	char *listen;    /* what it listens on, "" if nothing */
+	char *unix_path; /* the socket file it made, removed when it closes */
 	struct policy_metrics *policies;
 	size_t n_policies;
 	bool connected, primary;
@@ -312,7 +312,8 @@ char *metrics_render(const struct metrics *m, time_t now)
 	family(b, "retentiond_database_primary", "gauge",
 	       "1 if the server takes writes; 0 on a standby (in recovery), where nothing is purged.");
 	evbuffer_add_printf(b, "retentiond_database_primary %d\n", m->connected && m->primary);
-	family(b, "retentiond_throttled", "gauge", "1 while purging is paused for REASON: standby (the server is in recovery).");
+	family(b, "retentiond_throttled", "gauge",
+	       "1 while purging is paused for REASON: standby (the server is in recovery).");
 	evbuffer_add_printf(b, "retentiond_throttled{reason=\"standby\"} %d\n", m->connected && !m->primary);
 	render_policies(m, b, now);
 	if (m->requests_counted) {
@@ -350,7 +351,8 @@ static void on_request(struct evhttp_request *req, void *arg)
 	body = evbuffer_new();
 	evbuffer_add(body, text, strlen(text));
 	free(text);
-	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+			  "text/plain; version=0.0.4; charset=utf-8");
 	evhttp_send_reply(req, HTTP_OK, "OK", body);
 	evbuffer_free(body);
 }

@@ -20,7 +20,6 @@
 #include "invariant.h"
 #include "log.h"
 #include "metrics.h"
-#include "request.h"
 #include "sdnotify.h"
 #include "session.h"
 #include "util.h"
@@ -67,7 +66,7 @@ static void finish(struct policy_state *ps, enum purge_outcome outcome)
 	if (outcome == PURGE_FAILED)
 		count_failure(ps);
 	purge_batch_clear(&ps->batch);
-	scheduler_purge_finished(ps, outcome);
+	ps->d->purge_hooks->finished(ps, outcome);
 }
 
 /*
@@ -113,7 +112,7 @@ static void rollback_first(struct policy_state *ps) { send_rollback(ps, PGCONN_F
 static void log_failure(struct policy_state *ps, const char *step, const PGresult *res)
 {
 	char buf[512];
-	scheduler_problem(ps, "%s failed, batch rolled back: %s", step, pgconn_error_text(res, buf, sizeof(buf)));
+	policy_problem(ps, "%s failed, batch rolled back: %s", step, pgconn_error_text(res, buf, sizeof(buf)));
 }
 
 /*
@@ -164,8 +163,8 @@ static void on_quarantined(PGresult *res, void *arg)
 
 	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 || PQgetisnull(res, 0, 0)) {
 		/* Not recorded, it would not be skipped: the next batch would fail on it again. */
-		scheduler_problem(ps, "recording a record that cannot be purged in retention.quarantine failed: %s",
-				  pgconn_error_text(res, buf, sizeof(buf)));
+		policy_problem(ps, "recording a record that cannot be purged in retention.quarantine failed: %s",
+			       pgconn_error_text(res, buf, sizeof(buf)));
 		finish(ps, PURGE_FAILED);
 		goto out;
 	}
@@ -206,11 +205,10 @@ static void quarantine(struct policy_state *ps, const char *keys, const char *wh
 	policy_text_array_free(policy_text_array_parse(keys, &n));
 	ps->failed = true;
 	if (ps->quarantined_in_row + (long long)n > QUARANTINE_RUN_MAX) {
-		scheduler_problem(
-			ps,
-			"%s; with the records found before it, more than %d records in a row fail on their own:"
-			" taken as the policy's failure, not its records', it is retried as a whole",
-			why, QUARANTINE_RUN_MAX);
+		policy_problem(ps,
+			       "%s; with the records found before it, more than %d records in a row fail on their own:"
+			       " taken as the policy's failure, not its records', it is retried as a whole",
+			       why, QUARANTINE_RUN_MAX);
 		finish(ps, PURGE_FAILED);
 		return;
 	}
@@ -277,18 +275,17 @@ static void batch_failed(struct policy_state *ps, const char *step, PGresult *re
 	const char *state = pgconn_sqlstate(res);
 	count_failure(ps);
 	if (error_is_the_configurations(ps, res)) {
-		scheduler_problem(
-			ps,
-			"%s failed: %s: a value it anonymizes with breaks the domain of its column, for every"
-			" record alike; the policy does not run again until the daemon is reloaded or restarted",
-			step, pgconn_error_text(res, buf, sizeof(buf)));
+		policy_problem(ps,
+			       "%s failed: %s: a value it anonymizes with breaks the domain of its column, for every"
+			       " record alike; the policy does not run again until the daemon is reloaded or restarted",
+			       step, pgconn_error_text(res, buf, sizeof(buf)));
 		ps->off_until_reload = true;
 		ps->failed = true;
 		finish(ps, PURGE_FAILED);
 		return;
 	}
 	if (res != NULL && error_is_a_records(state) && ps->quarantined_in_row >= QUARANTINE_RUN_MAX) {
-		scheduler_problem(
+		policy_problem(
 			ps,
 			"%s failed, batch rolled back: %s; after %lld records in a row failed on their own, more"
 			" records in a row fail on their own: taken as the policy's failure, not its records', it is"
@@ -344,7 +341,7 @@ static void report(struct policy_state *ps)
 		daemon_status_changed(d);
 		if (ps->erasing) {
 			ps->erased += b->purged;
-			snprintf(why, sizeof(why), " for erasure request %s", requests_current_id(d));
+			snprintf(why, sizeof(why), " for erasure request %s", ps->erase_request);
 		} else {
 			snprintf(why, sizeof(why), ", at most %s after due",
 				 seconds_for_people(b->max_late_seconds, late, sizeof(late)));
@@ -356,7 +353,7 @@ static void report(struct policy_state *ps)
 		log_info("%s", anchor);
 		sdnotify_status("purged %lld records in all; last: %s", d->purged_total, ps->policy->name);
 		/* Records of other policies that these rows kept may be due now. */
-		scheduler_rows_purged(d, ps->sql.table);
+		d->purge_hooks->rows_purged(d, ps->sql.table);
 	}
 }
 
@@ -368,8 +365,8 @@ static void on_commit(PGresult *res, void *arg)
 
 	if (res == NULL) {
 		/* The server may have committed before the connection went: the audit log tells. */
-		scheduler_problem(ps, "connection lost during COMMIT: the batch may or may not have committed;"
-				      " its audit rows, if any, are the record");
+		policy_problem(ps, "connection lost during COMMIT: the batch may or may not have committed;"
+				   " its audit rows, if any, are the record");
 		ps->failed = true;
 		finish(ps, PURGE_FAILED);
 		return;
@@ -515,7 +512,7 @@ static void guard_failed(struct policy_state *ps, const PGresult *res)
 	if (audit == NULL)
 		log_session_seen(ps, strstr(msg, GUARD_SESSION) + strlen(GUARD_SESSION));
 	else
-		scheduler_problem(
+		policy_problem(
 			ps,
 			"code its statements ran with the daemon's role (a trigger, or a function of a table's"
 			" owner) wrote to the audit trail or the quarantine: %lld rows written where the batch wrote %lld; the batch"
@@ -551,7 +548,7 @@ static bool hash_audit_rows(struct policy_state *ps, const PGresult *res)
 		.action = sql->params[POLICY_PARAM_ACTION],
 		.instance = sql->params[POLICY_PARAM_INSTANCE],
 		.cause = ps->erasing ? "request" : "schedule",
-		.request_id = ps->erasing ? requests_current_id(ps->d) : NULL,
+		.request_id = ps->erasing ? ps->erase_request : NULL,
 		.key_key = config_pseudonymizes_key(cfg) ? &cfg->audit.key : NULL,
 		.subject_key = config_pseudonymizes_subject(cfg) ? &cfg->audit.key : NULL,
 	};
@@ -646,8 +643,8 @@ static void on_gap_recorded(PGresult *res, void *arg)
 	struct policy_state *ps = g->ps;
 	char buf[512];
 	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
-		scheduler_problem(ps, "recording the audit chain's lost tail in retention.chain_gaps failed: %s",
-				  pgconn_error_text(res, buf, sizeof(buf)));
+		policy_problem(ps, "recording the audit chain's lost tail in retention.chain_gaps failed: %s",
+			       pgconn_error_text(res, buf, sizeof(buf)));
 		finish(ps, PURGE_FAILED);
 	} else {
 		log_err("policy %s: the audit chain's head in the database is at seq %lld, behind seq %lld that this"
@@ -737,8 +734,8 @@ static void on_purge(PGresult *res, void *arg)
 			b->lateness[i] = late[i] ? atof(late[i]) : 0;
 		policy_text_array_free(late);
 		if (!hash_audit_rows(ps, res)) {
-			scheduler_problem(ps, "the purge statement returned audit fields that do not add up; batch"
-					      " rolled back");
+			policy_problem(ps, "the purge statement returned audit fields that do not add up; batch"
+					   " rolled back");
 			rollback(ps);
 			finish(ps, PURGE_FAILED);
 			return;
@@ -791,7 +788,7 @@ static void on_locked(PGresult *res, void *arg)
 	extra[0] = b->table_oids;
 	extra[1] = b->tids;
 	if (ps->sql.n_set_values > 64) {
-		scheduler_problem(ps, "more than 64 set values");
+		policy_problem(ps, "more than 64 set values");
 		rollback(ps);
 		finish(ps, PURGE_FAILED);
 		return;
@@ -826,11 +823,11 @@ static void on_lock_policy(PGresult *res, void *arg)
 		finish(ps, PURGE_LOCKED);
 		return;
 	}
-	scheduler_params(ps, params, types, limit);
+	purge_params(ps, params, types, limit);
 	if (ps->erasing) {
 		/* A data subject's erasure request: the subject's records, due or not. */
 		params[POLICY_PARAM_EXTRA] = ps->erase_values;
-		params[POLICY_PARAM_EXTRA + 1] = requests_current_id(ps->d);
+		params[POLICY_PARAM_EXTRA + 1] = ps->erase_request;
 		types[POLICY_PARAM_EXTRA] = types[POLICY_PARAM_EXTRA + 1] = 0;
 		n += 2;
 	}
@@ -848,10 +845,17 @@ static void begin_batch(struct policy_state *ps)
 		finish(ps, PURGE_FAILED);
 }
 
+void purge_params(const struct policy_state *ps, const char **params, Oid *types, char limit[16])
+{
+	policy_params(&ps->sql, params, types, NULL, 0, false);
+	snprintf(limit, 16, "%d", ps->limit);
+	params[POLICY_PARAM_LIMIT] = limit;
+}
+
 void purge_start(struct policy_state *ps)
 {
 	/* One batch in flight per policy: a second run would interleave with the first's transaction. */
 	INVARIANT(ps->phase != POLICY_PURGING);
-	scheduler_enter(ps, POLICY_PURGING);
+	policy_enter(ps, POLICY_PURGING);
 	begin_batch(ps);
 }

@@ -322,7 +322,7 @@ static void read_left(struct policy_state *ps, const char *values)
 	const char *params[POLICY_N_BASE_PARAMS + 1];
 	Oid types[POLICY_N_BASE_PARAMS + 1];
 	char limit[16];
-	scheduler_params(ps, params, types, limit);
+	purge_params(ps, params, types, limit);
 	params[POLICY_PARAM_EXTRA] = values;
 	types[POLICY_PARAM_EXTRA] = 0;
 	if (!may_send(ps->d) || !pgconn_query(ps->d->pg, ps->d->requests, PGCONN_PLAIN, ps->sql.erase_left,
@@ -359,7 +359,7 @@ bool requests_start_waiting(struct policy_state *ps)
 		record_progress(ps, 0, why, false);
 		return false;
 	}
-	if (ps->phase != POLICY_IDLE || !scheduler_may_start(ps))
+	if (ps->phase != POLICY_IDLE || !policy_may_start(ps))
 		return false; /* once idle, or after the reload or reconnect that resets the pass */
 	ps->erase_wanted = false;
 	if (ps->policy->on_erasure == POLICY_ERASURE_KEEP) {
@@ -370,6 +370,7 @@ bool requests_start_waiting(struct policy_state *ps)
 		return false;
 	}
 	ps->erasing = true;
+	ps->erase_request = requests_current_id(ps->d);
 	ps->erased = 0;
 	ps->purged_before_run = ps->purged;
 	purge_start(ps);
@@ -381,6 +382,7 @@ void requests_policy_finished(struct policy_state *ps, enum purge_outcome outcom
 	char *values = ps->erase_values;
 	struct erasure_request *r = ps->d->requests->current;
 	ps->erasing = false;
+	ps->erase_request = NULL;
 	ps->erase_values = NULL;
 	if (r == NULL) {
 		free(values);

@@ -7,7 +7,7 @@
 
 #include <stdbool.h>
 
-#include "scheduler.h"
+#include "purge.h"
 
 struct erasure_request;
 

@@ -35,57 +35,8 @@
 static void ask_next_due(struct policy_state *ps);
 static void resolve_table(struct policy_state *ps);
 static void count_for_metrics(struct policy_state *ps);
+static void rows_purged(struct daemon *d, const char *table);
 
-const char *policy_phase_name(enum policy_phase phase)
-{
-	switch (phase) {
-	case POLICY_IDLE:
-		return "idle";
-	case POLICY_RESOLVING:
-		return "resolving";
-	case POLICY_DESCRIBING:
-		return "describing";
-	case POLICY_VALIDATING:
-		return "validating";
-	case POLICY_ASKING:
-		return "asking";
-	case POLICY_PURGING:
-		return "purging";
-	}
-	return "?";
-}
-
-#ifdef RETENTIOND_CHECKING
-static bool transition_allowed(enum policy_phase from, enum policy_phase to)
-{
-	switch (from) {
-	case POLICY_IDLE:
-		return to == POLICY_RESOLVING || to == POLICY_ASKING || to == POLICY_PURGING;
-	case POLICY_RESOLVING:
-		return to == POLICY_DESCRIBING || to == POLICY_IDLE;
-	case POLICY_DESCRIBING:
-		return to == POLICY_VALIDATING || to == POLICY_IDLE;
-	case POLICY_VALIDATING:
-		return to == POLICY_ASKING || to == POLICY_PURGING || to == POLICY_IDLE;
-	case POLICY_ASKING:
-		return to == POLICY_PURGING || to == POLICY_IDLE;
-	case POLICY_PURGING:
-		return to == POLICY_ASKING || to == POLICY_IDLE;
-	}
-	return false;
-}
-#endif
-
-void scheduler_enter(struct policy_state *ps, enum policy_phase phase)
-{
-	INVARIANT(transition_allowed(ps->phase, phase));
-	/* Work starts from idle only when nothing of this policy's is still queued: one chain in flight. */
-	INVARIANT(ps->phase != POLICY_IDLE || pgconn_pending_for(ps->d->pg, ps) == 0);
-	/* Statements run only on a session whose zone, timeouts, role and schema are checked. */
-	INVARIANT(phase == POLICY_IDLE || ps->d->session_ready);
-	log_debug("policy %s: %s -> %s", ps->policy->name, policy_phase_name(ps->phase), policy_phase_name(phase));
-	ps->phase = phase;
-}
 
 static double monotonic_now(void)
 {
@@ -114,12 +65,6 @@ static int next_retry_ms(struct policy_state *ps)
 	return ms;
 }
 
-bool scheduler_may_start(const struct policy_state *ps)
-{
-	const struct daemon *d = ps->d;
-	return !d->stopping && !daemon_reload_waits(d) && d->session_ready && pgconn_is_ready(d->pg) &&
-	       !(d->once && ps->once_done) && !ps->off_until_reload;
-}
 
 static void start_purge(struct policy_state *ps)
 {
@@ -151,11 +96,11 @@ static void request_ask(struct policy_state *ps)
  */
 static void become_idle(struct policy_state *ps)
 {
-	scheduler_enter(ps, POLICY_IDLE);
+	policy_enter(ps, POLICY_IDLE);
 	/* An erasure request's part waiting for this policy starts now, or is given up if the policy cannot run. */
 	if (requests_start_waiting(ps))
 		return;
-	if (scheduler_may_start(ps)) {
+	if (policy_may_start(ps)) {
 		if (!ps->resolved && (ps->ask_wanted || ps->purge_wanted)) {
 			ps->ask_wanted = ps->purge_wanted = false;
 			resolve_table(ps);
@@ -177,7 +122,7 @@ static void become_idle(struct policy_state *ps)
 
 static void wake(struct policy_state *ps)
 {
-	if (!scheduler_may_start(ps))
+	if (!policy_may_start(ps))
 		return;
 	if (ps->phase != POLICY_IDLE) {
 		ps->ask_wanted = true;
@@ -196,7 +141,7 @@ static void on_due_timer(evutil_socket_t fd, short what, void *arg)
 	struct policy_state *ps = arg;
 	(void)fd;
 	(void)what;
-	if (!scheduler_may_start(ps))
+	if (!policy_may_start(ps))
 		return;
 	if (ps->phase != POLICY_IDLE) {
 		ps->purge_wanted = true;
@@ -214,7 +159,7 @@ static void on_ask_timer(evutil_socket_t fd, short what, void *arg)
 	struct policy_state *ps = arg;
 	(void)fd;
 	(void)what;
-	if (scheduler_may_start(ps))
+	if (policy_may_start(ps))
 		request_ask(ps);
 }
 
@@ -266,18 +211,6 @@ static void describe_again(struct policy_state *ps)
 	ps->warned = false;
 }
 
-void scheduler_problem(struct policy_state *ps, const char *fmt, ...)
-{
-	va_list ap;
-	char *text;
-	va_start(ap, fmt);
-	text = xvasprintf(fmt, ap);
-	va_end(ap);
-	log_err("policy %s: %s", ps->policy->name, text);
-	free(ps->problem);
-	ps->problem = text;
-	daemon_status_changed(ps->d);
-}
 
 /* PS purged, or the server answered when it is next due: what kept it from purging is over. */
 static void problem_over(struct policy_state *ps)
@@ -314,8 +247,8 @@ static void on_next_due(PGresult *res, void *arg)
 	double seconds;
 
 	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
-		scheduler_problem(ps, "asking for the next due record failed: %s",
-				  pgconn_error_text(res, buf, sizeof(buf)));
+		policy_problem(ps, "asking for the next due record failed: %s",
+			       pgconn_error_text(res, buf, sizeof(buf)));
 		if (res) {
 			/*
 			 * The table may have changed under it (row-level security, which
@@ -365,7 +298,7 @@ static void on_next_due(PGresult *res, void *arg)
 	}
 	ps->retry_ms = 0;
 	ps->last_purge_empty = false;
-	if (seconds <= 0 && scheduler_may_start(ps)) {
+	if (seconds <= 0 && policy_may_start(ps)) {
 		log_debug("policy %s: a record is due now (%s)", ps->policy->name, PQgetvalue(res, 0, 0));
 		start_purge(ps);
 		return;
@@ -377,12 +310,6 @@ static void on_next_due(PGresult *res, void *arg)
 	become_idle(ps);
 }
 
-void scheduler_params(const struct policy_state *ps, const char **params, Oid *types, char limit[16])
-{
-	policy_params(&ps->sql, params, types, NULL, 0, false);
-	snprintf(limit, 16, "%d", ps->limit);
-	params[POLICY_PARAM_LIMIT] = limit;
-}
 
 static void ask_next_due(struct policy_state *ps)
 {
@@ -396,8 +323,8 @@ static void ask_next_due(struct policy_state *ps)
 	ps->last_ask_at = monotonic_now();
 	evtimer_del(ps->ask_timer);
 	/* The answer re-arms the due timer; until then an old due moment may still fire and purge. */
-	scheduler_enter(ps, POLICY_ASKING);
-	scheduler_params(ps, params, types, limit);
+	policy_enter(ps, POLICY_ASKING);
+	purge_params(ps, params, types, limit);
 	params[POLICY_PARAM_EXTRA] = check_catalog ? "true" : "false";
 	types[POLICY_PARAM_EXTRA] = 16; /* boolean */
 	/* The catalog is checked at a resync only: planned then, not set up at every batch. */
@@ -427,10 +354,10 @@ static void on_validated(PGresult *res, void *arg)
 	struct policy_state *ps = arg;
 	char buf[512];
 	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
-		scheduler_problem(ps,
-				  "not purging: an exempt or set value is not of its column's type,"
-				  " or the policy's lock cannot be taken: %s; looking again at the next resync",
-				  pgconn_error_text(res, buf, sizeof(buf)));
+		policy_problem(ps,
+			       "not purging: an exempt or set value is not of its column's type,"
+			       " or the policy's lock cannot be taken: %s; looking again at the next resync",
+			       pgconn_error_text(res, buf, sizeof(buf)));
 		not_resolved(ps);
 		return;
 	}
@@ -459,8 +386,8 @@ static void on_described(PGresult *res, void *arg)
 	int n;
 
 	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
-		scheduler_problem(ps, "describing table %s failed: %s", ps->policy->table,
-				  pgconn_error_text(res, buf, sizeof(buf)));
+		policy_problem(ps, "describing table %s failed: %s", ps->policy->table,
+			       pgconn_error_text(res, buf, sizeof(buf)));
 		not_resolved(ps);
 		return;
 	}
@@ -473,16 +400,16 @@ static void on_described(PGresult *res, void *arg)
 	ps->warned = true;
 	if (ps->shape.n_errors > 0) {
 		for (size_t i = 0; i < ps->shape.n_errors; i++)
-			scheduler_problem(ps, "not purging: %s", ps->shape.errors[i]);
+			policy_problem(ps, "not purging: %s", ps->shape.errors[i]);
 		not_resolved(ps);
 		return;
 	}
 	if (!policy_sql_build(&ps->sql, ps->policy, &ps->shape, ps->d->cfg->instance, &why)) {
-		scheduler_problem(ps, "not purging: %s", why);
+		policy_problem(ps, "not purging: %s", why);
 		not_resolved(ps);
 		return;
 	}
-	scheduler_enter(ps, POLICY_VALIDATING);
+	policy_enter(ps, POLICY_VALIDATING);
 	n = policy_params(&ps->sql, params, types, NULL, 0, false);
 	if (!pgconn_query(ps->d->pg, ps, PGCONN_PLAIN, ps->sql.validate, n, types, params, on_validated, ps))
 		not_resolved(ps);
@@ -495,13 +422,13 @@ static void on_resolved(PGresult *res, void *arg)
 	int n;
 
 	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
-		scheduler_problem(ps, "looking up table %s failed: %s", ps->policy->table,
-				  pgconn_error_text(res, buf, sizeof(buf)));
+		policy_problem(ps, "looking up table %s failed: %s", ps->policy->table,
+			       pgconn_error_text(res, buf, sizeof(buf)));
 		not_resolved(ps);
 		return;
 	}
 	if (PQntuples(res) == 0) {
-		scheduler_problem(ps, "table %s does not exist; looking again at the next resync", ps->policy->table);
+		policy_problem(ps, "table %s does not exist; looking again at the next resync", ps->policy->table);
 		not_resolved(ps);
 		return;
 	}
@@ -511,7 +438,7 @@ static void on_resolved(PGresult *res, void *arg)
 	ps->shape.oid = atoll(PQgetvalue(res, 0, 0));
 	ps->shape.table = xstrdup(PQgetvalue(res, 0, 1));
 	n = policy_describe_params(ps->d->cfg, ps->policy, ps->shape.oid, params);
-	scheduler_enter(ps, POLICY_DESCRIBING);
+	policy_enter(ps, POLICY_DESCRIBING);
 	if (!pgconn_query(ps->d->pg, ps, PGCONN_PLAIN, policy_describe_sql, n, NULL, (const char *const *)params,
 			  on_described, ps))
 		not_resolved(ps);
@@ -529,7 +456,7 @@ static void resolve_table(struct policy_state *ps)
 	}
 	params[0] = schema;
 	params[1] = rel;
-	scheduler_enter(ps, POLICY_RESOLVING);
+	policy_enter(ps, POLICY_RESOLVING);
 	if (!pgconn_query(ps->d->pg, ps, PGCONN_PLAIN, policy_resolve_table_sql, 2, NULL, params, on_resolved, ps))
 		not_resolved(ps);
 	free(schema);
@@ -604,7 +531,7 @@ static void count_for_metrics(struct policy_state *ps)
 	free(sql);
 }
 
-void scheduler_purge_finished(struct policy_state *ps, enum purge_outcome outcome)
+static void purge_finished(struct policy_state *ps, enum purge_outcome outcome)
 {
 	struct daemon *d = ps->d;
 	if (outcome == PURGE_DONE || outcome == PURGE_FAILED)
@@ -628,7 +555,7 @@ void scheduler_purge_finished(struct policy_state *ps, enum purge_outcome outcom
 				ps->once_done = true;
 			break;
 		}
-		if (scheduler_may_start(ps)) {
+		if (policy_may_start(ps)) {
 			/* The purge's own answer covers any wake-up that came in meanwhile. */
 			ps->ask_wanted = false;
 			ask_next_due(ps);
@@ -668,8 +595,12 @@ void scheduler_purge_finished(struct policy_state *ps, enum purge_outcome outcom
 	become_idle(ps);
 }
 
+/* How purge runs (the scheduler's, and those of requests) report back. */
+static const struct purge_hooks purge_hooks = {purge_finished, rows_purged};
+
 void scheduler_init(struct daemon *d)
 {
+	d->purge_hooks = &purge_hooks;
 	d->n_policies = d->cfg->n_policies;
 	d->policies = xcalloc(d->n_policies + 1, sizeof(*d->policies));
 	for (size_t i = 0; i < d->n_policies; i++) {
@@ -734,7 +665,7 @@ void scheduler_table_changed(struct daemon *d, const char *table)
 	}
 }
 
-void scheduler_rows_purged(struct daemon *d, const char *table)
+static void rows_purged(struct daemon *d, const char *table)
 {
 	for (size_t i = 0; i < d->n_policies; i++) {
 		struct policy_state *ps = &d->policies[i];
