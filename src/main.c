@@ -727,6 +727,26 @@ static void check_zone_is_named(PGconn *conn, const struct config *cfg)
 	PQclear(res);
 }
 
+/*
+ * The policies' checks take their locks, which a standby refuses: --check
+ * needs the primary. The daemon itself waits on a standby for the promotion.
+ */
+static bool check_not_standby(PGconn *conn, const struct config *cfg)
+{
+	PGresult *res = PQexec(conn, "SELECT pg_catalog.pg_is_in_recovery()");
+	bool standby = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
+		       strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+	PQclear(res);
+	if (standby)
+		fprintf(stderr,
+			"%s: database.conninfo: the server is a standby (in recovery): --check needs the primary (its"
+			" checks take the policies' locks); the daemon purges nothing on a standby until it is"
+			" promoted, and follows the primary with every server listed and"
+			" target_session_attrs=read-write\n",
+			cfg->path);
+	return !standby;
+}
+
 static int check_policies(const struct config *cfg)
 {
 	int problems = 0;
@@ -735,6 +755,10 @@ static int check_policies(const struct config *cfg)
 		return 1;
 	check_zone_is_named(conn, cfg);
 	check_session_role(conn, cfg, &problems);
+	if (!check_not_standby(conn, cfg)) {
+		PQfinish(conn);
+		return 1;
+	}
 	for (size_t i = 0; i < cfg->n_policies; i++)
 		check_policy(conn, cfg, &cfg->policies[i], &problems);
 	PQfinish(conn);

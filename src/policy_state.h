@@ -72,13 +72,13 @@ struct policy_state {
 	char *problem;         /* what keeps it from purging, as logged; NULL once it purges or is asked again */
 	bool failed;           /* --once: something was not purged, exit 1 */
 	/* A data subject's erasure request (request.c): this policy's part of the one being carried out. */
-	char *erase_values;       /* the subject values (a text[] literal) it purges, or NULL */
-	bool erase_wanted;        /* its erasure run waits until the policy is idle */
-	bool erasing;             /* the purge run in flight is that erasure run */
+	char *erase_values;        /* the subject values (a text[] literal) it purges, or NULL */
+	bool erase_wanted;         /* its erasure run waits until the policy is idle */
+	bool erasing;              /* the purge run in flight is that erasure run */
 	const char *erase_request; /* while erasing: the request's id (the requests' own text) */
-	long long erased;         /* records it purged */
-	bool once_done;           /* --once: this policy's backlog is done */
-	double once_locked_since; /* --once: when its lock was first found held elsewhere */
+	long long erased;          /* records it purged */
+	bool once_done;            /* --once: this policy's backlog is done */
+	double once_locked_since;  /* --once: when its lock was first found held elsewhere */
 };
 
 /* Moves PS to PHASE: the one place a phase changes, traced at debug as "old -> new". */

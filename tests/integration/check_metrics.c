@@ -39,7 +39,8 @@ static int dial(int port, const char *path)
 {
 	int fd;
 	if (port) {
-		struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((unsigned short)port),
+		struct sockaddr_in sa = {.sin_family = AF_INET,
+					 .sin_port = htons((unsigned short)port),
 					 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 		fd = socket(AF_INET, SOCK_STREAM, 0);
 		if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
@@ -133,7 +134,8 @@ static char *scrape_until(int port, const char *needle, double seconds)
 		if (strstr(body, needle))
 			return body;
 		clock_gettime(CLOCK_MONOTONIC, &now);
-		ck_assert_msg((double)(now.tv_sec - start.tv_sec) + (double)(now.tv_nsec - start.tv_nsec) / 1e9 < seconds,
+		ck_assert_msg((double)(now.tv_sec - start.tv_sec) + (double)(now.tv_nsec - start.tv_nsec) / 1e9 <
+				      seconds,
 			      "%s never appeared in:\n%s", needle, body);
 		free(body);
 		nanosleep(&pause, NULL);

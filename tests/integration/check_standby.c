@@ -85,6 +85,14 @@ START_TEST(test_a_daemon_on_a_standby_purges_nothing_until_promoted)
 	ck_assert_msg(strstr(err, "--once: the server is a standby (in recovery): nothing purged"), "%s", err);
 	free(out);
 	free(err);
+	/* --check needs the primary, and says so in one line instead of a failed lock. */
+	ck_assert_int_eq(fx_run_check(conf, &out, &err), 1);
+	ck_assert_msg(
+		strstr(err, "database.conninfo: the server is a standby (in recovery): --check needs the primary"),
+		"%s", err);
+	ck_assert_msg(!strstr(err, "read-only transaction"), "%s", err);
+	free(out);
+	free(err);
 	/* Promoted: the same daemon, the same connection, purges at its next resync. */
 	harness("promote");
 	ck_assert_msg(fx_poll_true(standby, "SELECT count(*) = 0 FROM virusdesk.uploads", 15),
@@ -143,13 +151,15 @@ START_TEST(test_a_multi_host_conninfo_follows_the_promoted_standby)
 	harness("standby");
 	standby = standby_connect("failover");
 	pid = fx_start_daemon(conf, log);
-	test_exec(primary, "INSERT INTO virusdesk.uploads (id, scan_completed_at) VALUES (1, now() - interval '1 hour')");
+	test_exec(primary,
+		  "INSERT INTO virusdesk.uploads (id, scan_completed_at) VALUES (1, now() - interval '1 hour')");
 	ck_assert(fx_wait_row_gone(primary, "virusdesk.uploads", "1", 10));
 	/* Replayed on the standby before it falls behind. */
 	ck_assert(fx_poll_true(standby, "SELECT count(*) = 1 FROM retention.audit_log", 10));
 	/* Record 3 reaches the standby; its purge does not. */
 	ck_assert_int_eq(kill(pid, SIGSTOP), 0);
-	test_exec(primary, "INSERT INTO virusdesk.uploads (id, scan_completed_at) VALUES (3, now() - interval '1 hour')");
+	test_exec(primary,
+		  "INSERT INTO virusdesk.uploads (id, scan_completed_at) VALUES (3, now() - interval '1 hour')");
 	ck_assert(fx_poll_true(standby, "SELECT count(*) = 1 FROM virusdesk.uploads WHERE id = 3", 10));
 	harness("standby-detach");
 	ck_assert_int_eq(kill(pid, SIGCONT), 0);
@@ -164,10 +174,11 @@ START_TEST(test_a_multi_host_conninfo_follows_the_promoted_standby)
 	/* Record 3 came back with the lost transaction: purged again, on the promoted standby. */
 	ck_assert_msg(fx_wait_row_gone(standby, "virusdesk.uploads", "3", 30),
 		      "the daemon did not follow the promoted standby");
-	fx_wait_for_log(log,
-			"policy virusdesk-scan-uploads: the audit chain's head in the database is at seq 1, behind seq 2"
-			" that this daemon committed",
-			5);
+	fx_wait_for_log(
+		log,
+		"policy virusdesk-scan-uploads: the audit chain's head in the database is at seq 1, behind seq 2"
+		" that this daemon committed",
+		5);
 	{
 		char *want = xasprintf("2-2 1 %s", lost);
 		test_assert_query_value(standby,
