@@ -312,6 +312,11 @@ bool listen_address_parse(const char *listen, char **host, unsigned short *port,
 	return true;
 }
 
+const char *policy_action_name(enum policy_action action)
+{
+	return action == POLICY_ACTION_DELETE ? "delete" : "anonymize";
+}
+
 void duration_to_sql(const struct duration *d, char *buf, size_t size)
 {
 	snprintf(buf, size, "%d months %d days %lld microseconds", d->months, d->days, (long long)d->usecs);

@@ -28,6 +28,9 @@ enum policy_action {
 	POLICY_ACTION_ANONYMIZE,
 };
 
+/* "delete" or "anonymize", as the configuration and the audit trail spell it. */
+const char *policy_action_name(enum policy_action action);
+
 /* What a data subject's erasure request does to a policy's records. */
 enum policy_on_erasure {
 	POLICY_ERASURE_PURGE, /* purged at once, by the policy's action */

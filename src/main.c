@@ -432,7 +432,7 @@ static bool configure_metrics(struct daemon *d)
 	bool ok = true;
 	for (size_t i = 0; i < d->cfg->n_policies; i++) {
 		names[i] = d->cfg->policies[i].name;
-		actions[i] = d->cfg->policies[i].action == POLICY_ACTION_DELETE ? "delete" : "anonymize";
+		actions[i] = (char *)policy_action_name(d->cfg->policies[i].action);
 	}
 	metrics_set_policies(d->metrics, names, actions, d->cfg->n_policies);
 	free(names);

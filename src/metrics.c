@@ -13,6 +13,7 @@
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -206,18 +207,28 @@ static void series(struct evbuffer *b, const char *name, const char *policy, con
 	evbuffer_add_printf(b, "\"%s} ", extra);
 }
 
-static void render_policies(const struct metrics *m, struct evbuffer *b, time_t now)
+/* One gauge per configured policy the database has counted: the count at OFFSET of its counts. */
+static void counted_gauge(const struct metrics *m, struct evbuffer *b, const char *name, const char *help,
+			  size_t offset)
 {
-	family(b, "retentiond_overdue_records", "gauge",
-	       "Records due and not purged (held ones not counted, quarantined ones counted), as the database counted"
-	       " them at the last resync or purge run.");
+	family(b, name, "gauge", help);
 	for (size_t i = 0; i < m->n_policies; i++) {
 		const struct policy_metrics *p = &m->policies[i];
-		if (p->configured && p->counted) {
-			series(b, "retentiond_overdue_records", p->name, "");
-			evbuffer_add_printf(b, "%lld\n", p->counts.overdue);
-		}
+		long long n;
+		if (!p->configured || !p->counted)
+			continue;
+		memcpy(&n, (const char *)&p->counts + offset, sizeof(n));
+		series(b, name, p->name, "");
+		evbuffer_add_printf(b, "%lld\n", n);
 	}
+}
+
+static void render_policies(const struct metrics *m, struct evbuffer *b, time_t now)
+{
+	counted_gauge(m, b, "retentiond_overdue_records",
+		      "Records due and not purged (held ones not counted, quarantined ones counted), as the database"
+		      " counted them at the last resync or purge run.",
+		      offsetof(struct metrics_policy_counts, overdue));
 	family(b, "retentiond_oldest_overdue_seconds", "gauge",
 	       "How long ago the oldest overdue record fell due; 0 if none is.");
 	for (size_t i = 0; i < m->n_policies; i++) {
@@ -230,23 +241,11 @@ static void render_policies(const struct metrics *m, struct evbuffer *b, time_t 
 			evbuffer_add_printf(b, "%.3f\n", age < 0 ? 0 : age);
 		}
 	}
-	family(b, "retentiond_held_records", "gauge", "Records due but kept by a hold.");
-	for (size_t i = 0; i < m->n_policies; i++) {
-		const struct policy_metrics *p = &m->policies[i];
-		if (p->configured && p->counted) {
-			series(b, "retentiond_held_records", p->name, "");
-			evbuffer_add_printf(b, "%lld\n", p->counts.held);
-		}
-	}
-	family(b, "retentiond_quarantined_records", "gauge",
-	       "Overdue records skipped because their purge failed on their own (retentionctl quarantine list).");
-	for (size_t i = 0; i < m->n_policies; i++) {
-		const struct policy_metrics *p = &m->policies[i];
-		if (p->configured && p->counted) {
-			series(b, "retentiond_quarantined_records", p->name, "");
-			evbuffer_add_printf(b, "%lld\n", p->counts.quarantined);
-		}
-	}
+	counted_gauge(m, b, "retentiond_held_records", "Records due but kept by a hold.",
+		      offsetof(struct metrics_policy_counts, held));
+	counted_gauge(m, b, "retentiond_quarantined_records",
+		      "Overdue records skipped because their purge failed on their own (retentionctl quarantine list).",
+		      offsetof(struct metrics_policy_counts, quarantined));
 	family(b, "retentiond_purged_records_total", "counter", "Records purged by this process, by action and cause.");
 	for (size_t i = 0; i < m->n_policies; i++) {
 		const struct policy_metrics *p = &m->policies[i];

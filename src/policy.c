@@ -666,7 +666,7 @@ int policy_describe_params(const struct config *cfg, const struct policy *p, lon
 	params[4] = p->exempt_column ? xstrdup(p->exempt_column) : NULL;
 	params[5] = policy_text_array(p->set_null, p->n_set_null);
 	params[6] = policy_text_array(set_columns, p->n_set);
-	params[7] = xstrdup(p->action == POLICY_ACTION_DELETE ? "delete" : "anonymize");
+	params[7] = xstrdup(policy_action_name(p->action));
 	params[8] = policy_text_array(names, n);
 	params[9] = policy_text_array(schemas, n);
 	params[10] = policy_text_array(rels, n);
@@ -1585,7 +1585,7 @@ bool policy_sql_build(struct policy_sql *sql, const struct policy *p, const stru
 	sql->params_storage[POLICY_PARAM_SERVICE] = xstrdup(p->service);
 	sql->params_storage[POLICY_PARAM_SOURCE] = xstrdup(p->source);
 	sql->params_storage[POLICY_PARAM_TABLE] = xstrdup(p->table);
-	sql->params_storage[POLICY_PARAM_ACTION] = xstrdup(p->action == POLICY_ACTION_DELETE ? "delete" : "anonymize");
+	sql->params_storage[POLICY_PARAM_ACTION] = xstrdup(policy_action_name(p->action));
 	sql->params_storage[POLICY_PARAM_INSTANCE] = xstrdup(instance);
 	sql->params_storage[POLICY_PARAM_SIBLINGS] = policy_text_array(siblings, shape->n_siblings);
 	sql->begin = build_begin(sql->params_storage[POLICY_PARAM_SIBLINGS]);

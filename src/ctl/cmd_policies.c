@@ -40,7 +40,7 @@ int cmd_policies(struct ctl *ctl, int argc, char **argv)
 		columns[2][i] = p->table;
 		columns[3][i] = p->clock;
 		columns[4][i] = p->retain_text;
-		columns[5][i] = p->action == POLICY_ACTION_DELETE ? "delete" : "anonymize";
+		columns[5][i] = (char *)policy_action_name(p->action);
 	}
 	for (int c = 0; c < 6; c++)
 		params[c] = policy_text_array(columns[c], cfg->n_policies);
