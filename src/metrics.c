@@ -3,15 +3,27 @@
  * Prometheus' text exposition format (version 0.0.4), and its HTTP
  * listener: evhttp on the daemon's event loop, one request at a time, the
  * answer built from memory.
+ *
+ * libevent 2.1's evhttp has no limit on connections, and every idle one
+ * would hold a descriptor the daemon needs for PostgreSQL. So the daemon
+ * keeps its own count: at most METRICS_MAX_CLIENTS are open at once (the
+ * listener pauses at the limit and the kernel's backlog holds the rest),
+ * each for at most METRICS_CLIENT_SECONDS in all, however slowly it
+ * trickles; an accept() that fails (EMFILE) pauses the listener for a
+ * second instead of spinning on it.
  */
 #include "metrics.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
+#include <event2/util.h>
 #include <limits.h>
 #include <math.h>
+#include <netdb.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -47,9 +59,34 @@ struct policy_metrics {
 	enum metrics_policy_blocked blocked;
 };
 
+#define METRICS_MAX_CLIENTS    16
+#define METRICS_CLIENT_SECONDS 5
+
+/*
+ * A connection evhttp serves. evhttp frees it without telling anyone, so
+ * the slot stays taken while its descriptor still names the same socket
+ * (device and inode: the kernel does not reuse them while it is open).
+ */
+struct metrics_client {
+	int fd; /* -1: free */
+	dev_t dev;
+	ino_t ino;
+	time_t deadline; /* monotonic seconds; then it is shut down */
+	bool shut;
+};
+
 struct metrics {
 	struct event_base *base;
-	struct evhttp *http;
+	struct evhttp *http;               /* kept across reloads: its open connections outlive a listener */
+	struct evhttp_bound_socket *bound; /* the listener evhttp accepts on, NULL if none */
+	bool paused;                       /* the listener is disabled: at the limit, or accept() failed */
+	bool accept_failing;               /* logged once until an accept succeeds */
+	/* Connections evhttp just made, held by a reference until the loop runs next and their descriptor is known. */
+	struct bufferevent *arriving[METRICS_MAX_CLIENTS];
+	size_t n_arriving;
+	struct event *census; /* made active by an arrival: slots for the arriving */
+	struct event *sweep;  /* every second while a client is open or the listener paused */
+	struct metrics_client clients[METRICS_MAX_CLIENTS];
 	char *listen;    /* what it listens on, "" if nothing */
 	char *unix_path; /* the socket file it made, removed when it closes */
 	struct policy_metrics *policies;
@@ -64,14 +101,24 @@ struct metrics *metrics_new(struct event_base *base)
 	struct metrics *m = xcalloc(1, sizeof(*m));
 	m->base = base;
 	m->listen = xstrdup("");
+	for (size_t i = 0; i < METRICS_MAX_CLIENTS; i++)
+		m->clients[i].fd = -1;
 	return m;
 }
 
+/*
+ * The registry whose listener is open. evhttp takes the listener's callback
+ * argument for itself, so the error callback finds the registry here; the
+ * daemon has one.
+ */
+static struct metrics *listening;
+
 static void close_listener(struct metrics *m)
 {
-	if (m->http)
-		evhttp_free(m->http);
-	m->http = NULL;
+	if (m->bound)
+		evhttp_del_accept_socket(m->http, m->bound);
+	m->bound = NULL;
+	m->paused = false;
 	if (m->unix_path)
 		unlink(m->unix_path);
 	free(m->unix_path);
@@ -85,6 +132,16 @@ void metrics_free(struct metrics *m)
 	if (m == NULL)
 		return;
 	close_listener(m);
+	if (listening == m)
+		listening = NULL;
+	if (m->http)
+		evhttp_free(m->http);
+	for (size_t i = 0; i < m->n_arriving; i++)
+		bufferevent_decref(m->arriving[i]);
+	if (m->census)
+		event_free(m->census);
+	if (m->sweep)
+		event_free(m->sweep);
 	free(m->listen);
 	for (size_t i = 0; i < m->n_policies; i++) {
 		free(m->policies[i].name);
@@ -328,6 +385,7 @@ char *metrics_render(const struct metrics *m, time_t now)
 	return text;
 }
 
+
 /* ---- the listener ---- */
 
 static void on_request(struct evhttp_request *req, void *arg)
@@ -335,38 +393,183 @@ static void on_request(struct evhttp_request *req, void *arg)
 	struct metrics *m = arg;
 	const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
 	enum evhttp_cmd_type method = evhttp_request_get_command(req);
-	struct evbuffer *body;
+	struct evkeyvalq *headers = evhttp_request_get_output_headers(req);
+	struct evbuffer *body = evbuffer_new();
 	char *text;
 	if (path == NULL || strcmp(path, "/metrics") != 0) {
 		evhttp_send_error(req, HTTP_NOTFOUND, "only /metrics is served here");
-		return;
+	} else if (method != EVHTTP_REQ_GET && method != EVHTTP_REQ_HEAD) {
+		/* evhttp_send_error() would drop the Allow header a 405 must carry (RFC 9110). */
+		evhttp_add_header(headers, "Allow", "GET, HEAD");
+		evhttp_add_header(headers, "Content-Type", "text/plain; charset=utf-8");
+		evbuffer_add_printf(body, "only GET and HEAD are served here\n");
+		evhttp_send_reply(req, 405, "Method Not Allowed", body);
+	} else {
+		text = metrics_render(m, time(NULL));
+		evbuffer_add(body, text, strlen(text));
+		free(text);
+		evhttp_add_header(headers, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+		evhttp_send_reply(req, HTTP_OK, "OK", body);
 	}
-	if (method != EVHTTP_REQ_GET && method != EVHTTP_REQ_HEAD) {
-		evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "GET, HEAD");
-		evhttp_send_error(req, 405, "Method Not Allowed");
-		return;
-	}
-	text = metrics_render(m, time(NULL));
-	body = evbuffer_new();
-	evbuffer_add(body, text, strlen(text));
-	free(text);
-	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
-			  "text/plain; version=0.0.4; charset=utf-8");
-	evhttp_send_reply(req, HTTP_OK, "OK", body);
 	evbuffer_free(body);
 }
 
-/* A listening unix socket at PATH: a stale socket there (a crash) is replaced, any other file refused. */
+static time_t monotonic_seconds(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec;
+}
+
+static bool client_open(const struct metrics_client *c)
+{
+	struct stat st;
+	return c->fd >= 0 && fstat(c->fd, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_dev == c->dev &&
+	       st.st_ino == c->ino;
+}
+
+static size_t clients_open(const struct metrics *m)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < METRICS_MAX_CLIENTS; i++)
+		n += m->clients[i].fd >= 0;
+	return n;
+}
+
+static void pause_listener(struct metrics *m)
+{
+	struct timeval second = {1, 0};
+	if (m->bound)
+		evconnlistener_disable(evhttp_bound_socket_get_listener(m->bound));
+	m->paused = true;
+	if (!evtimer_pending(m->sweep, NULL))
+		evtimer_add(m->sweep, &second);
+}
+
+/*
+ * Frees the slots evhttp is done with and shuts down the clients past
+ * their deadline (evhttp then sees the stream end and frees the
+ * connection itself: closing it here would race it); accepts again when
+ * there is room. Runs every second while there is anything to watch.
+ */
+static void on_sweep(evutil_socket_t fd, short what, void *arg)
+{
+	struct metrics *m = arg;
+	time_t now = monotonic_seconds();
+	(void)fd;
+	(void)what;
+	for (size_t i = 0; i < METRICS_MAX_CLIENTS; i++) {
+		struct metrics_client *c = &m->clients[i];
+		if (!client_open(c)) {
+			c->fd = -1;
+		} else if (now >= c->deadline && !c->shut) {
+			shutdown(c->fd, SHUT_RDWR);
+			c->shut = true;
+		}
+	}
+	if (m->paused && m->bound && clients_open(m) + m->n_arriving < METRICS_MAX_CLIENTS) {
+		evconnlistener_enable(evhttp_bound_socket_get_listener(m->bound));
+		m->paused = false;
+	}
+	if (!m->paused && clients_open(m) == 0)
+		evtimer_del(m->sweep);
+}
+
+/* evhttp makes the bufferevent of each connection it accepts here: it is counted, and the listener paused at the limit. */
+static struct bufferevent *on_new_connection(struct event_base *base, void *arg)
+{
+	struct metrics *m = arg;
+	struct bufferevent *bev;
+	if (m->accept_failing) {
+		log_info("metrics: accepting connections again");
+		m->accept_failing = false;
+	}
+	bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+	if (bev == NULL)
+		return NULL;
+	/* Its descriptor is set after this returns; the reference keeps it readable until the census. */
+	bufferevent_incref(bev);
+	m->arriving[m->n_arriving++] = bev;
+	event_active(m->census, EV_TIMEOUT, 0);
+	if (clients_open(m) + m->n_arriving >= METRICS_MAX_CLIENTS)
+		pause_listener(m); /* the accept loop stops after this connection */
+	return bev;
+}
+
+static void on_census(evutil_socket_t unused, short what, void *arg)
+{
+	struct metrics *m = arg;
+	struct timeval second = {1, 0};
+	(void)unused;
+	(void)what;
+	for (size_t i = 0; i < m->n_arriving; i++) {
+		struct bufferevent *bev = m->arriving[i];
+		bufferevent_data_cb readcb;
+		struct stat st;
+		int fd = bufferevent_getfd(bev);
+		bufferevent_getcb(bev, &readcb, NULL, NULL, NULL);
+		/* No read callback: evhttp already freed it (it clears them), and the descriptor may be another's. */
+		if (readcb != NULL && fd >= 0 && fstat(fd, &st) == 0) {
+			for (size_t j = 0; j < METRICS_MAX_CLIENTS; j++) {
+				if (m->clients[j].fd < 0) {
+					m->clients[j] = (struct metrics_client){.fd = fd,
+										.dev = st.st_dev,
+										.ino = st.st_ino,
+										.deadline = monotonic_seconds() +
+											    METRICS_CLIENT_SECONDS};
+					break;
+				}
+			}
+		}
+		bufferevent_decref(bev);
+	}
+	m->n_arriving = 0;
+	if (clients_open(m) > 0 && !evtimer_pending(m->sweep, NULL))
+		evtimer_add(m->sweep, &second);
+}
+
+/* accept() failed for want of descriptors or memory: the socket stays readable, so pause rather than spin. */
+static void on_accept_error(struct evconnlistener *listener, void *arg)
+{
+	struct metrics *m = listening;
+	int err = EVUTIL_SOCKET_ERROR();
+	(void)listener;
+	(void)arg;
+	if (m == NULL)
+		return;
+	if (!m->accept_failing)
+		log_warn("metrics: cannot accept a connection: %s; trying again every second", strerror(err));
+	m->accept_failing = true;
+	pause_listener(m);
+}
+
+/*
+ * A listening unix socket at PATH. A socket file nobody answers on (left
+ * by a crash) is replaced; one a live process answers on, or any other
+ * file, is refused.
+ */
 static int unix_listener(const char *path, char *why, size_t why_size)
 {
 	struct sockaddr_un sa;
 	struct stat st;
 	int fd;
+	memset(&sa, 0, sizeof(sa));
+	sa.sun_family = AF_UNIX;
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
 	if (lstat(path, &st) == 0) {
+		int probe;
 		if (!S_ISSOCK(st.st_mode)) {
 			snprintf(why, why_size, "%s exists and is not a socket", path);
 			return -1;
 		}
+		probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+			close(probe);
+			snprintf(why, why_size, "another process serves on %s", path);
+			return -1;
+		}
+		if (probe >= 0)
+			close(probe);
 		unlink(path);
 	}
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
@@ -374,9 +577,6 @@ static int unix_listener(const char *path, char *why, size_t why_size)
 		snprintf(why, why_size, "socket: %s", strerror(errno));
 		return -1;
 	}
-	memset(&sa, 0, sizeof(sa));
-	sa.sun_family = AF_UNIX;
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
 	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(fd, 16) != 0) {
 		snprintf(why, why_size, "%s: %s", path, strerror(errno));
 		close(fd);
@@ -385,12 +585,63 @@ static int unix_listener(const char *path, char *why, size_t why_size)
 	return fd;
 }
 
+/* A listening TCP socket on HOST (a name or an address) and PORT. */
+static int tcp_listener(const char *host, unsigned short port, char *why, size_t why_size)
+{
+	struct addrinfo hints = {
+		.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+	struct addrinfo *ai;
+	char service[8];
+	int fd, rc, on = 1;
+	snprintf(service, sizeof(service), "%u", port);
+	rc = getaddrinfo(host, service, &hints, &ai);
+	if (rc != 0) {
+		snprintf(why, why_size, "cannot resolve %s: %s", host, gai_strerror(rc));
+		return -1;
+	}
+	fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, ai->ai_protocol);
+	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) != 0 ||
+	    bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 16) != 0) {
+		snprintf(why, why_size, "cannot listen on %s port %u: %s", host, port, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		fd = -1;
+	}
+	freeaddrinfo(ai);
+	return fd;
+}
+
+/* The parts made once: evhttp and the timers. */
+static bool make_server(struct metrics *m)
+{
+	if (m->http)
+		return true;
+	m->http = evhttp_new(m->base);
+	m->census = event_new(m->base, -1, 0, on_census, m);
+	m->sweep = event_new(m->base, -1, EV_PERSIST, on_sweep, m);
+	if (m->http == NULL || m->census == NULL || m->sweep == NULL)
+		return false;
+	/* Every method reaches the handler, which answers 405 to all but GET and HEAD. */
+	evhttp_set_allowed_methods(m->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT |
+						    EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE |
+						    EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
+	/* A scrape is small: a slow or idle client is dropped rather than kept. */
+	evhttp_set_timeout(m->http, METRICS_CLIENT_SECONDS);
+	evhttp_set_max_headers_size(m->http, 8192);
+	evhttp_set_max_body_size(m->http, 4096);
+	evhttp_set_gencb(m->http, on_request, m);
+	evhttp_set_bevcb(m->http, on_new_connection, m);
+	return true;
+}
+
 bool metrics_listen(struct metrics *m, const char *listen, char *why, size_t why_size)
 {
-	struct evhttp *http;
+	struct evconnlistener *listener;
+	struct evhttp_bound_socket *bound;
 	const char *bad;
 	char *host = NULL, *path = NULL;
 	unsigned short port = 0;
+	int fd;
 	if (strcmp(listen, m->listen) == 0)
 		return true;
 	if (listen[0] == '\0') {
@@ -401,45 +652,38 @@ bool metrics_listen(struct metrics *m, const char *listen, char *why, size_t why
 		snprintf(why, why_size, "%s", bad);
 		return false;
 	}
-	http = evhttp_new(m->base);
-	if (http == NULL) {
+	if (!make_server(m)) {
 		snprintf(why, why_size, "cannot make an HTTP server");
+		free(host);
+		free(path);
 		return false;
 	}
-	/* Every method reaches the handler, which answers 405 to all but GET and HEAD. */
-	evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT |
-						 EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE |
-						 EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
-	/* A scrape is small: a slow or idle client is dropped rather than kept. */
-	evhttp_set_timeout(http, 10);
-	evhttp_set_max_headers_size(http, 8192);
-	evhttp_set_max_body_size(http, 4096);
-	evhttp_set_gencb(http, on_request, m);
-	if (path) {
-		int fd = unix_listener(path, why, why_size);
-		if (fd < 0 || evhttp_accept_socket_with_handle(http, fd) == NULL) {
-			if (fd >= 0) {
-				snprintf(why, why_size, "cannot serve on %s", path);
-				close(fd);
-				unlink(path);
-			}
-			evhttp_free(http);
-			free(path);
-			return false;
-		}
-		close_listener(m);
-		m->unix_path = path;
-	} else {
-		if (evhttp_bind_socket_with_handle(http, host, port) == NULL) {
-			snprintf(why, why_size, "cannot listen on %s port %u: %s", host, port, strerror(errno));
-			free(host);
-			evhttp_free(http);
-			return false;
-		}
-		free(host);
-		close_listener(m);
+	fd = path ? unix_listener(path, why, why_size) : tcp_listener(host, port, why, why_size);
+	free(host);
+	if (fd < 0) {
+		free(path);
+		return false;
 	}
-	m->http = http;
+	listener = evconnlistener_new(m->base, NULL, NULL, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, fd);
+	bound = listener ? evhttp_bind_listener(m->http, listener) : NULL;
+	if (bound == NULL) {
+		snprintf(why, why_size, "cannot serve on %s", listen);
+		if (listener)
+			evconnlistener_free(listener);
+		else
+			close(fd);
+		if (path)
+			unlink(path);
+		free(path);
+		return false;
+	}
+	evconnlistener_set_error_cb(listener, on_accept_error);
+	close_listener(m);
+	m->bound = bound;
+	m->unix_path = path;
+	listening = m;
+	if (clients_open(m) + m->n_arriving >= METRICS_MAX_CLIENTS)
+		pause_listener(m);
 	free(m->listen);
 	m->listen = xstrdup(listen);
 	return true;

@@ -1,12 +1,17 @@
 /*
  * check_metrics.c -- GET /metrics from a running daemon, over TCP and a
  * unix socket: the values against what the database says, the format
- * checked by Prometheus' own promtool, 404 and 405 for anything else, and a
- * listen address that cannot be had.
+ * checked by Prometheus' own promtool, 404 and 405 for anything else, a
+ * listen address that cannot be had, and clients that would hold the
+ * daemon's descriptors: idle, trickling, or arriving when it has none left.
  */
 #include <arpa/inet.h>
 #include <check.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,15 +64,18 @@ static int dial(int port, const char *path)
 	return fd;
 }
 
-/* One HTTP/1.0 request; the status code, and the body in *BODY (malloc'd). */
-static int http(int port, const char *path, const char *method, const char *target, char **body)
+/* One HTTP/1.0 request; the status code, the head in *HEAD (malloc'd, unless HEAD is NULL), the body in *BODY. */
+static int http_with_head(int port, const char *path, const char *method, const char *target, char **head, char **body)
 {
 	int fd = dial(port, path), code = 0;
 	char *request = xasprintf("%s %s HTTP/1.0\r\nHost: localhost\r\n\r\n", method, target);
 	size_t len = 0, cap = 65536;
 	char *buf = xcalloc(cap + 1, 1), *sep;
+	struct timeval patience = {15, 0};
 	ssize_t n;
 	ck_assert_msg(fd >= 0, "nobody listens on port %d / %s", port, path ? path : "");
+	/* A daemon that never answers fails the test here, not at the suite's timeout. */
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &patience, sizeof(patience));
 	ck_assert_int_eq(write(fd, request, strlen(request)), (ssize_t)strlen(request));
 	while ((n = read(fd, buf + len, cap - len)) > 0) {
 		len += (size_t)n;
@@ -82,8 +90,18 @@ static int http(int port, const char *path, const char *method, const char *targ
 	sscanf(buf, "HTTP/1.%*d %d", &code);
 	sep = strstr(buf, "\r\n\r\n");
 	*body = xstrdup(sep ? sep + 4 : "");
+	if (head) {
+		if (sep)
+			*sep = '\0';
+		*head = xstrdup(buf);
+	}
 	free(buf);
 	return code;
+}
+
+static int http(int port, const char *path, const char *method, const char *target, char **body)
+{
+	return http_with_head(port, path, method, target, NULL, body);
 }
 
 /* The value of the series NAME (with its labels, exactly as written) in TEXT, as text; fails if absent. */
@@ -235,8 +253,13 @@ START_TEST(test_metrics_match_the_database)
 	free(body);
 	ck_assert_int_eq(http(port, NULL, "GET", "/metrics/extra", &body), 404);
 	free(body);
-	ck_assert_int_eq(http(port, NULL, "POST", "/metrics", &body), 405);
-	free(body);
+	{
+		char *head;
+		ck_assert_int_eq(http_with_head(port, NULL, "POST", "/metrics", &head, &body), 405);
+		ck_assert_msg(strstr(head, "\r\nAllow: GET, HEAD"), "a 405 without its Allow header:\n%s", head);
+		free(head);
+		free(body);
+	}
 	ck_assert_int_eq(http(port, NULL, "DELETE", "/metrics", &body), 405);
 	free(body);
 	ck_assert_int_eq(http(port, NULL, "HEAD", "/metrics", &body), 200);
@@ -293,6 +316,19 @@ START_TEST(test_a_reload_moves_the_listener)
 	ck_assert_msg(strstr(body, "retentiond_database_connected 1"), "%s", body);
 	free(body);
 	ck_assert_msg(dial(port, NULL) < 0, "the old TCP listener stayed open");
+	{
+		/* A second daemon on the same socket is refused; the first keeps it. */
+		char *daemon = xasprintf("%s/src/retentiond", test_builddir());
+		char *argv[] = {daemon, "-c", conf, NULL};
+		char *out, *err;
+		ck_assert_int_eq(test_run(argv, &out, &err), 1);
+		ck_assert_msg(strstr(err, "another process serves on"), "%s", err);
+		ck_assert_int_eq(http(0, sock, "GET", "/metrics", &body), 200);
+		free(body);
+		free(daemon);
+		free(out);
+		free(err);
+	}
 	fx_stop_daemon(pid);
 	ck_assert_msg(access(sock, F_OK) != 0, "the socket file stayed after the daemon stopped");
 	free(text);
@@ -338,6 +374,180 @@ START_TEST(test_a_taken_port_is_a_clear_error_at_start)
 }
 END_TEST
 
+/* How many descriptors PID has open. */
+static int open_descriptors(pid_t pid)
+{
+	char *dir = xasprintf("/proc/%d/fd", (int)pid);
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	int n = 0;
+	ck_assert_ptr_nonnull(d);
+	while ((e = readdir(d)) != NULL)
+		n += e->d_name[0] != '.';
+	closedir(d);
+	free(dir);
+	return n;
+}
+
+/* The CPU seconds PID has used, user and system. */
+static double cpu_seconds(pid_t pid)
+{
+	char *path = xasprintf("/proc/%d/stat", (int)pid);
+	FILE *f = fopen(path, "r");
+	unsigned long utime = 0, stime = 0;
+	ck_assert_ptr_nonnull(f);
+	ck_assert_int_eq(fscanf(f, "%*d %*s %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime, &stime), 2);
+	fclose(f);
+	free(path);
+	return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* Starts a connection to PORT without waiting for it to be accepted. */
+static int dial_nowait(int port)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET,
+				 .sin_port = htons((unsigned short)port),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_msg(connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 || errno == EINPROGRESS, "connect: %s",
+		      strerror(errno));
+	return fd;
+}
+
+static double seconds_since(const struct timespec *start)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (double)(now.tv_sec - start->tv_sec) + (double)(now.tv_nsec - start->tv_nsec) / 1e9;
+}
+
+#define IDLE_CLIENTS   60
+#define CLIENT_LIMIT   16 /* METRICS_MAX_CLIENTS */
+#define CLIENT_SECONDS 5  /* METRICS_CLIENT_SECONDS */
+
+/*
+ * Idle and trickling clients cannot take the daemon's descriptors: sixty
+ * idle connections hold at most sixteen, a scrape is served once they go,
+ * and a client that sends a byte a second is cut off after five seconds.
+ */
+START_TEST(test_clients_cannot_hold_the_daemons_descriptors)
+{
+	PGconn *conn = fx_database("midle");
+	int port = free_port(), idle[IDLE_CLIENTS], before, most = 0, slow;
+	char *listen = xasprintf("127.0.0.1:%d", port);
+	char *conf = metrics_config("midle", listen);
+	char *log = fx_log_path("midle");
+	char *body;
+	struct timespec start;
+	bool closed = false;
+	pid_t pid;
+	test_exec(conn, "CREATE SCHEMA app; CREATE TABLE app.items (id int PRIMARY KEY, closed_at timestamptz);"
+			"CREATE TABLE app.others (id int PRIMARY KEY, closed_at timestamptz)");
+	fx_grant(conn, "app");
+	pid = fx_start_daemon(conf, log);
+	fx_wait_for_log(log, "serving metrics on 127.0.0.1:", 10);
+	ck_assert_int_eq(http(port, NULL, "GET", "/metrics", &body), 200);
+	free(body);
+	before = open_descriptors(pid);
+	for (int i = 0; i < IDLE_CLIENTS; i++)
+		idle[i] = dial_nowait(port);
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	while (seconds_since(&start) < 2) {
+		struct timespec pause = {0, 50 * 1000 * 1000};
+		int n = open_descriptors(pid);
+		most = n > most ? n : most;
+		nanosleep(&pause, NULL);
+	}
+	ck_assert_msg(most <= before + CLIENT_LIMIT + 1, "%d idle clients held %d descriptors (before: %d)",
+		      IDLE_CLIENTS, most - before, before);
+	ck_assert_msg(most >= before + CLIENT_LIMIT - 1, "only %d of the idle clients were served", most - before);
+	for (int i = 0; i < IDLE_CLIENTS; i++)
+		close(idle[i]);
+	/* Their slots free as the daemon sees them go, and the next scrape is served. */
+	ck_assert_int_eq(http(port, NULL, "GET", "/metrics", &body), 200);
+	ck_assert_msg(strstr(body, "retentiond_database_connected 1"), "%s", body);
+	free(body);
+
+	/* A byte a second keeps an inactivity timeout from firing; the whole connection still has a deadline. */
+	slow = dial(port, NULL);
+	ck_assert_int_ge(slow, 0);
+	ck_assert_int_eq(write(slow, "GET /metrics HTTP/1.1\r\nX-Slow: ", 31), 31);
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	while (!closed && seconds_since(&start) < CLIENT_SECONDS + 4) {
+		struct pollfd pfd = {.fd = slow, .events = POLLIN};
+		char c;
+		if (poll(&pfd, 1, 1000) > 0 && read(slow, &c, 1) <= 0)
+			closed = true;
+		else if (send(slow, "a", 1, MSG_NOSIGNAL) != 1)
+			closed = true;
+	}
+	ck_assert_msg(closed, "a client trickling a byte a second was kept for %.0f seconds", seconds_since(&start));
+	ck_assert_msg(seconds_since(&start) >= CLIENT_SECONDS - 1, "cut off after %.1f s", seconds_since(&start));
+	close(slow);
+	fx_stop_daemon(pid);
+	free(listen);
+	free(conf);
+	free(log);
+	PQfinish(conn);
+}
+END_TEST
+
+/*
+ * When accept() fails for want of descriptors, the daemon says so once,
+ * does not spin on the listening socket, and serves again when it can.
+ */
+START_TEST(test_no_descriptors_left_pauses_the_listener)
+{
+	PGconn *conn = fx_database("memfile");
+	int port = free_port(), waiting[CLIENT_LIMIT];
+	char *listen = xasprintf("127.0.0.1:%d", port);
+	char *conf = metrics_config("memfile", listen);
+	char *log = fx_log_path("memfile");
+	char *cmd, *body;
+	struct timespec start;
+	double cpu;
+	long mark;
+	pid_t pid;
+	test_exec(conn, "CREATE SCHEMA app; CREATE TABLE app.items (id int PRIMARY KEY, closed_at timestamptz);"
+			"CREATE TABLE app.others (id int PRIMARY KEY, closed_at timestamptz)");
+	fx_grant(conn, "app");
+	pid = fx_start_daemon(conf, log);
+	fx_wait_for_log(log, "serving metrics on 127.0.0.1:", 10);
+	mark = fx_log_mark(log);
+	/* No descriptor number is left above the ones open now. */
+	cmd = xasprintf("prlimit --pid %d --nofile=%d:", (int)pid, open_descriptors(pid));
+	ck_assert_int_eq(system(cmd), 0);
+	free(cmd);
+	for (int i = 0; i < CLIENT_LIMIT; i++)
+		waiting[i] = dial_nowait(port);
+	fx_wait_for_log_after(log, mark, "metrics: cannot accept a connection: Too many open files", 10);
+	cpu = cpu_seconds(pid);
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	{
+		struct timespec wait = {3, 0};
+		nanosleep(&wait, NULL); /* measuring a span of time: what the daemon does meanwhile is the point */
+	}
+	ck_assert_msg(cpu_seconds(pid) - cpu < 0.5 * seconds_since(&start),
+		      "the daemon used %.2f s of CPU in %.2f s with no descriptor to accept with",
+		      cpu_seconds(pid) - cpu, seconds_since(&start));
+	ck_assert_int_eq(fx_log_count_after(log, mark, "cannot accept a connection"), 1);
+	cmd = xasprintf("prlimit --pid %d --nofile=1024:", (int)pid);
+	ck_assert_int_eq(system(cmd), 0);
+	free(cmd);
+	for (int i = 0; i < CLIENT_LIMIT; i++)
+		close(waiting[i]);
+	ck_assert_int_eq(http(port, NULL, "GET", "/metrics", &body), 200);
+	free(body);
+	fx_wait_for_log_after(log, mark, "metrics: accepting connections again", 5);
+	fx_stop_daemon(pid);
+	free(listen);
+	free(conf);
+	free(log);
+	PQfinish(conn);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("metrics");
@@ -345,6 +555,8 @@ int main(void)
 	tcase_add_test(tc, test_metrics_match_the_database);
 	tcase_add_test(tc, test_a_reload_moves_the_listener);
 	tcase_add_test(tc, test_a_taken_port_is_a_clear_error_at_start);
+	tcase_add_test(tc, test_clients_cannot_hold_the_daemons_descriptors);
+	tcase_add_test(tc, test_no_descriptors_left_pauses_the_listener);
 	suite_add_tcase(s, tc);
 	return test_run_suite(s);
 }
