@@ -31,9 +31,16 @@
  */
 #define QUARANTINE_RUN_MAX 20
 
-/* Records the keys $2 (text[]) of policy $1 as failing on their own; -> their quarantine ids, in order. */
+/*
+ * Records the keys $2 (text[]) of policy $1 as failing on their own; ->
+ * their quarantine ids, in order, and how many were not quarantined before
+ * (the statement's snapshot does not see the rows the function adds).
+ */
 static const char quarantine_sql[] =
-	"SELECT pg_catalog.array_agg(retention.quarantine_record($1, u.k, $3, $4, $5::interval, $6) ORDER BY u.o)"
+	"SELECT pg_catalog.array_agg(retention.quarantine_record($1, u.k, $3, $4, $5::interval, $6) ORDER BY u.o),"
+	" pg_catalog.count(*) FILTER (WHERE NOT EXISTS (SELECT FROM retention.quarantine q"
+	"  WHERE q.policy OPERATOR(pg_catalog.=) $1 AND q.record_key OPERATOR(pg_catalog.=) u.k"
+	"  AND q.key_type OPERATOR(pg_catalog.=) $3))"
 	" FROM pg_catalog.unnest($2::text[]) WITH ORDINALITY u(k, o)";
 
 static void begin_batch(struct policy_state *ps);
@@ -145,6 +152,34 @@ static void next_batch(struct policy_state *ps)
 		begin_batch(ps);
 }
 
+/*
+ * Whether N more records found failing on their own would make too many
+ * in a row. The allowance comes back daemon.quarantine_retry after it ran
+ * out: twenty-one bad records in a row must not stop a policy for good,
+ * while a trigger that raises for every row quarantines no more than
+ * twenty records per interval.
+ */
+static bool quarantine_run_exhausted(struct policy_state *ps, long long n)
+{
+	time_t now = time(NULL);
+	double retry;
+	if (ps->quarantined_in_row + n <= QUARANTINE_RUN_MAX)
+		return false;
+	if (ps->run_exhausted_at == 0)
+		ps->run_exhausted_at = now;
+	if (duration_to_seconds(&ps->d->cfg->quarantine_retry, &retry) && retry > 0 &&
+	    (double)(now - ps->run_exhausted_at) >= retry) {
+		log_info(
+			"policy %s: daemon.quarantine_retry has passed since %lld records in a row failed on their own:"
+			" looking for the records that fail again",
+			ps->policy->name, ps->quarantined_in_row);
+		ps->quarantined_in_row = 0;
+		ps->run_exhausted_at = 0;
+		return ps->quarantined_in_row + n > QUARANTINE_RUN_MAX;
+	}
+	return true;
+}
+
 /* What is being quarantined, for the log line once the ids are known. */
 struct quarantining {
 	struct policy_state *ps;
@@ -183,6 +218,8 @@ static void on_quarantined(PGresult *res, void *arg)
 	}
 	policy_text_array_free(keys);
 	policy_text_array_free(ids);
+	/* One quarantined before and failing again says nothing new about the policy. */
+	ps->quarantined_in_row += atoll(PQgetvalue(res, 0, 1));
 	daemon_status_changed(ps->d);
 	next_batch(ps);
 out:
@@ -204,7 +241,7 @@ static void quarantine(struct policy_state *ps, const char *keys, const char *wh
 	size_t n = 0;
 	policy_text_array_free(policy_text_array_parse(keys, &n));
 	ps->failed = true;
-	if (ps->quarantined_in_row + (long long)n > QUARANTINE_RUN_MAX) {
+	if (quarantine_run_exhausted(ps, (long long)n)) {
 		policy_problem(ps,
 			       "%s; with the records found before it, more than %d records in a row fail on their own:"
 			       " taken as the policy's failure, not its records', it is retried as a whole",
@@ -212,7 +249,6 @@ static void quarantine(struct policy_state *ps, const char *keys, const char *wh
 		finish(ps, PURGE_FAILED);
 		return;
 	}
-	ps->quarantined_in_row += (long long)n;
 	q = xcalloc(1, sizeof(*q));
 	duration_to_sql(&ps->d->cfg->quarantine_retry, retry, sizeof(retry));
 	q->ps = ps;
@@ -284,7 +320,7 @@ static void batch_failed(struct policy_state *ps, const char *step, PGresult *re
 		finish(ps, PURGE_FAILED);
 		return;
 	}
-	if (res != NULL && error_is_a_records(state) && ps->quarantined_in_row >= QUARANTINE_RUN_MAX) {
+	if (res != NULL && error_is_a_records(state) && quarantine_run_exhausted(ps, 1)) {
 		policy_problem(
 			ps,
 			"%s failed, batch rolled back: %s; after %lld records in a row failed on their own, more"
@@ -335,6 +371,7 @@ static void report(struct policy_state *ps)
 			       ps->erasing ? NULL : b->lateness, time(NULL));
 		ps->committed = b->head;
 		ps->quarantined_in_row = 0;
+		ps->run_exhausted_at = 0;
 		ps->purged += b->purged;
 		d->purged_total += b->purged;
 		d->last_purge_at = time(NULL);

@@ -322,6 +322,33 @@ START_TEST(test_a_trigger_failing_every_record_fails_the_policy)
 END_TEST
 
 /*
+ * Twenty-five bad records in a row, more than the twenty a run allows: the
+ * policy fails at the twenty-first, then, daemon.quarantine_retry later,
+ * quarantines the other five and purges everything after them.
+ */
+START_TEST(test_more_bad_records_in_a_row_than_a_run_allows)
+{
+	PGconn *conn = poisoned_db("longrun", 60, 7);
+	char *conf = parents_config("longrun", "quarantine_retry = \"2 seconds\";", 10);
+	char *log = fx_log_path("longrun");
+	pid_t pid;
+	test_exec(conn, "DELETE FROM app.kept; INSERT INTO app.vetoed SELECT g FROM generate_series(1, 25) g"
+			" ON CONFLICT DO NOTHING");
+	pid = fx_start_daemon(conf, log);
+	fx_wait_for_log(log, "records in a row fail on their own: taken as the policy's failure", 30);
+	ck_assert_msg(fx_poll_true(conn, "SELECT count(*) = 25 FROM app.parents", 30),
+		      "the records after the first twenty-five bad ones were not purged");
+	ck_assert_int_eq(test_query_ll(conn, "SELECT count(*) FROM app.parents WHERE id <= 25"), 25);
+	ck_assert(fx_poll_true(conn, "SELECT count(*) = 25 FROM retention.quarantine", 10));
+	fx_wait_for_log(log, "looking for the records that fail again", 1);
+	fx_stop_daemon(pid);
+	free(conf);
+	free(log);
+	PQfinish(conn);
+}
+END_TEST
+
+/*
  * Code of a table's owner runs with the daemon's role, which may record
  * quarantined records: a trigger that quarantines another record (so that
  * the daemon would skip it) is caught by the guard before COMMIT like an
@@ -360,6 +387,7 @@ int main(void)
 	tcase_add_test(tc, test_retry_after_the_cause_is_removed_purges_them);
 	tcase_add_test(tc, test_a_restart_skips_quarantined_records_at_once);
 	tcase_add_test(tc, test_a_trigger_failing_every_record_fails_the_policy);
+	tcase_add_test(tc, test_more_bad_records_in_a_row_than_a_run_allows);
 	tcase_add_test(tc, test_a_trigger_cannot_quarantine_records);
 	suite_add_tcase(s, tc);
 	return test_run_suite(s);
