@@ -458,11 +458,10 @@ static void apply_pending_config(struct daemon *d)
 		INVARIANT(d->policies[i].phase == POLICY_IDLE && pgconn_pending_for(d->pg, &d->policies[i]) == 0);
 	/* A request's parts belong to the old policies: the new ones read the open requests again. */
 	requests_reset(d);
-	scheduler_free(d);
 	d->cfg = d->pending_cfg;
 	d->pending_cfg = NULL;
 	log_set_level(d->cfg->log_level);
-	scheduler_init(d);
+	scheduler_reload(d);
 	/* A listener that cannot be opened keeps the one before: the daemon purges either way. */
 	configure_metrics(d);
 	duration_to_seconds(&d->cfg->resync_interval, &resync);

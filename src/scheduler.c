@@ -630,6 +630,32 @@ void scheduler_free(struct daemon *d)
 	d->n_policies = 0;
 }
 
+/*
+ * After a reload, the new policies' states. The chain head a policy
+ * committed outlives it (keyed by name, like the chain): a failover's lost
+ * tail is found by comparing with it, reload or not.
+ */
+void scheduler_reload(struct daemon *d)
+{
+	size_t n = d->n_policies;
+	char **names = xcalloc(n + 1, sizeof(*names));
+	struct audit_anchor *committed = xcalloc(n + 1, sizeof(*committed));
+	for (size_t i = 0; i < n; i++) {
+		names[i] = xstrdup(d->policies[i].policy->name);
+		committed[i] = d->policies[i].committed;
+	}
+	scheduler_free(d);
+	scheduler_init(d);
+	for (size_t i = 0; i < d->n_policies; i++)
+		for (size_t j = 0; j < n; j++)
+			if (strcmp(d->policies[i].policy->name, names[j]) == 0)
+				d->policies[i].committed = committed[j];
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+	free(committed);
+}
+
 void scheduler_wake_all(struct daemon *d)
 {
 	for (size_t i = 0; i < d->n_policies; i++) {

@@ -16,6 +16,8 @@
 /* Creates a state per policy of d->cfg (no database work yet). */
 void scheduler_init(struct daemon *d);
 void scheduler_free(struct daemon *d);
+/* d->cfg is the reloaded configuration (the old one still alive): new states, what must outlive a reload carried. */
+void scheduler_reload(struct daemon *d);
 /* The session is (again) usable: look every policy up and ask when it is next due. */
 void scheduler_wake_all(struct daemon *d);
 /* A notify_clock() payload: the quoted, qualified name of a table whose clocks changed. */

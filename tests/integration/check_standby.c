@@ -3,7 +3,8 @@
  * harness's server: a daemon connected to it purges nothing and says so
  * once, and purges once it is promoted (pg_ctl promote); a daemon with a
  * multi-host conninfo (target_session_attrs=read-write) follows the
- * promoted standby after the primary crashed, without a restart.
+ * promoted standby after the primary crashed, without a restart, and
+ * finds the chain's lost tail even across a reload.
  *
  * The last test crashes the primary: it stays last.
  */
@@ -167,6 +168,22 @@ START_TEST(test_a_multi_host_conninfo_follows_the_promoted_standby)
 	fx_wait_for_log(log, "policy virusdesk-scan-uploads: chain head 2:", 5);
 	lost = logged_head(log, "virusdesk-scan-uploads", 2);
 	ck_assert_ptr_nonnull(lost);
+	{
+		/* A reload between the purge and the failover: the head committed is remembered across it. */
+		char *reloaded =
+			xasprintf("database = { conninfo = \"dbname=failover user=" TEST_DAEMON_ROLE " %s\"; };\n"
+				  "daemon = { instance = \"failover-1\"; resync_interval = \"1 second\";"
+				  " log_level = \"debug\"; quarantine_retry = \"2 hours\"; };\n"
+				  "policies = ( { name = \"virusdesk-scan-uploads\"; service = \"VirusDesk\";"
+				  " source = \"s\"; table = \"virusdesk.uploads\"; key = \"id\";"
+				  " clock = \"scan_completed_at\"; retain = \"15 minutes\"; } );\n",
+				  tail);
+		long mark = fx_log_mark(log);
+		fx_rewrite(conf, reloaded);
+		ck_assert_int_eq(kill(pid, SIGHUP), 0);
+		fx_wait_for_log_after(log, mark, "configuration reloaded from", 10);
+		free(reloaded);
+	}
 	PQfinish(primary);
 	harness("crash");
 	fx_wait_for_log(log, "database connection lost", 10);
