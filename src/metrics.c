@@ -283,19 +283,21 @@ static void counted_gauge(const struct metrics *m, struct evbuffer *b, const cha
 static void render_policies(const struct metrics *m, struct evbuffer *b, time_t now)
 {
 	counted_gauge(m, b, "retentiond_overdue_records",
-		      "Records due and not purged (held ones not counted, quarantined ones counted), as the database"
-		      " counted them at the last resync or purge run.",
+		      "Records due and not purged (held ones and ones kept by references not counted, quarantined ones"
+		      " counted), as the database counted them at the last resync or purge run.",
 		      offsetof(struct metrics_policy_counts, overdue));
 	family(b, "retentiond_oldest_overdue_seconds", "gauge",
 	       "How long ago the oldest overdue record fell due; 0 if none is.");
 	for (size_t i = 0; i < m->n_policies; i++) {
 		const struct policy_metrics *p = &m->policies[i];
-		double age = p->counts.overdue > 0 && p->counts.oldest_overdue_at > 0
-				     ? (double)now - p->counts.oldest_overdue_at
-				     : 0;
+		/* A clock of -infinity is overdue since forever: +Inf, which an alert's threshold catches. */
+		double age = p->counts.overdue > 0 ? (double)now - p->counts.oldest_overdue_at : 0;
 		if (p->configured && p->counted) {
 			series(b, "retentiond_oldest_overdue_seconds", p->name, "");
-			evbuffer_add_printf(b, "%.3f\n", age < 0 ? 0 : age);
+			if (isinf(age))
+				evbuffer_add_printf(b, "+Inf\n");
+			else
+				evbuffer_add_printf(b, "%.3f\n", age < 0 ? 0 : age);
 		}
 	}
 	counted_gauge(m, b, "retentiond_held_records", "Records due but kept by a hold.",
@@ -303,6 +305,9 @@ static void render_policies(const struct metrics *m, struct evbuffer *b, time_t 
 	counted_gauge(m, b, "retentiond_quarantined_records",
 		      "Overdue records skipped because their purge failed on their own (retentionctl quarantine list).",
 		      offsetof(struct metrics_policy_counts, quarantined));
+	counted_gauge(m, b, "retentiond_referenced_records",
+		      "Records due but kept while rows that must stay refer to them (retentionctl explain says which).",
+		      offsetof(struct metrics_policy_counts, referenced));
 	family(b, "retentiond_purged_records_total", "counter", "Records purged by this process, by action and cause.");
 	for (size_t i = 0; i < m->n_policies; i++) {
 		const struct policy_metrics *p = &m->policies[i];

@@ -17,10 +17,11 @@ struct metrics;
 
 /* What the database counted for a policy, at a resync or after a purge run. */
 struct metrics_policy_counts {
-	long long overdue;        /* due and not purged, held ones not counted (quarantined ones are) */
-	double oldest_overdue_at; /* when the oldest of them fell due (Unix seconds), 0 if none */
+	long long overdue;        /* due and not purged, held and referenced ones not counted (quarantined ones are) */
+	double oldest_overdue_at; /* when the oldest of them fell due (Unix seconds; -inf for a clock of -infinity) */
 	long long held;           /* due, kept by a hold */
 	long long quarantined;    /* due, skipped because their purge failed on their own */
+	long long referenced;     /* due, kept while rows that must stay refer to them */
 };
 
 /* What `retentionctl status` calls a policy's state, and why it does not purge. */

@@ -1225,17 +1225,26 @@ static char *build_rewritten(const struct frame *f)
 static char *build_pending(const struct frame *f)
 {
 	struct sbuf b = {NULL, 0};
-	sb_add(&b, "SELECT pg_catalog.count(*) FILTER (WHERE is_due AND NOT held) AS overdue,"
+	/*
+	 * A record kept because rows that must stay refer to it is where the
+	 * policy means it to be, like a held one: not overdue, or an alert on
+	 * overdue records would fire for as long as those rows live.
+	 */
+	sb_add(&b, "SELECT pg_catalog.count(*) FILTER (WHERE is_due AND NOT held AND NOT referenced) AS overdue,"
 		   " pg_catalog.count(*) FILTER (WHERE NOT is_due AND NOT held) AS due_within, ");
 	sb_next_due(&b, f);
 	sb_add(&b, " AS next_due_at, pg_catalog.count(*) FILTER (WHERE held) AS held,"
-		   " pg_catalog.count(*) FILTER (WHERE is_due AND NOT held AND NOT purgeable) AS quarantined,"
-		   " extract(epoch FROM pg_catalog.min(due_at) FILTER (WHERE is_due AND NOT held))::float8 AS"
-		   " oldest_overdue_at FROM (SELECT ");
+		   " pg_catalog.count(*) FILTER (WHERE is_due AND NOT held AND NOT referenced AND NOT purgeable)"
+		   " AS quarantined,"
+		   " pg_catalog.count(*) FILTER (WHERE is_due AND NOT held AND referenced) AS referenced,"
+		   " extract(epoch FROM pg_catalog.min(due_at) FILTER (WHERE is_due AND NOT held AND NOT referenced))"
+		   "::float8 AS oldest_overdue_at FROM (SELECT ");
 	sb_due_by(&b, f, "pg_catalog.statement_timestamp()");
 	sb_add(&b, " AS is_due, %s + $2::interval AS due_at, ", f->clock_at);
 	sb_held(&b, f);
-	sb_add(&b, " AS held, true");
+	sb_add(&b, " AS held, NOT (true");
+	sb_not_referenced(&b, f);
+	sb_add(&b, ") AS referenced, true");
 	sb_not_quarantined(&b, f);
 	sb_add(&b, " AS purgeable FROM %s t WHERE ", f->shape->table);
 	sb_due_by(&b, f, "pg_catalog.statement_timestamp() + " EXTRA_1 "::interval");

@@ -47,6 +47,7 @@ enum policy_pending_column {
 	PENDING_NEXT_DUE_AT,
 	PENDING_HELD,
 	PENDING_QUARANTINED,
+	PENDING_REFERENCED, /* due, kept because rows that must stay refer to it: not counted overdue */
 	PENDING_OLDEST_OVERDUE_AT,
 	PENDING_SETTINGS,
 };

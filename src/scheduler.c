@@ -494,6 +494,7 @@ static void on_counted(PGresult *res, void *arg)
 						     : atof(PQgetvalue(res, 0, PENDING_OLDEST_OVERDUE_AT)),
 			.held = atoll(PQgetvalue(res, 0, PENDING_HELD)),
 			.quarantined = atoll(PQgetvalue(res, 0, PENDING_QUARANTINED)),
+			.referenced = atoll(PQgetvalue(res, 0, PENDING_REFERENCED)),
 		};
 		metrics_policy_counts(c->d->metrics, c->policy, &counts);
 	}

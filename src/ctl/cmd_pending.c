@@ -12,28 +12,33 @@
 static const char usage[] =
 	"usage: retentionctl pending [--policy P] [--within DURATION] [--records] [--limit N]\n\n"
 	"Per policy: overdue (due now or earlier), due_within (falling due within DURATION,\n"
-	"default 24 hours), next_due_at, held (due but held) and quarantined (overdue, but\n"
-	"skipped because purging them failed on their own; see quarantine list). With --records, one row\n"
+	"default 24 hours), next_due_at, held (due but held), quarantined (overdue, but\n"
+	"skipped because purging them failed on their own; see quarantine list) and referenced\n"
+	"(due, kept while rows that must stay refer to them; not overdue). With --records, one row\n"
 	"per record due within DURATION: policy, key, clock_at, due_at, held (at most N;\n"
 	"in table format 100 unless --limit is given). Uses the daemon's own due predicate.\n";
 
 static const char summary_sql[] =
-	"SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::timestamptz[], $5::bigint[], $6::bigint[])"
-	" AS p(policy, overdue, due_within, next_due_at, held, quarantined)";
+	"SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::timestamptz[], $5::bigint[], $6::bigint[],"
+	" $7::bigint[]) AS p(policy, overdue, due_within, next_due_at, held, quarantined, referenced)";
+
+/* The policy's name, then the pending statement's columns from overdue to referenced. */
+#define SUMMARY_COLUMNS (PENDING_REFERENCED + 2)
 
 static int print_summary(struct ctl *ctl, const struct policy **policies, size_t n, const char *window)
 {
-	char **cols[6];
-	char *arrays[6];
+	char **cols[SUMMARY_COLUMNS];
+	char *arrays[SUMMARY_COLUMNS];
 	const char *params[POLICY_N_BASE_PARAMS + 2];
 	Oid types[POLICY_N_BASE_PARAMS + 2];
 	char *next = ctl_human_time("next_due_at", "overdue");
-	char *table_sql = xasprintf("SELECT policy, overdue, due_within, %s AS next_due, held, quarantined FROM (%s) p",
-				    next, summary_sql);
+	char *table_sql = xasprintf(
+		"SELECT policy, overdue, due_within, %s AS next_due, held, quarantined, referenced FROM (%s) p", next,
+		summary_sql);
 	size_t rows = 0;
 	int status = CTL_OK;
 
-	for (int c = 0; c < 6; c++)
+	for (int c = 0; c < SUMMARY_COLUMNS; c++)
 		cols[c] = xcalloc(n + 1, sizeof(char *));
 	for (size_t i = 0; i < n; i++) {
 		struct policy_sql sql;
@@ -51,20 +56,20 @@ static int print_summary(struct ctl *ctl, const struct policy **policies, size_t
 			status = CTL_ERROR;
 		} else {
 			cols[0][rows] = xstrdup(policies[i]->name);
-			for (int c = 0; c < 5; c++)
+			for (int c = 0; c < SUMMARY_COLUMNS - 1; c++)
 				cols[c + 1][rows] = PQgetisnull(res, 0, c) ? NULL : xstrdup(PQgetvalue(res, 0, c));
 			rows++;
 		}
 		PQclear(res);
 		policy_sql_free(&sql);
 	}
-	for (int c = 0; c < 6; c++)
+	for (int c = 0; c < SUMMARY_COLUMNS; c++)
 		arrays[c] = policy_text_array(cols[c], rows);
 	/* A table without the policies that failed would read as "nothing pending" for them: none at all. */
 	if (status == CTL_OK &&
-	    ctl_print_query(ctl, summary_sql, table_sql, 6, NULL, (const char *const *)arrays) != CTL_OK)
+	    ctl_print_query(ctl, summary_sql, table_sql, SUMMARY_COLUMNS, NULL, (const char *const *)arrays) != CTL_OK)
 		status = CTL_ERROR;
-	for (int c = 0; c < 6; c++) {
+	for (int c = 0; c < SUMMARY_COLUMNS; c++) {
 		for (size_t i = 0; i < rows; i++)
 			free(cols[c][i]);
 		free(cols[c]);

@@ -166,6 +166,14 @@ static char *metrics_config(const char *db, const char *listen)
 	char *p = fx_policy("p", "app.items", "id", "closed_at", "1 day", "batch = 50;");
 	char *q = fx_policy("q", "app.others", "id", "closed_at", "30 days", "");
 	char *policies = xasprintf("%s, %s", p, q);
+	if (strcmp(db, "metrics") == 0) {
+		/* Its record (a clock of -infinity) cannot be deleted: quarantined, it stays overdue. */
+		char *old = fx_policy("old", "app.ancient", "id", "closed_at", "1 day", "");
+		char *three = xasprintf("%s, %s", policies, old);
+		free(policies);
+		free(old);
+		policies = three;
+	}
 	char *conf = fx_config(db, daemon, policies);
 	free(daemon);
 	free(p);
@@ -188,31 +196,41 @@ START_TEST(test_metrics_match_the_database)
 	char *log = fx_log_path("metrics");
 	char *body, *want;
 	pid_t pid;
-	test_exec(conn, "CREATE SCHEMA app;"
-			"CREATE TABLE app.items (id int PRIMARY KEY, closed_at timestamptz);"
-			"CREATE TABLE app.others (id int PRIMARY KEY, closed_at timestamptz);"
-			"INSERT INTO app.items SELECT g, now() - interval '3 days' FROM generate_series(1, 120) g;"
-			"INSERT INTO app.others SELECT g, now() - interval '1 day' FROM generate_series(1, 5) g;"
-			"CREATE FUNCTION app.veto() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
-			"  IF OLD.id = 77 THEN RAISE EXCEPTION 'record 77 is under audit'; END IF; RETURN OLD; END $$;"
-			"CREATE TRIGGER veto BEFORE DELETE ON app.items FOR EACH ROW EXECUTE FUNCTION app.veto();"
-			"SELECT retention.place_hold('p', '5', NULL, 'legal', NULL);"
-			"SELECT retention.place_hold('p', '6', NULL, 'legal', NULL)");
+	test_exec(conn,
+		  "CREATE SCHEMA app;"
+		  "CREATE TABLE app.items (id int PRIMARY KEY, closed_at timestamptz);"
+		  "CREATE TABLE app.others (id int PRIMARY KEY, closed_at timestamptz);"
+		  "INSERT INTO app.items SELECT g, now() - interval '3 days' FROM generate_series(1, 120) g;"
+		  "INSERT INTO app.others SELECT g, now() - interval '1 day' FROM generate_series(1, 5) g;"
+		  "CREATE FUNCTION app.veto() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+		  "  IF OLD.id = 77 THEN RAISE EXCEPTION 'record 77 is under audit'; END IF; RETURN OLD; END $$;"
+		  "CREATE TRIGGER veto BEFORE DELETE ON app.items FOR EACH ROW EXECUTE FUNCTION app.veto();"
+		  "CREATE FUNCTION app.veto2() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+		  "  RAISE EXCEPTION 'kept'; END $$;"
+		  "CREATE TABLE app.reports (id int PRIMARY KEY, item int REFERENCES app.items ON DELETE RESTRICT);"
+		  "INSERT INTO app.reports VALUES (1, 9);"
+		  "CREATE TABLE app.ancient (id int PRIMARY KEY, closed_at timestamptz);"
+		  "INSERT INTO app.ancient VALUES (1, '-infinity');"
+		  "CREATE TRIGGER veto BEFORE DELETE ON app.ancient FOR EACH ROW EXECUTE FUNCTION app.veto2();"
+		  "SELECT retention.place_hold('p', '5', NULL, 'legal', NULL);"
+		  "SELECT retention.place_hold('p', '6', NULL, 'legal', NULL)");
 	fx_grant(conn, "app");
 	pid = fx_start_daemon(conf, log);
-	ck_assert(fx_poll_true(conn, "SELECT count(*) = 3 FROM app.items", 15));
-	ck_assert(fx_poll_true(conn, "SELECT count(*) = 1 FROM retention.quarantine", 5));
+	ck_assert(fx_poll_true(conn, "SELECT count(*) = 4 FROM app.items", 15));
+	ck_assert(fx_poll_true(conn, "SELECT count(*) = 1 FROM retention.quarantine WHERE policy = 'p'", 5));
 	fx_wait_for_log(log, "serving metrics on 127.0.0.1:", 1);
 	/* The counts follow the purge run and the next resync. */
 	body = scrape_until(port, "\nretentiond_quarantined_records{policy=\"p\"} 1\n", 10);
 	assert_series(body, "retentiond_database_connected", "1");
 	assert_series(body, "retentiond_database_primary", "1");
 	assert_series(body, "retentiond_throttled{reason=\"standby\"}", "0");
-	/* Overdue: due and not held, the quarantined one counted; held: the two held. */
-	want = test_query_value(conn, "SELECT count(*) FROM app.items WHERE id NOT IN (5, 6)", 0, NULL);
+	/* Overdue: due, not held and not kept by a reference, the quarantined one counted; held: the two held. */
+	want = test_query_value(conn, "SELECT count(*) FROM app.items WHERE id NOT IN (5, 6, 9)", 0, NULL);
 	assert_series(body, "retentiond_overdue_records{policy=\"p\"}", want);
 	free(want);
 	assert_series(body, "retentiond_held_records{policy=\"p\"}", "2");
+	assert_series(body, "retentiond_referenced_records{policy=\"p\"}", "1");
+
 	want = test_query_value(conn, "SELECT count(*) FROM retention.quarantine WHERE policy = 'p'", 0, NULL);
 	assert_series(body, "retentiond_quarantined_records{policy=\"p\"}", want);
 	free(want);
@@ -243,6 +261,9 @@ START_TEST(test_metrics_match_the_database)
 		free(failures);
 		free(last);
 	}
+	free(body);
+	/* A record whose clock is -infinity fell due before any threshold. */
+	body = scrape_until(port, "\nretentiond_oldest_overdue_seconds{policy=\"old\"} +Inf\n", 10);
 	assert_series(body, "retentiond_policy_blocked{policy=\"p\",reason=\"error\"}", "0");
 	assert_series(body, "retentiond_requests_open", "0");
 	assert_series(body, "retentiond_requests_overdue", "0");
