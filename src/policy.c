@@ -1253,6 +1253,23 @@ static char *build_pending(const struct frame *f)
 	return b.s;
 }
 
+/*
+ * A quarantined record the application deleted leaves its row behind, and
+ * the row would skip a new record that reuses the key. Only $1 is a
+ * parameter: the statement is sent on its own.
+ */
+static char *build_quarantine_stale(const struct frame *f)
+{
+	const struct policy_column *k = &f->shape->key;
+	struct sbuf b = {NULL, 0};
+	sb_add(&b, "SELECT retention.quarantine_clear($1, ARRAY(SELECT q.record_key FROM retention.quarantine q"
+		   " WHERE q.policy OPERATOR(pg_catalog.=) $1 AND q.key_type OPERATOR(pg_catalog.=) ");
+	sb_literal(&b, k->type);
+	sb_add(&b, " AND NOT EXISTS (SELECT FROM %s t WHERE t.%s %s q.record_key::%s)))", f->shape->table, k->quoted,
+	       k->eq, k->type);
+	return b.s;
+}
+
 static char *build_pending_records(const struct frame *f)
 {
 	struct sbuf b = {NULL, 0};
@@ -1562,6 +1579,7 @@ bool policy_sql_build(struct policy_sql *sql, const struct policy *p, const stru
 	if (p->action == POLICY_ACTION_ANONYMIZE)
 		sql->rewritten = build_rewritten(&f);
 	sql->pending = build_pending(&f);
+	sql->quarantine_stale = build_quarantine_stale(&f);
 	sql->pending_records = build_pending_records(&f);
 	sql->explain = build_explain(&f);
 	sql->explain_holds = build_explain_holds(&f);
@@ -1657,6 +1675,7 @@ void policy_sql_free(struct policy_sql *sql)
 	free(sql->purge);
 	free(sql->rewritten);
 	free(sql->pending);
+	free(sql->quarantine_stale);
 	free(sql->pending_records);
 	free(sql->explain);
 	free(sql->explain_holds);

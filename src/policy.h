@@ -158,8 +158,9 @@ struct policy_sql {
 	char *begin; /* simple query: BEGIN; -> whether it holds the lock of every policy of the table, audit writes */
 	char *lock;  /* enum policy_lock_column: locks the next batch of due records */
 	char *purge; /* enum policy_purge_column: purges the locked rows ($13 oids, $14 tids) */
-	char *rewritten; /* anonymize only: which of the keys $13 no longer stand anonymized */
-	char *pending;   /* -> overdue, due_within, next_due_at, held, quarantined, oldest_overdue_at ($13 window) */
+	char *rewritten;         /* anonymize only: which of the keys $13 no longer stand anonymized */
+	char *pending;           /* enum policy_pending_column ($13 window) */
+	char *quarantine_stale;  /* drops quarantine rows whose record is gone ($1 policy only); -> how many */
 	char *pending_records;   /* -> policy, key, clock_at, due_at, held ($13 window, $14 limit) */
 	char *explain;           /* enum policy_explain_column ($13 key); no row if there is no such record */
 	char *explain_holds;     /* -> JSON array of the active holds that protect record $13 */

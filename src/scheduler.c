@@ -502,6 +502,21 @@ static void on_counted(PGresult *res, void *arg)
 	free(c);
 }
 
+static void on_stale_cleared(PGresult *res, void *arg)
+{
+	struct counting *c = arg;
+	char buf[512];
+	if (res && (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1))
+		log_warn("policy %s: removing the quarantine rows of records that are gone failed: %s", c->policy,
+			 pgconn_error_text(res, buf, sizeof(buf)));
+	else if (res && daemon_session_intact(c->d, res, 1, c->policy, false) && atoll(PQgetvalue(res, 0, 0)) > 0)
+		log_info("policy %s: %s quarantined record(s) no longer in the table (deleted by others): their"
+			 " quarantine rows removed",
+			 c->policy, PQgetvalue(res, 0, 0));
+	free(c->policy);
+	free(c);
+}
+
 /*
  * What the metrics show of PS's records (overdue, the oldest of them, held,
  * quarantined), counted by the server with the policy's own predicate: at a
@@ -516,6 +531,17 @@ static void count_for_metrics(struct policy_state *ps)
 	char *sql;
 	if (ps->d->once || !ps->resolved || ps->sql.pending == NULL)
 		return;
+	/* First, so that the count after it does not count them; it reads the table too. */
+	c = xcalloc(1, sizeof(*c));
+	c->d = ps->d;
+	c->policy = xstrdup(ps->policy->name);
+	params[0] = c->policy;
+	sql = xasprintf("SELECT s.*, " SESSION_SETTINGS_SQL " FROM (%s) s", ps->sql.quarantine_stale);
+	if (!pgconn_query(ps->d->pg, ps->d, PGCONN_PLAIN, sql, 1, NULL, params, on_stale_cleared, c)) {
+		free(c->policy);
+		free(c);
+	}
+	free(sql);
 	c = xcalloc(1, sizeof(*c));
 	c->d = ps->d;
 	c->policy = xstrdup(ps->policy->name);

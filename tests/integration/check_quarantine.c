@@ -348,6 +348,34 @@ START_TEST(test_more_bad_records_in_a_row_than_a_run_allows)
 END_TEST
 
 /*
+ * The application deletes a quarantined record itself: its quarantine row
+ * goes at the next count, and a new record that reuses the key is purged
+ * when due instead of being skipped as the old one.
+ */
+START_TEST(test_a_quarantined_record_deleted_by_others_frees_its_key)
+{
+	PGconn *conn = poisoned_db("reused", 20, 7);
+	char *conf = parents_config("reused", "resync_interval = \"1 second\";", 100);
+	char *log = fx_log_path("reused");
+	pid_t pid = fx_start_daemon(conf, log);
+	ck_assert(fx_poll_true(conn, "SELECT count(*) = 1 FROM retention.quarantine WHERE record_key = '7'", 10));
+	test_exec(conn, "DELETE FROM app.vetoed WHERE id = 7; DELETE FROM app.parents WHERE id = 7");
+	ck_assert_msg(fx_poll_true(conn, "SELECT count(*) = 0 FROM retention.quarantine WHERE record_key = '7'", 10),
+		      "the quarantine row of a record deleted by the application stayed");
+	fx_wait_for_log(log, "policy p: 1 quarantined record(s) no longer in the table", 1);
+	test_exec(conn, "INSERT INTO app.parents VALUES (7, now() - interval '2 days')");
+	ck_assert_msg(fx_wait_row_gone(conn, "app.parents", "7", 10),
+		      "a new record with a quarantined key was skipped");
+	/* Record 3 is still there, and still quarantined. */
+	ck_assert_int_eq(test_query_ll(conn, "SELECT count(*) FROM retention.quarantine WHERE record_key = '3'"), 1);
+	fx_stop_daemon(pid);
+	free(conf);
+	free(log);
+	PQfinish(conn);
+}
+END_TEST
+
+/*
  * Code of a table's owner runs with the daemon's role, which may record
  * quarantined records: a trigger that quarantines another record (so that
  * the daemon would skip it) is caught by the guard before COMMIT like an
@@ -387,6 +415,7 @@ int main(void)
 	tcase_add_test(tc, test_a_restart_skips_quarantined_records_at_once);
 	tcase_add_test(tc, test_a_trigger_failing_every_record_fails_the_policy);
 	tcase_add_test(tc, test_more_bad_records_in_a_row_than_a_run_allows);
+	tcase_add_test(tc, test_a_quarantined_record_deleted_by_others_frees_its_key);
 	tcase_add_test(tc, test_a_trigger_cannot_quarantine_records);
 	suite_add_tcase(s, tc);
 	return test_run_suite(s);
