@@ -182,6 +182,27 @@ static char *metrics_config(const char *db, const char *listen)
 	return conf;
 }
 
+/* The two tables of metrics_config(), empty. */
+static void empty_tables(PGconn *conn)
+{
+	test_exec(conn, "CREATE SCHEMA app; CREATE TABLE app.items (id int PRIMARY KEY, closed_at timestamptz);"
+			"CREATE TABLE app.others (id int PRIMARY KEY, closed_at timestamptz)");
+	fx_grant(conn, "app");
+}
+
+/* A daemon on CONF over empty tables, once it has answered a scrape on PORT. */
+static pid_t start_serving(PGconn *conn, const char *conf, const char *log, int port)
+{
+	char *body;
+	pid_t pid;
+	empty_tables(conn);
+	pid = fx_start_daemon(conf, log);
+	fx_wait_for_log(log, "serving metrics on 127.0.0.1:", 10);
+	ck_assert_int_eq(http(port, NULL, "GET", "/metrics", &body), 200);
+	free(body);
+	return pid;
+}
+
 /*
  * Done when: metrics values checked against the database (overdue, held,
  * quarantined, purged totals, histogram count), promtool check metrics
@@ -314,13 +335,7 @@ START_TEST(test_a_reload_moves_the_listener)
 	char *body, *text;
 	long mark;
 	pid_t pid;
-	test_exec(conn, "CREATE SCHEMA app; CREATE TABLE app.items (id int PRIMARY KEY, closed_at timestamptz);"
-			"CREATE TABLE app.others (id int PRIMARY KEY, closed_at timestamptz)");
-	fx_grant(conn, "app");
-	pid = fx_start_daemon(conf, log);
-	fx_wait_for_log(log, "serving metrics on 127.0.0.1:", 10);
-	ck_assert_int_eq(http(port, NULL, "GET", "/metrics", &body), 200);
-	free(body);
+	pid = start_serving(conn, conf, log, port);
 	{
 		FILE *f = fopen(conf2, "r");
 		char buf[8192];
@@ -375,8 +390,7 @@ START_TEST(test_a_taken_port_is_a_clear_error_at_start)
 	ck_assert_int_eq(listen(fd, 1), 0);
 	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
 	addr = xasprintf("127.0.0.1:%d", ntohs(sa.sin_port));
-	test_exec(conn, "CREATE SCHEMA app; CREATE TABLE app.items (id int PRIMARY KEY, closed_at timestamptz);"
-			"CREATE TABLE app.others (id int PRIMARY KEY, closed_at timestamptz)");
+	empty_tables(conn);
 	conf = metrics_config("mtaken", addr);
 	{
 		char *daemon = xasprintf("%s/src/retentiond", test_builddir());
@@ -463,13 +477,7 @@ START_TEST(test_clients_cannot_hold_the_daemons_descriptors)
 	struct timespec start;
 	bool closed = false;
 	pid_t pid;
-	test_exec(conn, "CREATE SCHEMA app; CREATE TABLE app.items (id int PRIMARY KEY, closed_at timestamptz);"
-			"CREATE TABLE app.others (id int PRIMARY KEY, closed_at timestamptz)");
-	fx_grant(conn, "app");
-	pid = fx_start_daemon(conf, log);
-	fx_wait_for_log(log, "serving metrics on 127.0.0.1:", 10);
-	ck_assert_int_eq(http(port, NULL, "GET", "/metrics", &body), 200);
-	free(body);
+	pid = start_serving(conn, conf, log, port);
 	before = open_descriptors(pid);
 	for (int i = 0; i < IDLE_CLIENTS; i++)
 		idle[i] = dial_nowait(port);
@@ -530,11 +538,7 @@ START_TEST(test_no_descriptors_left_pauses_the_listener)
 	double cpu;
 	long mark;
 	pid_t pid;
-	test_exec(conn, "CREATE SCHEMA app; CREATE TABLE app.items (id int PRIMARY KEY, closed_at timestamptz);"
-			"CREATE TABLE app.others (id int PRIMARY KEY, closed_at timestamptz)");
-	fx_grant(conn, "app");
-	pid = fx_start_daemon(conf, log);
-	fx_wait_for_log(log, "serving metrics on 127.0.0.1:", 10);
+	pid = start_serving(conn, conf, log, port);
 	mark = fx_log_mark(log);
 	/* No descriptor number is left above the ones open now. */
 	cmd = xasprintf("prlimit --pid %d --nofile=%d:", (int)pid, open_descriptors(pid));
