@@ -61,6 +61,8 @@ struct policy_metrics {
 
 #define METRICS_MAX_CLIENTS    16
 #define METRICS_CLIENT_SECONDS 5
+#define METRICS_MAX_HEADERS    8192
+#define METRICS_MAX_BODY       4096
 
 /*
  * A connection evhttp serves. evhttp frees it without telling anyone, so
@@ -492,6 +494,12 @@ static struct bufferevent *on_new_connection(struct event_base *base, void *arg)
 	bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
 	if (bev == NULL)
 		return NULL;
+	/*
+	 * While a reply waits for a client that does not read, evhttp leaves
+	 * reading on: pipelined requests would pile up without end. Reading
+	 * stops at what one request may be (headers and body).
+	 */
+	bufferevent_setwatermark(bev, EV_READ, 0, METRICS_MAX_HEADERS + METRICS_MAX_BODY);
 	/* Its descriptor is set after this returns; the reference keeps it readable until the census. */
 	bufferevent_incref(bev);
 	m->arriving[m->n_arriving++] = bev;
@@ -548,6 +556,12 @@ static void on_accept_error(struct evconnlistener *listener, void *arg)
 	pause_listener(m);
 }
 
+static bool same_file(const char *a, const char *b)
+{
+	struct stat sa, sb;
+	return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
 /*
  * A listening unix socket at PATH. A socket file nobody answers on (left
  * by a crash) is replaced; one a live process answers on, or any other
@@ -567,14 +581,18 @@ static int unix_listener(const char *path, char *why, size_t why_size)
 			snprintf(why, why_size, "%s exists and is not a socket", path);
 			return -1;
 		}
-		probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		if (probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
-			close(probe);
-			snprintf(why, why_size, "another process serves on %s", path);
+		/* Never blocking: a peer whose backlog is full (the daemon's own paused listener too) would hold the loop. */
+		probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+		if (probe < 0) {
+			snprintf(why, why_size, "socket: %s", strerror(errno));
 			return -1;
 		}
-		if (probe >= 0)
+		if (connect(probe, (struct sockaddr *)&sa, sizeof(sa)) == 0 || errno != ECONNREFUSED) {
+			snprintf(why, why_size, "another process serves on %s", path);
 			close(probe);
+			return -1;
+		}
+		close(probe);
 		unlink(path);
 	}
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
@@ -632,8 +650,8 @@ static bool make_server(struct metrics *m)
 						    EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
 	/* A scrape is small: a slow or idle client is dropped rather than kept. */
 	evhttp_set_timeout(m->http, METRICS_CLIENT_SECONDS);
-	evhttp_set_max_headers_size(m->http, 8192);
-	evhttp_set_max_body_size(m->http, 4096);
+	evhttp_set_max_headers_size(m->http, METRICS_MAX_HEADERS);
+	evhttp_set_max_body_size(m->http, METRICS_MAX_BODY);
 	evhttp_set_gencb(m->http, on_request, m);
 	evhttp_set_bevcb(m->http, on_new_connection, m);
 	return true;
@@ -656,6 +674,13 @@ bool metrics_listen(struct metrics *m, const char *listen, char *why, size_t why
 	if (!listen_address_parse(listen, &host, &port, &path, &bad)) {
 		snprintf(why, why_size, "%s", bad);
 		return false;
+	}
+	if (path && m->unix_path && same_file(path, m->unix_path)) {
+		/* The socket it serves on, spelled another way: probing it would reach the daemon itself. */
+		free(path);
+		free(m->listen);
+		m->listen = xstrdup(listen);
+		return true;
 	}
 	if (!make_server(m)) {
 		snprintf(why, why_size, "cannot make an HTTP server");

@@ -505,10 +505,10 @@ static void on_counted(PGresult *res, void *arg)
 static void on_stale_cleared(PGresult *res, void *arg)
 {
 	struct counting *c = arg;
-	char buf[512];
 	if (res && (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1))
-		log_warn("policy %s: removing the quarantine rows of records that are gone failed: %s", c->policy,
-			 pgconn_error_text(res, buf, sizeof(buf)));
+		/* By its SQLSTATE alone: an input error of the key's type quotes the key, which may be personal data. */
+		log_warn("policy %s: removing the quarantine rows of records that are gone failed (SQLSTATE %s)",
+			 c->policy, pgconn_sqlstate(res));
 	else if (res && daemon_session_intact(c->d, res, 1, c->policy, false) && atoll(PQgetvalue(res, 0, 0)) > 0)
 		log_info("policy %s: %s quarantined record(s) no longer in the table (deleted by others): their"
 			 " quarantine rows removed",

@@ -424,6 +424,19 @@ static int open_descriptors(pid_t pid)
 	return n;
 }
 
+/* The resident memory of PID, in KiB. */
+static long resident_kib(pid_t pid)
+{
+	char *path = xasprintf("/proc/%d/statm", (int)pid);
+	FILE *f = fopen(path, "r");
+	long pages = 0;
+	ck_assert_ptr_nonnull(f);
+	ck_assert_int_eq(fscanf(f, "%*d %ld", &pages), 1);
+	fclose(f);
+	free(path);
+	return pages * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
 /* The CPU seconds PID has used, user and system. */
 static double cpu_seconds(pid_t pid)
 {
@@ -464,7 +477,8 @@ static double seconds_since(const struct timespec *start)
 /*
  * Idle and trickling clients cannot take the daemon's descriptors: sixty
  * idle connections hold at most sixteen, a scrape is served once they go,
- * and a client that sends a byte a second is cut off after five seconds.
+ * a client that pipelines requests and never reads does not grow the
+ * daemon, and one that sends a byte a second is cut off after five seconds.
  */
 START_TEST(test_clients_cannot_hold_the_daemons_descriptors)
 {
@@ -498,6 +512,30 @@ START_TEST(test_clients_cannot_hold_the_daemons_descriptors)
 	ck_assert_msg(strstr(body, "retentiond_database_connected 1"), "%s", body);
 	free(body);
 
+	{
+		/* Requests pipelined by a client that never reads its replies: what the daemon buffers is bounded. */
+		long rss_before = resident_kib(pid), rss_most = rss_before;
+		static const char request[] = "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n";
+		int small = 4096, flood = socket(AF_INET, SOCK_STREAM, 0);
+		struct sockaddr_in sa = {.sin_family = AF_INET,
+					 .sin_port = htons((unsigned short)port),
+					 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+		setsockopt(flood, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+		ck_assert_int_eq(connect(flood, (struct sockaddr *)&sa, sizeof(sa)), 0);
+		fcntl(flood, F_SETFL, O_NONBLOCK);
+		clock_gettime(CLOCK_MONOTONIC, &start);
+		while (seconds_since(&start) < 3) {
+			long rss;
+			for (int i = 0; i < 200; i++)
+				if (send(flood, request, sizeof(request) - 1, MSG_NOSIGNAL) < 0)
+					break;
+			rss = resident_kib(pid);
+			rss_most = rss > rss_most ? rss : rss_most;
+		}
+		close(flood);
+		ck_assert_msg(rss_most - rss_before < 20 * 1024, "pipelined requests grew the daemon by %ld KiB",
+			      rss_most - rss_before);
+	}
 	/* A byte a second keeps an inactivity timeout from firing; the whole connection still has a deadline. */
 	slow = dial(port, NULL);
 	ck_assert_int_ge(slow, 0);
