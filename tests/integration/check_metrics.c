@@ -611,6 +611,60 @@ START_TEST(test_no_descriptors_left_pauses_the_listener)
 }
 END_TEST
 
+/*
+ * A reload to a unix socket another process listens on with a full
+ * backlog: the daemon says so at once and goes on serving where it was,
+ * instead of waiting in connect() for that process to accept.
+ */
+START_TEST(test_a_busy_unix_socket_does_not_hold_the_daemon)
+{
+	PGconn *conn = fx_database("mbusy");
+	int port = free_port(), peer, pending;
+	char *tcp = xasprintf("127.0.0.1:%d", port);
+	char *conf = metrics_config("mbusy", tcp);
+	char *sock = xasprintf("%s/busy.sock", getenv("RETENTION_TEST_TMPDIR"));
+	char *unix_listen = xasprintf("unix:%s", sock);
+	char *conf2 = metrics_config("mbusy", unix_listen);
+	char *log = fx_log_path("mbusy");
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	char *body, *text;
+	long mark;
+	pid_t pid = start_serving(conn, conf, log, port);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock);
+	peer = socket(AF_UNIX, SOCK_STREAM, 0);
+	ck_assert_int_eq(bind(peer, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	ck_assert_int_eq(listen(peer, 0), 0);
+	/* Its one place in the backlog taken: the next connect() would wait. */
+	pending = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
+	ck_assert_int_eq(connect(pending, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	{
+		FILE *f = fopen(conf2, "r");
+		char buf[8192];
+		size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+		buf[n] = '\0';
+		fclose(f);
+		text = xstrdup(buf);
+	}
+	fx_rewrite(conf, text);
+	mark = fx_log_mark(log);
+	ck_assert_int_eq(kill(pid, SIGHUP), 0);
+	fx_wait_for_log_after(log, mark, "another process serves on", 10);
+	ck_assert_int_eq(http(port, NULL, "GET", "/metrics", &body), 200);
+	free(body);
+	fx_stop_daemon(pid);
+	close(pending);
+	close(peer);
+	free(text);
+	free(tcp);
+	free(conf);
+	free(conf2);
+	free(sock);
+	free(unix_listen);
+	free(log);
+	PQfinish(conn);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("metrics");
@@ -620,6 +674,7 @@ int main(void)
 	tcase_add_test(tc, test_a_taken_port_is_a_clear_error_at_start);
 	tcase_add_test(tc, test_clients_cannot_hold_the_daemons_descriptors);
 	tcase_add_test(tc, test_no_descriptors_left_pauses_the_listener);
+	tcase_add_test(tc, test_a_busy_unix_socket_does_not_hold_the_daemon);
 	suite_add_tcase(s, tc);
 	return test_run_suite(s);
 }
