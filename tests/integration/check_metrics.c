@@ -182,6 +182,19 @@ static char *metrics_config(const char *db, const char *listen)
 	return conf;
 }
 
+/* Gives the configuration file CONF the text of OTHER: what a reload then reads. */
+static void rewrite_as(const char *conf, const char *other)
+{
+	FILE *f = fopen(other, "r");
+	char buf[8192];
+	size_t n;
+	ck_assert_ptr_nonnull(f);
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	buf[n] = '\0';
+	fclose(f);
+	fx_rewrite(conf, buf);
+}
+
 /* The two tables of metrics_config(), empty. */
 static void empty_tables(PGconn *conn)
 {
@@ -332,19 +345,11 @@ START_TEST(test_a_reload_moves_the_listener)
 	char *unix_listen = xasprintf("unix:%s", sock);
 	char *conf2 = metrics_config("mreload", unix_listen);
 	char *log = fx_log_path("mreload");
-	char *body, *text;
+	char *body;
 	long mark;
 	pid_t pid;
 	pid = start_serving(conn, conf, log, port);
-	{
-		FILE *f = fopen(conf2, "r");
-		char buf[8192];
-		size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-		buf[n] = '\0';
-		fclose(f);
-		text = xstrdup(buf);
-	}
-	fx_rewrite(conf, text);
+	rewrite_as(conf, conf2);
 	mark = fx_log_mark(log);
 	ck_assert_int_eq(kill(pid, SIGHUP), 0);
 	fx_wait_for_log_after(log, mark, "serving metrics on unix:", 20);
@@ -367,7 +372,6 @@ START_TEST(test_a_reload_moves_the_listener)
 	}
 	fx_stop_daemon(pid);
 	ck_assert_msg(access(sock, F_OK) != 0, "the socket file stayed after the daemon stopped");
-	free(text);
 	free(listen);
 	free(conf);
 	free(conf2);
@@ -627,7 +631,7 @@ START_TEST(test_a_busy_unix_socket_does_not_hold_the_daemon)
 	char *conf2 = metrics_config("mbusy", unix_listen);
 	char *log = fx_log_path("mbusy");
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	char *body, *text;
+	char *body;
 	long mark;
 	pid_t pid = start_serving(conn, conf, log, port);
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock);
@@ -637,15 +641,7 @@ START_TEST(test_a_busy_unix_socket_does_not_hold_the_daemon)
 	/* Its one place in the backlog taken: the next connect() would wait. */
 	pending = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
 	ck_assert_int_eq(connect(pending, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	{
-		FILE *f = fopen(conf2, "r");
-		char buf[8192];
-		size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-		buf[n] = '\0';
-		fclose(f);
-		text = xstrdup(buf);
-	}
-	fx_rewrite(conf, text);
+	rewrite_as(conf, conf2);
 	mark = fx_log_mark(log);
 	ck_assert_int_eq(kill(pid, SIGHUP), 0);
 	fx_wait_for_log_after(log, mark, "another process serves on", 10);
@@ -654,7 +650,6 @@ START_TEST(test_a_busy_unix_socket_does_not_hold_the_daemon)
 	fx_stop_daemon(pid);
 	close(pending);
 	close(peer);
-	free(text);
 	free(tcp);
 	free(conf);
 	free(conf2);
