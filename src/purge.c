@@ -36,12 +36,20 @@
  * their quarantine ids, in order, and how many were not quarantined before
  * (the statement's snapshot does not see the rows the function adds).
  */
+/*
+ * Records the keys $2 in the quarantine, unless more than $7 of them are not
+ * there yet: then none, and the ids are NULL. The second column is how many
+ * were not there, the count the run's allowance is measured in.
+ */
 static const char quarantine_sql[] =
-	"SELECT pg_catalog.array_agg(retention.quarantine_record($1, u.k, $3, $4, $5::interval, $6) ORDER BY u.o),"
-	" pg_catalog.count(*) FILTER (WHERE NOT EXISTS (SELECT FROM retention.quarantine q"
+	"WITH u AS (SELECT u.k, u.o, NOT EXISTS (SELECT FROM retention.quarantine q"
 	"  WHERE q.policy OPERATOR(pg_catalog.=) $1 AND q.record_key OPERATOR(pg_catalog.=) u.k"
-	"  AND q.key_type OPERATOR(pg_catalog.=) $3))"
-	" FROM pg_catalog.unnest($2::text[]) WITH ORDINALITY u(k, o)";
+	"  AND q.key_type OPERATOR(pg_catalog.=) $3) AS fresh"
+	" FROM pg_catalog.unnest($2::text[]) WITH ORDINALITY u(k, o)),"
+	" n AS (SELECT pg_catalog.count(*) FILTER (WHERE fresh) AS fresh FROM u)"
+	" SELECT CASE WHEN (SELECT fresh FROM n) OPERATOR(pg_catalog.<=) $7::bigint THEN"
+	"  (SELECT pg_catalog.array_agg(retention.quarantine_record($1, u.k, $3, $4, $5::interval, $6) ORDER BY u.o)"
+	"   FROM u) END, (SELECT fresh FROM n)";
 
 static void begin_batch(struct policy_state *ps);
 static void guard_failed(struct policy_state *ps, const PGresult *res);
@@ -153,18 +161,18 @@ static void next_batch(struct policy_state *ps)
 }
 
 /*
- * Whether N more records found failing on their own would make too many
- * in a row. The allowance comes back daemon.quarantine_retry after it ran
- * out: twenty-one bad records in a row must not stop a policy for good,
- * while a trigger that raises for every row quarantines no more than
- * twenty records per interval.
+ * How many more records not quarantined before may be found failing on their
+ * own in this run. The allowance comes back daemon.quarantine_retry after it
+ * ran out: twenty-one bad records in a row must not stop a policy for good,
+ * while a trigger that raises for every row quarantines no more than twenty
+ * records per interval.
  */
-static bool quarantine_run_exhausted(struct policy_state *ps, long long n)
+static long long quarantine_allowance(struct policy_state *ps)
 {
 	time_t now = time(NULL);
 	double retry;
-	if (ps->quarantined_in_row + n <= QUARANTINE_RUN_MAX)
-		return false;
+	if (ps->quarantined_in_row < QUARANTINE_RUN_MAX)
+		return QUARANTINE_RUN_MAX - ps->quarantined_in_row;
 	if (ps->run_exhausted_at == 0)
 		ps->run_exhausted_at = now;
 	if (duration_to_seconds(&ps->d->cfg->quarantine_retry, &retry) && retry > 0 &&
@@ -175,9 +183,21 @@ static bool quarantine_run_exhausted(struct policy_state *ps, long long n)
 			ps->policy->name, ps->quarantined_in_row);
 		ps->quarantined_in_row = 0;
 		ps->run_exhausted_at = 0;
-		return ps->quarantined_in_row + n > QUARANTINE_RUN_MAX;
+		return QUARANTINE_RUN_MAX;
 	}
-	return true;
+	return 0;
+}
+
+/* More records not quarantined before fail on their own than the run allows: the policy fails, not they. */
+static void quarantine_run_ran_out(struct policy_state *ps, const char *why, long long fresh)
+{
+	if (ps->run_exhausted_at == 0)
+		ps->run_exhausted_at = time(NULL);
+	policy_problem(ps,
+		       "%s; records failing on their own in a row: %lld before, %lld more now, more than the %d"
+		       " allowed: taken as the policy's failure, not its records', it is retried as a whole",
+		       why, ps->quarantined_in_row, fresh, QUARANTINE_RUN_MAX);
+	finish(ps, PURGE_FAILED);
 }
 
 /* What is being quarantined, for the log line once the ids are known. */
@@ -196,6 +216,11 @@ static void on_quarantined(PGresult *res, void *arg)
 	size_t n_keys = 0, n_ids = 0;
 	char **keys, **ids;
 
+	if (res != NULL && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 && PQgetisnull(res, 0, 0) &&
+	    !PQgetisnull(res, 0, 1)) {
+		quarantine_run_ran_out(ps, q->why, atoll(PQgetvalue(res, 0, 1)));
+		goto out;
+	}
 	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 || PQgetisnull(res, 0, 0)) {
 		/* Not recorded, it would not be skipped: the next batch would fail on it again. */
 		policy_problem(ps, "recording a record that cannot be purged in retention.quarantine failed: %s",
@@ -236,21 +261,12 @@ out:
 static void quarantine(struct policy_state *ps, const char *keys, const char *why)
 {
 	struct quarantining *q;
-	char retry[64];
-	const char *params[6];
-	size_t n = 0;
-	policy_text_array_free(policy_text_array_parse(keys, &n));
+	char retry[64], allowance[24];
+	const char *params[7];
 	ps->failed = true;
-	if (quarantine_run_exhausted(ps, (long long)n)) {
-		policy_problem(ps,
-			       "%s; with the records found before it, more than %d records in a row fail on their own:"
-			       " taken as the policy's failure, not its records', it is retried as a whole",
-			       why, QUARANTINE_RUN_MAX);
-		finish(ps, PURGE_FAILED);
-		return;
-	}
 	q = xcalloc(1, sizeof(*q));
 	duration_to_sql(&ps->d->cfg->quarantine_retry, retry, sizeof(retry));
+	snprintf(allowance, sizeof(allowance), "%lld", quarantine_allowance(ps));
 	q->ps = ps;
 	q->keys = xstrdup(keys);
 	q->why = xstrdup(why);
@@ -260,7 +276,8 @@ static void quarantine(struct policy_state *ps, const char *keys, const char *wh
 	params[3] = why;
 	params[4] = retry;
 	params[5] = ps->d->cfg->instance;
-	if (!pgconn_query(ps->d->pg, ps, PGCONN_PLAIN, quarantine_sql, 6, NULL, params, on_quarantined, q)) {
+	params[6] = allowance;
+	if (!pgconn_query(ps->d->pg, ps, PGCONN_PLAIN, quarantine_sql, 7, NULL, params, on_quarantined, q)) {
 		free(q->keys);
 		free(q->why);
 		free(q);
@@ -320,14 +337,16 @@ static void batch_failed(struct policy_state *ps, const char *step, PGresult *re
 		finish(ps, PURGE_FAILED);
 		return;
 	}
-	if (res != NULL && error_is_a_records(state) && quarantine_run_exhausted(ps, 1)) {
-		policy_problem(
-			ps,
-			"%s failed, batch rolled back: %s; after %lld records in a row failed on their own, more"
-			" records in a row fail on their own: taken as the policy's failure, not its records', it is"
-			" retried as a whole",
-			step, pgconn_error_text(res, buf, sizeof(buf)), ps->quarantined_in_row);
-		finish(ps, PURGE_FAILED);
+	/*
+	 * Bisecting is worth its statements only while one more record may be
+	 * quarantined (one quarantined before might be what fails again, but the
+	 * allowance comes back as its automatic retry does).
+	 */
+	if (res != NULL && error_is_a_records(state) && quarantine_allowance(ps) < 1) {
+		char *why =
+			xasprintf("%s failed, batch rolled back: %s", step, pgconn_error_text(res, buf, sizeof(buf)));
+		quarantine_run_ran_out(ps, why, 1);
+		free(why);
 		return;
 	}
 	if (res == NULL || !error_is_a_records(state)) {

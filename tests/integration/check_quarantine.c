@@ -310,7 +310,7 @@ START_TEST(test_a_trigger_failing_every_record_fails_the_policy)
 	pid_t pid;
 	test_exec(conn, "INSERT INTO app.vetoed SELECT g FROM generate_series(1, 200) g ON CONFLICT DO NOTHING");
 	pid = fx_start_daemon(conf, log);
-	fx_wait_for_log(log, "records in a row fail on their own: taken as the policy's failure", 30);
+	fx_wait_for_log(log, "more than the 20 allowed: taken as the policy's failure", 30);
 	ck_assert_int_eq(test_query_ll(conn, "SELECT count(*) FROM app.parents"), 200);
 	ck_assert_int_eq(test_query_ll(conn, "SELECT count(*) FROM retention.quarantine"), 20);
 	fx_stop_daemon(pid);
@@ -334,12 +334,50 @@ START_TEST(test_more_bad_records_in_a_row_than_a_run_allows)
 	test_exec(conn, "DELETE FROM app.kept; INSERT INTO app.vetoed SELECT g FROM generate_series(1, 25) g"
 			" ON CONFLICT DO NOTHING");
 	pid = fx_start_daemon(conf, log);
-	fx_wait_for_log(log, "records in a row fail on their own: taken as the policy's failure", 30);
+	fx_wait_for_log(log, "more than the 20 allowed: taken as the policy's failure", 30);
 	ck_assert_msg(fx_poll_true(conn, "SELECT count(*) = 25 FROM app.parents", 30),
 		      "the records after the first twenty-five bad ones were not purged");
 	ck_assert_int_eq(test_query_ll(conn, "SELECT count(*) FROM app.parents WHERE id <= 25"), 25);
 	ck_assert(fx_poll_true(conn, "SELECT count(*) = 25 FROM retention.quarantine", 10));
 	fx_wait_for_log(log, "looking for the records that fail again", 1);
+	fx_stop_daemon(pid);
+	free(conf);
+	free(log);
+	PQfinish(conn);
+}
+END_TEST
+
+/*
+ * Records quarantined before that fail again do not count toward the run's
+ * allowance, in the check made before quarantining as in the count after
+ * it: fifteen tried again and ten new ones that a trigger keeps, all in one
+ * batch, are all quarantined, and the policy is not failed as a whole.
+ */
+START_TEST(test_records_failing_again_leave_the_allowance_to_new_ones)
+{
+	PGconn *conn = poisoned_db("again", 60, 7);
+	char *conf = parents_config("again", NULL, 100);
+	char *log = fx_log_path("again");
+	char *out, *err;
+	pid_t pid;
+	long mark;
+	test_exec(conn, "DELETE FROM app.vetoed; DELETE FROM app.kept;"
+			" INSERT INTO app.kept SELECT g FROM generate_series(1, 15) g");
+	pid = fx_start_daemon(conf, log);
+	ck_assert(fx_poll_true(conn, "SELECT count(*) = 15 FROM retention.quarantine", 10));
+	ck_assert(fx_poll_true(conn, "SELECT count(*) = 15 FROM app.parents", 10));
+	fx_stop_daemon(pid);
+	test_exec(conn, "INSERT INTO app.parents SELECT g, now() - interval '5 days' FROM generate_series(61, 70) g;"
+			" INSERT INTO app.kept SELECT g FROM generate_series(61, 70) g");
+	ck_assert_int_eq(fx_ctl(conf, "again", &out, &err, "quarantine", "retry", "--policy", "p", NULL), 0);
+	free(out);
+	free(err);
+	mark = fx_log_mark(log);
+	pid = fx_start_daemon(conf, log);
+	ck_assert_msg(fx_poll_true(conn, "SELECT count(*) = 25 FROM retention.quarantine", 10),
+		      "the ten new records kept by the trigger were not quarantined");
+	test_assert_query_value(conn, "SELECT count(*) FROM retention.quarantine WHERE attempts = 2", 0, NULL, "15");
+	ck_assert(!fx_log_has_after(log, mark, "taken as the policy's failure"));
 	fx_stop_daemon(pid);
 	free(conf);
 	free(log);
@@ -415,6 +453,7 @@ int main(void)
 	tcase_add_test(tc, test_a_restart_skips_quarantined_records_at_once);
 	tcase_add_test(tc, test_a_trigger_failing_every_record_fails_the_policy);
 	tcase_add_test(tc, test_more_bad_records_in_a_row_than_a_run_allows);
+	tcase_add_test(tc, test_records_failing_again_leave_the_allowance_to_new_ones);
 	tcase_add_test(tc, test_a_quarantined_record_deleted_by_others_frees_its_key);
 	tcase_add_test(tc, test_a_trigger_cannot_quarantine_records);
 	suite_add_tcase(s, tc);
