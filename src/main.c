@@ -461,7 +461,8 @@ static void apply_pending_config(struct daemon *d)
 	d->cfg = d->pending_cfg;
 	d->pending_cfg = NULL;
 	log_set_level(d->cfg->log_level);
-	scheduler_reload(d);
+	/* Another conninfo may reach another database: a head committed to one says nothing of another's chain. */
+	scheduler_reload(d, strcmp(old->conninfo, d->cfg->conninfo) == 0);
 	/* A listener that cannot be opened keeps the one before: the daemon purges either way. */
 	configure_metrics(d);
 	duration_to_seconds(&d->cfg->resync_interval, &resync);

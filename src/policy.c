@@ -975,17 +975,23 @@ static void sb_literal(struct sbuf *b, const char *text)
 
 /*
  * The policy's quarantined records (retention.quarantine) whose retry is not
- * due, as keys of the key column's type: recorded under that type, so the
- * cast cannot fail. One uncorrelated subquery, run once per statement.
+ * due, as keys of the key column's type. Recorded under that type, a key
+ * may still not cast any more (an enum's label renamed): cast_valid drops
+ * it, where a plain cast would fail every statement of the policy. One
+ * uncorrelated subquery, run once per statement, and cast_valid not called
+ * at all while nothing is quarantined.
  */
 static void sb_quarantined_keys(struct sbuf *b, const struct frame *f)
 {
-	sb_add(b, "ARRAY(SELECT q.record_key FROM retention.quarantine q WHERE q.policy OPERATOR(pg_catalog.=) $1"
-		  " AND q.key_type OPERATOR(pg_catalog.=) ");
-	sb_literal(b, f->shape->key.type);
+	const struct policy_column *k = &f->shape->key;
 	sb_add(b,
-	       " AND (q.retry_at IS NULL OR q.retry_at OPERATOR(pg_catalog.>) pg_catalog.statement_timestamp()))::%s[]",
-	       f->shape->key.type);
+	       "ARRAY(SELECT pg_catalog.unnest(retention.cast_valid(a.v, NULL::%s, %d)) FROM (SELECT"
+	       " pg_catalog.array_agg(q.record_key) AS v FROM retention.quarantine q WHERE q.policy OPERATOR(pg_catalog.=) $1"
+	       " AND q.key_type OPERATOR(pg_catalog.=) ",
+	       k->type, k->typmod);
+	sb_literal(b, k->type);
+	sb_add(b, " AND (q.retry_at IS NULL OR q.retry_at OPERATOR(pg_catalog.>) pg_catalog.statement_timestamp())) a"
+		  " WHERE a.v IS NOT NULL)");
 }
 
 /* Row t is not a quarantined record waiting for its retry. */
@@ -1265,8 +1271,11 @@ static char *build_quarantine_stale(const struct frame *f)
 	sb_add(&b, "SELECT retention.quarantine_clear($1, ARRAY(SELECT q.record_key FROM retention.quarantine q"
 		   " WHERE q.policy OPERATOR(pg_catalog.=) $1 AND q.key_type OPERATOR(pg_catalog.=) ");
 	sb_literal(&b, k->type);
-	sb_add(&b, " AND NOT EXISTS (SELECT FROM %s t WHERE t.%s %s q.record_key::%s)))", f->shape->table, k->quoted,
-	       k->eq, k->type);
+	/* A key that no longer casts to the type (an enum's label renamed) names no record either. */
+	sb_add(&b,
+	       " AND NOT EXISTS (SELECT FROM %s t WHERE t.%s %s ANY (retention.cast_valid(ARRAY[q.record_key], NULL::%s,"
+	       " %d)))))",
+	       f->shape->table, k->quoted, k->eq, k->type, k->typmod);
 	return b.s;
 }
 

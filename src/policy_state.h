@@ -62,9 +62,10 @@ struct policy_state {
 	bool locked_elsewhere_warned;
 	int limit; /* rows per batch now: policy->batch, smaller while a failing batch is split */
 	struct batch batch;
-	long long split_left;          /* records of a failed batch not tried since (bisection), 0 if none */
-	long long quarantined_in_row;  /* records first quarantined since the last batch that purged any */
-	time_t run_exhausted_at;       /* when quarantined_in_row last ran out, 0 if it has not */
+	long long split_left;         /* records of a failed batch not tried since (bisection), 0 if none */
+	long long quarantined_in_row; /* records first quarantined since the last batch that purged any */
+	time_t run_exhausted_at;      /* when quarantined_in_row last ran out, 0 if it has not */
+	bool quarantine_of_old_table; /* a reload moved it to another table: its quarantined records are the old one's */
 	struct audit_anchor committed; /* the chain head its last batch committed (this process); seq 0 if none */
 	long long purged;              /* records purged by this process */
 	long long purged_before_run;   /* `purged` when the current purge run started */

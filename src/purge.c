@@ -37,19 +37,22 @@
  * (the statement's snapshot does not see the rows the function adds).
  */
 /*
- * Records the keys $2 in the quarantine, unless more than $7 of them are not
- * there yet: then none, and the ids are NULL. The second column is how many
- * were not there, the count the run's allowance is measured in.
+ * Records the keys $2 in the quarantine: those there already, and of the
+ * others the first $7 (the run's allowance). Returns the ids and the keys
+ * recorded, in the order given, how many of them were not there before,
+ * and how many were not there in all.
  */
 static const char quarantine_sql[] =
 	"WITH u AS (SELECT u.k, u.o, NOT EXISTS (SELECT FROM retention.quarantine q"
 	"  WHERE q.policy OPERATOR(pg_catalog.=) $1 AND q.record_key OPERATOR(pg_catalog.=) u.k"
 	"  AND q.key_type OPERATOR(pg_catalog.=) $3) AS fresh"
 	" FROM pg_catalog.unnest($2::text[]) WITH ORDINALITY u(k, o)),"
-	" n AS (SELECT pg_catalog.count(*) FILTER (WHERE fresh) AS fresh FROM u)"
-	" SELECT CASE WHEN (SELECT fresh FROM n) OPERATOR(pg_catalog.<=) $7::bigint THEN"
-	"  (SELECT pg_catalog.array_agg(retention.quarantine_record($1, u.k, $3, $4, $5::interval, $6) ORDER BY u.o)"
-	"   FROM u) END, (SELECT fresh FROM n)";
+	" r AS (SELECT u.*, pg_catalog.row_number() OVER (PARTITION BY u.fresh ORDER BY u.o) AS n FROM u),"
+	" w AS (SELECT r.k, r.o, r.fresh FROM r WHERE NOT r.fresh OR r.n OPERATOR(pg_catalog.<=) $7::bigint)"
+	" SELECT (SELECT coalesce(pg_catalog.array_agg(retention.quarantine_record($1, w.k, $3, $4, $5::interval, $6)"
+	"  ORDER BY w.o), '{}') FROM w),"
+	" (SELECT coalesce(pg_catalog.array_agg(w.k ORDER BY w.o), '{}') FROM w),"
+	" (SELECT pg_catalog.count(*) FILTER (WHERE w.fresh) FROM w), (SELECT pg_catalog.count(*) FILTER (WHERE u.fresh) FROM u)";
 
 static void begin_batch(struct policy_state *ps);
 static void guard_failed(struct policy_state *ps, const PGresult *res);
@@ -194,7 +197,7 @@ static void quarantine_run_ran_out(struct policy_state *ps, const char *why, lon
 	if (ps->run_exhausted_at == 0)
 		ps->run_exhausted_at = time(NULL);
 	policy_problem(ps,
-		       "%s; records failing on their own in a row: %lld before, %lld more now, more than the %d"
+		       "%s; records failing on their own in a row: %lld quarantined, %lld more, more than the %d"
 		       " allowed: taken as the policy's failure, not its records', it is retried as a whole",
 		       why, ps->quarantined_in_row, fresh, QUARANTINE_RUN_MAX);
 	finish(ps, PURGE_FAILED);
@@ -216,11 +219,6 @@ static void on_quarantined(PGresult *res, void *arg)
 	size_t n_keys = 0, n_ids = 0;
 	char **keys, **ids;
 
-	if (res != NULL && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 && PQgetisnull(res, 0, 0) &&
-	    !PQgetisnull(res, 0, 1)) {
-		quarantine_run_ran_out(ps, q->why, atoll(PQgetvalue(res, 0, 1)));
-		goto out;
-	}
 	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 || PQgetisnull(res, 0, 0)) {
 		/* Not recorded, it would not be skipped: the next batch would fail on it again. */
 		policy_problem(ps, "recording a record that cannot be purged in retention.quarantine failed: %s",
@@ -228,8 +226,8 @@ static void on_quarantined(PGresult *res, void *arg)
 		finish(ps, PURGE_FAILED);
 		goto out;
 	}
-	keys = policy_text_array_parse(q->keys, &n_keys);
 	ids = policy_text_array_parse(PQgetvalue(res, 0, 0), &n_ids);
+	keys = policy_text_array_parse(PQgetvalue(res, 0, 1), &n_keys);
 	duration_to_sql(&cfg->quarantine_retry, retry, sizeof(retry));
 	for (size_t i = 0; i < n_keys && i < n_ids; i++) {
 		/* A key the trail keeps only as a pseudonym is not written to the log either. */
@@ -244,8 +242,13 @@ static void on_quarantined(PGresult *res, void *arg)
 	policy_text_array_free(keys);
 	policy_text_array_free(ids);
 	/* One quarantined before and failing again says nothing new about the policy. */
-	ps->quarantined_in_row += atoll(PQgetvalue(res, 0, 1));
+	ps->quarantined_in_row += atoll(PQgetvalue(res, 0, 2));
 	daemon_status_changed(ps->d);
+	if (atoll(PQgetvalue(res, 0, 3)) > atoll(PQgetvalue(res, 0, 2))) {
+		/* The allowance is used up: the rest wait for daemon.quarantine_retry, with the policy. */
+		quarantine_run_ran_out(ps, q->why, atoll(PQgetvalue(res, 0, 3)) - atoll(PQgetvalue(res, 0, 2)));
+		goto out;
+	}
 	next_batch(ps);
 out:
 	free(q->keys);

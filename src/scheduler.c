@@ -349,6 +349,63 @@ static void not_resolved(struct policy_state *ps)
 	become_idle(ps);
 }
 
+/* A statement of the daemon's about a policy, which may go in a reload before the answer. */
+struct counting {
+	struct daemon *d;
+	char *policy;
+	const char *which; /* quarantine_rows_cleared: which records' rows, for the log */
+};
+
+static struct counting *counting_new(const struct policy_state *ps, const char *which)
+{
+	struct counting *c = xcalloc(1, sizeof(*c));
+	c->d = ps->d;
+	c->policy = xstrdup(ps->policy->name);
+	c->which = which;
+	return c;
+}
+
+/*
+ * The answer of quarantine_clear() for the records WHICH says; with a
+ * second column, the session's settings after a statement that read the
+ * policy's table.
+ */
+static void on_quarantine_rows_cleared(PGresult *res, void *arg)
+{
+	struct counting *c = arg;
+	if (res && (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1))
+		/* By its SQLSTATE alone: an input error of the key's type quotes the key, which may be personal data. */
+		log_warn("policy %s: removing the quarantine rows of records %s failed (SQLSTATE %s)", c->policy,
+			 c->which, pgconn_sqlstate(res));
+	else if (res && (PQnfields(res) < 2 || daemon_session_intact(c->d, res, 1, c->policy, false)) &&
+		 atoll(PQgetvalue(res, 0, 0)) > 0)
+		log_info("policy %s: the quarantine rows of %s quarantined record(s) %s removed", c->policy,
+			 PQgetvalue(res, 0, 0), c->which);
+	free(c->policy);
+	free(c);
+}
+
+/*
+ * A reload pointed PS at another table: the records it quarantined are the
+ * old table's, and would skip records of the new one with the same keys.
+ * Queued before anything else of the policy's, so that nothing skips them.
+ */
+static void forget_old_tables_quarantine(struct policy_state *ps)
+{
+	struct counting *c = counting_new(ps, "of the table it purged before its reload");
+	const char *params[1];
+	params[0] = c->policy;
+	ps->quarantine_of_old_table = false;
+	if (!pgconn_query(ps->d->pg, ps->d, PGCONN_PLAIN,
+			  "SELECT retention.quarantine_clear($1, ARRAY(SELECT q.record_key FROM retention.quarantine q"
+			  " WHERE q.policy OPERATOR(pg_catalog.=) $1))",
+			  1, NULL, params, on_quarantine_rows_cleared, c)) {
+		ps->quarantine_of_old_table = true;
+		free(c->policy);
+		free(c);
+	}
+}
+
 static void on_validated(PGresult *res, void *arg)
 {
 	struct policy_state *ps = arg;
@@ -368,6 +425,8 @@ static void on_validated(PGresult *res, void *arg)
 	}
 	ps->resolved = true;
 	log_debug("policy %s: table %s", ps->policy->name, ps->sql.table);
+	if (ps->quarantine_of_old_table)
+		forget_old_tables_quarantine(ps);
 	if (ps->d->once) {
 		start_purge(ps);
 		return;
@@ -473,10 +532,6 @@ static bool once_lock_wait_over(struct policy_state *ps)
 	return now - ps->once_locked_since >= limit;
 }
 
-struct counting {
-	struct daemon *d;
-	char *policy;
-};
 
 static void on_counted(PGresult *res, void *arg)
 {
@@ -502,21 +557,6 @@ static void on_counted(PGresult *res, void *arg)
 	free(c);
 }
 
-static void on_stale_cleared(PGresult *res, void *arg)
-{
-	struct counting *c = arg;
-	if (res && (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1))
-		/* By its SQLSTATE alone: an input error of the key's type quotes the key, which may be personal data. */
-		log_warn("policy %s: removing the quarantine rows of records that are gone failed (SQLSTATE %s)",
-			 c->policy, pgconn_sqlstate(res));
-	else if (res && daemon_session_intact(c->d, res, 1, c->policy, false) && atoll(PQgetvalue(res, 0, 0)) > 0)
-		log_info("policy %s: %s quarantined record(s) no longer in the table (deleted by others): their"
-			 " quarantine rows removed",
-			 c->policy, PQgetvalue(res, 0, 0));
-	free(c->policy);
-	free(c);
-}
-
 /*
  * What the metrics show of PS's records (overdue, the oldest of them, held,
  * quarantined), counted by the server with the policy's own predicate: at a
@@ -532,19 +572,15 @@ static void count_for_metrics(struct policy_state *ps)
 	if (ps->d->once || !ps->resolved || ps->sql.pending == NULL)
 		return;
 	/* First, so that the count after it does not count them; it reads the table too. */
-	c = xcalloc(1, sizeof(*c));
-	c->d = ps->d;
-	c->policy = xstrdup(ps->policy->name);
+	c = counting_new(ps, "no longer in the table (deleted by others)");
 	params[0] = c->policy;
 	sql = xasprintf("SELECT s.*, " SESSION_SETTINGS_SQL " FROM (%s) s", ps->sql.quarantine_stale);
-	if (!pgconn_query(ps->d->pg, ps->d, PGCONN_PLAIN, sql, 1, NULL, params, on_stale_cleared, c)) {
+	if (!pgconn_query(ps->d->pg, ps->d, PGCONN_PLAIN, sql, 1, NULL, params, on_quarantine_rows_cleared, c)) {
 		free(c->policy);
 		free(c);
 	}
 	free(sql);
-	c = xcalloc(1, sizeof(*c));
-	c->d = ps->d;
-	c->policy = xstrdup(ps->policy->name);
+	c = counting_new(ps, NULL);
 	policy_params(&ps->sql, params, types, NULL, 0, false);
 	params[POLICY_PARAM_EXTRA] = "0 seconds";
 	types[POLICY_PARAM_EXTRA] = 1186; /* interval */
@@ -657,30 +693,54 @@ void scheduler_free(struct daemon *d)
 	d->n_policies = 0;
 }
 
+/* What a policy's state carries across a reload, by the policy's name. */
+struct carried {
+	char *name;
+	char *table; /* as configured */
+	struct audit_anchor committed;
+	long long quarantined_in_row;
+	time_t run_exhausted_at;
+};
+
 /*
  * After a reload, the new policies' states. The chain head a policy
  * committed outlives it (keyed by name, like the chain): a failover's lost
- * tail is found by comparing with it, reload or not.
+ * tail is found by comparing with it, reload or not, as long as the
+ * database is the same. So does its run of records quarantined: a reload
+ * must not give a trigger that fails every row a new allowance. A policy
+ * now on another table leaves the old table's quarantined records behind.
  */
-void scheduler_reload(struct daemon *d)
+void scheduler_reload(struct daemon *d, bool same_database)
 {
 	size_t n = d->n_policies;
-	char **names = xcalloc(n + 1, sizeof(*names));
-	struct audit_anchor *committed = xcalloc(n + 1, sizeof(*committed));
+	struct carried *c = xcalloc(n + 1, sizeof(*c));
 	for (size_t i = 0; i < n; i++) {
-		names[i] = xstrdup(d->policies[i].policy->name);
-		committed[i] = d->policies[i].committed;
+		const struct policy_state *ps = &d->policies[i];
+		c[i] = (struct carried){xstrdup(ps->policy->name), xstrdup(ps->policy->table), ps->committed,
+					ps->quarantined_in_row, ps->run_exhausted_at};
 	}
 	scheduler_free(d);
 	scheduler_init(d);
-	for (size_t i = 0; i < d->n_policies; i++)
-		for (size_t j = 0; j < n; j++)
-			if (strcmp(d->policies[i].policy->name, names[j]) == 0)
-				d->policies[i].committed = committed[j];
-	for (size_t i = 0; i < n; i++)
-		free(names[i]);
-	free(names);
-	free(committed);
+	for (size_t i = 0; i < d->n_policies; i++) {
+		struct policy_state *ps = &d->policies[i];
+		for (size_t j = 0; j < n; j++) {
+			if (strcmp(ps->policy->name, c[j].name) != 0)
+				continue;
+			if (same_database)
+				ps->committed = c[j].committed;
+			if (strcmp(ps->policy->table, c[j].table) == 0) {
+				ps->quarantined_in_row = c[j].quarantined_in_row;
+				ps->run_exhausted_at = c[j].run_exhausted_at;
+			} else {
+				ps->quarantine_of_old_table = true;
+			}
+		}
+	}
+	for (size_t i = 0; i < n; i++) {
+		free(c[i].name);
+		free(c[i].table);
+	}
+	free(c);
 }
 
 void scheduler_wake_all(struct daemon *d)

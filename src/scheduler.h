@@ -17,7 +17,11 @@
 void scheduler_init(struct daemon *d);
 void scheduler_free(struct daemon *d);
 /* d->cfg is the reloaded configuration (the old one still alive): new states, what must outlive a reload carried. */
-void scheduler_reload(struct daemon *d);
+/*
+ * After a reload, the new policies' states: what outlives a policy's state
+ * is carried over by name (with SAME_DATABASE, the chain head it committed).
+ */
+void scheduler_reload(struct daemon *d, bool same_database);
 /* The session is (again) usable: look every policy up and ask when it is next due. */
 void scheduler_wake_all(struct daemon *d);
 /* A notify_clock() payload: the quoted, qualified name of a table whose clocks changed. */

@@ -6,6 +6,8 @@
  * (a timeout, a lock) never quarantine anything.
  */
 #include <check.h>
+#include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -386,6 +388,126 @@ START_TEST(test_records_failing_again_leave_the_allowance_to_new_ones)
 END_TEST
 
 /*
+ * Sixty records in a row whose delete changes nothing (a trigger returns
+ * NULL), fifty to a batch: the first twenty of a batch are quarantined,
+ * twenty more every daemon.quarantine_retry, and the forty after them are
+ * purged. All or none of a batch's, the policy stalled for good.
+ */
+START_TEST(test_a_long_run_of_records_that_change_nothing_is_quarantined_in_parts)
+{
+	PGconn *conn = poisoned_db("nullrun", 100, 7);
+	char *conf = parents_config("nullrun", "quarantine_retry = \"2 seconds\";", 50);
+	char *log = fx_log_path("nullrun");
+	pid_t pid;
+	test_exec(conn, "DELETE FROM app.vetoed; DELETE FROM app.kept;"
+			" INSERT INTO app.kept SELECT g FROM generate_series(1, 60) g");
+	pid = fx_start_daemon(conf, log);
+	ck_assert_msg(fx_poll_true(conn, "SELECT count(*) = 60 FROM app.parents", 30),
+		      "the records after the sixty were not purged");
+	ck_assert_msg(fx_poll_true(conn, "SELECT count(*) = 60 FROM retention.quarantine", 30),
+		      "the sixty were not quarantined");
+	test_assert_query_value(conn, "SELECT count(*) FROM app.parents WHERE id > 60", 0, NULL, "0");
+	fx_stop_daemon(pid);
+	free(conf);
+	free(log);
+	PQfinish(conn);
+}
+END_TEST
+
+/*
+ * A quarantined key that no longer casts to the key's type (its enum label
+ * renamed by the table's owner) names no record: it neither fails every
+ * statement of the policy nor outlives the next count, after which the
+ * record under its new name is tried, and quarantined, again.
+ */
+START_TEST(test_a_quarantined_key_that_no_longer_casts_stalls_nothing)
+{
+	PGconn *conn = fx_database("enumkey");
+	char *policy = fx_policy("pe", "app.e", "k", "closed_at", "1 day", "batch = 100;");
+	char *conf = fx_config("enumkey", "resync_interval = \"1 second\";", policy);
+	char *log = fx_log_path("enumkey");
+	pid_t pid;
+	test_exec(
+		conn,
+		"CREATE SCHEMA app; CREATE TYPE app.color AS ENUM ('v1', 'v2', 'v3', 'v4', 'v5', 'v6', 'v7', 'v8');"
+		"CREATE TABLE app.e (k app.color PRIMARY KEY, closed_at timestamptz);"
+		"CREATE TABLE app.veto (k app.color PRIMARY KEY); INSERT INTO app.veto VALUES ('v7');"
+		"INSERT INTO app.e SELECT k, now() - interval '10 days' FROM unnest(enum_range('v1'::app.color, 'v6')) k;"
+		"INSERT INTO app.e VALUES ('v7', now() - interval '10 days');"
+		"CREATE FUNCTION app.guard() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+		"  IF EXISTS (SELECT FROM app.veto v WHERE v.k = OLD.k) THEN RAISE EXCEPTION 'vetoed'; END IF;"
+		"  RETURN OLD; END $$;"
+		"CREATE TRIGGER guard BEFORE DELETE ON app.e FOR EACH ROW EXECUTE FUNCTION app.guard()");
+	fx_grant(conn, "app");
+	pid = fx_start_daemon(conf, log);
+	ck_assert(fx_poll_true(conn, "SELECT count(*) = 1 FROM retention.quarantine", 10));
+	ck_assert(fx_poll_true(conn, "SELECT count(*) = 1 FROM app.e", 10));
+	test_exec(conn, "ALTER TYPE app.color RENAME VALUE 'v7' TO 'w7';"
+			"INSERT INTO app.e VALUES ('v8', now() - interval '3 days')");
+	ck_assert_msg(fx_poll_true(conn, "SELECT NOT EXISTS (SELECT FROM app.e WHERE k = 'v8')", 10),
+		      "a key that no longer casts stalled the policy");
+	/* Its row goes at the next count; the record, now w7 and still vetoed, is quarantined as such. */
+	ck_assert_msg(fx_poll_true(conn, "SELECT string_agg(record_key, ',') = 'w7' FROM retention.quarantine", 10),
+		      "the quarantine row of a key that names no record stayed");
+	ck_assert(!fx_log_has_after(log, 0, "invalid input value for enum"));
+	fx_stop_daemon(pid);
+	free(policy);
+	free(conf);
+	free(log);
+	PQfinish(conn);
+}
+END_TEST
+
+/*
+ * A reload that points the policy at another table leaves the old table's
+ * quarantined records behind: record 7 of the new table is purged when
+ * due, not skipped as the old record 7. And a reload gives no new
+ * allowance: a trigger failing every row still quarantines twenty.
+ */
+START_TEST(test_a_reload_keeps_the_run_and_forgets_another_tables_quarantine)
+{
+	PGconn *conn = poisoned_db("qreload", 200, 7);
+	char *conf = parents_config("qreload", NULL, 50);
+	char *log = fx_log_path("qreload");
+	char *policy, *other;
+	long mark;
+	pid_t pid;
+	test_exec(conn, "INSERT INTO app.vetoed SELECT g FROM generate_series(1, 200) g ON CONFLICT DO NOTHING");
+	pid = fx_start_daemon(conf, log);
+	fx_wait_for_log(log, "more than the 20 allowed: taken as the policy's failure", 30);
+	for (int i = 0; i < 3; i++) {
+		mark = fx_log_mark(log);
+		ck_assert_int_eq(kill(pid, SIGHUP), 0);
+		fx_wait_for_log_after(log, mark, "configuration reloaded", 10);
+		fx_wait_for_log_after(log, mark, "more than the 20 allowed", 10);
+	}
+	ck_assert_int_eq(test_query_ll(conn, "SELECT count(*) FROM retention.quarantine"), 20);
+
+	test_exec(conn, "CREATE TABLE app.other (id int PRIMARY KEY, closed_at timestamptz);"
+			"INSERT INTO app.other SELECT g, now() - interval '10 days' FROM generate_series(1, 10) g");
+	fx_grant(conn, "app");
+	policy = fx_policy("p", "app.other", "id", "closed_at", "1 day", "batch = 50;");
+	other = fx_config("qreload", NULL, policy);
+	ck_assert_int_eq(rename(other, conf), 0);
+	mark = fx_log_mark(log);
+	ck_assert_int_eq(kill(pid, SIGHUP), 0);
+	fx_wait_for_log_after(log, mark, "configuration reloaded", 10);
+	ck_assert_msg(fx_poll_true(conn, "SELECT count(*) = 0 FROM app.other", 10),
+		      "record 7 of the new table was skipped as the old table's");
+	ck_assert_int_eq(test_query_ll(conn, "SELECT count(*) FROM retention.quarantine"), 0);
+	fx_wait_for_log_after(
+		log, mark,
+		"the quarantine rows of 20 quarantined record(s) of the table it purged before its reload removed", 1);
+	fx_stop_daemon(pid);
+	free(policy);
+	free(other);
+	free(conf);
+	free(log);
+	PQfinish(conn);
+}
+END_TEST
+
+/*
  * The application deletes a quarantined record itself: its quarantine row
  * goes at the next count, and a new record that reuses the key is purged
  * when due instead of being skipped as the old one.
@@ -400,7 +522,7 @@ START_TEST(test_a_quarantined_record_deleted_by_others_frees_its_key)
 	test_exec(conn, "DELETE FROM app.vetoed WHERE id = 7; DELETE FROM app.parents WHERE id = 7");
 	ck_assert_msg(fx_poll_true(conn, "SELECT count(*) = 0 FROM retention.quarantine WHERE record_key = '7'", 10),
 		      "the quarantine row of a record deleted by the application stayed");
-	fx_wait_for_log(log, "policy p: 1 quarantined record(s) no longer in the table", 1);
+	fx_wait_for_log(log, "policy p: the quarantine rows of 1 quarantined record(s) no longer in the table", 1);
 	test_exec(conn, "INSERT INTO app.parents VALUES (7, now() - interval '2 days')");
 	ck_assert_msg(fx_wait_row_gone(conn, "app.parents", "7", 10),
 		      "a new record with a quarantined key was skipped");
@@ -454,6 +576,9 @@ int main(void)
 	tcase_add_test(tc, test_a_trigger_failing_every_record_fails_the_policy);
 	tcase_add_test(tc, test_more_bad_records_in_a_row_than_a_run_allows);
 	tcase_add_test(tc, test_records_failing_again_leave_the_allowance_to_new_ones);
+	tcase_add_test(tc, test_a_long_run_of_records_that_change_nothing_is_quarantined_in_parts);
+	tcase_add_test(tc, test_a_quarantined_key_that_no_longer_casts_stalls_nothing);
+	tcase_add_test(tc, test_a_reload_keeps_the_run_and_forgets_another_tables_quarantine);
 	tcase_add_test(tc, test_a_quarantined_record_deleted_by_others_frees_its_key);
 	tcase_add_test(tc, test_a_trigger_cannot_quarantine_records);
 	suite_add_tcase(s, tc);

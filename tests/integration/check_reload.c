@@ -540,6 +540,41 @@ START_TEST(test_resolving_a_host_name_never_blocks_the_loop)
 }
 END_TEST
 
+/*
+ * A reload to another database (database.conninfo changed): the chain head
+ * committed to the first says nothing of the second's chain, so no chain
+ * gap is recorded there.
+ */
+START_TEST(test_a_reload_to_another_database_records_no_chain_gap)
+{
+	PGconn *a = fx_uploads_db("gapa"), *b = fx_uploads_db("gapb");
+	char *conf = fx_uploads_config("gapa", "15 minutes", "");
+	char *other = fx_uploads_config("gapb", "15 minutes", "");
+	char *log = fx_log_path("gapa");
+	long mark;
+	pid_t pid;
+	test_exec(a, "INSERT INTO virusdesk.uploads (id, scan_completed_at) SELECT g, now() - interval '1 hour'"
+		     " FROM generate_series(1, 10) g");
+	pid = fx_start_daemon(conf, log);
+	ck_assert(fx_poll_true(a, "SELECT count(*) = 0 FROM virusdesk.uploads", 10));
+	mark = fx_log_mark(log);
+	ck_assert_int_eq(rename(other, conf), 0);
+	ck_assert_int_eq(kill(pid, SIGHUP), 0);
+	fx_wait_for_log_after(log, mark, "database settings changed: reconnecting", 10);
+	test_exec(b, "INSERT INTO virusdesk.uploads (id, scan_completed_at) VALUES (1, now() - interval '1 hour')");
+	ck_assert_msg(fx_wait_row_gone(b, "virusdesk.uploads", "1", 10), "not purged in the second database");
+	ck_assert_int_eq(test_query_ll(b, "SELECT count(*) FROM retention.chain_gaps"), 0);
+	ck_assert(!fx_log_has_after(log, mark, "chain gap"));
+	fx_assert_chain_intact(b);
+	fx_stop_daemon(pid);
+	free(other);
+	free(conf);
+	free(log);
+	PQfinish(a);
+	PQfinish(b);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("reload");
@@ -555,6 +590,7 @@ int main(void)
 	tcase_add_test(tc, test_a_table_renamed_into_place_is_described_again);
 	tcase_add_test(tc, test_a_lookup_lost_with_the_connection_is_retried);
 	tcase_add_test(tc, test_resolving_a_host_name_never_blocks_the_loop);
+	tcase_add_test(tc, test_a_reload_to_another_database_records_no_chain_gap);
 	suite_add_tcase(s, tc);
 	return test_run_suite(s);
 }
