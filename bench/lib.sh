@@ -57,7 +57,8 @@ write_config() {
 	local db=$1 path=$2 name table retain batch sep=""
 	{
 		printf 'database = { conninfo = "dbname=%s user=%s"; };\n' "$db" "$DAEMON_ROLE"
-		printf 'daemon = { instance = "retentiond"; log_level = "info"; %s};\n' "${DAEMON_EXTRA:-}"
+		# Rule versions: each run times the purge of a new policy, which the guard would block until approved.
+		printf 'daemon = { instance = "retentiond"; log_level = "info"; guard_records = 0; %s};\n' "${DAEMON_EXTRA:-}"
 		printf 'policies = (\n'
 		while IFS='|' read -r name table retain batch; do
 			printf '%s  { name = "%s"; service = "bench"; source = "bench/run"; table = "%s";\n' "$sep" "$name" "$table"

@@ -38,6 +38,13 @@ GRANT EXECUTE ON FUNCTION retention.quarantine_record(text, text, text, text, in
 -- A chain's head found behind the last head the daemon committed (a
 -- failover lost the tail): it records the gap.
 GRANT EXECUTE ON FUNCTION retention.record_chain_gap(text, bigint, bigint, text, bigint, text, text) TO :"role";
+-- Rule versions: the daemon records each policy's rule, approves a changed
+-- one that newly makes no more than guard_records records due, and its
+-- statements read the version in force while one waits for approval.
+GRANT SELECT ON retention.rule_versions TO :"role";
+GRANT EXECUTE ON FUNCTION retention.rule_state(text, text, text, text),
+    retention.rule_seen(text, text, text, interval, text, text[], text),
+    retention.rule_approve(bigint, bigint, text, text, boolean) TO :"role";
 -- Data subjects' requests: the daemon reads open erasure requests, records
 -- what each policy did, closes a request once nothing erasable is left, and
 -- replaces a closed request's identities by their pseudonyms.

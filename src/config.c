@@ -37,6 +37,7 @@ const char *const config_known_keys[] = {
 	"daemon.log_level",
 	"daemon.quarantine_retry",
 	"daemon.metrics_listen",
+	"daemon.guard_records",
 	"audit.key_file",
 	"audit.pseudonymize",
 	"policies.name",
@@ -59,6 +60,7 @@ const char *const config_known_keys[] = {
 	"policies.identity",
 	"policies.on_erasure",
 	"policies.erasure_exception",
+	"policies.guard_records",
 	NULL,
 };
 
@@ -562,6 +564,28 @@ static bool lookup_duration(struct parse_ctx *ctx, const config_setting_t *group
 	return lookup_duration_as(ctx, group, name, path, required, def, out, false);
 }
 
+/* An integer key between MIN and MAX: *OUT stays as it is when the key is absent. */
+static void lookup_count(struct parse_ctx *ctx, const config_setting_t *group, const char *name, const char *path,
+			 long long min, long long max, long long *out)
+{
+	const config_setting_t *s = group ? config_setting_get_member(group, name) : NULL;
+	char *full;
+	long long v;
+	if (s == NULL)
+		return;
+	full = xasprintf("%s%s%s", path, path[0] ? "." : "", name);
+	if (config_setting_type(s) != CONFIG_TYPE_INT && config_setting_type(s) != CONFIG_TYPE_INT64) {
+		report(ctx, s, full, "must be an integer");
+	} else {
+		v = config_setting_type(s) == CONFIG_TYPE_INT ? config_setting_get_int(s) : config_setting_get_int64(s);
+		if (v < min || v > max)
+			report(ctx, s, full, "%lld out of range (%lld to %lld)", v, min, max);
+		else
+			*out = v;
+	}
+	free(full);
+}
+
 /* A libconfig array or list of strings, each checked with CHECK (may be NULL). */
 static char **lookup_string_list(struct parse_ctx *ctx, const config_setting_t *s, const char *path, size_t *count,
 				 const char *(*check)(const char *))
@@ -833,9 +857,9 @@ static void parse_erasure(struct parse_ctx *ctx, const config_setting_t *s, cons
 static bool parse_policy(struct parse_ctx *ctx, const config_setting_t *s, int index, struct policy *p)
 {
 	static const char *const keys[] = {
-		"name",       "service",           "source", "table",  "key",      "clock", "retain",
-		"action",     "subject",           "batch",  "exempt", "set_null", "set",   "identity",
-		"on_erasure", "erasure_exception", NULL};
+		"name",       "service",           "source",        "table",  "key",      "clock", "retain",
+		"action",     "subject",           "batch",         "exempt", "set_null", "set",   "identity",
+		"on_erasure", "erasure_exception", "guard_records", NULL};
 	size_t errors_before = ctx->errs->n;
 	char *path = xasprintf("policies[%d]", index);
 	const config_setting_t *m;
@@ -898,22 +922,13 @@ static bool parse_policy(struct parse_ctx *ctx, const config_setting_t *s, int i
 		free(action);
 	}
 
-	p->batch = CONFIG_BATCH_DEFAULT;
-	if ((m = config_setting_get_member(s, "batch")) != NULL) {
-		char *full = xasprintf("%s.batch", path);
-		if (config_setting_type(m) != CONFIG_TYPE_INT && config_setting_type(m) != CONFIG_TYPE_INT64) {
-			report(ctx, m, full, "must be an integer");
-		} else {
-			long long b = config_setting_get_int64(m);
-			if (config_setting_type(m) == CONFIG_TYPE_INT)
-				b = config_setting_get_int(m);
-			if (b < 1 || b > CONFIG_BATCH_MAX)
-				report(ctx, m, full, "batch %lld out of range (1 to %d)", b, CONFIG_BATCH_MAX);
-			else
-				p->batch = (int)b;
-		}
-		free(full);
+	{
+		long long batch = CONFIG_BATCH_DEFAULT;
+		lookup_count(ctx, s, "batch", path, 1, CONFIG_BATCH_MAX, &batch);
+		p->batch = (int)batch;
 	}
+	p->guard_records = -1;
+	lookup_count(ctx, s, "guard_records", path, 0, CONFIG_GUARD_RECORDS_MAX, &p->guard_records);
 
 	if ((m = config_setting_get_member(s, "exempt")) != NULL)
 		parse_exempt(ctx, m, path, p);
@@ -1002,8 +1017,8 @@ static void parse_database(struct parse_ctx *ctx, const config_setting_t *root, 
 
 static void parse_daemon(struct parse_ctx *ctx, const config_setting_t *root, struct config *cfg)
 {
-	static const char *const keys[] = {"instance",         "resync_interval", "log_level",
-					   "quarantine_retry", "metrics_listen",  NULL};
+	static const char *const keys[] = {"instance",       "resync_interval", "log_level", "quarantine_retry",
+					   "metrics_listen", "guard_records",   NULL};
 	const config_setting_t *g = config_setting_get_member(root, "daemon");
 	char *level;
 	const char *why;
@@ -1028,6 +1043,8 @@ static void parse_daemon(struct parse_ctx *ctx, const config_setting_t *root, st
 		       "must be \"0 seconds\" (retry only on retentionctl quarantine retry) or a duration of seconds to days (no"
 		       " months)");
 	}
+	cfg->guard_records = CONFIG_GUARD_RECORDS_DEFAULT;
+	lookup_count(ctx, g, "guard_records", "daemon", 0, CONFIG_GUARD_RECORDS_MAX, &cfg->guard_records);
 	cfg->metrics_listen = lookup_string(ctx, g, "metrics_listen", "daemon", false, "");
 	if (cfg->metrics_listen && cfg->metrics_listen[0] &&
 	    !listen_address_parse(cfg->metrics_listen, NULL, NULL, NULL, &why))
@@ -1154,6 +1171,8 @@ struct config *config_parse(const char *text, const char *filename, const char *
 				continue;
 			}
 			check_anonymize_conflicts(&ctx, s, i, cfg, p);
+			if (p->guard_records < 0)
+				p->guard_records = cfg->guard_records;
 			cfg->n_policies++;
 		}
 	}

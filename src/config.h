@@ -15,6 +15,9 @@
 #define CONFIG_IDENT_MAX     63
 #define CONFIG_BATCH_DEFAULT 500
 #define CONFIG_BATCH_MAX     10000
+/* A rule change that would newly make more records due than this waits for approval; 0: never. */
+#define CONFIG_GUARD_RECORDS_DEFAULT 10000
+#define CONFIG_GUARD_RECORDS_MAX     1000000000000LL
 
 /* A calendar duration, kept in PostgreSQL's interval fields so the server does the arithmetic. */
 struct duration {
@@ -57,7 +60,8 @@ struct policy {
 	char *retain_text; /* as configured, for people: "1 month" */
 	enum policy_action action;
 	int batch;
-	char *exempt_column; /* NULL when nothing is exempt */
+	long long guard_records; /* policies.guard_records, else daemon.guard_records; 0: no approval needed */
+	char *exempt_column;     /* NULL when nothing is exempt */
 	char **exempt_values;
 	size_t n_exempt_values;
 	char **set_null;
@@ -88,7 +92,8 @@ struct config {
 	struct duration resync_interval;
 	/* A quarantined record is tried again this long after it failed, doubling per failure; 0: by hand only. */
 	struct duration quarantine_retry;
-	char *metrics_listen; /* "host:port", "[v6]:port" or "unix:PATH" for GET /metrics; "" for none */
+	char *metrics_listen;    /* "host:port", "[v6]:port" or "unix:PATH" for GET /metrics; "" for none */
+	long long guard_records; /* the policies' default (policies.guard_records) */
 	enum log_level log_level;
 	struct config_audit audit;
 	struct policy *policies;

@@ -150,7 +150,9 @@ static void status_changed(struct daemon *d)
 		metrics_policy_blocked(d->metrics, ps->policy->name,
 				       ps->off_until_reload ? METRICS_BLOCKED_STOPPED
 				       : ps->problem        ? METRICS_BLOCKED_ERROR
-							    : METRICS_NOT_BLOCKED);
+				       : ps->newly_due >= 0 ? METRICS_BLOCKED_APPROVAL
+							    : METRICS_NOT_BLOCKED,
+				       ps->newly_due);
 	}
 	/* Waiting a moment lets a backlog's batches share one row update. */
 	if (!d->once && d->status_timer && !evtimer_pending(d->status_timer, NULL))

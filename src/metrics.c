@@ -57,6 +57,7 @@ struct policy_metrics {
 	bool counted; /* counts holds a database count */
 	struct metrics_policy_counts counts;
 	enum metrics_policy_blocked blocked;
+	long long waiting; /* METRICS_BLOCKED_APPROVAL: records newly due once the rule is approved */
 };
 
 #define METRICS_MAX_CLIENTS    16
@@ -224,11 +225,13 @@ void metrics_policy_counts(struct metrics *m, const char *policy, const struct m
 	p->counted = true;
 }
 
-void metrics_policy_blocked(struct metrics *m, const char *policy, enum metrics_policy_blocked why)
+void metrics_policy_blocked(struct metrics *m, const char *policy, enum metrics_policy_blocked why, long long waiting)
 {
 	struct policy_metrics *p = find(m, policy);
-	if (p)
+	if (p) {
 		p->blocked = why;
+		p->waiting = why == METRICS_BLOCKED_APPROVAL ? waiting : 0;
+	}
 }
 
 void metrics_requests(struct metrics *m, long long open, long long overdue)
@@ -353,7 +356,8 @@ static void render_policies(const struct metrics *m, struct evbuffer *b, time_t 
 	}
 	family(b, "retentiond_policy_blocked", "gauge",
 	       "1 if the policy purges nothing for REASON: error (its statements fail, retried with backoff),"
-	       " stopped (until a reload or restart).");
+	       " stopped (until a reload or restart); approval: its changed rule waits for retentionctl approve,"
+	       " and only what the version in force also makes due is purged.");
 	for (size_t i = 0; i < m->n_policies; i++) {
 		const struct policy_metrics *p = &m->policies[i];
 		if (!p->configured)
@@ -362,6 +366,17 @@ static void render_policies(const struct metrics *m, struct evbuffer *b, time_t 
 		evbuffer_add_printf(b, "%d\n", p->blocked == METRICS_BLOCKED_ERROR);
 		series(b, "retentiond_policy_blocked", p->name, ",reason=\"stopped\"");
 		evbuffer_add_printf(b, "%d\n", p->blocked == METRICS_BLOCKED_STOPPED);
+		series(b, "retentiond_policy_blocked", p->name, ",reason=\"approval\"");
+		evbuffer_add_printf(b, "%d\n", p->blocked == METRICS_BLOCKED_APPROVAL);
+	}
+	family(b, "retentiond_blocked_records", "gauge",
+	       "Records the policy's changed rule would newly purge once approved (0 if it is approved).");
+	for (size_t i = 0; i < m->n_policies; i++) {
+		const struct policy_metrics *p = &m->policies[i];
+		if (!p->configured)
+			continue;
+		series(b, "retentiond_blocked_records", p->name, "");
+		evbuffer_add_printf(b, "%lld\n", p->waiting);
 	}
 }
 

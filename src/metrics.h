@@ -29,6 +29,7 @@ enum metrics_policy_blocked {
 	METRICS_NOT_BLOCKED,
 	METRICS_BLOCKED_ERROR,   /* its last statement failed (the log and status say why) */
 	METRICS_BLOCKED_STOPPED, /* stopped until a reload or restart */
+	METRICS_BLOCKED_APPROVAL, /* its changed rule waits for approval: it purges only what the version in force does */
 };
 
 struct metrics *metrics_new(struct event_base *base);
@@ -50,7 +51,8 @@ void metrics_purged(struct metrics *m, const char *policy, const char *cause, lo
 		    time_t at);
 void metrics_batch_failed(struct metrics *m, const char *policy);
 void metrics_policy_counts(struct metrics *m, const char *policy, const struct metrics_policy_counts *c);
-void metrics_policy_blocked(struct metrics *m, const char *policy, enum metrics_policy_blocked why);
+/* WAITING: with METRICS_BLOCKED_APPROVAL, the records the rule would newly purge once approved. */
+void metrics_policy_blocked(struct metrics *m, const char *policy, enum metrics_policy_blocked why, long long waiting);
 void metrics_requests(struct metrics *m, long long open, long long overdue);
 
 /* The text a scrape gets (malloc'd), at NOW: for the test of the format, and the handler. */

@@ -861,9 +861,13 @@ static void sb_add(struct sbuf *b, const char *fmt, ...)
 struct frame {
 	const struct policy_shape *shape;
 	const struct policy *policy;
-	char *clock_at;         /* the clock as timestamptz */
-	const char *bound_cast; /* turns a timestamptz bound into the clock column's type */
+	char *clock_at;                             /* the clock as timestamptz */
+	const char *bound_cast;                     /* turns a timestamptz bound into the clock column's type */
+	const struct policy_unapproved *unapproved; /* NULL: the rule is approved */
 };
+
+/* The widest index slack policy_slack gives any retain. */
+#define SLACK_MAX "4 days 6 hours"
 
 /*
  * Row t stands anonymized: each set_null column NULL, each `set` column its
@@ -896,7 +900,45 @@ static void sb_not_anonymized(struct sbuf *b, const struct frame *f)
 	sb_anonymized(b, f);
 }
 
-/* Rows of T due by HORIZON (an SQL timestamptz expression). */
+/* Exempt values as VALUES (a parameter or a parenthesised text[] expression) say: row t is not exempt. */
+static void sb_not_exempt_by(struct sbuf *b, const struct frame *f, const char *values)
+{
+	const struct policy_column *e = &f->shape->exempt;
+	sb_add(b, " AND (t.%s IS NULL OR NOT t.%s %s ANY (%s::text[]::%s[]))", e->quoted, e->quoted, e->eq, values,
+	       e->type);
+}
+
+/*
+ * Row t is due by HORIZON under the version in force too, for a rule that
+ * waits for approval: its retain and exempt values are read from the
+ * version's row (an integer the daemon formats, nothing of the
+ * configuration), whose frame is this rule's, so the clock and the exempt
+ * column are this rule's columns. Nothing is, if that version cannot be told
+ * row by row.
+ */
+static void sb_due_in_force(struct sbuf *b, const struct frame *f, const char *horizon)
+{
+	const struct policy_unapproved *u = f->unapproved;
+	if (u == NULL)
+		return;
+	if (u->in_force == 0) {
+		sb_add(b, " AND false");
+		return;
+	}
+	sb_add(b,
+	       " AND %s + (SELECT r.retain FROM retention.rule_versions r WHERE r.id OPERATOR(pg_catalog.=) %lld)"
+	       " <= (%s)",
+	       f->clock_at, u->in_force, horizon);
+	if (u->in_force_exempts) {
+		char *values = xasprintf("(SELECT r.exempt_values FROM retention.rule_versions r"
+					 " WHERE r.id OPERATOR(pg_catalog.=) %lld)",
+					 u->in_force);
+		sb_not_exempt_by(b, f, values);
+		free(values);
+	}
+}
+
+/* Rows of T due by HORIZON (an SQL timestamptz expression), under the version in force too while one waits. */
 static void sb_due_by(struct sbuf *b, const struct frame *f, const char *horizon)
 {
 	const char *c = f->shape->clock.quoted;
@@ -906,14 +948,13 @@ static void sb_due_by(struct sbuf *b, const struct frame *f, const char *horizon
 	       " AND %s + $2::interval <= (%s)",
 	       c, c, horizon, f->bound_cast, f->clock_at, horizon);
 	sb_not_anonymized(b, f);
+	sb_due_in_force(b, f, horizon);
 }
 
 static void sb_not_exempt(struct sbuf *b, const struct frame *f)
 {
-	const struct policy_column *e = &f->shape->exempt;
 	if (f->policy->exempt_column)
-		sb_add(b, " AND (t.%s IS NULL OR NOT t.%s %s ANY ($4::text[]::%s[]))", e->quoted, e->quoted, e->eq,
-		       e->type);
+		sb_not_exempt_by(b, f, "$4");
 }
 
 /*
@@ -1020,16 +1061,42 @@ static void sb_purgeable(struct sbuf *b, const struct frame *f)
 static void sb_next_due(struct sbuf *b, const struct frame *f)
 {
 	const char *c = f->shape->clock.quoted;
+	const struct policy_unapproved *u = f->unapproved;
+	char *due_at, *in_force_exempt = NULL;
+	if (u && u->in_force == 0) {
+		/* Nothing is purged until the rule is approved: nothing to wake for. */
+		sb_add(b, "NULL::timestamptz");
+		return;
+	}
+	if (u) {
+		/* Due under both versions: the later of the two due times, among rows neither exempts. */
+		due_at = xasprintf("GREATEST(%s + $2::interval, %s + (SELECT r.retain FROM retention.rule_versions r"
+				   " WHERE r.id OPERATOR(pg_catalog.=) %lld))",
+				   f->clock_at, f->clock_at, u->in_force);
+		if (u->in_force_exempts)
+			in_force_exempt = xasprintf("(SELECT r.exempt_values FROM retention.rule_versions r"
+						    " WHERE r.id OPERATOR(pg_catalog.=) %lld)",
+						    u->in_force);
+	} else {
+		due_at = xasprintf("%s + $2::interval", f->clock_at);
+	}
 	sb_add(b,
-	       "(SELECT pg_catalog.min(%s + $2::interval) FROM %s t, (SELECT t.%s AS c FROM %s t"
+	       "(SELECT pg_catalog.min(%s) FROM %s t, (SELECT t.%s AS c FROM %s t"
 	       " WHERE t.%s IS NOT NULL AND t.%s < 'infinity'",
-	       f->clock_at, f->shape->table, c, f->shape->table, c, c);
+	       due_at, f->shape->table, c, f->shape->table, c, c);
 	sb_not_anonymized(b, f);
 	sb_purgeable(b, f);
-	sb_add(b, " ORDER BY t.%s LIMIT 1) first WHERE t.%s >= first.c AND t.%s <= first.c + $3::interval", c, c, c);
+	if (in_force_exempt)
+		sb_not_exempt_by(b, f, in_force_exempt);
+	sb_add(b, " ORDER BY t.%s LIMIT 1) first WHERE t.%s >= first.c AND t.%s <= first.c + %s", c, c, c,
+	       u ? "'" SLACK_MAX "'::interval" : "$3::interval");
 	sb_not_anonymized(b, f);
 	sb_purgeable(b, f);
+	if (in_force_exempt)
+		sb_not_exempt_by(b, f, in_force_exempt);
 	sb_add(b, ")");
+	free(due_at);
+	free(in_force_exempt);
 }
 
 /*
@@ -1256,6 +1323,27 @@ static char *build_pending(const struct frame *f)
 	sb_due_by(&b, f, "pg_catalog.statement_timestamp() + " EXTRA_1 "::interval");
 	sb_not_exempt(&b, f);
 	sb_add(&b, ") w");
+	return b.s;
+}
+
+/*
+ * The records a rule waiting for approval would purge now that the version
+ * in force would not: its guard's count. Built from a frame without the
+ * limit, so that sb_due_by is the rule's own due test.
+ */
+static char *build_newly_due(const struct frame *f)
+{
+	struct frame own = *f;
+	struct sbuf b = {NULL, 0};
+	own.unapproved = NULL;
+	sb_add(&b, "SELECT pg_catalog.count(*)::bigint FROM %s t WHERE ", f->shape->table);
+	sb_due_by(&b, &own, "pg_catalog.statement_timestamp()");
+	sb_purgeable(&b, &own);
+	if (f->unapproved->in_force != 0) {
+		sb_add(&b, " AND NOT (true");
+		sb_due_in_force(&b, f, "pg_catalog.statement_timestamp()");
+		sb_add(&b, ")");
+	}
 	return b.s;
 }
 
@@ -1562,9 +1650,9 @@ static char *build_canonical(const struct policy_column *c)
 }
 
 bool policy_sql_build(struct policy_sql *sql, const struct policy *p, const struct policy_shape *shape,
-		      const char *instance, const char **why)
+		      const char *instance, const struct policy_unapproved *unapproved, const char **why)
 {
-	struct frame f = {shape, p, NULL, ""};
+	struct frame f = {shape, p, NULL, "", unapproved};
 	char retain[96], slack[32];
 	char **siblings;
 
@@ -1589,6 +1677,10 @@ bool policy_sql_build(struct policy_sql *sql, const struct policy *p, const stru
 		sql->rewritten = build_rewritten(&f);
 	sql->pending = build_pending(&f);
 	sql->quarantine_stale = build_quarantine_stale(&f);
+	if (unapproved) {
+		sql->newly_due = build_newly_due(&f);
+		sql->unapproved = true;
+	}
 	sql->pending_records = build_pending_records(&f);
 	sql->explain = build_explain(&f);
 	sql->explain_holds = build_explain_holds(&f);
@@ -1695,6 +1787,7 @@ void policy_sql_free(struct policy_sql *sql)
 	free(sql->erase_lock);
 	free(sql->erase_left);
 	free(sql->access);
+	free(sql->newly_due);
 	for (size_t i = 0; i < sql->n_guards; i++)
 		free(sql->guard_what[i]);
 	free(sql->guard_what);
@@ -1758,7 +1851,7 @@ bool policy_prepare(PGconn *conn, const struct config *cfg, const struct policy 
 			failed_sqlstate(shape, res);
 		} else {
 			policy_shape_parse(shape, res, oid, table);
-			if (!policy_sql_build(sql, p, shape, cfg->instance, &why))
+			if (!policy_sql_build(sql, p, shape, cfg->instance, NULL, &why))
 				*err = xstrdup(why);
 		}
 		free(table);

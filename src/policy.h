@@ -149,6 +149,18 @@ struct policy_shape {
 	char sqlstate[6]; /* policy_prepare: the SQLSTATE of the statement that failed, "" if none did */
 };
 
+/*
+ * A rule that waits for approval (rule.h): its statements purge only what
+ * the version in force also makes due, read from retention.rule_versions
+ * row IN_FORCE (its retain, and its exempt values if IN_FORCE_EXEMPTS);
+ * IN_FORCE 0 when that cannot be told row by row (a new policy, another
+ * table or clock): nothing.
+ */
+struct policy_unapproved {
+	long long in_force;
+	bool in_force_exempts;
+};
+
 /* A policy's SQL, built once from its shape. */
 struct policy_sql {
 	char *table;    /* as in policy_shape */
@@ -168,9 +180,11 @@ struct policy_sql {
 	char *key_records;       /* -> the same for key $13: 0 or 1 */
 	char *canonical_key;     /* -> $13 read as the key column's type, as text; whether equal values have no other */
 	char *canonical_subject; /* the same for the subject column (NULL without one) */
-	char *erase_lock;  /* as lock, for the records of the subjects $13 (text[]) of open request $14, due or not */
-	char *erase_left;  /* -> erasable, kept, why, failed, settings: the subjects' records after an erasure ($13) */
-	char *access;      /* -> the policy and the subjects' records, as JSON ($13 subjects, $14 retain) */
+	char *erase_lock; /* as lock, for the records of the subjects $13 (text[]) of open request $14, due or not */
+	char *erase_left; /* -> erasable, kept, why, failed, settings: the subjects' records after an erasure ($13) */
+	char *access;     /* -> the policy and the subjects' records, as JSON ($13 subjects, $14 retain) */
+	char *newly_due; /* unapproved only: -> how many purgeable records the rule makes due that the one in force does not */
+	bool unapproved;   /* built with a policy_unapproved */
 	char **guard_what; /* policy_guard.what, for explain */
 	size_t n_guards;
 	char *params_storage[POLICY_N_BASE_PARAMS];
@@ -212,7 +226,7 @@ void policy_shape_free(struct policy_shape *shape);
  * a column that does not exist, a type without equality.
  */
 bool policy_sql_build(struct policy_sql *sql, const struct policy *p, const struct policy_shape *shape,
-		      const char *instance, const char **why);
+		      const char *instance, const struct policy_unapproved *unapproved, const char **why);
 void policy_sql_free(struct policy_sql *sql);
 
 /*

@@ -22,6 +22,8 @@ const char *policy_phase_name(enum policy_phase phase)
 		return "describing";
 	case POLICY_VALIDATING:
 		return "validating";
+	case POLICY_CHECKING_RULE:
+		return "checking-rule";
 	case POLICY_ASKING:
 		return "asking";
 	case POLICY_PURGING:
@@ -41,6 +43,8 @@ static bool transition_allowed(enum policy_phase from, enum policy_phase to)
 	case POLICY_DESCRIBING:
 		return to == POLICY_VALIDATING || to == POLICY_IDLE;
 	case POLICY_VALIDATING:
+		return to == POLICY_CHECKING_RULE || to == POLICY_IDLE;
+	case POLICY_CHECKING_RULE:
 		return to == POLICY_ASKING || to == POLICY_PURGING || to == POLICY_IDLE;
 	case POLICY_ASKING:
 		return to == POLICY_PURGING || to == POLICY_IDLE;

@@ -10,14 +10,16 @@
 
 #include "audit.h"
 #include "daemon.h"
+#include "rule.h"
 
 enum policy_phase {
 	POLICY_IDLE,
-	POLICY_RESOLVING,  /* looking its table up in the catalog */
-	POLICY_DESCRIBING, /* reading the table's columns, types, references and problems */
-	POLICY_VALIDATING, /* checking its exempt and `set` values against the column types */
-	POLICY_ASKING,     /* asking the server when its next record falls due */
-	POLICY_PURGING,    /* a batch transaction is in flight */
+	POLICY_RESOLVING,     /* looking its table up in the catalog */
+	POLICY_DESCRIBING,    /* reading the table's columns, types, references and problems */
+	POLICY_VALIDATING,    /* checking its exempt and `set` values against the column types */
+	POLICY_CHECKING_RULE, /* recording its rule's version; counting what a changed rule newly makes due */
+	POLICY_ASKING,        /* asking the server when its next record falls due */
+	POLICY_PURGING,       /* a batch transaction is in flight */
 };
 
 const char *policy_phase_name(enum policy_phase phase);
@@ -70,6 +72,10 @@ struct policy_state {
 	long long purged;              /* records purged by this process */
 	long long purged_before_run;   /* `purged` when the current purge run started */
 	long long batches;
+	struct rule rule;             /* its rule as recorded, once described */
+	struct rule_state rule_state; /* what retention.rule_versions says of it */
+	long long newly_due;          /* while its rule waits for approval: what it would newly purge, else -1 */
+	long long blocked_logged;     /* the version whose wait was logged, 0 if none */
 	bool off_until_reload; /* its statements changed the session, or its configuration cannot work: until a reload */
 	char *problem;         /* what keeps it from purging, as logged; NULL once it purges or is asked again */
 	bool failed;           /* --once: something was not purged, exit 1 */

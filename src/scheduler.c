@@ -35,6 +35,8 @@
 static void ask_next_due(struct policy_state *ps);
 static void resolve_table(struct policy_state *ps);
 static void count_for_metrics(struct policy_state *ps);
+static void check_rule(struct policy_state *ps);
+static void not_resolved(struct policy_state *ps);
 static void rows_purged(struct daemon *d, const char *table);
 
 
@@ -228,6 +230,9 @@ const char *scheduler_problem_text(const struct policy_state *ps)
 		return ps->problem;
 	if (ps->off_until_reload)
 		return "stopped until the daemon is reloaded or restarted (the log says why)";
+	if (ps->newly_due >= 0)
+		return "its changed rule waits for approval (retentionctl pending says how many records it would newly"
+		       " purge; retentionctl approve --policy P --reason TEXT)";
 	return NULL;
 }
 
@@ -235,6 +240,8 @@ const char *scheduler_state_name(const struct policy_state *ps)
 {
 	if (ps->problem || ps->off_until_reload)
 		return "failing";
+	if (ps->newly_due >= 0)
+		return "blocked";
 	if (!ps->resolved || ps->locked_elsewhere_since != 0)
 		return "waiting";
 	return "enforcing";
@@ -406,6 +413,169 @@ static void forget_old_tables_quarantine(struct policy_state *ps)
 	}
 }
 
+/* ---- the rule's version (rule.h) ---- */
+
+/* The rule is checked: the policy runs, with statements limited while it waits for approval. */
+static void enforce(struct policy_state *ps)
+{
+	ps->resolved = true;
+	daemon_status_changed(ps->d);
+	if (ps->d->once) {
+		start_purge(ps);
+		return;
+	}
+	ask_next_due(ps);
+}
+
+/* Builds PS's statements again, for the rule's state: false (not resolved) if they cannot be. */
+static bool rebuild(struct policy_state *ps, const struct policy_unapproved *unapproved)
+{
+	const char *why;
+	policy_sql_free(&ps->sql);
+	if (policy_sql_build(&ps->sql, ps->policy, &ps->shape, ps->d->cfg->instance, unapproved, &why))
+		return true;
+	policy_problem(ps, "not purging: %s", why);
+	not_resolved(ps);
+	return false;
+}
+
+static void approved_now(struct policy_state *ps)
+{
+	if (ps->newly_due >= 0)
+		log_info("policy %s: rule version %lld approved; purging as configured", ps->policy->name,
+			 ps->rule_state.version);
+	ps->newly_due = -1;
+	ps->blocked_logged = 0;
+	if (rebuild(ps, NULL))
+		enforce(ps);
+}
+
+static void on_rule_auto_approved(PGresult *res, void *arg)
+{
+	struct policy_state *ps = arg;
+	char buf[512];
+	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
+		policy_problem(ps, "recording the approval of rule version %lld failed: %s", ps->rule_state.version,
+			       pgconn_error_text(res, buf, sizeof(buf)));
+		not_resolved(ps);
+		return;
+	}
+	ps->rule_state.approved = true;
+	approved_now(ps);
+}
+
+/* More than guard_records newly due: only what the version in force also makes due is purged. */
+static void wait_for_approval(struct policy_state *ps, long long newly_due)
+{
+	const struct rule_state *st = &ps->rule_state;
+	ps->newly_due = newly_due;
+	if (ps->blocked_logged != st->version) {
+		char in_force[96];
+		if (st->in_force == 0)
+			snprintf(in_force, sizeof(in_force), "nothing (a new policy)");
+		else if (!st->comparable)
+			snprintf(in_force, sizeof(in_force),
+				 "nothing (its table, clock or action is not version %lld's)", st->in_force);
+		else
+			snprintf(in_force, sizeof(in_force), "only what version %lld in force also makes due",
+				 st->in_force);
+		log_warn("policy %s: rule version %lld would newly purge %lld records, more than guard_records (%lld);"
+			 " purging %s until it is approved: retentionctl approve --policy %s --reason TEXT%s",
+			 ps->policy->name, st->version, newly_due, ps->policy->guard_records, in_force,
+			 ps->policy->name, ps->d->once ? " (--once obeys it too)" : "");
+		ps->blocked_logged = st->version;
+	}
+	if (ps->d->once)
+		ps->failed = true;
+	enforce(ps);
+}
+
+static void on_newly_due(PGresult *res, void *arg)
+{
+	struct policy_state *ps = arg;
+	char buf[512], reason[160], by[96];
+	const char *params[5];
+	char version[24], count[24];
+	long long n;
+	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+		policy_problem(ps, "counting what rule version %lld newly makes due failed: %s", ps->rule_state.version,
+			       pgconn_error_text(res, buf, sizeof(buf)));
+		not_resolved(ps);
+		return;
+	}
+	n = atoll(PQgetvalue(res, 0, 0));
+	if (ps->policy->guard_records > 0 && n > ps->policy->guard_records) {
+		wait_for_approval(ps, n);
+		return;
+	}
+	snprintf(version, sizeof(version), "%lld", ps->rule_state.version);
+	snprintf(count, sizeof(count), "%lld", n);
+	if (ps->policy->guard_records > 0)
+		snprintf(reason, sizeof(reason), "newly makes %lld records due, no more than guard_records (%lld)", n,
+			 ps->policy->guard_records);
+	else
+		snprintf(reason, sizeof(reason), "newly makes %lld records due; guard_records = 0", n);
+	snprintf(by, sizeof(by), "(retentiond %s)", ps->d->cfg->instance);
+	params[0] = version;
+	params[1] = count;
+	params[2] = reason;
+	params[3] = by;
+	params[4] = "false";
+	if (ps->newly_due < 0)
+		log_info("policy %s: rule version %lld %s: approved", ps->policy->name, ps->rule_state.version, reason);
+	if (!pgconn_query(ps->d->pg, ps, PGCONN_PLAIN, rule_approve_sql, 5, NULL, params, on_rule_auto_approved, ps))
+		not_resolved(ps);
+}
+
+static void on_rule_seen(PGresult *res, void *arg)
+{
+	struct policy_state *ps = arg;
+	struct policy_unapproved u;
+	const struct policy_unapproved *unapproved;
+	const char *params[POLICY_N_BASE_PARAMS];
+	Oid types[POLICY_N_BASE_PARAMS];
+	char buf[512];
+	int n;
+	if (!rule_state_parse(res, &ps->rule_state)) {
+		policy_problem(ps, "recording its rule in retention.rule_versions failed: %s",
+			       pgconn_error_text(res, buf, sizeof(buf)));
+		not_resolved(ps);
+		return;
+	}
+	if (ps->rule_state.upgrade)
+		log_info(
+			"policy %s: rule version %lld recorded, approved as the rule in force before rule versions were"
+			" recorded",
+			ps->policy->name, ps->rule_state.version);
+	unapproved = rule_unapproved(&ps->rule_state, &u);
+	if (unapproved == NULL) {
+		approved_now(ps);
+		return;
+	}
+	if (!rebuild(ps, unapproved))
+		return;
+	n = policy_params(&ps->sql, params, types, NULL, 0, false);
+	if (!pgconn_query(ps->d->pg, ps, PGCONN_PLAIN, ps->sql.newly_due, n, types, params, on_newly_due, ps))
+		not_resolved(ps);
+}
+
+/*
+ * Records the rule PS was described with, as a version of its policy, and
+ * learns whether it is approved; a rule not approved yet is approved by the
+ * daemon if it newly makes no more than guard_records records due.
+ */
+static void check_rule(struct policy_state *ps)
+{
+	const char *params[7];
+	int n;
+	policy_enter(ps, POLICY_CHECKING_RULE);
+	rule_free(&ps->rule);
+	rule_of(&ps->rule, ps->d->cfg, ps->policy, &ps->shape);
+	n = rule_seen_params(&ps->rule, ps->policy, ps->d->cfg->instance, params);
+	if (!pgconn_query(ps->d->pg, ps, PGCONN_PLAIN, rule_seen_sql, n, NULL, params, on_rule_seen, ps))
+		not_resolved(ps);
+}
+
 static void on_validated(PGresult *res, void *arg)
 {
 	struct policy_state *ps = arg;
@@ -423,15 +593,10 @@ static void on_validated(PGresult *res, void *arg)
 		not_resolved(ps);
 		return;
 	}
-	ps->resolved = true;
 	log_debug("policy %s: table %s", ps->policy->name, ps->sql.table);
 	if (ps->quarantine_of_old_table)
 		forget_old_tables_quarantine(ps);
-	if (ps->d->once) {
-		start_purge(ps);
-		return;
-	}
-	ask_next_due(ps);
+	check_rule(ps);
 }
 
 static void on_described(PGresult *res, void *arg)
@@ -463,7 +628,7 @@ static void on_described(PGresult *res, void *arg)
 		not_resolved(ps);
 		return;
 	}
-	if (!policy_sql_build(&ps->sql, ps->policy, &ps->shape, ps->d->cfg->instance, &why)) {
+	if (!policy_sql_build(&ps->sql, ps->policy, &ps->shape, ps->d->cfg->instance, NULL, &why)) {
 		policy_problem(ps, "not purging: %s", why);
 		not_resolved(ps);
 		return;
@@ -671,6 +836,7 @@ void scheduler_init(struct daemon *d)
 		ps->d = d;
 		ps->policy = &d->cfg->policies[i];
 		ps->limit = ps->policy->batch;
+		ps->newly_due = -1;
 		ps->due_timer = evtimer_new(d->base, on_due_timer, ps);
 		ps->ask_timer = evtimer_new(d->base, on_ask_timer, ps);
 	}
@@ -684,6 +850,7 @@ void scheduler_free(struct daemon *d)
 		event_free(ps->ask_timer);
 		policy_sql_free(&ps->sql);
 		policy_shape_free(&ps->shape);
+		rule_free(&ps->rule);
 		purge_batch_clear(&ps->batch);
 		free(ps->problem);
 		free(ps->erase_values);
@@ -743,10 +910,18 @@ void scheduler_reload(struct daemon *d, bool same_database)
 	free(c);
 }
 
+/* A rule waiting for approval is checked again (an approval NOTIFY may have been missed): described anew. */
+static void recheck_waiting_rule(struct policy_state *ps)
+{
+	if (ps->resolved && ps->sql.unapproved)
+		ps->resolved = false;
+}
+
 void scheduler_wake_all(struct daemon *d)
 {
 	for (size_t i = 0; i < d->n_policies; i++) {
 		d->policies[i].check_catalog = true;
+		recheck_waiting_rule(&d->policies[i]);
 		wake(&d->policies[i]);
 	}
 	requests_wake(d);
@@ -761,7 +936,9 @@ void scheduler_policy_changed(struct daemon *d, const char *policy)
 		for (size_t k = 0; !concerned && k < ps->shape.n_siblings; k++)
 			concerned = strcmp(ps->shape.siblings[k].name, policy) == 0;
 		if (concerned) {
-			log_debug("policy %s: a hold of policy %s was released", ps->policy->name, policy);
+			log_debug("policy %s: a hold of policy %s was released, or its rule approved", ps->policy->name,
+				  policy);
+			recheck_waiting_rule(ps);
 			wake(ps);
 		}
 	}

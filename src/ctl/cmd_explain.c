@@ -14,7 +14,8 @@ static const char usage[] = "usage: retentionctl explain --policy P --key K\n\n"
 			    "status is one of: purged, anonymized, not_found, clock_not_started, exempt, held\n"
 			    "(by a hold of any policy on the table), referenced (rows that must stay refer to\n"
 			    "it), quarantined (due, but its purge failed on its own: skipped until its retry),\n"
-			    "overdue (due, the daemon has not purged it yet), pending (falls due later).\n";
+			    "blocked (due under a changed rule that waits for approval, not under the version\n"
+			    "in force), overdue (due, the daemon has not purged it yet), pending (falls due later).\n";
 
 static const char last_audit_sql[] = "SELECT id, purged_at, instance, action FROM retention.audit_log"
 				     " WHERE policy = $1 AND record_key = ANY ($2::text[]) ORDER BY seq DESC LIMIT 1";
@@ -55,6 +56,20 @@ bool ctl_explained_record_goes(const PGresult *record)
 	       strcmp(PQgetvalue(record, 0, EXPLAIN_IS_DUE), "t") == 0;
 }
 
+/* Whether record KEY is due as the daemon's statements see it while its rule waits (GUARDED). */
+static bool due_in_force(struct ctl *ctl, const struct policy_sql *guarded, const char *key)
+{
+	const char *params[POLICY_N_BASE_PARAMS + 2];
+	Oid types[POLICY_N_BASE_PARAMS + 2];
+	PGresult *res;
+	bool due;
+	ctl_policy_params(guarded, params, types, key, NULL);
+	res = PQexecParams(ctl->conn, guarded->explain, POLICY_N_BASE_PARAMS + 1, types, params, NULL, NULL, 0);
+	due = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 && ctl_explained_record_goes(res);
+	PQclear(res);
+	return due;
+}
+
 int cmd_explain(struct ctl *ctl, int argc, char **argv)
 {
 	static const struct option options[] = {
@@ -64,7 +79,8 @@ int cmd_explain(struct ctl *ctl, int argc, char **argv)
 	};
 	const char *policy_name = NULL, *key = NULL;
 	const struct policy *p;
-	struct policy_sql sql;
+	struct policy_sql sql, guarded = {0};
+	struct ctl_rule rule = {0};
 	char *a[A_N] = {NULL};
 	const char *params[POLICY_N_BASE_PARAMS + 2];
 	Oid types[POLICY_N_BASE_PARAMS + 2];
@@ -87,8 +103,15 @@ int cmd_explain(struct ctl *ctl, int argc, char **argv)
 		return ctl_usage_error(usage, "explain needs --policy and --key");
 	if ((p = ctl_policy(ctl, policy_name)) == NULL || ctl_connect(ctl) == NULL)
 		return CTL_ERROR;
-	if (!ctl_policy_sql(ctl, p, &sql))
+	/* The rule's own due test says when it falls due; while it waits for approval, the daemon's says whether it goes. */
+	if (!ctl_policy_rule(ctl, ctl->cfg, p, false, &guarded, &rule))
 		return CTL_ERROR;
+	if (!rule.waits) {
+		sql = guarded;
+		memset(&guarded, 0, sizeof(guarded));
+	} else if (!ctl_policy_sql(ctl, p, &sql)) {
+		goto out;
+	}
 	/* "042" names record 42, whose audit rows and holds say "42". An invalid key names no record. */
 	canonical = ctl_canonical(ctl, &sql, sql.canonical_key, key, &invalid, &one_form);
 	if (canonical == NULL && !invalid)
@@ -194,6 +217,11 @@ int cmd_explain(struct ctl *ctl, int argc, char **argv)
 					PQgetisnull(record, 0, EXPLAIN_QUARANTINE_RETRY)
 						? "retentionctl quarantine retry"
 						: PQgetvalue(record, 0, EXPLAIN_QUARANTINE_RETRY));
+	} else if (ctl_explained_record_goes(record) && rule.waits && !due_in_force(ctl, &guarded, key)) {
+		a[A_STATUS] = xstrdup("blocked");
+		a[A_REASON] = xasprintf("due since %s under rule version %lld, which waits for approval (retentionctl"
+					" approve): the version in force does not make it due",
+					a[A_DUE], rule.state.version);
 	} else if (ctl_explained_record_goes(record)) {
 		a[A_STATUS] = xstrdup("overdue");
 		a[A_REASON] =
@@ -210,6 +238,8 @@ out:
 	PQclear(record);
 	PQclear(holds);
 	policy_sql_free(&sql);
+	policy_sql_free(&guarded);
+	rule_free(&rule.rule);
 	free(canonical);
 	return status;
 }

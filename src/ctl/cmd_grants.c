@@ -14,7 +14,7 @@
 #include "util.h"
 
 static const char usage[] =
-	"usage: retentionctl grants --for daemon|holds|audit|requests|owner [--role ROLE]\n\n"
+	"usage: retentionctl grants --for daemon|holds|audit|requests|owner|rules [--role ROLE]\n\n"
 	"Prints the GRANT statements ROLE needs for the configured policies, to be run by a\n"
 	"superuser (or the owners of the schemas and tables):\n"
 	"  daemon  the daemon's role (default retentiond): each policy's table, after daemon-role.sql\n"
@@ -22,7 +22,8 @@ static const char usage[] =
 	"          SELECT on the columns hold add, explain and pending read; quarantine list, retry\n"
 	"  audit   people who review the audit trail (default auditor)\n"
 	"  requests  people who file and close data subjects' requests (default privacy)\n"
-	"  owner   a service table's owner: USAGE on schema retention, to attach the notify trigger\n";
+	"  owner   a service table's owner: USAGE on schema retention, to attach the notify trigger\n"
+	"  rules   people who approve changed rules (default dpo): approve, and pending's columns\n";
 
 enum grants_for {
 	FOR_DAEMON,
@@ -30,6 +31,7 @@ enum grants_for {
 	FOR_AUDIT,
 	FOR_REQUESTS,
 	FOR_OWNER,
+	FOR_RULES,
 };
 
 /* The output is piped to psql: a newline in a name would end the comment it is printed in. */
@@ -175,7 +177,7 @@ int cmd_grants(struct ctl *ctl, int argc, char **argv)
 		{"role", required_argument, NULL, 'r'},
 		{NULL, 0, NULL, 0},
 	};
-	static const char *const default_role[] = {"retentiond", "legal", "auditor", "privacy", NULL};
+	static const char *const default_role[] = {"retentiond", "legal", "auditor", "privacy", NULL, "dpo"};
 	const char *for_arg = NULL, *role_arg = NULL;
 	struct table_grant *tables = NULL;
 	size_t n_tables = 0;
@@ -197,7 +199,7 @@ int cmd_grants(struct ctl *ctl, int argc, char **argv)
 	if (optind < argc)
 		return ctl_usage_error(usage, "grants: unexpected argument \"%s\"", argv[optind]);
 	if (for_arg == NULL)
-		return ctl_usage_error(usage, "grants needs --for daemon, holds, audit, requests or owner");
+		return ctl_usage_error(usage, "grants needs --for daemon, holds, audit, requests, owner or rules");
 	if (strcmp(for_arg, "daemon") == 0)
 		what = FOR_DAEMON;
 	else if (strcmp(for_arg, "holds") == 0)
@@ -208,9 +210,12 @@ int cmd_grants(struct ctl *ctl, int argc, char **argv)
 		what = FOR_REQUESTS;
 	else if (strcmp(for_arg, "owner") == 0)
 		what = FOR_OWNER;
+	else if (strcmp(for_arg, "rules") == 0)
+		what = FOR_RULES;
 	else
 		return ctl_usage_error(
-			usage, "grants: --for must be daemon, holds, audit, requests or owner, not \"%s\"", for_arg);
+			usage, "grants: --for must be daemon, holds, audit, requests, owner or rules, not \"%s\"",
+			for_arg);
 	if (role_arg == NULL && default_role[what] == NULL)
 		return ctl_usage_error(usage, "grants --for owner needs --role (the owner of the tables)");
 	if (role_arg != NULL && (role_arg[0] == '\0' || has_control_character(role_arg)))
@@ -271,17 +276,34 @@ int cmd_grants(struct ctl *ctl, int argc, char **argv)
 		printf("-- Rows that must stay and refer to a policy's records are read by explain and pending too:\n"
 		       "-- grant SELECT on their referencing columns where retentiond --check names them.\n"
 		       "GRANT USAGE ON SCHEMA retention TO %s;\n"
-		       "GRANT SELECT ON retention.holds, retention.audit_log, retention.quarantine TO %s;\n"
+		       "GRANT SELECT ON retention.holds, retention.audit_log, retention.quarantine,"
+		       " retention.rule_versions TO %s;\n"
 		       "GRANT EXECUTE ON FUNCTION retention.place_hold(text, text, text, text, timestamptz),"
-		       " retention.release_hold(bigint, text), retention.retry_quarantined(text, bigint) TO %s;\n",
+		       " retention.release_hold(bigint, text), retention.retry_quarantined(text, bigint),"
+		       " retention.rule_state(text, text, text, text) TO %s;\n",
 		       role, role, role);
 		for (size_t i = 0; i < n_tables; i++)
 			print_table_grants(&tables[i], role, what);
 		break;
+	case FOR_RULES:
+		/*
+		 * Approving records the version the configuration states (rule_seen)
+		 * and the login role; pending counts with the daemon's predicate,
+		 * which reads holds and quarantined records.
+		 */
+		printf("GRANT USAGE ON SCHEMA retention TO %s;\n"
+		       "GRANT SELECT ON retention.holds, retention.quarantine, retention.rule_versions TO %s;\n"
+		       "GRANT EXECUTE ON FUNCTION retention.rule_state(text, text, text, text),"
+		       " retention.rule_seen(text, text, text, interval, text, text[], text),"
+		       " retention.rule_approve(bigint, bigint, text, text, boolean) TO %s;\n",
+		       role, role, role);
+		for (size_t i = 0; i < n_tables; i++)
+			print_table_grants(&tables[i], role, FOR_HOLDS);
+		break;
 	case FOR_AUDIT:
 		printf("GRANT USAGE ON SCHEMA retention TO %s;\n"
 		       "GRANT SELECT ON retention.audit_log, retention.chain_heads, retention.chain_gaps,"
-		       " retention.instances, retention.holds TO %s;\n",
+		       " retention.instances, retention.holds, retention.rule_versions TO %s;\n",
 		       role, role);
 		break;
 	case FOR_REQUESTS:

@@ -9,21 +9,28 @@
 #include "ctl.h"
 #include "util.h"
 
-static const char usage[] =
-	"usage: retentionctl pending [--policy P] [--within DURATION] [--records] [--limit N]\n\n"
-	"Per policy: overdue (due now or earlier), due_within (falling due within DURATION,\n"
-	"default 24 hours), next_due_at, held (due but held), quarantined (overdue, but\n"
-	"skipped because purging them failed on their own; see quarantine list) and referenced\n"
-	"(due, kept while rows that must stay refer to them; not overdue). With --records, one row\n"
-	"per record due within DURATION: policy, key, clock_at, due_at, held (at most N;\n"
-	"in table format 100 unless --limit is given). Uses the daemon's own due predicate.\n";
+static const char usage[] = "usage: retentionctl pending [--policy P] [--within DURATION] [--records] [--limit N]\n"
+			    "       retentionctl pending --rule FILE [--policy P]\n\n"
+			    "Per policy: overdue (due now or earlier), due_within (falling due within DURATION,\n"
+			    "default 24 hours), next_due_at, held (due but held), quarantined (overdue, but\n"
+			    "skipped because purging them failed on their own; see quarantine list), referenced\n"
+			    "(due, kept while rows that must stay refer to them; not overdue) and blocked (due\n"
+			    "under a changed rule that waits for approval, and not under the version in force: see\n"
+			    "approve; not overdue). With --records, one row per record due within DURATION:\n"
+			    "policy, key, clock_at, due_at, held (at most N; in table format 100 unless --limit is\n"
+			    "given). Uses the daemon's own due predicate.\n"
+			    "With --rule FILE, what the configuration FILE would newly purge, per policy, before it\n"
+			    "is loaded: its rule's version (none if never seen), whether it is approved, the\n"
+			    "records it makes due that the version in force does not, and whether loading it\n"
+			    "waits for approval (more of them than its guard_records).\n";
 
 static const char summary_sql[] =
 	"SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::timestamptz[], $5::bigint[], $6::bigint[],"
-	" $7::bigint[]) AS p(policy, overdue, due_within, next_due_at, held, quarantined, referenced)";
+	" $7::bigint[], $8::bigint[]) AS p(policy, overdue, due_within, next_due_at, held, quarantined, referenced,"
+	" blocked)";
 
-/* The policy's name, then the pending statement's columns from overdue to referenced. */
-#define SUMMARY_COLUMNS (PENDING_REFERENCED + 2)
+/* The policy's name, the pending statement's columns from overdue to referenced, and the blocked records. */
+#define SUMMARY_COLUMNS (PENDING_REFERENCED + 3)
 
 static int print_summary(struct ctl *ctl, const struct policy **policies, size_t n, const char *window)
 {
@@ -32,9 +39,10 @@ static int print_summary(struct ctl *ctl, const struct policy **policies, size_t
 	const char *params[POLICY_N_BASE_PARAMS + 2];
 	Oid types[POLICY_N_BASE_PARAMS + 2];
 	char *next = ctl_human_time("next_due_at", "overdue");
-	char *table_sql = xasprintf(
-		"SELECT policy, overdue, due_within, %s AS next_due, held, quarantined, referenced FROM (%s) p", next,
-		summary_sql);
+	char *table_sql =
+		xasprintf("SELECT policy, overdue, due_within, %s AS next_due, held, quarantined, referenced, blocked"
+			  " FROM (%s) p",
+			  next, summary_sql);
 	size_t rows = 0;
 	int status = CTL_OK;
 
@@ -42,8 +50,9 @@ static int print_summary(struct ctl *ctl, const struct policy **policies, size_t
 		cols[c] = xcalloc(n + 1, sizeof(char *));
 	for (size_t i = 0; i < n; i++) {
 		struct policy_sql sql;
+		struct ctl_rule rule;
 		PGresult *res;
-		if (!ctl_policy_sql(ctl, policies[i], &sql)) {
+		if (!ctl_policy_rule(ctl, ctl->cfg, policies[i], false, &sql, &rule)) {
 			status = CTL_ERROR;
 			continue;
 		}
@@ -56,12 +65,14 @@ static int print_summary(struct ctl *ctl, const struct policy **policies, size_t
 			status = CTL_ERROR;
 		} else {
 			cols[0][rows] = xstrdup(policies[i]->name);
-			for (int c = 0; c < SUMMARY_COLUMNS - 1; c++)
+			for (int c = 0; c < SUMMARY_COLUMNS - 2; c++)
 				cols[c + 1][rows] = PQgetisnull(res, 0, c) ? NULL : xstrdup(PQgetvalue(res, 0, c));
+			cols[SUMMARY_COLUMNS - 1][rows] = xasprintf("%lld", rule.waits ? rule.newly_due : 0);
 			rows++;
 		}
 		PQclear(res);
 		policy_sql_free(&sql);
+		rule_free(&rule.rule);
 	}
 	for (int c = 0; c < SUMMARY_COLUMNS; c++)
 		arrays[c] = policy_text_array(cols[c], rows);
@@ -77,6 +88,65 @@ static int print_summary(struct ctl *ctl, const struct policy **policies, size_t
 	}
 	free(next);
 	free(table_sql);
+	return status;
+}
+
+/* What each policy of the configuration RULE_FILE would newly purge, against the versions in force. */
+static int print_rule_diff(struct ctl *ctl, const char *rule_file, const char *policy_name)
+{
+	static const struct ctl_field fields[] = {
+		{"policy", false},   {"version", true},       {"approved", true},
+		{"newly_due", true}, {"guard_records", true}, {"waits_for_approval", true},
+	};
+	enum {
+		N_FIELDS = sizeof(fields) / sizeof(fields[0])
+	};
+	struct config_errors errs = {NULL, 0};
+	struct config *cfg = config_load(rule_file, &errs);
+	char **values;
+	size_t rows = 0;
+	int status = CTL_OK;
+	if (cfg == NULL) {
+		for (size_t i = 0; i < errs.n; i++)
+			fprintf(stderr, "%s\n", errs.lines[i]);
+		config_errors_clear(&errs);
+		return CTL_ERROR;
+	}
+	if (policy_name && config_find_policy(cfg, policy_name) == NULL) {
+		ctl_error("%s has no policy %s", rule_file, policy_name);
+		config_free(cfg);
+		return CTL_ERROR;
+	}
+	values = xcalloc((cfg->n_policies + 1) * N_FIELDS, sizeof(char *));
+	for (size_t i = 0; i < cfg->n_policies; i++) {
+		const struct policy *p = &cfg->policies[i];
+		struct policy_sql sql;
+		struct ctl_rule rule;
+		char **row = values + rows * N_FIELDS;
+		bool waits;
+		if (policy_name && strcmp(p->name, policy_name) != 0)
+			continue;
+		if (!ctl_policy_rule(ctl, cfg, p, false, &sql, &rule)) {
+			status = CTL_ERROR;
+			continue;
+		}
+		waits = rule.waits;
+		row[0] = xstrdup(p->name);
+		row[1] = rule.state.version ? xasprintf("%lld", rule.state.version) : NULL;
+		row[2] = xstrdup(rule.state.approved ? "true" : "false");
+		row[3] = xasprintf("%lld", rule.newly_due);
+		row[4] = xasprintf("%lld", p->guard_records);
+		row[5] = xstrdup(waits ? "true" : "false");
+		rows++;
+		policy_sql_free(&sql);
+		rule_free(&rule.rule);
+	}
+	if (status == CTL_OK)
+		status = ctl_print_rows(ctl, fields, N_FIELDS, values, rows);
+	for (size_t i = 0; i < rows * N_FIELDS; i++)
+		free(values[i]);
+	free(values);
+	config_free(cfg);
 	return status;
 }
 
@@ -125,13 +195,11 @@ static int print_records(struct ctl *ctl, const struct policy **policies, size_t
 int cmd_pending(struct ctl *ctl, int argc, char **argv)
 {
 	static const struct option options[] = {
-		{"policy", required_argument, NULL, 'p'},
-		{"within", required_argument, NULL, 'w'},
-		{"records", no_argument, NULL, 'r'},
-		{"limit", required_argument, NULL, 'l'},
-		{NULL, 0, NULL, 0},
+		{"policy", required_argument, NULL, 'p'}, {"within", required_argument, NULL, 'w'},
+		{"records", no_argument, NULL, 'r'},      {"limit", required_argument, NULL, 'l'},
+		{"rule", required_argument, NULL, 'R'},   {NULL, 0, NULL, 0},
 	};
-	const char *policy_name = NULL, *within = "24 hours";
+	const char *policy_name = NULL, *within = "24 hours", *rule_file = NULL;
 	bool records = false;
 	long long limit = -1;
 	struct duration window;
@@ -154,6 +222,9 @@ int cmd_pending(struct ctl *ctl, int argc, char **argv)
 		case 'r':
 			records = true;
 			break;
+		case 'R':
+			rule_file = optarg;
+			break;
 		case 'l':
 			limit = strtoll(optarg, &end, 10);
 			if (*end || limit < 0)
@@ -173,6 +244,11 @@ int cmd_pending(struct ctl *ctl, int argc, char **argv)
 	duration_to_sql(&window, window_sql, sizeof(window_sql));
 	if (ctl_config(ctl) == NULL || ctl_connect(ctl) == NULL)
 		return CTL_ERROR;
+	if (rule_file) {
+		if (records)
+			return ctl_usage_error(usage, "pending --rule counts per policy: it takes no --records");
+		return print_rule_diff(ctl, rule_file, policy_name);
+	}
 	policies = xcalloc(ctl->cfg->n_policies + 1, sizeof(*policies));
 	if (policy_name) {
 		if ((policies[0] = ctl_policy(ctl, policy_name)) == NULL) {

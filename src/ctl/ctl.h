@@ -9,6 +9,7 @@
 
 #include "config.h"
 #include "policy.h"
+#include "rule.h"
 #include "schema.h"
 
 enum ctl_exit {
@@ -91,6 +92,22 @@ int ctl_print_rows(struct ctl *ctl, const struct ctl_field *fields, int nf, char
 const struct policy *ctl_policy(struct ctl *ctl, const char *name);
 /* Resolves P's table in the catalog and builds its SQL (the daemon's); false after an error message. */
 bool ctl_policy_sql(struct ctl *ctl, const struct policy *p, struct policy_sql *sql);
+/* A policy's rule, its versions' state, and what it would newly purge. */
+struct ctl_rule {
+	struct rule rule;
+	struct rule_state state;
+	long long newly_due; /* records due under it that the version in force does not make due */
+	bool waits;          /* not approved, and more of them than guard_records: the daemon blocks the policy */
+};
+/*
+ * As ctl_policy_sql, for P of CFG, with P's rule looked up (with RECORD,
+ * recorded as a version): SQL is built as the daemon runs it, limited to
+ * what the version in force makes due while the rule waits for approval (a
+ * rule within guard_records does not: the daemon approves it).
+ * False after an error message; free OUT->rule with rule_free.
+ */
+bool ctl_policy_rule(struct ctl *ctl, const struct config *cfg, const struct policy *p, bool record,
+		     struct policy_sql *sql, struct ctl_rule *out);
 /* A policy statement's parameters: the base ones, then A and B (untyped, for $14 and $15); returns their count. */
 int ctl_policy_params(const struct policy_sql *sql, const char **params, Oid *types, const char *a, const char *b);
 /*
@@ -126,6 +143,7 @@ int ctl_usage_error(const char *usage, const char *fmt, ...) __attribute__((form
 int cmd_migrate(struct ctl *ctl, int argc, char **argv);
 int cmd_policies(struct ctl *ctl, int argc, char **argv);
 int cmd_pending(struct ctl *ctl, int argc, char **argv);
+int cmd_approve(struct ctl *ctl, int argc, char **argv);
 int cmd_explain(struct ctl *ctl, int argc, char **argv);
 /* RECORD, a row of policy_sql.explain, is due, its clock started, and nothing keeps it: the next batch takes it. */
 bool ctl_explained_record_goes(const PGresult *record);

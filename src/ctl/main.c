@@ -26,6 +26,7 @@ static const struct command {
 	{"audit", cmd_audit, "the audit trail; 'audit verify' checks its hash chains"},
 	{"hold", cmd_hold, "hold add | list | release"},
 	{"quarantine", cmd_quarantine, "records whose purge failed on their own: list | retry"},
+	{"approve", cmd_approve, "approve a policy's changed rule that waits for approval"},
 	{"request", cmd_request, "a data subject's request: erase | restrict | lift | list | show | extend | reject"},
 	{"status", cmd_status, "every daemon instance seen"},
 	{"migrate", cmd_migrate, "install or upgrade the retention schema"},
@@ -78,6 +79,9 @@ static const char *privilege_remedy(const char *command)
 	if (strcmp(command, "audit") == 0 || strcmp(command, "status") == 0)
 		return "'retentionctl grants --for audit' prints the GRANTs reviewers need, for a group role of theirs"
 		       " (docs/operations.md section 3)";
+	if (strcmp(command, "approve") == 0)
+		return "'retentionctl grants --for rules' prints the GRANTs people who approve changed rules need, for a"
+		       " group role of theirs (docs/operations.md section 3)";
 	if (strcmp(command, "request") == 0)
 		return "'retentionctl grants --for requests' prints the GRANTs people who handle data subjects'"
 		       " requests need, for a group role of theirs (docs/operations.md section 3)";
@@ -182,6 +186,83 @@ bool ctl_policy_sql(struct ctl *ctl, const struct policy *p, struct policy_sql *
 	free(err);
 	policy_shape_free(&shape);
 	return ok;
+}
+
+bool ctl_policy_rule(struct ctl *ctl, const struct config *cfg, const struct policy *p, bool record,
+		     struct policy_sql *sql, struct ctl_rule *out)
+{
+	struct policy_shape shape;
+	struct policy_unapproved u;
+	const struct policy_unapproved *unapproved;
+	const char *params[POLICY_N_BASE_PARAMS], *why;
+	Oid types[POLICY_N_BASE_PARAMS];
+	char *err = NULL, *by = NULL;
+	PGresult *res;
+	bool ok = policy_prepare(ctl->conn, cfg, p, &shape, sql, &err);
+	memset(out, 0, sizeof(*out));
+	if (!ok) {
+		ctl_error("policy %s: %s", p->name, err);
+		privilege_hint(ctl, shape.sqlstate);
+		free(err);
+		goto fail;
+	}
+	rule_of(&out->rule, cfg, p, &shape);
+	if (record) {
+		by = xasprintf("retentionctl %s", ctl->command);
+		rule_seen_params(&out->rule, p, by, params);
+		res = PQexecParams(ctl->conn, rule_seen_sql, 7, NULL, params, NULL, NULL, 0);
+		free(by);
+	} else {
+		rule_state_params(&out->rule, p, params);
+		res = PQexecParams(ctl->conn, rule_state_sql, 4, NULL, params, NULL, NULL, 0);
+	}
+	if (!rule_state_parse(res, &out->state)) {
+		char *context = xasprintf("policy %s: reading its rule's versions", p->name);
+		ctl_result_error(ctl, context, res);
+		free(context);
+		PQclear(res);
+		goto fail;
+	}
+	PQclear(res);
+	/* What the rule would purge that the version in force would not: none if it is that version. */
+	if (out->state.version != 0 && out->state.version == out->state.in_force) {
+		out->newly_due = 0;
+	} else if (out->state.upgrade) {
+		out->newly_due = 0;
+	} else {
+		struct policy_sql count_sql;
+		struct rule_state pending = out->state;
+		pending.approved = false;
+		policy_sql_build(&count_sql, p, &shape, cfg->instance, rule_unapproved(&pending, &u), &why);
+		policy_params(&count_sql, params, types, NULL, 0, false);
+		res = PQexecParams(ctl->conn, count_sql.newly_due, POLICY_N_BASE_PARAMS, types, params, NULL, NULL, 0);
+		policy_sql_free(&count_sql);
+		if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+			char *context = xasprintf("policy %s: counting what its rule newly makes due", p->name);
+			ctl_result_error(ctl, context, res);
+			free(context);
+			PQclear(res);
+			goto fail;
+		}
+		out->newly_due = atoll(PQgetvalue(res, 0, 0));
+		PQclear(res);
+	}
+	out->waits = !out->state.approved && p->guard_records > 0 && out->newly_due > p->guard_records;
+	unapproved = out->waits ? rule_unapproved(&out->state, &u) : NULL;
+	if (unapproved) {
+		policy_sql_free(sql);
+		if (!policy_sql_build(sql, p, &shape, cfg->instance, unapproved, &why)) {
+			ctl_error("policy %s: %s", p->name, why);
+			goto fail;
+		}
+	}
+	policy_shape_free(&shape);
+	return true;
+fail:
+	policy_sql_free(sql);
+	policy_shape_free(&shape);
+	rule_free(&out->rule);
+	return false;
 }
 
 int ctl_policy_params(const struct policy_sql *sql, const char **params, Oid *types, const char *a, const char *b)

@@ -114,23 +114,26 @@ START_TEST(test_pending_json)
 {
 	PGconn *conn = known_data("ctl_pending");
 	/* 1, 2 and 7 overdue; 3 exempt and 4 unclocked are never pending; 5 is not due within a day. */
-	EXPECT_JSON("[\n  {\"policy\":\"vd\",\"overdue\":3,\"due_within\":0,"
-		    "\"next_due_at\":\"2000-01-01T00:15:00+00:00\",\"held\":0,\"quarantined\":0,\"referenced\":0}\n]\n",
-		    "pending");
+	EXPECT_JSON(
+		"[\n  {\"policy\":\"vd\",\"overdue\":3,\"due_within\":0,"
+		"\"next_due_at\":\"2000-01-01T00:15:00+00:00\",\"held\":0,\"quarantined\":0,\"referenced\":0,\"blocked\":0}\n]\n",
+		"pending");
 	/* Record 1 is quarantined: still overdue, and counted as quarantined; next_due_at is the next purgeable one. */
 	test_exec(conn, "SELECT retention.place_hold('vd', '2', NULL, 'legal', NULL);"
 			"SELECT retention.place_hold('vd', NULL, '70', 'restriction', NULL);"
 			"SELECT retention.quarantine_record('vd', '1', 'bigint', 'e', '1 hour', 'i')");
-	EXPECT_JSON("[\n  {\"policy\":\"vd\",\"overdue\":1,\"due_within\":1,"
-		    "\"next_due_at\":\"2100-01-01T00:15:00+00:00\",\"held\":2,\"quarantined\":1,\"referenced\":0}\n]\n",
-		    "pending", "--within", "200 years");
+	EXPECT_JSON(
+		"[\n  {\"policy\":\"vd\",\"overdue\":1,\"due_within\":1,"
+		"\"next_due_at\":\"2100-01-01T00:15:00+00:00\",\"held\":2,\"quarantined\":1,\"referenced\":0,\"blocked\":0}\n]\n",
+		"pending", "--within", "200 years");
 	/* A row that restricts its deletion refers to record 1: kept where the policy means it to be, not overdue. */
 	test_exec(conn, "CREATE TABLE virusdesk.reports (id int PRIMARY KEY,"
 			" upload bigint REFERENCES virusdesk.uploads ON DELETE RESTRICT);"
 			"INSERT INTO virusdesk.reports VALUES (1, 1)");
-	EXPECT_JSON("[\n  {\"policy\":\"vd\",\"overdue\":0,\"due_within\":1,"
-		    "\"next_due_at\":\"2100-01-01T00:15:00+00:00\",\"held\":2,\"quarantined\":0,\"referenced\":1}\n]\n",
-		    "pending", "--within", "200 years");
+	EXPECT_JSON(
+		"[\n  {\"policy\":\"vd\",\"overdue\":0,\"due_within\":1,"
+		"\"next_due_at\":\"2100-01-01T00:15:00+00:00\",\"held\":2,\"quarantined\":0,\"referenced\":1,\"blocked\":0}\n]\n",
+		"pending", "--within", "200 years");
 	test_exec(conn, "DROP TABLE virusdesk.reports");
 	EXPECT_JSON(
 		"[\n"

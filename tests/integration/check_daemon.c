@@ -665,7 +665,7 @@ START_TEST(test_kill_9_never_splits_a_batch)
 {
 	const int rows = 50000, kills = 20;
 	PGconn *conn = fx_uploads_db("killnine");
-	char *conf = fx_uploads_config("killnine", "15 minutes", "batch = 200;");
+	char *conf = fx_uploads_config("killnine", "15 minutes", "batch = 200; guard_records = 0;");
 	char *log = fx_log_path("killnine");
 	long long before, after;
 	int killed_mid_backlog = 0, stalled_starts = 0;
@@ -744,7 +744,7 @@ START_TEST(test_sigterm_drains_mid_backlog)
 {
 	const int rows = 100000;
 	PGconn *conn = fx_uploads_db("drain");
-	char *conf = fx_uploads_config("drain", "15 minutes", "batch = 100;");
+	char *conf = fx_uploads_config("drain", "15 minutes", "batch = 100; guard_records = 0;");
 	char *log = fx_log_path("drain");
 	pid_t pid;
 	int status;
@@ -899,7 +899,7 @@ START_TEST(test_two_daemons_one_backlog)
 {
 	const int rows = 100000;
 	PGconn *conn = fx_uploads_db("twins");
-	char *conf1 = fx_uploads_config("twins", "15 minutes", "");
+	char *conf1 = fx_uploads_config("twins", "15 minutes", "guard_records = 0;");
 	char *log1 = fx_log_path("twins1"), *log2 = fx_log_path("twins2");
 	char *conf2, *text;
 	pid_t a, b;
@@ -913,7 +913,8 @@ START_TEST(test_two_daemons_one_backlog)
 		"daemon = { instance = \"twins-2\"; resync_interval = \"1 hour\"; log_level = \"debug\"; };\n"
 		"policies = ( { name = \"virusdesk-scan-uploads\"; service = \"VirusDesk\";\n"
 		"  source = \"privacy policy: VirusDesk, online scan\"; table = \"virusdesk.uploads\";\n"
-		"  key = \"id\"; clock = \"scan_completed_at\"; subject = \"account_id\"; retain = \"15 minutes\"; } );\n");
+		"  key = \"id\"; clock = \"scan_completed_at\"; subject = \"account_id\"; retain = \"15 minutes\";\n"
+		"  guard_records = 0; } );\n");
 	f = fopen(conf2, "w");
 	fputs(text, f);
 	fclose(f);

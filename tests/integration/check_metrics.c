@@ -660,6 +660,49 @@ START_TEST(test_a_busy_unix_socket_does_not_hold_the_daemon)
 }
 END_TEST
 
+/*
+ * A policy whose rule waits for approval: blocked for "approval", with the
+ * records it would newly purge, until retentionctl approve; promtool
+ * accepts the page meanwhile.
+ */
+START_TEST(test_a_rule_waiting_for_approval_is_blocked_with_its_count)
+{
+	PGconn *conn = fx_database("approval");
+	int port = free_port();
+	char *daemon = xasprintf(
+		"resync_interval = \"1 second\"; metrics_listen = \"127.0.0.1:%d\"; guard_records = 5;", port);
+	char *policy = fx_policy("p", "app.items", "id", "closed_at", "1 day", "");
+	char *conf = fx_config("approval", daemon, policy);
+	char *log = fx_log_path("approval");
+	char *body, *out, *err;
+	pid_t pid;
+	empty_tables(conn);
+	test_exec(conn, "INSERT INTO app.items SELECT g, now() - interval '2 days' FROM generate_series(1, 10) g");
+	pid = fx_start_daemon(conf, log);
+	fx_wait_for_log(log, "serving metrics on 127.0.0.1:", 10);
+	body = scrape_until(port, "\nretentiond_blocked_records{policy=\"p\"} 10\n", 10);
+	assert_series(body, "retentiond_policy_blocked{policy=\"p\",reason=\"approval\"}", "1");
+	assert_series(body, "retentiond_policy_blocked{policy=\"p\",reason=\"error\"}", "0");
+	assert_promtool_accepts(body);
+	free(body);
+	ck_assert_int_eq(test_query_ll(conn, "SELECT count(*) FROM app.items"), 10);
+	ck_assert_int_eq(fx_ctl(conf, "approval", &out, &err, "approve", "--policy", "p", "--reason", "reviewed", NULL),
+			 0);
+	free(out);
+	free(err);
+	body = scrape_until(port, "\nretentiond_blocked_records{policy=\"p\"} 0\n", 10);
+	assert_series(body, "retentiond_policy_blocked{policy=\"p\",reason=\"approval\"}", "0");
+	free(body);
+	ck_assert(fx_poll_true(conn, "SELECT count(*) = 0 FROM app.items", 10));
+	fx_stop_daemon(pid);
+	free(daemon);
+	free(policy);
+	free(conf);
+	free(log);
+	PQfinish(conn);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("metrics");
@@ -670,6 +713,7 @@ int main(void)
 	tcase_add_test(tc, test_clients_cannot_hold_the_daemons_descriptors);
 	tcase_add_test(tc, test_no_descriptors_left_pauses_the_listener);
 	tcase_add_test(tc, test_a_busy_unix_socket_does_not_hold_the_daemon);
+	tcase_add_test(tc, test_a_rule_waiting_for_approval_is_blocked_with_its_count);
 	suite_add_tcase(s, tc);
 	return test_run_suite(s);
 }

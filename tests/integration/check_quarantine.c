@@ -84,8 +84,8 @@ START_TEST(test_poison_records_are_quarantined_and_the_rest_purged)
 	/* Quarantined records stay overdue, and say why. */
 	ck_assert_int_eq(fx_ctl(conf, "poison3", &out, &err, "--format", "csv", "pending", NULL), 0);
 	/* Nothing else is due: the next due record is a quarantined one's retry, not shown as a record due. */
-	ck_assert_msg(strcmp(out, "policy,overdue,due_within,next_due_at,held,quarantined,referenced\n"
-				  "\"p\",\"3\",\"0\",,\"0\",\"3\",\"0\"\n") == 0,
+	ck_assert_msg(strcmp(out, "policy,overdue,due_within,next_due_at,held,quarantined,referenced,blocked\n"
+				  "\"p\",\"3\",\"0\",,\"0\",\"3\",\"0\",\"0\"\n") == 0,
 		      "%s", out);
 	free(out);
 	free(err);

@@ -26,7 +26,7 @@ START_TEST(test_reload_takes_effect_at_the_next_batch)
 {
 	const int rows = 20000;
 	PGconn *conn = fx_uploads_db("reloadbacklog");
-	char *conf = fx_uploads_config("reloadbacklog", "1 day", "batch = 10;");
+	char *conf = fx_uploads_config("reloadbacklog", "1 day", "batch = 10; guard_records = 0;");
 	char *log = fx_log_path("reloadbacklog");
 	char *longer, *text;
 	long long left_at_sighup, left_after;
@@ -36,7 +36,7 @@ START_TEST(test_reload_takes_effect_at_the_next_batch)
 	test_exec(conn, "UPDATE virusdesk.uploads SET scan_completed_at = scan_completed_at - interval '1 day'");
 	pid = fx_start_daemon(conf, log);
 	fx_wait_for_log(log, "purged 10 records", 20);
-	longer = fx_uploads_config("reloadbacklog", "100 years", "batch = 10;");
+	longer = fx_uploads_config("reloadbacklog", "100 years", "batch = 10; guard_records = 0;");
 	{
 		FILE *f = fopen(longer, "r");
 		text = xmalloc(4096);

@@ -32,7 +32,7 @@ START_TEST(test_migrate_twice_is_idempotent)
 	PGconn *conn = test_fresh_database("migrate_twice");
 	char *out, *err, *before, *after, *tables;
 	ck_assert_int_eq(run_migrate("migrate_twice", &out, &err), 0);
-	ck_assert_msg(strstr(out, "upgraded to version 7 (7 steps)") != NULL, "out=%s err=%s", out, err);
+	ck_assert_msg(strstr(out, "upgraded to version 8 (8 steps)") != NULL, "out=%s err=%s", out, err);
 	free(out);
 	free(err);
 	before = test_query_value(conn, snapshot_sql, 0, NULL);
@@ -46,7 +46,7 @@ START_TEST(test_migrate_twice_is_idempotent)
 				  0, NULL);
 	ck_assert_str_eq(
 		tables,
-		"audit_log chain_gaps chain_heads holds instances policy_locks quarantine request_identities request_results requests schema_version");
+		"audit_log chain_gaps chain_heads holds instances policy_locks quarantine request_identities request_results requests rule_versions schema_version");
 	ck_assert_int_eq(test_query_ll(conn, "SELECT max(version) FROM retention.schema_version"),
 			 schema_latest_version());
 	free(out);

@@ -72,7 +72,7 @@ static void build(struct policy_sql *sql, struct policy_shape *shape, const stru
 {
 	const char *why = NULL;
 	describe(shape, &cfg->policies[0]);
-	ck_assert_msg(policy_sql_build(sql, &cfg->policies[0], shape, "i1", &why), "%s", why);
+	ck_assert_msg(policy_sql_build(sql, &cfg->policies[0], shape, "i1", NULL, &why), "%s", why);
 }
 
 START_TEST(test_identifiers_are_quoted_values_are_parameters)
@@ -140,7 +140,7 @@ START_TEST(test_one_predicate_everywhere)
 	shape.guards[0].what = xstrdup("referenced by shop.lines (foreign key lines_fk)");
 	{
 		const char *why = NULL;
-		ck_assert_msg(policy_sql_build(&sql, &cfg->policies[0], &shape, "i1", &why), "%s", why);
+		ck_assert_msg(policy_sql_build(&sql, &cfg->policies[0], &shape, "i1", NULL, &why), "%s", why);
 	}
 	statements[0] = sql.lock;
 	statements[1] = sql.next_wake;
@@ -219,7 +219,7 @@ START_TEST(test_timestamp_clock)
 	const char *why = NULL;
 	describe(&shape, &cfg->policies[0]);
 	shape.clock_without_zone = true;
-	ck_assert(policy_sql_build(&sql, &cfg->policies[0], &shape, "i1", &why));
+	ck_assert(policy_sql_build(&sql, &cfg->policies[0], &shape, "i1", NULL, &why));
 	ck_assert_ptr_nonnull(strstr(
 		sql.lock, "t." CLOCK " <= ((pg_catalog.statement_timestamp()) - $2::interval + $3::interval)::timestamp"
 			  " AND t." CLOCK "::timestamptz + $2::interval <= (pg_catalog.statement_timestamp())"));
@@ -242,7 +242,7 @@ START_TEST(test_incomplete_description_refused)
 	describe(&shape, &cfg->policies[0]);
 	free(shape.subject.eq);
 	shape.subject.eq = NULL;
-	ck_assert(!policy_sql_build(&sql, &cfg->policies[0], &shape, "i1", &why));
+	ck_assert(!policy_sql_build(&sql, &cfg->policies[0], &shape, "i1", NULL, &why));
 	ck_assert_ptr_nonnull(strstr(why, "subject column"));
 	policy_shape_free(&shape);
 	config_free(cfg);

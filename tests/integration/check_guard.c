@@ -1,0 +1,359 @@
+/*
+ * check_guard.c -- rule versions and approval: a new or changed rule that
+ * would newly make more than guard_records records due purges only what the
+ * version in force also makes due until `retentionctl approve`; approvals
+ * survive restarts and reloads; `pending --rule` counts what a
+ * configuration would newly purge; an upgrade keeps enforcing.
+ */
+#include <check.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fixture.h"
+#include "util.h"
+
+/* app.t (id, c, flag): ROWS rows whose clock is DAYS days ago, ids from FIRST. */
+static void add_rows(PGconn *conn, int first, int rows, int days)
+{
+	char *sql = xasprintf("INSERT INTO app.t SELECT g, now() - interval '%d days', NULL"
+			      " FROM generate_series(%d, %d) g",
+			      days, first, first + rows - 1);
+	test_exec(conn, sql);
+	free(sql);
+}
+
+static PGconn *guard_db(const char *db)
+{
+	PGconn *conn = fx_database(db);
+	test_exec(conn, "CREATE SCHEMA app; CREATE TABLE app.t (id int PRIMARY KEY, c timestamptz, flag text);"
+			"CREATE INDEX ON app.t (c);");
+	fx_grant(conn, "app");
+	return conn;
+}
+
+static char *guard_config(const char *db, const char *retain, const char *extra)
+{
+	char *policy = fx_policy("p", "app.t", "id", "c", retain, extra);
+	char *conf = fx_config(db, NULL, policy);
+	free(policy);
+	return conf;
+}
+
+/* Replaces CONF by a configuration with RETAIN and EXTRA, and has daemon PID reload it. */
+static void reload_as(const char *conf, const char *db, const char *retain, const char *extra, pid_t pid,
+		      const char *log)
+{
+	char *next = guard_config(db, retain, extra);
+	long mark = fx_log_mark(log);
+	ck_assert_int_eq(rename(next, conf), 0);
+	free(next);
+	ck_assert_int_eq(kill(pid, SIGHUP), 0);
+	fx_wait_for_log_after(log, mark, "configuration reloaded", 10);
+}
+
+static long long count_rows(PGconn *conn) { return test_query_ll(conn, "SELECT count(*) FROM app.t"); }
+
+/*
+ * Done when: shortening 90 days to 7 days over 30,000 rows purges nothing
+ * new until approval, then all of them; pending --rule counts them before
+ * the reload; what both rules make due is purged meanwhile; the approval
+ * survives a restart and a reload away and back.
+ */
+START_TEST(test_shortening_a_rule_waits_for_approval)
+{
+	PGconn *conn = guard_db("shorten");
+	char *conf = guard_config("shorten", "90 days", NULL);
+	char *seven = guard_config("shorten", "7 days", NULL);
+	char *log = fx_log_path("shorten");
+	char *out, *err;
+	long mark;
+	pid_t pid;
+
+	add_rows(conn, 1, 30000, 30);
+	add_rows(conn, 100001, 5, 100);
+	pid = fx_start_daemon(conf, log);
+	/* Five records newly due for a new policy: within guard_records, approved by the daemon. */
+	ck_assert_msg(fx_poll_true(conn, "SELECT count(*) = 30000 FROM app.t", 20), "the 5 due records not purged");
+	test_assert_query_value(conn,
+				"SELECT string_agg(approved_count || ' ' || approved_reason, '; ') FROM"
+				" retention.rule_versions WHERE policy = 'p'",
+				0, NULL, "5 newly makes 5 records due, no more than guard_records (10000)");
+
+	/* What the 7-day rule would newly purge, before it is loaded. */
+	ck_assert_int_eq(fx_ctl(conf, "shorten", &out, &err, "--format", "csv", "pending", "--rule", seven, NULL), 0);
+	ck_assert_msg(strcmp(out, "policy,version,approved,newly_due,guard_records,waits_for_approval\n"
+				  "\"p\",,\"false\",\"30000\",\"10000\",\"true\"\n") == 0,
+		      "%s%s", out, err);
+	free(out);
+	free(err);
+
+	/* One record due under both rules is purged while the change waits; the 30,000 stay. */
+	add_rows(conn, 100010, 1, 95);
+	mark = fx_log_mark(log);
+	reload_as(conf, "shorten", "7 days", NULL, pid, log);
+	fx_wait_for_log_after(
+		log, mark,
+		"policy p: rule version 2 would newly purge 30000 records, more than guard_records (10000);"
+		" purging only what version 1 in force also makes due until it is approved",
+		10);
+	ck_assert_msg(fx_wait_row_gone(conn, "app.t", "100010", 10), "a record due under both rules was kept");
+	ck_assert_int_eq(count_rows(conn), 30000);
+	ck_assert_int_eq(fx_ctl(conf, "shorten", &out, &err, "--format", "csv", "pending", NULL), 0);
+	/* Nothing overdue: the 30,000 wait for the approval, and are due under version 1 in two months. */
+	ck_assert_msg(strstr(out, "\n\"p\",\"0\",\"0\",\"") && strstr(out, "\",\"0\",\"0\",\"0\",\"30000\"\n"), "%s%s",
+		      out, err);
+	free(out);
+	free(err);
+	ck_assert_int_eq(
+		fx_ctl(conf, "shorten", &out, &err, "--format", "json", "explain", "--policy", "p", "--key", "7", NULL),
+		0);
+	ck_assert_msg(strstr(out, "\"status\":\"blocked\"") &&
+			      strstr(out, "under rule version 2, which waits for approval (retentionctl approve)"),
+		      "%s%s", out, err);
+	free(out);
+	free(err);
+	ck_assert_int_eq(fx_ctl(conf, "shorten", &out, &err, "--format", "json", "status", NULL), 0);
+	ck_assert_msg(strstr(out, "\"blocked\""), "%s", out);
+	free(out);
+	free(err);
+	ck_assert_int_eq(count_rows(conn), 30000);
+
+	/* A reason is required; then the 30,000 go, each audited. */
+	ck_assert_int_eq(fx_ctl(conf, "shorten", &out, &err, "approve", "--policy", "p", NULL), 2);
+	ck_assert_msg(strstr(err, "needs --reason"), "%s", err);
+	free(out);
+	free(err);
+	ck_assert_int_eq(fx_ctl(conf, "shorten", &out, &err, "approve", "--policy", "p", "--reason",
+				"DPA-2026-14: chat logs kept 7 days", NULL),
+			 0);
+	ck_assert_msg(strstr(out, "policy p: rule version 2 approved; it newly makes 30000 records due"), "%s%s", out,
+		      err);
+	free(out);
+	free(err);
+	ck_assert_msg(fx_poll_true(conn, "SELECT count(*) = 0 FROM app.t", 60), "not purged after the approval");
+	ck_assert_int_eq(test_query_ll(conn, "SELECT count(*) FROM retention.audit_log WHERE policy = 'p'"), 30006);
+	test_assert_query_value(conn,
+				"SELECT approved_count || ' ' || approved_reason || ' ' || (approved_by LIKE"
+				" session_user || ' (retentionctl approve)') FROM retention.rule_versions WHERE id = 2",
+				0, NULL, "30000 DPA-2026-14: chat logs kept 7 days true");
+	ck_assert_int_eq(fx_ctl(conf, "shorten", &out, &err, "approve", "--policy", "p", "--reason", "again", NULL), 0);
+	ck_assert_msg(strstr(out, "rule version 2 is approved already"), "%s", out);
+	free(out);
+	free(err);
+
+	/* A restart does not block the approved version again. */
+	fx_stop_daemon(pid);
+	add_rows(conn, 200001, 15000, 30);
+	mark = fx_log_mark(log);
+	pid = fx_start_daemon(conf, log);
+	ck_assert_msg(fx_poll_true(conn, "SELECT count(*) = 0 FROM app.t", 60), "approved version blocked at restart");
+	/* Nor a reload back to version 1, and then to version 2 again. */
+	add_rows(conn, 300001, 12000, 30);
+	reload_as(conf, "shorten", "90 days", NULL, pid, log);
+	reload_as(conf, "shorten", "7 days", NULL, pid, log);
+	ck_assert_msg(fx_poll_true(conn, "SELECT count(*) = 0 FROM app.t", 60), "approved version blocked at reload");
+	ck_assert(!fx_log_has_after(log, mark, "would newly purge"));
+	test_assert_query_value(conn, "SELECT count(*) FROM retention.rule_versions", 0, NULL, "2");
+	fx_assert_chain_intact(conn);
+	fx_stop_daemon(pid);
+	unlink(seven);
+	free(seven);
+	free(conf);
+	free(log);
+	PQfinish(conn);
+}
+END_TEST
+
+/*
+ * Done when: a new policy over a large table blocks, and --once obeys the
+ * guard and says so; under the threshold nothing blocks.
+ */
+START_TEST(test_a_new_policy_over_a_large_table_blocks)
+{
+	PGconn *conn = guard_db("newpolicy");
+	char *conf = guard_config("newpolicy", "1 day", "guard_records = 100;");
+	char *log = fx_log_path("newpolicy");
+	char *out, *err;
+	pid_t pid;
+	add_rows(conn, 1, 150, 3);
+	ck_assert_int_eq(fx_run_once(conf, &out, &err), 1);
+	ck_assert_msg(strstr(err,
+			     "policy p: rule version 1 would newly purge 150 records, more than guard_records (100);"
+			     " purging nothing (a new policy) until it is approved: retentionctl approve"
+			     " --policy p --reason TEXT (--once obeys it too)"),
+		      "%s", err);
+	free(out);
+	free(err);
+	ck_assert_int_eq(count_rows(conn), 150);
+	pid = fx_start_daemon(conf, log);
+	fx_wait_for_log(log, "rule version 1 would newly purge 150 records", 10);
+	ck_assert_int_eq(
+		fx_ctl(conf, "newpolicy", &out, &err, "approve", "--policy", "p", "--reason", "first run", NULL), 0);
+	free(out);
+	free(err);
+	ck_assert_msg(fx_poll_true(conn, "SELECT count(*) = 0 FROM app.t", 20), "not purged after the approval");
+	fx_stop_daemon(pid);
+
+	/* Under the threshold: a second policy-like change (a longer batch) is no change; 100 new due records purge. */
+	add_rows(conn, 1001, 100, 3);
+	ck_assert_int_eq(fx_run_once(conf, &out, &err), 0);
+	ck_assert_int_eq(count_rows(conn), 0);
+	free(out);
+	free(err);
+	free(conf);
+	free(log);
+	PQfinish(conn);
+}
+END_TEST
+
+/*
+ * Exempt values and clocks: removing an exempt value newly makes the records
+ * it kept due, and while that waits the records neither version exempts are
+ * purged and the ones the old version exempts are not; a changed clock
+ * cannot be compared row by row, so nothing is purged until approval.
+ */
+START_TEST(test_an_exemption_removed_or_a_clock_changed_waits)
+{
+	PGconn *conn = guard_db("exempt");
+	const char *both = "guard_records = 10; exempt = { column = \"flag\"; values = [ \"keep\", \"monitor\" ]; };";
+	const char *one = "guard_records = 10; exempt = { column = \"flag\"; values = [ \"monitor\" ]; };";
+	char *conf = guard_config("exempt", "1 day", both);
+	char *log = fx_log_path("exempt");
+	long mark;
+	pid_t pid;
+	add_rows(conn, 1, 30, 3);
+	test_exec(conn, "UPDATE app.t SET flag = CASE WHEN id <= 20 THEN 'keep' WHEN id <= 25 THEN 'monitor' END");
+	pid = fx_start_daemon(conf, log);
+	ck_assert(fx_poll_true(conn, "SELECT count(*) = 25 FROM app.t", 10));
+	/* Twenty records kept for "keep" become due: more than 10. Record 40, exempt under neither, is purged. */
+	add_rows(conn, 40, 1, 3);
+	mark = fx_log_mark(log);
+	reload_as(conf, "exempt", "1 day", one, pid, log);
+	fx_wait_for_log_after(log, mark, "rule version 2 would newly purge 20 records", 10);
+	ck_assert_msg(fx_wait_row_gone(conn, "app.t", "40", 10), "a record neither version exempts was kept");
+	ck_assert_int_eq(count_rows(conn), 25);
+
+	/* Another clock column: what both versions make due cannot be told row by row. */
+	test_exec(conn, "ALTER TABLE app.t ADD COLUMN d timestamptz; UPDATE app.t SET d = now() - interval '3 days'");
+	add_rows(conn, 50, 1, 3);
+	test_exec(conn, "UPDATE app.t SET d = c WHERE id = 50");
+	{
+		char *policy = fx_policy("p", "app.t", "id", "d", "1 day", one);
+		char *next = fx_config("exempt", NULL, policy);
+		mark = fx_log_mark(log);
+		ck_assert_int_eq(rename(next, conf), 0);
+		ck_assert_int_eq(kill(pid, SIGHUP), 0);
+		free(next);
+		free(policy);
+	}
+	fx_wait_for_log_after(log, mark, "purging nothing (its table, clock or action is not version 1's)", 10);
+	/* Record 50 is due under both clocks and exempt under neither, but the guard cannot know it: kept. */
+	ck_assert(fx_row_exists(conn, "app.t", "50"));
+	fx_stop_daemon(pid);
+	ck_assert(fx_row_exists(conn, "app.t", "50"));
+	free(conf);
+	free(log);
+	PQfinish(conn);
+}
+END_TEST
+
+/*
+ * An upgrade never stops enforcement: a policy that has an audit chain and
+ * no rule version (a schema upgraded from version 7) had its rule in force,
+ * which counts as approved however many records are due.
+ */
+START_TEST(test_an_upgrade_keeps_enforcing)
+{
+	PGconn *conn = guard_db("upgrade8");
+	char *conf = guard_config("upgrade8", "1 day", "guard_records = 10;");
+	char *log = fx_log_path("upgrade8");
+	char *out, *err;
+	add_rows(conn, 1, 5, 3);
+	ck_assert_int_eq(fx_run_once(conf, &out, &err), 0);
+	free(out);
+	free(err);
+	/* As version 7 left it: a chain, no versions. */
+	test_exec(conn, "DELETE FROM retention.rule_versions");
+	add_rows(conn, 100, 50, 3);
+	ck_assert_int_eq(fx_run_once(conf, &out, &err), 0);
+	ck_assert_msg(strstr(err, "approved as the rule in force before rule versions were recorded"), "%s", err);
+	free(out);
+	free(err);
+	ck_assert_int_eq(count_rows(conn), 0);
+	test_assert_query_value(
+		conn, "SELECT approved_reason || ' ' || (approved_count IS NULL) FROM retention.rule_versions", 0, NULL,
+		"in force before rule versions were recorded true");
+	fx_assert_chain_intact(conn);
+	free(conf);
+	free(log);
+	PQfinish(conn);
+}
+END_TEST
+
+/* Runs what `retentionctl grants --for WHAT --role ROLE` prints, as the superuser of CONN. */
+static void apply_grants(PGconn *conn, const char *conf, const char *db, const char *what, const char *role)
+{
+	char *out, *err;
+	ck_assert_msg(fx_ctl(conf, db, &out, &err, "grants", "--for", what, "--role", role, NULL) == 0, "%s", err);
+	test_exec(conn, out);
+	free(out);
+	free(err);
+}
+
+/*
+ * The documented role for approvals does its tasks as itself: without its
+ * grants retentionctl says what prints them; with them its member lists
+ * what waits and approves it, and the approval names the member.
+ */
+START_TEST(test_the_rules_role_approves_as_itself)
+{
+	PGconn *conn = guard_db("dporole");
+	char *conf = guard_config("dporole", "1 day", "guard_records = 5;");
+	char *out, *err;
+	add_rows(conn, 1, 10, 3);
+	test_exec(conn,
+		  "DO $$ BEGIN CREATE ROLE dporole_dpo NOLOGIN; CREATE ROLE dporole_carol LOGIN IN ROLE dporole_dpo;"
+		  " EXCEPTION WHEN duplicate_object THEN NULL; END $$");
+	ck_assert_int_eq(fx_ctl(conf, "dporole user=dporole_carol", &out, &err, "approve", "--policy", "p", "--reason",
+				"first run", NULL),
+			 1);
+	ck_assert_msg(strstr(err, "role dporole_carol lacks a privilege that retentionctl approve needs:"
+				  " 'retentionctl grants --for rules' prints the GRANTs"),
+		      "%s", err);
+	free(out);
+	free(err);
+	apply_grants(conn, conf, "dporole", "rules", "dporole_dpo");
+	ck_assert_int_eq(fx_ctl(conf, "dporole user=dporole_carol", &out, &err, "--format", "csv", "pending", NULL), 0);
+	ck_assert_msg(strstr(out, "\"10\"\n"), "%s%s", out, err);
+	free(out);
+	free(err);
+	ck_assert_int_eq(fx_ctl(conf, "dporole user=dporole_carol", &out, &err, "approve", "--policy", "p", "--reason",
+				"first run", NULL),
+			 0);
+	free(out);
+	free(err);
+	test_assert_query_value(conn, "SELECT approved_by || ' ' || approved_count FROM retention.rule_versions", 0,
+				NULL, "dporole_carol (retentionctl approve) 10");
+	ck_assert_int_eq(fx_run_once(conf, &out, &err), 0);
+	ck_assert_int_eq(count_rows(conn), 0);
+	free(out);
+	free(err);
+	free(conf);
+	PQfinish(conn);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("guard");
+	TCase *tc = test_tcase("rule versions", 240);
+	tcase_add_test(tc, test_shortening_a_rule_waits_for_approval);
+	tcase_add_test(tc, test_a_new_policy_over_a_large_table_blocks);
+	tcase_add_test(tc, test_an_exemption_removed_or_a_clock_changed_waits);
+	tcase_add_test(tc, test_an_upgrade_keeps_enforcing);
+	tcase_add_test(tc, test_the_rules_role_approves_as_itself);
+	suite_add_tcase(s, tc);
+	return test_run_suite(s);
+}
