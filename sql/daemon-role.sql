@@ -45,6 +45,9 @@ GRANT SELECT ON retention.rule_versions TO :"role";
 GRANT EXECUTE ON FUNCTION retention.rule_state(text, text, text, text),
     retention.rule_seen(text, text, text, interval, text, text[], text),
     retention.rule_approve(bigint, bigint, text, text, boolean) TO :"role";
+-- database.max_replication_lag: the standbys' replay lag, read through the
+-- function as the schema's owner.
+GRANT EXECUTE ON FUNCTION retention.replication_lag() TO :"role";
 -- Data subjects' requests: the daemon reads open erasure requests, records
 -- what each policy did, closes a request once nothing erasable is left, and
 -- replaces a closed request's identities by their pseudonyms.

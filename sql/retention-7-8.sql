@@ -139,6 +139,22 @@ REVOKE ALL ON FUNCTION retention.rule_state(text, text, text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION retention.rule_seen(text, text, text, interval, text, text[], text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION retention.rule_approve(bigint, bigint, text, text, boolean) FROM PUBLIC;
 
+-- How far behind the streaming standbys replay (database.max_replication_lag):
+-- how many are connected, of how many the lag can be read, and the largest
+-- replay lag in seconds (0 while none lags). pg_stat_replication shows the
+-- lag only to roles with the privileges of pg_read_all_stats: this function
+-- reads it as the schema's owner, so that the daemon's role needs no right to
+-- read every session's statistics.
+CREATE FUNCTION retention.replication_lag(OUT standbys integer, OUT readable integer, OUT lag_seconds float8)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+    SELECT pg_catalog.count(*)::integer, pg_catalog.count(r.state)::integer,
+           coalesce(extract(epoch FROM pg_catalog.max(r.replay_lag)), 0)::float8
+      FROM pg_catalog.pg_stat_replication r
+$$;
+REVOKE ALL ON FUNCTION retention.replication_lag() FROM PUBLIC;
+
 -- The guard before a batch's COMMIT counts rule versions too: code of a
 -- table's owner running in a batch must not approve a rule.
 CREATE OR REPLACE FUNCTION retention.audit_writes() RETURNS bigint
@@ -174,7 +190,8 @@ BEGIN
                 AND a.grantee <> c.relowner AND a.grantee <> 0 AND a.privilege_type = 'INSERT'
     LOOP
         EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION retention.rule_seen(text, text, text, interval, text,'
-                                  ' text[], text), retention.rule_approve(bigint, bigint, text, text, boolean) TO %s',
+                                  ' text[], text), retention.rule_approve(bigint, bigint, text, text, boolean),'
+                                  ' retention.replication_lag() TO %s',
                                   g.grantee);
     END LOOP;
 END

@@ -32,12 +32,14 @@ const char *const config_known_keys[] = {
 	"database.time_zone",
 	"database.statement_timeout",
 	"database.lock_timeout",
+	"database.max_replication_lag",
 	"daemon.instance",
 	"daemon.resync_interval",
 	"daemon.log_level",
 	"daemon.quarantine_retry",
 	"daemon.metrics_listen",
 	"daemon.guard_records",
+	"daemon.max_purge_rate",
 	"audit.key_file",
 	"audit.pseudonymize",
 	"policies.name",
@@ -996,7 +998,9 @@ static void lookup_timeout(struct parse_ctx *ctx, const config_setting_t *g, con
 
 static void parse_database(struct parse_ctx *ctx, const config_setting_t *root, struct config *cfg)
 {
-	static const char *const keys[] = {"conninfo", "time_zone", "statement_timeout", "lock_timeout", NULL};
+	static const char *const keys[] = {"conninfo",     "time_zone",           "statement_timeout",
+					   "lock_timeout", "max_replication_lag", NULL};
+	double seconds;
 	const config_setting_t *g = config_setting_get_member(root, "database");
 	if (g && !config_setting_is_group(g)) {
 		report(ctx, g, "database", "must be a group { ... }");
@@ -1013,12 +1017,17 @@ static void parse_database(struct parse_ctx *ctx, const config_setting_t *root, 
 	}
 	lookup_timeout(ctx, g, "statement_timeout", "60 seconds", &cfg->statement_timeout);
 	lookup_timeout(ctx, g, "lock_timeout", "5 seconds", &cfg->lock_timeout);
+	if (lookup_duration_as(ctx, g, "max_replication_lag", "database", false, "0 seconds", &cfg->max_replication_lag,
+			       true) &&
+	    (!duration_to_seconds(&cfg->max_replication_lag, &seconds) || seconds < 0))
+		report(ctx, config_setting_get_member(g, "max_replication_lag"), "database.max_replication_lag",
+		       "must be \"0 seconds\" (off) or a duration of seconds to days (no months)");
 }
 
 static void parse_daemon(struct parse_ctx *ctx, const config_setting_t *root, struct config *cfg)
 {
-	static const char *const keys[] = {"instance",       "resync_interval", "log_level", "quarantine_retry",
-					   "metrics_listen", "guard_records",   NULL};
+	static const char *const keys[] = {"instance",       "resync_interval", "log_level",      "quarantine_retry",
+					   "metrics_listen", "guard_records",   "max_purge_rate", NULL};
 	const config_setting_t *g = config_setting_get_member(root, "daemon");
 	char *level;
 	const char *why;
@@ -1043,6 +1052,8 @@ static void parse_daemon(struct parse_ctx *ctx, const config_setting_t *root, st
 		       "must be \"0 seconds\" (retry only on retentionctl quarantine retry) or a duration of seconds to days (no"
 		       " months)");
 	}
+	cfg->max_purge_rate = 0;
+	lookup_count(ctx, g, "max_purge_rate", "daemon", 0, CONFIG_PURGE_RATE_MAX, &cfg->max_purge_rate);
 	cfg->guard_records = CONFIG_GUARD_RECORDS_DEFAULT;
 	lookup_count(ctx, g, "guard_records", "daemon", 0, CONFIG_GUARD_RECORDS_MAX, &cfg->guard_records);
 	cfg->metrics_listen = lookup_string(ctx, g, "metrics_listen", "daemon", false, "");

@@ -18,6 +18,7 @@
 /* A rule change that would newly make more records due than this waits for approval; 0: never. */
 #define CONFIG_GUARD_RECORDS_DEFAULT 10000
 #define CONFIG_GUARD_RECORDS_MAX     1000000000000LL
+#define CONFIG_PURGE_RATE_MAX        100000000LL
 
 /* A calendar duration, kept in PostgreSQL's interval fields so the server does the arithmetic. */
 struct duration {
@@ -88,12 +89,15 @@ struct config {
 	bool time_zone_given; /* database.time_zone is in the file (else UTC) */
 	struct duration statement_timeout;
 	struct duration lock_timeout;
+	struct duration
+		max_replication_lag; /* purging of backlog pauses while a standby replays further behind; 0: off */
 	char *instance;
 	struct duration resync_interval;
 	/* A quarantined record is tried again this long after it failed, doubling per failure; 0: by hand only. */
 	struct duration quarantine_retry;
-	char *metrics_listen;    /* "host:port", "[v6]:port" or "unix:PATH" for GET /metrics; "" for none */
-	long long guard_records; /* the policies' default (policies.guard_records) */
+	char *metrics_listen;     /* "host:port", "[v6]:port" or "unix:PATH" for GET /metrics; "" for none */
+	long long guard_records;  /* the policies' default (policies.guard_records) */
+	long long max_purge_rate; /* backlog records per second, all policies together; 0: no limit */
 	enum log_level log_level;
 	struct config_audit audit;
 	struct policy *policies;

@@ -21,6 +21,7 @@ struct policy_state;
 struct reload_check;
 struct requests;
 struct metrics;
+struct throttle;
 struct purge_hooks;
 struct daemon;
 
@@ -55,6 +56,7 @@ struct daemon {
 	size_t n_policies;
 	struct requests *requests; /* data subjects' erasure requests (request.c) */
 	struct metrics *metrics;   /* what GET /metrics shows (metrics.c) */
+	struct throttle *throttle; /* the rate of backlog purging, and the pause for replication lag */
 	const struct daemon_hooks *hooks;
 	const struct purge_hooks *purge_hooks; /* the scheduler's, for purge runs it or a request starts */
 	struct event *resync_timer;

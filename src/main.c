@@ -27,6 +27,7 @@
 #include "schema.h"
 #include "sdnotify.h"
 #include "session.h"
+#include "throttle.h"
 #include "util.h"
 
 #ifndef SYSCONFDIR
@@ -154,6 +155,8 @@ static void status_changed(struct daemon *d)
 							    : METRICS_NOT_BLOCKED,
 				       ps->newly_due);
 	}
+	metrics_throttle(d->metrics, throttle_rate_limited(d->throttle), throttle_lagging(d->throttle),
+			 throttle_lag_seconds(d->throttle));
 	/* Waiting a moment lets a backlog's batches share one row update. */
 	if (!d->once && d->status_timer && !evtimer_pending(d->status_timer, NULL))
 		evtimer_add(d->status_timer, &soon);
@@ -242,6 +245,7 @@ static void on_settings_read(PGresult *res, void *arg)
 	free(d->session_settings);
 	d->session_settings = xstrdup(PQgetvalue(res, 0, 0));
 	d->session_ready = true;
+	throttle_connection(d->throttle, true);
 	if (!d->once)
 		send_heartbeat(d);
 	scheduler_wake_all(d);
@@ -315,6 +319,7 @@ static void on_lost(struct pgconn *conn, void *arg)
 	struct daemon *d = arg;
 	(void)conn;
 	d->session_ready = false;
+	throttle_connection(d->throttle, false);
 	metrics_connection(d->metrics, false, false);
 	scheduler_connection_lost(d);
 	if (d->once) {
@@ -465,6 +470,7 @@ static void apply_pending_config(struct daemon *d)
 	log_set_level(d->cfg->log_level);
 	/* Another conninfo may reach another database: a head committed to one says nothing of another's chain. */
 	scheduler_reload(d, strcmp(old->conninfo, d->cfg->conninfo) == 0);
+	throttle_configure(d->throttle, d->cfg);
 	/* A listener that cannot be opened keeps the one before: the daemon purges either way. */
 	configure_metrics(d);
 	duration_to_seconds(&d->cfg->resync_interval, &resync);
@@ -1105,8 +1111,10 @@ int main(int argc, char **argv)
 		evtimer_add(watchdog, &half);
 	}
 
+	d->throttle = throttle_new(d, scheduler_throttle_turn);
 	scheduler_init(d);
 	requests_init(d);
+	throttle_configure(d->throttle, d->cfg);
 	d->metrics = metrics_new(d->base);
 	if (!configure_metrics(d))
 		fatal("cannot serve metrics: see the line before");
@@ -1130,6 +1138,7 @@ int main(int argc, char **argv)
 	metrics_free(d->metrics);
 	requests_free(d);
 	scheduler_free(d);
+	throttle_free(d->throttle);
 	config_free(d->cfg);
 	config_free(d->pending_cfg);
 	free(d->session_settings);

@@ -97,6 +97,8 @@ struct metrics {
 	bool connected, primary;
 	bool requests_counted;
 	long long requests_open, requests_overdue;
+	bool throttled_rate, throttled_lag;
+	double replication_lag;
 };
 
 struct metrics *metrics_new(struct event_base *base)
@@ -232,6 +234,13 @@ void metrics_policy_blocked(struct metrics *m, const char *policy, enum metrics_
 		p->blocked = why;
 		p->waiting = why == METRICS_BLOCKED_APPROVAL ? waiting : 0;
 	}
+}
+
+void metrics_throttle(struct metrics *m, bool rate, bool lagging, double lag)
+{
+	m->throttled_rate = rate;
+	m->throttled_lag = lagging;
+	m->replication_lag = lag;
 }
 
 void metrics_requests(struct metrics *m, long long open, long long overdue)
@@ -391,8 +400,16 @@ char *metrics_render(const struct metrics *m, time_t now)
 	       "1 if the server takes writes; 0 on a standby (in recovery), where nothing is purged.");
 	evbuffer_add_printf(b, "retentiond_database_primary %d\n", m->connected && m->primary);
 	family(b, "retentiond_throttled", "gauge",
-	       "1 while purging is paused for REASON: standby (the server is in recovery).");
+	       "1 while purging is held back for REASON: standby (the server is in recovery, nothing is purged),"
+	       " rate (backlog waits for daemon.max_purge_rate), replication_lag (backlog waits while a standby"
+	       " replays further behind than database.max_replication_lag).");
 	evbuffer_add_printf(b, "retentiond_throttled{reason=\"standby\"} %d\n", m->connected && !m->primary);
+	evbuffer_add_printf(b, "retentiond_throttled{reason=\"rate\"} %d\n", m->throttled_rate);
+	evbuffer_add_printf(b, "retentiond_throttled{reason=\"replication_lag\"} %d\n", m->throttled_lag);
+	family(b, "retentiond_replication_lag_seconds", "gauge",
+	       "The largest replay lag of the streaming standbys, as last asked (with database.max_replication_lag"
+	       " set; 0 otherwise).");
+	evbuffer_add_printf(b, "retentiond_replication_lag_seconds %.6f\n", m->replication_lag);
 	render_policies(m, b, now);
 	if (m->requests_counted) {
 		family(b, "retentiond_requests_open", "gauge", "Data subjects' requests open.");

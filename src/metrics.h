@@ -54,6 +54,8 @@ void metrics_policy_counts(struct metrics *m, const char *policy, const struct m
 /* WAITING: with METRICS_BLOCKED_APPROVAL, the records the rule would newly purge once approved. */
 void metrics_policy_blocked(struct metrics *m, const char *policy, enum metrics_policy_blocked why, long long waiting);
 void metrics_requests(struct metrics *m, long long open, long long overdue);
+/* Backlog waits for the rate (RATE) or for the standbys, which replay LAG seconds behind (LAGGING). */
+void metrics_throttle(struct metrics *m, bool rate, bool lagging, double lag);
 
 /* The text a scrape gets (malloc'd), at NOW: for the test of the format, and the handler. */
 char *metrics_render(const struct metrics *m, time_t now);

@@ -1164,7 +1164,12 @@ static char *build_begin(const char *siblings)
 		siblings);
 }
 
-static char *build_lock(const struct frame *f)
+/*
+ * With FRESH, only the records that fell due within POLICY_FRESH_WINDOW:
+ * what a throttled policy still purges on time. The clock's lower bound,
+ * widened by the slack, keeps it a short range of the clock's index.
+ */
+static char *build_lock(const struct frame *f, bool fresh)
 {
 	struct sbuf b = {NULL, 0};
 	/* Built from a description that may be stale: the purge statement checks it, under the table's lock. */
@@ -1176,6 +1181,13 @@ static char *build_lock(const struct frame *f)
 	       " t.%s::text AS record_key FROM %s t WHERE ",
 	       f->shape->key.quoted, f->shape->table);
 	sb_due_by(&b, f, "pg_catalog.statement_timestamp()");
+	if (fresh)
+		sb_add(&b,
+		       " AND t.%s >= (pg_catalog.statement_timestamp() - '" POLICY_FRESH_WINDOW "'::interval"
+		       " - $2::interval - $3::interval)%s"
+		       " AND %s + $2::interval > pg_catalog.statement_timestamp() - '" POLICY_FRESH_WINDOW
+		       "'::interval",
+		       f->shape->clock.quoted, f->bound_cast, f->clock_at);
 	sb_purgeable(&b, f);
 	sb_add(&b, " ORDER BY t.%s LIMIT $5::integer FOR UPDATE OF t SKIP LOCKED) l", f->shape->clock.quoted);
 	return b.s;
@@ -1671,7 +1683,8 @@ bool policy_sql_build(struct policy_sql *sql, const struct policy *p, const stru
 	sql->validate = build_validate(&f);
 	sql->next_wake = build_next_wake(&f, false);
 	sql->next_wake_checked = build_next_wake(&f, true);
-	sql->lock = build_lock(&f);
+	sql->lock = build_lock(&f, false);
+	sql->lock_fresh = build_lock(&f, true);
 	sql->purge = build_purge(&f);
 	if (p->action == POLICY_ACTION_ANONYMIZE)
 		sql->rewritten = build_rewritten(&f);
@@ -1773,6 +1786,7 @@ void policy_sql_free(struct policy_sql *sql)
 	free(sql->next_wake_checked);
 	free(sql->begin);
 	free(sql->lock);
+	free(sql->lock_fresh);
 	free(sql->purge);
 	free(sql->rewritten);
 	free(sql->pending);

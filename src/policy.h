@@ -161,6 +161,9 @@ struct policy_unapproved {
 	bool in_force_exempts;
 };
 
+/* Records due this recently are purged on time however purging is throttled (throttle.h). */
+#define POLICY_FRESH_WINDOW "1 minute"
+
 /* A policy's SQL, built once from its shape. */
 struct policy_sql {
 	char *table;    /* as in policy_shape */
@@ -169,7 +172,8 @@ struct policy_sql {
 	char *next_wake_checked; /* the same, and whether the catalog changed since the description ($13 ask) */
 	char *begin; /* simple query: BEGIN; -> whether it holds the lock of every policy of the table, audit writes */
 	char *lock;  /* enum policy_lock_column: locks the next batch of due records */
-	char *purge; /* enum policy_purge_column: purges the locked rows ($13 oids, $14 tids) */
+	char *lock_fresh;        /* the same, of the records that fell due within POLICY_FRESH_WINDOW only */
+	char *purge;             /* enum policy_purge_column: purges the locked rows ($13 oids, $14 tids) */
 	char *rewritten;         /* anonymize only: which of the keys $13 no longer stand anonymized */
 	char *pending;           /* enum policy_pending_column ($13 window) */
 	char *quarantine_stale;  /* drops quarantine rows whose record is gone ($1 policy only); -> how many */

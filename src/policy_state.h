@@ -63,6 +63,15 @@ struct policy_state {
 	double locked_elsewhere_since; /* when its lock or its due rows were first found taken, 0 if not */
 	bool locked_elsewhere_warned;
 	int limit; /* rows per batch now: policy->batch, smaller while a failing batch is split */
+	/* What the throttle lets the batch in flight lock (throttle.h). */
+	enum batch_kind {
+		BATCH_DUE,   /* due records, `batch_limit` of them */
+		BATCH_FRESH, /* throttled: only records that fell due within POLICY_FRESH_WINDOW */
+		BATCH_PROBE, /* throttled, nothing fresh left: locks one due record, purging nothing, to learn if backlog is left */
+	} batch_kind;
+	long long batch_limit;
+	bool batch_granted; /* its limit was taken from the throttle: what it did not lock goes back */
+	bool fresh_done;    /* throttled, and the fresh records are purged: the next batch probes or waits */
 	struct batch batch;
 	long long split_left;         /* records of a failed batch not tried since (bisection), 0 if none */
 	long long quarantined_in_row; /* records first quarantined since the last batch that purged any */

@@ -22,6 +22,7 @@
 #include "metrics.h"
 #include "sdnotify.h"
 #include "session.h"
+#include "throttle.h"
 #include "util.h"
 
 /*
@@ -420,7 +421,7 @@ static void on_commit(PGresult *res, void *arg)
 {
 	struct policy_state *ps = arg;
 	struct batch *b = &ps->batch;
-	int limit = ps->limit;
+	long long limit = ps->batch_limit;
 
 	if (res == NULL) {
 		/* The server may have committed before the connection went: the audit log tells. */
@@ -468,13 +469,22 @@ static void on_commit(PGresult *res, void *arg)
 			ps->limit = ps->policy->batch;
 		}
 	}
+	if (ps->batch_granted)
+		throttle_give_back(ps->d->throttle, limit - b->locked);
+	else
+		throttle_charge(ps->d->throttle, b->locked);
 	if (b->n_unpurged > 0) {
 		char *keys = policy_text_array(b->unpurged, b->n_unpurged);
 		quarantine(ps, keys,
 			   "it was locked as due, but deleting or updating it changed nothing (a BEFORE trigger that"
 			   " returns NULL, a rule, or row-level security)");
 		free(keys);
+	} else if (ps->batch_kind == BATCH_FRESH) {
+		/* Records that just fell due: on, until none is left; then backlog, if any, by the throttle. */
+		ps->fresh_done = b->locked < limit;
+		next_batch(ps);
 	} else if (b->locked < limit && ps->split_left == 0) {
+		ps->fresh_done = false;
 		finish(ps, PURGE_DONE);
 	} else {
 		next_batch(ps);
@@ -836,6 +846,14 @@ static void on_locked(PGresult *res, void *arg)
 		return;
 	}
 	b->locked = atoll(PQgetvalue(res, 0, LOCK_COUNT));
+	if (ps->batch_kind == BATCH_PROBE && b->locked > 0) {
+		/* Backlog is left, and held back: nothing of it is purged before its turn. */
+		rollback(ps);
+		ps->fresh_done = false;
+		throttle_wait(ps->d->throttle, ps);
+		finish(ps, PURGE_THROTTLED);
+		return;
+	}
 	if (b->locked == 0) {
 		/* Nothing to purge: end the transaction, which releases the policy's lock. */
 		commit(ps);
@@ -883,6 +901,7 @@ static void on_lock_policy(PGresult *res, void *arg)
 		return;
 	}
 	purge_params(ps, params, types, limit);
+	snprintf(limit, sizeof(limit), "%lld", ps->batch_limit);
 	if (ps->erasing) {
 		/* A data subject's erasure request: the subject's records, due or not. */
 		params[POLICY_PARAM_EXTRA] = ps->erase_values;
@@ -890,15 +909,46 @@ static void on_lock_policy(PGresult *res, void *arg)
 		types[POLICY_PARAM_EXTRA] = types[POLICY_PARAM_EXTRA + 1] = 0;
 		n += 2;
 	}
-	if (!pgconn_query(ps->d->pg, ps, PGCONN_PREPARED, ps->erasing ? ps->sql.erase_lock : ps->sql.lock, n, types,
-			  params, on_locked, ps))
+	if (!pgconn_query(ps->d->pg, ps, PGCONN_PREPARED,
+			  ps->erasing                     ? ps->sql.erase_lock
+			  : ps->batch_kind == BATCH_FRESH ? ps->sql.lock_fresh
+							  : ps->sql.lock,
+			  n, types, params, on_locked, ps))
 		finish(ps, PURGE_FAILED);
+}
+
+/*
+ * What the next batch may lock. Unthrottled, or splitting a failed batch:
+ * its limit. Throttled: what the throttle grants of backlog; else the records
+ * that just fell due, which are never held back; then one record locked and
+ * let go, to learn whether backlog is left to wait in line for.
+ */
+static void choose_batch(struct policy_state *ps)
+{
+	struct throttle *t = ps->d->throttle;
+	long long granted;
+	ps->batch_kind = BATCH_DUE;
+	ps->batch_limit = ps->limit;
+	ps->batch_granted = false;
+	if (ps->erasing || ps->split_left > 0 || !throttle_active(t))
+		return;
+	if ((granted = throttle_take(t, ps, ps->limit)) > 0) {
+		ps->batch_limit = granted;
+		ps->batch_granted = true;
+		ps->fresh_done = false;
+	} else if (!ps->fresh_done) {
+		ps->batch_kind = BATCH_FRESH;
+	} else {
+		ps->batch_kind = BATCH_PROBE;
+		ps->batch_limit = 1;
+	}
 }
 
 static void begin_batch(struct policy_state *ps)
 {
 	INVARIANT(ps->phase == POLICY_PURGING);
 	purge_batch_clear(&ps->batch);
+	choose_batch(ps);
 	if (!pgconn_query(ps->d->pg, ps, PGCONN_TXN_BEGIN | PGCONN_SIMPLE, ps->sql.begin, 0, NULL, NULL, on_lock_policy,
 			  ps))
 		finish(ps, PURGE_FAILED);

@@ -9,11 +9,12 @@
 #include "policy_state.h"
 
 enum purge_outcome {
-	PURGE_DONE,    /* the last batch was short: nothing more is due now */
-	PURGE_LOCKED,  /* another instance or a hold placement holds the policy's lock */
-	PURGE_FAILED,  /* rolled back; retried with backoff */
-	PURGE_STOPPED, /* stopping or reloading: the batch in flight ended, no new one started */
-	PURGE_STALE,   /* the table changed since it was described: describe it again, then purge */
+	PURGE_DONE,      /* the last batch was short: nothing more is due now */
+	PURGE_LOCKED,    /* another instance or a hold placement holds the policy's lock */
+	PURGE_FAILED,    /* rolled back; retried with backoff */
+	PURGE_STOPPED,   /* stopping or reloading: the batch in flight ended, no new one started */
+	PURGE_STALE,     /* the table changed since it was described: describe it again, then purge */
+	PURGE_THROTTLED, /* backlog is left, which waits its turn (throttle.h); what just fell due is purged */
 };
 
 /* What a purge run reports, to whoever started it (the scheduler sets them: d->purge_hooks). */

@@ -21,6 +21,7 @@
 #include "purge.h"
 #include "request.h"
 #include "session.h"
+#include "throttle.h"
 #include "util.h"
 
 #define RETRY_FIRST_MS 10
@@ -819,6 +820,10 @@ static void purge_finished(struct policy_state *ps, enum purge_outcome outcome)
 		describe_again(ps);
 		ps->purge_wanted = true;
 		break;
+	case PURGE_THROTTLED:
+		/* In line for its turn (scheduler_throttle_turn); meanwhile it looks for records just fallen due. */
+		arm(ps->due_timer, throttle_turn_in(d->throttle));
+		break;
 	}
 	become_idle(ps);
 }
@@ -846,6 +851,7 @@ void scheduler_free(struct daemon *d)
 {
 	for (size_t i = 0; i < d->n_policies; i++) {
 		struct policy_state *ps = &d->policies[i];
+		throttle_forget(d->throttle, ps);
 		event_free(ps->due_timer);
 		event_free(ps->ask_timer);
 		policy_sql_free(&ps->sql);
@@ -915,6 +921,20 @@ static void recheck_waiting_rule(struct policy_state *ps)
 {
 	if (ps->resolved && ps->sql.unapproved)
 		ps->resolved = false;
+}
+
+void scheduler_throttle_turn(struct policy_state *ps)
+{
+	if (!policy_may_start(ps))
+		return;
+	if (ps->phase != POLICY_IDLE) {
+		ps->purge_wanted = true;
+		return;
+	}
+	if (ps->resolved)
+		start_purge(ps);
+	else
+		resolve_table(ps);
 }
 
 void scheduler_wake_all(struct daemon *d)

@@ -24,6 +24,8 @@ void scheduler_free(struct daemon *d);
 void scheduler_reload(struct daemon *d, bool same_database);
 /* The session is (again) usable: look every policy up and ask when it is next due. */
 void scheduler_wake_all(struct daemon *d);
+/* The throttle's line: PS's turn to purge backlog has come. */
+void scheduler_throttle_turn(struct policy_state *ps);
 /* A notify_clock() payload: the quoted, qualified name of a table whose clocks changed. */
 void scheduler_table_changed(struct daemon *d, const char *table);
 /* A "policy:NAME" payload: something other than a clock changed for NAME (a hold was released). */

@@ -345,6 +345,55 @@ START_TEST(test_the_rules_role_approves_as_itself)
 }
 END_TEST
 
+/*
+ * Done when: a rate of 2,000/s stretches a 10,000-record backlog to at least
+ * 5 s while a record of another policy falling due meanwhile is purged within
+ * 1 s of its due time.
+ */
+START_TEST(test_a_rate_limit_holds_back_backlog_not_records_falling_due)
+{
+	PGconn *conn = guard_db("rate");
+	char *a = fx_policy("a", "app.t", "id", "c", "1 day", "guard_records = 0;");
+	char *b = fx_policy("b", "app.fresh", "id", "c", "3 seconds", "guard_records = 0;");
+	char *policies = xasprintf("%s, %s", a, b);
+	char *conf = fx_config("rate", "max_purge_rate = 2000;", policies);
+	char *log = fx_log_path("rate");
+	double started, took;
+	char *late;
+	pid_t pid;
+	test_exec(conn, "CREATE TABLE app.fresh (id int PRIMARY KEY, c timestamptz);");
+	fx_grant(conn, "app");
+	add_rows(conn, 1, 10000, 2);
+	/* Due 3 s after it is written: about 2 s into the backlog. */
+	test_exec(conn, "INSERT INTO app.fresh VALUES (1, now() + interval '1 second')");
+	started = test_now();
+	pid = fx_start_daemon(conf, log);
+	ck_assert_msg(fx_poll_true(conn, "SELECT count(*) = 0 FROM app.t", 60), "the backlog was not purged");
+	took = test_now() - started;
+	ck_assert_msg(took >= 5.0, "10,000 records at 2,000/s took %.2f s", took);
+	ck_assert_msg(took < 20.0, "10,000 records at 2,000/s took %.2f s", took);
+	late = test_query_value(
+		conn, "SELECT extract(epoch FROM purged_at - due_at) FROM retention.audit_log WHERE policy = 'b'", 0,
+		NULL);
+	ck_assert_msg(atof(late) >= 0 && atof(late) < 1.0, "purged %s s after due, behind the backlog", late);
+	/* It fell due while the backlog was being held back. */
+	test_assert_query_value(conn,
+				"SELECT (SELECT purged_at FROM retention.audit_log WHERE policy = 'b') <"
+				" (SELECT max(purged_at) FROM retention.audit_log WHERE policy = 'a')",
+				0, NULL, "t");
+	fx_wait_for_log(log, "purged 1 record from app.fresh", 1);
+	fx_assert_chain_intact(conn);
+	fx_stop_daemon(pid);
+	free(late);
+	free(a);
+	free(b);
+	free(policies);
+	free(conf);
+	free(log);
+	PQfinish(conn);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("guard");
@@ -354,6 +403,7 @@ int main(void)
 	tcase_add_test(tc, test_an_exemption_removed_or_a_clock_changed_waits);
 	tcase_add_test(tc, test_an_upgrade_keeps_enforcing);
 	tcase_add_test(tc, test_the_rules_role_approves_as_itself);
+	tcase_add_test(tc, test_a_rate_limit_holds_back_backlog_not_records_falling_due);
 	suite_add_tcase(s, tc);
 	return test_run_suite(s);
 }

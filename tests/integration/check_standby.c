@@ -113,6 +113,55 @@ START_TEST(test_a_daemon_on_a_standby_purges_nothing_until_promoted)
 }
 END_TEST
 
+/*
+ * Done when: replica lag (replay paused on a real standby with
+ * pg_wal_replay_pause()) pauses purging, and resuming replay resumes it.
+ */
+START_TEST(test_replication_lag_pauses_the_backlog)
+{
+	PGconn *primary = fx_uploads_db("lagging"), *standby;
+	char *conf = fx_uploads_config("lagging", "15 minutes", "batch = 50; guard_records = 0;");
+	char *log = fx_log_path("lagging");
+	char *text, *sql;
+	long long left;
+	pid_t pid;
+	fx_fill_backlog(primary, 3000);
+	harness("standby");
+	standby = standby_connect("lagging");
+	ck_assert(fx_poll_true(standby, "SELECT count(*) = 3000 FROM virusdesk.uploads", 10));
+	test_exec(standby, "SELECT pg_wal_replay_pause()");
+	/* Slow enough that the standby falls behind before the backlog is gone. */
+	text = xasprintf("database = { conninfo = \"dbname=lagging user=" TEST_DAEMON_ROLE "\";"
+			 " max_replication_lag = \"1 second\"; };\n"
+			 "daemon = { instance = \"lagging-1\"; resync_interval = \"1 hour\"; log_level = \"debug\";"
+			 " max_purge_rate = 200; };\n"
+			 "policies = ( { name = \"p\"; service = \"s\"; source = \"s\"; table = \"virusdesk.uploads\";"
+			 " key = \"id\"; clock = \"scan_completed_at\"; retain = \"15 minutes\"; batch = 50;"
+			 " guard_records = 0; } );\n");
+	fx_rewrite(conf, text);
+	pid = fx_start_daemon(conf, log);
+	fx_wait_for_log(log, "purging of backlog paused: a standby replays", 20);
+	left = test_query_ll(primary, "SELECT count(*) FROM virusdesk.uploads");
+	ck_assert_msg(left > 0, "the backlog was gone before the standby fell behind");
+	/* Paused: three seconds later nothing more is purged. */
+	sql = xasprintf("SELECT count(*) < %lld FROM virusdesk.uploads", left);
+	ck_assert_msg(!fx_poll_true(primary, sql, 3), "purging went on while the standby lagged");
+	test_exec(standby, "SELECT pg_wal_replay_resume()");
+	fx_wait_for_log(log, "purging of backlog resumed", 30);
+	ck_assert_msg(fx_poll_true(primary, "SELECT count(*) = 0 FROM virusdesk.uploads", 60),
+		      "the backlog was not purged once the standby caught up");
+	fx_assert_chain_intact(primary);
+	fx_stop_daemon(pid);
+	PQfinish(standby);
+	harness("standby-stop");
+	free(sql);
+	free(text);
+	free(conf);
+	free(log);
+	PQfinish(primary);
+}
+END_TEST
+
 /* The chain head the daemon logged for seq SEQ of POLICY, as "SEQ:HASH" (malloc'd), or NULL. */
 static char *logged_head(const char *log, const char *policy, long long seq)
 {
@@ -238,6 +287,7 @@ int main(void)
 	Suite *s = suite_create("standby");
 	TCase *tc = test_tcase("standby", 120);
 	tcase_add_test(tc, test_a_daemon_on_a_standby_purges_nothing_until_promoted);
+	tcase_add_test(tc, test_replication_lag_pauses_the_backlog);
 	tcase_add_test(tc, test_a_multi_host_conninfo_follows_the_promoted_standby);
 	suite_add_tcase(s, tc);
 	return test_run_suite(s);

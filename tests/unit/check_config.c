@@ -220,6 +220,36 @@ START_TEST(test_quarantine_retry)
 }
 END_TEST
 
+/* The guardrails: guard_records and max_purge_rate are counts, max_replication_lag a duration that may be zero. */
+START_TEST(test_guardrail_keys)
+{
+	struct config *cfg = test_load_config(ONE_POLICY(""), &errs);
+	ck_assert_ptr_nonnull(cfg);
+	ck_assert_int_eq(cfg->guard_records, 10000);
+	ck_assert_int_eq(cfg->policies[0].guard_records, 10000);
+	ck_assert_int_eq(cfg->max_purge_rate, 0);
+	config_free(cfg);
+	cfg = test_load_config(
+		"daemon = { guard_records = 0; max_purge_rate = 2000; };\n"
+		"database = { max_replication_lag = \"30 seconds\"; };\n" ONE_POLICY("guard_records = 7;"),
+		&errs);
+	ck_assert_ptr_nonnull(cfg);
+	ck_assert_int_eq(cfg->guard_records, 0);
+	ck_assert_int_eq(cfg->policies[0].guard_records, 7);
+	ck_assert_int_eq(cfg->max_purge_rate, 2000);
+	ck_assert_int_eq(cfg->max_replication_lag.usecs, 30LL * 1000000);
+	config_free(cfg);
+	expect_one_error("daemon = { max_purge_rate = -1; };\n" ONE_POLICY(""), "daemon.max_purge_rate", "out of range",
+			 NULL);
+	config_errors_clear(&errs);
+	expect_one_error(ONE_POLICY("guard_records = \"many\";"), ".guard_records", "must be an integer", NULL);
+	config_errors_clear(&errs);
+	expect_one_error("database = { max_replication_lag = \"1 month\"; };\n" ONE_POLICY(""),
+			 "database.max_replication_lag", "no months", NULL);
+	config_errors_clear(&errs);
+}
+END_TEST
+
 START_TEST(test_bad_identifier)
 {
 	expect_one_error(ONE_POLICY("subject = \"\";"), "policies[0] (virusdesk-scan-uploads).subject",
@@ -550,6 +580,7 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_invalid_policy_name);
 	tcase_add_test(tc, test_bad_duration);
 	tcase_add_test(tc, test_quarantine_retry);
+	tcase_add_test(tc, test_guardrail_keys);
 	tcase_add_test(tc, test_metrics_listen);
 	tcase_add_test(tc, test_bad_identifier);
 	tcase_add_test(tc, test_batch_out_of_range);
