@@ -65,9 +65,11 @@ struct daemon {
 	bool session_ready;
 	enum server_role server_role;
 	char *session_settings; /* session_settings_sql as the session check read it */
-	bool reload_scheduled;  /* apply_pending_config is queued on the loop */
-	bool once;              /* --once: purge what is due, then exit */
-	bool stopping;          /* SIGTERM: finish the batch in flight, start nothing new */
+	/* Which database the session reached (its name and when its retention schema was made), NULL until read. */
+	char *database_identity;
+	bool reload_scheduled; /* apply_pending_config is queued on the loop */
+	bool once;             /* --once: purge what is due, then exit */
+	bool stopping;         /* SIGTERM: finish the batch in flight, start nothing new */
 	int exit_status;
 	time_t started_at;
 	long long purged_total;

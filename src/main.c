@@ -268,6 +268,25 @@ static void on_listen(PGresult *res, void *arg)
 }
 
 /*
+ * Which database the session reached: its name, and when its retention
+ * schema was installed, which a streaming standby shares with its primary
+ * and another database does not. A chain head committed to one is compared
+ * with that database's chain only.
+ */
+static const char database_identity_sql[] =
+	"SELECT pg_catalog.current_database() OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||)"
+	" coalesce(extract(epoch FROM (SELECT pg_catalog.min(v.applied_at) FROM retention.schema_version v))::text, '')";
+
+static void on_identity_read(PGresult *res, void *arg)
+{
+	struct daemon *d = arg;
+	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
+		return;
+	free(d->database_identity);
+	d->database_identity = xstrdup(PQgetvalue(res, 0, 0));
+}
+
+/*
  * A server in recovery (a standby) takes no writes, nor LISTEN: the daemon
  * purges nothing there, says so once, and asks again at every resync, so
  * that a promotion is followed without a restart.
@@ -297,6 +316,9 @@ static void on_recovery_read(PGresult *res, void *arg)
 	if (d->server_role == SERVER_STANDBY)
 		log_info("the server is no longer in recovery (promoted): purging");
 	d->server_role = SERVER_PRIMARY;
+	/* Answered before LISTEN, and so before any policy runs: the chain heads committed are compared with it. */
+	if (!pgconn_query(d->pg, d, PGCONN_PLAIN, database_identity_sql, 0, NULL, NULL, on_identity_read, d))
+		log_debug("connection gone before asking which database it reached");
 	if (!pgconn_query(d->pg, d, PGCONN_PLAIN, "LISTEN retentiond", 0, NULL, NULL, on_listen, d))
 		log_debug("connection gone before LISTEN");
 }
@@ -468,8 +490,7 @@ static void apply_pending_config(struct daemon *d)
 	d->cfg = d->pending_cfg;
 	d->pending_cfg = NULL;
 	log_set_level(d->cfg->log_level);
-	/* Another conninfo may reach another database: a head committed to one says nothing of another's chain. */
-	scheduler_reload(d, strcmp(old->conninfo, d->cfg->conninfo) == 0);
+	scheduler_reload(d);
 	throttle_configure(d->throttle, d->cfg);
 	/* A listener that cannot be opened keeps the one before: the daemon purges either way. */
 	configure_metrics(d);
@@ -1142,6 +1163,7 @@ int main(int argc, char **argv)
 	config_free(d->cfg);
 	config_free(d->pending_cfg);
 	free(d->session_settings);
+	free(d->database_identity);
 	event_free(sighup);
 	event_free(sigterm);
 	event_free(sigint);

@@ -78,6 +78,7 @@ struct policy_state {
 	time_t run_exhausted_at;      /* when quarantined_in_row last ran out, 0 if it has not */
 	bool quarantine_of_old_table; /* a reload moved it to another table: its quarantined records are the old one's */
 	struct audit_anchor committed; /* the chain head its last batch committed (this process); seq 0 if none */
+	char *committed_in;            /* daemon.database_identity of that commit */
 	long long purged;              /* records purged by this process */
 	long long purged_before_run;   /* `purged` when the current purge run started */
 	long long batches;

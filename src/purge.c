@@ -393,6 +393,8 @@ static void report(struct policy_state *ps)
 		metrics_purged(d->metrics, ps->policy->name, ps->erasing ? "request" : "schedule", b->purged,
 			       ps->erasing ? NULL : b->lateness, time(NULL));
 		ps->committed = b->head;
+		free(ps->committed_in);
+		ps->committed_in = xstrdup(d->database_identity ? d->database_identity : "");
 		ps->quarantined_in_row = 0;
 		ps->run_exhausted_at = 0;
 		ps->purged += b->purged;
@@ -741,7 +743,11 @@ static bool chain_lost_tail(struct policy_state *ps, const PGresult *res)
 	struct chain_gap *g;
 	char lost_from[32], lost_to[32], found_seq[32];
 	const char *params[7];
-	if (mine->seq == 0 || seq > mine->seq || (seq == mine->seq && strcmp(hash, mine->hash) == 0))
+	/* A head committed to another database (a reload changed the conninfo) says nothing of this one's chain. */
+	if (mine->seq == 0 || ps->committed_in == NULL || ps->d->database_identity == NULL ||
+	    strcmp(ps->committed_in, ps->d->database_identity) != 0)
+		return false;
+	if (seq > mine->seq || (seq == mine->seq && strcmp(hash, mine->hash) == 0))
 		return false;
 	g = xcalloc(1, sizeof(*g));
 	g->ps = ps;

@@ -859,6 +859,7 @@ void scheduler_free(struct daemon *d)
 		rule_free(&ps->rule);
 		purge_batch_clear(&ps->batch);
 		free(ps->problem);
+		free(ps->committed_in);
 		free(ps->erase_values);
 	}
 	free(d->policies);
@@ -871,6 +872,7 @@ struct carried {
 	char *name;
 	char *table; /* as configured */
 	struct audit_anchor committed;
+	char *committed_in;
 	long long quarantined_in_row;
 	time_t run_exhausted_at;
 };
@@ -883,14 +885,18 @@ struct carried {
  * must not give a trigger that fails every row a new allowance. A policy
  * now on another table leaves the old table's quarantined records behind.
  */
-void scheduler_reload(struct daemon *d, bool same_database)
+void scheduler_reload(struct daemon *d)
 {
 	size_t n = d->n_policies;
 	struct carried *c = xcalloc(n + 1, sizeof(*c));
 	for (size_t i = 0; i < n; i++) {
 		const struct policy_state *ps = &d->policies[i];
-		c[i] = (struct carried){xstrdup(ps->policy->name), xstrdup(ps->policy->table), ps->committed,
-					ps->quarantined_in_row, ps->run_exhausted_at};
+		c[i] = (struct carried){xstrdup(ps->policy->name),
+					xstrdup(ps->policy->table),
+					ps->committed,
+					ps->committed_in ? xstrdup(ps->committed_in) : NULL,
+					ps->quarantined_in_row,
+					ps->run_exhausted_at};
 	}
 	scheduler_free(d);
 	scheduler_init(d);
@@ -899,8 +905,9 @@ void scheduler_reload(struct daemon *d, bool same_database)
 		for (size_t j = 0; j < n; j++) {
 			if (strcmp(ps->policy->name, c[j].name) != 0)
 				continue;
-			if (same_database)
-				ps->committed = c[j].committed;
+			ps->committed = c[j].committed;
+			ps->committed_in = c[j].committed_in;
+			c[j].committed_in = NULL;
 			if (strcmp(ps->policy->table, c[j].table) == 0) {
 				ps->quarantined_in_row = c[j].quarantined_in_row;
 				ps->run_exhausted_at = c[j].run_exhausted_at;
@@ -912,6 +919,7 @@ void scheduler_reload(struct daemon *d, bool same_database)
 	for (size_t i = 0; i < n; i++) {
 		free(c[i].name);
 		free(c[i].table);
+		free(c[i].committed_in);
 	}
 	free(c);
 }

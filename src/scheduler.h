@@ -17,11 +17,8 @@
 void scheduler_init(struct daemon *d);
 void scheduler_free(struct daemon *d);
 /* d->cfg is the reloaded configuration (the old one still alive): new states, what must outlive a reload carried. */
-/*
- * After a reload, the new policies' states: what outlives a policy's state
- * is carried over by name (with SAME_DATABASE, the chain head it committed).
- */
-void scheduler_reload(struct daemon *d, bool same_database);
+/* After a reload, the new policies' states: what outlives a policy's state is carried over by name. */
+void scheduler_reload(struct daemon *d);
 /* The session is (again) usable: look every policy up and ask when it is next due. */
 void scheduler_wake_all(struct daemon *d);
 /* The throttle's line: PS's turn to purge backlog has come. */

@@ -9,8 +9,8 @@
 #include "throttle.h"
 
 #include <stdlib.h>
-#include <sys/types.h>
 #include <string.h>
+#include <sys/types.h>
 #include <time.h>
 
 #include <event2/event.h>
@@ -147,7 +147,8 @@ static void on_lag(PGresult *res, void *arg)
 	if (res == NULL)
 		return;
 	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
-		log_warn("asking for the standbys' replication lag failed: %s", pgconn_error_text(res, buf, sizeof(buf)));
+		log_warn("asking for the standbys' replication lag failed: %s",
+			 pgconn_error_text(res, buf, sizeof(buf)));
 		return;
 	}
 	if (atoi(PQgetvalue(res, 0, 1)) < atoi(PQgetvalue(res, 0, 0))) {

@@ -218,15 +218,19 @@ START_TEST(test_a_multi_host_conninfo_follows_the_promoted_standby)
 	lost = logged_head(log, "virusdesk-scan-uploads", 2);
 	ck_assert_ptr_nonnull(lost);
 	{
-		/* A reload between the purge and the failover: the head committed is remembered across it. */
-		char *reloaded =
-			xasprintf("database = { conninfo = \"dbname=failover user=" TEST_DAEMON_ROLE " %s\"; };\n"
-				  "daemon = { instance = \"failover-1\"; resync_interval = \"1 second\";"
-				  " log_level = \"debug\"; quarantine_retry = \"2 hours\"; };\n"
-				  "policies = ( { name = \"virusdesk-scan-uploads\"; service = \"VirusDesk\";"
-				  " source = \"s\"; table = \"virusdesk.uploads\"; key = \"id\";"
-				  " clock = \"scan_completed_at\"; retain = \"15 minutes\"; } );\n",
-				  tail);
+		/*
+		 * A reload between the purge and the failover, to a conninfo written
+		 * otherwise that reaches the same database: the head committed is
+		 * remembered across it.
+		 */
+		char *reloaded = xasprintf("database = { conninfo = \"dbname=failover user=" TEST_DAEMON_ROLE
+					   " %s connect_timeout=10\"; };\n"
+					   "daemon = { instance = \"failover-1\"; resync_interval = \"1 second\";"
+					   " log_level = \"debug\"; quarantine_retry = \"2 hours\"; };\n"
+					   "policies = ( { name = \"virusdesk-scan-uploads\"; service = \"VirusDesk\";"
+					   " source = \"s\"; table = \"virusdesk.uploads\"; key = \"id\";"
+					   " clock = \"scan_completed_at\"; retain = \"15 minutes\"; } );\n",
+					   tail);
 		long mark = fx_log_mark(log);
 		fx_rewrite(conf, reloaded);
 		ck_assert_int_eq(kill(pid, SIGHUP), 0);
