@@ -473,7 +473,7 @@ static void on_commit(PGresult *res, void *arg)
 	}
 	if (ps->batch_granted)
 		throttle_give_back(ps->d->throttle, limit - b->locked);
-	else
+	else if (ps->batch_kind != BATCH_PROBE)
 		throttle_charge(ps->d->throttle, b->locked);
 	if (b->n_unpurged > 0) {
 		char *keys = policy_text_array(b->unpurged, b->n_unpurged);
@@ -481,6 +481,11 @@ static void on_commit(PGresult *res, void *arg)
 			   "it was locked as due, but deleting or updating it changed nothing (a BEFORE trigger that"
 			   " returns NULL, a rule, or row-level security)");
 		free(keys);
+	} else if (ps->batch_kind == BATCH_PROBE && b->locked > 0) {
+		/* Backlog is left, and held back: it waits in line, and nothing of it is purged before its turn. */
+		ps->fresh_done = false;
+		throttle_wait(ps->d->throttle, ps);
+		finish(ps, PURGE_THROTTLED);
 	} else if (ps->batch_kind == BATCH_FRESH) {
 		/* Records that just fell due: on, until none is left; then backlog, if any, by the throttle. */
 		ps->fresh_done = b->locked < limit;
@@ -852,16 +857,8 @@ static void on_locked(PGresult *res, void *arg)
 		return;
 	}
 	b->locked = atoll(PQgetvalue(res, 0, LOCK_COUNT));
-	if (ps->batch_kind == BATCH_PROBE && b->locked > 0) {
-		/* Backlog is left, and held back: nothing of it is purged before its turn. */
-		rollback(ps);
-		ps->fresh_done = false;
-		throttle_wait(ps->d->throttle, ps);
-		finish(ps, PURGE_THROTTLED);
-		return;
-	}
-	if (b->locked == 0) {
-		/* Nothing to purge: end the transaction, which releases the policy's lock. */
+	if (b->locked == 0 || ps->batch_kind == BATCH_PROBE) {
+		/* Nothing to purge (or backlog left, held back until its turn): COMMIT releases the policy's lock. */
 		commit(ps);
 		return;
 	}
