@@ -34,6 +34,7 @@ GRANT EXECUTE ON FUNCTION retention.try_lock_policy(text), retention.policy_lock
 -- one purged on retry, through the functions.
 GRANT SELECT ON retention.quarantine TO :"role";
 GRANT EXECUTE ON FUNCTION retention.quarantine_record(text, text, text, text, interval, text),
+    retention.quarantine_record(text, text, text, text, interval, text, text),
     retention.quarantine_clear(text, text[]) TO :"role";
 -- A chain's head found behind the last head the daemon committed (a
 -- failover lost the tail): it records the gap.

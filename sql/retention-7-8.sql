@@ -139,6 +139,49 @@ REVOKE ALL ON FUNCTION retention.rule_state(text, text, text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION retention.rule_seen(text, text, text, interval, text, text[], text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION retention.rule_approve(bigint, bigint, text, text, boolean) FROM PUBLIC;
 
+-- A quarantined record is a record of one table, by one key column: key_of
+-- names them (the table as the catalog spells it, a dot, the quoted key
+-- column). A policy moved to another table or key column skips no record of
+-- the new one by the old one's keys; rows of the old are removed at the
+-- daemon's next count. Rows of version 7 have none, and are tried again.
+ALTER TABLE retention.quarantine ADD COLUMN key_of text;
+
+-- quarantine_record() of version 7, for the key of P_KEY_OF.
+CREATE FUNCTION retention.quarantine_record(p_policy text, p_key text, p_key_type text, p_error text,
+                                            p_retry interval, p_instance text, p_key_of text)
+    RETURNS bigint
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    n integer;
+    row_id bigint;
+BEGIN
+    PERFORM pg_catalog.pg_advisory_xact_lock(1919251567, pg_catalog.hashtext(p_policy));
+    UPDATE retention.quarantine q
+       SET error = p_error, last_failed_at = pg_catalog.now(), attempts = q.attempts OPERATOR(pg_catalog.+) 1,
+           instance = p_instance
+     WHERE q.policy OPERATOR(pg_catalog.=) p_policy AND q.record_key OPERATOR(pg_catalog.=) p_key
+           AND q.key_type OPERATOR(pg_catalog.=) p_key_type AND q.key_of OPERATOR(pg_catalog.=) p_key_of
+    RETURNING q.attempts, q.id INTO n, row_id;
+    IF n IS NULL THEN
+        n := 1;
+        INSERT INTO retention.quarantine (policy, record_key, key_type, key_of, error, first_failed_at,
+                                          last_failed_at, attempts, instance)
+        VALUES (p_policy, p_key, p_key_type, p_key_of, p_error, pg_catalog.now(), pg_catalog.now(), 1, p_instance)
+        RETURNING id INTO row_id;
+    END IF;
+    UPDATE retention.quarantine q
+       SET retry_at = CASE WHEN p_retry OPERATOR(pg_catalog.>) '0 seconds'::interval THEN
+               pg_catalog.now() OPERATOR(pg_catalog.+) GREATEST(p_retry, LEAST(
+                   p_retry OPERATOR(pg_catalog.*) pg_catalog.power(2, LEAST(n OPERATOR(pg_catalog.-) 1, 10)),
+                   '7 days'::interval)) END
+     WHERE q.id OPERATOR(pg_catalog.=) row_id;
+    RETURN row_id;
+END
+$$;
+REVOKE ALL ON FUNCTION retention.quarantine_record(text, text, text, text, interval, text, text) FROM PUBLIC;
+
 -- How far behind the streaming standbys replay (database.max_replication_lag):
 -- how many are connected, of how many the lag can be read, and the largest
 -- replay lag in seconds (0 while none lags). pg_stat_replication shows the
@@ -191,7 +234,8 @@ BEGIN
     LOOP
         EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION retention.rule_seen(text, text, text, interval, text,'
                                   ' text[], text), retention.rule_approve(bigint, bigint, text, text, boolean),'
-                                  ' retention.replication_lag() TO %s',
+                                  ' retention.replication_lag(),'
+                                  ' retention.quarantine_record(text, text, text, text, interval, text, text) TO %s',
                                   g.grantee);
     END LOOP;
 END

@@ -1014,6 +1014,16 @@ static void sb_literal(struct sbuf *b, const char *text)
 	sb_add(b, "'");
 }
 
+char *policy_key_of(const struct policy_shape *shape) { return xasprintf("%s.%s", shape->table, shape->key.quoted); }
+
+/* What retention.quarantine.key_of says of this policy's records: its table and key column. */
+static void sb_key_of(struct sbuf *b, const struct frame *f)
+{
+	char *key_of = policy_key_of(f->shape);
+	sb_literal(b, key_of);
+	free(key_of);
+}
+
 /*
  * The policy's quarantined records (retention.quarantine) whose retry is not
  * due, as keys of the key column's type. Recorded under that type, a key
@@ -1031,6 +1041,8 @@ static void sb_quarantined_keys(struct sbuf *b, const struct frame *f)
 	       " AND q.key_type OPERATOR(pg_catalog.=) ",
 	       k->type, k->typmod);
 	sb_literal(b, k->type);
+	sb_add(b, " AND q.key_of OPERATOR(pg_catalog.=) ");
+	sb_key_of(b, f);
 	sb_add(b, " AND (q.retry_at IS NULL OR q.retry_at OPERATOR(pg_catalog.>) pg_catalog.statement_timestamp())) a"
 		  " WHERE a.v IS NOT NULL)");
 }
@@ -1270,6 +1282,8 @@ static char *build_purge(const struct frame *f)
 	       " (ARRAY(SELECT q.record_key FROM retention.quarantine q WHERE q.policy OPERATOR(pg_catalog.=) $1"
 	       " AND q.key_type OPERATOR(pg_catalog.=) ");
 	sb_literal(&b, s->key.type);
+	sb_add(&b, " AND q.key_of OPERATOR(pg_catalog.=) ");
+	sb_key_of(&b, f);
 	/* A -infinity clock is infinitely late; an erasure's record without a clock is not late at all. */
 	sb_add(&b, "))) AS were_quarantined, (SELECT pg_catalog.array_agg(CASE WHEN x.due_at IS NULL THEN 0"
 		   " WHEN NOT pg_catalog.isfinite(x.due_at) THEN 'infinity'::float8 ELSE extract(epoch FROM"
@@ -1368,13 +1382,16 @@ static char *build_quarantine_stale(const struct frame *f)
 {
 	const struct policy_column *k = &f->shape->key;
 	struct sbuf b = {NULL, 0};
+	/* Rows of another table or key column (the policy was moved) name none of its records. */
 	sb_add(&b, "SELECT retention.quarantine_clear($1, ARRAY(SELECT q.record_key FROM retention.quarantine q"
-		   " WHERE q.policy OPERATOR(pg_catalog.=) $1 AND q.key_type OPERATOR(pg_catalog.=) ");
+		   " WHERE q.policy OPERATOR(pg_catalog.=) $1 AND (q.key_of IS DISTINCT FROM ");
+	sb_key_of(&b, f);
+	sb_add(&b, " OR q.key_type OPERATOR(pg_catalog.=) ");
 	sb_literal(&b, k->type);
 	/* A key that no longer casts to the type (an enum's label renamed) names no record either. */
 	sb_add(&b,
 	       " AND NOT EXISTS (SELECT FROM %s t WHERE t.%s %s ANY (retention.cast_valid(ARRAY[q.record_key], NULL::%s,"
-	       " %d)))))",
+	       " %d))))))",
 	       f->shape->table, k->quoted, k->eq, k->type, k->typmod);
 	return b.s;
 }
@@ -1437,6 +1454,8 @@ static char *build_explain(const struct frame *f)
 		       " AND q.key_type OPERATOR(pg_catalog.=) ",
 		       i == 0 ? "error" : "retry_at");
 		sb_literal(&b, s->key.type);
+		sb_add(&b, " AND q.key_of OPERATOR(pg_catalog.=) ");
+		sb_key_of(&b, f);
 		sb_add(&b,
 		       " AND q.record_key OPERATOR(pg_catalog.=) t.%s::text AND (q.retry_at IS NULL OR q.retry_at"
 		       " OPERATOR(pg_catalog.>) pg_catalog.statement_timestamp()) ORDER BY q.id LIMIT 1) AS %s",

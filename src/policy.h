@@ -241,6 +241,9 @@ void policy_sql_free(struct policy_sql *sql);
 bool policy_prepare(PGconn *conn, const struct config *cfg, const struct policy *p, struct policy_shape *shape,
 		    struct policy_sql *sql, char **err);
 
+/* retention.quarantine.key_of of the records of a policy on SHAPE: its table, a dot, its quoted key column. */
+char *policy_key_of(const struct policy_shape *shape);
+
 /* The extra interval the index range needs so calendar arithmetic never drops a due row. */
 void policy_slack(const struct duration *retain, bool clock_without_zone, char *buf, size_t size);
 

@@ -73,10 +73,9 @@ struct policy_state {
 	bool batch_granted; /* its limit was taken from the throttle: what it did not lock goes back */
 	bool fresh_done;    /* throttled, and the fresh records are purged: the next batch probes or waits */
 	struct batch batch;
-	long long split_left;         /* records of a failed batch not tried since (bisection), 0 if none */
-	long long quarantined_in_row; /* records first quarantined since the last batch that purged any */
-	time_t run_exhausted_at;      /* when quarantined_in_row last ran out, 0 if it has not */
-	bool quarantine_of_old_table; /* a reload moved it to another table: its quarantined records are the old one's */
+	long long split_left;          /* records of a failed batch not tried since (bisection), 0 if none */
+	long long quarantined_in_row;  /* records first quarantined since the last batch that purged any */
+	time_t run_exhausted_at;       /* when quarantined_in_row last ran out, 0 if it has not */
 	struct audit_anchor committed; /* the chain head its last batch committed (this process); seq 0 if none */
 	char *committed_in;            /* daemon.database_identity of that commit */
 	long long purged;              /* records purged by this process */

@@ -38,19 +38,19 @@
  * (the statement's snapshot does not see the rows the function adds).
  */
 /*
- * Records the keys $2 in the quarantine: those there already, and of the
- * others the first $7 (the run's allowance). Returns the ids and the keys
+ * Records the keys $2 of table and key column $8 (key_of) in the quarantine:
+ * those there already, and of the others the first $7 (the run's allowance). Returns the ids and the keys
  * recorded, in the order given, how many of them were not there before,
  * and how many were not there in all.
  */
 static const char quarantine_sql[] =
 	"WITH u AS (SELECT u.k, u.o, NOT EXISTS (SELECT FROM retention.quarantine q"
 	"  WHERE q.policy OPERATOR(pg_catalog.=) $1 AND q.record_key OPERATOR(pg_catalog.=) u.k"
-	"  AND q.key_type OPERATOR(pg_catalog.=) $3) AS fresh"
+	"  AND q.key_type OPERATOR(pg_catalog.=) $3 AND q.key_of OPERATOR(pg_catalog.=) $8) AS fresh"
 	" FROM pg_catalog.unnest($2::text[]) WITH ORDINALITY u(k, o)),"
 	" r AS (SELECT u.*, pg_catalog.row_number() OVER (PARTITION BY u.fresh ORDER BY u.o) AS n FROM u),"
 	" w AS (SELECT r.k, r.o, r.fresh FROM r WHERE NOT r.fresh OR r.n OPERATOR(pg_catalog.<=) $7::bigint)"
-	" SELECT (SELECT coalesce(pg_catalog.array_agg(retention.quarantine_record($1, w.k, $3, $4, $5::interval, $6)"
+	" SELECT (SELECT coalesce(pg_catalog.array_agg(retention.quarantine_record($1, w.k, $3, $4, $5::interval, $6, $8)"
 	"  ORDER BY w.o), '{}') FROM w),"
 	" (SELECT coalesce(pg_catalog.array_agg(w.k ORDER BY w.o), '{}') FROM w),"
 	" (SELECT pg_catalog.count(*) FILTER (WHERE w.fresh) FROM w), (SELECT pg_catalog.count(*) FILTER (WHERE u.fresh) FROM u)";
@@ -265,8 +265,8 @@ out:
 static void quarantine(struct policy_state *ps, const char *keys, const char *why)
 {
 	struct quarantining *q;
-	char retry[64], allowance[24];
-	const char *params[7];
+	char retry[64], allowance[24], *key_of;
+	const char *params[8];
 	ps->failed = true;
 	q = xcalloc(1, sizeof(*q));
 	duration_to_sql(&ps->d->cfg->quarantine_retry, retry, sizeof(retry));
@@ -281,12 +281,16 @@ static void quarantine(struct policy_state *ps, const char *keys, const char *wh
 	params[4] = retry;
 	params[5] = ps->d->cfg->instance;
 	params[6] = allowance;
-	if (!pgconn_query(ps->d->pg, ps, PGCONN_PLAIN, quarantine_sql, 7, NULL, params, on_quarantined, q)) {
+	params[7] = key_of = policy_key_of(&ps->shape);
+	if (!pgconn_query(ps->d->pg, ps, PGCONN_PLAIN, quarantine_sql, 8, NULL, params, on_quarantined, q)) {
+		free(key_of);
 		free(q->keys);
 		free(q->why);
 		free(q);
 		finish(ps, PURGE_FAILED);
+		return;
 	}
+	free(key_of);
 }
 
 static void on_quarantine_cleared(PGresult *res, void *arg)

@@ -393,27 +393,6 @@ static void on_quarantine_rows_cleared(PGresult *res, void *arg)
 	free(c);
 }
 
-/*
- * A reload pointed PS at another table: the records it quarantined are the
- * old table's, and would skip records of the new one with the same keys.
- * Queued before anything else of the policy's, so that nothing skips them.
- */
-static void forget_old_tables_quarantine(struct policy_state *ps)
-{
-	struct counting *c = counting_new(ps, "of the table it purged before its reload");
-	const char *params[1];
-	params[0] = c->policy;
-	ps->quarantine_of_old_table = false;
-	if (!pgconn_query(ps->d->pg, ps->d, PGCONN_PLAIN,
-			  "SELECT retention.quarantine_clear($1, ARRAY(SELECT q.record_key FROM retention.quarantine q"
-			  " WHERE q.policy OPERATOR(pg_catalog.=) $1))",
-			  1, NULL, params, on_quarantine_rows_cleared, c)) {
-		ps->quarantine_of_old_table = true;
-		free(c->policy);
-		free(c);
-	}
-}
-
 /* ---- the rule's version (rule.h) ---- */
 
 /* The rule is checked: the policy runs, with statements limited while it waits for approval. */
@@ -595,8 +574,6 @@ static void on_validated(PGresult *res, void *arg)
 		return;
 	}
 	log_debug("policy %s: table %s", ps->policy->name, ps->sql.table);
-	if (ps->quarantine_of_old_table)
-		forget_old_tables_quarantine(ps);
 	check_rule(ps);
 }
 
@@ -738,7 +715,7 @@ static void count_for_metrics(struct policy_state *ps)
 	if (ps->d->once || !ps->resolved || ps->sql.pending == NULL)
 		return;
 	/* First, so that the count after it does not count them; it reads the table too. */
-	c = counting_new(ps, "no longer in the table (deleted by others)");
+	c = counting_new(ps, "no longer in the table (deleted by others, or the policy moved to another table or key)");
 	params[0] = c->policy;
 	sql = xasprintf("SELECT s.*, " SESSION_SETTINGS_SQL " FROM (%s) s", ps->sql.quarantine_stale);
 	if (!pgconn_query(ps->d->pg, ps->d, PGCONN_PLAIN, sql, 1, NULL, params, on_quarantine_rows_cleared, c)) {
@@ -881,9 +858,9 @@ struct carried {
  * After a reload, the new policies' states. The chain head a policy
  * committed outlives it (keyed by name, like the chain): a failover's lost
  * tail is found by comparing with it, reload or not, as long as the
- * database is the same. So does its run of records quarantined: a reload
- * must not give a trigger that fails every row a new allowance. A policy
- * now on another table leaves the old table's quarantined records behind.
+ * database is the same. So does its run of records quarantined, on the
+ * same table: a reload must not give a trigger that fails every row a new
+ * allowance.
  */
 void scheduler_reload(struct daemon *d)
 {
@@ -911,8 +888,6 @@ void scheduler_reload(struct daemon *d)
 			if (strcmp(ps->policy->table, c[j].table) == 0) {
 				ps->quarantined_in_row = c[j].quarantined_in_row;
 				ps->run_exhausted_at = c[j].run_exhausted_at;
-			} else {
-				ps->quarantine_of_old_table = true;
 			}
 		}
 	}

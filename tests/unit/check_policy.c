@@ -165,7 +165,8 @@ START_TEST(test_one_predicate_everywhere)
 		       "AND NOT coalesce(t.\"Id\" OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT pg_catalog.unnest("
 		       "retention.cast_valid(a.v, NULL::numeric(10,2), -1)) FROM (SELECT pg_catalog.array_agg(q.record_key)"
 		       " AS v FROM retention.quarantine q WHERE q.policy OPERATOR(pg_catalog.=) $1 AND q.key_type"
-		       " OPERATOR(pg_catalog.=) 'numeric(10,2)' AND (q.retry_at IS NULL OR q.retry_at"
+		       " OPERATOR(pg_catalog.=) 'numeric(10,2)' AND q.key_of OPERATOR(pg_catalog.=) 'public.t.\"Id\"'"
+		       " AND (q.retry_at IS NULL OR q.retry_at"
 		       " OPERATOR(pg_catalog.>) pg_catalog.statement_timestamp())) a WHERE a.v IS NOT NULL)), false)"),
 		"%s", sql.lock);
 	/* explain and hold placement name a record in the key column's type. */
