@@ -146,7 +146,7 @@ REVOKE ALL ON FUNCTION retention.rule_approve(bigint, bigint, text, text, boolea
 -- daemon's next count. Rows of version 7 have none, and are tried again.
 ALTER TABLE retention.quarantine ADD COLUMN key_of text;
 
--- quarantine_record() of version 7, for the key of P_KEY_OF.
+-- quarantine_record() of version 7, for a record of P_KEY_OF.
 CREATE FUNCTION retention.quarantine_record(p_policy text, p_key text, p_key_type text, p_error text,
                                             p_retry interval, p_instance text, p_key_of text)
     RETURNS bigint
@@ -162,7 +162,7 @@ BEGIN
        SET error = p_error, last_failed_at = pg_catalog.now(), attempts = q.attempts OPERATOR(pg_catalog.+) 1,
            instance = p_instance
      WHERE q.policy OPERATOR(pg_catalog.=) p_policy AND q.record_key OPERATOR(pg_catalog.=) p_key
-           AND q.key_type OPERATOR(pg_catalog.=) p_key_type AND q.key_of OPERATOR(pg_catalog.=) p_key_of
+           AND q.key_type OPERATOR(pg_catalog.=) p_key_type AND q.key_of IS NOT DISTINCT FROM p_key_of
     RETURNING q.attempts, q.id INTO n, row_id;
     IF n IS NULL THEN
         n := 1;
@@ -181,6 +181,16 @@ BEGIN
 END
 $$;
 REVOKE ALL ON FUNCTION retention.quarantine_record(text, text, text, text, interval, text, text) FROM PUBLIC;
+
+-- A daemon of version 7, running across the upgrade, records without key_of.
+CREATE OR REPLACE FUNCTION retention.quarantine_record(p_policy text, p_key text, p_key_type text, p_error text,
+                                                       p_retry interval, p_instance text)
+    RETURNS bigint
+    LANGUAGE sql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+    SELECT retention.quarantine_record(p_policy, p_key, p_key_type, p_error, p_retry, p_instance, NULL::text)
+$$;
 
 -- How far behind the streaming standbys replay (database.max_replication_lag):
 -- how many are connected, of how many the lag can be read, and the largest

@@ -139,22 +139,27 @@ static void wake(struct policy_state *ps)
 		request_ask(ps);
 }
 
-static void on_due_timer(evutil_socket_t fd, short what, void *arg)
+/* Purges now, or as soon as the phase in flight ends. */
+static void purge_now(struct policy_state *ps)
 {
-	struct policy_state *ps = arg;
-	(void)fd;
-	(void)what;
 	if (!policy_may_start(ps))
 		return;
 	if (ps->phase != POLICY_IDLE) {
 		ps->purge_wanted = true;
 		return;
 	}
-	/* The timer was armed for a due moment: purge straight away, the purge re-asks after. */
 	if (ps->resolved)
 		start_purge(ps);
 	else
 		resolve_table(ps);
+}
+
+static void on_due_timer(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	/* The timer was armed for a due moment: purge straight away, the purge re-asks after. */
+	purge_now(arg);
 }
 
 static void on_ask_timer(evutil_socket_t fd, short what, void *arg)
@@ -906,19 +911,7 @@ static void recheck_waiting_rule(struct policy_state *ps)
 		ps->resolved = false;
 }
 
-void scheduler_throttle_turn(struct policy_state *ps)
-{
-	if (!policy_may_start(ps))
-		return;
-	if (ps->phase != POLICY_IDLE) {
-		ps->purge_wanted = true;
-		return;
-	}
-	if (ps->resolved)
-		start_purge(ps);
-	else
-		resolve_table(ps);
-}
+void scheduler_throttle_turn(struct policy_state *ps) { purge_now(ps); }
 
 void scheduler_wake_all(struct daemon *d)
 {
