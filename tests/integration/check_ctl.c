@@ -119,9 +119,11 @@ START_TEST(test_pending_json)
 		"\"next_due_at\":\"2000-01-01T00:15:00+00:00\",\"held\":0,\"quarantined\":0,\"referenced\":0,\"blocked\":0}\n]\n",
 		"pending");
 	/* Record 1 is quarantined: still overdue, and counted as quarantined; next_due_at is the next purgeable one. */
-	test_exec(conn, "SELECT retention.place_hold('vd', '2', NULL, 'legal', NULL);"
-			"SELECT retention.place_hold('vd', NULL, '70', 'restriction', NULL);"
-			"SELECT retention.quarantine_record('vd', '1', 'bigint', 'e', '1 hour', 'i')");
+	test_exec(
+		conn,
+		"SELECT retention.place_hold('vd', '2', NULL, 'legal', NULL);"
+		"SELECT retention.place_hold('vd', NULL, '70', 'restriction', NULL);"
+		"SELECT retention.quarantine_record('vd', '1', 'bigint', 'e', '1 hour', 'i', 'virusdesk.uploads.id')");
 	EXPECT_JSON(
 		"[\n  {\"policy\":\"vd\",\"overdue\":1,\"due_within\":1,"
 		"\"next_due_at\":\"2100-01-01T00:15:00+00:00\",\"held\":2,\"quarantined\":1,\"referenced\":0,\"blocked\":0}\n]\n",
