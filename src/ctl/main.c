@@ -193,7 +193,6 @@ bool ctl_policy_rule(struct ctl *ctl, const struct config *cfg, const struct pol
 {
 	struct policy_shape shape;
 	struct policy_unapproved u;
-	const struct policy_unapproved *unapproved;
 	const char *params[POLICY_N_BASE_PARAMS], *why;
 	Oid types[POLICY_N_BASE_PARAMS];
 	char *err = NULL, *by = NULL;
@@ -224,36 +223,38 @@ bool ctl_policy_rule(struct ctl *ctl, const struct config *cfg, const struct pol
 		goto fail;
 	}
 	PQclear(res);
-	/* What the rule would purge that the version in force would not: none if it is that version. */
-	if (out->state.version != 0 && out->state.version == out->state.in_force) {
-		out->newly_due = 0;
-	} else if (out->state.upgrade) {
-		out->newly_due = 0;
-	} else {
-		struct policy_sql count_sql;
-		struct rule_state pending = out->state;
-		pending.approved = false;
-		policy_sql_build(&count_sql, p, &shape, cfg->instance, rule_unapproved(&pending, &u), &why);
-		policy_params(&count_sql, params, types, NULL, 0, false);
-		res = PQexecParams(ctl->conn, count_sql.newly_due, POLICY_N_BASE_PARAMS, types, params, NULL, NULL, 0);
-		policy_sql_free(&count_sql);
+	/*
+	 * What the rule would purge that the version in force would not: none if
+	 * it is that version, or the rule in force at the upgrade. Counted with
+	 * the statements the daemon runs while the rule waits, kept if it does.
+	 */
+	out->newly_due = 0;
+	if (!(out->state.version != 0 && out->state.version == out->state.in_force) && !out->state.upgrade) {
+		struct policy_sql guarded;
+		struct rule_state waiting = out->state;
+		waiting.approved = false;
+		if (!policy_sql_build(&guarded, p, &shape, cfg->instance, rule_unapproved(&waiting, &u), &why)) {
+			ctl_error("policy %s: %s", p->name, why);
+			goto fail;
+		}
+		policy_params(&guarded, params, types, NULL, 0, false);
+		res = PQexecParams(ctl->conn, guarded.newly_due, POLICY_N_BASE_PARAMS, types, params, NULL, NULL, 0);
 		if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
 			char *context = xasprintf("policy %s: counting what its rule newly makes due", p->name);
 			ctl_result_error(ctl, context, res);
 			free(context);
 			PQclear(res);
+			policy_sql_free(&guarded);
 			goto fail;
 		}
 		out->newly_due = atoll(PQgetvalue(res, 0, 0));
 		PQclear(res);
-	}
-	out->waits = !out->state.approved && p->guard_records > 0 && out->newly_due > p->guard_records;
-	unapproved = out->waits ? rule_unapproved(&out->state, &u) : NULL;
-	if (unapproved) {
-		policy_sql_free(sql);
-		if (!policy_sql_build(sql, p, &shape, cfg->instance, unapproved, &why)) {
-			ctl_error("policy %s: %s", p->name, why);
-			goto fail;
+		out->waits = !out->state.approved && p->guard_records > 0 && out->newly_due > p->guard_records;
+		if (out->waits) {
+			policy_sql_free(sql);
+			*sql = guarded;
+		} else {
+			policy_sql_free(&guarded);
 		}
 	}
 	policy_shape_free(&shape);

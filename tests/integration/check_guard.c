@@ -114,6 +114,8 @@ START_TEST(test_shortening_a_rule_waits_for_approval)
 		      "%s%s", out, err);
 	free(out);
 	free(err);
+	/* The heartbeat follows the change of state within a second. */
+	ck_assert(fx_poll_true(conn, "SELECT 'blocked' = ANY (policy_states) FROM retention.instances", 5));
 	ck_assert_int_eq(fx_ctl(conf, "shorten", &out, &err, "--format", "json", "status", NULL), 0);
 	ck_assert_msg(strstr(out, "\"blocked\""), "%s", out);
 	free(out);
