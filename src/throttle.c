@@ -17,12 +17,21 @@
 
 #include "daemon.h"
 #include "log.h"
+#include "policy_state.h"
 #include "util.h"
 
 /* The bucket's size, in seconds of the rate. */
 #define BUCKET_SECONDS 0.25
 /* How often the standbys' lag is asked for, and the longest wait of a queued policy. */
 #define LAG_INTERVAL_S 1.0
+/* The shortest: a policy in line looks for records just fallen due no more often than this. */
+#define LOOK_MIN_S 0.1
+/*
+ * How long the first in line has, once told its turn has come, to take it.
+ * One that cannot start a batch (its table is gone, it is stopped until a
+ * reload) loses its place: else it would hold back every policy's backlog.
+ */
+#define TURN_HOLD_S 1.0
 
 struct throttle {
 	struct daemon *d;
@@ -33,6 +42,7 @@ struct throttle {
 	double refilled_at;
 	struct policy_state **queue;
 	size_t n_queue;
+	double offered_at; /* when queue[0] was told its turn had come; 0: not yet */
 	struct event *turn_timer;
 	struct event *lag_timer;
 	bool asking_lag;
@@ -83,24 +93,6 @@ static bool head_may_go(struct throttle *t)
 	return t->n_queue > 0 && !t->lagging && (t->rate <= 0 || t->tokens >= need(t));
 }
 
-/* Tells the first policy in line that its turn has come; else waits for the bucket. */
-static void serve(struct throttle *t)
-{
-	if (head_may_go(t)) {
-		t->resume(t->queue[0]);
-		return;
-	}
-	if (t->n_queue > 0 && !evtimer_pending(t->turn_timer, NULL))
-		arm(t->turn_timer, throttle_turn_in(t));
-}
-
-double throttle_turn_in(const struct throttle *t)
-{
-	if (t->lagging || t->rate <= 0)
-		return LAG_INTERVAL_S;
-	return max_of(0, min_of(LAG_INTERVAL_S, (need(t) - t->tokens) / t->rate));
-}
-
 static ssize_t place_in_line(const struct throttle *t, const struct policy_state *ps)
 {
 	for (size_t i = 0; i < t->n_queue; i++)
@@ -111,8 +103,52 @@ static ssize_t place_in_line(const struct throttle *t, const struct policy_state
 
 static void leave_line(struct throttle *t, size_t i)
 {
+	if (i == 0)
+		t->offered_at = 0;
 	memmove(t->queue + i, t->queue + i + 1, (t->n_queue - i - 1) * sizeof(*t->queue));
 	t->n_queue--;
+}
+
+/* Seconds until the first in line may go, at most LAG_INTERVAL_S. */
+static double turn_wait(const struct throttle *t)
+{
+	if (t->lagging || t->rate <= 0)
+		return LAG_INTERVAL_S;
+	return max_of(0, min_of(LAG_INTERVAL_S, (need(t) - t->tokens) / t->rate));
+}
+
+double throttle_turn_in(const struct throttle *t) { return max_of(LOOK_MIN_S, turn_wait(t)); }
+
+/*
+ * Tells the first policy in line that its turn has come, and gives it
+ * TURN_HOLD_S to take it (throttle_take) before the next in line is told;
+ * else waits for the bucket, or the lag.
+ */
+static void serve(struct throttle *t)
+{
+	while (head_may_go(t)) {
+		struct policy_state *head = t->queue[0];
+		double now = monotonic_now();
+		if (t->offered_at == 0) {
+			t->offered_at = now;
+			t->resume(head);
+			/* Taken at once, the next in line has been served already. */
+			if (t->n_queue > 0 && t->queue[0] == head && t->offered_at == now)
+				arm(t->turn_timer, TURN_HOLD_S);
+			return;
+		}
+		if (now - t->offered_at < TURN_HOLD_S) {
+			if (!evtimer_pending(t->turn_timer, NULL))
+				arm(t->turn_timer, TURN_HOLD_S - (now - t->offered_at));
+			return;
+		}
+		log_debug("policy %s did not take its turn to purge backlog: the next in line goes",
+			  head->policy->name);
+		leave_line(t, 0);
+		daemon_status_changed(t->d);
+	}
+	if (t->n_queue > 0 && !evtimer_pending(t->turn_timer, NULL))
+		arm(t->turn_timer, turn_wait(t));
 }
 
 static void on_turn_timer(evutil_socket_t fd, short what, void *arg)
@@ -277,6 +313,8 @@ void throttle_connection(struct throttle *t, bool primary_ready)
 	if (primary_ready)
 		ask_lag(t);
 }
+
+bool throttle_in_line(const struct throttle *t, const struct policy_state *ps) { return place_in_line(t, ps) >= 0; }
 
 bool throttle_rate_limited(const struct throttle *t) { return t->n_queue > 0 && !t->lagging; }
 

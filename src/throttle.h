@@ -28,13 +28,20 @@ bool throttle_active(const struct throttle *t);
 /*
  * How many of WANT records of backlog PS may purge now (it leaves the line
  * if it was first in it), or 0: it must wait its turn, or the lag to end.
+ * The first in line that does not take its turn within a second of being
+ * told (RESUME) loses its place.
  */
 long long throttle_take(struct throttle *t, const struct policy_state *ps, long long want);
 /* PS (idle) waits in line for its turn, once however often it asks; RESUME says when. */
 void throttle_wait(struct throttle *t, struct policy_state *ps);
+/* Whether PS waits in line. */
+bool throttle_in_line(const struct throttle *t, const struct policy_state *ps);
 /* PS is going away (a reload): out of the line. */
 void throttle_forget(struct throttle *t, const struct policy_state *ps);
-/* Seconds until the first in line may go, at most a second: how long a policy in line waits to look again. */
+/*
+ * How long a policy in line waits to look again for records just fallen
+ * due: until the first in line may go, between a tenth of a second and one.
+ */
 double throttle_turn_in(const struct throttle *t);
 /* Of records taken, UNUSED were not purged; N fresh records were purged outside the limit. */
 void throttle_give_back(struct throttle *t, long long unused);

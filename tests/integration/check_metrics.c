@@ -441,19 +441,6 @@ static long resident_kib(pid_t pid)
 	return pages * (sysconf(_SC_PAGESIZE) / 1024);
 }
 
-/* The CPU seconds PID has used, user and system. */
-static double cpu_seconds(pid_t pid)
-{
-	char *path = xasprintf("/proc/%d/stat", (int)pid);
-	FILE *f = fopen(path, "r");
-	unsigned long utime = 0, stime = 0;
-	ck_assert_ptr_nonnull(f);
-	ck_assert_int_eq(fscanf(f, "%*d %*s %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime, &stime), 2);
-	fclose(f);
-	free(path);
-	return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
-}
-
 /* Starts a connection to PORT without waiting for it to be accepted. */
 static int dial_nowait(int port)
 {
@@ -589,15 +576,15 @@ START_TEST(test_no_descriptors_left_pauses_the_listener)
 	for (int i = 0; i < CLIENT_LIMIT; i++)
 		waiting[i] = dial_nowait(port);
 	fx_wait_for_log_after(log, mark, "metrics: cannot accept a connection: Too many open files", 10);
-	cpu = cpu_seconds(pid);
+	cpu = fx_cpu_seconds(pid);
 	clock_gettime(CLOCK_MONOTONIC, &start);
 	{
 		struct timespec wait = {3, 0};
 		nanosleep(&wait, NULL); /* measuring a span of time: what the daemon does meanwhile is the point */
 	}
-	ck_assert_msg(cpu_seconds(pid) - cpu < 0.5 * seconds_since(&start),
+	ck_assert_msg(fx_cpu_seconds(pid) - cpu < 0.5 * seconds_since(&start),
 		      "the daemon used %.2f s of CPU in %.2f s with no descriptor to accept with",
-		      cpu_seconds(pid) - cpu, seconds_since(&start));
+		      fx_cpu_seconds(pid) - cpu, seconds_since(&start));
 	ck_assert_int_eq(fx_log_count_after(log, mark, "cannot accept a connection"), 1);
 	cmd = xasprintf("prlimit --pid %d --nofile=1024:", (int)pid);
 	ck_assert_int_eq(system(cmd), 0);

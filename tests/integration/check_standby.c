@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "fixture.h"
 #include "util.h"
@@ -116,6 +117,9 @@ END_TEST
 /*
  * Done when: replica lag (replay paused on a real standby with
  * pg_wal_replay_pause()) pauses purging, and resuming replay resumes it.
+ * A policy waiting in line meanwhile that stops (a tightened domain rejects
+ * the value it anonymizes with) holds back no other policy's backlog after,
+ * and nothing spins.
  */
 START_TEST(test_replication_lag_pauses_the_backlog)
 {
@@ -126,6 +130,11 @@ START_TEST(test_replication_lag_pauses_the_backlog)
 	long long left;
 	pid_t pid;
 	fx_fill_backlog(primary, 3000);
+	test_exec(primary,
+		  "CREATE SCHEMA app; CREATE DOMAIN app.flag AS text;"
+		  "CREATE TABLE app.notes (id int PRIMARY KEY, c timestamptz, flag app.flag);"
+		  "INSERT INTO app.notes SELECT g, now() - interval '2 days', 'x' FROM generate_series(1, 2000) g;");
+	fx_grant(primary, "app");
 	harness("standby");
 	standby = standby_connect("lagging");
 	ck_assert(fx_poll_true(standby, "SELECT count(*) = 3000 FROM virusdesk.uploads", 10));
@@ -137,7 +146,10 @@ START_TEST(test_replication_lag_pauses_the_backlog)
 			 " max_purge_rate = 200; };\n"
 			 "policies = ( { name = \"p\"; service = \"s\"; source = \"s\"; table = \"virusdesk.uploads\";"
 			 " key = \"id\"; clock = \"scan_completed_at\"; retain = \"15 minutes\"; batch = 50;"
-			 " guard_records = 0; } );\n");
+			 " guard_records = 0; },\n"
+			 " { name = \"notes\"; service = \"s\"; source = \"s\"; table = \"app.notes\"; key = \"id\";"
+			 " clock = \"c\"; retain = \"1 day\"; action = \"anonymize\";"
+			 " set = ( { column = \"flag\"; value = \"gone\"; } ); guard_records = 0; } );\n");
 	fx_rewrite(conf, text);
 	pid = fx_start_daemon(conf, log);
 	fx_wait_for_log(log, "purging of backlog paused: a standby replays", 20);
@@ -146,14 +158,29 @@ START_TEST(test_replication_lag_pauses_the_backlog)
 	/* Paused: for three seconds of the service's own writes (which the standby does not replay), nothing more goes. */
 	sql = xasprintf("SELECT count(*) < %lld FROM virusdesk.uploads", left);
 	test_exec(primary, "CREATE TABLE public.service_writes (n int)");
+	/* While both wait in line, notes stops: the next record it anonymizes, one falling due, breaks the domain. */
+	test_exec(primary,
+		  "ALTER DOMAIN app.flag ADD CONSTRAINT not_gone CHECK (VALUE <> 'gone') NOT VALID;"
+		  "INSERT INTO app.notes VALUES (100001, now() - interval '1 day' + interval '1 second', 'x')");
 	for (int i = 0; i < 15; i++) {
 		test_exec(primary, "INSERT INTO public.service_writes VALUES (1)");
 		ck_assert_msg(!fx_poll_true(primary, sql, 0.2), "purging went on while the standby lagged");
 	}
+	fx_wait_for_log(log, "breaks the domain of its column", 10);
+	test_assert_query_value(primary, "SELECT flag FROM app.notes WHERE id = 100001", 0, NULL, "x");
 	test_exec(standby, "SELECT pg_wal_replay_resume()");
 	fx_wait_for_log(log, "purging of backlog resumed", 30);
 	ck_assert_msg(fx_poll_true(primary, "SELECT count(*) = 0 FROM virusdesk.uploads", 60),
-		      "the backlog was not purged once the standby caught up");
+		      "the backlog was not purged once the standby caught up (%lld left)",
+		      test_query_ll(primary, "SELECT count(*) FROM virusdesk.uploads"));
+	{
+		struct timespec span = {3, 0};
+		double cpu = fx_cpu_seconds(pid), started = test_now();
+		nanosleep(&span, NULL); /* measuring a span of time: what the daemon does meanwhile is the point */
+		ck_assert_msg(fx_cpu_seconds(pid) - cpu < 0.2 * (test_now() - started),
+			      "the daemon used %.2f s of CPU in %.2f s with its other policy stopped",
+			      fx_cpu_seconds(pid) - cpu, test_now() - started);
+	}
 	fx_assert_chain_intact(primary);
 	fx_stop_daemon(pid);
 	PQfinish(standby);

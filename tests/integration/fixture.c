@@ -514,3 +514,16 @@ int fx_ctl(const char *conf, const char *db, char **out, char **err, ...)
 	free(conninfo);
 	return status;
 }
+
+/* The CPU seconds PID has used, user and system. */
+double fx_cpu_seconds(pid_t pid)
+{
+	char *path = xasprintf("/proc/%d/stat", (int)pid);
+	FILE *f = fopen(path, "r");
+	unsigned long utime = 0, stime = 0;
+	ck_assert_ptr_nonnull(f);
+	ck_assert_int_eq(fscanf(f, "%*d %*s %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime, &stime), 2);
+	fclose(f);
+	free(path);
+	return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
+}

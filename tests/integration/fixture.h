@@ -33,6 +33,8 @@ char *fx_log_path(const char *name);
 pid_t fx_start_daemon(const char *conf, const char *log);
 /* SIGTERM, then an exit with status 0 within 30 s. */
 void fx_stop_daemon(pid_t pid);
+/* The CPU seconds PID has used, user and system. */
+double fx_cpu_seconds(pid_t pid);
 int fx_run_once(const char *conf, char **out, char **err);
 int fx_run_check(const char *conf, char **out, char **err);
 
