@@ -84,6 +84,11 @@ static void finish(struct policy_state *ps, enum purge_outcome outcome)
 {
 	if (outcome == PURGE_FAILED)
 		count_failure(ps);
+	/* A batch granted backlog that purged none of it (it failed, its lock was taken): the rate is not spent. */
+	if (ps->batch_granted) {
+		throttle_give_back(ps->d->throttle, ps->batch_limit);
+		ps->batch_granted = false;
+	}
 	purge_batch_clear(&ps->batch);
 	ps->d->purge_hooks->finished(ps, outcome);
 }
@@ -455,6 +460,13 @@ static void on_commit(PGresult *res, void *arg)
 		return;
 	}
 	report(ps);
+	/* Committed: what it purged is what it spent of the rate. */
+	if (ps->batch_granted) {
+		throttle_give_back(ps->d->throttle, limit - b->locked);
+		ps->batch_granted = false;
+	} else if (ps->batch_kind != BATCH_PROBE) {
+		throttle_charge(ps->d->throttle, b->locked);
+	}
 	if (!daemon_session_checked(ps->d, res, 0, ps->policy->name, false)) {
 		/* Committed: the purge stands, and its audit rows prove it; the session goes. */
 		ps->off_until_reload = true;
@@ -475,10 +487,6 @@ static void on_commit(PGresult *res, void *arg)
 			ps->limit = ps->policy->batch;
 		}
 	}
-	if (ps->batch_granted)
-		throttle_give_back(ps->d->throttle, limit - b->locked);
-	else if (ps->batch_kind != BATCH_PROBE)
-		throttle_charge(ps->d->throttle, b->locked);
 	if (b->n_unpurged > 0) {
 		char *keys = policy_text_array(b->unpurged, b->n_unpurged);
 		quarantine(ps, keys,
@@ -493,7 +501,13 @@ static void on_commit(PGresult *res, void *arg)
 	} else if (ps->batch_kind == BATCH_FRESH) {
 		/* Records that just fell due: on, until none is left; then backlog, if any, by the throttle. */
 		ps->fresh_done = b->locked < limit;
-		next_batch(ps);
+		if (ps->fresh_done && throttle_in_line(ps->d->throttle, ps)) {
+			/* Its backlog is known already: it waits on, and looks for records just fallen due again. */
+			ps->fresh_done = false;
+			finish(ps, PURGE_THROTTLED);
+		} else {
+			next_batch(ps);
+		}
 	} else if (b->locked < limit && ps->split_left == 0) {
 		ps->fresh_done = false;
 		finish(ps, PURGE_DONE);
