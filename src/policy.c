@@ -1148,7 +1148,11 @@ static char *build_next_wake(const struct frame *f, bool check_catalog)
 	       " AS at UNION ALL SELECT pg_catalog.min(h.until) FROM retention.active_holds($11::text[]) h"
 	       /* A quarantined record is tried again at its retry_at. */
 	       " UNION ALL SELECT pg_catalog.min(q.retry_at) FROM retention.quarantine q"
-	       " WHERE q.policy OPERATOR(pg_catalog.=) $1 AND q.retry_at OPERATOR(pg_catalog.>) pg_catalog.statement_timestamp()) w");
+	       " WHERE q.policy OPERATOR(pg_catalog.=) $1 AND q.retry_at OPERATOR(pg_catalog.>) pg_catalog.statement_timestamp()"
+	       /* Rows of another table or key column hold back none of its records. */
+	       " AND q.key_of OPERATOR(pg_catalog.=) ");
+	sb_key_of(&b, f);
+	sb_add(&b, ") w");
 	return b.s;
 }
 
