@@ -280,9 +280,16 @@ static const char database_identity_sql[] =
 static void on_identity_read(PGresult *res, void *arg)
 {
 	struct daemon *d = arg;
-	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
+	char buf[512];
+	if (res == NULL)
 		return;
-	free(d->database_identity);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+		/* Unknown, it matches no head committed: a lost tail is not looked for on this session. */
+		log_warn("asking which database the session reached failed: %s; a failover's lost audit tail is not"
+			 " looked for until the next session",
+			 pgconn_error_text(res, buf, sizeof(buf)));
+		return;
+	}
 	d->database_identity = xstrdup(PQgetvalue(res, 0, 0));
 }
 
@@ -316,7 +323,13 @@ static void on_recovery_read(PGresult *res, void *arg)
 	if (d->server_role == SERVER_STANDBY)
 		log_info("the server is no longer in recovery (promoted): purging");
 	d->server_role = SERVER_PRIMARY;
-	/* Answered before LISTEN, and so before any policy runs: the chain heads committed are compared with it. */
+	/*
+	 * Answered before LISTEN, and so before any policy runs: the chain heads
+	 * committed are compared with it. The last session's is forgotten first:
+	 * it may have been another database's.
+	 */
+	free(d->database_identity);
+	d->database_identity = NULL;
 	if (!pgconn_query(d->pg, d, PGCONN_PLAIN, database_identity_sql, 0, NULL, NULL, on_identity_read, d))
 		log_debug("connection gone before asking which database it reached");
 	if (!pgconn_query(d->pg, d, PGCONN_PLAIN, "LISTEN retentiond", 0, NULL, NULL, on_listen, d))
