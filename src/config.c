@@ -48,6 +48,7 @@ const char *const config_known_keys[] = {
 	"policies.table",
 	"policies.key",
 	"policies.clock",
+	"policies.clock_unit",
 	"policies.retain",
 	"policies.action",
 	"policies.subject",
@@ -320,6 +321,10 @@ const char *policy_action_name(enum policy_action action)
 {
 	return action == POLICY_ACTION_DELETE ? "delete" : "anonymize";
 }
+
+static const char *const clock_unit_names[] = {NULL, "seconds", "milliseconds", "microseconds"};
+
+const char *policy_clock_unit_name(enum policy_clock_unit unit) { return clock_unit_names[unit]; }
 
 void duration_to_sql(const struct duration *d, char *buf, size_t size)
 {
@@ -856,12 +861,31 @@ static void parse_erasure(struct parse_ctx *ctx, const config_setting_t *s, cons
 	free(full);
 }
 
+/* Whether the clock column's type needs it is known from the catalog only: the policy's description says. */
+static void parse_clock_unit(struct parse_ctx *ctx, const config_setting_t *s, const char *path, struct policy *p)
+{
+	char *unit = lookup_string(ctx, s, "clock_unit", path, false, NULL);
+	if (unit == NULL)
+		return;
+	for (size_t i = 1; i < sizeof(clock_unit_names) / sizeof(*clock_unit_names); i++)
+		if (strcmp(unit, clock_unit_names[i]) == 0)
+			p->clock_unit = (enum policy_clock_unit)i;
+	if (p->clock_unit == POLICY_CLOCK_UNIT_NONE) {
+		char *full = xasprintf("%s.clock_unit", path);
+		report(ctx, config_setting_get_member(s, "clock_unit"), full,
+		       "must be \"seconds\", \"milliseconds\" or \"microseconds\" (of the Unix epoch), not \"%s\"",
+		       unit);
+		free(full);
+	}
+	free(unit);
+}
+
 static bool parse_policy(struct parse_ctx *ctx, const config_setting_t *s, int index, struct policy *p)
 {
 	static const char *const keys[] = {
-		"name",       "service",           "source",        "table",  "key",      "clock", "retain",
-		"action",     "subject",           "batch",         "exempt", "set_null", "set",   "identity",
-		"on_erasure", "erasure_exception", "guard_records", NULL};
+		"name",       "service",           "source",        "table",      "key",      "clock", "retain",
+		"action",     "subject",           "batch",         "exempt",     "set_null", "set",   "identity",
+		"on_erasure", "erasure_exception", "guard_records", "clock_unit", NULL};
 	size_t errors_before = ctx->errs->n;
 	char *path = xasprintf("policies[%d]", index);
 	const config_setting_t *m;
@@ -904,9 +928,11 @@ static bool parse_policy(struct parse_ctx *ctx, const config_setting_t *s, int i
 	}
 	p->key = lookup_identifier(ctx, s, "key", path, true);
 	p->clock = lookup_identifier(ctx, s, "clock", path, true);
+	parse_clock_unit(ctx, s, path, p);
 	p->subject = lookup_identifier(ctx, s, "subject", path, false);
 	parse_erasure(ctx, s, path, p);
-	if (lookup_duration(ctx, s, "retain", path, true, NULL, &p->retain))
+	/* Zero: the clock is itself the deadline (an expiry column). */
+	if (lookup_duration_as(ctx, s, "retain", path, true, NULL, &p->retain, true))
 		p->retain_text = xstrdup(config_setting_get_string(config_setting_get_member(s, "retain")));
 
 	action = lookup_string(ctx, s, "action", path, false, "delete");

@@ -35,6 +35,17 @@ enum policy_action {
 /* "delete" or "anonymize", as the configuration and the audit trail spell it. */
 const char *policy_action_name(enum policy_action action);
 
+/* What an integer clock counts since the Unix epoch (policies.clock_unit); NONE: the clock is a time or date. */
+enum policy_clock_unit {
+	POLICY_CLOCK_UNIT_NONE,
+	POLICY_CLOCK_UNIT_SECONDS,
+	POLICY_CLOCK_UNIT_MILLISECONDS,
+	POLICY_CLOCK_UNIT_MICROSECONDS,
+};
+
+/* "seconds", "milliseconds" or "microseconds", as the configuration spells it; NULL for NONE. */
+const char *policy_clock_unit_name(enum policy_clock_unit unit);
+
 /* What a data subject's erasure request does to a policy's records. */
 enum policy_on_erasure {
 	POLICY_ERASURE_PURGE, /* purged at once, by the policy's action */
@@ -53,6 +64,7 @@ struct policy {
 	char *table; /* as written in the configuration; resolved against the catalog */
 	char *key;
 	char *clock;
+	enum policy_clock_unit clock_unit;
 	char *subject;  /* NULL when the policy names no data subject column */
 	char *identity; /* the kind of identity the subject column holds (requests name it); NULL without a subject */
 	enum policy_on_erasure on_erasure;

@@ -72,7 +72,8 @@ const char policy_resolve_table_sql[] =
 /*
  * $1 table oid, $2 key, $3 clock, $4 subject, $5 exempt column, $6 set_null
  * columns, $7 set columns, $8 action, $9-$13 every configured policy's name,
- * schema, relation, key and subject, $14 this policy's name, $15 its set values.
+ * schema, relation, key and subject, $14 this policy's name, $15 its set values,
+ * $16 its clock_unit (NULL: none).
  * -> (kind, sort, c1 .. c9); kinds: watch, column, sibling, guard, error, warning.
  */
 /* The statement is laid out as SQL, not as C. */
@@ -316,15 +317,34 @@ const char policy_describe_sql[] =
 	"   FROM col c JOIN bottom bc ON bc.typ = c.atttypid JOIN pg_catalog.pg_type bt ON bt.oid = bc.base_typ"
 	"  WHERE c.attnum IS NOT NULL AND c.role IN ('key', 'subject', 'exempt') AND bt.typcategory = 'A'"
 	" UNION ALL"
-	" SELECT 'error', 0, pg_catalog.format('clock column %s is %s, not timestamp with time zone',"
+	" SELECT 'error', 0, pg_catalog.format('clock column %s is %s: a clock is a timestamp with or without time zone,"
+	" a date, or with clock_unit an integer count of seconds, milliseconds or microseconds since the Unix epoch',"
 	"        pg_catalog.quote_ident(c.name), pg_catalog.format_type(c.atttypid, NULL)),"
 	"        NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
 	"   FROM col c WHERE c.role = 'clock' AND c.attnum IS NOT NULL"
-	"    AND c.atttypid NOT IN ('timestamptz'::regtype, 'timestamp'::regtype)"
+	"    AND c.atttypid NOT IN ('timestamptz'::regtype, 'timestamp'::regtype, 'date'::regtype, 'int2'::regtype,"
+	"                           'int4'::regtype, 'int8'::regtype)"
+	" UNION ALL"
+	" SELECT 'error', 0, pg_catalog.format('clock column %s is %s: clock_unit says what it counts since the Unix"
+	" epoch (\"seconds\", \"milliseconds\" or \"microseconds\")',"
+	"        pg_catalog.quote_ident(c.name), pg_catalog.format_type(c.atttypid, NULL)),"
+	"        NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
+	"   FROM col c WHERE c.role = 'clock' AND $16::text IS NULL"
+	"    AND c.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype)"
+	" UNION ALL"
+	" SELECT 'error', 0, pg_catalog.format('clock_unit is %s, but clock column %s is %s, not an integer', $16::text,"
+	"        pg_catalog.quote_ident(c.name), pg_catalog.format_type(c.atttypid, NULL)),"
+	"        NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
+	"   FROM col c WHERE c.role = 'clock' AND c.attnum IS NOT NULL AND $16::text IS NOT NULL"
+	"    AND c.atttypid NOT IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype)"
 	" UNION ALL"
 	" SELECT 'warning', 0, pg_catalog.format('clock column %s is timestamp without time zone:"
 	" read in database.time_zone', pg_catalog.quote_ident(c.name)), NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
 	"   FROM col c WHERE c.role = 'clock' AND c.atttypid = 'timestamp'::regtype"
+	" UNION ALL"
+	" SELECT 'warning', 0, pg_catalog.format('clock column %s is a date: a record''s clock is the midnight that"
+	" starts it in database.time_zone', pg_catalog.quote_ident(c.name)), NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
+	"   FROM col c WHERE c.role = 'clock' AND c.atttypid = 'date'::regtype"
 	" UNION ALL"
 	" SELECT 'error', 0, pg_catalog.format('key column %s may be NULL: a record needs a key"
 	" (ALTER COLUMN ... SET NOT NULL)', pg_catalog.quote_ident(c.name)), NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
@@ -674,6 +694,7 @@ int policy_describe_params(const struct config *cfg, const struct policy *p, lon
 	params[12] = policy_text_array(subjects, n);
 	params[13] = xstrdup(p->name);
 	params[14] = policy_text_array(set_values, p->n_set);
+	params[15] = p->clock_unit != POLICY_CLOCK_UNIT_NONE ? xstrdup(policy_clock_unit_name(p->clock_unit)) : NULL;
 	for (size_t i = 0; i < n; i++) {
 		free(schemas[i]);
 		free(rels[i]);
@@ -735,6 +756,21 @@ enum {
 	D_C9
 };
 
+/* TYPE as format_type spells it; the describe statement reports any other as an error. */
+static void clock_kind_set(struct policy_shape *shape, const char *type)
+{
+	if (strcmp(type, "timestamp without time zone") == 0)
+		shape->clock_kind = POLICY_CLOCK_TIMESTAMP;
+	else if (strcmp(type, "date") == 0)
+		shape->clock_kind = POLICY_CLOCK_DATE;
+	else if (strcmp(type, "smallint") == 0 || strcmp(type, "integer") == 0 || strcmp(type, "bigint") == 0)
+		shape->clock_kind = POLICY_CLOCK_EPOCH;
+	else
+		shape->clock_kind = POLICY_CLOCK_TIMESTAMPTZ;
+	shape->clock_without_zone =
+		shape->clock_kind == POLICY_CLOCK_TIMESTAMP || shape->clock_kind == POLICY_CLOCK_DATE;
+}
+
 void policy_shape_parse(struct policy_shape *shape, const PGresult *res, long long oid, const char *table)
 {
 	memset(shape, 0, sizeof(*shape));
@@ -756,8 +792,7 @@ void policy_shape_parse(struct policy_shape *shape, const PGresult *res, long lo
 			if (c) {
 				column_set(c, res, r, D_C2, D_C8);
 				if (c == &shape->clock)
-					shape->clock_without_zone =
-						strcmp(PQgetvalue(res, r, D_C5), "timestamp without time zone") == 0;
+					clock_kind_set(shape, PQgetvalue(res, r, D_C5));
 			} else if (strcmp(role, "set_null") == 0 || strcmp(role, "set") == 0) {
 				bool is_set = role[3] == '\0';
 				struct policy_column **list = is_set ? &shape->set : &shape->set_null;
@@ -862,9 +897,96 @@ struct frame {
 	const struct policy_shape *shape;
 	const struct policy *policy;
 	char *clock_at;                             /* the clock as timestamptz */
-	const char *bound_cast;                     /* turns a timestamptz bound into the clock column's type */
 	const struct policy_unapproved *unapproved; /* NULL: the rule is approved */
 };
+
+/* Of an integer clock: how many of its unit make a second, and the unit as an interval. */
+static const struct {
+	long long per_second;
+	const char *interval;
+} epoch_units[] = {
+	[POLICY_CLOCK_UNIT_SECONDS] = {1, "1 second"},
+	[POLICY_CLOCK_UNIT_MILLISECONDS] = {1000, "1 millisecond"},
+	[POLICY_CLOCK_UNIT_MICROSECONDS] = {1000000, "1 microsecond"},
+};
+
+/* The seconds since the epoch of the first and the last timestamptz PostgreSQL holds. */
+#define EPOCH_FIRST_SECOND (-210866803200LL)
+#define EPOCH_LAST_SECOND  9224318015999LL
+#define INT8_LAST          "9223372036854775807"
+
+/*
+ * RAW, a value of the clock column (an SQL expression), as a timestamptz.
+ * An integer clock is split into whole seconds, exact as float8, and the
+ * rest, exact as an interval; a count outside the timestamps PostgreSQL
+ * holds reads as -infinity or infinity (long overdue, or never due), so
+ * that one row's value fails no statement.
+ */
+static char *clock_time_of(const struct frame *f, const char *raw)
+{
+	enum policy_clock_unit unit = f->policy->clock_unit;
+	long long per;
+	switch (f->shape->clock_kind) {
+	case POLICY_CLOCK_TIMESTAMPTZ:
+		return xstrdup(raw);
+	case POLICY_CLOCK_TIMESTAMP:
+	case POLICY_CLOCK_DATE:
+		/* Read in the session's zone (database.time_zone), in every predicate alike. */
+		return xasprintf("%s::timestamptz", raw);
+	case POLICY_CLOCK_EPOCH:
+		break;
+	}
+	per = epoch_units[unit].per_second;
+	{
+		/* A bigint of microseconds cannot pass the last second: no upper test. */
+		char *above = per >= 1000000 ? xstrdup("")
+					     : xasprintf(" WHEN %s > %lld THEN 'infinity'::timestamptz", raw,
+							 EPOCH_LAST_SECOND * per + (per - 1));
+		char *at =
+			per == 1
+				? xasprintf("pg_catalog.to_timestamp(%s::float8)", raw)
+				: xasprintf(
+					  "pg_catalog.to_timestamp((%s / %lld)::float8) + (%s %% %lld) * '%s'::interval",
+					  raw, per, raw, per, epoch_units[unit].interval);
+		char *out = xasprintf("CASE WHEN %s < %lld THEN '-infinity'::timestamptz%s ELSE %s END", raw,
+				      EPOCH_FIRST_SECOND * per, above, at);
+		free(above);
+		free(at);
+		return out;
+	}
+}
+
+/*
+ * The last value of the clock column at or before AT, a timestamptz
+ * expression: the raw column is compared with it, computed once per
+ * statement, so that a plain btree index on the clock serves the test.
+ */
+static char *clock_bound(const struct frame *f, const char *at)
+{
+	switch (f->shape->clock_kind) {
+	case POLICY_CLOCK_TIMESTAMPTZ:
+		return xasprintf("(%s)", at);
+	case POLICY_CLOCK_TIMESTAMP:
+		return xasprintf("(%s)::timestamp", at);
+	case POLICY_CLOCK_DATE:
+		return xasprintf("(%s)::date", at);
+	case POLICY_CLOCK_EPOCH:
+		break;
+	}
+	/* Exact in numeric; an infinite AT stops at the ends of bigint. */
+	return xasprintf("LEAST(GREATEST(pg_catalog.floor(EXTRACT(epoch FROM (%s)) * %lld), -" INT8_LAST
+			 " - 1), " INT8_LAST ")::int8",
+			 at, epoch_units[f->policy->clock_unit].per_second);
+}
+
+/* RAW, a value of the clock column, later by INTERVAL (an SQL interval without months), in the column's type. */
+static char *clock_plus(const struct frame *f, const char *raw, const char *interval)
+{
+	if (f->shape->clock_kind != POLICY_CLOCK_EPOCH)
+		return xasprintf("(%s + %s)", raw, interval);
+	return xasprintf("LEAST(%s::numeric + EXTRACT(epoch FROM %s) * %lld, " INT8_LAST ")::int8", raw, interval,
+			 epoch_units[f->policy->clock_unit].per_second);
+}
 
 /* The widest index slack policy_slack gives any retain. */
 #define SLACK_MAX "4 days 6 hours"
@@ -942,11 +1064,14 @@ static void sb_due_in_force(struct sbuf *b, const struct frame *f, const char *h
 static void sb_due_by(struct sbuf *b, const struct frame *f, const char *horizon)
 {
 	const char *c = f->shape->clock.quoted;
+	char *at = xasprintf("(%s) - $2::interval + $3::interval", horizon), *bound = clock_bound(f, at);
 	sb_add(b,
 	       "t.%s IS NOT NULL"
-	       " AND t.%s <= ((%s) - $2::interval + $3::interval)%s"
+	       " AND t.%s <= %s"
 	       " AND %s + $2::interval <= (%s)",
-	       c, c, horizon, f->bound_cast, f->clock_at, horizon);
+	       c, c, bound, f->clock_at, horizon);
+	free(at);
+	free(bound);
 	sb_not_anonymized(b, f);
 	sb_due_in_force(b, f, horizon);
 }
@@ -1074,7 +1199,7 @@ static void sb_next_due(struct sbuf *b, const struct frame *f)
 {
 	const char *c = f->shape->clock.quoted;
 	const struct policy_unapproved *u = f->unapproved;
-	char *due_at, *in_force_exempt = NULL;
+	char *due_at, *in_force_exempt = NULL, *slack_end;
 	if (u && u->in_force == 0) {
 		/* Nothing is purged until the rule is approved: nothing to wake for. */
 		sb_add(b, "NULL::timestamptz");
@@ -1092,16 +1217,17 @@ static void sb_next_due(struct sbuf *b, const struct frame *f)
 	} else {
 		due_at = xasprintf("%s + $2::interval", f->clock_at);
 	}
-	sb_add(b,
-	       "(SELECT pg_catalog.min(%s) FROM %s t, (SELECT t.%s AS c FROM %s t"
-	       " WHERE t.%s IS NOT NULL AND t.%s < 'infinity'",
-	       due_at, f->shape->table, c, f->shape->table, c, c);
+	sb_add(b, "(SELECT pg_catalog.min(%s) FROM %s t, (SELECT t.%s AS c FROM %s t WHERE t.%s IS NOT NULL", due_at,
+	       f->shape->table, c, f->shape->table, c);
+	if (f->shape->clock_kind != POLICY_CLOCK_EPOCH)
+		sb_add(b, " AND t.%s < 'infinity'", c);
 	sb_not_anonymized(b, f);
 	sb_purgeable(b, f);
 	if (in_force_exempt)
 		sb_not_exempt_by(b, f, in_force_exempt);
-	sb_add(b, " ORDER BY t.%s LIMIT 1) first WHERE t.%s >= first.c AND t.%s <= first.c + %s", c, c, c,
-	       u ? "'" SLACK_MAX "'::interval" : "$3::interval");
+	slack_end = clock_plus(f, "first.c", u ? "'" SLACK_MAX "'::interval" : "$3::interval");
+	sb_add(b, " ORDER BY t.%s LIMIT 1) first WHERE t.%s >= first.c AND t.%s <= %s", c, c, c, slack_end);
+	free(slack_end);
 	sb_not_anonymized(b, f);
 	sb_purgeable(b, f);
 	if (in_force_exempt)
@@ -1197,13 +1323,16 @@ static char *build_lock(const struct frame *f, bool fresh)
 	       " t.%s::text AS record_key FROM %s t WHERE ",
 	       f->shape->key.quoted, f->shape->table);
 	sb_due_by(&b, f, "pg_catalog.statement_timestamp()");
-	if (fresh)
+	if (fresh) {
+		char *bound = clock_bound(f, "pg_catalog.statement_timestamp() - '" POLICY_FRESH_WINDOW
+					     "'::interval - $2::interval - $3::interval");
 		sb_add(&b,
-		       " AND t.%s >= (pg_catalog.statement_timestamp() - '" POLICY_FRESH_WINDOW "'::interval"
-		       " - $2::interval - $3::interval)%s"
+		       " AND t.%s >= %s"
 		       " AND %s + $2::interval > pg_catalog.statement_timestamp() - '" POLICY_FRESH_WINDOW
 		       "'::interval",
-		       f->shape->clock.quoted, f->bound_cast, f->clock_at);
+		       f->shape->clock.quoted, bound, f->clock_at);
+		free(bound);
+	}
 	sb_purgeable(&b, f);
 	sb_add(&b, " ORDER BY t.%s LIMIT $5::integer FOR UPDATE OF t SKIP LOCKED) l", f->shape->clock.quoted);
 	return b.s;
@@ -1640,6 +1769,8 @@ static bool shape_complete(const struct policy *p, const struct policy_shape *s,
 		*why = "its key column does not exist or has no equality operator";
 	else if (s->clock.quoted == NULL)
 		*why = "its clock column does not exist";
+	else if ((s->clock_kind == POLICY_CLOCK_EPOCH) != (p->clock_unit != POLICY_CLOCK_UNIT_NONE))
+		*why = "its clock column is an integer without clock_unit, or clock_unit is set for a clock that is not";
 	else if (p->subject && (s->subject.quoted == NULL || s->subject.eq == NULL))
 		*why = "its subject column does not exist or has no equality operator";
 	else if (p->exempt_column && (s->exempt.quoted == NULL || s->exempt.eq == NULL))
@@ -1687,19 +1818,17 @@ static char *build_canonical(const struct policy_column *c)
 bool policy_sql_build(struct policy_sql *sql, const struct policy *p, const struct policy_shape *shape,
 		      const char *instance, const struct policy_unapproved *unapproved, const char **why)
 {
-	struct frame f = {shape, p, NULL, "", unapproved};
+	struct frame f = {shape, p, NULL, unapproved};
 	char retain[96], slack[32];
 	char **siblings;
 
 	memset(sql, 0, sizeof(*sql));
 	if (!shape_complete(p, shape, why))
 		return false;
-	if (shape->clock_without_zone) {
-		/* Read in the session's zone (database.time_zone) once, in every predicate alike. */
-		f.clock_at = xasprintf("t.%s::timestamptz", shape->clock.quoted);
-		f.bound_cast = "::timestamp";
-	} else {
-		f.clock_at = xasprintf("t.%s", shape->clock.quoted);
+	{
+		char *raw = xasprintf("t.%s", shape->clock.quoted);
+		f.clock_at = clock_time_of(&f, raw);
+		free(raw);
 	}
 
 	sql->table = xstrdup(shape->table);

@@ -125,6 +125,14 @@ struct policy_guard {
 	char *table; /* the table whose rows keep the record, as the catalog spells it */
 };
 
+/* How the clock column's values read as points in time. */
+enum policy_clock_kind {
+	POLICY_CLOCK_TIMESTAMPTZ,
+	POLICY_CLOCK_TIMESTAMP, /* in database.time_zone */
+	POLICY_CLOCK_DATE,      /* its midnight, in database.time_zone */
+	POLICY_CLOCK_EPOCH,     /* an integer of policies.clock_unit since 1970-01-01 00:00 UTC */
+};
+
 /* What the catalog says about a policy's table, from policy_describe_sql. */
 struct policy_shape {
 	long long oid;
@@ -132,7 +140,8 @@ struct policy_shape {
 	char *watched;     /* the oids whose foreign keys, partitions and security the statements depend on */
 	char *fingerprint; /* what they were when described (FINGERPRINT in policy.c) */
 	struct policy_column key, clock, subject, exempt;
-	bool clock_without_zone;        /* timestamp: read in the session's (database.time_zone) zone */
+	enum policy_clock_kind clock_kind;
+	bool clock_without_zone;        /* timestamp or date: read in the session's (database.time_zone) zone */
 	struct policy_column *set_null; /* the anonymized columns, in configuration order */
 	size_t n_set_null;
 	struct policy_column *set;
@@ -211,7 +220,7 @@ int policy_params(const struct policy_sql *sql, const char **params, Oid *types,
 /* Looks a policy's table up in the catalog: $1 schema or NULL, $2 relation -> oid, qualified name. */
 extern const char policy_resolve_table_sql[];
 /* Rows (kind, c1 .. c7) describing a policy's table; parameters from policy_describe_params. */
-#define POLICY_DESCRIBE_N_PARAMS 15
+#define POLICY_DESCRIBE_N_PARAMS 16
 extern const char policy_describe_sql[];
 
 /* The parameters of policy_resolve_table_sql for P; free both after. False if the name is invalid. */

@@ -465,6 +465,197 @@ START_TEST(test_a_cancelled_delete_is_not_reported_as_locked)
 }
 END_TEST
 
+/* The clock of a row COUNT UNIT (as in milliseconds) after the frozen now, as an integer of UNITS_PER_S a second. */
+#define EPOCH_AT(units_per_s, offset)                                                                                  \
+	"(extract(epoch FROM fake.statement_timestamp()) * " units_per_s ")::bigint + (" offset ")"
+
+/*
+ * Integer clocks of each unit: a record exactly due is due, one a unit later
+ * is not; a count beyond the timestamps PostgreSQL holds reads as long ago
+ * (due) or never (not due) and fails no statement; the lock statement's
+ * generic plan searches the clock's btree index.
+ */
+START_TEST(test_epoch_clocks_are_read_in_their_unit)
+{
+	static const struct {
+		const char *unit, *per_s, *type;
+	} units[] = {
+		{"seconds", "1", "integer"}, {"milliseconds", "1000", "bigint"}, {"microseconds", "1000000", "bigint"}};
+	for (size_t i = 0; i < sizeof(units) / sizeof(*units); i++) {
+		char *db = xasprintf("epoch%zu", i);
+		PGconn *conn = clock_table(db, units[i].type);
+		char *extra = xasprintf("clock_unit = \"%s\";", units[i].unit);
+		char *policy = fx_policy("p", "app.t", "id", "c", "1 day", extra);
+		char *conf = fx_config(db, NULL, policy);
+		PGconn *frozen = frozen_at(conn, db, "2026-06-01 12:00:00+00", "Europe/Berlin");
+		const char *huge = strcmp(units[i].type, "integer") == 0 ? "2147483647" : "9223372036854775807";
+		const char *tiny = strcmp(units[i].type, "integer") == 0 ? "-2147483648" : "-9223372036854775808";
+		struct fx_policy fp;
+		char *sql, *keys, *plan;
+		sql = xasprintf(
+			"INSERT INTO app.t VALUES (1, " EPOCH_AT("%s", "-86400::bigint * %s") "), (2, " EPOCH_AT(
+				"%s",
+				"-86400::bigint * %s + 1") "), (3, " EPOCH_AT("%s",
+									      "-86400::bigint * %s - 1") "), (4, %s), (5, %s);"
+													 "INSERT INTO app.t SELECT g, " EPOCH_AT(
+														 "%s",
+														 "g") " FROM generate_series(10, 20000) g;"
+														      "ANALYZE app.t",
+			units[i].per_s, units[i].per_s, units[i].per_s, units[i].per_s, units[i].per_s, units[i].per_s,
+			tiny, huge, units[i].per_s);
+		test_exec(frozen, sql);
+		free(sql);
+		fx_policy_prepare(&fp, frozen, conf, "p");
+		keys = due_keys(frozen, &fp);
+		/* A 32-bit count of seconds ends in 2038: its largest is a future record, not due. */
+		ck_assert_msg(strcmp(keys, "4,3,1") == 0, "%s: due %s", units[i].unit, keys);
+		free(keys);
+		test_assert_query_value(frozen, "SELECT extract(epoch FROM fake.statement_timestamp())::text", 0, NULL,
+					"1780315200.000000");
+		plan = generic_plan(frozen, &fp, fp.sql.lock, NULL);
+		ck_assert_msg(strstr(plan, "Index Scan using t_c_idx") && !strstr(plan, "Seq Scan"), "%s: %s",
+			      units[i].unit, plan);
+		free(plan);
+		plan = generic_plan(frozen, &fp, fp.sql.next_wake, "true");
+		ck_assert_msg(strstr(plan, "t_c_idx") && !strstr(plan, "Seq Scan on t "), "%s: %s", units[i].unit,
+			      plan);
+		free(plan);
+		fx_policy_free(&fp);
+		PQfinish(frozen);
+		free(extra);
+		free(policy);
+		free(conf);
+		free(db);
+		PQfinish(conn);
+	}
+}
+END_TEST
+
+/*
+ * A date clock is the midnight that starts the day, in database.time_zone:
+ * 28 March plus "2 days" is due at midnight on 30 March in Berlin, 22:00Z
+ * after the spring-forward night, not a microsecond before; the lock
+ * statement's generic plan searches the date's index.
+ */
+START_TEST(test_date_clocks_start_at_midnight_in_the_zone)
+{
+	PGconn *conn = clock_table("dateclock", "date");
+	char *policy = fx_policy("p", "app.t", "id", "c", "2 days", "");
+	char *conf = fx_config("dateclock", NULL, policy);
+	PGconn *before, *at;
+	struct fx_policy fp;
+	char *keys, *plan;
+	test_exec(conn, "INSERT INTO app.t VALUES (1, '2026-03-28'), (2, '2026-03-29');"
+			"INSERT INTO app.t SELECT g, date '2026-04-01' + g FROM generate_series(10, 20000) g;"
+			"ANALYZE app.t");
+	before = frozen_at(conn, "dateclock", "2026-03-29 21:59:59.999999+00", "Europe/Berlin");
+	fx_policy_prepare(&fp, before, conf, "p");
+	keys = due_keys(before, &fp);
+	ck_assert_msg(strcmp(keys, "") == 0, "due a microsecond before midnight in Berlin: %s", keys);
+	free(keys);
+	plan = generic_plan(before, &fp, fp.sql.lock, NULL);
+	ck_assert_msg(strstr(plan, "Index Scan using t_c_idx") && !strstr(plan, "Seq Scan"), "%s", plan);
+	free(plan);
+	fx_policy_free(&fp);
+	PQfinish(before);
+	at = frozen_at(conn, "dateclock", "2026-03-29 22:00:00+00", "Europe/Berlin");
+	fx_policy_prepare(&fp, at, conf, "p");
+	keys = due_keys(at, &fp);
+	ck_assert_msg(strcmp(keys, "1") == 0, "not due at midnight in Berlin: %s", keys);
+	free(keys);
+	fx_policy_free(&fp);
+	PQfinish(at);
+	free(policy);
+	free(conf);
+	PQfinish(conn);
+}
+END_TEST
+
+/*
+ * An expiry column is its own deadline (retain "0 seconds"); an integer
+ * clock of epoch milliseconds is purged on time by the running daemon: each
+ * record less than a second after it is due, none before, with due and clock
+ * times in its audit row read in the unit.
+ */
+START_TEST(test_expiry_and_epoch_clocks_are_purged_on_time)
+{
+	PGconn *conn = fx_database("expiry");
+	char *expiry = fx_policy("tokens", "app.tokens", "id", "valid_until", "0 seconds", "");
+	char *epoch =
+		fx_policy("visits", "app.visits", "id", "last_seen_ms", "3 seconds", "clock_unit = \"milliseconds\";");
+	char *policies = xasprintf("%s, %s", expiry, epoch);
+	char *conf = fx_config("expiry", NULL, policies);
+	char *log = fx_log_path("expiry");
+	pid_t pid;
+	test_exec(conn,
+		  "CREATE SCHEMA app;"
+		  "CREATE TABLE app.tokens (id int PRIMARY KEY, valid_until timestamptz);"
+		  "CREATE TABLE app.visits (id int PRIMARY KEY, last_seen_ms bigint);"
+		  "CREATE INDEX ON app.tokens (valid_until); CREATE INDEX ON app.visits (last_seen_ms);"
+		  "INSERT INTO app.tokens VALUES (1, now() + interval '2 seconds'), (2, now() + interval '1 hour');"
+		  "INSERT INTO app.visits VALUES (1, (extract(epoch FROM now()) * 1000)::bigint - 1000),"
+		  " (2, (extract(epoch FROM now()) * 1000)::bigint + 3600000)");
+	fx_grant(conn, "app");
+	pid = fx_start_daemon(conf, log);
+	ck_assert(fx_poll_true(conn, "SELECT count(*) = 2 FROM retention.audit_log", 15));
+	test_assert_query_value(
+		conn,
+		"SELECT string_agg(policy || ':' || record_key, ',' ORDER BY policy) FROM"
+		" retention.audit_log WHERE purged_at >= due_at AND purged_at < due_at + interval '1 second'",
+		0, NULL, "tokens:1,visits:1");
+	/* The audit row's clock is the count read in its unit: three seconds before its due time. */
+	test_assert_query_value(conn,
+				"SELECT due_at - clock_at = interval '3 seconds' FROM retention.audit_log"
+				" WHERE policy = 'visits'",
+				0, NULL, "t");
+	test_assert_query_value(conn, "SELECT count(*) FROM app.tokens", 0, NULL, "1");
+	test_assert_query_value(conn, "SELECT count(*) FROM app.visits", 0, NULL, "1");
+	fx_assert_chain_intact(conn);
+	fx_stop_daemon(pid);
+	free(expiry);
+	free(epoch);
+	free(policies);
+	free(conf);
+	free(log);
+	PQfinish(conn);
+}
+END_TEST
+
+/* A clock of a type no clock has, or an integer without its unit, is refused by --check, naming the table and column. */
+START_TEST(test_clocks_that_cannot_be_read_are_refused)
+{
+	PGconn *conn = fx_database("badclock");
+	char *text_clock = fx_policy("text-clock", "app.t", "id", "c_text", "1 day", "");
+	char *no_unit = fx_policy("no-unit", "app.t", "id", "c_ms", "1 day", "");
+	char *stray_unit = fx_policy("stray-unit", "app.t", "id", "c_at", "1 day", "clock_unit = \"seconds\";");
+	char *fine = fx_policy("fine", "app.t", "id", "c_ms", "1 day", "clock_unit = \"milliseconds\";");
+	char *policies = xasprintf("%s, %s, %s, %s", text_clock, no_unit, stray_unit, fine);
+	char *conf = fx_config("badclock", NULL, policies);
+	char *out, *err;
+	test_exec(conn, "CREATE SCHEMA app; CREATE TABLE app.t (id int PRIMARY KEY, c_text text, c_ms bigint,"
+			" c_at timestamptz)");
+	fx_grant(conn, "app");
+	ck_assert_int_eq(fx_run_check(conf, &out, &err), 1);
+	ck_assert_msg(strstr(out, "policy text-clock: error: clock column c_text is text: a clock is a timestamp"),
+		      "%s", out);
+	ck_assert_msg(strstr(out, "policy no-unit: error: clock column c_ms is bigint: clock_unit says what it counts"),
+		      "%s", out);
+	ck_assert_msg(strstr(out, "policy stray-unit: error: clock_unit is seconds, but clock column c_at is timestamp"
+				  " with time zone, not an integer"),
+		      "%s", out);
+	ck_assert_msg(!strstr(out, "policy fine: error"), "%s", out);
+	free(out);
+	free(err);
+	free(text_clock);
+	free(no_unit);
+	free(stray_unit);
+	free(fine);
+	free(policies);
+	free(conf);
+	PQfinish(conn);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("scheduling");
@@ -478,6 +669,10 @@ int main(void)
 	tcase_add_test(tc, test_rows_locked_by_the_application_are_waited_out);
 	tcase_add_test(tc, test_a_cancelled_delete_is_not_reported_as_locked);
 	tcase_add_test(tc, test_a_partial_index_serves_an_anonymize_policy);
+	tcase_add_test(tc, test_epoch_clocks_are_read_in_their_unit);
+	tcase_add_test(tc, test_date_clocks_start_at_midnight_in_the_zone);
+	tcase_add_test(tc, test_expiry_and_epoch_clocks_are_purged_on_time);
+	tcase_add_test(tc, test_clocks_that_cannot_be_read_are_refused);
 	suite_add_tcase(s, tc);
 	return test_run_suite(s);
 }

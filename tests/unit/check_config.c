@@ -156,9 +156,11 @@ START_TEST(test_bad_duration)
 	expect_one_error(RETAIN_POLICY("15 minuts"), ":2:", "policies[0] (p).retain", "invalid duration \"15 minuts\"",
 			 "unknown unit", NULL);
 	config_errors_clear(&errs);
-	expect_one_error(RETAIN_POLICY("0 days"), "retain", "longer than zero", NULL);
-	config_errors_clear(&errs);
 	expect_one_error(RETAIN_POLICY("-1 day"), "retain", "expected a number", NULL);
+	config_errors_clear(&errs);
+	expect_one_error(RETAIN_POLICY("0"), "retain", "missing unit", NULL);
+	config_errors_clear(&errs);
+	expect_one_error(RETAIN_POLICY("-0 seconds"), "retain", "expected a number", NULL);
 	config_errors_clear(&errs);
 	expect_one_error("daemon = { resync_interval = \"1 month\"; };\n" ONE_POLICY(""), "daemon.resync_interval",
 			 "no months", NULL);
@@ -246,6 +248,29 @@ START_TEST(test_guardrail_keys)
 	config_errors_clear(&errs);
 	expect_one_error("database = { max_replication_lag = \"1 month\"; };\n" ONE_POLICY(""),
 			 "database.max_replication_lag", "no months", NULL);
+	config_errors_clear(&errs);
+}
+END_TEST
+
+/* clock_unit: one of three units, or none; retain may be zero, for a clock that is the deadline. */
+START_TEST(test_clock_keys)
+{
+	struct config *cfg = test_load_config(ONE_POLICY(""), &errs);
+	ck_assert_ptr_nonnull(cfg);
+	ck_assert_int_eq(cfg->policies[0].clock_unit, POLICY_CLOCK_UNIT_NONE);
+	config_free(cfg);
+	cfg = test_load_config(
+		"policies = ( { name = \"p\"; service = \"s\"; source = \"s\"; table = \"t\";\n"
+		"  key = \"id\"; clock = \"c\"; clock_unit = \"milliseconds\"; retain = \"0 seconds\"; } );\n",
+		&errs);
+	ck_assert_ptr_nonnull(cfg);
+	ck_assert_int_eq(cfg->policies[0].clock_unit, POLICY_CLOCK_UNIT_MILLISECONDS);
+	ck_assert_int_eq(cfg->policies[0].retain.usecs, 0);
+	ck_assert_str_eq(policy_clock_unit_name(cfg->policies[0].clock_unit), "milliseconds");
+	config_free(cfg);
+	expect_one_error(ONE_POLICY("clock_unit = \"minutes\";"),
+			 ":5:", "policies[0] (virusdesk-scan-uploads).clock_unit",
+			 "must be \"seconds\", \"milliseconds\" or \"microseconds\"", NULL);
 	config_errors_clear(&errs);
 }
 END_TEST
@@ -581,6 +606,7 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_bad_duration);
 	tcase_add_test(tc, test_quarantine_retry);
 	tcase_add_test(tc, test_guardrail_keys);
+	tcase_add_test(tc, test_clock_keys);
 	tcase_add_test(tc, test_metrics_listen);
 	tcase_add_test(tc, test_bad_identifier);
 	tcase_add_test(tc, test_batch_out_of_range);
