@@ -39,13 +39,14 @@ GRANT EXECUTE ON FUNCTION retention.quarantine_record(text, text, text, text, in
 -- A chain's head found behind the last head the daemon committed (a
 -- failover lost the tail): it records the gap.
 GRANT EXECUTE ON FUNCTION retention.record_chain_gap(text, bigint, bigint, text, bigint, text, text) TO :"role";
--- Rule versions: the daemon records each policy's rule, approves a changed
--- one that newly makes no more than guard_records records due, and its
--- statements read the version in force while one waits for approval.
+-- Rule versions: the daemon records each policy's rule, says which version
+-- it enforces (an approved one, or one that newly makes no more than
+-- guard_records records due), and its statements read the version in force
+-- while one waits for an operator's approval, which it cannot give.
 GRANT SELECT ON retention.rule_versions TO :"role";
 GRANT EXECUTE ON FUNCTION retention.rule_state(text, text, text, text),
     retention.rule_seen(text, text, text, interval, text, text[], text),
-    retention.rule_approve(bigint, bigint, text, text, boolean) TO :"role";
+    retention.rule_enforce(bigint) TO :"role";
 -- database.max_replication_lag: the standbys' replay lag, read through the
 -- function as the schema's owner.
 GRANT EXECUTE ON FUNCTION retention.replication_lag() TO :"role";

@@ -1486,21 +1486,25 @@ static char *build_pending(const struct frame *f)
 }
 
 /*
- * The records a rule waiting for approval would purge now that the version
- * in force would not: its guard's count. Built from a frame without the
- * limit, so that sb_due_by is the rule's own due test.
+ * The records a rule waiting for approval would purge within
+ * POLICY_GUARD_HORIZON that the version in force would not: its guard's
+ * count. Built from a frame without the limit, so that sb_due_by is the
+ * rule's own due test.
  */
+#define GUARD_HORIZON "pg_catalog.statement_timestamp() + '" POLICY_GUARD_HORIZON "'::interval"
+
 static char *build_newly_due(const struct frame *f)
 {
 	struct frame own = *f;
 	struct sbuf b = {NULL, 0};
 	own.unapproved = NULL;
 	sb_add(&b, "SELECT pg_catalog.count(*)::bigint FROM %s t WHERE ", f->shape->table);
-	sb_due_by(&b, &own, "pg_catalog.statement_timestamp()");
-	sb_purgeable(&b, &own);
+	sb_due_by(&b, &own, GUARD_HORIZON);
+	/* Exempt by the rule itself: never due under it. A hold, a reference or a quarantine ends. */
+	sb_not_exempt(&b, &own);
 	if (f->unapproved->in_force != 0) {
 		sb_add(&b, " AND NOT (true");
-		sb_due_in_force(&b, f, "pg_catalog.statement_timestamp()");
+		sb_due_in_force(&b, f, GUARD_HORIZON);
 		sb_add(&b, ")");
 	}
 	return b.s;

@@ -172,6 +172,11 @@ struct policy_unapproved {
 
 /* Records due this recently are purged on time however purging is throttled (throttle.h). */
 #define POLICY_FRESH_WINDOW "1 minute"
+/*
+ * How far ahead the guard counts what a rule newly makes due: records that
+ * would fall due a few seconds after the count are as many at once.
+ */
+#define POLICY_GUARD_HORIZON "1 day"
 
 /* A policy's SQL, built once from its shape. */
 struct policy_sql {
@@ -196,7 +201,12 @@ struct policy_sql {
 	char *erase_lock; /* as lock, for the records of the subjects $13 (text[]) of open request $14, due or not */
 	char *erase_left; /* -> erasable, kept, why, failed, settings: the subjects' records after an erasure ($13) */
 	char *access;     /* -> the policy and the subjects' records, as JSON ($13 subjects, $14 retain) */
-	char *newly_due; /* unapproved only: -> how many purgeable records the rule makes due that the one in force does not */
+	/*
+	 * Unapproved only: -> how many records the rule makes due within
+	 * POLICY_GUARD_HORIZON that the one in force does not, held,
+	 * referenced and quarantined ones too: they go once they are free.
+	 */
+	char *newly_due;
 	bool unapproved;   /* built with a policy_unapproved */
 	char **guard_what; /* policy_guard.what, for explain */
 	size_t n_guards;

@@ -4,6 +4,7 @@
  */
 #include "rule.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -85,6 +86,9 @@ void rule_of(struct rule *r, const struct config *cfg, const struct policy *p, c
 	json_buf_str(&text, "{");
 	add_frame(&text, cfg, p, shape);
 	add_string(&text, "key", p->key);
+	/* Only where there is one: holds by subject name data subjects in it (rule_state compares it). */
+	if (p->subject)
+		add_string(&text, "subject", p->subject);
 	add_string(&text, "retain", retain);
 	add_string(&text, "exempt_column", p->exempt_column);
 	add_strings(&text, "exempt_values", p->exempt_values, p->n_exempt_values);
@@ -105,12 +109,13 @@ void rule_free(struct rule *r)
 	memset(r, 0, sizeof(*r));
 }
 
-#define RULE_STATE_COLUMNS "version, approved, in_force, comparable, in_force_exempts, upgrade"
+#define RULE_STATE_COLUMNS "version, approved, in_force, comparable, in_force_exempts, upgrade, holds_moved"
 
 const char rule_state_sql[] = "SELECT " RULE_STATE_COLUMNS " FROM retention.rule_state($1, $2, $3, $4)";
 const char rule_seen_sql[] =
 	"SELECT " RULE_STATE_COLUMNS " FROM retention.rule_seen($1, $2, $3, $4::interval, $5, $6::text[], $7)";
 const char rule_approve_sql[] = "SELECT retention.rule_approve($1::bigint, $2::bigint, $3, $4, $5::boolean)";
+const char rule_enforce_sql[] = "SELECT retention.rule_enforce($1::bigint)";
 
 int rule_state_params(const struct rule *r, const struct policy *p, const char **params)
 {
@@ -146,7 +151,7 @@ static long long id_or_zero(const PGresult *res, int col)
 bool rule_state_parse(const PGresult *res, struct rule_state *st)
 {
 	memset(st, 0, sizeof(*st));
-	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 || PQnfields(res) < 6)
+	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 || PQnfields(res) < 7)
 		return false;
 	st->version = id_or_zero(res, 0);
 	st->approved = is_true(res, 1);
@@ -154,6 +159,8 @@ bool rule_state_parse(const PGresult *res, struct rule_state *st)
 	st->comparable = is_true(res, 3);
 	st->in_force_exempts = is_true(res, 4);
 	st->upgrade = is_true(res, 5);
+	if (!PQgetisnull(res, 0, 6))
+		snprintf(st->holds_moved, sizeof(st->holds_moved), "%s", PQgetvalue(res, 0, 6));
 	return true;
 }
 

@@ -25,12 +25,14 @@ void rule_free(struct rule *r);
 
 /* Columns of rule_state_sql and rule_seen_sql. */
 struct rule_state {
-	long long version; /* 0: not recorded yet */
-	bool approved;
-	long long in_force; /* the approved version enforced last, 0 if none */
+	long long version;  /* 0: not recorded yet */
+	bool approved;      /* by an operator, or it is the version in force */
+	long long in_force; /* the version a daemon enforced last, 0 if none */
 	bool comparable;    /* what the version in force makes due can be told row by row */
 	bool in_force_exempts;
 	bool upgrade; /* approved as the rule in force before versions were recorded */
+	/* Why it may not be enforced while the policy's active holds stand (its key or subject column moved), or "". */
+	char holds_moved[320];
 };
 
 /* $1 policy, $2 rule, $3 frame, $4 exempt column -> rule_state (read only). */
@@ -39,6 +41,8 @@ extern const char rule_state_sql[];
 extern const char rule_seen_sql[];
 /* $1 version, $2 count, $3 reason, $4 who, $5 wake the daemons -> whether it was approved now. */
 extern const char rule_approve_sql[];
+/* $1 version: a daemon enforces it from now; it is the version in force. */
+extern const char rule_enforce_sql[];
 
 /* RULE_STATE_SQL's parameters for P's rule R (4 of them) or rule_seen_sql's (7), into PARAMS. */
 int rule_state_params(const struct rule *r, const struct policy *p, const char **params);

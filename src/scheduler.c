@@ -435,18 +435,28 @@ static void approved_now(struct policy_state *ps)
 		enforce(ps);
 }
 
-static void on_rule_auto_approved(PGresult *res, void *arg)
+static void on_rule_enforced(PGresult *res, void *arg)
 {
 	struct policy_state *ps = arg;
 	char buf[512];
 	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
-		policy_problem(ps, "recording the approval of rule version %lld failed: %s", ps->rule_state.version,
+		policy_problem(ps, "recording rule version %lld as the one in force failed: %s", ps->rule_state.version,
 			       pgconn_error_text(res, buf, sizeof(buf)));
 		not_resolved(ps);
 		return;
 	}
 	ps->rule_state.approved = true;
 	approved_now(ps);
+}
+
+/* The version is approved, or newly makes few enough records due: it is the version in force from now. */
+static void enforce_version(struct policy_state *ps)
+{
+	char version[24];
+	const char *params[1] = {version};
+	snprintf(version, sizeof(version), "%lld", ps->rule_state.version);
+	if (!pgconn_query(ps->d->pg, ps, PGCONN_PLAIN, rule_enforce_sql, 1, NULL, params, on_rule_enforced, ps))
+		not_resolved(ps);
 }
 
 /* More than guard_records newly due: only what the version in force also makes due is purged. */
@@ -478,9 +488,7 @@ static void wait_for_approval(struct policy_state *ps, long long newly_due)
 static void on_newly_due(PGresult *res, void *arg)
 {
 	struct policy_state *ps = arg;
-	char buf[512], reason[160], by[96];
-	const char *params[5];
-	char version[24], count[24];
+	char buf[512];
 	long long n;
 	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
 		policy_problem(ps, "counting what rule version %lld newly makes due failed: %s", ps->rule_state.version,
@@ -493,23 +501,17 @@ static void on_newly_due(PGresult *res, void *arg)
 		wait_for_approval(ps, n);
 		return;
 	}
-	snprintf(version, sizeof(version), "%lld", ps->rule_state.version);
-	snprintf(count, sizeof(count), "%lld", n);
-	if (ps->policy->guard_records > 0)
-		snprintf(reason, sizeof(reason), "newly makes %lld records due, no more than guard_records (%lld)", n,
-			 ps->policy->guard_records);
-	else
-		snprintf(reason, sizeof(reason), "newly makes %lld records due; guard_records = 0", n);
-	snprintf(by, sizeof(by), "(retentiond %s)", ps->d->cfg->instance);
-	params[0] = version;
-	params[1] = count;
-	params[2] = reason;
-	params[3] = by;
-	params[4] = "false";
-	if (ps->newly_due < 0)
-		log_info("policy %s: rule version %lld %s: approved", ps->policy->name, ps->rule_state.version, reason);
-	if (!pgconn_query(ps->d->pg, ps, PGCONN_PLAIN, rule_approve_sql, 5, NULL, params, on_rule_auto_approved, ps))
-		not_resolved(ps);
+	if (ps->newly_due < 0) {
+		if (ps->policy->guard_records > 0)
+			log_info("policy %s: rule version %lld newly makes %lld records due, no more than guard_records"
+				 " (%lld): enforced",
+				 ps->policy->name, ps->rule_state.version, n, ps->policy->guard_records);
+		else
+			log_info(
+				"policy %s: rule version %lld newly makes %lld records due; guard_records = 0: enforced",
+				ps->policy->name, ps->rule_state.version, n);
+	}
+	enforce_version(ps);
 }
 
 static void on_rule_seen(PGresult *res, void *arg)
@@ -532,9 +534,17 @@ static void on_rule_seen(PGresult *res, void *arg)
 			"policy %s: rule version %lld recorded, approved as the rule in force before rule versions were"
 			" recorded",
 			ps->policy->name, ps->rule_state.version);
+	if (ps->rule_state.holds_moved[0]) {
+		policy_problem(ps,
+			       "not purging under rule version %lld: %s; release them and place them again by the new"
+			       " column (retentionctl hold), or go back to the old one, and reload",
+			       ps->rule_state.version, ps->rule_state.holds_moved);
+		not_resolved(ps);
+		return;
+	}
 	unapproved = rule_unapproved(&ps->rule_state, &u);
 	if (unapproved == NULL) {
-		approved_now(ps);
+		enforce_version(ps);
 		return;
 	}
 	if (!rebuild(ps, unapproved))

@@ -74,12 +74,15 @@ START_TEST(test_shortening_a_rule_waits_for_approval)
 	add_rows(conn, 1, 30000, 30);
 	add_rows(conn, 100001, 5, 100);
 	pid = fx_start_daemon(conf, log);
-	/* Five records newly due for a new policy: within guard_records, approved by the daemon. */
+	/* Five records newly due for a new policy: within guard_records, enforced, approved by no one. */
 	ck_assert_msg(fx_poll_true(conn, "SELECT count(*) = 30000 FROM app.t", 20), "the 5 due records not purged");
-	test_assert_query_value(conn,
-				"SELECT string_agg(approved_count || ' ' || approved_reason, '; ') FROM"
-				" retention.rule_versions WHERE policy = 'p'",
-				0, NULL, "5 newly makes 5 records due, no more than guard_records (10000)");
+	fx_wait_for_log(log, "policy p: rule version 1 newly makes 5 records due, no more than guard_records (10000)",
+			1);
+	test_assert_query_value(
+		conn,
+		"SELECT string_agg((enforced_at IS NOT NULL) || ' ' || (approved_at IS NULL), '; ') FROM"
+		" retention.rule_versions WHERE policy = 'p'",
+		0, NULL, "true true");
 
 	/* What the 7-day rule would newly purge, before it is loaded. */
 	ck_assert_int_eq(fx_ctl(conf, "shorten", &out, &err, "--format", "csv", "pending", "--rule", seven, NULL), 0);
@@ -396,6 +399,143 @@ START_TEST(test_a_rate_limit_holds_back_backlog_not_records_falling_due)
 }
 END_TEST
 
+/* Has daemon PID reload CONF as a RETAIN rule with EXTRA; returns when the version was enforced or blocked. */
+static void reload_and_wait(const char *conf, const char *db, const char *retain, const char *extra, pid_t pid,
+			    const char *log, const char *needle)
+{
+	long mark = fx_log_mark(log);
+	reload_as(conf, db, retain, extra, pid, log);
+	fx_wait_for_log_after(log, mark, needle, 10);
+}
+
+/*
+ * A changed rule is counted against the version the daemon enforces, the
+ * last it enforced, whether an operator approved it or it newly made few
+ * records due; a version accepted that way and left is counted again when
+ * it comes back; and the count takes in what falls due within a day, not
+ * only at this instant.
+ */
+START_TEST(test_a_change_is_counted_against_the_rule_in_force)
+{
+	PGconn *conn = guard_db("inforce");
+	char *conf = guard_config("inforce", "1 day", "guard_records = 100;");
+	char *log = fx_log_path("inforce");
+	pid_t pid;
+	pid = fx_start_daemon(conf, log);
+	fx_wait_for_log(log, "policy p: rule version 1 newly makes 0 records due", 10);
+	fx_stop_daemon(pid);
+	{
+		/* Restarted, version 1 is the one in force: approved, enforced again. */
+		long mark = fx_log_mark(log);
+		pid = fx_start_daemon(conf, log);
+		ck_assert(fx_wait_log_count(log, "policy p: checking-rule -> asking", 2, 10));
+		ck_assert(!fx_log_has_after(log, mark, "newly makes"));
+	}
+	reload_and_wait(conf, "inforce", "90 days", "guard_records = 100;", pid, log,
+			"policy p: rule version 2 newly makes 0 records due");
+	/* Kept by the 90-day rule in force; the 1-day rule enforced before it would purge them all. */
+	add_rows(conn, 1, 5000, 30);
+	reload_and_wait(conf, "inforce", "7 days", "guard_records = 100;", pid, log,
+			"policy p: rule version 3 would newly purge 5000 records, more than guard_records (100);"
+			" purging only what version 2 in force also makes due");
+	ck_assert_int_eq(count_rows(conn), 5000);
+	/* Away to 7 days while the table was empty, and back: the 7-day rule is counted again. */
+	test_exec(conn, "DELETE FROM app.t");
+	reload_and_wait(conf, "inforce", "1 day", "guard_records = 100;", pid, log,
+			"policy p: rule version 1 newly makes 0 records due");
+	reload_and_wait(conf, "inforce", "7 days", "guard_records = 100;", pid, log,
+			"policy p: rule version 3 newly makes 0 records due");
+	reload_and_wait(conf, "inforce", "90 days", "guard_records = 100;", pid, log,
+			"policy p: rule version 2 newly makes 0 records due");
+	add_rows(conn, 1, 5000, 30);
+	reload_and_wait(conf, "inforce", "7 days", "guard_records = 100;", pid, log,
+			"policy p: rule version 3 would newly purge 5000 records");
+	ck_assert_int_eq(count_rows(conn), 5000);
+	/* Records due under the 7-day rule three seconds from now are as many at once. */
+	test_exec(conn, "DELETE FROM app.t");
+	/* Version 2 is the one in force still: no count. */
+	reload_and_wait(conf, "inforce", "90 days", "guard_records = 100;", pid, log,
+			"policy p: checking-rule -> asking");
+	test_exec(conn, "INSERT INTO app.t SELECT g, now() - interval '7 days' + interval '3 seconds', NULL"
+			" FROM generate_series(1, 5000) g");
+	reload_and_wait(conf, "inforce", "7 days", "guard_records = 100;", pid, log,
+			"policy p: rule version 3 would newly purge 5000 records");
+	ck_assert_msg(!fx_poll_true(conn, "SELECT count(*) < 5000 FROM app.t", 5),
+		      "records that fell due under the unapproved rule were purged");
+	fx_stop_daemon(pid);
+	free(conf);
+	free(log);
+	PQfinish(conn);
+}
+END_TEST
+
+/*
+ * What a hold keeps is counted: once the holds are released the records go
+ * only by an approval. A change of key column while holds name records by
+ * the old one stops the policy: they would protect other rows. And the
+ * daemon's role approves nothing.
+ */
+START_TEST(test_holds_neither_hide_nor_move_under_a_change)
+{
+	PGconn *conn = guard_db("heldrule");
+	char *conf = guard_config("heldrule", "90 days", "guard_records = 100;");
+	char *log = fx_log_path("heldrule");
+	char *keyed, *next;
+	PGresult *res;
+	pid_t pid;
+	add_rows(conn, 1, 1000, 30);
+	pid = fx_start_daemon(conf, log);
+	fx_wait_for_log(log, "policy p: rule version 1 newly makes 0 records due", 10);
+	test_exec(conn, "SELECT retention.place_hold('p', id::text, NULL, 'litigation', NULL) FROM app.t");
+	reload_and_wait(conf, "heldrule", "7 days", "guard_records = 100;", pid, log,
+			"policy p: rule version 2 would newly purge 1000 records");
+	test_exec(conn, "SELECT retention.release_hold(id, 'settled') FROM retention.holds");
+	ck_assert_msg(!fx_poll_true(conn, "SELECT count(*) < 1000 FROM app.t", 3),
+		      "records held during the change were purged unapproved once released");
+	/* The daemon's role cannot approve what it waits for. */
+	test_exec(conn, "SET ROLE " TEST_DAEMON_ROLE);
+	res = PQexec(conn, "SELECT retention.rule_approve(2, 1, 'mine', 'me', true)");
+	ck_assert_str_eq(PQresultErrorField(res, PG_DIAG_SQLSTATE), "42501");
+	PQclear(res);
+	test_exec(conn, "RESET ROLE");
+	fx_stop_daemon(pid);
+
+	/* Record 5 is held by its key, 5; ref is another unique column, and 5 is another row's ref. */
+	test_exec(conn, "DELETE FROM app.t; DELETE FROM retention.holds;"
+			"CREATE TABLE app.k (id int PRIMARY KEY, ref int NOT NULL UNIQUE, c timestamptz);"
+			"INSERT INTO app.k VALUES (5, 999, now() - interval '2 days'), (6, 5, now());"
+			"SELECT retention.place_hold('k', '5', NULL, 'litigation', NULL)");
+	fx_grant(conn, "app");
+	keyed = fx_policy("k", "app.k", "id", "c", "1 day", "guard_records = 0;");
+	next = fx_config("heldrule", NULL, keyed);
+	ck_assert_int_eq(rename(next, conf), 0);
+	free(next);
+	free(keyed);
+	pid = fx_start_daemon(conf, log);
+	fx_wait_for_log(log, "policy k: rule version", 10);
+	{
+		long mark = fx_log_mark(log);
+		keyed = fx_policy("k", "app.k", "ref", "c", "1 day", "guard_records = 0;");
+		next = fx_config("heldrule", NULL, keyed);
+		ck_assert_int_eq(rename(next, conf), 0);
+		ck_assert_int_eq(kill(pid, SIGHUP), 0);
+		fx_wait_for_log_after(log, mark, "policy k: not purging under rule version", 10);
+		fx_wait_for_log_after(
+			log, mark,
+			"its key column is not id, version 3's in force, and 1 active holds name records by"
+			" their id: they would protect other rows",
+			1);
+		free(next);
+		free(keyed);
+	}
+	ck_assert(fx_row_exists(conn, "app.k", "5"));
+	fx_stop_daemon(pid);
+	free(conf);
+	free(log);
+	PQfinish(conn);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("guard");
@@ -406,6 +546,8 @@ int main(void)
 	tcase_add_test(tc, test_an_upgrade_keeps_enforcing);
 	tcase_add_test(tc, test_the_rules_role_approves_as_itself);
 	tcase_add_test(tc, test_a_rate_limit_holds_back_backlog_not_records_falling_due);
+	tcase_add_test(tc, test_a_change_is_counted_against_the_rule_in_force);
+	tcase_add_test(tc, test_holds_neither_hide_nor_move_under_a_change);
 	suite_add_tcase(s, tc);
 	return test_run_suite(s);
 }

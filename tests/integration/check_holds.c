@@ -456,7 +456,7 @@ START_TEST(test_upgrade_from_version_1_keeps_enforcing)
 		  "INSERT INTO app.t VALUES (1, now() - interval '2 days');"
 		  "GRANT USAGE ON SCHEMA app TO v1_daemon; GRANT SELECT, DELETE, UPDATE (id) ON app.t TO v1_daemon");
 	ck_assert_int_eq(test_run(migrate, &out, &err), 0);
-	ck_assert_msg(strstr(out, "upgraded to version 8 (7 steps)"), "%s%s", out, err);
+	ck_assert_msg(strstr(out, "upgraded to version 9 (8 steps)"), "%s%s", out, err);
 	free(out);
 	free(err);
 	expect_state(conn, "v1_legal",

@@ -32,7 +32,7 @@ START_TEST(test_migrate_twice_is_idempotent)
 	PGconn *conn = test_fresh_database("migrate_twice");
 	char *out, *err, *before, *after, *tables;
 	ck_assert_int_eq(run_migrate("migrate_twice", &out, &err), 0);
-	ck_assert_msg(strstr(out, "upgraded to version 8 (8 steps)") != NULL, "out=%s err=%s", out, err);
+	ck_assert_msg(strstr(out, "upgraded to version 9 (9 steps)") != NULL, "out=%s err=%s", out, err);
 	free(out);
 	free(err);
 	before = test_query_value(conn, snapshot_sql, 0, NULL);
@@ -122,6 +122,9 @@ START_TEST(test_daemon_role_is_least_privilege)
 		{"UPDATE app.uploads SET id = id", "00000"},
 		{"SELECT id FROM app.uploads FOR UPDATE SKIP LOCKED", "00000"},
 		{"SELECT count(*) FROM app.other", "42501"},
+		/* It says which rule version it enforces; only an operator approves one. */
+		{"SELECT retention.rule_enforce(1)", "00000"},
+		{"SELECT retention.rule_approve(1, 1, 'r', 'b', false)", "42501"},
 	};
 
 	ck_assert_int_eq(run_migrate("roles", &out, &err), 0);
@@ -226,6 +229,43 @@ START_TEST(test_notify_clock_wakes_listener)
 }
 END_TEST
 
+/*
+ * Version 9: what version 8 daemons recorded as their own approvals is
+ * taken back (enforced, approved by no one); an operator's stays; and the
+ * roles that could read and record versions still can.
+ */
+START_TEST(test_version_9_takes_back_the_daemons_approvals)
+{
+	PGconn *conn = test_fresh_database("takeback");
+	char *out, *err;
+	for (int i = 0; schema_steps[i].version <= 8; i++)
+		test_exec(conn, schema_steps[i].sql);
+	test_exec(
+		conn,
+		"DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'takeback_dpo') THEN"
+		" CREATE ROLE takeback_dpo NOLOGIN; END IF; END $$;"
+		"GRANT EXECUTE ON FUNCTION retention.rule_state(text, text, text, text) TO takeback_dpo;"
+		"INSERT INTO retention.rule_versions (policy, rule, rule_hash, frame_hash, retain, started_by, started_at,"
+		" approved_by, approved_at, approved_count, approved_reason) VALUES"
+		" ('p', '{}', '\\x01', '\\x01', '1 day', 'i-1', now(), 'daemon (retentiond i-1)', now() - interval"
+		" '1 hour', 5, 'newly makes 5 records due, no more than guard_records (10)'),"
+		" ('p', '{\"a\":1}', '\\x02', '\\x01', '2 days', 'i-1', now(), 'carol (retentionctl approve)', now(),"
+		" 30000, 'DPA-2026-14')");
+	ck_assert_int_eq(run_migrate("takeback", &out, &err), 0);
+	free(out);
+	free(err);
+	test_assert_query_value(conn,
+				"SELECT string_agg(coalesce(approved_by, '-') || ' ' || (enforced_at IS NOT NULL), ', '"
+				" ORDER BY id) FROM retention.rule_versions",
+				0, NULL, "- true, carol (retentionctl approve) false");
+	test_assert_query_value(conn,
+				"SELECT has_function_privilege('takeback_dpo', 'retention.rule_state(text, text, text,"
+				" text)', 'EXECUTE')",
+				0, NULL, "t");
+	PQfinish(conn);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("schema");
@@ -234,6 +274,7 @@ int main(void)
 	tcase_add_test(tc, test_migrate_reports_connection_error);
 	tcase_add_test(tc, test_daemon_role_is_least_privilege);
 	tcase_add_test(tc, test_notify_clock_wakes_listener);
+	tcase_add_test(tc, test_version_9_takes_back_the_daemons_approvals);
 	suite_add_tcase(s, tc);
 	return test_run_suite(s);
 }

@@ -1,0 +1,166 @@
+-- retention schema, version 8 -> 9. Applied by `retentionctl migrate` inside
+-- one transaction, after the earlier steps.
+--
+-- The version in force is the one a daemon enforced last, and only a daemon
+-- says which that is (rule_enforce): retentionctl recording a version, or an
+-- operator approving one the daemon never ran, changes nothing of it. A
+-- version newly making no more than guard_records records due is enforced
+-- without an approval, and is approved only while it stays in force: going
+-- back to it after another was enforced is counted again against that one.
+-- Only an operator approves (rule_approve, no longer the daemon's role's).
+-- And a version whose key or subject column is not the one in force is not
+-- enforced while active holds of the policy name records by the old one:
+-- they would protect other rows, and leave theirs unprotected.
+
+-- Version 8 daemons recorded their own acceptances as approvals: they were
+-- enforced from then, and approved by no one.
+UPDATE retention.rule_versions r
+   SET enforced_at = coalesce(r.enforced_at, r.approved_at),
+       approved_by = NULL, approved_at = NULL, approved_count = NULL, approved_reason = NULL
+ WHERE r.approved_by OPERATOR(pg_catalog.~) ' \(retentiond [^)]*\)$';
+
+CREATE TEMPORARY TABLE rule_function_grantees ON COMMIT DROP AS
+    SELECT DISTINCT p.proname::text AS fn, a.grantee::regrole::text AS grantee
+      FROM pg_catalog.pg_proc p, pg_catalog.aclexplode(p.proacl) a
+     WHERE p.pronamespace OPERATOR(pg_catalog.=) 'retention'::regnamespace
+       AND p.proname IN ('rule_state', 'rule_seen', 'rule_approve')
+       AND a.grantee OPERATOR(pg_catalog.<>) p.proowner AND a.grantee OPERATOR(pg_catalog.<>) 0;
+
+DROP FUNCTION retention.rule_seen(text, text, text, interval, text, text[], text);
+DROP FUNCTION retention.rule_state(text, text, text, text);
+
+-- What is known of P_POLICY's rule P_RULE (frame P_FRAME, exempt column
+-- P_EXEMPT_COLUMN): its version (NULL if not recorded yet); whether it is
+-- approved (by an operator, or because it is the version in force); the
+-- version in force otherwise, and whether what both make due can be told
+-- row by row (same frame, and the version in force exempts by nothing or by
+-- the same column). A policy with no version but an audit chain has been
+-- enforcing its rule since before versions were recorded: that rule counts
+-- as approved (`upgrade`). HOLDS_MOVED says why the version may not be
+-- enforced while the holds it names are active, or is NULL.
+CREATE FUNCTION retention.rule_state(p_policy text, p_rule text, p_frame text, p_exempt_column text)
+    RETURNS TABLE (version bigint, approved boolean, in_force bigint, comparable boolean,
+                   in_force_exempts boolean, upgrade boolean, holds_moved text)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+    WITH v AS (SELECT r.id, r.approved_at FROM retention.rule_versions r
+                WHERE r.policy OPERATOR(pg_catalog.=) p_policy
+                  AND r.rule_hash OPERATOR(pg_catalog.=) pg_catalog.sha256(pg_catalog.convert_to(p_rule, 'UTF8'))),
+         f AS (SELECT r.id, r.rule::jsonb AS rule, r.frame_hash, r.exempt_column FROM retention.rule_versions r
+                WHERE r.policy OPERATOR(pg_catalog.=) p_policy AND r.enforced_at IS NOT NULL
+                ORDER BY r.enforced_at DESC, r.id DESC LIMIT 1),
+         u AS (SELECT NOT EXISTS (SELECT FROM retention.rule_versions r WHERE r.policy OPERATOR(pg_catalog.=) p_policy)
+                      AND EXISTS (SELECT FROM retention.chain_heads h WHERE h.policy OPERATOR(pg_catalog.=) p_policy)
+                      AS upgrade),
+         h AS (SELECT pg_catalog.count(a.record_key) AS by_key, pg_catalog.count(a.subject) AS by_subject
+                 FROM retention.active_holds(ARRAY[p_policy]) a),
+         -- A rule recorded before subjects were part of it says nothing of its subject.
+         moved AS (SELECT (f.rule OPERATOR(pg_catalog.->>) 'key') IS DISTINCT FROM
+                          (p_rule::jsonb OPERATOR(pg_catalog.->>) 'key') AS key,
+                          (f.rule OPERATOR(pg_catalog.?) 'subject' OR NOT p_rule::jsonb OPERATOR(pg_catalog.?) 'subject')
+                          AND (f.rule OPERATOR(pg_catalog.->>) 'subject') IS DISTINCT FROM
+                              (p_rule::jsonb OPERATOR(pg_catalog.->>) 'subject') AS subject,
+                          f.rule OPERATOR(pg_catalog.->>) 'key' AS old_key,
+                          f.rule OPERATOR(pg_catalog.->>) 'subject' AS old_subject
+                     FROM f WHERE f.id IS DISTINCT FROM (SELECT id FROM v))
+    SELECT (SELECT id FROM v),
+           coalesce((SELECT approved_at IS NOT NULL FROM v), false)
+               OR coalesce((SELECT v.id OPERATOR(pg_catalog.=) f.id FROM v, f), false) OR (SELECT upgrade FROM u),
+           (SELECT id FROM f),
+           coalesce((SELECT f.frame_hash OPERATOR(pg_catalog.=) pg_catalog.sha256(pg_catalog.convert_to(p_frame, 'UTF8'))
+                     AND (f.exempt_column IS NULL OR f.exempt_column OPERATOR(pg_catalog.=) p_exempt_column) FROM f),
+                    false),
+           coalesce((SELECT f.exempt_column IS NOT NULL FROM f), false),
+           (SELECT upgrade FROM u),
+           (SELECT CASE
+                   WHEN m.key AND h.by_key OPERATOR(pg_catalog.>) 0 THEN
+                       pg_catalog.format('its key column is not %s, version %s''s in force, and %s active holds name'
+                                         ' records by their %s: they would protect other rows', m.old_key,
+                                         (SELECT id FROM f), h.by_key, m.old_key)
+                   WHEN m.subject AND h.by_subject OPERATOR(pg_catalog.>) 0 THEN
+                       pg_catalog.format('its subject column is not %s, version %s''s in force, and %s active holds'
+                                         ' name data subjects by their %s: they would protect other rows',
+                                         coalesce(m.old_subject, '(none)'), (SELECT id FROM f), h.by_subject,
+                                         coalesce(m.old_subject, '(none)'))
+                   END
+              FROM moved m, h)
+$$;
+
+-- Records P_POLICY's rule P_RULE as seen by P_INSTANCE (a version, if it is
+-- new) and returns its state as rule_state does. Serialised per policy. It
+-- does not make the version the one in force: rule_enforce does.
+CREATE FUNCTION retention.rule_seen(p_policy text, p_rule text, p_frame text, p_retain interval,
+                                    p_exempt_column text, p_exempt_values text[], p_instance text)
+    RETURNS TABLE (version bigint, approved boolean, in_force bigint, comparable boolean,
+                   in_force_exempts boolean, upgrade boolean, holds_moved text)
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    s record;
+    upgraded boolean;
+BEGIN
+    PERFORM pg_catalog.pg_advisory_xact_lock(1919251568, pg_catalog.hashtext(p_policy));
+    SELECT * INTO s FROM retention.rule_state(p_policy, p_rule, p_frame, p_exempt_column);
+    upgraded := s.upgrade;
+    IF s.version IS NULL THEN
+        INSERT INTO retention.rule_versions (policy, rule, rule_hash, frame_hash, retain, exempt_column,
+                                             exempt_values, started_by, started_at, approved_by, approved_at,
+                                             approved_reason)
+        VALUES (p_policy, p_rule, pg_catalog.sha256(pg_catalog.convert_to(p_rule, 'UTF8')),
+                pg_catalog.sha256(pg_catalog.convert_to(p_frame, 'UTF8')), p_retain, p_exempt_column,
+                p_exempt_values, p_instance, pg_catalog.now(),
+                CASE WHEN s.upgrade THEN p_instance END, CASE WHEN s.upgrade THEN pg_catalog.now() END,
+                CASE WHEN s.upgrade THEN 'in force before rule versions were recorded' END);
+        SELECT * INTO s FROM retention.rule_state(p_policy, p_rule, p_frame, p_exempt_column);
+    END IF;
+    RETURN QUERY SELECT s.version, s.approved, s.in_force, s.comparable, s.in_force_exempts, upgraded,
+                        s.holds_moved;
+END
+$$;
+
+-- A daemon enforces version P_VERSION from now: it is the version in force.
+-- False if there is no such version.
+CREATE FUNCTION retention.rule_enforce(p_version bigint)
+    RETURNS boolean
+    LANGUAGE sql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+    WITH e AS (UPDATE retention.rule_versions r SET enforced_at = pg_catalog.now()
+                WHERE r.id OPERATOR(pg_catalog.=) p_version RETURNING 1)
+    SELECT EXISTS (SELECT FROM e)
+$$;
+
+REVOKE ALL ON FUNCTION retention.rule_state(text, text, text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION retention.rule_seen(text, text, text, interval, text, text[], text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION retention.rule_enforce(bigint) FROM PUBLIC;
+
+-- The same roles as before may read and record versions; the daemons'
+-- roles (those that write audit rows) enforce them, and approve no more.
+DO $$
+DECLARE
+    g record;
+BEGIN
+    FOR g IN SELECT * FROM rule_function_grantees WHERE fn IN ('rule_state', 'rule_seen') LOOP
+        IF g.fn OPERATOR(pg_catalog.=) 'rule_state' THEN
+            EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION retention.rule_state(text, text, text, text) TO %s',
+                                      g.grantee);
+        ELSE
+            EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION retention.rule_seen(text, text, text, interval,'
+                                      ' text, text[], text) TO %s', g.grantee);
+        END IF;
+    END LOOP;
+    FOR g IN SELECT DISTINCT a.grantee::regrole AS grantee
+               FROM pg_catalog.pg_class c, pg_catalog.aclexplode(c.relacl) a
+              WHERE c.oid = 'retention.audit_log'::regclass
+                AND a.grantee <> c.relowner AND a.grantee <> 0 AND a.privilege_type = 'INSERT'
+    LOOP
+        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION retention.rule_enforce(bigint) TO %s', g.grantee);
+        EXECUTE pg_catalog.format('REVOKE EXECUTE ON FUNCTION retention.rule_approve(bigint, bigint, text, text,'
+                                  ' boolean) FROM %s', g.grantee);
+    END LOOP;
+END
+$$;
+
+INSERT INTO retention.schema_version (version) VALUES (9);
