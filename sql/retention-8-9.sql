@@ -36,7 +36,8 @@ DROP FUNCTION retention.rule_state(text, text, text, text);
 -- row by row (same frame, and the version in force exempts by nothing or by
 -- the same column). A policy with no version but an audit chain has been
 -- enforcing its rule since before versions were recorded: that rule counts
--- as approved (`upgrade`). HOLDS_MOVED says why the version may not be
+-- as approved (`upgrade`), if it purges the table its last audit row names.
+-- HOLDS_MOVED says why the version may not be
 -- enforced while the holds it names are active, or is NULL.
 CREATE FUNCTION retention.rule_state(p_policy text, p_rule text, p_frame text, p_exempt_column text)
     RETURNS TABLE (version bigint, approved boolean, in_force bigint, comparable boolean,
@@ -50,8 +51,13 @@ CREATE FUNCTION retention.rule_state(p_policy text, p_rule text, p_frame text, p
          f AS (SELECT r.id, r.rule::jsonb AS rule, r.frame_hash, r.exempt_column FROM retention.rule_versions r
                 WHERE r.policy OPERATOR(pg_catalog.=) p_policy AND r.enforced_at IS NOT NULL
                 ORDER BY r.enforced_at DESC, r.id DESC LIMIT 1),
+         -- The table of its last audit row, as configured then: a name reused for another table is a new policy.
          u AS (SELECT NOT EXISTS (SELECT FROM retention.rule_versions r WHERE r.policy OPERATOR(pg_catalog.=) p_policy)
                       AND EXISTS (SELECT FROM retention.chain_heads h WHERE h.policy OPERATOR(pg_catalog.=) p_policy)
+                      AND coalesce((SELECT pg_catalog.to_regclass(a.table_name) OPERATOR(pg_catalog.=)
+                                           pg_catalog.to_regclass(p_rule::jsonb OPERATOR(pg_catalog.->>) 'table')
+                                      FROM retention.audit_log a WHERE a.policy OPERATOR(pg_catalog.=) p_policy
+                                     ORDER BY a.seq DESC LIMIT 1), false)
                       AS upgrade),
          h AS (SELECT pg_catalog.count(a.record_key) AS by_key, pg_catalog.count(a.subject) AS by_subject
                  FROM retention.active_holds(ARRAY[p_policy]) a),

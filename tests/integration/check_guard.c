@@ -291,6 +291,22 @@ START_TEST(test_an_upgrade_keeps_enforcing)
 		conn, "SELECT approved_reason || ' ' || (approved_count IS NULL) FROM retention.rule_versions", 0, NULL,
 		"in force before rule versions were recorded true");
 	fx_assert_chain_intact(conn);
+	/* The name of a policy with a chain, now on another table: a new policy, not the rule that ran. */
+	test_exec(conn, "DELETE FROM retention.rule_versions; CREATE TABLE app.big (id int PRIMARY KEY, c timestamptz);"
+			"INSERT INTO app.big SELECT g, now() - interval '400 days' FROM generate_series(1, 50) g");
+	fx_grant(conn, "app");
+	{
+		char *policy = fx_policy("p", "app.big", "id", "c", "1 day", "guard_records = 10;");
+		char *big = fx_config("upgrade8", NULL, policy);
+		ck_assert_int_eq(fx_run_once(big, &out, &err), 1);
+		ck_assert_msg(strstr(err, "rule version") && strstr(err, "would newly purge 50 records"), "%s", err);
+		ck_assert_msg(!strstr(err, "approved as the rule in force before"), "%s", err);
+		free(out);
+		free(err);
+		free(policy);
+		free(big);
+	}
+	test_assert_query_value(conn, "SELECT count(*) FROM app.big", 0, NULL, "50");
 	free(conf);
 	free(log);
 	PQfinish(conn);
