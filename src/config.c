@@ -634,6 +634,9 @@ static void policy_clear(struct policy *p)
 	free(p->table);
 	free(p->key);
 	free(p->clock);
+	for (size_t i = 0; i < p->n_clocks; i++)
+		free(p->clocks[i]);
+	free(p->clocks);
 	free(p->subject);
 	free(p->identity);
 	free(p->erasure_exception);
@@ -861,6 +864,42 @@ static void parse_erasure(struct parse_ctx *ctx, const config_setting_t *s, cons
 	free(full);
 }
 
+/* The most columns a clock may be the first non-NULL of. */
+#define CLOCK_COLUMNS_MAX 4
+
+/* clock: a column, or a list of columns of which the first that is not NULL is the clock. */
+static void parse_clock(struct parse_ctx *ctx, const config_setting_t *s, const char *path, struct policy *p)
+{
+	const config_setting_t *m = config_setting_get_member(s, "clock");
+	char *full = xasprintf("%s.clock", path);
+	if (m && (config_setting_type(m) == CONFIG_TYPE_ARRAY || config_setting_type(m) == CONFIG_TYPE_LIST)) {
+		size_t errors_before = ctx->errs->n;
+		p->clocks = lookup_string_list(ctx, m, full, &p->n_clocks, identifier_problem);
+		if (ctx->errs->n == errors_before && (p->n_clocks == 0 || p->n_clocks > CLOCK_COLUMNS_MAX))
+			report(ctx, m, full, "must name 1 to %d columns", CLOCK_COLUMNS_MAX);
+		for (size_t i = 0; i < p->n_clocks; i++)
+			for (size_t j = 0; j < i; j++)
+				if (strcmp(p->clocks[i], p->clocks[j]) == 0)
+					report(ctx, m, full, "names column \"%s\" twice", p->clocks[i]);
+		if (p->n_clocks > 0) {
+			size_t len = 0;
+			for (size_t i = 0; i < p->n_clocks; i++)
+				len += strlen(p->clocks[i]) + 2;
+			p->clock = xcalloc(len + 1, 1);
+			for (size_t i = 0; i < p->n_clocks; i++) {
+				if (i)
+					strcat(p->clock, ", ");
+				strcat(p->clock, p->clocks[i]);
+			}
+		}
+	} else if ((p->clock = lookup_identifier(ctx, s, "clock", path, true)) != NULL) {
+		p->clocks = xcalloc(2, sizeof(*p->clocks));
+		p->clocks[0] = xstrdup(p->clock);
+		p->n_clocks = 1;
+	}
+	free(full);
+}
+
 /* Whether the clock column's type needs it is known from the catalog only: the policy's description says. */
 static void parse_clock_unit(struct parse_ctx *ctx, const config_setting_t *s, const char *path, struct policy *p)
 {
@@ -927,7 +966,7 @@ static bool parse_policy(struct parse_ctx *ctx, const config_setting_t *s, int i
 		free(rel);
 	}
 	p->key = lookup_identifier(ctx, s, "key", path, true);
-	p->clock = lookup_identifier(ctx, s, "clock", path, true);
+	parse_clock(ctx, s, path, p);
 	parse_clock_unit(ctx, s, path, p);
 	p->subject = lookup_identifier(ctx, s, "subject", path, false);
 	parse_erasure(ctx, s, path, p);

@@ -63,7 +63,9 @@ struct policy {
 	char *source;
 	char *table; /* as written in the configuration; resolved against the catalog */
 	char *key;
-	char *clock;
+	char **clocks; /* the clock: the first of these columns that is not NULL */
+	size_t n_clocks;
+	char *clock; /* for people: the column, or the columns joined by ", " */
 	enum policy_clock_unit clock_unit;
 	char *subject;  /* NULL when the policy names no data subject column */
 	char *identity; /* the kind of identity the subject column holds (requests name it); NULL without a subject */

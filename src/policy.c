@@ -70,7 +70,7 @@ const char policy_resolve_table_sql[] =
 	" WHERE" RESOLVE_WHERE("$1::text", "$2") RESOLVE_ORDER;
 
 /*
- * $1 table oid, $2 key, $3 clock, $4 subject, $5 exempt column, $6 set_null
+ * $1 table oid, $2 key, $3 clock columns, $4 subject, $5 exempt column, $6 set_null
  * columns, $7 set columns, $8 action, $9-$13 every configured policy's name,
  * schema, relation, key and subject, $14 this policy's name, $15 its set values,
  * $16 its clock_unit (NULL: none).
@@ -90,8 +90,8 @@ const char policy_resolve_table_sql[] =
 
 const char policy_describe_sql[] =
 	"WITH RECURSIVE wanted(role, name, ord, value) AS ("
-	"    VALUES ('key', $2::text, 0::bigint, NULL::text), ('clock', $3::text, 0, NULL), ('subject', $4::text, 0, NULL),"
-	"           ('exempt', $5::text, 0, NULL)"
+	"    VALUES ('key', $2::text, 0::bigint, NULL::text), ('subject', $4::text, 0, NULL), ('exempt', $5::text, 0, NULL)"
+	"    UNION ALL SELECT 'clock', s.name, s.ord, NULL FROM pg_catalog.unnest($3::text[]) WITH ORDINALITY s(name, ord)"
 	"    UNION ALL SELECT 'set_null', s.name, s.ord, NULL FROM pg_catalog.unnest($6::text[]) WITH ORDINALITY s(name, ord)"
 	"    UNION ALL SELECT 'set', s.name, s.ord, s.value"
 	"      FROM ROWS FROM (pg_catalog.unnest($7::text[]), pg_catalog.unnest($15::text[])) WITH ORDINALITY s(name, value, ord)"
@@ -340,11 +340,11 @@ const char policy_describe_sql[] =
 	" UNION ALL"
 	" SELECT 'warning', 0, pg_catalog.format('clock column %s is timestamp without time zone:"
 	" read in database.time_zone', pg_catalog.quote_ident(c.name)), NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
-	"   FROM col c WHERE c.role = 'clock' AND c.atttypid = 'timestamp'::regtype"
+	"   FROM col c WHERE c.role = 'clock' AND c.atttypid = 'timestamp'::regtype AND c.ord = 1"
 	" UNION ALL"
 	" SELECT 'warning', 0, pg_catalog.format('clock column %s is a date: a record''s clock is the midnight that"
 	" starts it in database.time_zone', pg_catalog.quote_ident(c.name)), NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
-	"   FROM col c WHERE c.role = 'clock' AND c.atttypid = 'date'::regtype"
+	"   FROM col c WHERE c.role = 'clock' AND c.atttypid = 'date'::regtype AND c.ord = 1"
 	" UNION ALL"
 	" SELECT 'error', 0, pg_catalog.format('key column %s may be NULL: a record needs a key"
 	" (ALTER COLUMN ... SET NOT NULL)', pg_catalog.quote_ident(c.name)), NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
@@ -368,8 +368,26 @@ const char policy_describe_sql[] =
 	" UNION ALL"
 	" SELECT 'warning', 0, pg_catalog.format('no index leads with clock column %s: every due query scans the table',"
 	"        pg_catalog.quote_ident(c.name)), NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
-	"   FROM col c WHERE c.role = 'clock' AND c.attnum IS NOT NULL AND NOT EXISTS ("
+	"   FROM col c WHERE c.role = 'clock' AND c.attnum IS NOT NULL AND pg_catalog.cardinality($3::text[]) = 1"
+	"    AND NOT EXISTS ("
 	"       SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = $1::oid AND i.indkey[0] = c.attnum)"
+	" UNION ALL"
+	/* A clock of several columns is their COALESCE, which only an index on that expression serves. */
+	" SELECT 'warning', 0, pg_catalog.format('no index leads with %s, the clock: every due query scans the table"
+	" (as the table''s owner: CREATE INDEX ON %s ((%s)))', x.expr, $1::oid::regclass, x.expr),"
+	"        NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
+	"   FROM (SELECT 'COALESCE(' || pg_catalog.string_agg(pg_catalog.quote_ident(c.name), ', ' ORDER BY c.ord) || ')'"
+	"           AS expr FROM col c WHERE c.role = 'clock' AND c.attnum IS NOT NULL) x"
+	"  WHERE pg_catalog.cardinality($3::text[]) > 1 AND NOT EXISTS ("
+	"       SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = $1::oid"
+	"          AND pg_catalog.pg_get_indexdef(i.indexrelid, 1, false) = x.expr)"
+	" UNION ALL"
+	" SELECT 'error', 0, pg_catalog.format('the clock columns %s are of types %s: the clock is the first that is not"
+	" NULL, and they must be of one type', pg_catalog.string_agg(pg_catalog.quote_ident(c.name), ', ' ORDER BY c.ord),"
+	"        pg_catalog.string_agg(pg_catalog.format_type(c.atttypid, NULL), ', ' ORDER BY c.ord)),"
+	"        NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
+	"   FROM col c WHERE c.role = 'clock' AND c.attnum IS NOT NULL"
+	" HAVING pg_catalog.count(DISTINCT c.atttypid) > 1"
 	" UNION ALL"
 	/* With set_null columns only, the daemon's "still to anonymize" needs no parameter: a partial index serves it. */
 	" SELECT 'warning', 0, pg_catalog.format('anonymized rows keep their clock, and every due query passes over them"
@@ -378,6 +396,7 @@ const char policy_describe_sql[] =
 	" ' OR ' ORDER BY s.ord) FROM pg_catalog.unnest($6::text[]) WITH ORDINALITY s(n, ord))),"
 	"        NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
 	"   FROM col c WHERE $8 = 'anonymize' AND c.role = 'clock' AND c.attnum IS NOT NULL"
+	"    AND pg_catalog.cardinality($3::text[]) = 1"
 	"    AND pg_catalog.cardinality($7::text[]) = 0 AND NOT EXISTS ("
 	"       SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = $1::oid AND i.indkey[0] = c.attnum"
 	"          AND i.indpred IS NOT NULL AND NOT EXISTS (SELECT 1 FROM pg_catalog.unnest($6::text[]) s(n)"
@@ -393,7 +412,7 @@ const char policy_describe_sql[] =
 	"           FROM col a WHERE a.attnum IS NOT NULL AND (a.role = 'clock'"
 	"             OR ($8 = 'anonymize' AND a.role IN ('set_null', 'set')))),"
 	"        $1::oid::regclass), NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
-	"   FROM col c WHERE c.role = 'clock' AND c.attnum IS NOT NULL"
+	"   FROM col c WHERE c.role = 'clock' AND c.attnum IS NOT NULL AND c.ord = 1"
 	"    AND pg_catalog.to_regproc('retention.notify_clock') IS NOT NULL AND NOT EXISTS ("
 	"       SELECT 1 FROM pg_catalog.pg_trigger t WHERE t.tgrelid = $1::oid AND t.tgenabled <> 'D'"
 	"          AND t.tgtype::int & 4 <> 0 AND t.tgfoid = pg_catalog.to_regproc('retention.notify_clock'))"
@@ -681,7 +700,7 @@ int policy_describe_params(const struct config *cfg, const struct policy *p, lon
 	}
 	params[0] = xasprintf("%lld", oid);
 	params[1] = xstrdup(p->key);
-	params[2] = xstrdup(p->clock);
+	params[2] = policy_text_array(p->clocks, p->n_clocks);
 	params[3] = p->subject ? xstrdup(p->subject) : NULL;
 	params[4] = p->exempt_column ? xstrdup(p->exempt_column) : NULL;
 	params[5] = policy_text_array(p->set_null, p->n_set_null);
@@ -783,16 +802,21 @@ void policy_shape_parse(struct policy_shape *shape, const PGresult *res, long lo
 			struct policy_column *c = NULL;
 			if (strcmp(role, "key") == 0)
 				c = &shape->key;
-			else if (strcmp(role, "clock") == 0)
+			else if (strcmp(role, "clock") == 0 && shape->clock.quoted == NULL)
 				c = &shape->clock;
 			else if (strcmp(role, "subject") == 0)
 				c = &shape->subject;
 			else if (strcmp(role, "exempt") == 0)
 				c = &shape->exempt;
+			/* The first clock column describes the clock's type; the others agree with it, or are errors. */
+			if (strcmp(role, "clock") == 0)
+				push(&shape->clock_columns, &shape->n_clock_columns, xstrdup(PQgetvalue(res, r, D_C2)));
 			if (c) {
 				column_set(c, res, r, D_C2, D_C8);
 				if (c == &shape->clock)
 					clock_kind_set(shape, PQgetvalue(res, r, D_C5));
+			} else if (strcmp(role, "clock") == 0) {
+				/* Named above. */
 			} else if (strcmp(role, "set_null") == 0 || strcmp(role, "set") == 0) {
 				bool is_set = role[3] == '\0';
 				struct policy_column **list = is_set ? &shape->set : &shape->set_null;
@@ -838,6 +862,9 @@ void policy_shape_free(struct policy_shape *shape)
 	free(shape->unsafe);
 	column_free(&shape->key);
 	column_free(&shape->clock);
+	for (size_t i = 0; i < shape->n_clock_columns; i++)
+		free(shape->clock_columns[i]);
+	free(shape->clock_columns);
 	column_free(&shape->subject);
 	column_free(&shape->exempt);
 	for (size_t i = 0; i < shape->n_set_null; i++)
@@ -896,9 +923,23 @@ static void sb_add(struct sbuf *b, const char *fmt, ...)
 struct frame {
 	const struct policy_shape *shape;
 	const struct policy *policy;
+	char *clock;                                /* the clock as the row holds it: t.c, or COALESCE(t.c, t.d) */
 	char *clock_at;                             /* the clock as timestamptz */
 	const struct policy_unapproved *unapproved; /* NULL: the rule is approved */
 };
+
+/* Row t's clock, as it holds it: its clock column, or the first of its clock columns that is not NULL. */
+static char *clock_of_row(const struct policy_shape *s)
+{
+	struct sbuf b = {NULL, 0};
+	if (s->n_clock_columns == 1)
+		return xasprintf("t.%s", s->clock_columns[0]);
+	sb_add(&b, "COALESCE(");
+	for (size_t i = 0; i < s->n_clock_columns; i++)
+		sb_add(&b, "%st.%s", i ? ", " : "", s->clock_columns[i]);
+	sb_add(&b, ")");
+	return b.s;
+}
 
 /* Of an integer clock: how many of its unit make a second, and the unit as an interval. */
 static const struct {
@@ -1063,11 +1104,11 @@ static void sb_due_in_force(struct sbuf *b, const struct frame *f, const char *h
 /* Rows of T due by HORIZON (an SQL timestamptz expression), under the version in force too while one waits. */
 static void sb_due_by(struct sbuf *b, const struct frame *f, const char *horizon)
 {
-	const char *c = f->shape->clock.quoted;
+	const char *c = f->clock;
 	char *at = xasprintf("(%s) - $2::interval + $3::interval", horizon), *bound = clock_bound(f, at);
 	sb_add(b,
-	       "t.%s IS NOT NULL"
-	       " AND t.%s <= %s"
+	       "%s IS NOT NULL"
+	       " AND %s <= %s"
 	       " AND %s + $2::interval <= (%s)",
 	       c, c, bound, f->clock_at, horizon);
 	free(at);
@@ -1197,7 +1238,7 @@ static void sb_purgeable(struct sbuf *b, const struct frame *f)
  */
 static void sb_next_due(struct sbuf *b, const struct frame *f)
 {
-	const char *c = f->shape->clock.quoted;
+	const char *c = f->clock;
 	const struct policy_unapproved *u = f->unapproved;
 	char *due_at, *in_force_exempt = NULL, *slack_end;
 	if (u && u->in_force == 0) {
@@ -1217,16 +1258,16 @@ static void sb_next_due(struct sbuf *b, const struct frame *f)
 	} else {
 		due_at = xasprintf("%s + $2::interval", f->clock_at);
 	}
-	sb_add(b, "(SELECT pg_catalog.min(%s) FROM %s t, (SELECT t.%s AS c FROM %s t WHERE t.%s IS NOT NULL", due_at,
+	sb_add(b, "(SELECT pg_catalog.min(%s) FROM %s t, (SELECT %s AS c FROM %s t WHERE %s IS NOT NULL", due_at,
 	       f->shape->table, c, f->shape->table, c);
 	if (f->shape->clock_kind != POLICY_CLOCK_EPOCH)
-		sb_add(b, " AND t.%s < 'infinity'", c);
+		sb_add(b, " AND %s < 'infinity'", c);
 	sb_not_anonymized(b, f);
 	sb_purgeable(b, f);
 	if (in_force_exempt)
 		sb_not_exempt_by(b, f, in_force_exempt);
 	slack_end = clock_plus(f, "first.c", u ? "'" SLACK_MAX "'::interval" : "$3::interval");
-	sb_add(b, " ORDER BY t.%s LIMIT 1) first WHERE t.%s >= first.c AND t.%s <= %s", c, c, c, slack_end);
+	sb_add(b, " ORDER BY %s LIMIT 1) first WHERE %s >= first.c AND %s <= %s", c, c, c, slack_end);
 	free(slack_end);
 	sb_not_anonymized(b, f);
 	sb_purgeable(b, f);
@@ -1327,14 +1368,14 @@ static char *build_lock(const struct frame *f, bool fresh)
 		char *bound = clock_bound(f, "pg_catalog.statement_timestamp() - '" POLICY_FRESH_WINDOW
 					     "'::interval - $2::interval - $3::interval");
 		sb_add(&b,
-		       " AND t.%s >= %s"
+		       " AND %s >= %s"
 		       " AND %s + $2::interval > pg_catalog.statement_timestamp() - '" POLICY_FRESH_WINDOW
 		       "'::interval",
-		       f->shape->clock.quoted, bound, f->clock_at);
+		       f->clock, bound, f->clock_at);
 		free(bound);
 	}
 	sb_purgeable(&b, f);
-	sb_add(&b, " ORDER BY t.%s LIMIT $5::integer FOR UPDATE OF t SKIP LOCKED) l", f->shape->clock.quoted);
+	sb_add(&b, " ORDER BY %s LIMIT $5::integer FOR UPDATE OF t SKIP LOCKED) l", f->clock);
 	return b.s;
 }
 
@@ -1542,7 +1583,7 @@ static char *build_pending_records(const struct frame *f)
 	sb_add(&b, " AS held FROM %s t WHERE ", f->shape->table);
 	sb_due_by(&b, f, "pg_catalog.statement_timestamp() + " EXTRA_1 "::interval");
 	sb_not_exempt(&b, f);
-	sb_add(&b, " ORDER BY t.%s LIMIT " EXTRA_2 "::bigint", f->shape->clock.quoted);
+	sb_add(&b, " ORDER BY %s LIMIT " EXTRA_2 "::bigint", f->clock);
 	return b.s;
 }
 
@@ -1771,8 +1812,8 @@ static bool shape_complete(const struct policy *p, const struct policy_shape *s,
 		*why = "its table's description is incomplete";
 	else if (s->key.quoted == NULL || s->key.eq == NULL)
 		*why = "its key column does not exist or has no equality operator";
-	else if (s->clock.quoted == NULL)
-		*why = "its clock column does not exist";
+	else if (s->clock.quoted == NULL || s->n_clock_columns != p->n_clocks)
+		*why = "a clock column does not exist";
 	else if ((s->clock_kind == POLICY_CLOCK_EPOCH) != (p->clock_unit != POLICY_CLOCK_UNIT_NONE))
 		*why = "its clock column is an integer without clock_unit, or clock_unit is set for a clock that is not";
 	else if (p->subject && (s->subject.quoted == NULL || s->subject.eq == NULL))
@@ -1822,18 +1863,15 @@ static char *build_canonical(const struct policy_column *c)
 bool policy_sql_build(struct policy_sql *sql, const struct policy *p, const struct policy_shape *shape,
 		      const char *instance, const struct policy_unapproved *unapproved, const char **why)
 {
-	struct frame f = {shape, p, NULL, unapproved};
+	struct frame f = {shape, p, NULL, NULL, unapproved};
 	char retain[96], slack[32];
 	char **siblings;
 
 	memset(sql, 0, sizeof(*sql));
 	if (!shape_complete(p, shape, why))
 		return false;
-	{
-		char *raw = xasprintf("t.%s", shape->clock.quoted);
-		f.clock_at = clock_time_of(&f, raw);
-		free(raw);
-	}
+	f.clock = clock_of_row(shape);
+	f.clock_at = clock_time_of(&f, f.clock);
 
 	sql->table = xstrdup(shape->table);
 	sql->validate = build_validate(&f);
@@ -1894,6 +1932,7 @@ bool policy_sql_build(struct policy_sql *sql, const struct policy *p, const stru
 		free(values);
 	}
 	free(siblings);
+	free(f.clock);
 	free(f.clock_at);
 
 	/*

@@ -140,6 +140,8 @@ struct policy_shape {
 	char *watched;     /* the oids whose foreign keys, partitions and security the statements depend on */
 	char *fingerprint; /* what they were when described (FINGERPRINT in policy.c) */
 	struct policy_column key, clock, subject, exempt;
+	char **clock_columns; /* quoted: the clock is the first of them that is not NULL */
+	size_t n_clock_columns;
 	enum policy_clock_kind clock_kind;
 	bool clock_without_zone;        /* timestamp or date: read in the session's (database.time_zone) zone */
 	struct policy_column *set_null; /* the anonymized columns, in configuration order */

@@ -51,7 +51,11 @@ static void add_frame(struct json_buf *b, const struct config *cfg, const struct
 {
 	add_key(b, "table", true);
 	json_buf_string(b, shape->table);
-	add_string(b, "clock", p->clock);
+	/* One column is a string, as rules recorded before clocks of several columns. */
+	if (p->n_clocks == 1)
+		add_string(b, "clock", p->clocks[0]);
+	else
+		add_strings(b, "clock", p->clocks, p->n_clocks);
 	add_string(b, "clock_type", shape->clock.type);
 	/* Only where it is set: the rules of versions that had no clock_unit read as they did. */
 	if (p->clock_unit != POLICY_CLOCK_UNIT_NONE)

@@ -228,7 +228,8 @@ int cmd_grants(struct ctl *ctl, int argc, char **argv)
 		const struct policy *p = &cfg->policies[i];
 		struct table_grant *t = table_of(&tables, &n_tables, p);
 		names_add(&t->read, p->key);
-		names_add(&t->read, p->clock);
+		for (size_t c = 0; c < p->n_clocks; c++)
+			names_add(&t->read, p->clocks[c]);
 		if (p->subject)
 			names_add(&t->read, p->subject);
 		if (p->exempt_column)
@@ -238,7 +239,8 @@ int cmd_grants(struct ctl *ctl, int argc, char **argv)
 			names_add(&t->read, p->set_null[c]);
 		for (size_t c = 0; c < p->n_set; c++)
 			names_add(&t->read, p->set[c].column);
-		names_add(&t->clocks, p->clock);
+		for (size_t c = 0; c < p->n_clocks; c++)
+			names_add(&t->clocks, p->clocks[c]);
 		if (p->identity)
 			t->has_identity = true;
 		if (p->action == POLICY_ACTION_ANONYMIZE) {

@@ -656,6 +656,85 @@ START_TEST(test_clocks_that_cannot_be_read_are_refused)
 }
 END_TEST
 
+/* Policy p over app.media with the clock CLOCK, as the configuration writes it. */
+static char *media_policy(const char *clock)
+{
+	return xasprintf("{ name = \"p\"; service = \"s\"; source = \"s\"; table = \"app.media\"; key = \"id\";"
+			 " clock = %s; retain = \"1 day\"; }",
+			 clock);
+}
+
+/*
+ * "Last access, or creation if never accessed": a clock of several columns
+ * is the first that is not NULL; the generic plans of the lock and the next
+ * wake search an index on their COALESCE, which --check asks for while the
+ * table lacks it; columns of different types are refused.
+ */
+START_TEST(test_a_clock_of_several_columns_is_the_first_set)
+{
+	PGconn *conn = fx_database("coalesced");
+	char *policy = media_policy("[ \"last_access\", \"created\" ]");
+	char *conf, *keys, *plan, *out, *err;
+	PGconn *frozen;
+	struct fx_policy fp;
+	conf = fx_config("coalesced", NULL, policy);
+	test_exec(
+		conn,
+		"CREATE SCHEMA app;"
+		"CREATE TABLE app.media (id int PRIMARY KEY, last_access timestamptz, created timestamptz NOT NULL,"
+		" created_on date);"
+		"INSERT INTO app.media VALUES"
+		" (1, '2026-05-29 12:00:00+00', '2026-05-20 12:00:00+00'),"
+		" (2, '2026-06-01 11:00:00+00', '2026-05-20 12:00:00+00'),"
+		" (3, NULL, '2026-05-30 12:00:00+00'), (4, NULL, '2026-06-01 11:00:00+00');"
+		"INSERT INTO app.media SELECT g, NULL, '2026-06-02 00:00:00+00'::timestamptz + g * interval '1 minute'"
+		" FROM generate_series(10, 20000) g;"
+		"ANALYZE app.media");
+	fx_grant(conn, "app");
+	ck_assert_int_eq(fx_run_check(conf, &out, &err), 0);
+	ck_assert_msg(strstr(out,
+			     "warning: no index leads with COALESCE(last_access, created), the clock: every due query"
+			     " scans the table (as the table's owner: CREATE INDEX ON app.media ((COALESCE(last_access,"
+			     " created))))"),
+		      "%s%s", out, err);
+	free(out);
+	free(err);
+	test_exec(conn, "CREATE INDEX media_clock ON app.media ((COALESCE(last_access, created)))");
+	ck_assert_int_eq(fx_run_check(conf, &out, &err), 0);
+	ck_assert_msg(!strstr(out, "no index leads with"), "%s", out);
+	free(out);
+	free(err);
+	frozen = frozen_at(conn, "coalesced", "2026-06-01 12:00:00+00", "UTC");
+	fx_policy_prepare(&fp, frozen, conf, "p");
+	keys = due_keys(frozen, &fp);
+	ck_assert_msg(strcmp(keys, "1,3") == 0, "due: %s", keys);
+	free(keys);
+	plan = generic_plan(frozen, &fp, fp.sql.lock, NULL);
+	ck_assert_msg(strstr(plan, "media_clock") && !strstr(plan, "Seq Scan"), "%s", plan);
+	free(plan);
+	plan = generic_plan(frozen, &fp, fp.sql.next_wake, "true");
+	ck_assert_msg(strstr(plan, "media_clock") && !strstr(plan, "Seq Scan on media"), "%s", plan);
+	free(plan);
+	fx_policy_free(&fp);
+	PQfinish(frozen);
+	free(conf);
+	free(policy);
+	/* A timestamptz and a date have no one order: refused, naming both. */
+	policy = media_policy("[ \"last_access\", \"created_on\" ]");
+	conf = fx_config("coalesced", NULL, policy);
+	ck_assert_int_eq(fx_run_check(conf, &out, &err), 1);
+	ck_assert_msg(strstr(out,
+			     "error: the clock columns last_access, created_on are of types timestamp with time zone,"
+			     " date: the clock is the first that is not NULL, and they must be of one type"),
+		      "%s%s", out, err);
+	free(out);
+	free(err);
+	free(conf);
+	free(policy);
+	PQfinish(conn);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("scheduling");
@@ -673,6 +752,7 @@ int main(void)
 	tcase_add_test(tc, test_date_clocks_start_at_midnight_in_the_zone);
 	tcase_add_test(tc, test_expiry_and_epoch_clocks_are_purged_on_time);
 	tcase_add_test(tc, test_clocks_that_cannot_be_read_are_refused);
+	tcase_add_test(tc, test_a_clock_of_several_columns_is_the_first_set);
 	suite_add_tcase(s, tc);
 	return test_run_suite(s);
 }

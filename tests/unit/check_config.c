@@ -268,6 +268,22 @@ START_TEST(test_clock_keys)
 	ck_assert_int_eq(cfg->policies[0].retain.usecs, 0);
 	ck_assert_str_eq(policy_clock_unit_name(cfg->policies[0].clock_unit), "milliseconds");
 	config_free(cfg);
+	cfg = test_load_config("policies = ( { name = \"p\"; service = \"s\"; source = \"s\"; table = \"t\";\n"
+			       "  key = \"id\"; clock = [ \"seen\", \"made\" ]; retain = \"1 day\"; } );\n",
+			       &errs);
+	ck_assert_ptr_nonnull(cfg);
+	ck_assert_int_eq(cfg->policies[0].n_clocks, 2);
+	ck_assert_str_eq(cfg->policies[0].clocks[1], "made");
+	ck_assert_str_eq(cfg->policies[0].clock, "seen, made");
+	config_free(cfg);
+	expect_one_error("policies = ( { name = \"p\"; service = \"s\"; source = \"s\"; table = \"t\";\n"
+			 "  key = \"id\"; clock = [ \"seen\", \"seen\" ]; retain = \"1 day\"; } );\n",
+			 ":2:", "policies[0] (p).clock", "names column \"seen\" twice", NULL);
+	config_errors_clear(&errs);
+	expect_one_error("policies = ( { name = \"p\"; service = \"s\"; source = \"s\"; table = \"t\";\n"
+			 "  key = \"id\"; clock = [ ]; retain = \"1 day\"; } );\n",
+			 "policies[0] (p).clock", "must name 1 to 4 columns", NULL);
+	config_errors_clear(&errs);
 	expect_one_error(ONE_POLICY("clock_unit = \"minutes\";"),
 			 ":5:", "policies[0] (virusdesk-scan-uploads).clock_unit",
 			 "must be \"seconds\", \"milliseconds\" or \"microseconds\"", NULL);

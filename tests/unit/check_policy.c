@@ -47,6 +47,8 @@ static void describe(struct policy_shape *s, const struct policy *p)
 	s->fingerprint = xstrdup("0123456789abcdef0123456789abcdef");
 	column(&s->key, "\"Id\"", "numeric(10,2)", "OPERATOR(pg_catalog.=)");
 	column(&s->clock, CLOCK, "timestamp with time zone", "OPERATOR(pg_catalog.=)");
+	s->clock_columns = xcalloc(2, sizeof(*s->clock_columns));
+	s->clock_columns[s->n_clock_columns++] = xstrdup(CLOCK);
 	if (p->subject)
 		column(&s->subject, "account_id", "public.citext", "OPERATOR(public.=)");
 	if (p->exempt_column)
