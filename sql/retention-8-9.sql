@@ -12,12 +12,13 @@
 -- enforced while active holds of the policy name records by the old one:
 -- they would protect other rows, and leave theirs unprotected.
 
--- Version 8 daemons recorded their own acceptances as approvals: they were
--- enforced from then, and approved by no one.
+-- Version 8 daemons recorded their own acceptances, and the rules in force
+-- at the upgrade to version 8, as approvals: they were enforced from then,
+-- and approved by no one. An operator's approval is retentionctl approve's.
 UPDATE retention.rule_versions r
    SET enforced_at = coalesce(r.enforced_at, r.approved_at),
        approved_by = NULL, approved_at = NULL, approved_count = NULL, approved_reason = NULL
- WHERE r.approved_by OPERATOR(pg_catalog.~) ' \(retentiond [^)]*\)$';
+ WHERE r.approved_by IS NOT NULL AND r.approved_by OPERATOR(pg_catalog.!~) ' \(retentionctl approve\)$';
 
 CREATE TEMPORARY TABLE rule_function_grantees ON COMMIT DROP AS
     SELECT DISTINCT p.proname::text AS fn, a.grantee::regrole::text AS grantee
@@ -95,7 +96,8 @@ $$;
 
 -- Records P_POLICY's rule P_RULE as seen by P_INSTANCE (a version, if it is
 -- new) and returns its state as rule_state does. Serialised per policy. It
--- does not make the version the one in force: rule_enforce does.
+-- does not make the version the one in force (rule_enforce does), but for
+-- the rule that ran before versions were recorded.
 CREATE FUNCTION retention.rule_seen(p_policy text, p_rule text, p_frame text, p_retain interval,
                                     p_exempt_column text, p_exempt_values text[], p_instance text)
     RETURNS TABLE (version bigint, approved boolean, in_force bigint, comparable boolean,
@@ -111,14 +113,12 @@ BEGIN
     SELECT * INTO s FROM retention.rule_state(p_policy, p_rule, p_frame, p_exempt_column);
     upgraded := s.upgrade;
     IF s.version IS NULL THEN
+        -- The rule that ran before versions were recorded is the version in force, approved by no one.
         INSERT INTO retention.rule_versions (policy, rule, rule_hash, frame_hash, retain, exempt_column,
-                                             exempt_values, started_by, started_at, approved_by, approved_at,
-                                             approved_reason)
+                                             exempt_values, started_by, started_at, enforced_at)
         VALUES (p_policy, p_rule, pg_catalog.sha256(pg_catalog.convert_to(p_rule, 'UTF8')),
                 pg_catalog.sha256(pg_catalog.convert_to(p_frame, 'UTF8')), p_retain, p_exempt_column,
-                p_exempt_values, p_instance, pg_catalog.now(),
-                CASE WHEN s.upgrade THEN p_instance END, CASE WHEN s.upgrade THEN pg_catalog.now() END,
-                CASE WHEN s.upgrade THEN 'in force before rule versions were recorded' END);
+                p_exempt_values, p_instance, pg_catalog.now(), CASE WHEN s.upgrade THEN pg_catalog.now() END);
         SELECT * INTO s FROM retention.rule_state(p_policy, p_rule, p_frame, p_exempt_column);
     END IF;
     RETURN QUERY SELECT s.version, s.approved, s.in_force, s.comparable, s.in_force_exempts, upgraded,

@@ -951,50 +951,53 @@ static const struct {
 	[POLICY_CLOCK_UNIT_MICROSECONDS] = {1000000, "1 microsecond"},
 };
 
-/* The seconds since the epoch of the first and the last timestamptz PostgreSQL holds. */
+/* The seconds since the epoch of the first timestamptz PostgreSQL holds. */
 #define EPOCH_FIRST_SECOND (-210866803200LL)
-#define EPOCH_LAST_SECOND  9224318015999LL
+/*
+ * A clock at or after 291000-01-01 00:00 UTC reads as infinity, never due:
+ * adding a retain (at most 1000 years of months, of days and of time each)
+ * to a later one would pass the last timestamp PostgreSQL holds, and fail
+ * the statement for every record of the policy. Its seconds since the epoch.
+ */
+#define CLOCK_NEVER_TEXT   "291000-01-01 00:00:00"
+#define CLOCK_NEVER_SECOND 9120905856000LL
 #define INT8_LAST          "9223372036854775807"
 
 /*
  * RAW, a value of the clock column (an SQL expression), as a timestamptz.
  * An integer clock is split into whole seconds, exact as float8, and the
- * rest, exact as an interval; a count outside the timestamps PostgreSQL
- * holds reads as -infinity or infinity (long overdue, or never due), so
- * that one row's value fails no statement.
+ * rest, exact as an interval; a count before the first timestamp reads as
+ * -infinity (long overdue), and a clock of any type from CLOCK_NEVER_TEXT
+ * on as infinity, so that one row's value fails no statement.
  */
 static char *clock_time_of(const struct frame *f, const char *raw)
 {
 	enum policy_clock_unit unit = f->policy->clock_unit;
 	long long per;
+	char *at, *out;
 	switch (f->shape->clock_kind) {
 	case POLICY_CLOCK_TIMESTAMPTZ:
-		return xstrdup(raw);
+		return xasprintf("CASE WHEN %s >= '" CLOCK_NEVER_TEXT "+00'::timestamptz THEN 'infinity'::timestamptz"
+				 " ELSE %s END",
+				 raw, raw);
 	case POLICY_CLOCK_TIMESTAMP:
 	case POLICY_CLOCK_DATE:
 		/* Read in the session's zone (database.time_zone), in every predicate alike. */
-		return xasprintf("%s::timestamptz", raw);
+		return xasprintf("CASE WHEN %s >= '" CLOCK_NEVER_TEXT "'::%s THEN 'infinity'::timestamptz"
+				 " ELSE %s::timestamptz END",
+				 raw, f->shape->clock_kind == POLICY_CLOCK_DATE ? "date" : "timestamp", raw);
 	case POLICY_CLOCK_EPOCH:
 		break;
 	}
 	per = epoch_units[unit].per_second;
-	{
-		/* A bigint of microseconds cannot pass the last second: no upper test. */
-		char *above = per >= 1000000 ? xstrdup("")
-					     : xasprintf(" WHEN %s > %lld THEN 'infinity'::timestamptz", raw,
-							 EPOCH_LAST_SECOND * per + (per - 1));
-		char *at =
-			per == 1
-				? xasprintf("pg_catalog.to_timestamp(%s::float8)", raw)
-				: xasprintf(
-					  "pg_catalog.to_timestamp((%s / %lld)::float8) + (%s %% %lld) * '%s'::interval",
-					  raw, per, raw, per, epoch_units[unit].interval);
-		char *out = xasprintf("CASE WHEN %s < %lld THEN '-infinity'::timestamptz%s ELSE %s END", raw,
-				      EPOCH_FIRST_SECOND * per, above, at);
-		free(above);
-		free(at);
-		return out;
-	}
+	at = per == 1 ? xasprintf("pg_catalog.to_timestamp(%s::float8)", raw)
+		      : xasprintf("pg_catalog.to_timestamp((%s / %lld)::float8) + (%s %% %lld) * '%s'::interval", raw,
+				  per, raw, per, epoch_units[unit].interval);
+	out = xasprintf("CASE WHEN %s < %lld THEN '-infinity'::timestamptz WHEN %s >= %lld THEN 'infinity'::timestamptz"
+			" ELSE %s END",
+			raw, EPOCH_FIRST_SECOND * per, raw, CLOCK_NEVER_SECOND * per, at);
+	free(at);
+	return out;
 }
 
 /*
@@ -1527,12 +1530,13 @@ static char *build_pending(const struct frame *f)
 }
 
 /*
- * The records a rule waiting for approval would purge within
- * POLICY_GUARD_HORIZON that the version in force would not: its guard's
- * count. Built from a frame without the limit, so that sb_due_by is the
+ * The records a rule waiting for approval would purge now that the version
+ * in force would not, or within POLICY_GUARD_HORIZON that it would keep
+ * longer: its guard's count. Built from a frame without the limit, so that sb_due_by is the
  * rule's own due test.
  */
-#define GUARD_HORIZON "pg_catalog.statement_timestamp() + '" POLICY_GUARD_HORIZON "'::interval"
+#define NOW           "pg_catalog.statement_timestamp()"
+#define GUARD_HORIZON NOW " + '" POLICY_GUARD_HORIZON "'::interval"
 
 static char *build_newly_due(const struct frame *f)
 {
@@ -1540,14 +1544,22 @@ static char *build_newly_due(const struct frame *f)
 	struct sbuf b = {NULL, 0};
 	own.unapproved = NULL;
 	sb_add(&b, "SELECT pg_catalog.count(*)::bigint FROM %s t WHERE ", f->shape->table);
-	sb_due_by(&b, &own, GUARD_HORIZON);
-	/* Exempt by the rule itself: never due under it. A hold, a reference or a quarantine ends. */
-	sb_not_exempt(&b, &own);
-	if (f->unapproved->in_force != 0) {
+	if (f->unapproved->in_force == 0) {
+		sb_due_by(&b, &own, GUARD_HORIZON);
+	} else {
+		/* Due now and not under the version in force; or due within the horizon and kept beyond it. */
+		sb_add(&b, "((");
+		sb_due_by(&b, &own, NOW);
+		sb_add(&b, " AND NOT (true");
+		sb_due_in_force(&b, f, NOW);
+		sb_add(&b, ")) OR (");
+		sb_due_by(&b, &own, GUARD_HORIZON);
 		sb_add(&b, " AND NOT (true");
 		sb_due_in_force(&b, f, GUARD_HORIZON);
-		sb_add(&b, ")");
+		sb_add(&b, ")))");
 	}
+	/* Exempt by the rule itself: never due under it. A hold, a reference or a quarantine ends. */
+	sb_not_exempt(&b, &own);
 	return b.s;
 }
 

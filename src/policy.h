@@ -175,8 +175,9 @@ struct policy_unapproved {
 /* Records due this recently are purged on time however purging is throttled (throttle.h). */
 #define POLICY_FRESH_WINDOW "1 minute"
 /*
- * How far ahead the guard counts what a rule newly makes due: records that
- * would fall due a few seconds after the count are as many at once.
+ * How far ahead the guard counts what a rule newly makes due, besides what
+ * it makes due now: records that would fall due a few seconds after the
+ * count, and that the version in force keeps longer, are as many at once.
  */
 #define POLICY_GUARD_HORIZON "1 day"
 
@@ -204,9 +205,9 @@ struct policy_sql {
 	char *erase_left; /* -> erasable, kept, why, failed, settings: the subjects' records after an erasure ($13) */
 	char *access;     /* -> the policy and the subjects' records, as JSON ($13 subjects, $14 retain) */
 	/*
-	 * Unapproved only: -> how many records the rule makes due within
-	 * POLICY_GUARD_HORIZON that the one in force does not, held,
-	 * referenced and quarantined ones too: they go once they are free.
+	 * Unapproved only: -> how many records the rule makes due now that the
+	 * one in force does not, or within POLICY_GUARD_HORIZON that it keeps
+	 * longer; held, referenced and quarantined ones too: they go once free.
 	 */
 	char *newly_due;
 	bool unapproved;   /* built with a policy_unapproved */

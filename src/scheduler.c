@@ -530,10 +530,9 @@ static void on_rule_seen(PGresult *res, void *arg)
 		return;
 	}
 	if (ps->rule_state.upgrade)
-		log_info(
-			"policy %s: rule version %lld recorded, approved as the rule in force before rule versions were"
-			" recorded",
-			ps->policy->name, ps->rule_state.version);
+		log_info("policy %s: rule version %lld recorded as the version in force: the rule in force before rule"
+			 " versions were recorded",
+			 ps->policy->name, ps->rule_state.version);
 	if (ps->rule_state.holds_moved[0]) {
 		policy_problem(ps,
 			       "not purging under rule version %lld: %s; release them and place them again by the new"

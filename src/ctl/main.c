@@ -328,11 +328,12 @@ char *ctl_human_time(const char *expr, const char *past_word)
 {
 	char *delta = xasprintf("(%s) - statement_timestamp()", expr);
 	char *human = ctl_human_interval(delta);
-	char *out = xasprintf("CASE WHEN (%s) IS NULL THEN NULL"
+	/* An infinite time (a clock of -infinity is due at once) has no distance to now. */
+	char *out = xasprintf("CASE WHEN (%s) IS NULL THEN NULL WHEN NOT pg_catalog.isfinite((%s)) THEN (%s)::text"
 			      " ELSE to_char((%s), 'YYYY-MM-DD HH24:MI:SS OF') || ' ('"
 			      " || CASE WHEN (%s) > statement_timestamp() THEN 'in ' || %s"
 			      " ELSE %s || ' %s' END || ')' END",
-			      expr, expr, expr, human, human, past_word);
+			      expr, expr, expr, expr, expr, human, human, past_word);
 	free(delta);
 	free(human);
 	return out;

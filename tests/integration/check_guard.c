@@ -283,14 +283,31 @@ START_TEST(test_an_upgrade_keeps_enforcing)
 	test_exec(conn, "DELETE FROM retention.rule_versions");
 	add_rows(conn, 100, 50, 3);
 	ck_assert_int_eq(fx_run_once(conf, &out, &err), 0);
-	ck_assert_msg(strstr(err, "approved as the rule in force before rule versions were recorded"), "%s", err);
+	ck_assert_msg(
+		strstr(err, "recorded as the version in force: the rule in force before rule versions were recorded"),
+		"%s", err);
 	free(out);
 	free(err);
 	ck_assert_int_eq(count_rows(conn), 0);
+	/* In force, approved by no one: once another version was enforced, going back to it is counted. */
 	test_assert_query_value(
-		conn, "SELECT approved_reason || ' ' || (approved_count IS NULL) FROM retention.rule_versions", 0, NULL,
-		"in force before rule versions were recorded true");
+		conn, "SELECT (approved_at IS NULL) || ' ' || (enforced_at IS NOT NULL) FROM retention.rule_versions",
+		0, NULL, "true true");
 	fx_assert_chain_intact(conn);
+	{
+		char *ninety = guard_config("upgrade8", "90 days", "guard_records = 10;");
+		ck_assert_int_eq(fx_run_once(ninety, &out, &err), 0);
+		free(out);
+		free(err);
+		add_rows(conn, 1000, 50, 30);
+		ck_assert_int_eq(fx_run_once(conf, &out, &err), 1);
+		ck_assert_msg(strstr(err, "would newly purge 50 records"), "%s", err);
+		free(out);
+		free(err);
+		ck_assert_int_eq(count_rows(conn), 50);
+		test_exec(conn, "DELETE FROM app.t");
+		free(ninety);
+	}
 	/* The name of a policy with a chain, now on another table: a new policy, not the rule that ran. */
 	test_exec(conn, "DELETE FROM retention.rule_versions; CREATE TABLE app.big (id int PRIMARY KEY, c timestamptz);"
 			"INSERT INTO app.big SELECT g, now() - interval '400 days' FROM generate_series(1, 50) g");
@@ -300,7 +317,7 @@ START_TEST(test_an_upgrade_keeps_enforcing)
 		char *big = fx_config("upgrade8", NULL, policy);
 		ck_assert_int_eq(fx_run_once(big, &out, &err), 1);
 		ck_assert_msg(strstr(err, "rule version") && strstr(err, "would newly purge 50 records"), "%s", err);
-		ck_assert_msg(!strstr(err, "approved as the rule in force before"), "%s", err);
+		ck_assert_msg(!strstr(err, "the rule in force before"), "%s", err);
 		free(out);
 		free(err);
 		free(policy);
@@ -478,6 +495,15 @@ START_TEST(test_a_change_is_counted_against_the_rule_in_force)
 			"policy p: rule version 3 would newly purge 5000 records");
 	ck_assert_msg(!fx_poll_true(conn, "SELECT count(*) < 5000 FROM app.t", 5),
 		      "records that fell due under the unapproved rule were purged");
+	/* Shortened by less than the horizon: due now, and not under the rule in force for half a day yet. */
+	test_exec(conn, "DELETE FROM app.t");
+	reload_and_wait(conf, "inforce", "2 days", "guard_records = 100;", pid, log,
+			"newly makes 0 records due, no more than guard_records (100): enforced");
+	test_exec(conn, "INSERT INTO app.t SELECT g, now() - interval '1 day 12 hours', NULL"
+			" FROM generate_series(1, 5000) g");
+	reload_and_wait(conf, "inforce", "1 day 1 hour", "guard_records = 100;", pid, log,
+			"would newly purge 5000 records");
+	ck_assert_int_eq(count_rows(conn), 5000);
 	fx_stop_daemon(pid);
 	free(conf);
 	free(log);

@@ -510,6 +510,16 @@ START_TEST(test_epoch_clocks_are_read_in_their_unit)
 		/* A 32-bit count of seconds ends in 2038: its largest is a future record, not due. */
 		ck_assert_msg(strcmp(keys, "4,3,1") == 0, "%s: due %s", units[i].unit, keys);
 		free(keys);
+		if (strcmp(units[i].unit, "milliseconds") == 0) {
+			/* A clock a day short of the last timestamp: plus its retain it would be past it. */
+			sql = xasprintf("INSERT INTO app.t VALUES (6, (9224318016000 - 86400)::bigint * %s)",
+					units[i].per_s);
+			test_exec(frozen, sql);
+			free(sql);
+			keys = due_keys(frozen, &fp);
+			ck_assert_msg(strcmp(keys, "4,3,1") == 0, "%s: due %s", units[i].unit, keys);
+			free(keys);
+		}
 		test_assert_query_value(frozen, "SELECT extract(epoch FROM fake.statement_timestamp())::text", 0, NULL,
 					"1780315200.000000");
 		plan = generic_plan(frozen, &fp, fp.sql.lock, NULL);
@@ -563,6 +573,18 @@ START_TEST(test_date_clocks_start_at_midnight_in_the_zone)
 	keys = due_keys(at, &fp);
 	ck_assert_msg(strcmp(keys, "1") == 0, "not due at midnight in Berlin: %s", keys);
 	free(keys);
+	/* A date no timestamp holds reads as never due; -infinity is long overdue, and pending says so. */
+	test_exec(conn, "INSERT INTO app.t VALUES (3, '300000-01-01'), (4, '-infinity')");
+	keys = due_keys(at, &fp);
+	ck_assert_msg(strcmp(keys, "4,1") == 0, "due: %s", keys);
+	free(keys);
+	{
+		char *out, *err;
+		ck_assert_int_eq(fx_ctl(conf, "dateclock", &out, &err, "pending", NULL), 0);
+		ck_assert_msg(strstr(out, "-infinity"), "%s%s", out, err);
+		free(out);
+		free(err);
+	}
 	fx_policy_free(&fp);
 	PQfinish(at);
 	free(policy);

@@ -230,9 +230,10 @@ START_TEST(test_notify_clock_wakes_listener)
 END_TEST
 
 /*
- * Version 9: what version 8 daemons recorded as their own approvals is
- * taken back (enforced, approved by no one); an operator's stays; and the
- * roles that could read and record versions still can.
+ * Version 9: what version 8 daemons recorded as their own approvals, and as
+ * the rules in force at the upgrade, is taken back (enforced, approved by no
+ * one); an operator's stays; and the roles that could read and record
+ * versions still can.
  */
 START_TEST(test_version_9_takes_back_the_daemons_approvals)
 {
@@ -250,14 +251,16 @@ START_TEST(test_version_9_takes_back_the_daemons_approvals)
 		" ('p', '{}', '\\x01', '\\x01', '1 day', 'i-1', now(), 'daemon (retentiond i-1)', now() - interval"
 		" '1 hour', 5, 'newly makes 5 records due, no more than guard_records (10)'),"
 		" ('p', '{\"a\":1}', '\\x02', '\\x01', '2 days', 'i-1', now(), 'carol (retentionctl approve)', now(),"
-		" 30000, 'DPA-2026-14')");
+		" 30000, 'DPA-2026-14'),"
+		" ('q', '{}', '\\x03', '\\x01', '1 day', 'host1', now(), 'host1', now(), NULL,"
+		" 'in force before rule versions were recorded')");
 	ck_assert_int_eq(run_migrate("takeback", &out, &err), 0);
 	free(out);
 	free(err);
 	test_assert_query_value(conn,
 				"SELECT string_agg(coalesce(approved_by, '-') || ' ' || (enforced_at IS NOT NULL), ', '"
 				" ORDER BY id) FROM retention.rule_versions",
-				0, NULL, "- true, carol (retentionctl approve) false");
+				0, NULL, "- true, carol (retentionctl approve) false, - true");
 	test_assert_query_value(conn,
 				"SELECT has_function_privilege('takeback_dpo', 'retention.rule_state(text, text, text,"
 				" text)', 'EXECUTE')",

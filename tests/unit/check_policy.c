@@ -118,8 +118,10 @@ START_TEST(test_one_predicate_everywhere)
 	struct config *cfg = load("subject = \"account_id\"; exempt = { column = \"purpose\"; values = [ \"t\" ]; };");
 	struct policy_shape shape;
 	struct policy_sql sql;
-	const char *due = "t." CLOCK " <= ((pg_catalog.statement_timestamp()) - $2::interval + $3::interval)"
-			  " AND t." CLOCK " + $2::interval <= (pg_catalog.statement_timestamp())";
+	const char *due =
+		"t." CLOCK " <= ((pg_catalog.statement_timestamp()) - $2::interval + $3::interval)"
+		" AND CASE WHEN t." CLOCK " >= '291000-01-01 00:00:00+00'::timestamptz THEN"
+		" 'infinity'::timestamptz ELSE t." CLOCK " END + $2::interval <= (pg_catalog.statement_timestamp())";
 	const char *exempt = "(t.purpose IS NULL OR NOT t.purpose OPERATOR(pg_catalog.=) ANY ($4::text[]::boolean[]))";
 	const char *held_key =
 		"coalesce(t.\"Id\" OPERATOR(pg_catalog.=) ANY (SELECT pg_catalog.unnest(retention.cast_valid(a.v,"
@@ -224,10 +226,12 @@ START_TEST(test_timestamp_clock)
 	shape.clock_kind = POLICY_CLOCK_TIMESTAMP;
 	shape.clock_without_zone = true;
 	ck_assert(policy_sql_build(&sql, &cfg->policies[0], &shape, "i1", NULL, &why));
-	ck_assert_ptr_nonnull(strstr(
-		sql.lock, "t." CLOCK " <= ((pg_catalog.statement_timestamp()) - $2::interval + $3::interval)::timestamp"
-			  " AND t." CLOCK "::timestamptz + $2::interval <= (pg_catalog.statement_timestamp())"));
-	ck_assert_ptr_nonnull(strstr(sql.purge, "t." CLOCK "::timestamptz AS clock_at"));
+	ck_assert_ptr_nonnull(
+		strstr(sql.lock,
+		       "t." CLOCK " <= ((pg_catalog.statement_timestamp()) - $2::interval + $3::interval)::timestamp"
+		       " AND CASE WHEN t." CLOCK " >= '291000-01-01 00:00:00'::timestamp THEN 'infinity'::timestamptz"
+		       " ELSE t." CLOCK "::timestamptz END + $2::interval <= (pg_catalog.statement_timestamp())"));
+	ck_assert_ptr_nonnull(strstr(sql.purge, "ELSE t." CLOCK "::timestamptz END AS clock_at"));
 	ck_assert_str_eq(sql.params[POLICY_PARAM_SLACK], "4 days 3 hours");
 	/* The interval PostgreSQL reads: a unit twice ("3 hours 3 hours") it refuses. */
 	policy_sql_free(&sql);
