@@ -20,6 +20,12 @@ UPDATE retention.rule_versions r
        approved_by = NULL, approved_at = NULL, approved_count = NULL, approved_reason = NULL
  WHERE r.approved_by IS NOT NULL AND r.approved_by OPERATOR(pg_catalog.!~) ' \(retentionctl approve\)$';
 
+-- The version recorded first for a policy with an audit chain is the rule
+-- that ran before versions were recorded: approved until a daemon enforces
+-- a version, which it then is. Whoever records it first, a daemon or
+-- retentionctl, it is not enforced by being recorded.
+ALTER TABLE retention.rule_versions ADD COLUMN taken_at_upgrade boolean NOT NULL DEFAULT false;
+
 CREATE TEMPORARY TABLE rule_function_grantees ON COMMIT DROP AS
     SELECT DISTINCT p.proname::text AS fn, a.grantee::regrole::text AS grantee
       FROM pg_catalog.pg_proc p, pg_catalog.aclexplode(p.proacl) a
@@ -37,7 +43,8 @@ DROP FUNCTION retention.rule_state(text, text, text, text);
 -- row by row (same frame, and the version in force exempts by nothing or by
 -- the same column). A policy with no version but an audit chain has been
 -- enforcing its rule since before versions were recorded: that rule counts
--- as approved (`upgrade`), if it purges the table its last audit row names.
+-- as approved (`upgrade`), if it purges the table its last audit row names,
+-- until a daemon enforces a version.
 -- HOLDS_MOVED says why the version may not be
 -- enforced while the holds it names are active, or is NULL.
 CREATE FUNCTION retention.rule_state(p_policy text, p_rule text, p_frame text, p_exempt_column text)
@@ -46,7 +53,7 @@ CREATE FUNCTION retention.rule_state(p_policy text, p_rule text, p_frame text, p
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
     AS $$
-    WITH v AS (SELECT r.id, r.approved_at FROM retention.rule_versions r
+    WITH v AS (SELECT r.id, r.approved_at, r.taken_at_upgrade FROM retention.rule_versions r
                 WHERE r.policy OPERATOR(pg_catalog.=) p_policy
                   AND r.rule_hash OPERATOR(pg_catalog.=) pg_catalog.sha256(pg_catalog.convert_to(p_rule, 'UTF8'))),
          f AS (SELECT r.id, r.rule::jsonb AS rule, r.frame_hash, r.exempt_column FROM retention.rule_versions r
@@ -73,13 +80,14 @@ CREATE FUNCTION retention.rule_state(p_policy text, p_rule text, p_frame text, p
                      FROM f WHERE f.id IS DISTINCT FROM (SELECT id FROM v))
     SELECT (SELECT id FROM v),
            coalesce((SELECT approved_at IS NOT NULL FROM v), false)
-               OR coalesce((SELECT v.id OPERATOR(pg_catalog.=) f.id FROM v, f), false) OR (SELECT upgrade FROM u),
+               OR coalesce((SELECT v.id OPERATOR(pg_catalog.=) f.id FROM v, f), false) OR (SELECT upgrade FROM u)
+               OR (coalesce((SELECT taken_at_upgrade FROM v), false) AND NOT EXISTS (SELECT FROM f)),
            (SELECT id FROM f),
            coalesce((SELECT f.frame_hash OPERATOR(pg_catalog.=) pg_catalog.sha256(pg_catalog.convert_to(p_frame, 'UTF8'))
                      AND (f.exempt_column IS NULL OR f.exempt_column OPERATOR(pg_catalog.=) p_exempt_column) FROM f),
                     false),
            coalesce((SELECT f.exempt_column IS NOT NULL FROM f), false),
-           (SELECT upgrade FROM u),
+           (SELECT upgrade FROM u) OR (coalesce((SELECT taken_at_upgrade FROM v), false) AND NOT EXISTS (SELECT FROM f)),
            (SELECT CASE
                    WHEN m.key AND h.by_key OPERATOR(pg_catalog.>) 0 THEN
                        pg_catalog.format('its key column is not %s, version %s''s in force, and %s active holds name'
@@ -96,8 +104,7 @@ $$;
 
 -- Records P_POLICY's rule P_RULE as seen by P_INSTANCE (a version, if it is
 -- new) and returns its state as rule_state does. Serialised per policy. It
--- does not make the version the one in force (rule_enforce does), but for
--- the rule that ran before versions were recorded.
+-- does not make the version the one in force: rule_enforce does.
 CREATE FUNCTION retention.rule_seen(p_policy text, p_rule text, p_frame text, p_retain interval,
                                     p_exempt_column text, p_exempt_values text[], p_instance text)
     RETURNS TABLE (version bigint, approved boolean, in_force bigint, comparable boolean,
@@ -113,12 +120,11 @@ BEGIN
     SELECT * INTO s FROM retention.rule_state(p_policy, p_rule, p_frame, p_exempt_column);
     upgraded := s.upgrade;
     IF s.version IS NULL THEN
-        -- The rule that ran before versions were recorded is the version in force, approved by no one.
         INSERT INTO retention.rule_versions (policy, rule, rule_hash, frame_hash, retain, exempt_column,
-                                             exempt_values, started_by, started_at, enforced_at)
+                                             exempt_values, started_by, started_at, taken_at_upgrade)
         VALUES (p_policy, p_rule, pg_catalog.sha256(pg_catalog.convert_to(p_rule, 'UTF8')),
                 pg_catalog.sha256(pg_catalog.convert_to(p_frame, 'UTF8')), p_retain, p_exempt_column,
-                p_exempt_values, p_instance, pg_catalog.now(), CASE WHEN s.upgrade THEN pg_catalog.now() END);
+                p_exempt_values, p_instance, pg_catalog.now(), s.upgrade);
         SELECT * INTO s FROM retention.rule_state(p_policy, p_rule, p_frame, p_exempt_column);
     END IF;
     RETURN QUERY SELECT s.version, s.approved, s.in_force, s.comparable, s.in_force_exempts, upgraded,

@@ -941,14 +941,13 @@ static char *clock_of_row(const struct policy_shape *s)
 	return b.s;
 }
 
-/* Of an integer clock: how many of its unit make a second, and the unit as an interval. */
+/* Of an integer clock: how many of its unit make a second. */
 static const struct {
 	long long per_second;
-	const char *interval;
 } epoch_units[] = {
-	[POLICY_CLOCK_UNIT_SECONDS] = {1, "1 second"},
-	[POLICY_CLOCK_UNIT_MILLISECONDS] = {1000, "1 millisecond"},
-	[POLICY_CLOCK_UNIT_MICROSECONDS] = {1000000, "1 microsecond"},
+	[POLICY_CLOCK_UNIT_SECONDS] = {1},
+	[POLICY_CLOCK_UNIT_MILLISECONDS] = {1000},
+	[POLICY_CLOCK_UNIT_MICROSECONDS] = {1000000},
 };
 
 /* The seconds since the epoch of the first timestamptz PostgreSQL holds. */
@@ -965,8 +964,8 @@ static const struct {
 
 /*
  * RAW, a value of the clock column (an SQL expression), as a timestamptz.
- * An integer clock is split into whole seconds, exact as float8, and the
- * rest, exact as an interval; a count before the first timestamp reads as
+ * An integer clock is split into whole days and the rest of one, each
+ * exact in an interval; a count before the first timestamp reads as
  * -infinity (long overdue), and a clock of any type from CLOCK_NEVER_TEXT
  * on as infinity, so that one row's value fails no statement.
  */
@@ -990,14 +989,31 @@ static char *clock_time_of(const struct frame *f, const char *raw)
 		break;
 	}
 	per = epoch_units[unit].per_second;
-	at = per == 1 ? xasprintf("pg_catalog.to_timestamp(%s::float8)", raw)
-		      : xasprintf("pg_catalog.to_timestamp((%s / %lld)::float8) + (%s %% %lld) * '%s'::interval", raw,
-				  per, raw, per, epoch_units[unit].interval);
+	/* Whole days and what is left of one, each exact, on the epoch as a UTC wall clock: no zone moves it. */
+	at = xasprintf("pg_catalog.timezone('UTC', '1970-01-01 00:00:00'::timestamp + pg_catalog.make_interval(days =>"
+		       " (%s / %lld)::int4, secs => (%s %% %lld)::float8 / %lld))",
+		       raw, 86400 * per, raw, 86400 * per, per);
 	out = xasprintf("CASE WHEN %s < %lld THEN '-infinity'::timestamptz WHEN %s >= %lld THEN 'infinity'::timestamptz"
 			" ELSE %s END",
 			raw, EPOCH_FIRST_SECOND * per, raw, CLOCK_NEVER_SECOND * per, at);
 	free(at);
 	return out;
+}
+
+/* The first clock value, in the clock column's type, that reads as never due (CLOCK_NEVER_TEXT). */
+static char *clock_never(const struct frame *f)
+{
+	switch (f->shape->clock_kind) {
+	case POLICY_CLOCK_TIMESTAMPTZ:
+		return xstrdup("'" CLOCK_NEVER_TEXT "+00'::timestamptz");
+	case POLICY_CLOCK_TIMESTAMP:
+		return xstrdup("'" CLOCK_NEVER_TEXT "'::timestamp");
+	case POLICY_CLOCK_DATE:
+		return xstrdup("'" CLOCK_NEVER_TEXT "'::date");
+	case POLICY_CLOCK_EPOCH:
+		break;
+	}
+	return xasprintf("%lld", CLOCK_NEVER_SECOND * epoch_units[f->policy->clock_unit].per_second);
 }
 
 /*
@@ -1243,7 +1259,7 @@ static void sb_next_due(struct sbuf *b, const struct frame *f)
 {
 	const char *c = f->clock;
 	const struct policy_unapproved *u = f->unapproved;
-	char *due_at, *in_force_exempt = NULL, *slack_end;
+	char *due_at, *in_force_exempt = NULL, *slack_end, *never;
 	if (u && u->in_force == 0) {
 		/* Nothing is purged until the rule is approved: nothing to wake for. */
 		sb_add(b, "NULL::timestamptz");
@@ -1261,10 +1277,11 @@ static void sb_next_due(struct sbuf *b, const struct frame *f)
 	} else {
 		due_at = xasprintf("%s + $2::interval", f->clock_at);
 	}
-	sb_add(b, "(SELECT pg_catalog.min(%s) FROM %s t, (SELECT %s AS c FROM %s t WHERE %s IS NOT NULL", due_at,
-	       f->shape->table, c, f->shape->table, c);
-	if (f->shape->clock_kind != POLICY_CLOCK_EPOCH)
-		sb_add(b, " AND %s < 'infinity'", c);
+	/* A clock that reads as never due is no first: the slack added to it could pass the last timestamp. */
+	never = clock_never(f);
+	sb_add(b, "(SELECT pg_catalog.min(%s) FROM %s t, (SELECT %s AS c FROM %s t WHERE %s IS NOT NULL AND %s < %s",
+	       due_at, f->shape->table, c, f->shape->table, c, c, never);
+	free(never);
 	sb_not_anonymized(b, f);
 	sb_purgeable(b, f);
 	if (in_force_exempt)

@@ -282,6 +282,14 @@ START_TEST(test_an_upgrade_keeps_enforcing)
 	/* As version 7 left it: a chain, no versions. */
 	test_exec(conn, "DELETE FROM retention.rule_versions");
 	add_rows(conn, 100, 50, 3);
+	/* retentionctl recording the rule first takes it as the one that ran, and enforces nothing. */
+	ck_assert_int_eq(fx_ctl(conf, "upgrade8", &out, &err, "approve", "--policy", "p", "--reason", "look", NULL), 0);
+	ck_assert_msg(strstr(out, "is approved already"), "%s%s", out, err);
+	free(out);
+	free(err);
+	test_assert_query_value(conn,
+				"SELECT (enforced_at IS NULL) || ' ' || taken_at_upgrade FROM retention.rule_versions",
+				0, NULL, "true true");
 	ck_assert_int_eq(fx_run_once(conf, &out, &err), 0);
 	ck_assert_msg(
 		strstr(err, "recorded as the version in force: the rule in force before rule versions were recorded"),

@@ -519,6 +519,18 @@ START_TEST(test_epoch_clocks_are_read_in_their_unit)
 			keys = due_keys(frozen, &fp);
 			ck_assert_msg(strcmp(keys, "4,3,1") == 0, "%s: due %s", units[i].unit, keys);
 			free(keys);
+			/* Read exactly, far beyond what a float8 of microseconds holds. */
+			test_exec(frozen, "INSERT INTO app.t VALUES (7, 9120905855999999)");
+			{
+				char *out, *err;
+				ck_assert_int_eq(fx_ctl(conf, db, &out, &err, "--format", "json", "explain", "--policy",
+							"p", "--key", "7", NULL),
+						 0);
+				ck_assert_msg(strstr(out, "\"clock_at\":\"290999-12-31T23:59:59.999+00:00\""), "%s%s",
+					      out, err);
+				free(out);
+				free(err);
+			}
 		}
 		test_assert_query_value(frozen, "SELECT extract(epoch FROM fake.statement_timestamp())::text", 0, NULL,
 					"1780315200.000000");
@@ -582,6 +594,11 @@ START_TEST(test_date_clocks_start_at_midnight_in_the_zone)
 		char *out, *err;
 		ck_assert_int_eq(fx_ctl(conf, "dateclock", &out, &err, "pending", NULL), 0);
 		ck_assert_msg(strstr(out, "-infinity"), "%s%s", out, err);
+		free(out);
+		free(err);
+		/* The never-due date first in clock order: no next due record, and no error. */
+		test_exec(conn, "DELETE FROM app.t WHERE id <> 3");
+		ck_assert_int_eq(fx_ctl(conf, "dateclock", &out, &err, "--format", "csv", "pending", NULL), 0);
 		free(out);
 		free(err);
 	}
