@@ -774,6 +774,52 @@ START_TEST(test_a_clock_of_several_columns_is_the_first_set)
 }
 END_TEST
 
+/*
+ * Tables that do not fit cleanly: a table without a unique key, and a key
+ * that may be NULL, are refused by --check naming the table's column; a key
+ * unique through CREATE UNIQUE INDEX (no constraint) is a key; a partial
+ * unique index is not.
+ */
+START_TEST(test_keys_a_record_can_be_named_by)
+{
+	PGconn *conn = fx_database("keys");
+	char *keyless = fx_policy("keyless", "app.visits", "user_id", "day", "1 day", "");
+	char *nullable = fx_policy("nullable", "app.media", "media_id", "created", "1 day", "");
+	char *indexed = fx_policy("indexed", "app.devices", "id", "c", "1 day", "");
+	char *partial = fx_policy("partial", "app.tokens", "token", "c", "1 day", "");
+	char *policies = xasprintf("%s, %s, %s, %s", keyless, nullable, indexed, partial);
+	char *conf = fx_config("keys", NULL, policies);
+	char *out, *err;
+	test_exec(conn,
+		  "CREATE SCHEMA app;"
+		  "CREATE TABLE app.visits (user_id int NOT NULL, day date);"
+		  "CREATE TABLE app.media (media_id text UNIQUE, created timestamptz);"
+		  "CREATE TABLE app.devices (id int NOT NULL, c timestamptz); CREATE UNIQUE INDEX ON app.devices (id);"
+		  "CREATE TABLE app.tokens (token text NOT NULL, c timestamptz, live bool);"
+		  "CREATE UNIQUE INDEX ON app.tokens (token) WHERE live");
+	fx_grant(conn, "app");
+	ck_assert_int_eq(fx_run_check(conf, &out, &err), 1);
+	ck_assert_msg(
+		strstr(out, "policy keyless: error: key column user_id has no unique index or primary key of its own"),
+		"%s", out);
+	ck_assert_msg(strstr(out, "policy nullable: error: key column media_id may be NULL: a record needs a key"),
+		      "%s", out);
+	ck_assert_msg(!strstr(out, "policy indexed: error"), "%s", out);
+	ck_assert_msg(
+		strstr(out, "policy partial: error: key column token has no unique index or primary key of its own"),
+		"%s", out);
+	free(out);
+	free(err);
+	free(keyless);
+	free(nullable);
+	free(indexed);
+	free(partial);
+	free(policies);
+	free(conf);
+	PQfinish(conn);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("scheduling");
@@ -792,6 +838,7 @@ int main(void)
 	tcase_add_test(tc, test_expiry_and_epoch_clocks_are_purged_on_time);
 	tcase_add_test(tc, test_clocks_that_cannot_be_read_are_refused);
 	tcase_add_test(tc, test_a_clock_of_several_columns_is_the_first_set);
+	tcase_add_test(tc, test_keys_a_record_can_be_named_by);
 	suite_add_tcase(s, tc);
 	return test_run_suite(s);
 }
