@@ -96,14 +96,14 @@ bool ctl_policy_sql(struct ctl *ctl, const struct policy *p, struct policy_sql *
 struct ctl_rule {
 	struct rule rule;
 	struct rule_state state;
-	long long newly_due; /* records due under it that the version in force does not make due */
+	long long newly_due; /* what it makes due that the version in force does not (policy_sql.newly_due) */
 	bool waits;          /* not approved, and more of them than guard_records: the daemon blocks the policy */
 };
 /*
  * As ctl_policy_sql, for P of CFG, with P's rule looked up (with RECORD,
  * recorded as a version): SQL is built as the daemon runs it, limited to
  * what the version in force makes due while the rule waits for approval (a
- * rule within guard_records does not: the daemon approves it).
+ * rule within guard_records does not: the daemon enforces it unapproved).
  * False after an error message; free OUT->rule with rule_free.
  */
 bool ctl_policy_rule(struct ctl *ctl, const struct config *cfg, const struct policy *p, bool record,
