@@ -35,7 +35,8 @@ GRANT EXECUTE ON FUNCTION retention.try_lock_policy(text), retention.policy_lock
 GRANT SELECT ON retention.quarantine TO :"role";
 GRANT EXECUTE ON FUNCTION retention.quarantine_record(text, text, text, text, interval, text),
     retention.quarantine_record(text, text, text, text, interval, text, text),
-    retention.quarantine_clear(text, text[]) TO :"role";
+    retention.quarantine_clear(text, text[]), retention.quarantine_clear(text, text[], text),
+    retention.quarantine_clear_rows(text, bigint[]) TO :"role";
 -- A chain's head found behind the last head the daemon committed (a
 -- failover lost the tail): it records the gap.
 GRANT EXECUTE ON FUNCTION retention.record_chain_gap(text, bigint, bigint, text, bigint, text, text) TO :"role";

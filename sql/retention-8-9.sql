@@ -144,6 +144,34 @@ CREATE FUNCTION retention.rule_enforce(p_version bigint)
     SELECT EXISTS (SELECT FROM e)
 $$;
 
+-- Quarantine rows are removed by what names them: the purged records' keys
+-- of the policy's table and key column (P_KEY_OF), or the rows' ids (stale
+-- rows of another table, or of records gone). By key alone, the stale row of
+-- an old table removed the current row of a record with the same key, and
+-- that record was tried again before its retry time.
+CREATE FUNCTION retention.quarantine_clear(p_policy text, p_keys text[], p_key_of text)
+    RETURNS bigint
+    LANGUAGE sql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+    WITH d AS (DELETE FROM retention.quarantine q
+                WHERE q.policy OPERATOR(pg_catalog.=) p_policy AND q.key_of OPERATOR(pg_catalog.=) p_key_of
+                  AND q.record_key OPERATOR(pg_catalog.=) ANY (p_keys) RETURNING 1)
+    SELECT pg_catalog.count(*)::bigint FROM d
+$$;
+
+CREATE FUNCTION retention.quarantine_clear_rows(p_policy text, p_ids bigint[])
+    RETURNS bigint
+    LANGUAGE sql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+    WITH d AS (DELETE FROM retention.quarantine q
+                WHERE q.policy OPERATOR(pg_catalog.=) p_policy AND q.id OPERATOR(pg_catalog.=) ANY (p_ids) RETURNING 1)
+    SELECT pg_catalog.count(*)::bigint FROM d
+$$;
+
+REVOKE ALL ON FUNCTION retention.quarantine_clear(text, text[], text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION retention.quarantine_clear_rows(text, bigint[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION retention.rule_state(text, text, text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION retention.rule_seen(text, text, text, interval, text, text[], text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION retention.rule_enforce(bigint) FROM PUBLIC;
@@ -168,7 +196,9 @@ BEGIN
               WHERE c.oid = 'retention.audit_log'::regclass
                 AND a.grantee <> c.relowner AND a.grantee <> 0 AND a.privilege_type = 'INSERT'
     LOOP
-        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION retention.rule_enforce(bigint) TO %s', g.grantee);
+        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION retention.rule_enforce(bigint),'
+                                  ' retention.quarantine_clear(text, text[], text),'
+                                  ' retention.quarantine_clear_rows(text, bigint[]) TO %s', g.grantee);
         EXECUTE pg_catalog.format('REVOKE EXECUTE ON FUNCTION retention.rule_approve(bigint, bigint, text, text,'
                                   ' boolean) FROM %s', g.grantee);
     END LOOP;

@@ -1590,7 +1590,7 @@ static char *build_quarantine_stale(const struct frame *f)
 	const struct policy_column *k = &f->shape->key;
 	struct sbuf b = {NULL, 0};
 	/* Rows of another table or key column (the policy was moved) name none of its records. */
-	sb_add(&b, "SELECT retention.quarantine_clear($1, ARRAY(SELECT q.record_key FROM retention.quarantine q"
+	sb_add(&b, "SELECT retention.quarantine_clear_rows($1, ARRAY(SELECT q.id FROM retention.quarantine q"
 		   " WHERE q.policy OPERATOR(pg_catalog.=) $1 AND (q.key_of IS DISTINCT FROM ");
 	sb_key_of(&b, f);
 	sb_add(&b, " OR q.key_type OPERATOR(pg_catalog.=) ");

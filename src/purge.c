@@ -310,12 +310,13 @@ static void on_quarantine_cleared(PGresult *res, void *arg)
 /* Quarantined records tried again were purged: they leave the quarantine (owned by the daemon: no chain waits). */
 static void quarantine_clear(struct policy_state *ps, const char *keys)
 {
-	char *policy = xstrdup(ps->policy->name);
-	const char *params[2] = {policy, keys};
+	char *policy = xstrdup(ps->policy->name), *key_of = policy_key_of(&ps->shape);
+	const char *params[3] = {policy, keys, key_of};
 	log_info("policy %s: quarantined record%s purged on retry", policy, strchr(keys, ',') ? "s" : "");
-	if (!pgconn_query(ps->d->pg, ps->d, PGCONN_PLAIN, "SELECT retention.quarantine_clear($1, $2::text[])", 2, NULL,
-			  params, on_quarantine_cleared, policy))
+	if (!pgconn_query(ps->d->pg, ps->d, PGCONN_PLAIN, "SELECT retention.quarantine_clear($1, $2::text[], $3)", 3,
+			  NULL, params, on_quarantine_cleared, policy))
 		free(policy);
+	free(key_of);
 }
 
 /*
