@@ -12,19 +12,39 @@
 -- enforced while active holds of the policy name records by the old one:
 -- they would protect other rows, and leave theirs unprotected.
 
+-- The version recorded first for a policy that ran before versions were
+-- recorded is that rule: approved until a daemon enforces a version, which
+-- it then is. Recording it enforces nothing.
+ALTER TABLE retention.rule_versions ADD COLUMN taken_at_upgrade boolean NOT NULL DEFAULT false;
+
+-- The policies that ran before versions were recorded: an audit chain, no
+-- version, and named by an instance's last heartbeat of the last 30 days.
+-- Only these may take their first version as the rule that ran; a policy
+-- gone from every configuration, added again later, is a new policy.
+CREATE TABLE retention.rules_before_versions (
+    policy text PRIMARY KEY
+);
+REVOKE ALL ON retention.rules_before_versions FROM PUBLIC;
+INSERT INTO retention.rules_before_versions (policy)
+    SELECT DISTINCT h.policy FROM retention.chain_heads h
+     WHERE NOT EXISTS (SELECT FROM retention.rule_versions r WHERE r.policy OPERATOR(pg_catalog.=) h.policy)
+       AND EXISTS (SELECT FROM retention.instances i
+                    WHERE h.policy OPERATOR(pg_catalog.=) ANY (i.policies)
+                      AND i.heartbeat_at OPERATOR(pg_catalog.>) (pg_catalog.now() OPERATOR(pg_catalog.-) '30 days'::interval));
+
 -- Version 8 daemons recorded their own acceptances, and the rules in force
 -- at the upgrade to version 8, as approvals: they were enforced from then,
--- and approved by no one. An operator's approval is retentionctl approve's.
+-- and approved by no one. Such a rule recorded first by retentionctl was
+-- enforced by no daemon: it stays the one taken at the upgrade. An
+-- operator's approval is retentionctl approve's.
+UPDATE retention.rule_versions r
+   SET taken_at_upgrade = true, approved_by = NULL, approved_at = NULL, approved_count = NULL, approved_reason = NULL
+ WHERE r.approved_reason OPERATOR(pg_catalog.=) 'in force before rule versions were recorded'
+   AND r.enforced_at IS NULL AND r.approved_by OPERATOR(pg_catalog.~~) 'retentionctl %';
 UPDATE retention.rule_versions r
    SET enforced_at = coalesce(r.enforced_at, r.approved_at),
        approved_by = NULL, approved_at = NULL, approved_count = NULL, approved_reason = NULL
  WHERE r.approved_by IS NOT NULL AND r.approved_by OPERATOR(pg_catalog.!~) ' \(retentionctl approve\)$';
-
--- The version recorded first for a policy with an audit chain is the rule
--- that ran before versions were recorded: approved until a daemon enforces
--- a version, which it then is. Whoever records it first, a daemon or
--- retentionctl, it is not enforced by being recorded.
-ALTER TABLE retention.rule_versions ADD COLUMN taken_at_upgrade boolean NOT NULL DEFAULT false;
 
 CREATE TEMPORARY TABLE rule_function_grantees ON COMMIT DROP AS
     SELECT DISTINCT p.proname::text AS fn, a.grantee::regrole::text AS grantee
@@ -41,10 +61,10 @@ DROP FUNCTION retention.rule_state(text, text, text, text);
 -- approved (by an operator, or because it is the version in force); the
 -- version in force otherwise, and whether what both make due can be told
 -- row by row (same frame, and the version in force exempts by nothing or by
--- the same column). A policy with no version but an audit chain has been
--- enforcing its rule since before versions were recorded: that rule counts
--- as approved (`upgrade`), if it purges the table its last audit row names,
--- until a daemon enforces a version.
+-- the same column). A policy with no version that ran before versions were
+-- recorded (rules_before_versions) has been enforcing its rule: that rule
+-- counts as approved (`upgrade`), if it purges the table its last audit row
+-- names, until a daemon enforces a version.
 -- HOLDS_MOVED says why the version may not be
 -- enforced while the holds it names are active, or is NULL.
 CREATE FUNCTION retention.rule_state(p_policy text, p_rule text, p_frame text, p_exempt_column text)
@@ -61,7 +81,8 @@ CREATE FUNCTION retention.rule_state(p_policy text, p_rule text, p_frame text, p
                 ORDER BY r.enforced_at DESC, r.id DESC LIMIT 1),
          -- The table of its last audit row, as configured then: a name reused for another table is a new policy.
          u AS (SELECT NOT EXISTS (SELECT FROM retention.rule_versions r WHERE r.policy OPERATOR(pg_catalog.=) p_policy)
-                      AND EXISTS (SELECT FROM retention.chain_heads h WHERE h.policy OPERATOR(pg_catalog.=) p_policy)
+                      AND EXISTS (SELECT FROM retention.rules_before_versions b
+                                   WHERE b.policy OPERATOR(pg_catalog.=) p_policy)
                       AND coalesce((SELECT pg_catalog.to_regclass(a.table_name) OPERATOR(pg_catalog.=)
                                            pg_catalog.to_regclass(p_rule::jsonb OPERATOR(pg_catalog.->>) 'table')
                                       FROM retention.audit_log a WHERE a.policy OPERATOR(pg_catalog.=) p_policy
@@ -139,7 +160,8 @@ CREATE FUNCTION retention.rule_enforce(p_version bigint)
     LANGUAGE sql VOLATILE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
     AS $$
-    WITH e AS (UPDATE retention.rule_versions r SET enforced_at = pg_catalog.now()
+    -- The time of the call, not of its transaction: enforcements are ordered as they happen.
+    WITH e AS (UPDATE retention.rule_versions r SET enforced_at = pg_catalog.clock_timestamp()
                 WHERE r.id OPERATOR(pg_catalog.=) p_version RETURNING 1)
     SELECT EXISTS (SELECT FROM e)
 $$;

@@ -207,6 +207,18 @@ bool ctl_policy_rule(struct ctl *ctl, const struct config *cfg, const struct pol
 	}
 	rule_of(&out->rule, cfg, p, &shape);
 	if (record) {
+		/* The rule taken at an upgrade is the daemon's to record: it is the one that ran, not a preview. */
+		rule_state_params(&out->rule, p, params);
+		res = PQexecParams(ctl->conn, rule_state_sql, 4, NULL, params, NULL, NULL, 0);
+		if (rule_state_parse(res, &out->state) && out->state.upgrade && out->state.version == 0) {
+			ctl_error(
+				"policy %s: it ran before rule versions were recorded; the daemon records the rule it runs"
+				" as the one in force when it next starts, and changes can be approved after that",
+				p->name);
+			PQclear(res);
+			goto fail;
+		}
+		PQclear(res);
 		by = xasprintf("retentionctl %s", ctl->command);
 		rule_seen_params(&out->rule, p, by, params);
 		res = PQexecParams(ctl->conn, rule_seen_sql, 7, NULL, params, NULL, NULL, 0);

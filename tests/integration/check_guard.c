@@ -265,9 +265,11 @@ START_TEST(test_an_exemption_removed_or_a_clock_changed_waits)
 END_TEST
 
 /*
- * An upgrade never stops enforcement: a policy that has an audit chain and
- * no rule version (a schema upgraded from version 7) had its rule in force,
- * which counts as approved however many records are due.
+ * An upgrade never stops enforcement: a policy that ran before rule versions
+ * were recorded (the migration lists it in retention.rules_before_versions:
+ * an audit chain, no version, and in an instance's heartbeat) had its rule in
+ * force, which counts as approved however many records are due. A policy
+ * with a chain that no instance ran, added again, is a new policy.
  */
 START_TEST(test_an_upgrade_keeps_enforcing)
 {
@@ -279,17 +281,16 @@ START_TEST(test_an_upgrade_keeps_enforcing)
 	ck_assert_int_eq(fx_run_once(conf, &out, &err), 0);
 	free(out);
 	free(err);
-	/* As version 7 left it: a chain, no versions. */
-	test_exec(conn, "DELETE FROM retention.rule_versions");
+	/* As the upgrade from version 7 leaves it: a chain, no versions, p listed as having run. */
+	test_exec(conn,
+		  "DELETE FROM retention.rule_versions; INSERT INTO retention.rules_before_versions VALUES ('p')");
 	add_rows(conn, 100, 50, 3);
-	/* retentionctl recording the rule first takes it as the one that ran, and enforces nothing. */
-	ck_assert_int_eq(fx_ctl(conf, "upgrade8", &out, &err, "approve", "--policy", "p", "--reason", "look", NULL), 0);
-	ck_assert_msg(strstr(out, "is approved already"), "%s%s", out, err);
+	/* retentionctl records no preview as the rule that ran: the daemon does, with the rule it runs. */
+	ck_assert_int_eq(fx_ctl(conf, "upgrade8", &out, &err, "approve", "--policy", "p", "--reason", "look", NULL), 1);
+	ck_assert_msg(strstr(err, "policy p: it ran before rule versions were recorded"), "%s%s", out, err);
 	free(out);
 	free(err);
-	test_assert_query_value(conn,
-				"SELECT (enforced_at IS NULL) || ' ' || taken_at_upgrade FROM retention.rule_versions",
-				0, NULL, "true true");
+	test_assert_query_value(conn, "SELECT count(*) FROM retention.rule_versions", 0, NULL, "0");
 	ck_assert_int_eq(fx_run_once(conf, &out, &err), 0);
 	ck_assert_msg(
 		strstr(err, "recorded as the version in force: the rule in force before rule versions were recorded"),
@@ -316,8 +317,17 @@ START_TEST(test_an_upgrade_keeps_enforcing)
 		test_exec(conn, "DELETE FROM app.t");
 		free(ninety);
 	}
-	/* The name of a policy with a chain, now on another table: a new policy, not the rule that ran. */
-	test_exec(conn, "DELETE FROM retention.rule_versions; CREATE TABLE app.big (id int PRIMARY KEY, c timestamptz);"
+	/* Gone from every configuration before the upgrade, and added again: a new policy. */
+	test_exec(conn, "DELETE FROM retention.rule_versions; DELETE FROM retention.rules_before_versions");
+	add_rows(conn, 2000, 50, 30);
+	ck_assert_int_eq(fx_run_once(conf, &out, &err), 1);
+	ck_assert_msg(strstr(err, "would newly purge 50 records"), "%s", err);
+	free(out);
+	free(err);
+	test_exec(conn, "DELETE FROM app.t");
+	/* The name of a policy that ran, now on another table: a new policy, not the rule that ran. */
+	test_exec(conn, "DELETE FROM retention.rule_versions; INSERT INTO retention.rules_before_versions VALUES ('p');"
+			"CREATE TABLE app.big (id int PRIMARY KEY, c timestamptz);"
 			"INSERT INTO app.big SELECT g, now() - interval '400 days' FROM generate_series(1, 50) g");
 	fx_grant(conn, "app");
 	{
