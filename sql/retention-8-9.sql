@@ -12,33 +12,14 @@
 -- enforced while active holds of the policy name records by the old one:
 -- they would protect other rows, and leave theirs unprotected.
 
--- The version recorded first for a policy that ran before versions were
--- recorded is that rule: approved until a daemon enforces a version, which
--- it then is. Recording it enforces nothing.
-ALTER TABLE retention.rule_versions ADD COLUMN taken_at_upgrade boolean NOT NULL DEFAULT false;
-
--- The policies that ran before versions were recorded: an audit chain, no
--- version, and named by an instance's last heartbeat of the last 30 days.
--- Only these may take their first version as the rule that ran; a policy
--- gone from every configuration, added again later, is a new policy.
-CREATE TABLE retention.rules_before_versions (
-    policy text PRIMARY KEY
-);
-REVOKE ALL ON retention.rules_before_versions FROM PUBLIC;
-INSERT INTO retention.rules_before_versions (policy)
-    SELECT DISTINCT h.policy FROM retention.chain_heads h
-     WHERE NOT EXISTS (SELECT FROM retention.rule_versions r WHERE r.policy OPERATOR(pg_catalog.=) h.policy)
-       AND EXISTS (SELECT FROM retention.instances i
-                    WHERE h.policy OPERATOR(pg_catalog.=) ANY (i.policies)
-                      AND i.heartbeat_at OPERATOR(pg_catalog.>) (pg_catalog.now() OPERATOR(pg_catalog.-) '30 days'::interval));
-
 -- Version 8 daemons recorded their own acceptances, and the rules in force
 -- at the upgrade to version 8, as approvals: they were enforced from then,
 -- and approved by no one. Such a rule recorded first by retentionctl was
--- enforced by no daemon: it stays the one taken at the upgrade. An
--- operator's approval is retentionctl approve's.
+-- enforced by no daemon: its approval goes, and nothing is in force for it
+-- (see rule_state's `upgrade`). An operator's approval is retentionctl
+-- approve's.
 UPDATE retention.rule_versions r
-   SET taken_at_upgrade = true, approved_by = NULL, approved_at = NULL, approved_count = NULL, approved_reason = NULL
+   SET approved_by = NULL, approved_at = NULL, approved_count = NULL, approved_reason = NULL
  WHERE r.approved_reason OPERATOR(pg_catalog.=) 'in force before rule versions were recorded'
    AND r.enforced_at IS NULL AND r.approved_by OPERATOR(pg_catalog.~~) 'retentionctl %';
 UPDATE retention.rule_versions r
@@ -61,10 +42,9 @@ DROP FUNCTION retention.rule_state(text, text, text, text);
 -- approved (by an operator, or because it is the version in force); the
 -- version in force otherwise, and whether what both make due can be told
 -- row by row (same frame, and the version in force exempts by nothing or by
--- the same column). A policy with no version that ran before versions were
--- recorded (rules_before_versions) has been enforcing its rule: that rule
--- counts as approved (`upgrade`), if it purges the table its last audit row
--- names, until a daemon enforces a version.
+-- the same column). A policy that ran before versions were recorded (`u`
+-- below) has been enforcing its rule: whichever rule a daemon sees first
+-- counts as approved (`upgrade`), and is in force once it is enforced.
 -- HOLDS_MOVED says why the version may not be
 -- enforced while the holds it names are active, or is NULL.
 CREATE FUNCTION retention.rule_state(p_policy text, p_rule text, p_frame text, p_exempt_column text)
@@ -73,20 +53,24 @@ CREATE FUNCTION retention.rule_state(p_policy text, p_rule text, p_frame text, p
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
     AS $$
-    WITH v AS (SELECT r.id, r.approved_at, r.taken_at_upgrade FROM retention.rule_versions r
+    WITH v AS (SELECT r.id, r.approved_at FROM retention.rule_versions r
                 WHERE r.policy OPERATOR(pg_catalog.=) p_policy
                   AND r.rule_hash OPERATOR(pg_catalog.=) pg_catalog.sha256(pg_catalog.convert_to(p_rule, 'UTF8'))),
          f AS (SELECT r.id, r.rule::jsonb AS rule, r.frame_hash, r.exempt_column FROM retention.rule_versions r
                 WHERE r.policy OPERATOR(pg_catalog.=) p_policy AND r.enforced_at IS NOT NULL
                 ORDER BY r.enforced_at DESC, r.id DESC LIMIT 1),
-         -- The table of its last audit row, as configured then: a name reused for another table is a new policy.
-         u AS (SELECT NOT EXISTS (SELECT FROM retention.rule_versions r WHERE r.policy OPERATOR(pg_catalog.=) p_policy)
-                      AND EXISTS (SELECT FROM retention.rules_before_versions b
-                                   WHERE b.policy OPERATOR(pg_catalog.=) p_policy)
+         -- Ran before versions were recorded: an audit chain and no version a daemon enforced, in the week
+         -- after the upgrade to this schema (a policy gone from every configuration and added again
+         -- later is a new policy), on the table its last audit row names if that name still resolves.
+         u AS (SELECT NOT EXISTS (SELECT FROM f)
+                      AND EXISTS (SELECT FROM retention.chain_heads c WHERE c.policy OPERATOR(pg_catalog.=) p_policy)
+                      AND pg_catalog.now() OPERATOR(pg_catalog.<)
+                          (SELECT v9.applied_at OPERATOR(pg_catalog.+) '7 days'::interval
+                             FROM retention.schema_version v9 WHERE v9.version OPERATOR(pg_catalog.=) 9)
                       AND coalesce((SELECT pg_catalog.to_regclass(a.table_name) OPERATOR(pg_catalog.=)
                                            pg_catalog.to_regclass(p_rule::jsonb OPERATOR(pg_catalog.->>) 'table')
                                       FROM retention.audit_log a WHERE a.policy OPERATOR(pg_catalog.=) p_policy
-                                     ORDER BY a.seq DESC LIMIT 1), false)
+                                     ORDER BY a.seq DESC LIMIT 1), true)
                       AS upgrade),
          h AS (SELECT pg_catalog.count(a.record_key) AS by_key, pg_catalog.count(a.subject) AS by_subject
                  FROM retention.active_holds(ARRAY[p_policy]) a),
@@ -101,14 +85,13 @@ CREATE FUNCTION retention.rule_state(p_policy text, p_rule text, p_frame text, p
                      FROM f WHERE f.id IS DISTINCT FROM (SELECT id FROM v))
     SELECT (SELECT id FROM v),
            coalesce((SELECT approved_at IS NOT NULL FROM v), false)
-               OR coalesce((SELECT v.id OPERATOR(pg_catalog.=) f.id FROM v, f), false) OR (SELECT upgrade FROM u)
-               OR (coalesce((SELECT taken_at_upgrade FROM v), false) AND NOT EXISTS (SELECT FROM f)),
+               OR coalesce((SELECT v.id OPERATOR(pg_catalog.=) f.id FROM v, f), false) OR (SELECT upgrade FROM u),
            (SELECT id FROM f),
            coalesce((SELECT f.frame_hash OPERATOR(pg_catalog.=) pg_catalog.sha256(pg_catalog.convert_to(p_frame, 'UTF8'))
                      AND (f.exempt_column IS NULL OR f.exempt_column OPERATOR(pg_catalog.=) p_exempt_column) FROM f),
                     false),
            coalesce((SELECT f.exempt_column IS NOT NULL FROM f), false),
-           (SELECT upgrade FROM u) OR (coalesce((SELECT taken_at_upgrade FROM v), false) AND NOT EXISTS (SELECT FROM f)),
+           (SELECT upgrade FROM u),
            (SELECT CASE
                    WHEN m.key AND h.by_key OPERATOR(pg_catalog.>) 0 THEN
                        pg_catalog.format('its key column is not %s, version %s''s in force, and %s active holds name'
@@ -142,10 +125,10 @@ BEGIN
     upgraded := s.upgrade;
     IF s.version IS NULL THEN
         INSERT INTO retention.rule_versions (policy, rule, rule_hash, frame_hash, retain, exempt_column,
-                                             exempt_values, started_by, started_at, taken_at_upgrade)
+                                             exempt_values, started_by, started_at)
         VALUES (p_policy, p_rule, pg_catalog.sha256(pg_catalog.convert_to(p_rule, 'UTF8')),
                 pg_catalog.sha256(pg_catalog.convert_to(p_frame, 'UTF8')), p_retain, p_exempt_column,
-                p_exempt_values, p_instance, pg_catalog.now(), s.upgrade);
+                p_exempt_values, p_instance, pg_catalog.now());
         SELECT * INTO s FROM retention.rule_state(p_policy, p_rule, p_frame, p_exempt_column);
     END IF;
     RETURN QUERY SELECT s.version, s.approved, s.in_force, s.comparable, s.in_force_exempts, upgraded,

@@ -210,7 +210,7 @@ bool ctl_policy_rule(struct ctl *ctl, const struct config *cfg, const struct pol
 		/* The rule taken at an upgrade is the daemon's to record: it is the one that ran, not a preview. */
 		rule_state_params(&out->rule, p, params);
 		res = PQexecParams(ctl->conn, rule_state_sql, 4, NULL, params, NULL, NULL, 0);
-		if (rule_state_parse(res, &out->state) && out->state.upgrade && out->state.version == 0) {
+		if (rule_state_parse(res, &out->state) && out->state.upgrade) {
 			ctl_error(
 				"policy %s: it ran before rule versions were recorded; the daemon records the rule it runs"
 				" as the one in force when it next starts, and changes can be approved after that",

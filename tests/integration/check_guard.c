@@ -266,10 +266,10 @@ END_TEST
 
 /*
  * An upgrade never stops enforcement: a policy that ran before rule versions
- * were recorded (the migration lists it in retention.rules_before_versions:
- * an audit chain, no version, and in an instance's heartbeat) had its rule in
- * force, which counts as approved however many records are due. A policy
- * with a chain that no instance ran, added again, is a new policy.
+ * were recorded (an audit chain, no version a daemon enforced, in the week
+ * after the upgrade to schema 9) had its rule in force, which counts as
+ * approved however many records are due. Later, such a policy added again
+ * is a new policy.
  */
 START_TEST(test_an_upgrade_keeps_enforcing)
 {
@@ -281,9 +281,8 @@ START_TEST(test_an_upgrade_keeps_enforcing)
 	ck_assert_int_eq(fx_run_once(conf, &out, &err), 0);
 	free(out);
 	free(err);
-	/* As the upgrade from version 7 leaves it: a chain, no versions, p listed as having run. */
-	test_exec(conn,
-		  "DELETE FROM retention.rule_versions; INSERT INTO retention.rules_before_versions VALUES ('p')");
+	/* As the upgrade from version 7 leaves it: a chain, no versions. */
+	test_exec(conn, "DELETE FROM retention.rule_versions");
 	add_rows(conn, 100, 50, 3);
 	/* retentionctl records no preview as the rule that ran: the daemon does, with the rule it runs. */
 	ck_assert_int_eq(fx_ctl(conf, "upgrade8", &out, &err, "approve", "--policy", "p", "--reason", "look", NULL), 1);
@@ -317,8 +316,10 @@ START_TEST(test_an_upgrade_keeps_enforcing)
 		test_exec(conn, "DELETE FROM app.t");
 		free(ninety);
 	}
-	/* Gone from every configuration before the upgrade, and added again: a new policy. */
-	test_exec(conn, "DELETE FROM retention.rule_versions; DELETE FROM retention.rules_before_versions");
+	/* Added again a week after the upgrade, with no version enforced: a new policy. */
+	test_exec(conn,
+		  "DELETE FROM retention.rule_versions;"
+		  "UPDATE retention.schema_version SET applied_at = applied_at - interval '8 days' WHERE version = 9");
 	add_rows(conn, 2000, 50, 30);
 	ck_assert_int_eq(fx_run_once(conf, &out, &err), 1);
 	ck_assert_msg(strstr(err, "would newly purge 50 records"), "%s", err);
@@ -326,7 +327,8 @@ START_TEST(test_an_upgrade_keeps_enforcing)
 	free(err);
 	test_exec(conn, "DELETE FROM app.t");
 	/* The name of a policy that ran, now on another table: a new policy, not the rule that ran. */
-	test_exec(conn, "DELETE FROM retention.rule_versions; INSERT INTO retention.rules_before_versions VALUES ('p');"
+	test_exec(conn, "DELETE FROM retention.rule_versions;"
+			"UPDATE retention.schema_version SET applied_at = now() WHERE version = 9;"
 			"CREATE TABLE app.big (id int PRIMARY KEY, c timestamptz);"
 			"INSERT INTO app.big SELECT g, now() - interval '400 days' FROM generate_series(1, 50) g");
 	fx_grant(conn, "app");
