@@ -59,18 +59,36 @@ CREATE FUNCTION retention.rule_state(p_policy text, p_rule text, p_frame text, p
          f AS (SELECT r.id, r.rule::jsonb AS rule, r.frame_hash, r.exempt_column FROM retention.rule_versions r
                 WHERE r.policy OPERATOR(pg_catalog.=) p_policy AND r.enforced_at IS NOT NULL
                 ORDER BY r.enforced_at DESC, r.id DESC LIMIT 1),
-         -- Ran before versions were recorded: an audit chain and no version a daemon enforced, in the week
-         -- after the upgrade to this schema (a policy gone from every configuration and added again
-         -- later is a new policy), on the table its last audit row names if that name still resolves.
+         -- Ran before versions were recorded, in the week after the upgrade to this schema: no version a
+         -- daemon enforced, nor one another rule's daemon recorded; a chain last moved before any version
+         -- was recorded, whose last audit row names this table (an unqualified name as the daemon's
+         -- session resolved it: its role's schema, then public). A policy gone from every configuration
+         -- and added again later, a name on a dropped or another table, a chain planted without audit
+         -- rows, a rule changed after a daemon recorded one: each is counted as a new policy.
          u AS (SELECT NOT EXISTS (SELECT FROM f)
-                      AND EXISTS (SELECT FROM retention.chain_heads c WHERE c.policy OPERATOR(pg_catalog.=) p_policy)
                       AND pg_catalog.now() OPERATOR(pg_catalog.<)
                           (SELECT v9.applied_at OPERATOR(pg_catalog.+) '7 days'::interval
                              FROM retention.schema_version v9 WHERE v9.version OPERATOR(pg_catalog.=) 9)
-                      AND coalesce((SELECT pg_catalog.to_regclass(a.table_name) OPERATOR(pg_catalog.=)
+                      AND NOT EXISTS (SELECT FROM retention.rule_versions r
+                                       WHERE r.policy OPERATOR(pg_catalog.=) p_policy
+                                         AND r.rule_hash OPERATOR(pg_catalog.<>)
+                                             pg_catalog.sha256(pg_catalog.convert_to(p_rule, 'UTF8'))
+                                         AND r.started_by OPERATOR(pg_catalog.!~~) 'retentionctl %')
+                      AND EXISTS (SELECT FROM retention.chain_heads c
+                                   WHERE c.policy OPERATOR(pg_catalog.=) p_policy
+                                     AND c.updated_at OPERATOR(pg_catalog.<)
+                                         coalesce((SELECT pg_catalog.min(r.started_at) FROM retention.rule_versions r
+                                                    WHERE r.policy OPERATOR(pg_catalog.=) p_policy), 'infinity'))
+                      AND coalesce((SELECT CASE WHEN pg_catalog.strpos(a.table_name, '.') OPERATOR(pg_catalog.=) 0
+                                                THEN coalesce(pg_catalog.to_regclass(pg_catalog.format('%I.%s',
+                                                                  pg_catalog.session_user(), a.table_name)),
+                                                              pg_catalog.to_regclass('public.' OPERATOR(pg_catalog.||)
+                                                                                     a.table_name))
+                                                ELSE pg_catalog.to_regclass(a.table_name) END
+                                           OPERATOR(pg_catalog.=)
                                            pg_catalog.to_regclass(p_rule::jsonb OPERATOR(pg_catalog.->>) 'table')
                                       FROM retention.audit_log a WHERE a.policy OPERATOR(pg_catalog.=) p_policy
-                                     ORDER BY a.seq DESC LIMIT 1), true)
+                                     ORDER BY a.seq DESC LIMIT 1), false)
                       AS upgrade),
          h AS (SELECT pg_catalog.count(a.record_key) AS by_key, pg_catalog.count(a.subject) AS by_subject
                  FROM retention.active_holds(ARRAY[p_policy]) a),

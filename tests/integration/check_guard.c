@@ -316,6 +316,18 @@ START_TEST(test_an_upgrade_keeps_enforcing)
 		test_exec(conn, "DELETE FROM app.t");
 		free(ninety);
 	}
+	/* A rule a daemon recorded (and never enforced), then changed: the change is counted, not taken as the one that ran. */
+	test_exec(
+		conn,
+		"DELETE FROM retention.rule_versions;"
+		"INSERT INTO retention.rule_versions (policy, rule, rule_hash, frame_hash, retain, started_by, started_at)"
+		" VALUES ('p', '{}', '\\x01', '\\x01', '90 days', 'upgrade8-1', now())");
+	add_rows(conn, 3000, 50, 30);
+	ck_assert_int_eq(fx_run_once(conf, &out, &err), 1);
+	ck_assert_msg(strstr(err, "would newly purge 50 records"), "%s", err);
+	free(out);
+	free(err);
+	test_exec(conn, "DELETE FROM app.t");
 	/* Added again a week after the upgrade, with no version enforced: a new policy. */
 	test_exec(conn,
 		  "DELETE FROM retention.rule_versions;"
@@ -329,6 +341,8 @@ START_TEST(test_an_upgrade_keeps_enforcing)
 	/* The name of a policy that ran, now on another table: a new policy, not the rule that ran. */
 	test_exec(conn, "DELETE FROM retention.rule_versions;"
 			"UPDATE retention.schema_version SET applied_at = now() WHERE version = 9;"
+			/* Its old table dropped, too: the name its last audit row gives no longer resolves. */
+			"DROP TABLE app.t;"
 			"CREATE TABLE app.big (id int PRIMARY KEY, c timestamptz);"
 			"INSERT INTO app.big SELECT g, now() - interval '400 days' FROM generate_series(1, 50) g");
 	fx_grant(conn, "app");
