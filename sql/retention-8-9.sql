@@ -136,11 +136,9 @@ CREATE FUNCTION retention.rule_seen(p_policy text, p_rule text, p_frame text, p_
     AS $$
 DECLARE
     s record;
-    upgraded boolean;
 BEGIN
     PERFORM pg_catalog.pg_advisory_xact_lock(1919251568, pg_catalog.hashtext(p_policy));
     SELECT * INTO s FROM retention.rule_state(p_policy, p_rule, p_frame, p_exempt_column);
-    upgraded := s.upgrade;
     IF s.version IS NULL THEN
         INSERT INTO retention.rule_versions (policy, rule, rule_hash, frame_hash, retain, exempt_column,
                                              exempt_values, started_by, started_at)
@@ -149,7 +147,7 @@ BEGIN
                 p_exempt_values, p_instance, pg_catalog.now());
         SELECT * INTO s FROM retention.rule_state(p_policy, p_rule, p_frame, p_exempt_column);
     END IF;
-    RETURN QUERY SELECT s.version, s.approved, s.in_force, s.comparable, s.in_force_exempts, upgraded,
+    RETURN QUERY SELECT s.version, s.approved, s.in_force, s.comparable, s.in_force_exempts, s.upgrade,
                         s.holds_moved;
 END
 $$;

@@ -776,18 +776,20 @@ enum {
 };
 
 /* TYPE as format_type spells it; the describe statement reports any other as an error. */
-static void clock_kind_set(struct policy_shape *shape, const char *type)
+static enum policy_clock_kind clock_kind_of(const char *type)
 {
 	if (strcmp(type, "timestamp without time zone") == 0)
-		shape->clock_kind = POLICY_CLOCK_TIMESTAMP;
-	else if (strcmp(type, "date") == 0)
-		shape->clock_kind = POLICY_CLOCK_DATE;
-	else if (strcmp(type, "smallint") == 0 || strcmp(type, "integer") == 0 || strcmp(type, "bigint") == 0)
-		shape->clock_kind = POLICY_CLOCK_EPOCH;
-	else
-		shape->clock_kind = POLICY_CLOCK_TIMESTAMPTZ;
-	shape->clock_without_zone =
-		shape->clock_kind == POLICY_CLOCK_TIMESTAMP || shape->clock_kind == POLICY_CLOCK_DATE;
+		return POLICY_CLOCK_TIMESTAMP;
+	if (strcmp(type, "date") == 0)
+		return POLICY_CLOCK_DATE;
+	if (strcmp(type, "smallint") == 0 || strcmp(type, "integer") == 0 || strcmp(type, "bigint") == 0)
+		return POLICY_CLOCK_EPOCH;
+	return POLICY_CLOCK_TIMESTAMPTZ;
+}
+
+bool policy_clock_without_zone(const struct policy_shape *shape)
+{
+	return shape->clock_kind == POLICY_CLOCK_TIMESTAMP || shape->clock_kind == POLICY_CLOCK_DATE;
 }
 
 void policy_shape_parse(struct policy_shape *shape, const PGresult *res, long long oid, const char *table)
@@ -802,21 +804,19 @@ void policy_shape_parse(struct policy_shape *shape, const PGresult *res, long lo
 			struct policy_column *c = NULL;
 			if (strcmp(role, "key") == 0)
 				c = &shape->key;
-			else if (strcmp(role, "clock") == 0 && shape->clock.quoted == NULL)
-				c = &shape->clock;
 			else if (strcmp(role, "subject") == 0)
 				c = &shape->subject;
 			else if (strcmp(role, "exempt") == 0)
 				c = &shape->exempt;
-			/* The first clock column describes the clock's type; the others agree with it, or are errors. */
-			if (strcmp(role, "clock") == 0)
+			if (strcmp(role, "clock") == 0) {
+				/* The first clock column describes the clock's type; the others agree with it, or are errors. */
 				push(&shape->clock_columns, &shape->n_clock_columns, xstrdup(PQgetvalue(res, r, D_C2)));
-			if (c) {
+				if (shape->n_clock_columns == 1) {
+					column_set(&shape->clock, res, r, D_C2, D_C8);
+					shape->clock_kind = clock_kind_of(PQgetvalue(res, r, D_C5));
+				}
+			} else if (c) {
 				column_set(c, res, r, D_C2, D_C8);
-				if (c == &shape->clock)
-					clock_kind_set(shape, PQgetvalue(res, r, D_C5));
-			} else if (strcmp(role, "clock") == 0) {
-				/* Named above. */
 			} else if (strcmp(role, "set_null") == 0 || strcmp(role, "set") == 0) {
 				bool is_set = role[3] == '\0';
 				struct policy_column **list = is_set ? &shape->set : &shape->set_null;
@@ -962,44 +962,6 @@ static const struct {
 #define CLOCK_NEVER_SECOND 9120905856000LL
 #define INT8_LAST          "9223372036854775807"
 
-/*
- * RAW, a value of the clock column (an SQL expression), as a timestamptz.
- * An integer clock is split into whole days and the rest of one, each
- * exact in an interval; a count before the first timestamp reads as
- * -infinity (long overdue), and a clock of any type from CLOCK_NEVER_TEXT
- * on as infinity, so that one row's value fails no statement.
- */
-static char *clock_time_of(const struct frame *f, const char *raw)
-{
-	enum policy_clock_unit unit = f->policy->clock_unit;
-	long long per;
-	char *at, *out;
-	switch (f->shape->clock_kind) {
-	case POLICY_CLOCK_TIMESTAMPTZ:
-		return xasprintf("CASE WHEN %s >= '" CLOCK_NEVER_TEXT "+00'::timestamptz THEN 'infinity'::timestamptz"
-				 " ELSE %s END",
-				 raw, raw);
-	case POLICY_CLOCK_TIMESTAMP:
-	case POLICY_CLOCK_DATE:
-		/* Read in the session's zone (database.time_zone), in every predicate alike. */
-		return xasprintf("CASE WHEN %s >= '" CLOCK_NEVER_TEXT "'::%s THEN 'infinity'::timestamptz"
-				 " ELSE %s::timestamptz END",
-				 raw, f->shape->clock_kind == POLICY_CLOCK_DATE ? "date" : "timestamp", raw);
-	case POLICY_CLOCK_EPOCH:
-		break;
-	}
-	per = epoch_units[unit].per_second;
-	/* Whole days and what is left of one, each exact, on the epoch as a UTC wall clock: no zone moves it. */
-	at = xasprintf("pg_catalog.timezone('UTC', '1970-01-01 00:00:00'::timestamp + pg_catalog.make_interval(days =>"
-		       " (%s / %lld)::int4, secs => (%s %% %lld)::float8 / %lld))",
-		       raw, 86400 * per, raw, 86400 * per, per);
-	out = xasprintf("CASE WHEN %s < %lld THEN '-infinity'::timestamptz WHEN %s >= %lld THEN 'infinity'::timestamptz"
-			" ELSE %s END",
-			raw, EPOCH_FIRST_SECOND * per, raw, CLOCK_NEVER_SECOND * per, at);
-	free(at);
-	return out;
-}
-
 /* The first clock value, in the clock column's type, that reads as never due (CLOCK_NEVER_TEXT). */
 static char *clock_never(const struct frame *f)
 {
@@ -1014,6 +976,45 @@ static char *clock_never(const struct frame *f)
 		break;
 	}
 	return xasprintf("%lld", CLOCK_NEVER_SECOND * epoch_units[f->policy->clock_unit].per_second);
+}
+
+/*
+ * RAW, a value of the clock column (an SQL expression), as a timestamptz.
+ * An integer clock is split into whole days and the rest of one, each
+ * exact in an interval; a count before the first timestamp reads as
+ * -infinity (long overdue), and a clock of any type from CLOCK_NEVER_TEXT
+ * on as infinity, so that one row's value fails no statement.
+ */
+static char *clock_time_of(const struct frame *f, const char *raw)
+{
+	char *never = clock_never(f), *at, *out;
+	long long per = epoch_units[f->policy->clock_unit].per_second;
+	switch (f->shape->clock_kind) {
+	case POLICY_CLOCK_TIMESTAMPTZ:
+		at = xstrdup(raw);
+		break;
+	case POLICY_CLOCK_TIMESTAMP:
+	case POLICY_CLOCK_DATE:
+		/* Read in the session's zone (database.time_zone), in every predicate alike. */
+		at = xasprintf("%s::timestamptz", raw);
+		break;
+	case POLICY_CLOCK_EPOCH:
+	default:
+		/* Whole days and what is left of one, each exact, on the epoch as a UTC wall clock: no zone moves it. */
+		at = xasprintf("pg_catalog.timezone('UTC', '1970-01-01 00:00:00'::timestamp + pg_catalog.make_interval("
+			       "days => (%s / %lld)::int4, secs => (%s %% %lld)::float8 / %lld))",
+			       raw, 86400 * per, raw, 86400 * per, per);
+		break;
+	}
+	if (f->shape->clock_kind == POLICY_CLOCK_EPOCH)
+		out = xasprintf("CASE WHEN %s < %lld THEN '-infinity'::timestamptz WHEN %s >= %s THEN"
+				" 'infinity'::timestamptz ELSE %s END",
+				raw, EPOCH_FIRST_SECOND * per, raw, never, at);
+	else
+		out = xasprintf("CASE WHEN %s >= %s THEN 'infinity'::timestamptz ELSE %s END", raw, never, at);
+	free(never);
+	free(at);
+	return out;
 }
 
 /*
@@ -1549,8 +1550,8 @@ static char *build_pending(const struct frame *f)
 /*
  * The records a rule waiting for approval would purge now that the version
  * in force would not, or within POLICY_GUARD_HORIZON that it would keep
- * longer: its guard's count. Built from a frame without the limit, so that sb_due_by is the
- * rule's own due test.
+ * longer: its guard's count. Built from a frame without the limit, so that
+ * sb_due_by is the rule's own due test.
  */
 #define NOW           "pg_catalog.statement_timestamp()"
 #define GUARD_HORIZON NOW " + '" POLICY_GUARD_HORIZON "'::interval"
@@ -1937,7 +1938,7 @@ bool policy_sql_build(struct policy_sql *sql, const struct policy *p, const stru
 		sql->guard_what[i] = xstrdup(shape->guards[i].what);
 
 	duration_to_sql(&p->retain, retain, sizeof(retain));
-	policy_slack(&p->retain, shape->clock_without_zone, slack, sizeof(slack));
+	policy_slack(&p->retain, policy_clock_without_zone(shape), slack, sizeof(slack));
 	siblings = xcalloc(shape->n_siblings + 1, sizeof(char *));
 	for (size_t i = 0; i < shape->n_siblings; i++)
 		siblings[i] = shape->siblings[i].name;

@@ -143,7 +143,6 @@ struct policy_shape {
 	char **clock_columns; /* quoted: the clock is the first of them that is not NULL */
 	size_t n_clock_columns;
 	enum policy_clock_kind clock_kind;
-	bool clock_without_zone;        /* timestamp or date: read in the session's (database.time_zone) zone */
 	struct policy_column *set_null; /* the anonymized columns, in configuration order */
 	size_t n_set_null;
 	struct policy_column *set;
@@ -268,6 +267,8 @@ char *policy_key_of(const struct policy_shape *shape);
 
 /* The extra interval the index range needs so calendar arithmetic never drops a due row. */
 void policy_slack(const struct duration *retain, bool clock_without_zone, char *buf, size_t size);
+/* Whether the clock is read in the session's zone (database.time_zone): a timestamp or a date. */
+bool policy_clock_without_zone(const struct policy_shape *shape);
 
 /*
  * The VALUES of a request's identities (parallel to TYPES, N of them) that

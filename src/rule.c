@@ -60,7 +60,7 @@ static void add_frame(struct json_buf *b, const struct config *cfg, const struct
 	/* Only where it is set: the rules of versions that had no clock_unit read as they did. */
 	if (p->clock_unit != POLICY_CLOCK_UNIT_NONE)
 		add_string(b, "clock_unit", policy_clock_unit_name(p->clock_unit));
-	add_string(b, "time_zone", shape->clock_without_zone ? cfg->time_zone : NULL);
+	add_string(b, "time_zone", policy_clock_without_zone(shape) ? cfg->time_zone : NULL);
 	add_string(b, "action", policy_action_name(p->action));
 	add_strings(b, "set_null", p->set_null, p->n_set_null);
 	add_key(b, "set", false);

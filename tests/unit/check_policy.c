@@ -224,7 +224,6 @@ START_TEST(test_timestamp_clock)
 	const char *why = NULL;
 	describe(&shape, &cfg->policies[0]);
 	shape.clock_kind = POLICY_CLOCK_TIMESTAMP;
-	shape.clock_without_zone = true;
 	ck_assert(policy_sql_build(&sql, &cfg->policies[0], &shape, "i1", NULL, &why));
 	ck_assert_ptr_nonnull(
 		strstr(sql.lock,
