@@ -370,7 +370,7 @@ START_TEST(test_kill_9_between_the_purge_and_its_audit_rows_undoes_both)
 	PGconn *conn = fx_uploads_db("killaudit");
 	PGconn *locker = test_connect_db("killaudit");
 	char *conf = fx_uploads_config("killaudit", "15 minutes", "");
-	char *log = fx_log_path("killaudit"), *out, *err, *sql;
+	char *log = fx_log_path("killaudit"), *out, *err, *sql, *since;
 	int backend;
 	pid_t pid;
 	test_exec(conn, "INSERT INTO virusdesk.uploads (id, account_id, scan_completed_at) VALUES"
@@ -381,8 +381,10 @@ START_TEST(test_kill_9_between_the_purge_and_its_audit_rows_undoes_both)
 	test_exec(conn, "INSERT INTO virusdesk.uploads (id, account_id, scan_completed_at)"
 			" SELECT g, g, now() - interval '1 hour' FROM generate_series(2, 11) g");
 	test_exec(locker, "BEGIN; SELECT FROM retention.chain_heads FOR UPDATE");
+	since = fx_server_now(conn);
 	pid = fx_start_daemon(conf, log);
-	backend = fx_daemon_backend(conn, 20);
+	backend = fx_daemon_backend(conn, since, 20);
+	free(since);
 	ck_assert(fx_wait_backend_blocked(conn, backend, 20));
 	sql = xasprintf("SELECT query LIKE '%%INSERT INTO retention.audit_log%%' AND state = 'active'"
 			" AND backend_xid IS NOT NULL FROM pg_stat_activity WHERE pid = %d",

@@ -237,16 +237,18 @@ START_TEST(test_anonymized_rows_leave_the_daemon_idle)
 	PGconn *conn = fx_uploads_db("anonidle");
 	char *conf = fx_uploads_config("anonidle", "15 minutes", "action = \"anonymize\"; set_null = [ \"email\" ];");
 	char *log = fx_log_path("anonidle");
-	char *out, *err, *sql;
+	char *out, *err, *sql, *since;
 	pid_t pid;
 	int backend;
 
 	test_exec(conn, "INSERT INTO virusdesk.uploads (id, scan_completed_at, email) VALUES"
 			" (1, now() - interval '1 hour', 'a@example.org'), (2, now() - interval '2 hours', NULL),"
 			" (3, now() + interval '1 hour', 'c@example.org')");
+	since = fx_server_now(conn);
 	pid = fx_start_daemon(conf, log);
 	ck_assert(fx_poll_true(conn, "SELECT email IS NULL FROM virusdesk.uploads WHERE id = 1", 10));
-	backend = fx_daemon_backend(conn, 10);
+	backend = fx_daemon_backend(conn, since, 10);
+	free(since);
 	/* Woken only by record 3, an hour from now: its session falls quiet. */
 	sql = xasprintf("SELECT state = 'idle' AND state_change < now() - interval '1 second'"
 			" FROM pg_stat_activity WHERE pid = %d",

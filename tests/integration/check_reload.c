@@ -433,13 +433,15 @@ START_TEST(test_a_lookup_lost_with_the_connection_is_retried)
 	PGconn *blocker = test_connect_db("lostlookup");
 	char *conf = fx_uploads_config("lostlookup", "15 minutes", "");
 	char *log = fx_log_path("lostlookup");
-	char *sql;
+	char *sql, *since;
 	int backend;
 	pid_t pid;
 	/* The heartbeat waits on this lock, and the lookup queued behind it. */
 	test_exec(blocker, "BEGIN; LOCK TABLE retention.instances IN ACCESS EXCLUSIVE MODE");
+	since = fx_server_now(conn);
 	pid = fx_start_daemon(conf, log);
-	backend = fx_daemon_backend(conn, 10);
+	backend = fx_daemon_backend(conn, since, 10);
+	free(since);
 	ck_assert(fx_wait_backend_blocked(conn, backend, 10));
 	sql = xasprintf("SELECT pg_terminate_backend(%d)", backend);
 	test_exec(conn, sql);

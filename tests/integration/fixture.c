@@ -470,24 +470,29 @@ bool fx_wait_backend_blocked(PGconn *observer, int pid, double seconds)
 
 struct backend {
 	PGconn *observer;
+	const char *since;
 	int pid;
 };
 
 static bool daemon_connected(void *arg)
 {
 	struct backend *b = arg;
+	const char *params[1] = {b->since};
 	char *v = test_query_value(b->observer,
 				   "SELECT pid FROM pg_stat_activity WHERE application_name = 'retentiond'"
-				   " AND usename = '" TEST_DAEMON_ROLE "' ORDER BY backend_start DESC LIMIT 1",
-				   0, NULL);
+				   " AND usename = '" TEST_DAEMON_ROLE "' AND backend_start > $1::timestamptz"
+				   " ORDER BY backend_start DESC LIMIT 1",
+				   1, params);
 	b->pid = v ? atoi(v) : 0;
 	free(v);
 	return b->pid != 0;
 }
 
-int fx_daemon_backend(PGconn *observer, double seconds)
+char *fx_server_now(PGconn *observer) { return test_query_value(observer, "SELECT clock_timestamp()::text", 0, NULL); }
+
+int fx_daemon_backend(PGconn *observer, const char *since, double seconds)
 {
-	struct backend b = {observer, 0};
+	struct backend b = {observer, since, 0};
 	ck_assert_msg(test_poll(daemon_connected, &b, seconds), "the daemon did not connect within %.0f s", seconds);
 	return b.pid;
 }

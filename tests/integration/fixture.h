@@ -82,8 +82,14 @@ void fx_policy_free(struct fx_policy *fp);
  * the policy's lock; lock the due rows; purge them. Returns how many were purged.
  */
 long long fx_purge_uncommitted(PGconn *conn, struct fx_policy *fp);
-/* The server process id of the running daemon's connection (application_name retentiond), polled for. */
-int fx_daemon_backend(PGconn *observer, double seconds);
+/*
+ * The server's clock now, as text: taken before a daemon starts, it tells its
+ * session from one a finished run left behind (a backend outlives its client
+ * for a moment).
+ */
+char *fx_server_now(PGconn *observer);
+/* The server process id of the daemon's connection (application_name retentiond) opened after SINCE, polled for. */
+int fx_daemon_backend(PGconn *observer, const char *since, double seconds);
 /* Runs retentionctl -c CONF -d "dbname=DB" (the test server's superuser) ARGS...; NULL-terminated. */
 int fx_ctl(const char *conf, const char *db, char **out, char **err, ...);
 /* Polls until server process PID waits for a lock; false after SECONDS. */
