@@ -11,6 +11,9 @@
 -- And a version whose key or subject column is not the one in force is not
 -- enforced while active holds of the policy name records by the old one:
 -- they would protect other rows, and leave theirs unprotected.
+--
+-- A record's key may be several columns: record_fields reads its text form
+-- back, for the statements that compare held and quarantined keys with rows.
 
 -- Version 8 daemons recorded their own acceptances, and the rules in force
 -- at the upgrade to version 8, as approvals: they were enforced from then,
@@ -222,6 +225,95 @@ BEGIN
                                   ' retention.quarantine_clear_rows(text, bigint[]) TO %s', g.grantee);
         EXECUTE pg_catalog.format('REVOKE EXECUTE ON FUNCTION retention.rule_approve(bigint, bigint, text, text,'
                                   ' boolean) FROM %s', g.grantee);
+    END LOOP;
+END
+$$;
+
+-- ---- composite keys ----
+--
+-- A composite key's record_key is the row of its columns as PostgreSQL
+-- writes it, ROW(a, b)::text. These are its fields, read back as record_in
+-- reads a row's text form: an empty field is NULL, a backslash takes the
+-- next character as it is, double quotes enclose commas, parentheses and
+-- spaces, and a doubled quote inside them is one. Text that is not such a
+-- row of P_N fields raises invalid_text_representation, a data_exception,
+-- as a failed cast does.
+CREATE FUNCTION retention.record_fields(p_text text, p_n integer) RETURNS text[]
+    LANGUAGE plpgsql IMMUTABLE STRICT
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    s text := pg_catalog.btrim(p_text, E' \t\n\r\f\v');
+    last integer := pg_catalog.length(s);
+    i integer := 2;
+    c text;
+    field text := '';
+    quoted boolean := false;
+    written boolean := false;
+    fields text[] := '{}';
+BEGIN
+    IF last < 2 OR pg_catalog.left(s, 1) OPERATOR(pg_catalog.<>) '(' OR pg_catalog.right(s, 1) OPERATOR(pg_catalog.<>) ')' THEN
+        RAISE EXCEPTION 'malformed record literal: "%"', p_text USING ERRCODE = 'invalid_text_representation';
+    END IF;
+    WHILE i OPERATOR(pg_catalog.<) last LOOP
+        c := pg_catalog.substr(s, i, 1);
+        IF c OPERATOR(pg_catalog.=) E'\\' THEN
+            i := i OPERATOR(pg_catalog.+) 1;
+            EXIT WHEN i OPERATOR(pg_catalog.=) last;
+            field := field OPERATOR(pg_catalog.||) pg_catalog.substr(s, i, 1);
+        ELSIF c OPERATOR(pg_catalog.=) '"' THEN
+            IF quoted AND pg_catalog.substr(s, i OPERATOR(pg_catalog.+) 1, 1) OPERATOR(pg_catalog.=) '"' THEN
+                field := field OPERATOR(pg_catalog.||) '"';
+                i := i OPERATOR(pg_catalog.+) 1;
+            ELSE
+                quoted := NOT quoted;
+            END IF;
+            written := true;
+        ELSIF NOT quoted AND c OPERATOR(pg_catalog.=) ',' THEN
+            fields := fields OPERATOR(pg_catalog.||) CASE WHEN written OR field OPERATOR(pg_catalog.<>) '' THEN field END;
+            field := '';
+            written := false;
+        ELSIF NOT quoted AND c OPERATOR(pg_catalog.=) ')' THEN
+            EXIT;
+        ELSE
+            field := field OPERATOR(pg_catalog.||) c;
+        END IF;
+        i := i OPERATOR(pg_catalog.+) 1;
+    END LOOP;
+    fields := fields OPERATOR(pg_catalog.||) CASE WHEN written OR field OPERATOR(pg_catalog.<>) '' THEN field END;
+    IF quoted OR i OPERATOR(pg_catalog.<>) last OR pg_catalog.cardinality(fields) OPERATOR(pg_catalog.<>) p_n THEN
+        RAISE EXCEPTION 'malformed record literal: "%"', p_text USING ERRCODE = 'invalid_text_representation',
+            DETAIL = pg_catalog.format('A key of %s columns is written (a,b) as ROW(a, b)::text writes it.', p_n);
+    END IF;
+    RETURN fields;
+END
+$$;
+
+-- Of VALS, the fields of those that are rows of the types P_TYPES (as
+-- format_type writes them), each field valid input for its type: what a
+-- composite key's held or quarantined keys name. Like cast_valid, what is
+-- not of the types names no record and is dropped, rather than failing the
+-- statement that asked. No values (NULL): no rows, and nothing run.
+CREATE FUNCTION retention.record_fields_valid(vals text[], p_types text[]) RETURNS SETOF text[]
+    LANGUAGE plpgsql STABLE STRICT
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    v text;
+    fields text[];
+    ignored text;
+BEGIN
+    FOREACH v IN ARRAY vals LOOP
+        CONTINUE WHEN v IS NULL;
+        BEGIN
+            fields := retention.record_fields(v, pg_catalog.cardinality(p_types));
+            FOR i IN 1 .. pg_catalog.cardinality(p_types) LOOP
+                EXECUTE pg_catalog.format('SELECT $1::%s::text', p_types[i]) INTO ignored USING fields[i];
+            END LOOP;
+            RETURN NEXT fields;
+        EXCEPTION WHEN data_exception OR integrity_constraint_violation THEN
+            NULL;
+        END;
     END LOOP;
 END
 $$;

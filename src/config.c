@@ -637,6 +637,9 @@ static void policy_clear(struct policy *p)
 	for (size_t i = 0; i < p->n_clocks; i++)
 		free(p->clocks[i]);
 	free(p->clocks);
+	for (size_t i = 0; i < p->n_keys; i++)
+		free(p->keys[i]);
+	free(p->keys);
 	free(p->subject);
 	free(p->identity);
 	free(p->erasure_exception);
@@ -713,6 +716,14 @@ static bool anonymized_value(const struct policy *p, const char *column, const c
 	return false;
 }
 
+bool config_policy_has_key_column(const struct policy *p, const char *column)
+{
+	for (size_t i = 0; i < p->n_keys; i++)
+		if (strcmp(p->keys[i], column) == 0)
+			return true;
+	return false;
+}
+
 /*
  * Each anonymized column once, and never the key: an UPDATE cannot assign a
  * column twice, and a record whose key changes is no longer the record its
@@ -733,7 +744,7 @@ static void check_anonymized_columns(struct parse_ctx *ctx, const config_setting
 		if (twice)
 			report(ctx, config_setting_get_member(s, key), full, "column \"%s\" is anonymized twice",
 			       column);
-		else if (p->key && strcmp(column, p->key) == 0)
+		else if (config_policy_has_key_column(p, column))
 			report(ctx, config_setting_get_member(s, key), full,
 			       "column \"%s\" is the key: the record would no longer be the one its audit row names",
 			       column);
@@ -866,36 +877,42 @@ static void parse_erasure(struct parse_ctx *ctx, const config_setting_t *s, cons
 
 /* The most columns a clock may be the first non-NULL of. */
 #define CLOCK_COLUMNS_MAX 4
+/* The most columns of a composite key. */
+#define KEY_COLUMNS_MAX 8
 
-/* clock: a column, or a list of columns of which the first that is not NULL is the clock. */
-static void parse_clock(struct parse_ctx *ctx, const config_setting_t *s, const char *path, struct policy *p)
+/*
+ * NAME: a column, or a list of 1 to MAX distinct columns, into *LIST / *N;
+ * *DISPLAY, for people, is the column or the columns joined by ", ".
+ */
+static void parse_column_list(struct parse_ctx *ctx, const config_setting_t *s, const char *path, const char *name,
+			      size_t max, char ***list, size_t *n, char **display)
 {
-	const config_setting_t *m = config_setting_get_member(s, "clock");
-	char *full = xasprintf("%s.clock", path);
+	const config_setting_t *m = config_setting_get_member(s, name);
+	char *full = xasprintf("%s.%s", path, name);
 	if (m && (config_setting_type(m) == CONFIG_TYPE_ARRAY || config_setting_type(m) == CONFIG_TYPE_LIST)) {
 		size_t errors_before = ctx->errs->n;
-		p->clocks = lookup_string_list(ctx, m, full, &p->n_clocks, identifier_problem);
-		if (ctx->errs->n == errors_before && (p->n_clocks == 0 || p->n_clocks > CLOCK_COLUMNS_MAX))
-			report(ctx, m, full, "must name 1 to %d columns", CLOCK_COLUMNS_MAX);
-		for (size_t i = 0; i < p->n_clocks; i++)
+		*list = lookup_string_list(ctx, m, full, n, identifier_problem);
+		if (ctx->errs->n == errors_before && (*n == 0 || *n > max))
+			report(ctx, m, full, "must name 1 to %zu columns", max);
+		for (size_t i = 0; i < *n; i++)
 			for (size_t j = 0; j < i; j++)
-				if (strcmp(p->clocks[i], p->clocks[j]) == 0)
-					report(ctx, m, full, "names column \"%s\" twice", p->clocks[i]);
-		if (p->n_clocks > 0) {
+				if (strcmp((*list)[i], (*list)[j]) == 0)
+					report(ctx, m, full, "names column \"%s\" twice", (*list)[i]);
+		if (*n > 0) {
 			size_t len = 0;
-			for (size_t i = 0; i < p->n_clocks; i++)
-				len += strlen(p->clocks[i]) + 2;
-			p->clock = xcalloc(len + 1, 1);
-			for (size_t i = 0; i < p->n_clocks; i++) {
+			for (size_t i = 0; i < *n; i++)
+				len += strlen((*list)[i]) + 2;
+			*display = xcalloc(len + 1, 1);
+			for (size_t i = 0; i < *n; i++) {
 				if (i)
-					strcat(p->clock, ", ");
-				strcat(p->clock, p->clocks[i]);
+					strcat(*display, ", ");
+				strcat(*display, (*list)[i]);
 			}
 		}
-	} else if ((p->clock = lookup_identifier(ctx, s, "clock", path, true)) != NULL) {
-		p->clocks = xcalloc(2, sizeof(*p->clocks));
-		p->clocks[0] = xstrdup(p->clock);
-		p->n_clocks = 1;
+	} else if ((*display = lookup_identifier(ctx, s, name, path, true)) != NULL) {
+		*list = xcalloc(2, sizeof(**list));
+		(*list)[0] = xstrdup(*display);
+		*n = 1;
 	}
 	free(full);
 }
@@ -965,8 +982,9 @@ static bool parse_policy(struct parse_ctx *ctx, const config_setting_t *s, int i
 		free(schema);
 		free(rel);
 	}
-	p->key = lookup_identifier(ctx, s, "key", path, true);
-	parse_clock(ctx, s, path, p);
+	/* The key: a column, or the columns of a composite key; the clock: the first of its columns that is not NULL. */
+	parse_column_list(ctx, s, path, "key", KEY_COLUMNS_MAX, &p->keys, &p->n_keys, &p->key);
+	parse_column_list(ctx, s, path, "clock", CLOCK_COLUMNS_MAX, &p->clocks, &p->n_clocks, &p->clock);
 	parse_clock_unit(ctx, s, path, p);
 	p->subject = lookup_identifier(ctx, s, "subject", path, false);
 	parse_erasure(ctx, s, path, p);

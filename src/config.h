@@ -62,7 +62,9 @@ struct policy {
 	char *service;
 	char *source;
 	char *table; /* as written in the configuration; resolved against the catalog */
-	char *key;
+	char **keys; /* the key's columns: one, or those of a composite key */
+	size_t n_keys;
+	char *key;     /* for people: the column, or the columns joined by ", " */
 	char **clocks; /* the clock: the first of these columns that is not NULL */
 	size_t n_clocks;
 	char *clock; /* for people: the column, or the columns joined by ", " */
@@ -152,6 +154,8 @@ bool config_read_audit_key(struct config *cfg, struct config_errors *errs);
 #define config_pseudonymizes_key(cfg)     ((cfg)->audit.pseudonymize_key)
 
 void config_free(struct config *cfg);
+/* Whether COLUMN is one of P's key columns. */
+bool config_policy_has_key_column(const struct policy *p, const char *column);
 void config_errors_clear(struct config_errors *errs);
 
 const struct policy *config_find_policy(const struct config *cfg, const char *name);

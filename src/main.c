@@ -421,7 +421,7 @@ static bool policy_unchanged(const struct policy *a, const struct policy *b)
 	bool sets = a->n_set == b->n_set;
 	for (size_t i = 0; sets && i < a->n_set; i++)
 		sets = same_text(a->set[i].column, b->set[i].column) && same_text(a->set[i].value, b->set[i].value);
-	return sets && same_text(a->table, b->table) && same_text(a->key, b->key) &&
+	return sets && same_text(a->table, b->table) && same_list(a->keys, a->n_keys, b->keys, b->n_keys) &&
 	       same_list(a->clocks, a->n_clocks, b->clocks, b->n_clocks) && a->clock_unit == b->clock_unit &&
 	       same_text(a->subject, b->subject) && memcmp(&a->retain, &b->retain, sizeof(a->retain)) == 0 &&
 	       a->action == b->action && a->batch == b->batch && same_text(a->exempt_column, b->exempt_column) &&

@@ -70,9 +70,9 @@ const char policy_resolve_table_sql[] =
 	" WHERE" RESOLVE_WHERE("$1::text", "$2") RESOLVE_ORDER;
 
 /*
- * $1 table oid, $2 key, $3 clock columns, $4 subject, $5 exempt column, $6 set_null
+ * $1 table oid, $2 key columns, $3 clock columns, $4 subject, $5 exempt column, $6 set_null
  * columns, $7 set columns, $8 action, $9-$13 every configured policy's name,
- * schema, relation, key and subject, $14 this policy's name, $15 its set values,
+ * schema, relation, key columns (as a text[] literal) and subject, $14 this policy's name, $15 its set values,
  * $16 its clock_unit (NULL: none).
  * -> (kind, sort, c1 .. c9); kinds: watch, column, sibling, guard, error, warning.
  */
@@ -90,7 +90,8 @@ const char policy_resolve_table_sql[] =
 
 const char policy_describe_sql[] =
 	"WITH RECURSIVE wanted(role, name, ord, value) AS ("
-	"    VALUES ('key', $2::text, 0::bigint, NULL::text), ('subject', $4::text, 0, NULL), ('exempt', $5::text, 0, NULL)"
+	"    VALUES ('subject', $4::text, 0::bigint, NULL::text), ('exempt', $5::text, 0, NULL)"
+	"    UNION ALL SELECT 'key', s.name, s.ord, NULL FROM pg_catalog.unnest($2::text[]) WITH ORDINALITY s(name, ord)"
 	"    UNION ALL SELECT 'clock', s.name, s.ord, NULL FROM pg_catalog.unnest($3::text[]) WITH ORDINALITY s(name, ord)"
 	"    UNION ALL SELECT 'set_null', s.name, s.ord, NULL FROM pg_catalog.unnest($6::text[]) WITH ORDINALITY s(name, ord)"
 	"    UNION ALL SELECT 'set', s.name, s.ord, s.value"
@@ -109,11 +110,12 @@ const char policy_describe_sql[] =
 	"           pg_catalog.unnest($11::text[]), pg_catalog.unnest($12::text[]), pg_catalog.unnest($13::text[]))"
 	"           WITH ORDINALITY p(name, nsp, rel, key, subject, ord)"
 	"), sib AS ("
-	"    SELECT p.name, p.ord, ka.attname AS kname, ka.atttypid AS ktyp, ka.atttypmod AS kmod,"
+	"    SELECT p.name, p.ord, k.ord AS kord, ka.attname AS kname, ka.atttypid AS ktyp, ka.atttypmod AS kmod,"
 	"           sa.attname AS sname, sa.atttypid AS styp, sa.atttypmod AS smod"
 	"      FROM conf p"
+	"      CROSS JOIN LATERAL pg_catalog.unnest(p.key::text[]) WITH ORDINALITY k(name, ord)"
 	"      LEFT JOIN pg_catalog.pg_attribute ka"
-	"        ON ka.attrelid = $1::oid AND ka.attname = p.key AND ka.attnum > 0 AND NOT ka.attisdropped"
+	"        ON ka.attrelid = $1::oid AND ka.attname = k.name AND ka.attnum > 0 AND NOT ka.attisdropped"
 	"      LEFT JOIN pg_catalog.pg_attribute sa"
 	"        ON sa.attrelid = $1::oid AND sa.attname = p.subject AND sa.attnum > 0 AND NOT sa.attisdropped"
 	"     WHERE p.oid IN (" FAMILY("$1::oid") ")"
@@ -238,7 +240,8 @@ const char policy_describe_sql[] =
 	"   FROM col c LEFT JOIN eq e ON e.typ = c.atttypid LEFT JOIN bottom bc ON bc.typ = c.atttypid"
 	"  WHERE c.attnum IS NOT NULL"
 	" UNION ALL"
-	" SELECT 'sibling', (s.name <> $14)::int * 1000000 + s.ord, s.name, pg_catalog.quote_ident(s.kname),"
+	/* One row per key column, in order: a composite key's columns follow each other. */
+	" SELECT 'sibling', ((s.name <> $14)::int * 1000000 + s.ord) * 10 + s.kord, s.name, pg_catalog.quote_ident(s.kname),"
 	"        pg_catalog.format_type(bk.base_typ, " EFFECTIVE_TYPMOD("s.kmod", "bk") "), ek.eq,"
 	"        pg_catalog.quote_ident(s.sname), pg_catalog.format_type(bs.base_typ, " EFFECTIVE_TYPMOD("s.smod", "bs") "),"
 	"        es.eq, " EFFECTIVE_TYPMOD("s.kmod", "bk") "::text, " EFFECTIVE_TYPMOD("s.smod", "bs") "::text"
@@ -359,12 +362,17 @@ const char policy_describe_sql[] =
 	"  WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid"
 	"                 WHERE i.inhparent = $1::oid AND NOT c.relispartition)"
 	" UNION ALL"
-	" SELECT 'error', 0, pg_catalog.format('key column %s has no unique index or primary key of its own',"
-	"        pg_catalog.quote_ident(c.name)), NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
-	"   FROM col c WHERE c.role = 'key' AND c.attnum IS NOT NULL AND NOT EXISTS ("
+	/* A composite key's index is on exactly its columns, in any order: fewer would make a part of it unique. */
+	" SELECT 'error', 0, CASE WHEN k.n = 1 THEN pg_catalog.format('key column %s has no unique index or primary key"
+	" of its own', k.names) ELSE pg_catalog.format('key columns %s have no unique index or primary key on exactly"
+	" them', k.names) END, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
+	"   FROM (SELECT pg_catalog.count(*) AS n, pg_catalog.array_agg(c.attnum) AS attnums,"
+	"                pg_catalog.string_agg(pg_catalog.quote_ident(c.name), ', ' ORDER BY c.ord) AS names"
+	"           FROM col c WHERE c.role = 'key' AND c.attnum IS NOT NULL) k"
+	"  WHERE k.n = pg_catalog.cardinality($2::text[]) AND NOT EXISTS ("
 	"       SELECT 1 FROM pg_catalog.pg_index i"
-	"        WHERE i.indrelid = $1::oid AND i.indisunique AND i.indpred IS NULL"
-	"          AND i.indnkeyatts = 1 AND i.indkey[0] = c.attnum)"
+	"        WHERE i.indrelid = $1::oid AND i.indisunique AND i.indpred IS NULL AND i.indnkeyatts = k.n"
+	"          AND (i.indkey::int2[])[0:k.n - 1] @> k.attnums AND (i.indkey::int2[])[0:k.n - 1] <@ k.attnums)"
 	" UNION ALL"
 	" SELECT 'warning', 0, pg_catalog.format('no index leads with clock column %s: every due query scans the table',"
 	"        pg_catalog.quote_ident(c.name)), NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
@@ -425,7 +433,7 @@ const char policy_describe_sql[] =
 							       /* FOR UPDATE SKIP LOCKED needs UPDATE on at least one column. */
 	" UNION ALL"
 	" SELECT 'error', 0, pg_catalog.format('role %s lacks UPDATE on any column of the table (the purge locks rows:"
-	" GRANT UPDATE (%s))', pg_catalog.quote_ident(current_user), pg_catalog.quote_ident($2)),"
+	" GRANT UPDATE (%s))', pg_catalog.quote_ident(current_user), pg_catalog.quote_ident(($2::text[])[1])),"
 	"        NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
 	"  WHERE $8 = 'delete' AND NOT pg_catalog.has_any_column_privilege($1::oid, 'UPDATE')"
 	" UNION ALL"
@@ -689,7 +697,7 @@ int policy_describe_params(const struct config *cfg, const struct policy *p, lon
 	for (size_t i = 0; i < n; i++) {
 		const struct policy *o = &cfg->policies[i];
 		names[i] = o->name;
-		keys[i] = o->key;
+		keys[i] = policy_text_array(o->keys, o->n_keys);
 		subjects[i] = o->subject;
 		/* The loader accepted the name, so this splits. */
 		policy_resolve_params(o, &schemas[i], &rels[i]);
@@ -699,7 +707,7 @@ int policy_describe_params(const struct config *cfg, const struct policy *p, lon
 		set_values[i] = p->set[i].value;
 	}
 	params[0] = xasprintf("%lld", oid);
-	params[1] = xstrdup(p->key);
+	params[1] = policy_text_array(p->keys, p->n_keys);
 	params[2] = policy_text_array(p->clocks, p->n_clocks);
 	params[3] = p->subject ? xstrdup(p->subject) : NULL;
 	params[4] = p->exempt_column ? xstrdup(p->exempt_column) : NULL;
@@ -717,6 +725,7 @@ int policy_describe_params(const struct config *cfg, const struct policy *p, lon
 	for (size_t i = 0; i < n; i++) {
 		free(schemas[i]);
 		free(rels[i]);
+		free(keys[i]);
 	}
 	free(names);
 	free(schemas);
@@ -753,6 +762,54 @@ static void column_free(struct policy_column *c)
 	free(c->type);
 	free(c->eq);
 	memset(c, 0, sizeof(*c));
+}
+
+static void key_free(struct policy_key *k)
+{
+	for (size_t i = 0; i < k->n; i++)
+		column_free(&k->columns[i]);
+	free(k->columns);
+	free(k->type);
+	memset(k, 0, sizeof(*k));
+}
+
+static struct policy_column *key_add(struct policy_key *k)
+{
+	k->columns = xrealloc(k->columns, (k->n + 1) * sizeof(*k->columns));
+	return &k->columns[k->n++];
+}
+
+/* Whether every column of K exists and compares: the statements can name and compare its records. */
+static bool key_usable(const struct policy_key *k)
+{
+	if (k->n == 0)
+		return false;
+	for (size_t i = 0; i < k->n; i++)
+		if (k->columns[i].quoted == NULL || k->columns[i].eq == NULL || k->columns[i].type == NULL)
+			return false;
+	return true;
+}
+
+/* K's retention.quarantine.key_type, once its columns are known. */
+static void key_set_type(struct policy_key *k)
+{
+	size_t len = 3;
+	if (!key_usable(k))
+		return;
+	if (k->n == 1) {
+		k->type = xstrdup(k->columns[0].type);
+		return;
+	}
+	for (size_t i = 0; i < k->n; i++)
+		len += strlen(k->columns[i].type) + 2;
+	k->type = xcalloc(len, 1);
+	strcat(k->type, "(");
+	for (size_t i = 0; i < k->n; i++) {
+		if (i)
+			strcat(k->type, ", ");
+		strcat(k->type, k->columns[i].type);
+	}
+	strcat(k->type, ")");
 }
 
 static void push(char ***list, size_t *n, char *item)
@@ -803,7 +860,7 @@ void policy_shape_parse(struct policy_shape *shape, const PGresult *res, long lo
 			const char *role = PQgetvalue(res, r, D_C1);
 			struct policy_column *c = NULL;
 			if (strcmp(role, "key") == 0)
-				c = &shape->key;
+				c = key_add(&shape->key);
 			else if (strcmp(role, "subject") == 0)
 				c = &shape->subject;
 			else if (strcmp(role, "exempt") == 0)
@@ -825,12 +882,16 @@ void policy_shape_parse(struct policy_shape *shape, const PGresult *res, long lo
 				column_set(&(*list)[(*n)++], res, r, D_C2, D_C8);
 			}
 		} else if (strcmp(kind, "sibling") == 0) {
-			struct policy_sibling *s;
-			shape->siblings = xrealloc(shape->siblings, (shape->n_siblings + 1) * sizeof(*s));
-			s = &shape->siblings[shape->n_siblings++];
-			s->name = xstrdup(PQgetvalue(res, r, D_C1));
-			column_set(&s->key, res, r, D_C2, D_C8);
-			column_set(&s->subject, res, r, D_C5, D_C9);
+			/* A row per key column: the columns of a composite key come one after another. */
+			struct policy_sibling *s = shape->n_siblings ? &shape->siblings[shape->n_siblings - 1] : NULL;
+			if (s == NULL || strcmp(s->name, PQgetvalue(res, r, D_C1)) != 0) {
+				shape->siblings = xrealloc(shape->siblings, (shape->n_siblings + 1) * sizeof(*s));
+				s = &shape->siblings[shape->n_siblings++];
+				memset(s, 0, sizeof(*s));
+				s->name = xstrdup(PQgetvalue(res, r, D_C1));
+				column_set(&s->subject, res, r, D_C5, D_C9);
+			}
+			column_set(key_add(&s->key), res, r, D_C2, D_C8);
 		} else if (strcmp(kind, "guard") == 0) {
 			struct policy_guard *g;
 			shape->guards = xrealloc(shape->guards, (shape->n_guards + 1) * sizeof(*g));
@@ -852,6 +913,9 @@ void policy_shape_parse(struct policy_shape *shape, const PGresult *res, long lo
 			push(&shape->warnings, &shape->n_warnings, xstrdup(PQgetvalue(res, r, D_C1)));
 		}
 	}
+	key_set_type(&shape->key);
+	for (size_t i = 0; i < shape->n_siblings; i++)
+		key_set_type(&shape->siblings[i].key);
 }
 
 void policy_shape_free(struct policy_shape *shape)
@@ -860,7 +924,7 @@ void policy_shape_free(struct policy_shape *shape)
 	free(shape->fingerprint);
 	free(shape->watched);
 	free(shape->unsafe);
-	column_free(&shape->key);
+	key_free(&shape->key);
 	column_free(&shape->clock);
 	for (size_t i = 0; i < shape->n_clock_columns; i++)
 		free(shape->clock_columns[i]);
@@ -875,7 +939,7 @@ void policy_shape_free(struct policy_shape *shape)
 	free(shape->set);
 	for (size_t i = 0; i < shape->n_siblings; i++) {
 		free(shape->siblings[i].name);
-		column_free(&shape->siblings[i].key);
+		key_free(&shape->siblings[i].key);
 		column_free(&shape->siblings[i].subject);
 	}
 	free(shape->siblings);
@@ -1143,19 +1207,135 @@ static void sb_not_exempt(struct sbuf *b, const struct frame *f)
 		sb_not_exempt_by(b, f, "$4");
 }
 
+/* TEXT as a string literal (standard_conforming_strings, which the session pins). */
+static void sb_literal(struct sbuf *b, const char *text)
+{
+	sb_add(b, "'");
+	for (const char *p = text; *p; p++)
+		sb_add(b, "%s%c", *p == '\'' ? "'" : "", *p);
+	sb_add(b, "'");
+}
+
+/* COL as a key of one column: what is said of keys holds of it too. */
+static struct policy_key key_of_column(const struct policy_column *col)
+{
+	struct policy_key k = {(struct policy_column *)col, 1, NULL};
+	return k;
+}
+
+/* Row t's key columns, comma-separated: an ORDER BY. */
+static void sb_key_columns(struct sbuf *b, const struct policy_key *k)
+{
+	for (size_t i = 0; i < k->n; i++)
+		sb_add(b, "%st.%s", i ? ", " : "", k->columns[i].quoted);
+}
+
+/* Row t's record_key: its key column as text, or its key columns' row as text. */
+static void sb_key_text(struct sbuf *b, const struct policy_key *k)
+{
+	if (k->n == 1) {
+		sb_add(b, "t.%s::text", k->columns[0].quoted);
+		return;
+	}
+	sb_add(b, "ROW(");
+	sb_key_columns(b, k);
+	sb_add(b, ")::text");
+}
+
+/* Row t's composite key is FIELDS, a text[] expression of one field per column, each cast to its column's type. */
+static void sb_key_equals_fields(struct sbuf *b, const struct policy_key *k, const char *fields)
+{
+	sb_add(b, "(");
+	for (size_t i = 0; i < k->n; i++) {
+		const struct policy_column *c = &k->columns[i];
+		sb_add(b, "%st.%s %s (%s)[%zu]::%s", i ? " AND " : "", c->quoted, c->eq, fields, i + 1, c->type);
+	}
+	sb_add(b, ")");
+}
+
+/* The types of a composite key's columns as a text[] constructor, for retention.record_fields_valid. */
+static void sb_key_types(struct sbuf *b, const struct policy_key *k)
+{
+	sb_add(b, "ARRAY[");
+	for (size_t i = 0; i < k->n; i++) {
+		sb_add(b, "%s", i ? ", " : "");
+		sb_literal(b, k->columns[i].type);
+	}
+	sb_add(b, "]::text[]");
+}
+
+/*
+ * Row t's key equals the record_key TEXT (an SQL expression), compared in
+ * each key column's type. A TEXT that is no key of the type fails the
+ * statement, as a cast does. Index-friendly: each column is compared with
+ * an expression of TEXT alone.
+ */
+static void sb_key_equals(struct sbuf *b, const struct policy_key *k, const char *text)
+{
+	char *fields;
+	if (k->n == 1) {
+		const struct policy_column *c = &k->columns[0];
+		sb_add(b, "t.%s %s (%s)::text::%s", c->quoted, c->eq, text, c->type);
+		return;
+	}
+	fields = xasprintf("retention.record_fields((%s)::text, %zu)", text, k->n);
+	sb_key_equals_fields(b, k, fields);
+	free(fields);
+}
+
+/*
+ * Row t's key is among VALUES, record_keys as a text[] expression that does
+ * not read row t, compared in each key column's type; a value that is no
+ * key of the type names no record. Never NULL. One column's values are
+ * cast once per statement, and hashed; a composite key's become rows once
+ * per statement (an uncorrelated ARRAY), which record_eq compares column by
+ * column in each type's default btree equality: the equality
+ * policy_column.eq names.
+ */
+static void sb_key_among(struct sbuf *b, const struct policy_key *k, const char *values)
+{
+	if (k->n == 1) {
+		const struct policy_column *c = &k->columns[0];
+		sb_add(b,
+		       "coalesce(t.%s %s ANY (SELECT pg_catalog.unnest(retention.cast_valid(a.v, NULL::%s, %d))"
+		       " FROM (SELECT %s AS v) a WHERE a.v IS NOT NULL), false)",
+		       c->quoted, c->eq, c->type, c->typmod, values);
+		return;
+	}
+	sb_add(b, "coalesce(ROW(");
+	for (size_t i = 0; i < k->n; i++)
+		sb_add(b, "%st.%s::%s", i ? ", " : "", k->columns[i].quoted, k->columns[i].type);
+	sb_add(b, ") OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT ROW(");
+	for (size_t i = 0; i < k->n; i++)
+		sb_add(b, "%s(f.v)[%zu]::%s", i ? ", " : "", i + 1, k->columns[i].type);
+	sb_add(b, ") FROM retention.record_fields_valid(%s, ", values);
+	sb_key_types(b, k);
+	sb_add(b, ") f(v))), false)");
+}
+
+char *policy_key_of(const struct policy_shape *shape)
+{
+	const struct policy_key *k = &shape->key;
+	struct sbuf b = {NULL, 0};
+	if (k->n == 1)
+		return xasprintf("%s.%s", shape->table, k->columns[0].quoted);
+	sb_add(&b, "%s.(", shape->table);
+	for (size_t i = 0; i < k->n; i++)
+		sb_add(&b, "%s%s", i ? ", " : "", k->columns[i].quoted);
+	sb_add(&b, ")");
+	return b.s;
+}
+
 /*
  * The values of HOLD_COLUMN (record_key or subject) of sibling I's active
- * holds, cast to COL's type. An uncorrelated subquery: the planner hashes it
- * once per statement instead of probing the holds for every row scanned.
- * Without holds the cast (dynamic SQL) is not called at all.
+ * holds, as a text[] that does not read row t: one per statement, and NULL
+ * without holds, when no cast (dynamic SQL) is called at all.
  */
-static void sb_hold_values(struct sbuf *b, size_t i, const char *hold_column, const struct policy_column *col)
+static char *held_values(size_t i, const char *hold_column)
 {
-	sb_add(b,
-	       "(SELECT pg_catalog.unnest(retention.cast_valid(a.v, NULL::%s, %d)) FROM (SELECT pg_catalog.array_agg(h.%s)"
-	       " AS v FROM retention.active_holds(ARRAY[($11::text[])[%zu]]) h WHERE h.%s IS NOT NULL) a"
-	       " WHERE a.v IS NOT NULL)",
-	       col->type, col->typmod, hold_column, i + 1, hold_column);
+	return xasprintf("(SELECT pg_catalog.array_agg(h.%s) FROM retention.active_holds(ARRAY[($11::text[])[%zu]]) h"
+			 " WHERE h.%s IS NOT NULL)",
+			 hold_column, i + 1, hold_column);
 }
 
 /*
@@ -1168,16 +1348,19 @@ static void sb_held(struct sbuf *b, const struct frame *f)
 	sb_add(b, "(");
 	for (size_t i = 0; i < f->shape->n_siblings; i++) {
 		const struct policy_sibling *s = &f->shape->siblings[i];
-		if (s->key.quoted && s->key.eq) {
-			sb_add(b, "%scoalesce(t.%s %s ANY ", any ? " OR " : "", s->key.quoted, s->key.eq);
-			sb_hold_values(b, i, "record_key", &s->key);
-			sb_add(b, ", false)");
+		if (key_usable(&s->key)) {
+			char *held = held_values(i, "record_key");
+			sb_add(b, "%s", any ? " OR " : "");
+			sb_key_among(b, &s->key, held);
+			free(held);
 			any = true;
 		}
 		if (s->subject.quoted && s->subject.eq) {
-			sb_add(b, "%scoalesce(t.%s %s ANY ", any ? " OR " : "", s->subject.quoted, s->subject.eq);
-			sb_hold_values(b, i, "subject", &s->subject);
-			sb_add(b, ", false)");
+			struct policy_key subject = key_of_column(&s->subject);
+			char *held = held_values(i, "subject");
+			sb_add(b, "%s", any ? " OR " : "");
+			sb_key_among(b, &subject, held);
+			free(held);
 			any = true;
 		}
 	}
@@ -1191,17 +1374,6 @@ static void sb_not_referenced(struct sbuf *b, const struct frame *f)
 		sb_add(b, " AND %s", f->shape->guards[i].sql);
 }
 
-/* TEXT as a string literal (standard_conforming_strings, which the session pins). */
-static void sb_literal(struct sbuf *b, const char *text)
-{
-	sb_add(b, "'");
-	for (const char *p = text; *p; p++)
-		sb_add(b, "%s%c", *p == '\'' ? "'" : "", *p);
-	sb_add(b, "'");
-}
-
-char *policy_key_of(const struct policy_shape *shape) { return xasprintf("%s.%s", shape->table, shape->key.quoted); }
-
 /* What retention.quarantine.key_of says of this policy's records: its table and key column. */
 static void sb_key_of(struct sbuf *b, const struct frame *f)
 {
@@ -1211,34 +1383,25 @@ static void sb_key_of(struct sbuf *b, const struct frame *f)
 }
 
 /*
- * The policy's quarantined records (retention.quarantine) whose retry is not
- * due, as keys of the key column's type. Recorded under that type, a key
- * may still not cast any more (an enum's label renamed): cast_valid drops
- * it, where a plain cast would fail every statement of the policy. One
- * uncorrelated subquery, run once per statement, and cast_valid not called
- * at all while nothing is quarantined.
+ * Row t is not a quarantined record (retention.quarantine) waiting for its
+ * retry. Recorded under the key's type, a key may still not cast any more
+ * (an enum's label renamed): sb_key_among drops it, where a plain cast would
+ * fail every statement of the policy. The quarantine is read once per
+ * statement, and the cast not called at all while nothing is quarantined.
  */
-static void sb_quarantined_keys(struct sbuf *b, const struct frame *f)
-{
-	const struct policy_column *k = &f->shape->key;
-	sb_add(b,
-	       "ARRAY(SELECT pg_catalog.unnest(retention.cast_valid(a.v, NULL::%s, %d)) FROM (SELECT"
-	       " pg_catalog.array_agg(q.record_key) AS v FROM retention.quarantine q WHERE q.policy OPERATOR(pg_catalog.=) $1"
-	       " AND q.key_type OPERATOR(pg_catalog.=) ",
-	       k->type, k->typmod);
-	sb_literal(b, k->type);
-	sb_add(b, " AND q.key_of OPERATOR(pg_catalog.=) ");
-	sb_key_of(b, f);
-	sb_add(b, " AND (q.retry_at IS NULL OR q.retry_at OPERATOR(pg_catalog.>) pg_catalog.statement_timestamp())) a"
-		  " WHERE a.v IS NOT NULL)");
-}
-
-/* Row t is not a quarantined record waiting for its retry. */
 static void sb_not_quarantined(struct sbuf *b, const struct frame *f)
 {
-	sb_add(b, " AND NOT coalesce(t.%s %s ANY (", f->shape->key.quoted, f->shape->key.eq);
-	sb_quarantined_keys(b, f);
-	sb_add(b, "), false)");
+	struct sbuf keys = {NULL, 0};
+	sb_add(&keys, "(SELECT pg_catalog.array_agg(q.record_key) FROM retention.quarantine q"
+		      " WHERE q.policy OPERATOR(pg_catalog.=) $1 AND q.key_type OPERATOR(pg_catalog.=) ");
+	sb_literal(&keys, f->shape->key.type);
+	sb_add(&keys, " AND q.key_of OPERATOR(pg_catalog.=) ");
+	sb_key_of(&keys, f);
+	sb_add(&keys,
+	       " AND (q.retry_at IS NULL OR q.retry_at OPERATOR(pg_catalog.>) pg_catalog.statement_timestamp()))");
+	sb_add(b, " AND NOT ");
+	sb_key_among(b, &f->shape->key, keys.s);
+	free(keys.s);
 }
 
 /* Everything but due-ness that makes row t purgeable now. */
@@ -1381,9 +1544,9 @@ static char *build_lock(const struct frame *f, bool fresh)
 	       "SELECT pg_catalog.count(*)::bigint AS locked, coalesce(pg_catalog.array_agg(l.toid), '{}') AS table_oids,"
 	       " coalesce(pg_catalog.array_agg(l.tid), '{}') AS tids,"
 	       " coalesce(pg_catalog.array_agg(l.record_key), '{}') AS keys"
-	       " FROM (SELECT t.tableoid AS toid, t.ctid AS tid,"
-	       " t.%s::text AS record_key FROM %s t WHERE ",
-	       f->shape->key.quoted, f->shape->table);
+	       " FROM (SELECT t.tableoid AS toid, t.ctid AS tid, ");
+	sb_key_text(&b, &f->shape->key);
+	sb_add(&b, " AS record_key FROM %s t WHERE ", f->shape->table);
 	sb_due_by(&b, f, "pg_catalog.statement_timestamp()");
 	if (fresh) {
 		char *bound = clock_bound(f, "pg_catalog.statement_timestamp() - '" POLICY_FRESH_WINDOW
@@ -1424,12 +1587,14 @@ static char *build_purge(const struct frame *f)
 	sb_add(&b, ", head AS ("
 		   "SELECT seq, hash FROM retention.chain_heads WHERE policy = $1"
 		   "), due AS MATERIALIZED (");
+	sb_add(&b, "SELECT t.tableoid AS toid, t.ctid AS tid, ");
+	sb_key_text(&b, &s->key);
 	sb_add(&b,
-	       "SELECT t.tableoid AS toid, t.ctid AS tid, t.%s::text AS record_key, %s AS clock_at,"
+	       " AS record_key, %s AS clock_at,"
 	       " %s%s::text AS subject FROM ROWS FROM (pg_catalog.unnest(" EXTRA_1
 	       "::oid[]), pg_catalog.unnest(" EXTRA_2 "::tid[]))"
 	       " l(toid, tid) JOIN %s t ON t.ctid = l.tid AND t.tableoid = l.toid WHERE (SELECT ok FROM unchanged)",
-	       s->key.quoted, f->clock_at, p->subject ? "t." : "", p->subject ? s->subject.quoted : "NULL", s->table);
+	       f->clock_at, p->subject ? "t." : "", p->subject ? s->subject.quoted : "NULL", s->table);
 	sb_not_referenced(&b, f);
 	sb_add(&b, "), purged AS (");
 	if (p->action == POLICY_ACTION_DELETE) {
@@ -1505,12 +1670,13 @@ static char *build_purge(const struct frame *f)
  */
 static char *build_rewritten(const struct frame *f)
 {
-	const struct policy_column *k = &f->shape->key;
 	struct sbuf b = {NULL, 0};
 	sb_add(&b,
 	       "SELECT pg_catalog.array_agg(l.record_key) FROM pg_catalog.unnest(" EXTRA_1 "::text[]) l(record_key)"
-	       " WHERE NOT EXISTS (SELECT 1 FROM %s t WHERE t.%s %s l.record_key::%s AND ",
-	       f->shape->table, k->quoted, k->eq, k->type);
+	       " WHERE NOT EXISTS (SELECT 1 FROM %s t WHERE ",
+	       f->shape->table);
+	sb_key_equals(&b, &f->shape->key, "l.record_key");
+	sb_add(&b, " AND ");
 	sb_anonymized(&b, f);
 	sb_add(&b, ")");
 	return b.s;
@@ -1588,7 +1754,7 @@ static char *build_newly_due(const struct frame *f)
  */
 static char *build_quarantine_stale(const struct frame *f)
 {
-	const struct policy_column *k = &f->shape->key;
+	const struct policy_key *k = &f->shape->key;
 	struct sbuf b = {NULL, 0};
 	/* Rows of another table or key column (the policy was moved) name none of its records. */
 	sb_add(&b, "SELECT retention.quarantine_clear_rows($1, ARRAY(SELECT q.id FROM retention.quarantine q"
@@ -1596,19 +1762,29 @@ static char *build_quarantine_stale(const struct frame *f)
 	sb_key_of(&b, f);
 	sb_add(&b, " OR q.key_type OPERATOR(pg_catalog.=) ");
 	sb_literal(&b, k->type);
-	/* A key that no longer casts to the type (an enum's label renamed) names no record either. */
-	sb_add(&b,
-	       " AND NOT EXISTS (SELECT FROM %s t WHERE t.%s %s ANY (retention.cast_valid(ARRAY[q.record_key], NULL::%s,"
-	       " %d))))))",
-	       f->shape->table, k->quoted, k->eq, k->type, k->typmod);
+	/* A key that no longer casts to the type (an enum's label renamed) names no record either; by the key's index. */
+	if (k->n == 1) {
+		const struct policy_column *c = &k->columns[0];
+		sb_add(&b,
+		       " AND NOT EXISTS (SELECT FROM %s t WHERE t.%s %s ANY (retention.cast_valid(ARRAY[q.record_key],"
+		       " NULL::%s, %d))))))",
+		       f->shape->table, c->quoted, c->eq, c->type, c->typmod);
+	} else {
+		sb_add(&b, " AND NOT EXISTS (SELECT FROM retention.record_fields_valid(ARRAY[q.record_key], ");
+		sb_key_types(&b, k);
+		sb_add(&b, ") f(v), %s t WHERE ", f->shape->table);
+		sb_key_equals_fields(&b, k, "f.v");
+		sb_add(&b, "))))");
+	}
 	return b.s;
 }
 
 static char *build_pending_records(const struct frame *f)
 {
 	struct sbuf b = {NULL, 0};
-	sb_add(&b, "SELECT $1 AS policy, t.%s::text AS key, %s AS clock_at, %s + $2::interval AS due_at, ",
-	       f->shape->key.quoted, f->clock_at, f->clock_at);
+	sb_add(&b, "SELECT $1 AS policy, ");
+	sb_key_text(&b, &f->shape->key);
+	sb_add(&b, " AS key, %s AS clock_at, %s + $2::interval AS due_at, ", f->clock_at, f->clock_at);
 	sb_held(&b, f);
 	sb_add(&b, " AS held FROM %s t WHERE ", f->shape->table);
 	sb_due_by(&b, f, "pg_catalog.statement_timestamp() + " EXTRA_1 "::interval");
@@ -1620,16 +1796,17 @@ static char *build_pending_records(const struct frame *f)
 /* Row t of the record named by the first extra parameter (text), compared in the key column's type. */
 static void sb_record(struct sbuf *b, const struct frame *f)
 {
-	const struct policy_column *k = &f->shape->key;
-	sb_add(b, "%s t WHERE t.%s %s (" EXTRA_1 "::text::%s)", f->shape->table, k->quoted, k->eq, k->type);
+	sb_add(b, "%s t WHERE ", f->shape->table);
+	sb_key_equals(b, &f->shape->key, EXTRA_1);
 }
 
 static char *build_explain(const struct frame *f)
 {
 	const struct policy_shape *s = f->shape;
 	struct sbuf b = {NULL, 0};
-	sb_add(&b, "SELECT t.%s::text AS key, %s AS clock_at, %s + $2::interval AS due_at, ", s->key.quoted,
-	       f->clock_at, f->clock_at);
+	sb_add(&b, "SELECT ");
+	sb_key_text(&b, &s->key);
+	sb_add(&b, " AS key, %s AS clock_at, %s + $2::interval AS due_at, ", f->clock_at, f->clock_at);
 	if (f->policy->exempt_column)
 		sb_add(&b, "coalesce(t.%s %s ANY ($4::text[]::%s[]), false) AS exempt, t.%s::text AS exempt_value, ",
 		       s->exempt.quoted, s->exempt.eq, s->exempt.type, s->exempt.quoted);
@@ -1664,22 +1841,24 @@ static char *build_explain(const struct frame *f)
 		sb_literal(&b, s->key.type);
 		sb_add(&b, " AND q.key_of OPERATOR(pg_catalog.=) ");
 		sb_key_of(&b, f);
+		sb_add(&b, " AND q.record_key OPERATOR(pg_catalog.=) ");
+		sb_key_text(&b, &s->key);
 		sb_add(&b,
-		       " AND q.record_key OPERATOR(pg_catalog.=) t.%s::text AND (q.retry_at IS NULL OR q.retry_at"
+		       " AND (q.retry_at IS NULL OR q.retry_at"
 		       " OPERATOR(pg_catalog.>) pg_catalog.statement_timestamp()) ORDER BY q.id LIMIT 1) AS %s",
-		       s->key.quoted, i == 0 ? "quarantine_error" : "quarantine_retry");
+		       i == 0 ? "quarantine_error" : "quarantine_retry");
 	}
 	sb_add(&b, " FROM ");
 	sb_record(&b, f);
 	return b.s;
 }
 
-/* How many records have COL equal to the first extra parameter; an anonymized one is no longer one to hold. */
-static char *build_records_of(const struct frame *f, const struct policy_column *col)
+/* How many records have KEY equal to the first extra parameter; an anonymized one is no longer one to hold. */
+static char *build_records_of(const struct frame *f, const struct policy_key *key)
 {
 	struct sbuf b = {NULL, 0};
-	sb_add(&b, "SELECT pg_catalog.count(*) FROM %s t WHERE t.%s %s (" EXTRA_1 "::text::%s)", f->shape->table,
-	       col->quoted, col->eq, col->type);
+	sb_add(&b, "SELECT pg_catalog.count(*) FROM %s t WHERE ", f->shape->table);
+	sb_key_equals(&b, key, EXTRA_1);
 	sb_not_anonymized(&b, f);
 	return b.s;
 }
@@ -1712,13 +1891,16 @@ static char *build_erase_lock(const struct frame *f)
 	       "SELECT pg_catalog.count(*)::bigint AS locked, coalesce(pg_catalog.array_agg(l.toid), '{}') AS table_oids,"
 	       " coalesce(pg_catalog.array_agg(l.tid), '{}') AS tids,"
 	       " coalesce(pg_catalog.array_agg(l.record_key), '{}') AS keys"
-	       " FROM (SELECT t.tableoid AS toid, t.ctid AS tid, t.%s::text AS record_key FROM %s t WHERE ",
-	       f->shape->key.quoted, f->shape->table);
+	       " FROM (SELECT t.tableoid AS toid, t.ctid AS tid, ");
+	sb_key_text(&b, &f->shape->key);
+	sb_add(&b, " AS record_key FROM %s t WHERE ", f->shape->table);
 	sb_of_subjects(&b, f);
 	sb_add(&b, " AND EXISTS (SELECT FROM retention.requests q WHERE q.id OPERATOR(pg_catalog.=) " EXTRA_2
 		   "::bigint AND q.status OPERATOR(pg_catalog.=) 'open')");
 	sb_purgeable(&b, f);
-	sb_add(&b, " ORDER BY t.%s LIMIT $5::integer FOR UPDATE OF t SKIP LOCKED) l", f->shape->key.quoted);
+	sb_add(&b, " ORDER BY ");
+	sb_key_columns(&b, &f->shape->key);
+	sb_add(&b, " LIMIT $5::integer FOR UPDATE OF t SKIP LOCKED) l");
 	return b.s;
 }
 
@@ -1768,17 +1950,12 @@ static char *build_access(const struct frame *f)
 	sb_not_exempt(&b, f);
 	sb_add(&b, "), 'held', ");
 	sb_held(&b, f);
-	sb_add(&b, ") ORDER BY t.%s), '[]'::pg_catalog.json) FROM %s t WHERE ", f->shape->key.quoted, f->shape->table);
+	sb_add(&b, ") ORDER BY ");
+	sb_key_columns(&b, &f->shape->key);
+	sb_add(&b, "), '[]'::pg_catalog.json) FROM %s t WHERE ", f->shape->table);
 	sb_of_any_subject(&b, f);
 	sb_add(&b, "))::text");
 	return b.s;
-}
-
-/* One hold's value matches row t in COL's type. */
-static void sb_hold_matches(struct sbuf *b, const char *hold_column, const struct policy_column *col)
-{
-	sb_add(b, "coalesce(t.%s %s ANY (retention.cast_valid(ARRAY[h.%s], NULL::%s, %d)), false)", col->quoted,
-	       col->eq, hold_column, col->type, col->typmod);
 }
 
 static char *build_explain_holds(const struct frame *f)
@@ -1793,13 +1970,14 @@ static char *build_explain_holds(const struct frame *f)
 	for (size_t i = 0; i < s->n_siblings; i++) {
 		const struct policy_sibling *sib = &s->siblings[i];
 		sb_add(&b, " OR (h.policy = ($11::text[])[%zu] AND (false", i + 1);
-		if (sib->key.quoted && sib->key.eq) {
+		if (key_usable(&sib->key)) {
 			sb_add(&b, " OR ");
-			sb_hold_matches(&b, "record_key", &sib->key);
+			sb_key_among(&b, &sib->key, "ARRAY[h.record_key]");
 		}
 		if (sib->subject.quoted && sib->subject.eq) {
+			struct policy_key subject = key_of_column(&sib->subject);
 			sb_add(&b, " OR ");
-			sb_hold_matches(&b, "subject", &sib->subject);
+			sb_key_among(&b, &subject, "ARRAY[h.subject]");
 		}
 		sb_add(&b, "))");
 	}
@@ -1840,8 +2018,8 @@ static bool shape_complete(const struct policy *p, const struct policy_shape *s,
 		*why = s->unsafe;
 	else if (s->fingerprint == NULL || s->watched == NULL)
 		*why = "its table's description is incomplete";
-	else if (s->key.quoted == NULL || s->key.eq == NULL)
-		*why = "its key column does not exist or has no equality operator";
+	else if (!key_usable(&s->key) || s->key.n != p->n_keys)
+		*why = "a key column does not exist or has no equality operator";
 	else if (s->clock.quoted == NULL || s->n_clock_columns != p->n_clocks)
 		*why = "a clock column does not exist";
 	else if ((s->clock_kind == POLICY_CLOCK_EPOCH) != (p->clock_unit != POLICY_CLOCK_UNIT_NONE))
@@ -1859,20 +2037,11 @@ static bool shape_complete(const struct policy *p, const struct policy_shape *s,
 	return *why == NULL;
 }
 
-/*
- * $13 as column C spells it, and whether that is the one spelling of the
- * values equal to it: the audit trail keeps a key or subject in the text
- * form the row had (or its pseudonym), so a lookup finds the equal values
- * written otherwise (citext's ALICE, numeric's 7.50) only when there are
- * none. The type's default b-tree class says so by an equalimage function
- * (PostgreSQL's test for deduplication: equal means the same bytes), or a
- * class it is binary-coercible to when it has none of its own; a numeric
- * with a scale is written with that scale.
- */
-static char *build_canonical(const struct policy_column *c)
+/* Whether the values of C's type equal to one are all written the one way (see build_canonical). */
+static char *one_form_of(const struct policy_column *c)
 {
 	return xasprintf(
-		"SELECT " EXTRA_1 "::text::%s::text, (SELECT coalesce(pg_catalog.bool_or(ap.amproc"
+		"(SELECT coalesce(pg_catalog.bool_or(ap.amproc"
 		" OPERATOR(pg_catalog.=) 'pg_catalog.btequalimage'::pg_catalog.regproc OR ap.amproc"
 		" OPERATOR(pg_catalog.=) 'pg_catalog.btvarstrequalimage'::pg_catalog.regproc"
 		" AND coalesce(co.collisdeterministic, true)), false)"
@@ -1886,8 +2055,41 @@ static char *build_canonical(const struct policy_column *c)
 		" DESC LIMIT 1) oc ON true LEFT JOIN pg_catalog.pg_amproc ap ON ap.amprocfamily"
 		" OPERATOR(pg_catalog.=) oc.opcfamily AND ap.amproclefttype OPERATOR(pg_catalog.=) oc.opcintype"
 		" AND ap.amprocrighttype OPERATOR(pg_catalog.=) oc.opcintype AND ap.amprocnum OPERATOR(pg_catalog.=) 4"
-		" WHERE ty.oid OPERATOR(pg_catalog.=) pg_catalog.pg_typeof(NULL::%s) GROUP BY ty.oid) AS one_form",
-		c->type, c->typmod, c->type);
+		" WHERE ty.oid OPERATOR(pg_catalog.=) pg_catalog.pg_typeof(NULL::%s) GROUP BY ty.oid)",
+		c->typmod, c->type);
+}
+
+/*
+ * $13 as key K spells it, and whether that is the one spelling of the
+ * values equal to it: the audit trail keeps a key or subject in the text
+ * form the row had (or its pseudonym), so a lookup finds the equal values
+ * written otherwise (citext's ALICE, numeric's 7.50) only when there are
+ * none. The type's default b-tree class says so by an equalimage function
+ * (PostgreSQL's test for deduplication: equal means the same bytes), or a
+ * class it is binary-coercible to when it has none of its own; a numeric
+ * with a scale is written with that scale. A composite key is spelt as
+ * ROW(a, b)::text writes it, and has one spelling when each column has.
+ */
+static char *build_canonical(const struct policy_key *k)
+{
+	struct sbuf b = {NULL, 0};
+	if (k->n == 1) {
+		char *one = one_form_of(&k->columns[0]);
+		sb_add(&b, "SELECT " EXTRA_1 "::text::%s::text, %s AS one_form", k->columns[0].type, one);
+		free(one);
+		return b.s;
+	}
+	sb_add(&b, "SELECT ROW(");
+	for (size_t i = 0; i < k->n; i++)
+		sb_add(&b, "%s(f.v)[%zu]::%s", i ? ", " : "", i + 1, k->columns[i].type);
+	sb_add(&b, ")::text, ");
+	for (size_t i = 0; i < k->n; i++) {
+		char *one = one_form_of(&k->columns[i]);
+		sb_add(&b, "%s%s", i ? " AND " : "", one);
+		free(one);
+	}
+	sb_add(&b, " AS one_form FROM (SELECT retention.record_fields(" EXTRA_1 "::text, %zu) AS v) f", k->n);
+	return b.s;
 }
 
 bool policy_sql_build(struct policy_sql *sql, const struct policy *p, const struct policy_shape *shape,
@@ -1924,8 +2126,9 @@ bool policy_sql_build(struct policy_sql *sql, const struct policy *p, const stru
 	sql->canonical_key = build_canonical(&shape->key);
 	sql->key_records = build_records_of(&f, &shape->key);
 	if (p->subject) {
-		sql->subject_records = build_records_of(&f, &shape->subject);
-		sql->canonical_subject = build_canonical(&shape->subject);
+		struct policy_key subject = key_of_column(&shape->subject);
+		sql->subject_records = build_records_of(&f, &subject);
+		sql->canonical_subject = build_canonical(&subject);
 		if (shape->subject.eq) {
 			sql->erase_lock = build_erase_lock(&f);
 			sql->erase_left = build_erase_left(&f);

@@ -106,10 +106,20 @@ struct policy_column {
 	int typmod; /* the type's modifier (char(n), bit(n)), -1 if none: casts inside functions need it */
 };
 
+/*
+ * A record's key: its column, or the columns of a composite key in
+ * configuration order, whose record_key is ROW(a, b)::text.
+ */
+struct policy_key {
+	struct policy_column *columns;
+	size_t n;
+	char *type; /* retention.quarantine.key_type: the column's type, or "(type, type)" */
+};
+
 /* A policy on the same table (this one included): its holds protect the table's records. */
 struct policy_sibling {
 	char *name;
-	struct policy_column key;
+	struct policy_key key;
 	struct policy_column subject; /* quoted NULL when it names no subject */
 };
 
@@ -139,7 +149,8 @@ struct policy_shape {
 	char *table;       /* schema-qualified and quoted, as the catalog spells it */
 	char *watched;     /* the oids whose foreign keys, partitions and security the statements depend on */
 	char *fingerprint; /* what they were when described (FINGERPRINT in policy.c) */
-	struct policy_column key, clock, subject, exempt;
+	struct policy_key key;
+	struct policy_column clock, subject, exempt;
 	char **clock_columns; /* quoted: the clock is the first of them that is not NULL */
 	size_t n_clock_columns;
 	enum policy_clock_kind clock_kind;
@@ -262,7 +273,10 @@ void policy_sql_free(struct policy_sql *sql);
 bool policy_prepare(PGconn *conn, const struct config *cfg, const struct policy *p, struct policy_shape *shape,
 		    struct policy_sql *sql, char **err);
 
-/* retention.quarantine.key_of of the records of a policy on SHAPE: its table, a dot, its quoted key column. */
+/*
+ * retention.quarantine.key_of of the records of a policy on SHAPE: its
+ * table, a dot, its quoted key column, or its key columns in parentheses.
+ */
 char *policy_key_of(const struct policy_shape *shape);
 
 /* The extra interval the index range needs so calendar arithmetic never drops a due row. */

@@ -89,7 +89,11 @@ void rule_of(struct rule *r, const struct config *cfg, const struct policy *p, c
 	duration_to_sql(&p->retain, retain, sizeof(retain));
 	json_buf_str(&text, "{");
 	add_frame(&text, cfg, p, shape);
-	add_string(&text, "key", p->key);
+	/* One column is a string, as rules recorded before composite keys. */
+	if (p->n_keys == 1)
+		add_string(&text, "key", p->keys[0]);
+	else
+		add_strings(&text, "key", p->keys, p->n_keys);
 	/* Only where there is one: holds by subject name data subjects in it (rule_state compares it). */
 	if (p->subject)
 		add_string(&text, "subject", p->subject);

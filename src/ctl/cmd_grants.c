@@ -227,7 +227,8 @@ int cmd_grants(struct ctl *ctl, int argc, char **argv)
 	for (size_t i = 0; i < cfg->n_policies; i++) {
 		const struct policy *p = &cfg->policies[i];
 		struct table_grant *t = table_of(&tables, &n_tables, p);
-		names_add(&t->read, p->key);
+		for (size_t c = 0; c < p->n_keys; c++)
+			names_add(&t->read, p->keys[c]);
 		for (size_t c = 0; c < p->n_clocks; c++)
 			names_add(&t->read, p->clocks[c]);
 		if (p->subject)
@@ -252,7 +253,8 @@ int cmd_grants(struct ctl *ctl, int argc, char **argv)
 		}
 		if (p->action == POLICY_ACTION_DELETE) {
 			t->deletes = true;
-			names_add(&t->keys, p->key);
+			for (size_t c = 0; c < p->n_keys; c++)
+				names_add(&t->keys, p->keys[c]);
 		} else {
 			t->anonymizes = true;
 		}

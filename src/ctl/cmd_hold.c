@@ -109,7 +109,12 @@ static int hold_add(struct ctl *ctl, int argc, char **argv)
 	canonical = ctl_canonical(ctl, &sql, key ? sql.canonical_key : sql.canonical_subject, key ? key : subject,
 				  &invalid, NULL);
 	if (canonical == NULL) {
-		if (invalid)
+		if (invalid && key && p->n_keys > 1)
+			ctl_error(
+				"key %s is not a key of policy %s: one value for each of its key columns %s, written as"
+				" ROW(%s)::text writes them, e.g. (1,\"a b\")",
+				key, p->name, p->key, p->key);
+		else if (invalid)
 			ctl_error("%s %s is not a value of policy %s's %s column %s", key ? "key" : "subject",
 				  key ? key : subject, p->name, key ? "key" : "subject", key ? p->key : p->subject);
 		policy_sql_free(&sql);

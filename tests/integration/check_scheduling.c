@@ -787,16 +787,24 @@ START_TEST(test_keys_a_record_can_be_named_by)
 	char *nullable = fx_policy("nullable", "app.media", "media_id", "created", "1 day", "");
 	char *indexed = fx_policy("indexed", "app.devices", "id", "c", "1 day", "");
 	char *partial = fx_policy("partial", "app.tokens", "token", "c", "1 day", "");
-	char *policies = xasprintf("%s, %s, %s, %s", keyless, nullable, indexed, partial);
+	/* A composite key needs a unique index on exactly its columns: one on a part of them, or more, is not it. */
+	const char *pairs = "{ name = \"pairs\"; service = \"s\"; source = \"s\"; table = \"app.pairs\";"
+			    " key = [ \"a\", \"b\" ]; clock = \"c\"; retain = \"1 day\"; },"
+			    " { name = \"triples\"; service = \"s\"; source = \"s\"; table = \"app.triples\";"
+			    " key = [ \"b\", \"a\", \"d\" ]; clock = \"c\"; retain = \"1 day\"; }";
+	char *policies = xasprintf("%s, %s, %s, %s, %s", keyless, nullable, indexed, partial, pairs);
 	char *conf = fx_config("keys", NULL, policies);
 	char *out, *err;
-	test_exec(conn,
-		  "CREATE SCHEMA app;"
-		  "CREATE TABLE app.visits (user_id int NOT NULL, day date);"
-		  "CREATE TABLE app.media (media_id text UNIQUE, created timestamptz);"
-		  "CREATE TABLE app.devices (id int NOT NULL, c timestamptz); CREATE UNIQUE INDEX ON app.devices (id);"
-		  "CREATE TABLE app.tokens (token text NOT NULL, c timestamptz, live bool);"
-		  "CREATE UNIQUE INDEX ON app.tokens (token) WHERE live");
+	test_exec(
+		conn,
+		"CREATE SCHEMA app;"
+		"CREATE TABLE app.visits (user_id int NOT NULL, day date);"
+		"CREATE TABLE app.media (media_id text UNIQUE, created timestamptz);"
+		"CREATE TABLE app.devices (id int NOT NULL, c timestamptz); CREATE UNIQUE INDEX ON app.devices (id);"
+		"CREATE TABLE app.tokens (token text NOT NULL, c timestamptz, live bool);"
+		"CREATE UNIQUE INDEX ON app.tokens (token) WHERE live;"
+		"CREATE TABLE app.pairs (a int NOT NULL, b int NOT NULL, c timestamptz, UNIQUE (a, b, c), UNIQUE (a));"
+		"CREATE TABLE app.triples (a int NOT NULL, b int NOT NULL, d int, c timestamptz, UNIQUE (a, d, b))");
 	fx_grant(conn, "app");
 	ck_assert_int_eq(fx_run_check(conf, &out, &err), 1);
 	ck_assert_msg(
@@ -808,6 +816,12 @@ START_TEST(test_keys_a_record_can_be_named_by)
 	ck_assert_msg(
 		strstr(out, "policy partial: error: key column token has no unique index or primary key of its own"),
 		"%s", out);
+	ck_assert_msg(strstr(out, "policy pairs: error: key columns a, b have no unique index or primary key on"
+				  " exactly them"),
+		      "%s", out);
+	/* Its own columns, in another order, are its index; each must still be NOT NULL. */
+	ck_assert_msg(strstr(out, "policy triples: error: key column d may be NULL: a record needs a key"), "%s", out);
+	ck_assert_msg(!strstr(out, "policy triples: error: key columns"), "%s", out);
 	free(out);
 	free(err);
 	free(keyless);

@@ -274,6 +274,50 @@ START_TEST(test_version_9_takes_back_the_daemons_approvals)
 }
 END_TEST
 
+/*
+ * A composite key's record_key is read back by retention.record_fields as
+ * PostgreSQL's own record input reads a row: every pair of awkward texts
+ * (quotes, backslashes, commas, parentheses, blanks, the empty string, NULL)
+ * comes back as a row of text columns gives it, and malformed text or the
+ * wrong number of fields is a data exception, as a failed cast is.
+ */
+START_TEST(test_record_fields_reads_a_row_as_record_input_does)
+{
+	PGconn *conn = test_fresh_database("recordfields");
+	char *out, *err;
+	ck_assert_int_eq(run_migrate("recordfields", &out, &err), 0);
+	free(out);
+	free(err);
+	test_exec(conn, "CREATE TYPE pair AS (a text, b text)");
+	test_assert_query_value(
+		conn,
+		"WITH v(x) AS (VALUES ('a'), (''), (' '), ('\"'), ('\\'), ('\\\\\"'), ('(,)'), ('a\"b'), (E'tab\\there'),"
+		" ('\u00e9'), ('\"\"'), (')'), ('('), (NULL)),"
+		" r(t) AS (SELECT ROW(x.x, y.x)::pair::text FROM v x, v y UNION ALL VALUES ('(a\\,b,c)'), ('( \"x\" y,z)'),"
+		" ('(\"\",)'), ('(,)'))"
+		" SELECT count(*) FILTER (WHERE (t::pair).a IS NOT DISTINCT FROM f[1] AND (t::pair).b IS NOT DISTINCT FROM"
+		" f[2])::text || '/' || count(*) FROM r, retention.record_fields(t, 2) f",
+		0, NULL, "200/200");
+	static const char *const malformed[] = {"(1,2", "1,2)", "(1,\"2)", "(1,2)x", "(1,2)x)", "(1,2,3)", "(1)", "()"};
+	for (size_t i = 0; i < sizeof(malformed) / sizeof(malformed[0]); i++) {
+		const char *params[1] = {malformed[i]};
+		PGresult *res =
+			PQexecParams(conn, "SELECT retention.record_fields($1, 2)", 1, NULL, params, NULL, NULL, 0);
+		ck_assert_msg(PQresultStatus(res) == PGRES_FATAL_ERROR &&
+				      strcmp(PQresultErrorField(res, PG_DIAG_SQLSTATE), "22P02") == 0,
+			      "%s read as a row of 2", malformed[i]);
+		PQclear(res);
+	}
+	/* What is no row of the types names nothing, and fails nothing. */
+	test_assert_query_value(
+		conn,
+		"SELECT string_agg(f::text, ' ') FROM retention.record_fields_valid(ARRAY['(1,a)', '(x,b)',"
+		" '(2)', NULL, '(3,c)'], ARRAY['bigint', 'text']) f",
+		0, NULL, "{1,a} {3,c}");
+	PQfinish(conn);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("schema");
@@ -283,6 +327,7 @@ int main(void)
 	tcase_add_test(tc, test_daemon_role_is_least_privilege);
 	tcase_add_test(tc, test_notify_clock_wakes_listener);
 	tcase_add_test(tc, test_version_9_takes_back_the_daemons_approvals);
+	tcase_add_test(tc, test_record_fields_reads_a_row_as_record_input_does);
 	suite_add_tcase(s, tc);
 	return test_run_suite(s);
 }

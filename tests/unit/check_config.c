@@ -284,6 +284,30 @@ START_TEST(test_clock_keys)
 			 "  key = \"id\"; clock = [ ]; retain = \"1 day\"; } );\n",
 			 "policies[0] (p).clock", "must name 1 to 4 columns", NULL);
 	config_errors_clear(&errs);
+	/* A composite key is a list as a clock is, in the same words. */
+	cfg = test_load_config("policies = ( { name = \"p\"; service = \"s\"; source = \"s\"; table = \"t\";\n"
+			       "  key = [ \"user_id\", \"device_id\" ]; clock = \"c\"; retain = \"1 day\";\n"
+			       "  action = \"anonymize\"; set_null = [ \"ip\" ]; } );\n",
+			       &errs);
+	ck_assert_ptr_nonnull(cfg);
+	ck_assert_int_eq(cfg->policies[0].n_keys, 2);
+	ck_assert_str_eq(cfg->policies[0].keys[1], "device_id");
+	ck_assert_str_eq(cfg->policies[0].key, "user_id, device_id");
+	config_free(cfg);
+	expect_one_error("policies = ( { name = \"p\"; service = \"s\"; source = \"s\"; table = \"t\";\n"
+			 "  key = [ \"a\", \"a\" ]; clock = \"c\"; retain = \"1 day\"; } );\n",
+			 ":2:", "policies[0] (p).key", "names column \"a\" twice", NULL);
+	config_errors_clear(&errs);
+	expect_one_error("policies = ( { name = \"p\"; service = \"s\"; source = \"s\"; table = \"t\";\n"
+			 "  key = [ ]; clock = \"c\"; retain = \"1 day\"; } );\n",
+			 "policies[0] (p).key", "must name 1 to 8 columns", NULL);
+	config_errors_clear(&errs);
+	/* Each column of a composite key is the key: anonymizing one would change the record's name. */
+	expect_one_error("policies = ( { name = \"p\"; service = \"s\"; source = \"s\"; table = \"t\";\n"
+			 "  key = [ \"a\", \"b\" ]; clock = \"c\"; retain = \"1 day\";\n"
+			 "  action = \"anonymize\"; set_null = [ \"b\" ]; } );\n",
+			 "policies[0] (p).set_null", "column \"b\" is the key", NULL);
+	config_errors_clear(&errs);
 	expect_one_error(ONE_POLICY("clock_unit = \"minutes\";"),
 			 ":5:", "policies[0] (virusdesk-scan-uploads).clock_unit",
 			 "must be \"seconds\", \"milliseconds\" or \"microseconds\"", NULL);
