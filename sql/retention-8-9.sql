@@ -237,51 +237,69 @@ $$;
 -- next character as it is, double quotes enclose commas, parentheses and
 -- spaces, and a doubled quote inside them is one. Text that is not such a
 -- row of P_N fields raises invalid_text_representation, a data_exception,
--- as a failed cast does.
-CREATE FUNCTION retention.record_fields(p_text text, p_n integer) RETURNS text[]
+-- as a failed cast does (record_fields_or_null: NULL). Read as an array of
+-- characters: linear in the text's length.
+CREATE FUNCTION retention.record_fields_or_null(p_text text, p_n integer) RETURNS text[]
     LANGUAGE plpgsql IMMUTABLE STRICT
     SET search_path = pg_catalog, pg_temp
     AS $$
 DECLARE
-    s text := pg_catalog.btrim(p_text, E' \t\n\r\f\v');
-    last integer := pg_catalog.length(s);
+    ch text[] := pg_catalog.string_to_array(pg_catalog.btrim(p_text, E' \t\n\r\f\v'), NULL);
+    last integer := coalesce(pg_catalog.cardinality(ch), 0);
     i integer := 2;
-    c text;
     field text := '';
     quoted boolean := false;
     written boolean := false;
     fields text[] := '{}';
+    malformed boolean := last OPERATOR(pg_catalog.<) 2 OR ch[1] OPERATOR(pg_catalog.<>) '('
+                         OR ch[last] OPERATOR(pg_catalog.<>) ')';
 BEGIN
-    IF last < 2 OR pg_catalog.left(s, 1) OPERATOR(pg_catalog.<>) '(' OR pg_catalog.right(s, 1) OPERATOR(pg_catalog.<>) ')' THEN
-        RAISE EXCEPTION 'malformed record literal: "%"', p_text USING ERRCODE = 'invalid_text_representation';
+    -- Without quotes, backslashes or a parenthesis inside, it is its commas' fields: at once.
+    IF NOT malformed AND pg_catalog.array_to_string(ch[2:last OPERATOR(pg_catalog.-) 1], '') OPERATOR(pg_catalog.!~) '["\\)]' THEN
+        fields := pg_catalog.string_to_array(pg_catalog.array_to_string(ch[2:last OPERATOR(pg_catalog.-) 1], ''), ',', '');
+        RETURN CASE WHEN pg_catalog.cardinality(fields) OPERATOR(pg_catalog.=) p_n THEN fields END;
     END IF;
-    WHILE i OPERATOR(pg_catalog.<) last LOOP
-        c := pg_catalog.substr(s, i, 1);
-        IF c OPERATOR(pg_catalog.=) E'\\' THEN
+    WHILE NOT malformed AND i OPERATOR(pg_catalog.<) last LOOP
+        IF ch[i] OPERATOR(pg_catalog.=) E'\\' THEN
             i := i OPERATOR(pg_catalog.+) 1;
-            EXIT WHEN i OPERATOR(pg_catalog.=) last;
-            field := field OPERATOR(pg_catalog.||) pg_catalog.substr(s, i, 1);
-        ELSIF c OPERATOR(pg_catalog.=) '"' THEN
-            IF quoted AND pg_catalog.substr(s, i OPERATOR(pg_catalog.+) 1, 1) OPERATOR(pg_catalog.=) '"' THEN
+            -- The record's closing parenthesis taken as the field's: none is left to close it.
+            malformed := i OPERATOR(pg_catalog.=) last;
+            field := field OPERATOR(pg_catalog.||) ch[i];
+        ELSIF ch[i] OPERATOR(pg_catalog.=) '"' THEN
+            IF quoted AND ch[i OPERATOR(pg_catalog.+) 1] OPERATOR(pg_catalog.=) '"' THEN
                 field := field OPERATOR(pg_catalog.||) '"';
                 i := i OPERATOR(pg_catalog.+) 1;
             ELSE
                 quoted := NOT quoted;
             END IF;
             written := true;
-        ELSIF NOT quoted AND c OPERATOR(pg_catalog.=) ',' THEN
+        ELSIF NOT quoted AND ch[i] OPERATOR(pg_catalog.=) ',' THEN
             fields := fields OPERATOR(pg_catalog.||) CASE WHEN written OR field OPERATOR(pg_catalog.<>) '' THEN field END;
             field := '';
             written := false;
-        ELSIF NOT quoted AND c OPERATOR(pg_catalog.=) ')' THEN
-            EXIT;
+        ELSIF NOT quoted AND ch[i] OPERATOR(pg_catalog.=) ')' THEN
+            malformed := true;
         ELSE
-            field := field OPERATOR(pg_catalog.||) c;
+            field := field OPERATOR(pg_catalog.||) ch[i];
         END IF;
         i := i OPERATOR(pg_catalog.+) 1;
     END LOOP;
     fields := fields OPERATOR(pg_catalog.||) CASE WHEN written OR field OPERATOR(pg_catalog.<>) '' THEN field END;
-    IF quoted OR i OPERATOR(pg_catalog.<>) last OR pg_catalog.cardinality(fields) OPERATOR(pg_catalog.<>) p_n THEN
+    IF malformed OR quoted OR pg_catalog.cardinality(fields) OPERATOR(pg_catalog.<>) p_n THEN
+        RETURN NULL;
+    END IF;
+    RETURN fields;
+END
+$$;
+
+CREATE FUNCTION retention.record_fields(p_text text, p_n integer) RETURNS text[]
+    LANGUAGE plpgsql IMMUTABLE STRICT
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    fields text[] := retention.record_fields_or_null(p_text, p_n);
+BEGIN
+    IF fields IS NULL THEN
         RAISE EXCEPTION 'malformed record literal: "%"', p_text USING ERRCODE = 'invalid_text_representation',
             DETAIL = pg_catalog.format('A key of %s columns is written (a,b) as ROW(a, b)::text writes it.', p_n);
     END IF;
@@ -293,27 +311,50 @@ $$;
 -- format_type writes them), each field valid input for its type: what a
 -- composite key's held or quarantined keys name. Like cast_valid, what is
 -- not of the types names no record and is dropped, rather than failing the
--- statement that asked. No values (NULL): no rows, and nothing run.
+-- statement that asked. Each column's fields are cast at once; only when a
+-- cast fails is each value tried on its own. No values (NULL): no rows, and
+-- nothing run.
 CREATE FUNCTION retention.record_fields_valid(vals text[], p_types text[]) RETURNS SETOF text[]
     LANGUAGE plpgsql STABLE STRICT
     SET search_path = pg_catalog, pg_temp
     AS $$
 DECLARE
+    n integer := pg_catalog.cardinality(p_types);
     v text;
     fields text[];
     ignored text;
+    one boolean;
+    all_cast boolean := true;
+    -- The rows' fields, each row's as a JSON array; a malformed one dropped.
+    parsed text[] := ARRAY(SELECT pg_catalog.array_to_json(f)::text
+                             FROM pg_catalog.unnest(vals) u(v), retention.record_fields_or_null(u.v, n) f
+                            WHERE f IS NOT NULL);
 BEGIN
-    FOREACH v IN ARRAY vals LOOP
-        CONTINUE WHEN v IS NULL;
+    FOR i IN 1 .. n LOOP
         BEGIN
-            fields := retention.record_fields(v, pg_catalog.cardinality(p_types));
-            FOR i IN 1 .. pg_catalog.cardinality(p_types) LOOP
-                EXECUTE pg_catalog.format('SELECT $1::%s::text', p_types[i]) INTO ignored USING fields[i];
-            END LOOP;
-            RETURN NEXT fields;
+            EXECUTE pg_catalog.format('SELECT pg_catalog.count(*)::text FROM pg_catalog.unnest($1) p(j)'
+                                      ' WHERE ((p.j::pg_catalog.json OPERATOR(pg_catalog.->>) %s)::%s) IS NULL', i OPERATOR(pg_catalog.-) 1, p_types[i])
+                INTO ignored USING parsed;
         EXCEPTION WHEN data_exception OR integrity_constraint_violation THEN
-            NULL;
+            all_cast := false;
         END;
+    END LOOP;
+    FOREACH v IN ARRAY parsed LOOP
+        fields := ARRAY(SELECT e FROM pg_catalog.json_array_elements_text(v::pg_catalog.json) e);
+        one := all_cast;
+        IF NOT one THEN
+            BEGIN
+                FOR i IN 1 .. n LOOP
+                    EXECUTE pg_catalog.format('SELECT $1::%s::text', p_types[i]) INTO ignored USING fields[i];
+                END LOOP;
+                one := true;
+            EXCEPTION WHEN data_exception OR integrity_constraint_violation THEN
+                NULL;
+            END;
+        END IF;
+        IF one THEN
+            RETURN NEXT fields;
+        END IF;
     END LOOP;
 END
 $$;

@@ -1287,10 +1287,9 @@ static void sb_key_equals(struct sbuf *b, const struct policy_key *k, const char
  * Row t's key is among VALUES, record_keys as a text[] expression that does
  * not read row t, compared in each key column's type; a value that is no
  * key of the type names no record. Never NULL. One column's values are
- * cast once per statement, and hashed; a composite key's become rows once
- * per statement (an uncorrelated ARRAY), which record_eq compares column by
- * column in each type's default btree equality: the equality
- * policy_column.eq names.
+ * cast once per statement, and hashed; a composite key's are read once per
+ * statement and compared column by column, each in its own equality and the
+ * column's collation.
  */
 static void sb_key_among(struct sbuf *b, const struct policy_key *k, const char *values)
 {
@@ -1302,15 +1301,11 @@ static void sb_key_among(struct sbuf *b, const struct policy_key *k, const char 
 		       c->quoted, c->eq, c->type, c->typmod, values);
 		return;
 	}
-	sb_add(b, "coalesce(ROW(");
-	for (size_t i = 0; i < k->n; i++)
-		sb_add(b, "%st.%s::%s", i ? ", " : "", k->columns[i].quoted, k->columns[i].type);
-	sb_add(b, ") OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT ROW(");
-	for (size_t i = 0; i < k->n; i++)
-		sb_add(b, "%s(f.v)[%zu]::%s", i ? ", " : "", i + 1, k->columns[i].type);
-	sb_add(b, ") FROM retention.record_fields_valid(%s, ", values);
+	sb_add(b, "EXISTS (SELECT FROM retention.record_fields_valid(%s, ", values);
 	sb_key_types(b, k);
-	sb_add(b, ") f(v))), false)");
+	sb_add(b, ") f(v) WHERE ");
+	sb_key_equals_fields(b, k, "f.v");
+	sb_add(b, ")");
 }
 
 char *policy_key_of(const struct policy_shape *shape)

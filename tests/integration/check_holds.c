@@ -480,7 +480,8 @@ END_TEST
  * A composite key: record_key is the row of its columns as ROW(a, b)::text
  * writes it. Holds are placed and compared in each column's type (a
  * numeric's 1.0 holds the row stored as 1.00) and protect from a sibling
- * policy too, explain and audit take the same form, a record whose purge
+ * policy too (a column of its own collation as well), explain and audit
+ * take the same form, a record whose purge
  * fails on its own is quarantined by it, and a key of the wrong shape is
  * refused.
  */
@@ -503,7 +504,7 @@ START_TEST(test_composite_keys_are_held_explained_and_audited)
 	test_exec(
 		conn,
 		"CREATE SCHEMA app;"
-		"CREATE TABLE app.user_ips (user_id text NOT NULL, device_id text NOT NULL, ip text,"
+		"CREATE TABLE app.user_ips (user_id text NOT NULL, device_id text COLLATE \"C\" NOT NULL, ip text,"
 		" last_seen bigint NOT NULL, PRIMARY KEY (user_id, device_id));"
 		"CREATE TABLE app.media (room bigint NOT NULL, n numeric(6,2) NOT NULL, c timestamptz);"
 		"CREATE UNIQUE INDEX ON app.media (n, room);"

@@ -298,7 +298,8 @@ START_TEST(test_record_fields_reads_a_row_as_record_input_does)
 		" SELECT count(*) FILTER (WHERE (t::pair).a IS NOT DISTINCT FROM f[1] AND (t::pair).b IS NOT DISTINCT FROM"
 		" f[2])::text || '/' || count(*) FROM r, retention.record_fields(t, 2) f",
 		0, NULL, "200/200");
-	static const char *const malformed[] = {"(1,2", "1,2)", "(1,\"2)", "(1,2)x", "(1,2)x)", "(1,2,3)", "(1)", "()"};
+	static const char *const malformed[] = {"(1,2",    "1,2)", "(1,\"2)", "(1,2)x", "(1,2)x)",
+						"(1,2,3)", "(1)",  "()",      "(1,x\\)"};
 	for (size_t i = 0; i < sizeof(malformed) / sizeof(malformed[0]); i++) {
 		const char *params[1] = {malformed[i]};
 		PGresult *res =
