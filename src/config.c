@@ -50,6 +50,7 @@ const char *const config_known_keys[] = {
 	"policies.clock",
 	"policies.clock_unit",
 	"policies.retain",
+	"policies.retain_column",
 	"policies.action",
 	"policies.subject",
 	"policies.batch",
@@ -645,6 +646,7 @@ static void policy_clear(struct policy *p)
 	free(p->erasure_exception);
 	free(p->retain_text);
 	free(p->exempt_column);
+	free(p->retain_column);
 	for (size_t i = 0; i < p->n_exempt_values; i++)
 		free(p->exempt_values[i]);
 	free(p->exempt_values);
@@ -939,9 +941,9 @@ static void parse_clock_unit(struct parse_ctx *ctx, const config_setting_t *s, c
 static bool parse_policy(struct parse_ctx *ctx, const config_setting_t *s, int index, struct policy *p)
 {
 	static const char *const keys[] = {
-		"name",       "service",           "source",        "table",      "key",      "clock", "retain",
-		"action",     "subject",           "batch",         "exempt",     "set_null", "set",   "identity",
-		"on_erasure", "erasure_exception", "guard_records", "clock_unit", NULL};
+		"name",       "service",           "source",        "table",      "key",           "clock", "retain",
+		"action",     "subject",           "batch",         "exempt",     "set_null",      "set",   "identity",
+		"on_erasure", "erasure_exception", "guard_records", "clock_unit", "retain_column", NULL};
 	size_t errors_before = ctx->errs->n;
 	char *path = xasprintf("policies[%d]", index);
 	const config_setting_t *m;
@@ -991,6 +993,8 @@ static bool parse_policy(struct parse_ctx *ctx, const config_setting_t *s, int i
 	/* Zero: the clock is itself the deadline (an expiry column). */
 	if (lookup_duration_as(ctx, s, "retain", path, true, NULL, &p->retain, true))
 		p->retain_text = xstrdup(config_setting_get_string(config_setting_get_member(s, "retain")));
+	/* A record's own duration, where it has one; its type is known from the catalog only. */
+	p->retain_column = lookup_identifier(ctx, s, "retain_column", path, false);
 
 	action = lookup_string(ctx, s, "action", path, false, "delete");
 	if (action) {

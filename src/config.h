@@ -75,6 +75,7 @@ struct policy {
 	char *erasure_exception; /* with POLICY_ERASURE_KEEP: why, for the request's results */
 	struct duration retain;
 	char *retain_text; /* as configured, for people: "1 month" */
+	char *retain_column; /* a record's own duration where it is not NULL (interval, or integer in clock_unit); or NULL */
 	enum policy_action action;
 	int batch;
 	long long guard_records; /* policies.guard_records, else daemon.guard_records; 0: no approval needed */

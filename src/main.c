@@ -424,7 +424,8 @@ static bool policy_unchanged(const struct policy *a, const struct policy *b)
 	return sets && same_text(a->table, b->table) && same_list(a->keys, a->n_keys, b->keys, b->n_keys) &&
 	       same_list(a->clocks, a->n_clocks, b->clocks, b->n_clocks) && a->clock_unit == b->clock_unit &&
 	       same_text(a->subject, b->subject) && memcmp(&a->retain, &b->retain, sizeof(a->retain)) == 0 &&
-	       a->action == b->action && a->batch == b->batch && same_text(a->exempt_column, b->exempt_column) &&
+	       same_text(a->retain_column, b->retain_column) && a->action == b->action && a->batch == b->batch &&
+	       same_text(a->exempt_column, b->exempt_column) &&
 	       same_list(a->exempt_values, a->n_exempt_values, b->exempt_values, b->n_exempt_values) &&
 	       same_list(a->set_null, a->n_set_null, b->set_null, b->n_set_null) && same_text(a->service, b->service) &&
 	       same_text(a->source, b->source);

@@ -73,7 +73,7 @@ const char policy_resolve_table_sql[] =
  * $1 table oid, $2 key columns, $3 clock columns, $4 subject, $5 exempt column, $6 set_null
  * columns, $7 set columns, $8 action, $9-$13 every configured policy's name,
  * schema, relation, key columns (as a text[] literal) and subject, $14 this policy's name, $15 its set values,
- * $16 its clock_unit (NULL: none).
+ * $16 its clock_unit (NULL: none), $17 its retain_column (NULL: none).
  * -> (kind, sort, c1 .. c9); kinds: watch, column, sibling, guard, error, warning.
  */
 /* The statement is laid out as SQL, not as C. */
@@ -90,7 +90,7 @@ const char policy_resolve_table_sql[] =
 
 const char policy_describe_sql[] =
 	"WITH RECURSIVE wanted(role, name, ord, value) AS ("
-	"    VALUES ('subject', $4::text, 0::bigint, NULL::text), ('exempt', $5::text, 0, NULL)"
+	"    VALUES ('subject', $4::text, 0::bigint, NULL::text), ('exempt', $5::text, 0, NULL), ('retain', $17::text, 0, NULL)"
 	"    UNION ALL SELECT 'key', s.name, s.ord, NULL FROM pg_catalog.unnest($2::text[]) WITH ORDINALITY s(name, ord)"
 	"    UNION ALL SELECT 'clock', s.name, s.ord, NULL FROM pg_catalog.unnest($3::text[]) WITH ORDINALITY s(name, ord)"
 	"    UNION ALL SELECT 'set_null', s.name, s.ord, NULL FROM pg_catalog.unnest($6::text[]) WITH ORDINALITY s(name, ord)"
@@ -259,7 +259,7 @@ const char policy_describe_sql[] =
 	"   FROM guard g"
 	" UNION ALL"
 	" SELECT 'error', 0, pg_catalog.format('%s column %s does not exist',"
-	"        CASE c.role WHEN 'exempt' THEN 'exempt.column' WHEN 'set' THEN 'anonymized'"
+	"        CASE c.role WHEN 'exempt' THEN 'exempt.column' WHEN 'set' THEN 'anonymized' WHEN 'retain' THEN 'retain_column'"
 	"                    WHEN 'set_null' THEN 'anonymized' ELSE c.role END, pg_catalog.quote_ident(c.name)),"
 	"        NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
 	"   FROM col c WHERE c.attnum IS NULL"
@@ -341,6 +341,27 @@ const char policy_describe_sql[] =
 	"   FROM col c WHERE c.role = 'clock' AND c.attnum IS NOT NULL AND $16::text IS NOT NULL"
 	"    AND c.atttypid NOT IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype)"
 	" UNION ALL"
+	/* A record's own duration: an interval, or with an integer clock an integer of its unit. */
+	" SELECT 'error', 0, pg_catalog.format('retain_column %s is %s: a record''s duration is an interval, or, with"
+	" an integer clock and its clock_unit, an integer count of that unit', pg_catalog.quote_ident(c.name),"
+	"        pg_catalog.format_type(c.atttypid, NULL)), NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
+	"   FROM col c JOIN bottom bc ON bc.typ = c.atttypid WHERE c.role = 'retain'"
+	"    AND NOT (bc.base_typ = 'interval'::regtype OR ($16::text IS NOT NULL"
+	"             AND bc.base_typ IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype)))"
+	" UNION ALL"
+	/* The next due record is the first by clock of each duration: an index on both finds each at once. */
+	" SELECT 'warning', 0, pg_catalog.format('no index on (%s, %s): the next due record is looked for in every"
+	" record with a duration of its own (as the table''s owner: CREATE INDEX ON %s (%s, %s))',"
+	"        pg_catalog.quote_ident(c.name), x.expr, $1::oid::regclass, pg_catalog.quote_ident(c.name),"
+	"        CASE WHEN pg_catalog.cardinality($3::text[]) > 1 THEN '(' || x.expr || ')' ELSE x.expr END),"
+	"        NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
+	"   FROM col c, (SELECT CASE WHEN pg_catalog.count(*) = 1 THEN pg_catalog.min(pg_catalog.quote_ident(k.name))"
+	"                ELSE 'COALESCE(' || pg_catalog.string_agg(pg_catalog.quote_ident(k.name), ', ' ORDER BY k.ord)"
+	"                || ')' END AS expr FROM col k WHERE k.role = 'clock' AND k.attnum IS NOT NULL) x"
+	"  WHERE c.role = 'retain' AND c.attnum IS NOT NULL AND NOT EXISTS ("
+	"       SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = $1::oid AND i.indpred IS NULL"
+	"          AND i.indkey[0] = c.attnum AND pg_catalog.pg_get_indexdef(i.indexrelid, 2, false) = x.expr)"
+	" UNION ALL"
 	" SELECT 'warning', 0, pg_catalog.format('clock column %s is timestamp without time zone:"
 	" read in database.time_zone', pg_catalog.quote_ident(c.name)), NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
 	"   FROM col c WHERE c.role = 'clock' AND c.atttypid = 'timestamp'::regtype AND c.ord = 1"
@@ -417,7 +438,7 @@ const char policy_describe_sql[] =
 	" AFTER INSERT OR UPDATE OF %1$s ON %2$s FOR EACH STATEMENT EXECUTE FUNCTION retention.notify_clock())',"
 	/* Anonymized columns too: personal data written back into an anonymized row makes it due again. */
 	"        (SELECT pg_catalog.string_agg(pg_catalog.quote_ident(a.name), ', ' ORDER BY a.role <> 'clock', a.ord)"
-	"           FROM col a WHERE a.attnum IS NOT NULL AND (a.role = 'clock'"
+	"           FROM col a WHERE a.attnum IS NOT NULL AND (a.role IN ('clock', 'retain')"
 	"             OR ($8 = 'anonymize' AND a.role IN ('set_null', 'set')))),"
 	"        $1::oid::regclass), NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
 	"   FROM col c WHERE c.role = 'clock' AND c.attnum IS NOT NULL AND c.ord = 1"
@@ -722,6 +743,7 @@ int policy_describe_params(const struct config *cfg, const struct policy *p, lon
 	params[13] = xstrdup(p->name);
 	params[14] = policy_text_array(set_values, p->n_set);
 	params[15] = p->clock_unit != POLICY_CLOCK_UNIT_NONE ? xstrdup(policy_clock_unit_name(p->clock_unit)) : NULL;
+	params[16] = p->retain_column ? xstrdup(p->retain_column) : NULL;
 	for (size_t i = 0; i < n; i++) {
 		free(schemas[i]);
 		free(rels[i]);
@@ -832,6 +854,17 @@ enum {
 	D_C9
 };
 
+/* The shape's retain column, whose base type BASE says what kind of duration it holds. */
+static struct policy_column *retain_column_of(struct policy_shape *shape, const char *base)
+{
+	/* An interval with fields (interval day to second) is one too. */
+	if (strncmp(base, "interval", 8) == 0)
+		shape->retain_kind = POLICY_RETAIN_INTERVAL;
+	else if (strcmp(base, "smallint") == 0 || strcmp(base, "integer") == 0 || strcmp(base, "bigint") == 0)
+		shape->retain_kind = POLICY_RETAIN_COUNT;
+	return &shape->retain;
+}
+
 /* TYPE as format_type spells it; the describe statement reports any other as an error. */
 static enum policy_clock_kind clock_kind_of(const char *type)
 {
@@ -865,6 +898,8 @@ void policy_shape_parse(struct policy_shape *shape, const PGresult *res, long lo
 				c = &shape->subject;
 			else if (strcmp(role, "exempt") == 0)
 				c = &shape->exempt;
+			else if (strcmp(role, "retain") == 0)
+				c = retain_column_of(shape, PQgetvalue(res, r, D_C3));
 			if (strcmp(role, "clock") == 0) {
 				/* The first clock column describes the clock's type; the others agree with it, or are errors. */
 				push(&shape->clock_columns, &shape->n_clock_columns, xstrdup(PQgetvalue(res, r, D_C2)));
@@ -931,6 +966,7 @@ void policy_shape_free(struct policy_shape *shape)
 	free(shape->clock_columns);
 	column_free(&shape->subject);
 	column_free(&shape->exempt);
+	column_free(&shape->retain);
 	for (size_t i = 0; i < shape->n_set_null; i++)
 		column_free(&shape->set_null[i]);
 	free(shape->set_null);
@@ -989,6 +1025,7 @@ struct frame {
 	const struct policy *policy;
 	char *clock;                                /* the clock as the row holds it: t.c, or COALESCE(t.c, t.d) */
 	char *clock_at;                             /* the clock as timestamptz */
+	char *due_at;                               /* when row t falls due under this rule (due_at_with $2) */
 	const struct policy_unapproved *unapproved; /* NULL: the rule is approved */
 };
 
@@ -1117,6 +1154,84 @@ static char *clock_plus(const struct frame *f, const char *raw, const char *inte
 #define SLACK_MAX "4 days 6 hours"
 
 /*
+ * A record's own duration (policies.retain_column) is read only within
+ * 1000 years in each of an interval's fields, months, days and time, as
+ * retain is: with more, the clock plus it could pass the last timestamp and
+ * fail the statement for every record. A duration beyond is never due.
+ */
+#define RETAIN_FIELD_YEARS "1000"
+
+/* The retain column's value RAW (an SQL expression) as an interval: a count is elapsed time, exact to the unit. */
+static char *retain_interval_of(const struct frame *f, const char *raw)
+{
+	long long per = epoch_units[f->policy->clock_unit].per_second;
+	if (f->shape->retain_kind == POLICY_RETAIN_INTERVAL)
+		return xasprintf("(%s)::interval", raw);
+	return xasprintf(
+		"pg_catalog.make_interval(hours => ((%s) / %lld)::int4, secs => ((%s) %% %lld)::float8 / %lld)", raw,
+		3600 * per, raw, 3600 * per, per);
+}
+
+/* Whether the retain column's value RAW is one the statements read (RETAIN_FIELD_YEARS); NULL for NULL. */
+static char *retain_in_bounds(const struct frame *f, const char *raw)
+{
+	if (f->shape->retain_kind == POLICY_RETAIN_INTERVAL)
+		return xasprintf("(abs(EXTRACT(year FROM %s)) <= " RETAIN_FIELD_YEARS
+				 " AND abs(EXTRACT(day FROM %s)) <= " RETAIN_FIELD_YEARS " * 366"
+				 " AND abs(EXTRACT(hour FROM %s)) <= " RETAIN_FIELD_YEARS " * 8784)",
+				 raw, raw, raw);
+	return xasprintf("(%s <= " RETAIN_FIELD_YEARS "::int8 * 31622400 * %lld)", raw,
+			 epoch_units[f->policy->clock_unit].per_second);
+}
+
+/*
+ * When row t falls due: its clock plus DEFAULT_RETAIN (an SQL interval),
+ * or plus its own duration where the retain column holds one; a negative
+ * one is none (due at the clock), one out of bounds never due.
+ */
+static char *due_at_with(const struct frame *f, const char *default_retain)
+{
+	char *in_bounds, *own, *out, *r;
+	if (f->policy->retain_column == NULL)
+		return xasprintf("%s + %s", f->clock_at, default_retain);
+	r = xasprintf("t.%s", f->shape->retain.quoted);
+	in_bounds = retain_in_bounds(f, r);
+	own = retain_interval_of(f, r);
+	out = xasprintf("CASE WHEN %s IS NULL THEN %s + %s WHEN NOT %s THEN 'infinity'::timestamptz"
+			" WHEN %s < %s THEN %s ELSE %s + %s END",
+			r, f->clock_at, default_retain, in_bounds, r,
+			f->shape->retain_kind == POLICY_RETAIN_INTERVAL ? "'0'::interval" : "0", f->clock_at,
+			f->clock_at, own);
+	free(r);
+	free(in_bounds);
+	free(own);
+	return out;
+}
+
+/*
+ * The shortest duration of the policy's records (AGGREGATE "min"), or the
+ * longest ("max"), DEFAULT_RETAIN or a record's own within bounds, none
+ * below zero: the index bound of a due test, or of a test that a record fell
+ * due recently. One uncorrelated subquery; with an index on the retain
+ * column, its first or last entry.
+ */
+static char *retain_bound(const struct frame *f, const char *aggregate, const char *default_retain)
+{
+	char *r = xasprintf("s.%s", f->shape->retain.quoted), *in_bounds = retain_in_bounds(f, r);
+	char *value = xasprintf("GREATEST(pg_catalog.%s(%s), %s)", aggregate, r,
+				f->shape->retain_kind == POLICY_RETAIN_INTERVAL ? "'0'::interval" : "0");
+	char *own = retain_interval_of(f, value);
+	char *out = xasprintf("%s(%s, (SELECT %s FROM %s s WHERE %s))",
+			      strcmp(aggregate, "min") == 0 ? "LEAST" : "GREATEST", default_retain, own,
+			      f->shape->table, in_bounds);
+	free(r);
+	free(in_bounds);
+	free(value);
+	free(own);
+	return out;
+}
+
+/*
  * Row t stands anonymized: each set_null column NULL, each `set` column its
  * value (cast from text as the validate statement checks it can be). The row
  * itself says it, so the clock stays as the application wrote it and a
@@ -1172,10 +1287,16 @@ static void sb_due_in_force(struct sbuf *b, const struct frame *f, const char *h
 		sb_add(b, " AND false");
 		return;
 	}
-	sb_add(b,
-	       " AND %s + (SELECT r.retain FROM retention.rule_versions r WHERE r.id OPERATOR(pg_catalog.=) %lld)"
-	       " <= (%s)",
-	       f->clock_at, u->in_force, horizon);
+	{
+		char *retain =
+			xasprintf("(SELECT r.retain FROM retention.rule_versions r WHERE r.id OPERATOR(pg_catalog.=)"
+				  " %lld)",
+				  u->in_force);
+		char *due_at = due_at_with(f, retain);
+		sb_add(b, " AND %s <= (%s)", due_at, horizon);
+		free(due_at);
+		free(retain);
+	}
 	if (u->in_force_exempts) {
 		char *values = xasprintf("(SELECT r.exempt_values FROM retention.rule_versions r"
 					 " WHERE r.id OPERATOR(pg_catalog.=) %lld)",
@@ -1189,12 +1310,16 @@ static void sb_due_in_force(struct sbuf *b, const struct frame *f, const char *h
 static void sb_due_by(struct sbuf *b, const struct frame *f, const char *horizon)
 {
 	const char *c = f->clock;
-	char *at = xasprintf("(%s) - $2::interval + $3::interval", horizon), *bound = clock_bound(f, at);
+	char *shortest = f->policy->retain_column ? retain_bound(f, "min", "$2::interval") : xstrdup("$2::interval");
+	char *at = xasprintf("(%s) - %s + %s", horizon, shortest,
+			     f->policy->retain_column ? "'" SLACK_MAX "'::interval" : "$3::interval");
+	char *bound = clock_bound(f, at);
 	sb_add(b,
 	       "%s IS NOT NULL"
 	       " AND %s <= %s"
-	       " AND %s + $2::interval <= (%s)",
-	       c, c, bound, f->clock_at, horizon);
+	       " AND %s <= (%s)",
+	       c, c, bound, f->due_at, horizon);
+	free(shortest);
 	free(at);
 	free(bound);
 	sb_not_anonymized(b, f);
@@ -1410,15 +1535,62 @@ static void sb_purgeable(struct sbuf *b, const struct frame *f)
 }
 
 /*
- * The earliest due time of a purgeable record. Due times are not monotone in
- * the clock (a month's end clamps, a DST change repeats an hour), so the
- * minimum is taken over every row within the slack of the first by clock.
+ * The earliest DUE_AT of a purgeable record of CLASS (a condition on row t):
+ * the minimum over every row from the first by clock to WINDOW_END, a
+ * value of the clock column reading first.c (the first's clock) and
+ * first.at (its due time), as due times are not monotone in the clock (a
+ * month's end clamps, a DST change repeats an hour).
+ */
+static void sb_first_due(struct sbuf *b, const struct frame *f, const char *due_at, const char *in_force_exempt,
+			 const char *class, const char *window_end)
+{
+	const char *c = f->clock;
+	char *never = clock_never(f);
+	/* A clock that reads as never due is no first: the slack added to it could pass the last timestamp. */
+	sb_add(b,
+	       "(SELECT pg_catalog.min(%s) FROM %s t, (SELECT %s AS c, %s AS at FROM %s t WHERE %s AND %s IS NOT NULL"
+	       " AND %s < %s",
+	       due_at, f->shape->table, c, due_at, f->shape->table, class, c, c, never);
+	sb_not_anonymized(b, f);
+	sb_purgeable(b, f);
+	if (in_force_exempt)
+		sb_not_exempt_by(b, f, in_force_exempt);
+	sb_add(b, " ORDER BY %s LIMIT 1) first WHERE %s AND %s >= first.c AND %s <= %s", c, class, c, c, window_end);
+	sb_not_anonymized(b, f);
+	sb_purgeable(b, f);
+	if (in_force_exempt)
+		sb_not_exempt_by(b, f, in_force_exempt);
+	sb_add(b, ")");
+	free(never);
+}
+
+/*
+ * Interval V in seconds as intervals compare (a month is 30 days): every
+ * interval of its class is equal to it so.
+ */
+static char *interval_seconds(const char *v)
+{
+	return xasprintf(
+		"(((EXTRACT(year FROM %s) * 12 + EXTRACT(month FROM %s)) * 30 + EXTRACT(day FROM %s)) * 86400"
+		" + EXTRACT(hour FROM %s) * 3600 + EXTRACT(minute FROM %s) * 60 + EXTRACT(second FROM %s))::float8",
+		v, v, v, v, v, v);
+}
+
+/*
+ * The earliest due time of a purgeable record. With a retain column the
+ * earliest due is not the oldest clock: each duration is a class whose first
+ * by clock is found through an index on (retain column, clock), the classes
+ * walked as a loose index scan (each the next value after the last), and the
+ * records without a duration of their own are one more. An interval class
+ * holds every interval equal to its value ('1 mon' and '30 days' are), so
+ * its window reaches as far as one of them could still fall due first; a
+ * count is elapsed time, monotone in the clock.
  */
 static void sb_next_due(struct sbuf *b, const struct frame *f)
 {
-	const char *c = f->clock;
 	const struct policy_unapproved *u = f->unapproved;
-	char *due_at, *in_force_exempt = NULL, *slack_end, *never;
+	const char *slack = u ? "'" SLACK_MAX "'::interval" : "$3::interval";
+	char *due_at, *in_force_exempt = NULL, *slack_end;
 	if (u && u->in_force == 0) {
 		/* Nothing is purged until the rule is approved: nothing to wake for. */
 		sb_add(b, "NULL::timestamptz");
@@ -1426,33 +1598,64 @@ static void sb_next_due(struct sbuf *b, const struct frame *f)
 	}
 	if (u) {
 		/* Due under both versions: the later of the two due times, among rows neither exempts. */
-		due_at = xasprintf("GREATEST(%s + $2::interval, %s + (SELECT r.retain FROM retention.rule_versions r"
-				   " WHERE r.id OPERATOR(pg_catalog.=) %lld))",
-				   f->clock_at, f->clock_at, u->in_force);
+		char *retain =
+			xasprintf("(SELECT r.retain FROM retention.rule_versions r WHERE r.id OPERATOR(pg_catalog.=)"
+				  " %lld)",
+				  u->in_force);
+		char *in_force = due_at_with(f, retain);
+		due_at = xasprintf("GREATEST(%s, %s)", f->due_at, in_force);
+		free(retain);
+		free(in_force);
 		if (u->in_force_exempts)
 			in_force_exempt = xasprintf("(SELECT r.exempt_values FROM retention.rule_versions r"
 						    " WHERE r.id OPERATOR(pg_catalog.=) %lld)",
 						    u->in_force);
 	} else {
-		due_at = xasprintf("%s + $2::interval", f->clock_at);
+		due_at = xstrdup(f->due_at);
 	}
-	/* A clock that reads as never due is no first: the slack added to it could pass the last timestamp. */
-	never = clock_never(f);
-	sb_add(b, "(SELECT pg_catalog.min(%s) FROM %s t, (SELECT %s AS c FROM %s t WHERE %s IS NOT NULL AND %s < %s",
-	       due_at, f->shape->table, c, f->shape->table, c, c, never);
-	free(never);
-	sb_not_anonymized(b, f);
-	sb_purgeable(b, f);
-	if (in_force_exempt)
-		sb_not_exempt_by(b, f, in_force_exempt);
-	slack_end = clock_plus(f, "first.c", u ? "'" SLACK_MAX "'::interval" : "$3::interval");
-	sb_add(b, " ORDER BY %s LIMIT 1) first WHERE %s >= first.c AND %s <= %s", c, c, c, slack_end);
+	slack_end = clock_plus(f, "first.c", slack);
+	if (f->policy->retain_column == NULL) {
+		sb_first_due(b, f, due_at, in_force_exempt, "true", slack_end);
+	} else {
+		const char *r = f->shape->retain.quoted;
+		char *s_r = xasprintf("s.%s", r), *in_bounds = retain_in_bounds(f, s_r);
+		char *of_null = xasprintf("t.%s IS NULL", r), *of_class = xasprintf("t.%s = cls.v", r);
+		sb_add(b,
+		       "(WITH RECURSIVE cls(v) AS (SELECT pg_catalog.min(s.%s) FROM %s s WHERE %s"
+		       " UNION ALL SELECT (SELECT pg_catalog.min(s.%s) FROM %s s WHERE s.%s > cls.v AND %s) FROM cls"
+		       " WHERE cls.v IS NOT NULL) SELECT pg_catalog.min(x.at) FROM (SELECT ",
+		       r, f->shape->table, in_bounds, r, f->shape->table, r, in_bounds);
+		char *class_end;
+		if (f->shape->retain_kind == POLICY_RETAIN_INTERVAL) {
+			/*
+			 * A record of the class at clock c falls due at c plus its
+			 * interval, equal to the class's value as intervals compare,
+			 * and at most SLACK_MAX earlier on the calendar (a short
+			 * month, a DST day, a clock without a zone). Past the first's
+			 * due less that, none can fall due before it: '12 mon' and
+			 * '360 days' are equal, yet five days apart.
+			 */
+			char *seconds = interval_seconds("cls.v");
+			char *at = xasprintf(
+				"first.at - pg_catalog.make_interval(secs => %s) + '" SLACK_MAX "'::interval", seconds);
+			class_end = clock_bound(f, at);
+			free(seconds);
+			free(at);
+		} else {
+			/* A count is elapsed time: its due times are in clock order. */
+			class_end = xstrdup("first.c");
+		}
+		sb_first_due(b, f, due_at, in_force_exempt, of_null, slack_end);
+		sb_add(b, " AS at UNION ALL SELECT ");
+		sb_first_due(b, f, due_at, in_force_exempt, of_class, class_end);
+		sb_add(b, " FROM cls WHERE cls.v IS NOT NULL) x)");
+		free(class_end);
+		free(s_r);
+		free(in_bounds);
+		free(of_null);
+		free(of_class);
+	}
 	free(slack_end);
-	sb_not_anonymized(b, f);
-	sb_purgeable(b, f);
-	if (in_force_exempt)
-		sb_not_exempt_by(b, f, in_force_exempt);
-	sb_add(b, ")");
 	free(due_at);
 	free(in_force_exempt);
 }
@@ -1544,13 +1747,17 @@ static char *build_lock(const struct frame *f, bool fresh)
 	sb_add(&b, " AS record_key FROM %s t WHERE ", f->shape->table);
 	sb_due_by(&b, f, "pg_catalog.statement_timestamp()");
 	if (fresh) {
-		char *bound = clock_bound(f, "pg_catalog.statement_timestamp() - '" POLICY_FRESH_WINDOW
-					     "'::interval - $2::interval - $3::interval");
+		char *longest =
+			f->policy->retain_column ? retain_bound(f, "max", "$2::interval") : xstrdup("$2::interval");
+		char *at = xasprintf("pg_catalog.statement_timestamp() - '" POLICY_FRESH_WINDOW "'::interval - %s - %s",
+				     longest, f->policy->retain_column ? "'" SLACK_MAX "'::interval" : "$3::interval");
+		char *bound = clock_bound(f, at);
 		sb_add(&b,
 		       " AND %s >= %s"
-		       " AND %s + $2::interval > pg_catalog.statement_timestamp() - '" POLICY_FRESH_WINDOW
-		       "'::interval",
-		       f->clock, bound, f->clock_at);
+		       " AND %s > pg_catalog.statement_timestamp() - '" POLICY_FRESH_WINDOW "'::interval",
+		       f->clock, bound, f->due_at);
+		free(longest);
+		free(at);
 		free(bound);
 	}
 	sb_purgeable(&b, f);
@@ -1585,11 +1792,11 @@ static char *build_purge(const struct frame *f)
 	sb_add(&b, "SELECT t.tableoid AS toid, t.ctid AS tid, ");
 	sb_key_text(&b, &s->key);
 	sb_add(&b,
-	       " AS record_key, %s AS clock_at,"
+	       " AS record_key, %s AS clock_at, %s AS due_at,"
 	       " %s%s::text AS subject FROM ROWS FROM (pg_catalog.unnest(" EXTRA_1
 	       "::oid[]), pg_catalog.unnest(" EXTRA_2 "::tid[]))"
 	       " l(toid, tid) JOIN %s t ON t.ctid = l.tid AND t.tableoid = l.toid WHERE (SELECT ok FROM unchanged)",
-	       f->clock_at, p->subject ? "t." : "", p->subject ? s->subject.quoted : "NULL", s->table);
+	       f->clock_at, f->due_at, p->subject ? "t." : "", p->subject ? s->subject.quoted : "NULL", s->table);
 	sb_not_referenced(&b, f);
 	sb_add(&b, "), purged AS (");
 	if (p->action == POLICY_ACTION_DELETE) {
@@ -1605,7 +1812,7 @@ static char *build_purge(const struct frame *f)
 	}
 	/* Everything audited comes from `due`: an anonymising UPDATE returns the new values, the audit wants the old. */
 	sb_add(&b, " WHERE t.ctid = due.tid AND t.tableoid = due.toid"
-		   " RETURNING due.toid, due.tid, due.record_key, due.subject, due.clock_at, ");
+		   " RETURNING due.toid, due.tid, due.record_key, due.subject, due.clock_at, due.due_at, ");
 	if (p->action == POLICY_ACTION_DELETE) {
 		sb_add(&b, "true AS took");
 	} else {
@@ -1619,7 +1826,7 @@ static char *build_purge(const struct frame *f)
 	 * transaction. This statement returns what they are made of, in chain
 	 * order, with the head they continue.
 	 */
-	sb_add(&b, "), done AS (SELECT p.*, p.clock_at + $2::interval AS due_at FROM purged p)"
+	sb_add(&b, "), done AS (SELECT p.* FROM purged p)"
 		   " SELECT pg_catalog.count(*)::bigint AS purged, (SELECT seq FROM head) AS head_seq,"
 		   " pg_catalog.encode((SELECT hash FROM head), 'hex') AS head_hash,"
 		   " coalesce(extract(epoch FROM pg_catalog.max(pg_catalog.statement_timestamp() - due_at)"
@@ -1695,7 +1902,7 @@ static char *build_pending(const struct frame *f)
 		   " extract(epoch FROM pg_catalog.min(due_at) FILTER (WHERE is_due AND NOT held AND NOT referenced))"
 		   "::float8 AS oldest_overdue_at FROM (SELECT ");
 	sb_due_by(&b, f, "pg_catalog.statement_timestamp()");
-	sb_add(&b, " AS is_due, %s + $2::interval AS due_at, ", f->clock_at);
+	sb_add(&b, " AS is_due, %s AS due_at, ", f->due_at);
 	sb_held(&b, f);
 	sb_add(&b, " AS held, NOT (true");
 	sb_not_referenced(&b, f);
@@ -1779,7 +1986,7 @@ static char *build_pending_records(const struct frame *f)
 	struct sbuf b = {NULL, 0};
 	sb_add(&b, "SELECT $1 AS policy, ");
 	sb_key_text(&b, &f->shape->key);
-	sb_add(&b, " AS key, %s AS clock_at, %s + $2::interval AS due_at, ", f->clock_at, f->clock_at);
+	sb_add(&b, " AS key, %s AS clock_at, %s AS due_at, ", f->clock_at, f->due_at);
 	sb_held(&b, f);
 	sb_add(&b, " AS held FROM %s t WHERE ", f->shape->table);
 	sb_due_by(&b, f, "pg_catalog.statement_timestamp() + " EXTRA_1 "::interval");
@@ -1801,7 +2008,7 @@ static char *build_explain(const struct frame *f)
 	struct sbuf b = {NULL, 0};
 	sb_add(&b, "SELECT ");
 	sb_key_text(&b, &s->key);
-	sb_add(&b, " AS key, %s AS clock_at, %s + $2::interval AS due_at, ", f->clock_at, f->clock_at);
+	sb_add(&b, " AS key, %s AS clock_at, %s AS due_at, ", f->clock_at, f->due_at);
 	if (f->policy->exempt_column)
 		sb_add(&b, "coalesce(t.%s %s ANY ($4::text[]::%s[]), false) AS exempt, t.%s::text AS exempt_value, ",
 		       s->exempt.quoted, s->exempt.eq, s->exempt.type, s->exempt.quoted);
@@ -1941,7 +2148,7 @@ static char *build_access(const struct frame *f)
 	       "::text, 'action', $9, 'records', (SELECT coalesce(pg_catalog.json_agg(pg_catalog.json_build_object("
 	       "'record', pg_catalog.row_to_json(t), 'due_at', CASE WHEN true");
 	sb_not_exempt(&b, f);
-	sb_add(&b, " THEN %s + $2::interval END, 'exempt', NOT (true", f->clock_at);
+	sb_add(&b, " THEN %s END, 'exempt', NOT (true", f->due_at);
 	sb_not_exempt(&b, f);
 	sb_add(&b, "), 'held', ");
 	sb_held(&b, f);
@@ -2021,6 +2228,9 @@ static bool shape_complete(const struct policy *p, const struct policy_shape *s,
 		*why = "its clock column is an integer without clock_unit, or clock_unit is set for a clock that is not";
 	else if (p->subject && (s->subject.quoted == NULL || s->subject.eq == NULL))
 		*why = "its subject column does not exist or has no equality operator";
+	else if (p->retain_column && (s->retain.quoted == NULL || s->retain_kind == POLICY_RETAIN_NONE ||
+				      (s->retain_kind == POLICY_RETAIN_COUNT && s->clock_kind != POLICY_CLOCK_EPOCH)))
+		*why = "its retain_column does not exist, or holds no duration it can read";
 	else if (p->exempt_column && (s->exempt.quoted == NULL || s->exempt.eq == NULL))
 		*why = "its exempt column does not exist or has no equality operator";
 	else if (s->n_set_null != p->n_set_null || s->n_set != p->n_set)
@@ -2090,7 +2300,7 @@ static char *build_canonical(const struct policy_key *k)
 bool policy_sql_build(struct policy_sql *sql, const struct policy *p, const struct policy_shape *shape,
 		      const char *instance, const struct policy_unapproved *unapproved, const char **why)
 {
-	struct frame f = {shape, p, NULL, NULL, unapproved};
+	struct frame f = {.shape = shape, .policy = p, .unapproved = unapproved};
 	char retain[96], slack[32];
 	char **siblings;
 
@@ -2099,6 +2309,7 @@ bool policy_sql_build(struct policy_sql *sql, const struct policy *p, const stru
 		return false;
 	f.clock = clock_of_row(shape);
 	f.clock_at = clock_time_of(&f, f.clock);
+	f.due_at = due_at_with(&f, "$2::interval");
 
 	sql->table = xstrdup(shape->table);
 	sql->validate = build_validate(&f);
@@ -2162,6 +2373,7 @@ bool policy_sql_build(struct policy_sql *sql, const struct policy *p, const stru
 	free(siblings);
 	free(f.clock);
 	free(f.clock_at);
+	free(f.due_at);
 
 	/*
 	 * Intervals go as intervals: sent as text, `$2::interval` is a cast the

@@ -143,6 +143,13 @@ enum policy_clock_kind {
 	POLICY_CLOCK_EPOCH,     /* an integer of policies.clock_unit since 1970-01-01 00:00 UTC */
 };
 
+/* What policies.retain_column holds, as the catalog says. */
+enum policy_retain_kind {
+	POLICY_RETAIN_NONE,     /* no retain_column, or one of a type that cannot hold a duration */
+	POLICY_RETAIN_INTERVAL, /* an interval, added to the clock as retain is */
+	POLICY_RETAIN_COUNT,    /* an integer of clock_unit: that much elapsed time after an integer clock */
+};
+
 /* What the catalog says about a policy's table, from policy_describe_sql. */
 struct policy_shape {
 	long long oid;
@@ -150,7 +157,8 @@ struct policy_shape {
 	char *watched;     /* the oids whose foreign keys, partitions and security the statements depend on */
 	char *fingerprint; /* what they were when described (FINGERPRINT in policy.c) */
 	struct policy_key key;
-	struct policy_column clock, subject, exempt;
+	struct policy_column clock, subject, exempt, retain;
+	enum policy_retain_kind retain_kind;
 	char **clock_columns; /* quoted: the clock is the first of them that is not NULL */
 	size_t n_clock_columns;
 	enum policy_clock_kind clock_kind;
@@ -243,7 +251,7 @@ int policy_params(const struct policy_sql *sql, const char **params, Oid *types,
 /* Looks a policy's table up in the catalog: $1 schema or NULL, $2 relation -> oid, qualified name. */
 extern const char policy_resolve_table_sql[];
 /* Rows (kind, c1 .. c7) describing a policy's table; parameters from policy_describe_params. */
-#define POLICY_DESCRIBE_N_PARAMS 16
+#define POLICY_DESCRIBE_N_PARAMS 17
 extern const char policy_describe_sql[];
 
 /* The parameters of policy_resolve_table_sql for P; free both after. False if the name is invalid. */

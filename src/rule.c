@@ -44,7 +44,7 @@ static void add_strings(struct json_buf *b, const char *key, char *const *values
  * What decides how a row's due-ness is read, the same in two versions whose
  * due rows can be compared row by row: the table as the catalog spells it,
  * the clock, its type and, for a clock without a zone, the zone it is read
- * in, the action and what it sets (a row standing anonymized is not due).
+ * in, the column of the records' own durations, the action and what it sets (a row standing anonymized is not due).
  */
 static void add_frame(struct json_buf *b, const struct config *cfg, const struct policy *p,
 		      const struct policy_shape *shape)
@@ -61,6 +61,9 @@ static void add_frame(struct json_buf *b, const struct config *cfg, const struct
 	if (p->clock_unit != POLICY_CLOCK_UNIT_NONE)
 		add_string(b, "clock_unit", policy_clock_unit_name(p->clock_unit));
 	add_string(b, "time_zone", policy_clock_without_zone(shape) ? cfg->time_zone : NULL);
+	/* Only where it is set, as clock_unit: what a row's duration is read from decides its due-ness too. */
+	if (p->retain_column)
+		add_string(b, "retain_column", p->retain_column);
 	add_string(b, "action", policy_action_name(p->action));
 	add_strings(b, "set_null", p->set_null, p->n_set_null);
 	add_key(b, "set", false);

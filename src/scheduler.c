@@ -634,7 +634,7 @@ static void on_described(PGresult *res, void *arg)
 static void on_resolved(PGresult *res, void *arg)
 {
 	struct policy_state *ps = arg;
-	char buf[512], *params[16];
+	char buf[512], *params[POLICY_DESCRIBE_N_PARAMS];
 	int n;
 
 	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {

@@ -235,6 +235,8 @@ int cmd_grants(struct ctl *ctl, int argc, char **argv)
 			names_add(&t->read, p->subject);
 		if (p->exempt_column)
 			names_add(&t->read, p->exempt_column);
+		if (p->retain_column)
+			names_add(&t->read, p->retain_column);
 		/* Whether a record still stands to be anonymized is read from these. */
 		for (size_t c = 0; c < p->n_set_null; c++)
 			names_add(&t->read, p->set_null[c]);
@@ -242,6 +244,9 @@ int cmd_grants(struct ctl *ctl, int argc, char **argv)
 			names_add(&t->read, p->set[c].column);
 		for (size_t c = 0; c < p->n_clocks; c++)
 			names_add(&t->clocks, p->clocks[c]);
+		/* A record given a shorter duration may fall due before the next one known. */
+		if (p->retain_column)
+			names_add(&t->clocks, p->retain_column);
 		if (p->identity)
 			t->has_identity = true;
 		if (p->action == POLICY_ACTION_ANONYMIZE) {

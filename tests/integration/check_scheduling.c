@@ -834,6 +834,100 @@ START_TEST(test_keys_a_record_can_be_named_by)
 }
 END_TEST
 
+/*
+ * Per-record durations: a record's own duration (an integer of the clock's
+ * unit, or an interval) overrides retain where it is set. A later clock with
+ * a shorter duration falls due first, and is purged within a second of its
+ * due time, never before; a negative duration is none, one beyond bounds
+ * never due; the next-due statement reaches each duration's first record
+ * through the index on (duration, clock).
+ */
+START_TEST(test_records_with_their_own_durations_fall_due_by_them)
+{
+	PGconn *conn = fx_database("lifetimes");
+	char *msgs = fx_policy("msgs", "app.msgs", "id", "ts", "30 days",
+			       "clock_unit = \"milliseconds\"; retain_column = \"lifetime\";");
+	char *tokens = fx_policy("tokens", "app.tokens", "id", "created", "1 year", "retain_column = \"max_life\";");
+	char *policies = xasprintf("%s, %s", msgs, tokens);
+	char *conf = fx_config("lifetimes", NULL, policies);
+	char *log = fx_log_path("lifetimes"), *out, *err, *plan, *due;
+	struct fx_policy fp;
+	pid_t pid;
+	test_exec(conn, "CREATE SCHEMA app;"
+			"CREATE TABLE app.msgs (id int PRIMARY KEY, ts bigint, lifetime bigint);"
+			"CREATE INDEX ON app.msgs (ts); CREATE INDEX ON app.msgs (lifetime, ts);"
+			"CREATE TABLE app.tokens (id int PRIMARY KEY, created timestamptz, max_life interval);"
+			"CREATE INDEX ON app.tokens (created); CREATE INDEX ON app.tokens (max_life, created);"
+			"CREATE FUNCTION app.ms(interval) RETURNS bigint LANGUAGE sql AS"
+			" $$ SELECT (extract(epoch FROM now() - $1) * 1000)::bigint $$;"
+			"INSERT INTO app.msgs VALUES"
+			" (1, app.ms('1 hour'), 86400000),"          /* its own day: due in 23 hours */
+			" (2, app.ms('2 days'), NULL),"              /* retain's 30 days */
+			" (3, app.ms('10 minutes'), 600000 + 3000)," /* the latest clock, due first: in 3 seconds */
+			" (4, app.ms('1 day'), -5),"                 /* negative: due at its clock */
+			" (5, app.ms('3650 days'), 9000000000000000000)," /* beyond 1000 years: never */
+			" (6, app.ms('31 days'), NULL);"                  /* retain's 30 days: overdue */
+			"INSERT INTO app.tokens VALUES"
+			" (1, now() - interval '1 day', interval '1 day 3 seconds'),"
+			" (2, now() - interval '6 months', NULL),"
+			" (3, now() - interval '2 hours', interval '1 hour'),"
+			" (4, now() - interval '1 day', interval '1 month'),"
+			" (5, now() - interval '1 day', interval '1000000 days')");
+	fx_grant(conn, "app");
+	ck_assert_msg(fx_run_check(conf, &out, &err) == 0, "%s%s", out, err);
+	ck_assert_msg(!strstr(out, "no index on"), "%s", out);
+	free(out);
+	free(err);
+	/* Each duration's first record through the (duration, clock) index, not a scan of the table. */
+	fx_policy_prepare(&fp, conn, conf, "msgs");
+	plan = generic_plan(conn, &fp, fp.sql.next_wake, "false");
+	ck_assert_msg(strstr(plan, "msgs_lifetime_ts_idx") && !strstr(plan, "Seq Scan on msgs"), "%s", plan);
+	free(plan);
+	fx_policy_free(&fp);
+
+	pid = fx_start_daemon(conf, log);
+	/* At once the overdue ones; three seconds later the two short durations of later clocks. */
+	ck_assert(fx_poll_true(conn, "SELECT count(*) = 5 FROM retention.audit_log", 20));
+	test_assert_query_value(conn,
+				"SELECT string_agg(policy || ':' || record_key, ',' ORDER BY policy, record_key)"
+				" FROM retention.audit_log",
+				0, NULL, "msgs:3,msgs:4,msgs:6,tokens:1,tokens:3");
+	test_assert_query_value(conn, "SELECT count(*) FROM retention.audit_log WHERE purged_at < due_at", 0, NULL,
+				"0");
+	/* The later clocks, by their own short durations: within a second of due, and audited with that due time. */
+	test_assert_query_value(conn,
+				"SELECT string_agg(policy || ':' || record_key, ',' ORDER BY policy) FROM"
+				" retention.audit_log WHERE purged_at < due_at + interval '1 second'",
+				0, NULL, "msgs:3,tokens:1");
+	test_assert_query_value(
+		conn, "SELECT due_at - clock_at FROM retention.audit_log WHERE policy = 'msgs' AND record_key = '3'", 0,
+		NULL, "00:10:03");
+	test_assert_query_value(
+		conn, "SELECT due_at = clock_at FROM retention.audit_log WHERE policy = 'msgs' AND record_key = '4'", 0,
+		NULL, "t");
+	test_assert_query_value(conn, "SELECT string_agg(id::text, ',' ORDER BY id) FROM app.msgs", 0, NULL, "1,2,5");
+	test_assert_query_value(conn, "SELECT string_agg(id::text, ',' ORDER BY id) FROM app.tokens", 0, NULL, "2,4,5");
+	fx_assert_chain_intact(conn);
+	fx_stop_daemon(pid);
+	/* retentionctl reads the same durations. */
+	ck_assert_int_eq(fx_ctl(conf, "lifetimes", &out, &err, "--format", "json", "explain", "--policy", "tokens",
+				"--key", "4", NULL),
+			 0);
+	due = test_query_value(conn, "SELECT '\"due_at\":' || to_json(created + max_life) FROM app.tokens WHERE id = 4",
+			       0, NULL);
+	ck_assert_msg(strstr(out, "\"status\":\"pending\"") && strstr(out, due), "%s%s", out, err);
+	free(due);
+	free(out);
+	free(err);
+	free(msgs);
+	free(tokens);
+	free(policies);
+	free(conf);
+	free(log);
+	PQfinish(conn);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("scheduling");
@@ -853,6 +947,7 @@ int main(void)
 	tcase_add_test(tc, test_clocks_that_cannot_be_read_are_refused);
 	tcase_add_test(tc, test_a_clock_of_several_columns_is_the_first_set);
 	tcase_add_test(tc, test_keys_a_record_can_be_named_by);
+	tcase_add_test(tc, test_records_with_their_own_durations_fall_due_by_them);
 	suite_add_tcase(s, tc);
 	return test_run_suite(s);
 }
