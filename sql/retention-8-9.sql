@@ -359,4 +359,83 @@ BEGIN
 END
 $$;
 
+-- ---- holds name the key they were placed under ----
+--
+-- A hold names a record by its policy's key: when that key changes (a
+-- column renamed, a key made composite), the hold's text names no record,
+-- or another, under the new one, and the policy's siblings on the table
+-- read it with the new key. Each hold keeps the key it was placed under
+-- (key_of, as retention.quarantine does); the statements read a hold only
+-- under that key, and one placed under another protects every record of
+-- the table until it is released or the key is what it was.
+ALTER TABLE retention.holds ADD COLUMN key_of text;
+
+-- The key of P_POLICY's version in force, as the statements spell key_of:
+-- its table, a dot, its quoted key column or its key columns in
+-- parentheses. NULL before a version was enforced.
+CREATE FUNCTION retention.key_of_in_force(p_policy text) RETURNS text
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+    SELECT (v.rule::jsonb OPERATOR(pg_catalog.->>) 'table') OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||)
+           CASE pg_catalog.jsonb_typeof(v.rule::jsonb OPERATOR(pg_catalog.->) 'key')
+           WHEN 'string' THEN pg_catalog.quote_ident(v.rule::jsonb OPERATOR(pg_catalog.->>) 'key')
+           ELSE '(' OPERATOR(pg_catalog.||) (SELECT pg_catalog.string_agg(pg_catalog.quote_ident(k.name), ', ' ORDER BY k.ord)
+                      FROM pg_catalog.jsonb_array_elements_text(v.rule::jsonb OPERATOR(pg_catalog.->) 'key')
+                           WITH ORDINALITY k(name, ord)) OPERATOR(pg_catalog.||) ')' END
+      FROM retention.rule_versions v
+     WHERE v.policy OPERATOR(pg_catalog.=) p_policy AND v.enforced_at IS NOT NULL
+     ORDER BY v.enforced_at DESC, v.id DESC LIMIT 1
+$$;
+
+UPDATE retention.holds h SET key_of = retention.key_of_in_force(h.policy)
+ WHERE h.record_key IS NOT NULL AND h.released_at IS NULL;
+
+-- P_KEY_OF: the key P_RECORD_KEY is of, as the policy's statements spell
+-- it (retentionctl passes its configuration's); the five-argument form
+-- takes the key of the policy's version in force.
+CREATE FUNCTION retention.place_hold(p_policy text, p_record_key text, p_subject text,
+                                     p_reason text, p_until timestamptz, p_key_of text)
+    RETURNS bigint
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    hold_id bigint;
+BEGIN
+    PERFORM retention.lock_policy(p_policy);
+    INSERT INTO retention.holds (policy, record_key, subject, reason, until, placed_by, key_of)
+    VALUES (p_policy, p_record_key, p_subject, p_reason, p_until, session_user,
+            CASE WHEN p_record_key IS NOT NULL THEN p_key_of END)
+    RETURNING id INTO hold_id;
+    RETURN hold_id;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION retention.place_hold(p_policy text, p_record_key text, p_subject text,
+                                                p_reason text, p_until timestamptz)
+    RETURNS bigint
+    LANGUAGE sql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+    SELECT retention.place_hold(p_policy, p_record_key, p_subject, p_reason, p_until,
+                                retention.key_of_in_force(p_policy))
+$$;
+
+REVOKE ALL ON FUNCTION retention.place_hold(text, text, text, text, timestamptz, text) FROM PUBLIC;
+DO $$
+DECLARE
+    g record;
+BEGIN
+    FOR g IN SELECT DISTINCT a.grantee::regrole AS grantee
+               FROM pg_catalog.pg_proc p, pg_catalog.aclexplode(p.proacl) a
+              WHERE p.oid = 'retention.place_hold(text, text, text, text, timestamptz)'::regprocedure
+                AND a.grantee <> p.proowner AND a.grantee <> 0 AND a.privilege_type = 'EXECUTE'
+    LOOP
+        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION retention.place_hold(text, text, text, text,'
+                                  ' timestamptz, text) TO %s', g.grantee);
+    END LOOP;
+END
+$$;
+
 INSERT INTO retention.schema_version (version) VALUES (9);

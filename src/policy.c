@@ -1433,29 +1433,59 @@ static void sb_key_among(struct sbuf *b, const struct policy_key *k, const char 
 	sb_add(b, ")");
 }
 
-char *policy_key_of(const struct policy_shape *shape)
+/* The key_of of key K of TABLE: the table, a dot, its quoted column, or its columns in parentheses. */
+static char *key_of_text(const char *table, const struct policy_key *k)
 {
-	const struct policy_key *k = &shape->key;
 	struct sbuf b = {NULL, 0};
 	if (k->n == 1)
-		return xasprintf("%s.%s", shape->table, k->columns[0].quoted);
-	sb_add(&b, "%s.(", shape->table);
+		return xasprintf("%s.%s", table, k->columns[0].quoted);
+	sb_add(&b, "%s.(", table);
 	for (size_t i = 0; i < k->n; i++)
 		sb_add(&b, "%s%s", i ? ", " : "", k->columns[i].quoted);
 	sb_add(&b, ")");
 	return b.s;
 }
 
+char *policy_key_of(const struct policy_shape *shape) { return key_of_text(shape->table, &shape->key); }
+
 /*
  * The values of HOLD_COLUMN (record_key or subject) of sibling I's active
  * holds, as a text[] that does not read row t: one per statement, and NULL
- * without holds, when no cast (dynamic SQL) is called at all.
+ * without holds, when no cast (dynamic SQL) is called at all. Keys only of
+ * holds placed under KEY_OF, the sibling's key now (or before holds said).
  */
-static char *held_values(size_t i, const char *hold_column)
+static char *held_values(size_t i, const char *hold_column, const char *key_of)
 {
-	return xasprintf("(SELECT pg_catalog.array_agg(h.%s) FROM retention.active_holds(ARRAY[($11::text[])[%zu]]) h"
-			 " WHERE h.%s IS NOT NULL)",
-			 hold_column, i + 1, hold_column);
+	struct sbuf b = {NULL, 0};
+	sb_add(&b,
+	       "(SELECT pg_catalog.array_agg(h.%s) FROM retention.active_holds(ARRAY[($11::text[])[%zu]]) h"
+	       " WHERE h.%s IS NOT NULL",
+	       hold_column, i + 1, hold_column);
+	if (key_of) {
+		sb_add(&b, " AND (h.key_of IS NULL OR h.key_of OPERATOR(pg_catalog.=) ");
+		sb_literal(&b, key_of);
+		sb_add(&b, ")");
+	}
+	sb_add(&b, ")");
+	return b.s;
+}
+
+/*
+ * Sibling I has an active hold on a record named under another key than
+ * KEY_OF, its key now (NULL: it has no key the statements can read): which
+ * record it names cannot be told, so it keeps every record of the table.
+ * Uncorrelated: once per statement.
+ */
+static void sb_held_under_another_key(struct sbuf *b, size_t i, const char *key_of)
+{
+	sb_add(b,
+	       "EXISTS (SELECT FROM retention.active_holds(ARRAY[($11::text[])[%zu]]) h WHERE h.record_key IS NOT NULL",
+	       i + 1);
+	if (key_of) {
+		sb_add(b, " AND h.key_of OPERATOR(pg_catalog.<>) ");
+		sb_literal(b, key_of);
+	}
+	sb_add(b, ")");
 }
 
 /*
@@ -1468,16 +1498,20 @@ static void sb_held(struct sbuf *b, const struct frame *f)
 	sb_add(b, "(");
 	for (size_t i = 0; i < f->shape->n_siblings; i++) {
 		const struct policy_sibling *s = &f->shape->siblings[i];
-		if (key_usable(&s->key)) {
-			char *held = held_values(i, "record_key");
-			sb_add(b, "%s", any ? " OR " : "");
+		char *key_of = key_usable(&s->key) ? key_of_text(f->shape->table, &s->key) : NULL;
+		sb_add(b, "%s", any ? " OR " : "");
+		sb_held_under_another_key(b, i, key_of);
+		any = true;
+		if (key_of) {
+			char *held = held_values(i, "record_key", key_of);
+			sb_add(b, " OR ");
 			sb_key_among(b, &s->key, held);
 			free(held);
-			any = true;
 		}
+		free(key_of);
 		if (s->subject.quoted && s->subject.eq) {
 			struct policy_key subject = key_of_column(&s->subject);
-			char *held = held_values(i, "subject");
+			char *held = held_values(i, "subject", NULL);
 			sb_add(b, "%s", any ? " OR " : "");
 			sb_key_among(b, &subject, held);
 			free(held);
@@ -2171,11 +2205,22 @@ static char *build_explain_holds(const struct frame *f)
 	sb_add(&b, " AND (false");
 	for (size_t i = 0; i < s->n_siblings; i++) {
 		const struct policy_sibling *sib = &s->siblings[i];
+		char *key_of = key_usable(&sib->key) ? key_of_text(s->table, &sib->key) : NULL;
 		sb_add(&b, " OR (h.policy = ($11::text[])[%zu] AND (false", i + 1);
-		if (key_usable(&sib->key)) {
-			sb_add(&b, " OR ");
+		/* A hold placed under another key keeps every record (sb_held_under_another_key). */
+		sb_add(&b, " OR (h.record_key IS NOT NULL AND ");
+		if (key_of) {
+			sb_add(&b, "h.key_of OPERATOR(pg_catalog.<>) ");
+			sb_literal(&b, key_of);
+			sb_add(&b, ") OR ((h.key_of IS NULL OR h.key_of OPERATOR(pg_catalog.=) ");
+			sb_literal(&b, key_of);
+			sb_add(&b, ") AND ");
 			sb_key_among(&b, &sib->key, "ARRAY[h.record_key]");
+			sb_add(&b, ")");
+		} else {
+			sb_add(&b, "true)");
 		}
+		free(key_of);
 		if (sib->subject.quoted && sib->subject.eq) {
 			struct policy_key subject = key_of_column(&sib->subject);
 			sb_add(&b, " OR ");
@@ -2312,6 +2357,7 @@ bool policy_sql_build(struct policy_sql *sql, const struct policy *p, const stru
 	f.due_at = due_at_with(&f, "$2::interval");
 
 	sql->table = xstrdup(shape->table);
+	sql->key_of = policy_key_of(shape);
 	sql->validate = build_validate(&f);
 	sql->next_wake = build_next_wake(&f, false);
 	sql->next_wake_checked = build_next_wake(&f, true);
@@ -2415,6 +2461,7 @@ int policy_params(const struct policy_sql *sql, const char **params, Oid *types,
 
 void policy_sql_free(struct policy_sql *sql)
 {
+	free(sql->key_of);
 	free(sql->table);
 	free(sql->validate);
 	free(sql->next_wake);

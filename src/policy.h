@@ -202,6 +202,7 @@ struct policy_unapproved {
 /* A policy's SQL, built once from its shape. */
 struct policy_sql {
 	char *table;    /* as in policy_shape */
+	char *key_of;   /* policy_key_of: what holds placed under this key say of it */
 	char *validate; /* makes the lock row; fails unless exempt and `set` values fit their columns; -> ..., settings */
 	char *next_wake;         /* -> at, seconds_left (NULLs if nothing is due nor a hold ends), false, settings */
 	char *next_wake_checked; /* the same, and whether the catalog changed since the description ($13 ask) */

@@ -288,6 +288,7 @@ int cmd_grants(struct ctl *ctl, int argc, char **argv)
 		       "GRANT SELECT ON retention.holds, retention.audit_log, retention.quarantine,"
 		       " retention.rule_versions TO %s;\n"
 		       "GRANT EXECUTE ON FUNCTION retention.place_hold(text, text, text, text, timestamptz),"
+		       " retention.place_hold(text, text, text, text, timestamptz, text),"
 		       " retention.release_hold(bigint, text), retention.retry_quarantined(text, bigint),"
 		       " retention.rule_state(text, text, text, text) TO %s;\n",
 		       role, role, role);

@@ -61,7 +61,7 @@ static int hold_add(struct ctl *ctl, int argc, char **argv)
 	const struct policy *p;
 	struct policy_sql sql;
 	bool force = false, invalid;
-	const char *params[5];
+	const char *params[6];
 	char *canonical;
 	PGresult *res;
 	long long before = -1, after;
@@ -136,8 +136,10 @@ static int hold_add(struct ctl *ctl, int argc, char **argv)
 	params[2] = subject ? canonical : NULL;
 	params[3] = reason;
 	params[4] = until;
-	res = PQexecParams(ctl->conn, "SELECT retention.place_hold($1, $2, $3, $4, $5::timestamptz)", 5, NULL, params,
-			   NULL, NULL, 0);
+	/* The key the hold is read under: one placed under another keeps every record of the table. */
+	params[5] = key ? sql.key_of : NULL;
+	res = PQexecParams(ctl->conn, "SELECT retention.place_hold($1, $2, $3, $4, $5::timestamptz, $6)", 6, NULL,
+			   params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		ctl_result_error(ctl, "hold add", res);
 		PQclear(res);

@@ -610,6 +610,73 @@ START_TEST(test_composite_keys_are_held_explained_and_audited)
 }
 END_TEST
 
+/*
+ * A hold names its record under the key its policy had when it was placed.
+ * A sibling's key changed (id to the composite (u, d)) read the hold on
+ * "5" under the new key, found no record, and the other policy of the
+ * table purged record 5. A hold placed under another key than its policy's
+ * now keeps every record of the table, until released or the key restored.
+ */
+START_TEST(test_a_hold_placed_under_another_key_keeps_the_table)
+{
+	PGconn *conn = fx_database("movedkey");
+	const char *a = "{ name = \"a\"; service = \"S\"; source = \"s\"; table = \"app.t\";"
+			" key = [ \"u\", \"d\" ]; clock = \"c\"; retain = \"1 day\"; }";
+	char *before = xasprintf("%s, { name = \"b\"; service = \"S\"; source = \"s\"; table = \"app.t\";"
+				 " key = \"id\"; clock = \"c\"; retain = \"1000 days\"; }",
+				 a);
+	char *after = xasprintf("%s, { name = \"b\"; service = \"S\"; source = \"s\"; table = \"app.t\";"
+				" key = \"u\"; clock = \"c\"; retain = \"1000 days\"; }",
+				a);
+	char *conf1 = fx_config("movedkey", NULL, before), *conf2 = fx_config("movedkey", NULL, after);
+	char *out, *err;
+	test_exec(conn, "CREATE SCHEMA app;"
+			"CREATE TABLE app.t (id int PRIMARY KEY, u text NOT NULL UNIQUE, d text NOT NULL,"
+			" c timestamptz NOT NULL, UNIQUE (u, d));"
+			"INSERT INTO app.t VALUES (5, 'alice', 'DEV1', now() - interval '2 days'),"
+			" (6, 'bob', 'DEV1', now() - interval '2 days')");
+	fx_grant(conn, "app");
+	ck_assert_int_eq(fx_ctl(conf1, "movedkey", &out, &err, "hold", "add", "--policy", "b", "--key", "5", "--reason",
+				"case", NULL),
+			 0);
+	free(out);
+	free(err);
+	test_assert_query_value(conn, "SELECT key_of FROM retention.holds", 0, NULL, "app.t.id");
+	ck_assert_msg(fx_run_once(conf1, &out, &err) == 0, "%s%s", out, err);
+	free(out);
+	free(err);
+	ck_assert_int_eq(test_query_ll(conn, "SELECT count(*) FROM app.t"), 1);
+	test_exec(conn, "INSERT INTO app.t VALUES (7, 'carol', 'DEV1', now() - interval '2 days')");
+	/* b refuses its new key while its hold names records by the old one; a keeps 5, and every record. */
+	fx_run_once(conf2, &out, &err);
+	free(out);
+	free(err);
+	ck_assert_msg(test_query_ll(conn, "SELECT count(*) FROM app.t WHERE id = 5") == 1,
+		      "record 5, held under policy b's key id, was purged by policy a once b's key was u");
+	ck_assert_int_eq(test_query_ll(conn, "SELECT count(*) FROM app.t WHERE id = 7"), 1);
+	ck_assert_int_eq(fx_ctl(conf2, "movedkey", &out, &err, "--format", "json", "explain", "--policy", "a", "--key",
+				"(carol,DEV1)", NULL),
+			 0);
+	ck_assert_msg(strstr(out, "\"status\":\"held\"") && strstr(out, "\"reason\" : \"case\""), "%s%s", out, err);
+	free(out);
+	free(err);
+	/* Released, the table is a's again. */
+	test_exec(conn, "SELECT retention.release_hold(id, 'done') FROM retention.holds");
+	ck_assert_msg(fx_run_once(conf1, &out, &err) == 0, "%s%s", out, err);
+	free(out);
+	free(err);
+	ck_assert_int_eq(test_query_ll(conn, "SELECT count(*) FROM app.t"), 0);
+	/* A hold placed in SQL, five arguments, is of the key in force. */
+	test_exec(conn, "SELECT retention.place_hold('b', '9', NULL, 'sql', NULL)");
+	test_assert_query_value(conn, "SELECT key_of FROM retention.holds WHERE reason = 'sql'", 0, NULL, "app.t.id");
+	free(before);
+	free(after);
+	free(conf1);
+	free(conf2);
+	PQfinish(conn);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("holds");
@@ -625,6 +692,7 @@ int main(void)
 	tcase_add_test(tc, test_holds_only_through_the_functions);
 	tcase_add_test(tc, test_upgrade_from_version_1_keeps_enforcing);
 	tcase_add_test(tc, test_composite_keys_are_held_explained_and_audited);
+	tcase_add_test(tc, test_a_hold_placed_under_another_key_keeps_the_table);
 	suite_add_tcase(s, tc);
 	return test_run_suite(s);
 }
