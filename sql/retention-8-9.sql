@@ -150,6 +150,10 @@ BEGIN
                 p_exempt_values, p_instance, pg_catalog.now());
         SELECT * INTO s FROM retention.rule_state(p_policy, p_rule, p_frame, p_exempt_column);
     END IF;
+    -- Holds placed before any rule of the policy was recorded name records by this rule's key.
+    UPDATE retention.holds h SET key_of = retention.key_of_rule(p_rule)
+     WHERE h.policy OPERATOR(pg_catalog.=) p_policy AND h.key_of IS NULL AND h.record_key IS NOT NULL
+       AND h.released_at IS NULL;
     RETURN QUERY SELECT s.version, s.approved, s.in_force, s.comparable, s.in_force_exempts, s.upgrade,
                         s.holds_moved;
 END
@@ -370,30 +374,39 @@ $$;
 -- the table until it is released or the key is what it was.
 ALTER TABLE retention.holds ADD COLUMN key_of text;
 
--- The key of P_POLICY's version in force, as the statements spell key_of:
--- its table, a dot, its quoted key column or its key columns in
--- parentheses. NULL before a version was enforced.
-CREATE FUNCTION retention.key_of_in_force(p_policy text) RETURNS text
+-- The key of rule P_RULE (a rule version's text), as the statements spell
+-- key_of: its table, a dot, its quoted key column or its key columns in
+-- parentheses.
+CREATE FUNCTION retention.key_of_rule(p_rule text) RETURNS text
+    LANGUAGE sql IMMUTABLE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+    SELECT (p_rule::jsonb OPERATOR(pg_catalog.->>) 'table') OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||)
+           CASE pg_catalog.jsonb_typeof(p_rule::jsonb OPERATOR(pg_catalog.->) 'key')
+           WHEN 'string' THEN pg_catalog.quote_ident(p_rule::jsonb OPERATOR(pg_catalog.->>) 'key')
+           ELSE '(' OPERATOR(pg_catalog.||) (SELECT pg_catalog.string_agg(pg_catalog.quote_ident(k.name), ', ' ORDER BY k.ord)
+                      FROM pg_catalog.jsonb_array_elements_text(p_rule::jsonb OPERATOR(pg_catalog.->) 'key')
+                           WITH ORDINALITY k(name, ord)) OPERATOR(pg_catalog.||) ')' END
+$$;
+
+-- The key of P_POLICY's version in force, else of its version recorded
+-- last; NULL before any was recorded (rule_seen fills such holds' key_of
+-- with the first version's).
+CREATE FUNCTION retention.key_of_policy(p_policy text) RETURNS text
     LANGUAGE sql STABLE
     SET search_path = pg_catalog, pg_temp
     AS $$
-    SELECT (v.rule::jsonb OPERATOR(pg_catalog.->>) 'table') OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||)
-           CASE pg_catalog.jsonb_typeof(v.rule::jsonb OPERATOR(pg_catalog.->) 'key')
-           WHEN 'string' THEN pg_catalog.quote_ident(v.rule::jsonb OPERATOR(pg_catalog.->>) 'key')
-           ELSE '(' OPERATOR(pg_catalog.||) (SELECT pg_catalog.string_agg(pg_catalog.quote_ident(k.name), ', ' ORDER BY k.ord)
-                      FROM pg_catalog.jsonb_array_elements_text(v.rule::jsonb OPERATOR(pg_catalog.->) 'key')
-                           WITH ORDINALITY k(name, ord)) OPERATOR(pg_catalog.||) ')' END
-      FROM retention.rule_versions v
-     WHERE v.policy OPERATOR(pg_catalog.=) p_policy AND v.enforced_at IS NOT NULL
-     ORDER BY v.enforced_at DESC, v.id DESC LIMIT 1
+    SELECT retention.key_of_rule(v.rule) FROM retention.rule_versions v
+     WHERE v.policy OPERATOR(pg_catalog.=) p_policy
+     ORDER BY v.enforced_at IS NULL, v.enforced_at DESC, v.id DESC LIMIT 1
 $$;
 
-UPDATE retention.holds h SET key_of = retention.key_of_in_force(h.policy)
+UPDATE retention.holds h SET key_of = retention.key_of_policy(h.policy)
  WHERE h.record_key IS NOT NULL AND h.released_at IS NULL;
 
 -- P_KEY_OF: the key P_RECORD_KEY is of, as the policy's statements spell
 -- it (retentionctl passes its configuration's); the five-argument form
--- takes the key of the policy's version in force.
+-- takes retention.key_of_policy's.
 CREATE FUNCTION retention.place_hold(p_policy text, p_record_key text, p_subject text,
                                      p_reason text, p_until timestamptz, p_key_of text)
     RETURNS bigint
@@ -419,7 +432,7 @@ CREATE OR REPLACE FUNCTION retention.place_hold(p_policy text, p_record_key text
     SET search_path = pg_catalog, pg_temp
     AS $$
     SELECT retention.place_hold(p_policy, p_record_key, p_subject, p_reason, p_until,
-                                retention.key_of_in_force(p_policy))
+                                retention.key_of_policy(p_policy))
 $$;
 
 REVOKE ALL ON FUNCTION retention.place_hold(text, text, text, text, timestamptz, text) FROM PUBLIC;

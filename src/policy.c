@@ -1172,14 +1172,32 @@ static char *retain_interval_of(const struct frame *f, const char *raw)
 		3600 * per, raw, 3600 * per, per);
 }
 
-/* Whether the retain column's value RAW is one the statements read (RETAIN_FIELD_YEARS); NULL for NULL. */
+/*
+ * Whether the retain column's value RAW is one the statements read
+ * (RETAIN_FIELD_YEARS); NULL for NULL. An interval whose fields differ in
+ * sign ('-12 mon 400 days') is none either: it compares as one length and
+ * adds to a clock as another, even a negative one, so neither the index
+ * bounds nor "negative is none" would hold for it, and a clock near the
+ * first timestamp minus its negative field fails the statement.
+ */
 static char *retain_in_bounds(const struct frame *f, const char *raw)
 {
-	if (f->shape->retain_kind == POLICY_RETAIN_INTERVAL)
-		return xasprintf("(abs(EXTRACT(year FROM %s)) <= " RETAIN_FIELD_YEARS
-				 " AND abs(EXTRACT(day FROM %s)) <= " RETAIN_FIELD_YEARS " * 366"
-				 " AND abs(EXTRACT(hour FROM %s)) <= " RETAIN_FIELD_YEARS " * 8784)",
-				 raw, raw, raw);
+	if (f->shape->retain_kind == POLICY_RETAIN_INTERVAL) {
+		char *months = xasprintf("(EXTRACT(year FROM %s) * 12 + EXTRACT(month FROM %s))", raw, raw);
+		char *days = xasprintf("EXTRACT(day FROM %s)", raw);
+		char *time = xasprintf(
+			"(EXTRACT(hour FROM %s) * 3600 + EXTRACT(minute FROM %s) * 60 + EXTRACT(second FROM %s))", raw,
+			raw, raw);
+		char *out = xasprintf("(abs(EXTRACT(year FROM %s)) <= " RETAIN_FIELD_YEARS
+				      " AND abs(%s) <= " RETAIN_FIELD_YEARS " * 366"
+				      " AND abs(EXTRACT(hour FROM %s)) <= " RETAIN_FIELD_YEARS " * 8784"
+				      " AND NOT ((%s > 0 OR %s > 0 OR %s > 0) AND (%s < 0 OR %s < 0 OR %s < 0)))",
+				      raw, days, raw, months, days, time, months, days, time);
+		free(months);
+		free(days);
+		free(time);
+		return out;
+	}
 	return xasprintf("(%s <= " RETAIN_FIELD_YEARS "::int8 * 31622400 * %lld)", raw,
 			 epoch_units[f->policy->clock_unit].per_second);
 }
@@ -1449,10 +1467,25 @@ static char *key_of_text(const char *table, const struct policy_key *k)
 char *policy_key_of(const struct policy_shape *shape) { return key_of_text(shape->table, &shape->key); }
 
 /*
+ * Hold h's key_of names the key columns COLUMNS (".c" or ".(a, b)", as
+ * key_of_text writes them after the table), or with NOT, others. By the
+ * columns only: the policies of a partition tree are each on one of its
+ * tables, and a hold placed under one names the record in all.
+ */
+static void sb_hold_key_is(struct sbuf *b, const char *columns, bool not )
+{
+	sb_add(b, "pg_catalog.right(h.key_of, pg_catalog.length(");
+	sb_literal(b, columns);
+	sb_add(b, ")) OPERATOR(pg_catalog.%s) ", not ? "<>" : "=");
+	sb_literal(b, columns);
+}
+
+/*
  * The values of HOLD_COLUMN (record_key or subject) of sibling I's active
  * holds, as a text[] that does not read row t: one per statement, and NULL
  * without holds, when no cast (dynamic SQL) is called at all. Keys only of
- * holds placed under KEY_OF, the sibling's key now (or before holds said).
+ * holds placed under KEY_OF, the sibling's key columns now (or before holds
+ * said).
  */
 static char *held_values(size_t i, const char *hold_column, const char *key_of)
 {
@@ -1462,8 +1495,8 @@ static char *held_values(size_t i, const char *hold_column, const char *key_of)
 	       " WHERE h.%s IS NOT NULL",
 	       hold_column, i + 1, hold_column);
 	if (key_of) {
-		sb_add(&b, " AND (h.key_of IS NULL OR h.key_of OPERATOR(pg_catalog.=) ");
-		sb_literal(&b, key_of);
+		sb_add(&b, " AND (h.key_of IS NULL OR ");
+		sb_hold_key_is(&b, key_of, false);
 		sb_add(&b, ")");
 	}
 	sb_add(&b, ")");
@@ -1471,8 +1504,8 @@ static char *held_values(size_t i, const char *hold_column, const char *key_of)
 }
 
 /*
- * Sibling I has an active hold on a record named under another key than
- * KEY_OF, its key now (NULL: it has no key the statements can read): which
+ * Sibling I has an active hold on a record named under other key columns
+ * than KEY_OF, its key's now (NULL: it has no key the statements read): which
  * record it names cannot be told, so it keeps every record of the table.
  * Uncorrelated: once per statement.
  */
@@ -1482,8 +1515,8 @@ static void sb_held_under_another_key(struct sbuf *b, size_t i, const char *key_
 	       "EXISTS (SELECT FROM retention.active_holds(ARRAY[($11::text[])[%zu]]) h WHERE h.record_key IS NOT NULL",
 	       i + 1);
 	if (key_of) {
-		sb_add(b, " AND h.key_of OPERATOR(pg_catalog.<>) ");
-		sb_literal(b, key_of);
+		sb_add(b, " AND ");
+		sb_hold_key_is(b, key_of, true);
 	}
 	sb_add(b, ")");
 }
@@ -1498,7 +1531,7 @@ static void sb_held(struct sbuf *b, const struct frame *f)
 	sb_add(b, "(");
 	for (size_t i = 0; i < f->shape->n_siblings; i++) {
 		const struct policy_sibling *s = &f->shape->siblings[i];
-		char *key_of = key_usable(&s->key) ? key_of_text(f->shape->table, &s->key) : NULL;
+		char *key_of = key_usable(&s->key) ? key_of_text("", &s->key) : NULL;
 		sb_add(b, "%s", any ? " OR " : "");
 		sb_held_under_another_key(b, i, key_of);
 		any = true;
@@ -2205,15 +2238,14 @@ static char *build_explain_holds(const struct frame *f)
 	sb_add(&b, " AND (false");
 	for (size_t i = 0; i < s->n_siblings; i++) {
 		const struct policy_sibling *sib = &s->siblings[i];
-		char *key_of = key_usable(&sib->key) ? key_of_text(s->table, &sib->key) : NULL;
+		char *key_of = key_usable(&sib->key) ? key_of_text("", &sib->key) : NULL;
 		sb_add(&b, " OR (h.policy = ($11::text[])[%zu] AND (false", i + 1);
 		/* A hold placed under another key keeps every record (sb_held_under_another_key). */
 		sb_add(&b, " OR (h.record_key IS NOT NULL AND ");
 		if (key_of) {
-			sb_add(&b, "h.key_of OPERATOR(pg_catalog.<>) ");
-			sb_literal(&b, key_of);
-			sb_add(&b, ") OR ((h.key_of IS NULL OR h.key_of OPERATOR(pg_catalog.=) ");
-			sb_literal(&b, key_of);
+			sb_hold_key_is(&b, key_of, true);
+			sb_add(&b, ") OR ((h.key_of IS NULL OR ");
+			sb_hold_key_is(&b, key_of, false);
 			sb_add(&b, ") AND ");
 			sb_key_among(&b, &sib->key, "ARRAY[h.record_key]");
 			sb_add(&b, ")");

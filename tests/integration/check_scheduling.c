@@ -839,7 +839,7 @@ END_TEST
  * unit, or an interval) overrides retain where it is set. A later clock with
  * a shorter duration falls due first, and is purged within a second of its
  * due time, never before; a negative duration is none, one beyond bounds
- * never due; the next-due statement reaches each duration's first record
+ * or with fields of two signs never due (and fails no statement); the next-due statement reaches each duration's first record
  * through the index on (duration, clock).
  */
 START_TEST(test_records_with_their_own_durations_fall_due_by_them)
@@ -853,26 +853,31 @@ START_TEST(test_records_with_their_own_durations_fall_due_by_them)
 	char *log = fx_log_path("lifetimes"), *out, *err, *plan, *due;
 	struct fx_policy fp;
 	pid_t pid;
-	test_exec(conn, "CREATE SCHEMA app;"
-			"CREATE TABLE app.msgs (id int PRIMARY KEY, ts bigint, lifetime bigint);"
-			"CREATE INDEX ON app.msgs (ts); CREATE INDEX ON app.msgs (lifetime, ts);"
-			"CREATE TABLE app.tokens (id int PRIMARY KEY, created timestamptz, max_life interval);"
-			"CREATE INDEX ON app.tokens (created); CREATE INDEX ON app.tokens (max_life, created);"
-			"CREATE FUNCTION app.ms(interval) RETURNS bigint LANGUAGE sql AS"
-			" $$ SELECT (extract(epoch FROM now() - $1) * 1000)::bigint $$;"
-			"INSERT INTO app.msgs VALUES"
-			" (1, app.ms('1 hour'), 86400000),"          /* its own day: due in 23 hours */
-			" (2, app.ms('2 days'), NULL),"              /* retain's 30 days */
-			" (3, app.ms('10 minutes'), 600000 + 3000)," /* the latest clock, due first: in 3 seconds */
-			" (4, app.ms('1 day'), -5),"                 /* negative: due at its clock */
-			" (5, app.ms('3650 days'), 9000000000000000000)," /* beyond 1000 years: never */
-			" (6, app.ms('31 days'), NULL);"                  /* retain's 30 days: overdue */
-			"INSERT INTO app.tokens VALUES"
-			" (1, now() - interval '1 day', interval '1 day 3 seconds'),"
-			" (2, now() - interval '6 months', NULL),"
-			" (3, now() - interval '2 hours', interval '1 hour'),"
-			" (4, now() - interval '1 day', interval '1 month'),"
-			" (5, now() - interval '1 day', interval '1000000 days')");
+	test_exec(
+		conn,
+		"CREATE SCHEMA app;"
+		"CREATE TABLE app.msgs (id int PRIMARY KEY, ts bigint, lifetime bigint);"
+		"CREATE INDEX ON app.msgs (ts); CREATE INDEX ON app.msgs (lifetime, ts);"
+		"CREATE TABLE app.tokens (id int PRIMARY KEY, created timestamptz, max_life interval);"
+		"CREATE INDEX ON app.tokens (created); CREATE INDEX ON app.tokens (max_life, created);"
+		"CREATE FUNCTION app.ms(interval) RETURNS bigint LANGUAGE sql AS"
+		" $$ SELECT (extract(epoch FROM now() - $1) * 1000)::bigint $$;"
+		"INSERT INTO app.msgs VALUES"
+		" (1, app.ms('1 hour'), 86400000),"               /* its own day: due in 23 hours */
+		" (2, app.ms('2 days'), NULL),"                   /* retain's 30 days */
+		" (3, app.ms('10 minutes'), 600000 + 3000),"      /* the latest clock, due first: in 3 seconds */
+		" (4, app.ms('1 day'), -5),"                      /* negative: due at its clock */
+		" (5, app.ms('3650 days'), 9000000000000000000)," /* beyond 1000 years: never */
+		" (6, app.ms('31 days'), NULL);"                  /* retain's 30 days: overdue */
+		"INSERT INTO app.tokens VALUES"
+		" (1, now() - interval '1 day', interval '1 day 3 seconds'),"
+		" (2, now() - interval '6 months', NULL),"
+		" (3, now() - interval '2 hours', interval '1 hour'),"
+		" (4, now() - interval '1 day', interval '1 month'),"
+		" (5, now() - interval '1 day', interval '1000000 days'),"
+		/* Fields of two signs: compared as 1000 days, on the calendar -4243; and one at the first timestamp. */
+		" (6, now() + interval '1 day', interval '-1000 years 361000 days'),"
+		" (7, '4714-11-24 00:00:00+00 BC', interval '-1 day 25 hours')");
 	fx_grant(conn, "app");
 	ck_assert_msg(fx_run_check(conf, &out, &err) == 0, "%s%s", out, err);
 	ck_assert_msg(!strstr(out, "no index on"), "%s", out);
@@ -906,7 +911,8 @@ START_TEST(test_records_with_their_own_durations_fall_due_by_them)
 		conn, "SELECT due_at = clock_at FROM retention.audit_log WHERE policy = 'msgs' AND record_key = '4'", 0,
 		NULL, "t");
 	test_assert_query_value(conn, "SELECT string_agg(id::text, ',' ORDER BY id) FROM app.msgs", 0, NULL, "1,2,5");
-	test_assert_query_value(conn, "SELECT string_agg(id::text, ',' ORDER BY id) FROM app.tokens", 0, NULL, "2,4,5");
+	test_assert_query_value(conn, "SELECT string_agg(id::text, ',' ORDER BY id) FROM app.tokens", 0, NULL,
+				"2,4,5,6,7");
 	fx_assert_chain_intact(conn);
 	fx_stop_daemon(pid);
 	/* retentionctl reads the same durations. */
